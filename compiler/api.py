@@ -1,0 +1,80 @@
+"""The Python API of the compiler: spec path (+ overrides) -> checked Graph and Summary."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .diagnostics import Diagnostic, SpecError
+from .expand import check_defaults, expand
+from .infer import infer
+from .ir import Counts, Graph
+from .load import LoadedSpec, load
+from .params import resolve
+from .schema import Expect
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A spec compiled to a checked IR graph, with the values it was compiled with."""
+
+    loaded: LoadedSpec
+    params: dict[str, Any]
+    graph: Graph
+    expect: Expect | None
+    expect_source: tuple[str | int, ...] | None
+
+    @property
+    def counts(self) -> Counts:
+        return self.graph.counts
+
+
+def compile_spec(
+    path: str | Path | LoadedSpec,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    variant: str | None = None,
+    from_text: bool = False,
+) -> Compiled:
+    """Load, expand and infer a spec; raise SpecError listing every problem found.
+
+    `overrides` maps parameter names to values (or to command-line strings when from_text).
+    The spec's `expect:` applies when nothing is overridden; a variant's when it is chosen.
+    """
+    loaded = path if isinstance(path, LoadedSpec) else load(path)
+    problems = check_defaults(loaded)
+    if problems:
+        raise SpecError(problems)
+    params = resolve(loaded, overrides, variant=variant, from_text=from_text)
+    graph = infer(expand(loaded, params))
+    expect, source = None, None
+    if not overrides:
+        if variant is not None:
+            expect, source = loaded.spec.variants[variant].expect, ("variants", variant, "expect")
+        else:
+            expect, source = loaded.spec.expect, ("expect",)
+    compiled = Compiled(loaded, params, graph, expect, source)
+    check_expect(compiled, graph.counts, "the IR")
+    return compiled
+
+
+def check_expect(compiled: Compiled, counts: Counts, what: str) -> None:
+    """Compare counts with the spec's `expect:`; raise a located error on any difference."""
+    if compiled.expect is None or compiled.expect_source is None:
+        return
+    diags = []
+    for key, got in counts.as_dict().items():
+        want = getattr(compiled.expect, key)
+        if want is not None and want != got:
+            diags.append(
+                Diagnostic(
+                    "E080",
+                    f"expect.{key} is {want:,} but {what} has {got:,} ({got - want:+,})",
+                    compiled.loaded.doc.loc((*compiled.expect_source, key)),
+                    hint="fix the spec, or update 'expect:' if the change is intended",
+                )
+            )
+    if diags:
+        raise SpecError(diags)

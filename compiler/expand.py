@@ -1,0 +1,407 @@
+"""Expansion: Spec + parameter values -> Graph (IR), every node with its origin.
+
+Resolves blocks, repeats, conditions, name templates, per-op defaults and references by name.
+Errors are collected; an item that fails is marked broken and anything fed by it is skipped
+quietly, so each independent mistake is reported once and nothing cascades.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .diagnostics import Collector, Diagnostic, Location, SpecError, did_you_mean
+from .expr import ExprError, render
+from .ir import Graph, Node, Origin
+from .load import LoadedSpec
+from .ops import load_all
+from .ops.core import InputAttrs
+from .params import ParamTypeError, coerce
+from .schema import RESERVED_REFS, BlockCall, Repeat
+from .yaml_loader import PathKey
+
+MAX_NODES = 100_000
+MAX_REPEAT = 10_000
+MAX_BLOCK_DEPTH = 32
+
+
+@dataclass
+class _Scope:
+    env: dict[str, Any]
+    input: str | None
+    prev: str | None
+    path: tuple[str, ...]
+    ids: dict[str, str] = field(default_factory=dict)
+    blocks: tuple[str, ...] = ()
+
+
+class _Abort(Exception):
+    """Stop expanding (a limit was hit); the collected diagnostics say why."""
+
+
+def check_name(name: Any) -> str | None:
+    """Why a layer name is unusable, or None when it is fine."""
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        return "must be a Python identifier (letters, digits, underscores; not a keyword)"
+    if name in RESERVED_REFS:
+        return f"'{name}' is reserved for references (prev, input)"
+    if name.startswith("__"):
+        return "names starting with '__' are reserved"
+    return None
+
+
+class _Expander:
+    def __init__(self, loaded: LoadedSpec, params: dict[str, Any]):
+        self.spec = loaded.spec
+        self.doc = loaded.doc
+        self.params = params
+        self.ops = load_all()
+        self.nodes: list[Node] = []
+        self.defined: dict[str, Location] = {}
+        self.broken: set[str] = set()
+        self.counters: dict[str, int] = {}
+        self.errors = Collector()
+        self._broken_seq = 0
+
+    # -- helpers --------------------------------------------------------------------------
+    def error(self, code: str, message: str, where: PathKey | Location | None, scope: _Scope | None,
+              hint: str = "", key: bool = False,
+              related: tuple[tuple[str, Location], ...] = ()) -> None:
+        loc = where if isinstance(where, Location) or where is None else self.doc.loc(where, key=key)
+        path = " > ".join(scope.path) if scope and scope.path else ""
+        self.errors.add(Diagnostic(code, message, loc, path, hint, related))
+
+    def render(self, value: Any, env: dict[str, Any], where: PathKey, scope: _Scope,
+               what: str) -> tuple[bool, Any]:
+        try:
+            return True, render(value, env)
+        except ExprError as exc:
+            self.error("E030", f"{what}: {exc.message}", where, scope, exc.hint)
+            return False, None
+
+    def mark_broken(self, scope: _Scope, name: str | None) -> None:
+        if name is None:
+            self._broken_seq += 1
+            name = f"<broken {self._broken_seq}>"
+        self.broken.add(name)
+        scope.prev = name
+
+    # -- graph ----------------------------------------------------------------------------
+    def run(self) -> Graph:
+        scope = _Scope(env=dict(self.params), input=None, prev=None, path=())
+        inputs = [n for i, decl in enumerate(self.spec.inputs) if (n := self.input(i, decl, scope))]
+        scope.input = inputs[0] if inputs else None
+        scope.prev = inputs[-1] if inputs else None
+        try:
+            self.items(self.spec.layers, ("layers",), scope)
+        except _Abort:
+            pass
+        outputs: list[str] = []
+        if self.spec.outputs is None:
+            if scope.prev is not None and scope.prev not in self.broken:
+                outputs = [scope.prev]
+        else:
+            for i, ref in enumerate(self.spec.outputs):
+                target = self.ref(ref, ("outputs", i), scope)
+                if target is not None and target not in self.broken:
+                    outputs.append(target)
+        self.errors.raise_if_any()
+        return Graph(self.spec.name, tuple(self.nodes), tuple(inputs), tuple(outputs))
+
+    def input(self, i: int, decl: Any, scope: _Scope) -> str | None:
+        where = ("inputs", i)
+        ok, shape = self.render(decl.shape, scope.env, (*where, "shape"), scope, "input shape")
+        if not ok:
+            return None
+        if (
+            not isinstance(shape, list)
+            or not shape
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+        ):
+            self.error(
+                "E040", f"input shape must be a list of positive integers, got {shape!r}",
+                (*where, "shape"), scope, hint="for example shape: [32, 32, 3] (height, width, "
+                "channels; batch excluded)",
+            )
+            return None
+        return self.add_node(decl.name, where, "input", InputAttrs(tuple(shape)), (), True, scope)
+
+    def add_node(self, name: Any, where: PathKey, op: str, attrs: Any, inputs: tuple[str, ...],
+                 trainable: bool, scope: _Scope) -> str | None:
+        why = check_name(name)
+        if why:
+            self.error("E041", f"invalid layer name {name!r}: {why}", (*where, "name"), scope)
+            return None
+        loc = self.doc.loc(where)
+        if name in self.defined or name in self.broken:
+            first = self.defined.get(name)
+            self.error(
+                "E042", f"duplicate layer name '{name}'", (*where, "name"), scope,
+                hint="layer names must be unique; use a name template such as 'conv${stage}a'",
+                related=(("first defined at", first),) if first else (),
+            )
+            return None
+        if len(self.nodes) >= MAX_NODES:
+            self.error("E043", f"the network has more than {MAX_NODES:,} layers", where, scope,
+                       hint="check repeat counts and block recursion")
+            raise _Abort
+        self.defined[name] = loc
+        self.nodes.append(Node(name, op, attrs, inputs, Origin(loc, (*scope.path, name)),
+                               trainable))
+        return name
+
+    def auto_name(self, op: str) -> str:
+        while True:
+            n = self.counters.get(op, 0) + 1
+            self.counters[op] = n
+            name = f"{op}_{n}"
+            if name not in self.defined:
+                return name
+
+    def ref(self, raw: Any, where: PathKey, scope: _Scope) -> str | None:
+        ok, name = self.render(raw, scope.env, where, scope, "reference")
+        if not ok:
+            return None
+        if name == "prev":
+            if scope.prev is None:
+                self.error("E050", "'prev' has no previous layer here", where, scope)
+            return scope.prev
+        if name == "input":
+            if scope.input is None:
+                self.error("E050", "'input' has no input here", where, scope)
+            return scope.input
+        if name in scope.ids:
+            return scope.ids[name]
+        if name in self.defined or name in self.broken:
+            return str(name)
+        known = [*self.defined, *scope.ids, *RESERVED_REFS]
+        self.error(
+            "E051", f"undefined layer '{name}'", where, scope,
+            hint=did_you_mean(str(name), known)
+            or "a reference names an earlier layer, a local id, 'prev' or 'input'",
+        )
+        return None
+
+    def refs(self, item: Any, where: PathKey, scope: _Scope) -> tuple[str, ...] | None:
+        if item.inputs is None:
+            if scope.prev is None:
+                self.error("E050", "this layer has no input", where, scope)
+                return None
+            return (scope.prev,)
+        raw = [item.inputs] if isinstance(item.inputs, str) else item.inputs
+        paths = [(*where, "inputs")] if isinstance(item.inputs, str) else [
+            (*where, "inputs", i) for i in range(len(raw))
+        ]
+        out = [self.ref(r, p, scope) for r, p in zip(raw, paths, strict=True)]
+        return None if any(o is None for o in out) else tuple(o for o in out if o)
+
+    # -- items ----------------------------------------------------------------------------
+    def items(self, items: list[Any], where: PathKey, scope: _Scope) -> None:
+        for i, item in enumerate(items):
+            self.item(item, (*where, i), scope)
+
+    def item(self, item: Any, where: PathKey, scope: _Scope) -> None:
+        if item.when is not None:
+            ok, cond = self.render(item.when, scope.env, (*where, "when"), scope, "when")
+            if not ok:
+                return self.mark_broken(scope, None)
+            if not isinstance(cond, bool):
+                self.error("E031", f"'when' must be true or false, got {cond!r}",
+                           (*where, "when"), scope, hint="write a comparison, e.g. ${stage > 1}")
+                return self.mark_broken(scope, None)
+            if not cond:
+                return None
+        if isinstance(item, BlockCall):
+            return self.call(item, where, scope)
+        if isinstance(item, Repeat):
+            return self.repeat(item, where, scope)
+        return self.op(item, where, scope)
+
+    def op(self, item: BaseModel, where: PathKey, scope: _Scope) -> None:
+        opdef = self.ops[item.op]  # type: ignore[attr-defined]
+        name = None
+        if item.name is not None:  # type: ignore[attr-defined]
+            ok, name = self.render(item.name, scope.env, (*where, "name"), scope, "name")  # type: ignore[attr-defined]
+            if not ok:
+                return self.mark_broken(scope, None)
+        inputs = self.refs(item, where, scope)
+        if inputs is None or any(i in self.broken for i in inputs):
+            return self.mark_broken(scope, name)
+        n = len(inputs)
+        if n < opdef.min_inputs or (opdef.max_inputs is not None and n > opdef.max_inputs):
+            want = (f"{opdef.min_inputs}" if opdef.max_inputs == opdef.min_inputs
+                    else f"at least {opdef.min_inputs}")
+            self.error("E052", f"'{opdef.name}' takes {want} input(s), got {n}",
+                       (*where, "inputs") if item.inputs is not None else where, scope,  # type: ignore[attr-defined]
+                       hint="list them by name: inputs: [prev, shortcut]")
+            return self.mark_broken(scope, name)
+        attrs = self.attrs(item, opdef, where, scope)
+        ok, trainable = self.render(item.trainable, scope.env, (*where, "trainable"), scope,  # type: ignore[attr-defined]
+                                    "trainable")
+        if attrs is None or not ok:
+            return self.mark_broken(scope, name)
+        if name is None:
+            name = self.auto_name(opdef.name)
+        added = self.add_node(name, where, opdef.name, attrs, inputs, bool(trainable), scope)
+        if added is None:
+            return self.mark_broken(scope, None)
+        scope.prev = added
+        if item.id is not None:  # type: ignore[attr-defined]
+            scope.ids[item.id] = added  # type: ignore[attr-defined]
+        return None
+
+    def attrs(self, item: BaseModel, opdef: Any, where: PathKey, scope: _Scope) -> Any:
+        values: dict[str, Any] = {}
+        source: dict[str, PathKey] = {}
+        user = {f.name for f in opdef.user_fields}
+        for key, value in self.spec.defaults.get(opdef.name, {}).items():
+            if key in user:
+                values[key], source[key] = value, ("defaults", opdef.name, key)
+        for key in item.model_fields_set & user:
+            values[key], source[key] = getattr(item, key), (*where, key)
+        resolved: dict[str, Any] = {}
+        ok = True
+        for key, value in values.items():
+            good, resolved[key] = self.render(value, scope.env, source[key], scope,
+                                              f"{opdef.name}.{key}")
+            ok = ok and good
+        if not ok:
+            return None
+        try:
+            return opdef.adapter().validate_python(resolved)
+        except ValidationError as exc:
+            for err in exc.errors():
+                key = str(err["loc"][0]) if err["loc"] else ""
+                got = resolved.get(key)
+                self.error(
+                    "E032", f"invalid {opdef.name}.{key} {got!r}: "
+                    f"{err['msg'][0].lower()}{err['msg'][1:]}",
+                    source.get(key, where), scope, hint=_attr_hint(opdef, key),
+                )
+            return None
+
+    def call(self, item: BlockCall, where: PathKey, scope: _Scope) -> None:
+        blocks = self.spec.blocks
+        if item.block not in blocks:
+            self.error("E060", f"unknown block '{item.block}'", (*where, "block"), scope,
+                       hint=did_you_mean(item.block, blocks)
+                       or "blocks: " + (", ".join(blocks) or "none declared"))
+            return self.mark_broken(scope, None)
+        if item.block in scope.blocks or len(scope.blocks) >= MAX_BLOCK_DEPTH:
+            cycle = " -> ".join((*scope.blocks, item.block))
+            self.error("E061", f"block recursion: {cycle}", (*where, "block"), scope,
+                       hint="a block may not call itself, directly or through other blocks")
+            return self.mark_broken(scope, None)
+        block = blocks[item.block]
+        env = dict(self.params)
+        ok = True
+        for key in item.args:
+            if key not in block.args:
+                ok = False
+                self.error("E062", f"block '{item.block}' has no argument '{key}'",
+                           (*where, "args", key), scope, key=True,
+                           hint=did_you_mean(key, block.args)
+                           or "arguments: " + (", ".join(block.args) or "none"))
+        for key, decl in block.args.items():
+            if key in item.args:
+                good, value = self.render(item.args[key], scope.env, (*where, "args", key), scope,
+                                          f"argument '{key}'")
+                src: PathKey = (*where, "args", key)
+            elif decl.default is not None:
+                good, value = self.render(decl.default, env, ("blocks", item.block, "args", key),
+                                          scope, f"default of argument '{key}'")
+                src = ("blocks", item.block, "args", key)
+            else:
+                self.error("E063", f"block '{item.block}' needs argument '{key}'",
+                           (*where, "block"), scope, hint=f"add args: {{{key}: ...}}")
+                ok = False
+                continue
+            if not good:
+                ok = False
+                continue
+            try:
+                env[key] = coerce(value, decl)
+            except ParamTypeError as exc:
+                ok = False
+                self.error("E064", f"argument '{key}' of block '{item.block}': {exc}", src, scope)
+        inputs = self.refs(item, where, scope) if item.inputs is not None else (
+            (scope.prev,) if scope.prev is not None else None)
+        if not ok or inputs is None or any(i in self.broken for i in inputs):
+            return self.mark_broken(scope, None)
+        label = f"block {item.block}"
+        inner = _Scope(env, inputs[0], inputs[0], (*scope.path, label), {},
+                       (*scope.blocks, item.block))
+        self.items(block.body, ("blocks", item.block, "body"), inner)
+        scope.prev = inner.prev
+        if item.id is not None and inner.prev is not None:
+            scope.ids[item.id] = inner.prev
+        return None
+
+    def repeat(self, item: Repeat, where: PathKey, scope: _Scope) -> None:
+        ok, count = self.render(item.repeat, scope.env, (*where, "repeat"), scope, "repeat")
+        if not ok:
+            return self.mark_broken(scope, None)
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_REPEAT:
+            self.error("E065", f"repeat count must be an integer in [0, {MAX_REPEAT}], "
+                       f"got {count!r}", (*where, "repeat"), scope)
+            return self.mark_broken(scope, None)
+        if not item.var.isidentifier():
+            self.error("E066", f"loop variable {item.var!r} is not a valid name",
+                       (*where, "var"), scope)
+            return self.mark_broken(scope, None)
+        if item.inputs is not None:
+            start = self.refs(item, where, scope)
+            if start is None:
+                return self.mark_broken(scope, None)
+            scope.prev = start[0]
+        label = item.name or item.var
+        for i in range(item.start, item.start + count):
+            inner = _Scope({**scope.env, item.var: i}, scope.input, scope.prev,
+                           (*scope.path, f"{label} {i}"), dict(scope.ids), scope.blocks)
+            self.items(item.body, (*where, "body"), inner)
+            scope.prev = inner.prev
+        if item.id is not None and scope.prev is not None:
+            scope.ids[item.id] = scope.prev
+        return None
+
+
+def _attr_hint(opdef: Any, key: str) -> str:
+    for f in opdef.user_fields:
+        if f.name == key:
+            tp = str(f.type).replace("typing.", "")
+            return f"'{key}' of {opdef.name}: {tp}" if len(tp) < 120 else ""
+    return ""
+
+
+def expand(loaded: LoadedSpec, params: dict[str, Any]) -> Graph:
+    """Expand a validated spec with resolved parameters into an (un-inferred) Graph."""
+    expander = _Expander(loaded, params)
+    try:
+        return expander.run()
+    except RecursionError:
+        raise SpecError(
+            [Diagnostic("E067", "spec nesting too deep to expand", expander.doc.loc(()))]
+        ) from None
+
+
+def check_defaults(loaded: LoadedSpec) -> list[Diagnostic]:
+    """Per-op defaults must name real ops and real attributes."""
+    ops = load_all()
+    out = []
+    for op, attrs in loaded.spec.defaults.items():
+        if op not in ops or op == "input":
+            out.append(Diagnostic("E024", f"defaults for unknown op '{op}'",
+                                  loaded.doc.loc(("defaults", op), key=True),
+                                  hint=did_you_mean(op, ops) or "ops: " + ", ".join(sorted(ops))))
+            continue
+        fields = [f.name for f in ops[op].user_fields]
+        for key in attrs:
+            if key not in fields:
+                out.append(Diagnostic("E025", f"defaults: '{op}' has no attribute '{key}'",
+                                      loaded.doc.loc(("defaults", op, key), key=True),
+                                      hint=did_you_mean(key, fields)
+                                      or "attributes: " + ", ".join(fields)))
+    return out

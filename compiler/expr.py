@@ -1,0 +1,388 @@
+"""A sandboxed evaluator for `${...}` expressions in specs.
+
+Expressions are parsed with `ast` and walked by a small interpreter over an allow-list of
+node types and functions. Nothing is ever passed to eval/exec; attribute access, dunders,
+comprehensions, lambdas and unknown calls are rejected; integer size, exponent, sequence
+length and expression size are bounded so that `10**10**10` fails at once.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from .diagnostics import did_you_mean
+
+MAX_EXPR_CHARS = 1000
+MAX_AST_NODES = 200
+MAX_INT_BITS = 64
+MAX_SEQ_LEN = 10_000
+
+
+class ExprError(Exception):
+    """A user error in an expression; the caller attaches the spec location."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to a multiple of divisor, never below 90% of it (MobileNet)."""
+    if divisor <= 0:
+        raise ExprError("make_divisible: divisor must be positive")
+    floor = divisor if min_value is None else min_value
+    new = max(floor, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+def _range(*args: int) -> list[int]:
+    if not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+        raise ExprError("range() takes integers")
+    r = range(*args)
+    if len(r) > MAX_SEQ_LEN:
+        raise ExprError(f"range() longer than {MAX_SEQ_LEN}")
+    return list(r)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "abs": abs,
+    "bool": bool,
+    "ceil": math.ceil,
+    "float": float,
+    "floor": math.floor,
+    "int": int,
+    "len": len,
+    "make_divisible": make_divisible,
+    "max": max,
+    "min": min,
+    "range": _range,
+    "round": round,
+    "str": str,
+    "sum": sum,
+}
+
+_BINOPS: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
+    ast.Add: ("+", operator.add),
+    ast.Sub: ("-", operator.sub),
+    ast.Mult: ("*", operator.mul),
+    ast.Div: ("/", operator.truediv),
+    ast.FloorDiv: ("//", operator.floordiv),
+    ast.Mod: ("%", operator.mod),
+    ast.Pow: ("**", operator.pow),
+}
+_CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
+_ALLOWED = (
+    ast.Expression,
+    ast.Constant,
+    ast.Name,
+    ast.Load,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.BoolOp,
+    ast.Compare,
+    ast.IfExp,
+    ast.Subscript,
+    ast.Slice,
+    ast.List,
+    ast.Tuple,
+    ast.Call,
+    *_BINOPS,
+    *_CMPOPS,
+    ast.USub,
+    ast.UAdd,
+    ast.Not,
+    ast.And,
+    ast.Or,
+)
+_FORBIDDEN_WHY = {
+    ast.Attribute: "attribute access is not allowed",
+    ast.Lambda: "lambdas are not allowed",
+    ast.ListComp: "comprehensions are not allowed",
+    ast.GeneratorExp: "comprehensions are not allowed",
+    ast.DictComp: "comprehensions are not allowed",
+    ast.SetComp: "comprehensions are not allowed",
+    ast.NamedExpr: "assignment expressions are not allowed",
+    ast.Dict: "dict literals are not allowed",
+    ast.Set: "set literals are not allowed",
+    ast.JoinedStr: "f-strings are not allowed",
+    ast.Starred: "starred arguments are not allowed",
+    ast.Await: "await is not allowed",
+}
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "list"}.get(
+        type(v), type(v).__name__
+    )
+
+
+@lru_cache(maxsize=4096)
+def parse(source: str) -> ast.Expression:
+    """Parse and statically check one expression (the text between `${` and `}`)."""
+    if len(source) > MAX_EXPR_CHARS:
+        raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
+    if not source.strip():
+        raise ExprError("empty expression '${}'", hint="write a value inside ${...}")
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExprError(
+            f"invalid expression '{source.strip()}': {exc.msg}",
+            hint="expressions use Python syntax: arithmetic, comparisons, and/or/not, "
+            "a if cond else b, indexing, lists and calls to allowed functions",
+        ) from None
+    nodes = list(ast.walk(tree))
+    if len(nodes) > MAX_AST_NODES:
+        raise ExprError(f"expression too complex (more than {MAX_AST_NODES} parts)")
+    for node in nodes:
+        if isinstance(node, ast.Name) and node.id.startswith("__"):
+            raise ExprError(f"name '{node.id}' is not allowed (dunder names are reserved)")
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+                what = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+                raise ExprError(
+                    f"call to '{what}' is not allowed",
+                    hint="allowed functions: " + ", ".join(sorted(FUNCTIONS)),
+                )
+            if node.keywords:
+                raise ExprError(f"keyword arguments are not allowed in '{node.func.id}(...)'")
+        if not isinstance(node, _ALLOWED):
+            why = _FORBIDDEN_WHY.get(type(node), f"'{type(node).__name__}' is not allowed")
+            raise ExprError(f"{why} in expression '{source.strip()}'")
+    return tree
+
+
+class _Interpreter:
+    def __init__(self, env: Mapping[str, Any]):
+        self.env = env
+
+    def run(self, node: ast.AST) -> Any:
+        method = getattr(self, "_" + type(node).__name__)
+        return self.check(method(node))
+
+    @staticmethod
+    def check(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value.bit_length() > MAX_INT_BITS:
+                raise ExprError(f"integer result too large (more than {MAX_INT_BITS} bits)")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ExprError("result is not a finite number")
+        elif isinstance(value, str | list | tuple) and len(value) > MAX_SEQ_LEN:
+            raise ExprError(f"result longer than {MAX_SEQ_LEN} items")
+        return value
+
+    def _Expression(self, node: ast.Expression) -> Any:
+        return self.run(node.body)
+
+    def _Constant(self, node: ast.Constant) -> Any:
+        if not isinstance(node.value, int | float | str | bool) and node.value is not None:
+            raise ExprError(f"constant {node.value!r} is not allowed")
+        return node.value
+
+    def _Name(self, node: ast.Name) -> Any:
+        if node.id in self.env:
+            return self.env[node.id]
+        consts = {"true": True, "false": False, "True": True, "False": False, "None": None}
+        if node.id in consts:
+            return consts[node.id]
+        if node.id in FUNCTIONS:
+            raise ExprError(f"'{node.id}' is a function; call it as {node.id}(...)")
+        hint = did_you_mean(node.id, self.env) or (
+            "names in scope: " + ", ".join(sorted(self.env)) if self.env else "no names in scope"
+        )
+        raise ExprError(f"unknown name '{node.id}'", hint=hint)
+
+    def _List(self, node: ast.List) -> list[Any]:
+        return [self.run(e) for e in node.elts]
+
+    _Tuple = _List
+
+    def _UnaryOp(self, node: ast.UnaryOp) -> Any:
+        v = self.run(node.operand)
+        if isinstance(node.op, ast.Not):
+            return not v
+        if not isinstance(v, int | float):
+            raise ExprError(f"unary minus/plus needs a number, got {_type_name(v)}")
+        return -v if isinstance(node.op, ast.USub) else +v
+
+    def _BinOp(self, node: ast.BinOp) -> Any:
+        sym, fn = _BINOPS[type(node.op)]
+        a, b = self.run(node.left), self.run(node.right)
+        if sym == "**":
+            self._check_pow(a, b)
+        if sym == "*" and (isinstance(a, str | list) or isinstance(b, str | list)):
+            seq, n = (a, b) if isinstance(a, str | list) else (b, a)
+            if isinstance(n, int) and len(seq) * max(n, 0) > MAX_SEQ_LEN:
+                raise ExprError(f"result longer than {MAX_SEQ_LEN} items")
+        try:
+            return fn(a, b)
+        except ZeroDivisionError:
+            raise ExprError(f"division by zero in '{ast.unparse(node)}'") from None
+        except OverflowError:
+            raise ExprError(f"numeric overflow in '{ast.unparse(node)}'") from None
+        except TypeError:
+            raise ExprError(
+                f"cannot apply '{sym}' to {_type_name(a)} and {_type_name(b)} "
+                f"in '{ast.unparse(node)}'"
+            ) from None
+
+    @staticmethod
+    def _check_pow(a: Any, b: Any) -> None:
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            if abs(b) > 256 or (abs(a) > 1 and b > 0 and b * math.log2(abs(a)) > MAX_INT_BITS):
+                raise ExprError(f"power {a!r} ** {b!r} is too large")
+
+    def _BoolOp(self, node: ast.BoolOp) -> Any:
+        is_and = isinstance(node.op, ast.And)
+        value: Any = None
+        for e in node.values:
+            value = self.run(e)
+            if is_and != bool(value):
+                return value
+        return value
+
+    def _Compare(self, node: ast.Compare) -> bool:
+        left = self.run(node.left)
+        for op, comp in zip(node.ops, node.comparators, strict=True):
+            right = self.run(comp)
+            try:
+                ok = _CMPOPS[type(op)](left, right)
+            except TypeError:
+                raise ExprError(
+                    f"cannot compare {_type_name(left)} and {_type_name(right)} "
+                    f"in '{ast.unparse(node)}'"
+                ) from None
+            if not ok:
+                return False
+            left = right
+        return True
+
+    def _IfExp(self, node: ast.IfExp) -> Any:
+        return self.run(node.body) if self.run(node.test) else self.run(node.orelse)
+
+    def _Subscript(self, node: ast.Subscript) -> Any:
+        seq = self.run(node.value)
+        if not isinstance(seq, list | str | tuple):
+            raise ExprError(f"cannot index {_type_name(seq)} in '{ast.unparse(node)}'")
+        if isinstance(node.slice, ast.Slice):
+            parts = [None if p is None else self.run(p) for p in (node.slice.lower,
+                     node.slice.upper, node.slice.step)]
+            if not all(p is None or (isinstance(p, int) and not isinstance(p, bool))
+                       for p in parts):
+                raise ExprError(f"slice bounds must be integers in '{ast.unparse(node)}'")
+            if parts[2] == 0:
+                raise ExprError("slice step cannot be zero")
+            return seq[slice(*parts)]
+        index = self.run(node.slice)
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise ExprError(f"index must be an integer, got {_type_name(index)}")
+        try:
+            return seq[index]
+        except IndexError:
+            raise ExprError(
+                f"index {index} out of range for {_type_name(seq)} of length {len(seq)} "
+                f"in '{ast.unparse(node)}'"
+            ) from None
+
+    def _Slice(self, node: ast.Slice) -> Any:  # pragma: no cover - handled in _Subscript
+        raise ExprError("slice outside of indexing")
+
+    def _Call(self, node: ast.Call) -> Any:
+        name = node.func.id  # type: ignore[attr-defined]  # checked in parse()
+        args = [self.run(a) for a in node.args]
+        try:
+            return FUNCTIONS[name](*args)
+        except ExprError:
+            raise
+        except (TypeError, ValueError, OverflowError, ZeroDivisionError) as exc:
+            raise ExprError(f"{name}(): {exc}") from None
+
+
+def evaluate(source: str, env: Mapping[str, Any]) -> Any:
+    """Evaluate the text of one expression (without `${` `}`)."""
+    tree = parse(source)
+    try:
+        return _Interpreter(env).run(tree)
+    except RecursionError:
+        raise ExprError("expression nested too deeply") from None
+
+
+def split_template(text: str) -> list[tuple[bool, str]]:
+    """Split 'bn${stage}a' into [(False, 'bn'), (True, 'stage'), (False, 'a')]."""
+    parts: list[tuple[bool, str]] = []
+    i = 0
+    while True:
+        start = text.find("${", i)
+        if start < 0:
+            if i < len(text):
+                parts.append((False, text[i:]))
+            return parts
+        if start > i:
+            parts.append((False, text[i:start]))
+        depth, j, quote = 0, start + 2, ""
+        while j < len(text):
+            ch = text[j]
+            if quote:
+                if ch == quote:
+                    quote = ""
+            elif ch in "'\"":
+                quote = ch
+            elif ch in "[(":
+                depth += 1
+            elif ch in "])":
+                depth -= 1
+            elif ch == "}" and depth <= 0:
+                break
+            j += 1
+        else:
+            raise ExprError(f"unclosed '${{' in '{text}'", hint="close the expression with '}'")
+        parts.append((True, text[start + 2 : j]))
+        i = j + 1
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def render(value: Any, env: Mapping[str, Any]) -> Any:
+    """Resolve templates in a value: '${x}' keeps x's type, 'a${x}b' gives a string.
+
+    Lists are resolved element by element; other values are returned as they are.
+    """
+    if isinstance(value, list):
+        return [render(v, env) for v in value]
+    if not is_template(value):
+        return value
+    parts = split_template(value)
+    if len(parts) == 1 and parts[0][0]:
+        return evaluate(parts[0][1], env)
+    out = []
+    for is_expr, text in parts:
+        if not is_expr:
+            out.append(text)
+            continue
+        v = evaluate(text, env)
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            raise ExprError(
+                f"cannot insert {_type_name(v)} into text '{value}'",
+                hint="only numbers and strings can be interpolated into names",
+            )
+        out.append(str(v))
+    return "".join(out)

@@ -1,0 +1,70 @@
+"""Inference: shapes, computed attributes, weights and FLOPs for every node of a Graph."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .diagnostics import Collector, Diagnostic, SpecError
+from .ir import Graph, Node, Shape
+from .ops import ShapeError, load_all
+
+
+def infer(graph: Graph) -> Graph:
+    """Return a new Graph whose nodes carry shape, weights and FLOPs; raise on any mistake."""
+    ops = load_all()
+    errors = Collector()
+    shapes: dict[str, Shape] = {}
+    nodes: list[Node] = []
+    by_name = {n.name: n for n in graph.nodes}
+    for node in graph.nodes:
+        if any(i not in shapes for i in node.inputs):
+            continue  # fed by a node that already failed: reported once, there
+        opdef = ops[node.op]
+        in_shapes = [shapes[i] for i in node.inputs]
+        try:
+            attrs, shape = opdef.infer(node.attrs, in_shapes)
+            weights = tuple(opdef.weights(attrs, in_shapes, shape))
+            flops = opdef.flops(attrs, in_shapes, shape)
+        except ShapeError as exc:
+            related = tuple(
+                (
+                    f"input '{node.inputs[i]}' {in_shapes[i]} from",
+                    by_name[node.inputs[i]].origin.location,
+                )
+                for i in exc.inputs
+                if by_name[node.inputs[i]].origin.location is not None
+            )
+            msg = f"{node.op} '{node.name}': {exc.message}"
+            if exc.inputs:
+                names = " and ".join(f"'{node.inputs[i]}'" for i in exc.inputs)
+                msg += f" (inputs {names})"
+            errors.add(
+                Diagnostic(
+                    "E070",
+                    msg,
+                    node.origin.location,
+                    node.origin.describe(),
+                    exc.hint,
+                    related,  # type: ignore[arg-type]
+                )
+            )
+            continue
+        if any(d <= 0 for d in shape):
+            errors.add(
+                Diagnostic(
+                    "E071",
+                    f"{node.op} '{node.name}' has an empty output shape {shape}",
+                    node.origin.location,
+                    node.origin.describe(),
+                    "the input is too small for this layer",
+                )
+            )
+            continue
+        shapes[node.name] = shape
+        nodes.append(
+            dataclasses.replace(node, attrs=attrs, shape=shape, weights=weights, flops=flops)
+        )
+    errors.raise_if_any()
+    if not graph.outputs:
+        raise SpecError([Diagnostic("E072", "the network has no output")])
+    return Graph(graph.name, tuple(nodes), graph.inputs, graph.outputs)

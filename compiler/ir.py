@@ -1,0 +1,96 @@
+"""The intermediate representation: an immutable, topologically ordered graph of named nodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any
+
+from .diagnostics import Location
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a node came from: its spec location and its expansion path."""
+
+    location: Location | None
+    path: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return " > ".join(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Weight:
+    name: str
+    shape: Shape
+    trainable: bool
+
+    @property
+    def size(self) -> int:
+        return prod(self.shape)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    total: int
+    trainable: int
+    non_trainable: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "total": self.total,
+            "trainable": self.trainable,
+            "non_trainable": self.non_trainable,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One layer. `name` is its Keras layer name and its PyTorch attribute name."""
+
+    name: str
+    op: str
+    attrs: Any
+    inputs: tuple[str, ...]
+    origin: Origin
+    trainable: bool = True
+    shape: Shape | None = None
+    weights: tuple[Weight, ...] = ()
+    flops: int = 0
+
+    @property
+    def counts(self) -> Counts:
+        trainable = sum(w.size for w in self.weights if w.trainable and self.trainable)
+        total = sum(w.size for w in self.weights)
+        return Counts(total, trainable, total - trainable)
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    name: str
+    nodes: tuple[Node, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    _index: dict[str, Node] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index.update({n.name: n for n in self.nodes})
+
+    def node(self, name: str) -> Node:
+        return self._index[name]
+
+    @property
+    def counts(self) -> Counts:
+        per = [n.counts for n in self.nodes]
+        return Counts(
+            sum(c.total for c in per),
+            sum(c.trainable for c in per),
+            sum(c.non_trainable for c in per),
+        )
+
+    @property
+    def flops(self) -> int:
+        return sum(n.flops for n in self.nodes)

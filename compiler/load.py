@@ -1,0 +1,221 @@
+"""YAML file -> validated Spec, with pydantic errors mapped back to file:line:col."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .diagnostics import Diagnostic, SpecError, did_you_mean
+from .ops import load_all
+from .schema import Spec, spec_model
+from .yaml_loader import Document, PathKey, load_file, load_text
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    doc: Document
+    spec: Spec
+
+    @property
+    def file(self) -> str:
+        return self.doc.file
+
+
+def load(path: str | Path) -> LoadedSpec:
+    return validate(load_file(path))
+
+
+def loads(text: str, file: str = "<string>") -> LoadedSpec:
+    return validate(load_text(text, file))
+
+
+def validate(doc: Document) -> LoadedSpec:
+    if not isinstance(doc.data, dict):
+        got = "an empty file" if doc.data is None else f"a {type(doc.data).__name__}"
+        raise SpecError(
+            [
+                Diagnostic(
+                    "E010",
+                    f"a spec must be a mapping at the top level, got {got}",
+                    doc.loc(()),
+                    hint="start with 'archc: 1', 'name:', 'inputs:' and 'layers:'",
+                )
+            ]
+        )
+    try:
+        spec = spec_model().model_validate(doc.data)
+    except ValidationError as exc:
+        raise SpecError(_diagnostics(exc, doc)) from None
+    return LoadedSpec(doc, spec)
+
+
+def _walk(data: Any, loc: tuple[Any, ...]) -> tuple[PathKey, tuple[Any, ...]]:
+    """Split a pydantic loc into the part that exists in the data and the rest."""
+    path: list[str | int] = []
+    rest: list[Any] = []
+    node = data
+    for comp in loc:
+        if isinstance(node, dict) and isinstance(comp, str) and comp in node:
+            path.append(comp)
+            node = node[comp]
+        elif isinstance(node, list) and isinstance(comp, int) and 0 <= comp < len(node):
+            path.append(comp)
+            node = node[comp]
+        else:
+            rest.append(comp)
+    return tuple(path), tuple(rest)
+
+
+def _unwrap(ann: Any) -> list[Any]:
+    """The model classes an annotation may stand for, following containers by one step."""
+    origin = typing.get_origin(ann)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(ann)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for a in typing.get_args(ann) for m in _unwrap(a)]
+    return [ann]
+
+
+_TAGS = {("call", "BlockCall"), ("loop", "Repeat")}
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Follow a pydantic loc (which includes union tags) through the Spec model."""
+    current: list[Any] = [spec_model()]
+    for comp in loc:
+        nxt: list[Any] = []
+        for ann in current:
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                if isinstance(comp, str) and comp in ann.model_fields:
+                    nxt += _unwrap(ann.model_fields[comp].annotation)
+            elif typing.get_origin(ann) in (list, dict):
+                nxt += _unwrap(typing.get_args(ann)[-1])
+        if not nxt:  # comp is a union tag: pick the member it names
+            for ann in current:
+                tag = getattr(ann, "model_fields", {}).get("op")
+                if tag is not None and comp == f"op:{tag.annotation.__args__[0]}":
+                    nxt = [ann]
+                elif isinstance(ann, type) and (comp, ann.__name__) in _TAGS:
+                    nxt = [ann]
+        current = nxt
+    models = [m for m in current if isinstance(m, type) and issubclass(m, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
+def _allowed(loc: tuple[Any, ...]) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model else []
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _diagnostics(exc: ValidationError, doc: Document) -> list[Diagnostic]:
+    grouped: dict[PathKey, list[dict[str, Any]]] = {}
+    out: list[Diagnostic] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path, rest = _walk(doc.data, loc)
+        kind = err["type"]
+        if kind == "missing":
+            field = rest[-1] if rest else "?"
+            raw = _at(doc.data, path)
+            op = load_all().get(raw.get("op", "")) if isinstance(raw, dict) else None
+            need = f" ('{op.name}' requires: {', '.join(sorted(op.required))})" if op else ""
+            out.append(
+                Diagnostic(
+                    "E011",
+                    f"missing required key '{field}'{_owner(doc.data, path)}",
+                    doc.loc(path),
+                    hint=f"add '{field}: ...'{need}",
+                )
+            )
+        elif kind == "extra_forbidden":
+            key = str(path[-1]) if path else "?"
+            allowed = [k for k in _allowed(loc[:-1]) if k != "op"]
+            guess = did_you_mean(key, allowed)
+            listing = "allowed keys: " + ", ".join(allowed) if allowed else ""
+            out.append(
+                Diagnostic(
+                    "E012",
+                    f"unknown key '{key}'{_owner(doc.data, path[:-1])}",
+                    doc.loc(path, key=True),
+                    hint=f"{guess} ({listing})" if guess else listing,
+                )
+            )
+        elif kind == "union_tag_invalid":
+            op = str(err["ctx"]["tag"]).removeprefix("op:")
+            ops = [o for o in load_all() if o != "input"]
+            guess = did_you_mean(op, ops)
+            hint = f"{guess} " if guess else ""
+            if op == "input":
+                hint = "graph inputs are declared under 'inputs:'; "
+            out.append(
+                Diagnostic(
+                    "E013",
+                    f"unknown op '{op}'",
+                    doc.loc((*path, "op")),
+                    hint=hint + "(ops: " + ", ".join(sorted(ops)) + ")",
+                )
+            )
+        elif kind == "union_tag_not_found":
+            raw = _at(doc.data, path)
+            what = (
+                f"got a {type(raw).__name__} {_describe(raw)}"
+                if not isinstance(raw, dict)
+                else "found none of 'op', 'block' or 'repeat'"
+            )
+            out.append(
+                Diagnostic(
+                    "E014",
+                    f"a layer item must be a mapping with 'op', 'block' or 'repeat': {what}",
+                    doc.loc(path),
+                    hint="for example {op: conv2d, filters: 64, kernel: 3}",
+                )
+            )
+        else:
+            grouped.setdefault(path, []).append(err)
+    for path, errs in grouped.items():
+        value = _at(doc.data, path)
+        msgs = list(dict.fromkeys(_message(e) for e in errs))
+        key = next((str(p) for p in reversed(path) if isinstance(p, str)), "value")
+        if len(msgs) == 1:
+            message = f"invalid {key} {_describe(value)}: {msgs[0]}"
+            hint = ""
+        else:
+            message = f"invalid {key} {_describe(value)}"
+            hint = "expected one of: " + "; ".join(msgs)
+        out.append(Diagnostic("E015", message, doc.loc(path), hint=hint))
+    return sorted(out, key=lambda d: (d.location.line, d.location.col) if d.location else (0, 0))
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = str(err["msg"])
+    if err["type"] == "string_pattern_mismatch":
+        return "a ${...} expression"
+    return msg[0].lower() + msg[1:]
+
+
+def _at(data: Any, path: PathKey) -> Any:
+    for p in path:
+        data = data[p]
+    return data
+
+
+def _owner(data: Any, path: PathKey) -> str:
+    raw = _at(data, path)
+    if isinstance(raw, dict):
+        if "op" in raw:
+            return f" in op '{raw['op']}'"
+        if "block" in raw:
+            return f" in call of block '{raw['block']}'"
+    if path:
+        return " in '" + ".".join(str(p) for p in path) + "'"
+    return ""

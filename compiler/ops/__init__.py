@@ -1,0 +1,150 @@
+"""The op registry: each op declares its attributes, shape rule, weights and FLOPs once.
+
+Backends add one emitter per op; nothing else needs to know an op exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter
+
+from ..ir import Shape, Weight
+
+
+class ShapeError(Exception):
+    """A user error found by a shape rule. `inputs` names which inputs are involved."""
+
+    def __init__(self, message: str, hint: str = "", inputs: Sequence[int] = ()):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.inputs = tuple(inputs)
+
+
+def _as_pair(v: Any) -> Any:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, list):
+        return tuple(v)
+    return v
+
+
+def _as_tuple(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+PosInt = Annotated[int, Strict(), Field(gt=0)]
+NonNegInt = Annotated[int, Strict(), Field(ge=0)]
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+Pair = Annotated[tuple[PosInt, PosInt], BeforeValidator(_as_pair)]
+NonNegPair = Annotated[tuple[NonNegInt, NonNegInt], BeforeValidator(_as_pair)]
+ShapeT = Annotated[tuple[PosInt, ...], BeforeValidator(_as_tuple), Field(min_length=1)]
+Padding = Literal["valid", "same"]
+Activation = Literal[
+    "linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "swish", "gelu"
+]
+L2 = Annotated[float, Strict(), Field(ge=0)] | None
+Pads = tuple[tuple[int, int], tuple[int, int]]
+NO_PADS: Pads = ((0, 0), (0, 0))
+
+ATTRS_CONFIG = ConfigDict(extra="forbid")
+
+ShapeRule = Callable[[Any, list[Shape]], tuple[Any, Shape]]
+WeightRule = Callable[[Any, list[Shape], Shape], list[Weight]]
+FlopRule = Callable[[Any, list[Shape], Shape], int]
+
+
+@dataclass(frozen=True, slots=True)
+class OpDef:
+    """Everything the compiler knows about one op.
+
+    `infer(attrs, in_shapes)` returns the attrs with computed fields filled in (for example the
+    explicit pads of a `same` convolution) and the output shape (batch excluded).
+    """
+
+    name: str
+    title: str
+    attrs: type
+    infer: ShapeRule
+    weights: WeightRule = lambda a, i, o: []
+    flops: FlopRule = lambda a, i, o: 0
+    min_inputs: int = 1
+    max_inputs: int | None = 1
+    computed: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def user_fields(self) -> list[dataclasses.Field[Any]]:
+        return [f for f in dataclasses.fields(self.attrs) if f.name not in self.computed]
+
+    @property
+    def required(self) -> set[str]:
+        return {
+            f.name
+            for f in self.user_fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+
+    def adapter(self) -> TypeAdapter[Any]:
+        return _adapter(self.attrs)
+
+
+@cache
+def _adapter(cls: type) -> TypeAdapter[Any]:
+    return TypeAdapter(cls)
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    if op.name in REGISTRY:
+        raise RuntimeError(f"op '{op.name}' registered twice")
+    REGISTRY[op.name] = op
+    return op
+
+
+def attrs_class(cls: type) -> type:
+    """Decorator: a frozen, slotted attribute dataclass that pydantic validates strictly."""
+    cls.__pydantic_config__ = ATTRS_CONFIG  # type: ignore[attr-defined]
+    return dataclass(frozen=True, slots=True)(cls)
+
+
+def load_all() -> dict[str, OpDef]:
+    from . import conv, core, merge, pool  # noqa: F401  (registration side effects)
+
+    return REGISTRY
+
+
+def spatial(shape: Shape, op: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ShapeError(
+            f"{op} needs a 3-D input (height, width, channels), got shape {shape}",
+            hint="flatten/reshape produced a non-image tensor before this layer?",
+        )
+    return shape  # type: ignore[return-value]
+
+
+def window_out(
+    n: int, k: int, s: int, d: int, padding: str, axis: str, what: str
+) -> tuple[int, tuple[int, int]]:
+    """Output size and (before, after) pads of a sliding window on one axis, TF's rule."""
+    span = (k - 1) * d + 1
+    if padding == "valid":
+        if span > n:
+            raise ShapeError(
+                f"{what} {k} (effective {span}) is larger than the input {axis} {n} "
+                "with padding 'valid'",
+                hint="use padding: same, a smaller kernel, or a larger input",
+            )
+        return (n - span) // s + 1, (0, 0)
+    out = -(-n // s)
+    pad = max(0, (out - 1) * s + span - n)
+    return out, (pad // 2, pad - pad // 2)

@@ -1,0 +1,128 @@
+"""Convolutions: conv2d and depthwise_conv2d (channels-last, TF 'same' padding split)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..ir import Shape, Weight
+from . import (
+    L2,
+    NO_PADS,
+    Activation,
+    Bool,
+    OpDef,
+    Padding,
+    Pads,
+    Pair,
+    PosInt,
+    ShapeError,
+    attrs_class,
+    register,
+    spatial,
+    window_out,
+)
+
+
+@attrs_class
+class Conv2DAttrs:
+    filters: PosInt
+    kernel: Pair
+    strides: Pair = (1, 1)
+    padding: Padding = "valid"
+    dilation: Pair = (1, 1)
+    groups: PosInt = 1
+    use_bias: Bool = True
+    activation: Activation = "linear"
+    kernel_l2: L2 = None
+    pads: Pads = NO_PADS
+
+
+@attrs_class
+class DepthwiseConv2DAttrs:
+    kernel: Pair
+    strides: Pair = (1, 1)
+    padding: Padding = "valid"
+    depth_multiplier: PosInt = 1
+    dilation: Pair = (1, 1)
+    use_bias: Bool = True
+    activation: Activation = "linear"
+    kernel_l2: L2 = None
+    pads: Pads = NO_PADS
+
+
+def _window(a: Any, shape: Shape, op: str) -> tuple[int, int, Pads]:
+    h, w, _ = spatial(shape, op)
+    if max(a.strides) > 1 and max(a.dilation) > 1:
+        raise ShapeError(
+            f"strides {a.strides} with dilation {a.dilation} is not supported",
+            hint="Keras rejects strides > 1 together with dilation > 1; use one of them",
+        )
+    ho, ph = window_out(h, a.kernel[0], a.strides[0], a.dilation[0], a.padding, "height", "kernel")
+    wo, pw = window_out(w, a.kernel[1], a.strides[1], a.dilation[1], a.padding, "width", "kernel")
+    return ho, wo, (ph, pw)
+
+
+def _conv_infer(a: Conv2DAttrs, ins: list[Shape]) -> tuple[Conv2DAttrs, Shape]:
+    ho, wo, pads = _window(a, ins[0], "conv2d")
+    c = ins[0][2]
+    if c % a.groups or a.filters % a.groups:
+        raise ShapeError(
+            f"groups={a.groups} must divide both input channels ({c}) and filters ({a.filters})"
+        )
+    return dataclasses.replace(a, pads=pads), (ho, wo, a.filters)
+
+
+def _conv_weights(a: Conv2DAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
+    ws = [Weight("kernel", (*a.kernel, ins[0][2] // a.groups, a.filters), True)]
+    if a.use_bias:
+        ws.append(Weight("bias", (a.filters,), True))
+    return ws
+
+
+def _conv_flops(a: Conv2DAttrs, ins: list[Shape], out: Shape) -> int:
+    macs = out[0] * out[1] * a.filters * a.kernel[0] * a.kernel[1] * (ins[0][2] // a.groups)
+    return 2 * macs + (out[0] * out[1] * a.filters if a.use_bias else 0)
+
+
+def _dw_infer(a: DepthwiseConv2DAttrs, ins: list[Shape]) -> tuple[DepthwiseConv2DAttrs, Shape]:
+    ho, wo, pads = _window(a, ins[0], "depthwise_conv2d")
+    return dataclasses.replace(a, pads=pads), (ho, wo, ins[0][2] * a.depth_multiplier)
+
+
+def _dw_weights(a: DepthwiseConv2DAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
+    ws = [Weight("depthwise_kernel", (*a.kernel, ins[0][2], a.depth_multiplier), True)]
+    if a.use_bias:
+        ws.append(Weight("bias", (out[2],), True))
+    return ws
+
+
+def _dw_flops(a: DepthwiseConv2DAttrs, ins: list[Shape], out: Shape) -> int:
+    macs = out[0] * out[1] * out[2] * a.kernel[0] * a.kernel[1]
+    return 2 * macs + (out[0] * out[1] * out[2] if a.use_bias else 0)
+
+
+register(
+    OpDef(
+        "conv2d",
+        "Conv2D",
+        Conv2DAttrs,
+        _conv_infer,
+        _conv_weights,
+        _conv_flops,
+        computed=("pads",),
+        doc="2-D convolution; kernel (kh, kw, in/groups, filters)",
+    )
+)
+register(
+    OpDef(
+        "depthwise_conv2d",
+        "DepthwiseConv2D",
+        DepthwiseConv2DAttrs,
+        _dw_infer,
+        _dw_weights,
+        _dw_flops,
+        computed=("pads",),
+        doc="depthwise 2-D convolution; kernel (kh, kw, channels, depth_multiplier)",
+    )
+)

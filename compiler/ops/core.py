@@ -1,0 +1,148 @@
+"""Core ops: input, batch_norm, activation, dense, flatten, reshape, dropout."""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, Strict
+
+from ..ir import Shape, Weight
+from . import (
+    L2,
+    Activation,
+    Bool,
+    Float,
+    OpDef,
+    PosInt,
+    ShapeError,
+    ShapeT,
+    attrs_class,
+    register,
+)
+
+
+@attrs_class
+class InputAttrs:
+    shape: ShapeT
+
+
+@attrs_class
+class BatchNormAttrs:
+    epsilon: Annotated[float, Strict(), Field(gt=0)] = 1e-3
+    momentum: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.99
+    center: Bool = True
+    scale: Bool = True
+
+
+@attrs_class
+class ActivationAttrs:
+    fn: Activation
+
+
+@attrs_class
+class DenseAttrs:
+    units: PosInt
+    use_bias: Bool = True
+    activation: Activation = "linear"
+    kernel_l2: L2 = None
+
+
+@attrs_class
+class NoAttrs:
+    pass
+
+
+@attrs_class
+class ReshapeAttrs:
+    target_shape: Annotated[
+        tuple[Annotated[int, Strict()], ...],
+        BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v),
+        Field(min_length=1),
+    ]
+
+
+@attrs_class
+class DropoutAttrs:
+    rate: Annotated[Float, Field(ge=0, lt=1)]
+
+
+def _same(a: object, ins: list[Shape]) -> tuple[object, Shape]:
+    return a, ins[0]
+
+
+def _elementwise_flops(a: object, ins: list[Shape], out: Shape) -> int:
+    return prod(out)
+
+
+def _input_infer(a: InputAttrs, ins: list[Shape]) -> tuple[InputAttrs, Shape]:
+    return a, a.shape
+
+
+def _bn_weights(a: BatchNormAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
+    c = (ins[0][-1],)
+    ws = []
+    if a.scale:
+        ws.append(Weight("gamma", c, True))
+    if a.center:
+        ws.append(Weight("beta", c, True))
+    return [*ws, Weight("moving_mean", c, False), Weight("moving_variance", c, False)]
+
+
+def _dense_infer(a: DenseAttrs, ins: list[Shape]) -> tuple[DenseAttrs, Shape]:
+    return a, (*ins[0][:-1], a.units)
+
+
+def _dense_weights(a: DenseAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
+    ws = [Weight("kernel", (ins[0][-1], a.units), True)]
+    return [*ws, Weight("bias", (a.units,), True)] if a.use_bias else ws
+
+
+def _dense_flops(a: DenseAttrs, ins: list[Shape], out: Shape) -> int:
+    rows = prod(ins[0][:-1])
+    return rows * (2 * ins[0][-1] * a.units + (a.units if a.use_bias else 0))
+
+
+def _flatten_infer(a: NoAttrs, ins: list[Shape]) -> tuple[NoAttrs, Shape]:
+    return a, (prod(ins[0]),)
+
+
+def _reshape_infer(a: ReshapeAttrs, ins: list[Shape]) -> tuple[ReshapeAttrs, Shape]:
+    size = prod(ins[0])
+    target = a.target_shape
+    unknown = [i for i, d in enumerate(target) if d == -1]
+    if len(unknown) > 1 or any(d == 0 or d < -1 for d in target):
+        raise ShapeError(
+            f"target_shape {target} is invalid",
+            hint="use positive sizes and at most one -1 (inferred)",
+        )
+    known = prod(d for d in target if d != -1)
+    if unknown:
+        if size % known:
+            raise ShapeError(f"cannot reshape {ins[0]} ({size} values) into {target}")
+        target = tuple(size // known if d == -1 else d for d in target)
+    elif known != size:
+        raise ShapeError(
+            f"cannot reshape {ins[0]} ({size} values) into {target} ({known} values)",
+            hint="the number of values must stay the same (batch excluded)",
+        )
+    return ReshapeAttrs(target), target
+
+
+register(OpDef("input", "InputLayer", InputAttrs, _input_infer, min_inputs=0, max_inputs=0))
+register(
+    OpDef(
+        "batch_norm",
+        "BatchNormalization",
+        BatchNormAttrs,
+        _same,
+        _bn_weights,
+        lambda a, i, o: 2 * prod(o),
+        doc="batch normalization over the channel (last) axis; Keras epsilon/momentum",
+    )
+)
+register(OpDef("activation", "Activation", ActivationAttrs, _same, flops=_elementwise_flops))
+register(OpDef("dense", "Dense", DenseAttrs, _dense_infer, _dense_weights, _dense_flops))
+register(OpDef("flatten", "Flatten", NoAttrs, _flatten_infer, doc="row-major over (H, W, C)"))
+register(OpDef("reshape", "Reshape", ReshapeAttrs, _reshape_infer))
+register(OpDef("dropout", "Dropout", DropoutAttrs, _same, doc="identity at inference"))

@@ -1,0 +1,146 @@
+"""Typed parameters: defaults (which may refer to earlier parameters), variants, overrides."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .diagnostics import Collector, Diagnostic, Location, did_you_mean
+from .expr import ExprError, render
+from .load import LoadedSpec
+from .schema import ParamDecl
+
+
+class ParamTypeError(Exception):
+    pass
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def coerce(value: Any, decl: ParamDecl) -> Any:
+    """Check a value against a declared type; ints are accepted where floats are declared."""
+    t = decl.type
+    if t.startswith("list["):
+        if not isinstance(value, list | tuple):
+            raise ParamTypeError(f"expected {t}, got {_kind(value)} {value!r}")
+        inner = ParamDecl(type=t[5:-1])
+        value = [coerce(v, inner) for v in value]
+    elif t == "int" and not _is_int(value):
+        raise ParamTypeError(f"expected int, got {_kind(value)} {value!r}")
+    elif t == "float":
+        if not (_is_int(value) or isinstance(value, float)):
+            raise ParamTypeError(f"expected float, got {_kind(value)} {value!r}")
+        value = float(value)
+    elif t == "bool" and not isinstance(value, bool):
+        raise ParamTypeError(f"expected bool, got {_kind(value)} {value!r}")
+    elif t == "str" and not isinstance(value, str):
+        raise ParamTypeError(f"expected str, got {_kind(value)} {value!r}")
+    if decl.min is not None and not isinstance(value, list) and value < decl.min:
+        raise ParamTypeError(f"{value!r} is below the minimum {decl.min}")
+    if decl.max is not None and not isinstance(value, list) and value > decl.max:
+        raise ParamTypeError(f"{value!r} is above the maximum {decl.max}")
+    if decl.choices is not None and value not in decl.choices:
+        raise ParamTypeError(f"{value!r} is not one of {decl.choices}")
+    return value
+
+
+def _kind(v: Any) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "list"}.get(
+        type(v), type(v).__name__
+    )
+
+
+def parse_text(text: str, decl: ParamDecl) -> Any:
+    """Read a command-line value by the parameter's declared type."""
+    t = decl.type
+    try:
+        if t == "int":
+            return coerce(int(text), decl)
+        if t == "float":
+            return coerce(float(text), decl)
+        if t == "bool":
+            low = text.strip().lower()
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ParamTypeError(f"expected true or false, got {text!r}")
+            return coerce(low in ("true", "1", "yes"), decl)
+        if t == "str":
+            return coerce(text, decl)
+        return coerce(json.loads(text), decl)
+    except ValueError:
+        raise ParamTypeError(f"expected {t}, got {text!r}") from None
+
+
+def resolve(
+    loaded: LoadedSpec,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    variant: str | None = None,
+    from_text: bool = False,
+) -> dict[str, Any]:
+    """Parameter values: defaults, then the variant's values, then explicit overrides."""
+    spec, doc = loaded.spec, loaded.doc
+    errors = Collector()
+    given: dict[str, tuple[Any, Location | None, str]] = {}
+    if variant is not None:
+        if variant not in spec.variants:
+            errors.add(
+                Diagnostic(
+                    "E021",
+                    f"unknown variant '{variant}'",
+                    hint=did_you_mean(variant, spec.variants)
+                    or "variants: " + (", ".join(spec.variants) or "none declared"),
+                )
+            )
+        else:
+            for k, v in spec.variants[variant].params.items():
+                given[k] = (v, doc.loc(("variants", variant, "params", k)), "variant")
+    for k, v in (overrides or {}).items():
+        given[k] = (v, None, "--set" if from_text else "override")
+    for k, (_, loc, src) in given.items():
+        if k not in spec.params:
+            errors.add(
+                Diagnostic(
+                    "E020",
+                    f"{src}: unknown parameter '{k}'",
+                    loc,
+                    hint=did_you_mean(k, spec.params)
+                    or "parameters: " + (", ".join(spec.params) or "none declared"),
+                )
+            )
+    values: dict[str, Any] = {}
+    for name, decl in spec.params.items():
+        if name in given:
+            raw, loc, src = given[name]
+            where = f"{src} {name}"
+        else:
+            raw, loc, src = decl.default, doc.loc(("params", name, "default")), "default"
+            where = f"default of parameter '{name}'"
+            if raw is None:
+                errors.add(
+                    Diagnostic(
+                        "E022",
+                        f"parameter '{name}' has no default",
+                        doc.loc(("params", name)),
+                        hint="add 'default: ...' to its declaration",
+                    )
+                )
+                continue
+        try:
+            value = parse_text(raw, decl) if src == "--set" else render(raw, values)
+            values[name] = coerce(value, decl)
+        except ExprError as exc:
+            errors.add(Diagnostic("E030", f"{where}: {exc.message}", loc, hint=exc.hint))
+        except ParamTypeError as exc:
+            errors.add(
+                Diagnostic(
+                    "E023",
+                    f"{where}: {exc}",
+                    loc,
+                    hint=f"parameter '{name}' is declared as {decl.type}",
+                )
+            )
+    errors.raise_if_any()
+    return values

@@ -1,0 +1,69 @@
+"""Summaries of a compiled graph: a Keras-style table and a JSON document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .ir import Graph
+from .ops import load_all
+
+LINE = 100
+COLUMNS = (33, 55, 67, 100)  # Keras' print_summary positions for graphs with connections
+
+
+def shape_text(shape: tuple[int, ...] | None) -> str:
+    return "(" + ", ".join(["None", *map(str, shape or ())]) + ")"
+
+
+def _row(fields: list[str]) -> str:
+    line = ""
+    for i, (text, stop) in enumerate(zip(fields, COLUMNS, strict=True)):
+        if i > 0:
+            line = line[:-1] + " "
+        line = (line + text)[:stop]
+        line += " " * (stop - len(line))
+    return line
+
+
+def table(graph: Graph) -> str:
+    """The graph as Keras' `model.summary()` prints a functional model (one line per input)."""
+    ops = load_all()
+    lines = ["_" * LINE, _row(["Layer (type)", "Output Shape", "Param #", "Connected to"])]
+    lines.append("=" * LINE)
+    for k, node in enumerate(graph.nodes):
+        conns = [f"{i}[0][0]" for i in node.inputs] or [""]
+        title = ops[node.op].title
+        lines.append(
+            _row([f"{node.name} ({title})", shape_text(node.shape), str(node.counts.total),
+                  conns[0]])
+        )
+        lines += [_row(["", "", "", c]) for c in conns[1:]]
+        lines.append(("=" if k == len(graph.nodes) - 1 else "_") * LINE)
+    c = graph.counts
+    lines += [
+        f"Total params: {c.total:,}",
+        f"Trainable params: {c.trainable:,}",
+        f"Non-trainable params: {c.non_trainable:,}",
+        "_" * LINE,
+    ]
+    return "\n".join(lines)
+
+
+def to_json(graph: Graph) -> dict[str, Any]:
+    first = graph.node(graph.inputs[0]) if graph.inputs else None
+    return {
+        "name": graph.name,
+        "input_shape": list(first.shape or ()) if first else None,
+        "params": graph.counts.as_dict(),
+        "flops": graph.flops,
+        "layers": [
+            {
+                "name": n.name,
+                "op": n.op,
+                "output_shape": list(n.shape or ()),
+                "params": n.counts.total,
+                "inputs": list(n.inputs),
+            }
+            for n in graph.nodes
+        ],
+    }

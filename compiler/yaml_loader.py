@@ -1,0 +1,207 @@
+"""Safe YAML loading that remembers where every key and value came from.
+
+We compose the YAML node graph (no object construction, so no python tags can run) and build
+plain dicts, lists and scalars ourselves, recording a Location for each value and each mapping
+key by its path. Duplicate keys, non-standard tags and alias-expansion bombs are errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .diagnostics import Diagnostic, Location, SpecError
+
+PathKey = tuple[str | int, ...]
+
+MAX_VALUES = 200_000  # values after alias expansion; bounds "billion laughs" documents
+MAX_DEPTH = 64
+
+_STD = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {f"{_STD}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
+# YAML 1.1 (PyYAML) reads 1e-4 as a string; YAML 1.2 and every user read it as a float.
+_FLOAT_12 = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+try:
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML without libyaml
+    _Loader = yaml.SafeLoader
+
+_constructor = yaml.constructor.SafeConstructor()
+
+
+@dataclass
+class Document:
+    """Plain data from a YAML file plus the location of every value and key."""
+
+    file: str
+    data: Any
+    values: dict[PathKey, Location] = field(default_factory=dict)
+    keys: dict[PathKey, Location] = field(default_factory=dict)
+
+    def loc(self, path: PathKey, *, key: bool = False) -> Location:
+        """Location of the value (or its key) at path, else of its nearest ancestor."""
+        path = tuple(path)
+        while True:
+            table = self.keys if key else self.values
+            if path in table:
+                return table[path]
+            if path in self.values:
+                return self.values[path]
+            if not path:
+                return Location(self.file, 1, 1)
+            path = path[:-1]
+
+
+class _Builder:
+    def __init__(self, file: str):
+        self.doc = Document(file=file, data=None)
+        self.count = 0
+        self.errors: list[Diagnostic] = []
+
+    def at(self, node: yaml.Node) -> Location:
+        mark = node.start_mark
+        return Location(self.doc.file, mark.line + 1, mark.column + 1)
+
+    def error(self, node: yaml.Node, code: str, message: str, hint: str = "") -> None:
+        self.errors.append(Diagnostic(code, message, self.at(node), hint=hint))
+
+    def build(self, node: yaml.Node, path: PathKey, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E004",
+                        f"document expands to more than {MAX_VALUES:,} values",
+                        self.at(node),
+                        hint="YAML aliases (*name) are expanded; an alias bomb is rejected",
+                    )
+                ]
+            )
+        if depth > MAX_DEPTH:
+            raise SpecError(
+                [Diagnostic("E005", f"document nested deeper than {MAX_DEPTH}", self.at(node))]
+            )
+        self.doc.values[path] = self.at(node)
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != f"{_STD}seq":
+                self.bad_tag(node)
+            return [self.build(v, (*path, i), depth + 1) for i, v in enumerate(node.value)]
+        return self.scalar(node)
+
+    def mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict[str, Any]:
+        if node.tag != f"{_STD}map":
+            self.bad_tag(node)
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == f"{_STD}merge":
+                self.error(
+                    key_node,
+                    "E006",
+                    "YAML merge keys ('<<') are not supported",
+                    hint="use 'defaults:' or a reusable block instead",
+                )
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.error(key_node, "E006", "mapping keys must be plain strings")
+                continue
+            key = str(self.scalar(key_node))
+            if key in out:
+                first = self.doc.keys[(*path, key)]
+                self.errors.append(
+                    Diagnostic(
+                        "E007",
+                        f"duplicate key '{key}'",
+                        self.at(key_node),
+                        hint=f"'{key}' is first given at {first}; YAML keeps only one of them",
+                    )
+                )
+                continue
+            self.doc.keys[(*path, key)] = self.at(key_node)
+            out[key] = self.build(value_node, (*path, key), depth + 1)
+        return out
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        tag = node.tag
+        if tag not in _SCALAR_TAGS:
+            self.bad_tag(node)
+            return node.value
+        if tag == f"{_STD}str":
+            if not node.style and _FLOAT_12.match(node.value):
+                return float(node.value)
+            return node.value
+        if tag == f"{_STD}timestamp":
+            return node.value  # keep dates as the text the user wrote
+        try:
+            return {
+                f"{_STD}int": _constructor.construct_yaml_int,
+                f"{_STD}float": _constructor.construct_yaml_float,
+                f"{_STD}bool": _constructor.construct_yaml_bool,
+                f"{_STD}null": _constructor.construct_yaml_null,
+            }[tag](node)
+        except (ValueError, yaml.YAMLError):
+            self.error(node, "E008", f"cannot read scalar {node.value!r} as {tag[len(_STD) :]}")
+            return node.value
+
+    def bad_tag(self, node: yaml.Node) -> None:
+        self.error(
+            node,
+            "E003",
+            f"YAML tag '{node.tag}' is not allowed",
+            hint="specs are plain data: remove the tag (python and custom tags never run)",
+        )
+
+
+def load_text(text: str, file: str = "<string>") -> Document:
+    """Parse YAML text into a Document; raises SpecError on any problem."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SpecError(
+            [
+                Diagnostic(
+                    "E002",
+                    f"YAML syntax error: {problem}",
+                    loc,
+                    hint=exc.context if exc.context and exc.problem else "check indentation, "
+                    "colons and quotes near this position",
+                )
+            ]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Diagnostic("E002", f"YAML error: {exc}", Location(file, 1, 1))]) from None
+    builder = _Builder(file)
+    if node is None:
+        builder.doc.data = None
+    else:
+        builder.doc.data = builder.build(node, (), 0)
+    if builder.errors:
+        raise SpecError(builder.errors)
+    return builder.doc
+
+
+def load_file(path: str | Path) -> Document:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Diagnostic("E001", f"spec file not found: {p}")]) from None
+    except IsADirectoryError:
+        raise SpecError([Diagnostic("E001", f"spec path is a directory: {p}")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            [Diagnostic("E001", f"spec file is not UTF-8 text: {p} ({exc.reason})")]
+        ) from None
+    except OSError as exc:
+        raise SpecError([Diagnostic("E001", f"cannot read spec file {p}: {exc.strerror}")]) from None
+    return load_text(text, str(path))

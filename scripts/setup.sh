@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Creates .venv and installs archc with its backends and dev tools, pinned by constraints.txt.
+# Needs only Python 3.11+. Re-running is cheap: nothing is reinstalled unless the pins change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat .venv/.archc-setup 2>/dev/null)" != "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+  # tensorflow-cpu and the CPU build of torch are pinned here; pyproject.toml keeps the
+  # honest ranges that real users install from.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -c constraints.txt -e ".[torch,dev]" tensorflow-cpu keras
+  echo "$stamp" > .venv/.archc-setup
+fi

@@ -1,0 +1,91 @@
+"""The seed network (shared/seeds/000_...txt) must come out of our spec row for row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compiler.api import compile_spec
+from compiler.summary import table
+from tests.conftest import SEED
+
+DATA = Path(__file__).parent / "data"
+
+
+def _seed_rows(text: str) -> list[tuple[str, str, str, str, list[str]]]:
+    """Parse a Keras summary table into (name, type, shape, params, connections) rows."""
+    rows: list[tuple[str, str, str, str, list[str]]] = []
+    for line in text.splitlines()[2:]:
+        if not line.strip() or line.startswith(("_", "=", "Total", "Trainable", "Non-")):
+            continue
+        if line[:33].strip():
+            name, kind = line[:33].split()
+            rows.append((name, kind.strip("()"), line[33:55].strip(), line[55:67].strip(), []))
+        if line[67:].strip():
+            rows[-1][4].append(line[67:].strip())
+    return rows
+
+
+def test_seed_table_is_reproduced_exactly() -> None:
+    seed = (DATA / "seed_summary.txt").read_text()
+    ours = table(compile_spec(SEED).graph)
+    start = ours.index("Layer (type)")
+    assert ours[start:].rstrip("_\n") + "\n" == seed.rstrip("_\n") + "\n"
+
+
+def test_seed_rows_names_shapes_params_connections() -> None:
+    seed_rows = _seed_rows((DATA / "seed_summary.txt").read_text())
+    graph = compile_spec(SEED).graph
+    assert len(seed_rows) == len(graph.nodes) == 57
+    for (name, _kind, shape, params, conns), node in zip(seed_rows, graph.nodes, strict=True):
+        assert node.name == name
+        assert shape == "(None, " + ", ".join(map(str, node.shape)) + ")"
+        assert int(params) == node.counts.total
+        assert conns == [f"{i}[0][0]" for i in node.inputs]
+
+
+def test_seed_totals() -> None:
+    counts = compile_spec(SEED).counts
+    assert counts.as_dict() == {"total": 96_133, "trainable": 93_957, "non_trainable": 2_176}
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"use_final_conv": "true"}, (169_605, 167_429, 2_176)),
+        ({"num_stages": "8"}, (151_045, 147_717, 3_328)),
+        ({"nb_classes": "10"}, (96_778, 94_602, 2_176)),
+    ],
+)
+def test_seed_variants_count_like_keras(override: dict[str, str], expected: tuple[int, ...]) -> None:
+    counts = compile_spec(SEED, override, from_text=True).counts
+    assert (counts.total, counts.trainable, counts.non_trainable) == expected
+
+
+def test_check_cli_prints_table_and_totals(archc) -> None:
+    result = archc("check", SEED)
+    assert result.exit_code == 0, result.output
+    assert "Total params: 96,133" in result.stdout
+    assert "merge5 (Add)" in result.stdout
+    assert "expect: ok" in result.stdout
+
+
+def test_check_cli_json(archc) -> None:
+    result = archc("check", SEED, "--json", "--set", "nb_classes=10")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["name"] == "rnpa"
+    assert data["input_shape"] == [32, 32, 3]
+    assert data["params"] == {"total": 96_778, "trainable": 94_602, "non_trainable": 2_176}
+    assert data["flops"] > 0
+    first_add = next(layer for layer in data["layers"] if layer["op"] == "add")
+    assert first_add == {
+        "name": "merge1",
+        "op": "add",
+        "output_shape": [16, 16, 128],
+        "params": 0,
+        "inputs": ["conv1c", "relu0"],
+    }
+    assert data["layers"][-1]["output_shape"] == [10]
