@@ -7,7 +7,6 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import click
 
@@ -15,9 +14,6 @@ from . import __version__
 from .diagnostics import SpecError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
-
-# Backends are looked up by name at run time, so `archc check` never imports a framework.
-BACKENDS = {"keras": "backends.keras_backend", "torch": "backends.torch_backend"}
 
 
 def parse_sets(values: Sequence[str]) -> dict[str, str]:
@@ -112,10 +108,61 @@ def schema() -> None:
     run_guarded(body)
 
 
-def _backend(name: str) -> Any:
-    import importlib
+@cli.command(name="compile")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--backend", "backend_name", required=True, type=click.Choice(["keras", "torch"]))
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    default="generated",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for <spec stem>_<backend>.py.",
+)
+@set_option
+@variant_option
+@click.option("--no-verify", is_flag=True, help="Skip importing, building and counting.")
+@click.option("--check", is_flag=True, help="Exit 1 if the file on disk is not up to date.")
+def compile_cmd(
+    spec: str,
+    backend_name: str,
+    out_dir: str,
+    sets: tuple[str, ...],
+    variant: str | None,
+    no_verify: bool,
+    check: bool,
+) -> None:
+    """Generate Python source for SPEC, verify its model's counts, then write it atomically."""
+    overrides = parse_sets(sets)
 
-    return importlib.import_module(BACKENDS[name])
+    def body() -> int:
+        # Backends are looked up by name at run time: `archc check` never imports them.
+        from backends.compile import compile_to_file
+
+        result = compile_to_file(
+            spec,
+            backend_name,
+            out_dir,
+            overrides,
+            variant=variant,
+            from_text=True,
+            verify=not no_verify,
+            check=check,
+        )
+        c = result.compiled.graph.counts
+        if check:
+            click.echo(f"{result.path} is up to date")
+            return EXIT_OK
+        state = "written" if result.changed else "unchanged"
+        verified = "not verified" if no_verify else f"verified: {backend_name} counts equal the IR"
+        click.echo(
+            f"{result.path} ({state}; {c.total:,} params: {c.trainable:,} trainable, "
+            f"{c.non_trainable:,} non-trainable; {verified})"
+        )
+        return EXIT_OK
+
+    run_guarded(body)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

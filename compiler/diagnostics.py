@@ -27,6 +27,7 @@ class Diagnostic:
     path: str = ""
     hint: str = ""
     related: tuple[tuple[str, Location], ...] = ()
+    detail: str = ""
 
     def format(self) -> str:
         where = f"{self.location}: " if self.location else ""
@@ -37,6 +38,8 @@ class Diagnostic:
             lines.append(f"  {label}: {loc}")
         if self.hint:
             lines.append(f"  hint: {self.hint}")
+        if self.detail:
+            lines.append(self.detail)
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:

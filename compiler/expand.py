@@ -7,6 +7,7 @@ quietly, so each independent mistake is reported once and nothing cascades.
 
 from __future__ import annotations
 
+import contextlib
 import keyword
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,15 +68,25 @@ class _Expander:
         self._broken_seq = 0
 
     # -- helpers --------------------------------------------------------------------------
-    def error(self, code: str, message: str, where: PathKey | Location | None, scope: _Scope | None,
-              hint: str = "", key: bool = False,
-              related: tuple[tuple[str, Location], ...] = ()) -> None:
-        loc = where if isinstance(where, Location) or where is None else self.doc.loc(where, key=key)
+    def error(
+        self,
+        code: str,
+        message: str,
+        where: PathKey | Location | None,
+        scope: _Scope | None,
+        hint: str = "",
+        key: bool = False,
+        related: tuple[tuple[str, Location], ...] = (),
+    ) -> None:
+        loc = (
+            where if isinstance(where, Location) or where is None else self.doc.loc(where, key=key)
+        )
         path = " > ".join(scope.path) if scope and scope.path else ""
         self.errors.add(Diagnostic(code, message, loc, path, hint, related))
 
-    def render(self, value: Any, env: dict[str, Any], where: PathKey, scope: _Scope,
-               what: str) -> tuple[bool, Any]:
+    def render(
+        self, value: Any, env: dict[str, Any], where: PathKey, scope: _Scope, what: str
+    ) -> tuple[bool, Any]:
         try:
             return True, render(value, env)
         except ExprError as exc:
@@ -95,10 +106,8 @@ class _Expander:
         inputs = [n for i, decl in enumerate(self.spec.inputs) if (n := self.input(i, decl, scope))]
         scope.input = inputs[0] if inputs else None
         scope.prev = inputs[-1] if inputs else None
-        try:
+        with contextlib.suppress(_Abort):
             self.items(self.spec.layers, ("layers",), scope)
-        except _Abort:
-            pass
         outputs: list[str] = []
         if self.spec.outputs is None:
             if scope.prev is not None and scope.prev not in self.broken:
@@ -122,15 +131,25 @@ class _Expander:
             or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
         ):
             self.error(
-                "E040", f"input shape must be a list of positive integers, got {shape!r}",
-                (*where, "shape"), scope, hint="for example shape: [32, 32, 3] (height, width, "
-                "channels; batch excluded)",
+                "E040",
+                f"input shape must be a list of positive integers, got {shape!r}",
+                (*where, "shape"),
+                scope,
+                hint="for example shape: [32, 32, 3] (height, width, channels; batch excluded)",
             )
             return None
         return self.add_node(decl.name, where, "input", InputAttrs(tuple(shape)), (), True, scope)
 
-    def add_node(self, name: Any, where: PathKey, op: str, attrs: Any, inputs: tuple[str, ...],
-                 trainable: bool, scope: _Scope) -> str | None:
+    def add_node(
+        self,
+        name: Any,
+        where: PathKey,
+        op: str,
+        attrs: Any,
+        inputs: tuple[str, ...],
+        trainable: bool,
+        scope: _Scope,
+    ) -> str | None:
         why = check_name(name)
         if why:
             self.error("E041", f"invalid layer name {name!r}: {why}", (*where, "name"), scope)
@@ -139,18 +158,27 @@ class _Expander:
         if name in self.defined or name in self.broken:
             first = self.defined.get(name)
             self.error(
-                "E042", f"duplicate layer name '{name}'", (*where, "name"), scope,
+                "E042",
+                f"duplicate layer name '{name}'",
+                (*where, "name"),
+                scope,
                 hint="layer names must be unique; use a name template such as 'conv${stage}a'",
                 related=(("first defined at", first),) if first else (),
             )
             return None
         if len(self.nodes) >= MAX_NODES:
-            self.error("E043", f"the network has more than {MAX_NODES:,} layers", where, scope,
-                       hint="check repeat counts and block recursion")
+            self.error(
+                "E043",
+                f"the network has more than {MAX_NODES:,} layers",
+                where,
+                scope,
+                hint="check repeat counts and block recursion",
+            )
             raise _Abort
         self.defined[name] = loc
-        self.nodes.append(Node(name, op, attrs, inputs, Origin(loc, (*scope.path, name)),
-                               trainable))
+        self.nodes.append(
+            Node(name, op, attrs, inputs, Origin(loc, (*scope.path, name)), trainable)
+        )
         return name
 
     def auto_name(self, op: str) -> str:
@@ -179,7 +207,10 @@ class _Expander:
             return str(name)
         known = [*self.defined, *scope.ids, *RESERVED_REFS]
         self.error(
-            "E051", f"undefined layer '{name}'", where, scope,
+            "E051",
+            f"undefined layer '{name}'",
+            where,
+            scope,
             hint=did_you_mean(str(name), known)
             or "a reference names an earlier layer, a local id, 'prev' or 'input'",
         )
@@ -192,9 +223,11 @@ class _Expander:
                 return None
             return (scope.prev,)
         raw = [item.inputs] if isinstance(item.inputs, str) else item.inputs
-        paths = [(*where, "inputs")] if isinstance(item.inputs, str) else [
-            (*where, "inputs", i) for i in range(len(raw))
-        ]
+        paths = (
+            [(*where, "inputs")]
+            if isinstance(item.inputs, str)
+            else [(*where, "inputs", i) for i in range(len(raw))]
+        )
         out = [self.ref(r, p, scope) for r, p in zip(raw, paths, strict=True)]
         return None if any(o is None for o in out) else tuple(o for o in out if o)
 
@@ -209,8 +242,13 @@ class _Expander:
             if not ok:
                 return self.mark_broken(scope, None)
             if not isinstance(cond, bool):
-                self.error("E031", f"'when' must be true or false, got {cond!r}",
-                           (*where, "when"), scope, hint="write a comparison, e.g. ${stage > 1}")
+                self.error(
+                    "E031",
+                    f"'when' must be true or false, got {cond!r}",
+                    (*where, "when"),
+                    scope,
+                    hint="write a comparison, e.g. ${stage > 1}",
+                )
                 return self.mark_broken(scope, None)
             if not cond:
                 return None
@@ -232,15 +270,27 @@ class _Expander:
             return self.mark_broken(scope, name)
         n = len(inputs)
         if n < opdef.min_inputs or (opdef.max_inputs is not None and n > opdef.max_inputs):
-            want = (f"{opdef.min_inputs}" if opdef.max_inputs == opdef.min_inputs
-                    else f"at least {opdef.min_inputs}")
-            self.error("E052", f"'{opdef.name}' takes {want} input(s), got {n}",
-                       (*where, "inputs") if item.inputs is not None else where, scope,  # type: ignore[attr-defined]
-                       hint="list them by name: inputs: [prev, shortcut]")
+            want = (
+                f"{opdef.min_inputs}"
+                if opdef.max_inputs == opdef.min_inputs
+                else f"at least {opdef.min_inputs}"
+            )
+            self.error(
+                "E052",
+                f"'{opdef.name}' takes {want} input(s), got {n}",
+                (*where, "inputs") if item.inputs is not None else where,
+                scope,  # type: ignore[attr-defined]
+                hint="list them by name: inputs: [prev, shortcut]",
+            )
             return self.mark_broken(scope, name)
         attrs = self.attrs(item, opdef, where, scope)
-        ok, trainable = self.render(item.trainable, scope.env, (*where, "trainable"), scope,  # type: ignore[attr-defined]
-                                    "trainable")
+        ok, trainable = self.render(
+            item.trainable,
+            scope.env,
+            (*where, "trainable"),
+            scope,  # type: ignore[attr-defined]
+            "trainable",
+        )
         if attrs is None or not ok:
             return self.mark_broken(scope, name)
         if name is None:
@@ -265,8 +315,9 @@ class _Expander:
         resolved: dict[str, Any] = {}
         ok = True
         for key, value in values.items():
-            good, resolved[key] = self.render(value, scope.env, source[key], scope,
-                                              f"{opdef.name}.{key}")
+            good, resolved[key] = self.render(
+                value, scope.env, source[key], scope, f"{opdef.name}.{key}"
+            )
             ok = ok and good
         if not ok:
             return None
@@ -277,23 +328,35 @@ class _Expander:
                 key = str(err["loc"][0]) if err["loc"] else ""
                 got = resolved.get(key)
                 self.error(
-                    "E032", f"invalid {opdef.name}.{key} {got!r}: "
-                    f"{err['msg'][0].lower()}{err['msg'][1:]}",
-                    source.get(key, where), scope, hint=_attr_hint(opdef, key),
+                    "E032",
+                    f"invalid {opdef.name}.{key} {got!r}: {err['msg'][0].lower()}{err['msg'][1:]}",
+                    source.get(key, where),
+                    scope,
+                    hint=_attr_hint(opdef, key),
                 )
             return None
 
     def call(self, item: BlockCall, where: PathKey, scope: _Scope) -> None:
         blocks = self.spec.blocks
         if item.block not in blocks:
-            self.error("E060", f"unknown block '{item.block}'", (*where, "block"), scope,
-                       hint=did_you_mean(item.block, blocks)
-                       or "blocks: " + (", ".join(blocks) or "none declared"))
+            self.error(
+                "E060",
+                f"unknown block '{item.block}'",
+                (*where, "block"),
+                scope,
+                hint=did_you_mean(item.block, blocks)
+                or "blocks: " + (", ".join(blocks) or "none declared"),
+            )
             return self.mark_broken(scope, None)
         if item.block in scope.blocks or len(scope.blocks) >= MAX_BLOCK_DEPTH:
             cycle = " -> ".join((*scope.blocks, item.block))
-            self.error("E061", f"block recursion: {cycle}", (*where, "block"), scope,
-                       hint="a block may not call itself, directly or through other blocks")
+            self.error(
+                "E061",
+                f"block recursion: {cycle}",
+                (*where, "block"),
+                scope,
+                hint="a block may not call itself, directly or through other blocks",
+            )
             return self.mark_broken(scope, None)
         block = blocks[item.block]
         env = dict(self.params)
@@ -301,22 +364,38 @@ class _Expander:
         for key in item.args:
             if key not in block.args:
                 ok = False
-                self.error("E062", f"block '{item.block}' has no argument '{key}'",
-                           (*where, "args", key), scope, key=True,
-                           hint=did_you_mean(key, block.args)
-                           or "arguments: " + (", ".join(block.args) or "none"))
+                self.error(
+                    "E062",
+                    f"block '{item.block}' has no argument '{key}'",
+                    (*where, "args", key),
+                    scope,
+                    key=True,
+                    hint=did_you_mean(key, block.args)
+                    or "arguments: " + (", ".join(block.args) or "none"),
+                )
         for key, decl in block.args.items():
             if key in item.args:
-                good, value = self.render(item.args[key], scope.env, (*where, "args", key), scope,
-                                          f"argument '{key}'")
+                good, value = self.render(
+                    item.args[key], scope.env, (*where, "args", key), scope, f"argument '{key}'"
+                )
                 src: PathKey = (*where, "args", key)
             elif decl.default is not None:
-                good, value = self.render(decl.default, env, ("blocks", item.block, "args", key),
-                                          scope, f"default of argument '{key}'")
+                good, value = self.render(
+                    decl.default,
+                    env,
+                    ("blocks", item.block, "args", key),
+                    scope,
+                    f"default of argument '{key}'",
+                )
                 src = ("blocks", item.block, "args", key)
             else:
-                self.error("E063", f"block '{item.block}' needs argument '{key}'",
-                           (*where, "block"), scope, hint=f"add args: {{{key}: ...}}")
+                self.error(
+                    "E063",
+                    f"block '{item.block}' needs argument '{key}'",
+                    (*where, "block"),
+                    scope,
+                    hint=f"add args: {{{key}: ...}}",
+                )
                 ok = False
                 continue
             if not good:
@@ -327,13 +406,17 @@ class _Expander:
             except ParamTypeError as exc:
                 ok = False
                 self.error("E064", f"argument '{key}' of block '{item.block}': {exc}", src, scope)
-        inputs = self.refs(item, where, scope) if item.inputs is not None else (
-            (scope.prev,) if scope.prev is not None else None)
+        inputs = (
+            self.refs(item, where, scope)
+            if item.inputs is not None
+            else ((scope.prev,) if scope.prev is not None else None)
+        )
         if not ok or inputs is None or any(i in self.broken for i in inputs):
             return self.mark_broken(scope, None)
         label = f"block {item.block}"
-        inner = _Scope(env, inputs[0], inputs[0], (*scope.path, label), {},
-                       (*scope.blocks, item.block))
+        inner = _Scope(
+            env, inputs[0], inputs[0], (*scope.path, label), {}, (*scope.blocks, item.block)
+        )
         self.items(block.body, ("blocks", item.block, "body"), inner)
         scope.prev = inner.prev
         if item.id is not None and inner.prev is not None:
@@ -345,12 +428,17 @@ class _Expander:
         if not ok:
             return self.mark_broken(scope, None)
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_REPEAT:
-            self.error("E065", f"repeat count must be an integer in [0, {MAX_REPEAT}], "
-                       f"got {count!r}", (*where, "repeat"), scope)
+            self.error(
+                "E065",
+                f"repeat count must be an integer in [0, {MAX_REPEAT}], got {count!r}",
+                (*where, "repeat"),
+                scope,
+            )
             return self.mark_broken(scope, None)
         if not item.var.isidentifier():
-            self.error("E066", f"loop variable {item.var!r} is not a valid name",
-                       (*where, "var"), scope)
+            self.error(
+                "E066", f"loop variable {item.var!r} is not a valid name", (*where, "var"), scope
+            )
             return self.mark_broken(scope, None)
         if item.inputs is not None:
             start = self.refs(item, where, scope)
@@ -359,8 +447,14 @@ class _Expander:
             scope.prev = start[0]
         label = item.name or item.var
         for i in range(item.start, item.start + count):
-            inner = _Scope({**scope.env, item.var: i}, scope.input, scope.prev,
-                           (*scope.path, f"{label} {i}"), dict(scope.ids), scope.blocks)
+            inner = _Scope(
+                {**scope.env, item.var: i},
+                scope.input,
+                scope.prev,
+                (*scope.path, f"{label} {i}"),
+                dict(scope.ids),
+                scope.blocks,
+            )
             self.items(item.body, (*where, "body"), inner)
             scope.prev = inner.prev
         if item.id is not None and scope.prev is not None:
@@ -393,15 +487,24 @@ def check_defaults(loaded: LoadedSpec) -> list[Diagnostic]:
     out = []
     for op, attrs in loaded.spec.defaults.items():
         if op not in ops or op == "input":
-            out.append(Diagnostic("E024", f"defaults for unknown op '{op}'",
-                                  loaded.doc.loc(("defaults", op), key=True),
-                                  hint=did_you_mean(op, ops) or "ops: " + ", ".join(sorted(ops))))
+            out.append(
+                Diagnostic(
+                    "E024",
+                    f"defaults for unknown op '{op}'",
+                    loaded.doc.loc(("defaults", op), key=True),
+                    hint=did_you_mean(op, ops) or "ops: " + ", ".join(sorted(ops)),
+                )
+            )
             continue
         fields = [f.name for f in ops[op].user_fields]
         for key in attrs:
             if key not in fields:
-                out.append(Diagnostic("E025", f"defaults: '{op}' has no attribute '{key}'",
-                                      loaded.doc.loc(("defaults", op, key), key=True),
-                                      hint=did_you_mean(key, fields)
-                                      or "attributes: " + ", ".join(fields)))
+                out.append(
+                    Diagnostic(
+                        "E025",
+                        f"defaults: '{op}' has no attribute '{key}'",
+                        loaded.doc.loc(("defaults", op, key), key=True),
+                        hint=did_you_mean(key, fields) or "attributes: " + ", ".join(fields),
+                    )
+                )
     return out

@@ -245,9 +245,11 @@ class _Interpreter:
 
     @staticmethod
     def _check_pow(a: Any, b: Any) -> None:
-        if isinstance(a, int | float) and isinstance(b, int | float):
-            if abs(b) > 256 or (abs(a) > 1 and b > 0 and b * math.log2(abs(a)) > MAX_INT_BITS):
-                raise ExprError(f"power {a!r} ** {b!r} is too large")
+        numbers = isinstance(a, int | float) and isinstance(b, int | float)
+        if numbers and (
+            abs(b) > 256 or (abs(a) > 1 and b > 0 and b * math.log2(abs(a)) > MAX_INT_BITS)
+        ):
+            raise ExprError(f"power {a!r} ** {b!r} is too large")
 
     def _BoolOp(self, node: ast.BoolOp) -> Any:
         is_and = isinstance(node.op, ast.And)
@@ -282,10 +284,13 @@ class _Interpreter:
         if not isinstance(seq, list | str | tuple):
             raise ExprError(f"cannot index {_type_name(seq)} in '{ast.unparse(node)}'")
         if isinstance(node.slice, ast.Slice):
-            parts = [None if p is None else self.run(p) for p in (node.slice.lower,
-                     node.slice.upper, node.slice.step)]
-            if not all(p is None or (isinstance(p, int) and not isinstance(p, bool))
-                       for p in parts):
+            parts = [
+                None if p is None else self.run(p)
+                for p in (node.slice.lower, node.slice.upper, node.slice.step)
+            ]
+            if not all(
+                p is None or (isinstance(p, int) and not isinstance(p, bool)) for p in parts
+            ):
                 raise ExprError(f"slice bounds must be integers in '{ast.unparse(node)}'")
             if parts[2] == 0:
                 raise ExprError("slice step cannot be zero")

@@ -60,10 +60,9 @@ def _walk(data: Any, loc: tuple[Any, ...]) -> tuple[PathKey, tuple[Any, ...]]:
     rest: list[Any] = []
     node = data
     for comp in loc:
-        if isinstance(node, dict) and isinstance(comp, str) and comp in node:
-            path.append(comp)
-            node = node[comp]
-        elif isinstance(node, list) and isinstance(comp, int) and 0 <= comp < len(node):
+        if (isinstance(node, dict) and isinstance(comp, str) and comp in node) or (
+            isinstance(node, list) and isinstance(comp, int) and 0 <= comp < len(node)
+        ):
             path.append(comp)
             node = node[comp]
         else:
@@ -98,9 +97,9 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         if not nxt:  # comp is a union tag: pick the member it names
             for ann in current:
                 tag = getattr(ann, "model_fields", {}).get("op")
-                if tag is not None and comp == f"op:{tag.annotation.__args__[0]}":
-                    nxt = [ann]
-                elif isinstance(ann, type) and (comp, ann.__name__) in _TAGS:
+                if (tag is not None and comp == f"op:{tag.annotation.__args__[0]}") or (
+                    isinstance(ann, type) and (comp, ann.__name__) in _TAGS
+                ):
                     nxt = [ann]
         current = nxt
     models = [m for m in current if isinstance(m, type) and issubclass(m, BaseModel)]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from functools import cache
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
 
 from .ops import OpDef, load_all
+
+if TYPE_CHECKING:
+    Item = Any  # the discriminated union of items, bound to the op registry in spec_model()
 
 SPEC_VERSION = 1
 PARAM_TYPES = ("int", "float", "bool", "str", "list[int]", "list[float]", "list[str]")
@@ -153,7 +156,7 @@ def spec_model(typed: bool = False) -> type[Spec]:
     # A typed copy whose op items carry attribute types (used for `archc schema` only).
     typed_repeat = create_model("Repeat", __base__=Repeat, body=(list[ns["Item"]], ...))
     ns["Item"] = Annotated[
-        Union[(*item_union(True).__origin__.__args__[:-1], Annotated[typed_repeat, Tag("loop")])],  # noqa: UP007
+        Union[(*item_union(True).__origin__.__args__[:-1], Annotated[typed_repeat, Tag("loop")])],
         Discriminator(_item_tag),
     ]
     typed_block = create_model("BlockDef", __base__=BlockDef, body=(list[ns["Item"]], ...))

@@ -34,8 +34,9 @@ def table(graph: Graph) -> str:
         conns = [f"{i}[0][0]" for i in node.inputs] or [""]
         title = ops[node.op].title
         lines.append(
-            _row([f"{node.name} ({title})", shape_text(node.shape), str(node.counts.total),
-                  conns[0]])
+            _row(
+                [f"{node.name} ({title})", shape_text(node.shape), str(node.counts.total), conns[0]]
+            )
         )
         lines += [_row(["", "", "", c]) for c in conns[1:]]
         lines.append(("=" if k == len(graph.nodes) - 1 else "_") * LINE)

@@ -173,8 +173,9 @@ def load_text(text: str, file: str = "<string>") -> Document:
                     "E002",
                     f"YAML syntax error: {problem}",
                     loc,
-                    hint=exc.context if exc.context and exc.problem else "check indentation, "
-                    "colons and quotes near this position",
+                    hint=exc.context
+                    if exc.context and exc.problem
+                    else "check indentation, colons and quotes near this position",
                 )
             ]
         ) from None
@@ -203,5 +204,7 @@ def load_file(path: str | Path) -> Document:
             [Diagnostic("E001", f"spec file is not UTF-8 text: {p} ({exc.reason})")]
         ) from None
     except OSError as exc:
-        raise SpecError([Diagnostic("E001", f"cannot read spec file {p}: {exc.strerror}")]) from None
+        raise SpecError(
+            [Diagnostic("E001", f"cannot read spec file {p}: {exc.strerror}")]
+        ) from None
     return load_text(text, str(path))

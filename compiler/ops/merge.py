@@ -38,7 +38,10 @@ def _concat_infer(a: ConcatAttrs, ins: list[Shape]) -> tuple[ConcatAttrs, Shape]
         )
     axis = a.axis % rank
     for i, s in enumerate(ins[1:], start=1):
-        if len(s) != rank or any(x != y for k, (x, y) in enumerate(zip(s, ins[0])) if k != axis):
+        mismatch = len(s) != rank or any(
+            x != y for k, (x, y) in enumerate(zip(s, ins[0], strict=True)) if k != axis
+        )
+        if mismatch:
             raise ShapeError(
                 f"cannot concatenate shapes {ins[0]} and {s} on axis {a.axis}",
                 hint="all dimensions except the concatenation axis must match",

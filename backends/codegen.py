@@ -1,0 +1,164 @@
+"""Shared machinery for generated source: one Jinja2 environment, literals, calls, files."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import itertools
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jinja2
+
+from compiler import __version__
+from compiler.api import Compiled
+
+LINE_LENGTH = 100
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class Code:
+    """A value that is already Python source (e.g. `regularizers.L2(0.0001)`)."""
+
+    text: str
+
+
+def literal(value: Any) -> str:
+    """Python source for a constant; spec strings only ever reach code through repr()."""
+    if isinstance(value, Code):
+        return value.text
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, str):
+        return pystr(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        items = ", ".join(literal(v) for v in value)
+        if isinstance(value, tuple) and len(value) == 1:
+            items += ","
+        return f"({items})" if isinstance(value, tuple) else f"[{items}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no literal for {type(value).__name__}")
+
+
+def pystr(text: str) -> str:
+    """repr() with the double quotes `ruff format` prefers (escaping stays repr's)."""
+    r = repr(text)
+    if r.startswith("'") and '"' not in text:
+        r = '"' + r[1:-1].replace("\\'", "'") + '"'
+    return r
+
+
+def call(
+    func: str,
+    args: Sequence[Any] = (),
+    kwargs: Iterable[tuple[str, Any]] = (),
+    *,
+    indent: int = 4,
+    prefix: str = "",
+    suffix: str = "",
+) -> str:
+    """`prefix + func(args, k=v) + suffix`, on one line if it fits, else one argument a line
+    with a trailing comma (the layout `ruff format` keeps)."""
+    parts = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs]
+    one = f"{prefix}{func}({', '.join(parts)}){suffix}"
+    if indent + len(one) <= LINE_LENGTH or not parts:
+        return one
+    pad = " " * (indent + 4)
+    body = "".join(f"{pad}{p},\n" for p in parts)
+    return f"{prefix}{func}(\n{body}{' ' * indent}){suffix}"
+
+
+def python_names(names: Iterable[str], reserved: Iterable[str]) -> dict[str, str]:
+    """Map node names to local variable names that shadow nothing the module defines."""
+    taken = set(reserved)
+    out: dict[str, str] = {}
+    for name in names:
+        var = name
+        while var in taken:
+            var += "_"
+        taken.add(var)
+        out[name] = var
+    return out
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update({"literal": literal})
+    return env
+
+
+def spec_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def header_context(compiled: Compiled, backend: str) -> dict[str, Any]:
+    graph = compiled.graph
+    spec_path = Path(compiled.loaded.file)
+    with contextlib.suppress(ValueError):
+        spec_path = spec_path.resolve().relative_to(Path.cwd().resolve())
+    overrides = {k: v for k, v in compiled.params.items()}
+    first = graph.node(graph.inputs[0])
+    return {
+        "backend": backend,
+        "name": graph.name,
+        "spec_path": spec_path.as_posix(),
+        "spec_sha256": spec_digest(compiled.loaded.file),
+        "version": __version__,
+        "params": overrides,
+        "counts": graph.counts.as_dict(),
+        "input_shape": first.shape,
+    }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write text to path via a temp file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+_counter = itertools.count()
+
+
+def import_source(text: str, name: str) -> ModuleType:
+    """Import generated source from a private temp file (never the destination)."""
+    with tempfile.TemporaryDirectory(prefix="archc-") as tmp:
+        path = Path(tmp) / f"{name}.py"
+        path.write_text(text, encoding="utf-8")
+        mod_name = f"_archc_generated_{name}_{next(_counter)}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.modules.pop(mod_name, None)
+    return module

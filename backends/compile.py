@@ -1,0 +1,147 @@
+"""spec -> generated source file, verified before it replaces anything on disk."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from compiler.api import Compiled, check_expect, compile_spec
+from compiler.diagnostics import Diagnostic, SpecError
+from compiler.ir import Counts
+
+from .codegen import import_source, write_atomic
+
+BACKENDS = {"keras": "backends.keras_backend", "torch": "backends.torch_backend"}
+
+
+class VerificationError(SpecError):
+    """A generated model does not match the IR (exit 1, like a spec error)."""
+
+
+def backend(name: str) -> ModuleType:
+    if name not in BACKENDS:
+        raise SpecError(
+            [Diagnostic("E090", f"unknown backend '{name}'", hint="backends: keras, torch")]
+        )
+    return importlib.import_module(BACKENDS[name])
+
+
+def output_path(spec: str | Path, backend_name: str, out_dir: str | Path) -> Path:
+    stem = re.sub(r"\W", "_", Path(spec).stem)
+    if stem[:1].isdigit():
+        stem = "_" + stem
+    return Path(out_dir) / f"{stem}_{backend_name}.py"
+
+
+@dataclass(frozen=True)
+class Result:
+    path: Path
+    compiled: Compiled
+    source: str
+    changed: bool
+    counts: Counts | None  # the generated model's own counts, when verified
+
+
+def verify_model(compiled: Compiled, model: Any, mod: ModuleType, what: str) -> Counts:
+    """Counts of a built model must equal the IR's (and the spec's expect:)."""
+    got = mod.counts(model)
+    want = compiled.graph.counts
+    if got != want:
+        per_layer = mod.layer_counts(model)
+        rows = []
+        for node in compiled.graph.nodes:
+            theirs = per_layer.get(node.name)
+            if theirs != node.counts:
+                rows.append(
+                    f"    {node.name}: IR {node.counts.as_dict()} vs {what} "
+                    f"{theirs.as_dict() if theirs else 'missing'}"
+                )
+        raise VerificationError(
+            [
+                Diagnostic(
+                    "E091",
+                    f"{what} has {got.as_dict()} parameters but the IR has {want.as_dict()}",
+                    detail="  per-layer differences:\n"
+                    + "\n".join(rows or ["    (none by layer)"]),
+                    hint="this is a bug in the backend if the spec is valid; please report it",
+                )
+            ]
+        )
+    check_expect(compiled, got, what)
+    return got
+
+
+def compile_to_file(
+    spec: str | Path,
+    backend_name: str,
+    out_dir: str | Path = "generated",
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    variant: str | None = None,
+    from_text: bool = False,
+    verify: bool = True,
+    check: bool = False,
+) -> Result:
+    """Compile, render, verify (import + build + count), then atomically write the file.
+
+    With check=True nothing is written: a file that differs raises VerificationError.
+    """
+    mod = backend(backend_name)
+    compiled = compile_spec(spec, overrides, variant=variant, from_text=from_text)
+    source = mod.render(compiled)
+    path = output_path(spec, backend_name, out_dir)
+    try:
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+    except OSError as exc:
+        raise SpecError([Diagnostic("E092", f"cannot read {path}: {exc.strerror}")]) from None
+    if check:
+        if old != source:
+            diff = "".join(
+                list(
+                    difflib.unified_diff(
+                        (old or "").splitlines(keepends=True),
+                        source.splitlines(keepends=True),
+                        str(path),
+                        "regenerated",
+                    )
+                )[:40]
+            )
+            raise VerificationError(
+                [
+                    Diagnostic(
+                        "E093",
+                        f"{path} is {'missing' if old is None else 'stale'}",
+                        hint=f"run: archc compile {spec} --backend {backend_name}"
+                        + (f" -o {out_dir}" if str(out_dir) != "generated" else ""),
+                        detail=diff,
+                    )
+                ]
+            )
+        return Result(path, compiled, source, False, None)
+    counts = None
+    if verify:
+        module = import_source(source, path.stem)
+        model = mod.build_generated(module)
+        if compiled.graph.counts.as_dict() != module.PARAMS:
+            raise VerificationError([Diagnostic("E094", f"{path.name}: PARAMS disagrees with IR")])
+        counts = verify_model(compiled, model, mod, f"the generated {backend_name} model")
+    if old != source:
+        try:
+            write_atomic(path, source)
+        except OSError as exc:
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "E095",
+                        f"cannot write {path}: {exc.strerror}",
+                        hint="choose a writable output folder with -o DIR",
+                    )
+                ]
+            ) from None
+    return Result(path, compiled, source, old != source, counts)
