@@ -3,43 +3,27 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from compiler.api import compile_spec
 from compiler.summary import table
 from tests.conftest import SEED
-
-DATA = Path(__file__).parent / "data"
-
-
-def _seed_rows(text: str) -> list[tuple[str, str, str, str, list[str]]]:
-    """Parse a Keras summary table into (name, type, shape, params, connections) rows."""
-    rows: list[tuple[str, str, str, str, list[str]]] = []
-    for line in text.splitlines()[2:]:
-        if not line.strip() or line.startswith(("_", "=", "Total", "Trainable", "Non-")):
-            continue
-        if line[:33].strip():
-            name, kind = line[:33].split()
-            rows.append((name, kind.strip("()"), line[33:55].strip(), line[55:67].strip(), []))
-        if line[67:].strip():
-            rows[-1][4].append(line[67:].strip())
-    return rows
+from tests.seedtable import SEED_TABLE, seed_rows
 
 
 def test_seed_table_is_reproduced_exactly() -> None:
-    seed = (DATA / "seed_summary.txt").read_text()
+    seed = SEED_TABLE
     ours = table(compile_spec(SEED).graph)
     start = ours.index("Layer (type)")
     assert ours[start:].rstrip("_\n") + "\n" == seed.rstrip("_\n") + "\n"
 
 
 def test_seed_rows_names_shapes_params_connections() -> None:
-    seed_rows = _seed_rows((DATA / "seed_summary.txt").read_text())
+    rows = seed_rows(SEED_TABLE)
     graph = compile_spec(SEED).graph
-    assert len(seed_rows) == len(graph.nodes) == 57
-    for (name, _kind, shape, params, conns), node in zip(seed_rows, graph.nodes, strict=True):
+    assert len(rows) == len(graph.nodes) == 57
+    for (name, _kind, shape, params, conns), node in zip(rows, graph.nodes, strict=True):
         assert node.name == name
         assert shape == "(None, " + ", ".join(map(str, node.shape)) + ")"
         assert int(params) == node.counts.total
@@ -59,7 +43,9 @@ def test_seed_totals() -> None:
         ({"nb_classes": "10"}, (96_778, 94_602, 2_176)),
     ],
 )
-def test_seed_variants_count_like_keras(override: dict[str, str], expected: tuple[int, ...]) -> None:
+def test_seed_variants_count_like_keras(
+    override: dict[str, str], expected: tuple[int, ...]
+) -> None:
     counts = compile_spec(SEED, override, from_text=True).counts
     assert (counts.total, counts.trainable, counts.non_trainable) == expected
 
