@@ -1,0 +1,283 @@
+"""PyTorch backend: the IR as an nn.Module, live or as generated source.
+
+Submodules are attributes named after IR nodes, so state_dict keys read `<layer>.weight`,
+`<layer>.bias`, `<layer>.running_mean`, `<layer>.running_var`, and weights transfer from
+Keras by layer name. Models take NCHW input; every Keras<->PyTorch rule in DESIGN.md
+(TF 'same' padding split, BN epsilon/momentum, channels-last flatten, avg-pool divisor,
+-inf max-pool padding, Keras initialisers, L2 penalties) is applied in torch_lowering.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import sys
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from compiler.api import Compiled
+from compiler.diagnostics import Diagnostic, SpecError
+from compiler.ir import Counts, Graph, Node
+
+from .codegen import call, environment, header_context, python_names
+from .torch_lowering import Lowered, lower, render_steps, run_steps
+
+NAME = "torch"
+_OWN_METHODS = {"reset_parameters", "regularization_loss", "forward_all"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A graph lowered to PyTorch: per node, its submodule and forward steps."""
+
+    graph: Graph
+    lowered: dict[str, Lowered]
+
+    @property
+    def kernels(self) -> list[tuple[str, Lowered]]:
+        return [(n, low) for n, low in self.lowered.items() if low.kernel is not None]
+
+    @property
+    def penalties(self) -> list[tuple[str, float]]:
+        return [
+            (n, low.kernel[3])
+            for n, low in self.kernels
+            if low.kernel and low.kernel[3] is not None
+        ]
+
+
+def plan(graph: Graph) -> Plan:
+    import torch
+
+    shapes = {n.name: n.shape for n in graph.nodes}
+    problems = []
+    lowered: dict[str, Lowered] = {}
+    for node in graph.nodes:
+        if node.op == "input":
+            continue
+        if hasattr(torch.nn.Module, node.name) or node.name in _OWN_METHODS:
+            problems.append(
+                Diagnostic(
+                    "E101",
+                    f"torch backend: layer name '{node.name}' clashes with an nn.Module attribute",
+                    node.origin.location,
+                    node.origin.describe(),
+                    hint=f"rename the layer (e.g. '{node.name}_layer')",
+                )
+            )
+            continue
+        lowered[node.name] = lower(node, [shapes[i] for i in node.inputs])  # type: ignore[misc]
+    if problems:
+        raise SpecError(problems)
+    return Plan(graph, lowered)
+
+
+def _make(spec: Any) -> Any:
+    from torch import nn
+
+    return getattr(nn, spec.cls)(*spec.args, **dict(spec.kwargs))
+
+
+def reset_parameters(model: Any, kernels: list[tuple[str, Lowered]]) -> None:
+    """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BN 1/0."""
+    from torch import nn
+
+    from .torch_helpers import _glorot_uniform_
+
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d):
+            module.reset_parameters()
+        elif isinstance(module, nn.Conv2d | nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    for name, low in kernels:
+        assert low.kernel is not None
+        _glorot_uniform_(getattr(model, name).weight, low.kernel[1], low.kernel[2])
+
+
+@cache
+def _live_class() -> type:
+    import torch
+    from torch import nn
+
+    class ArchcModule(nn.Module):
+        """An nn.Module that interprets a lowered archc graph (NCHW tensors)."""
+
+        def __init__(self, p: Plan):
+            super().__init__()
+            self._plan = p
+            for node in p.graph.nodes:
+                low = p.lowered.get(node.name)
+                if low is not None and low.module is not None:
+                    self.add_module(node.name, _make(low.module))
+                    if not node.trainable:
+                        getattr(self, node.name).requires_grad_(False)
+            self.reset_parameters()
+
+        def reset_parameters(self) -> None:
+            reset_parameters(self, self._plan.kernels)
+
+        def forward_all(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+            graph = self._plan.graph
+            values = dict(zip(graph.inputs, inputs, strict=True))
+            for node in graph.nodes:
+                if node.op != "input":
+                    steps = self._plan.lowered[node.name].steps
+                    values[node.name] = run_steps(self, steps, [values[i] for i in node.inputs])
+            return values
+
+        def forward(self, *inputs: torch.Tensor) -> Any:
+            values = self.forward_all(*inputs)
+            outs = [values[o] for o in self._plan.graph.outputs]
+            return outs[0] if len(outs) == 1 else tuple(outs)
+
+        def regularization_loss(self) -> torch.Tensor:
+            loss = torch.zeros(())
+            for name, factor in self._plan.penalties:
+                loss = loss + factor * getattr(self, name).weight.square().sum()
+            return loss
+
+    return ArchcModule
+
+
+def build(graph: Graph) -> Any:
+    """A live nn.Module for a checked graph (NCHW input), with Keras' initial values."""
+    return _live_class()(plan(graph))
+
+
+def counts(model: Any) -> Counts:
+    """trainable = parameters with requires_grad; non-trainable = frozen parameters plus
+    floating-point buffers (BN running statistics), never num_batches_tracked."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    buffers = sum(b.numel() for b in model.buffers() if b.is_floating_point())
+    return Counts(trainable + frozen + buffers, trainable, frozen + buffers)
+
+
+def layer_counts(model: Any) -> dict[str, Counts]:
+    return {name: counts(child) for name, child in model.named_children()}
+
+
+def input_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Channels-last logical shape -> the NC... shape a PyTorch model takes."""
+    return (shape[-1], *shape[:-1])
+
+
+# -- generated source -------------------------------------------------------------------------
+def _class_name(name: str) -> str:
+    parts = [p for p in re.split(r"[^0-9A-Za-z]+", name) if p]
+    out = "".join(p[:1].upper() + p[1:] for p in parts) or "Model"
+    return out if out[0].isalpha() else "Model" + out
+
+
+def render(compiled: Compiled) -> str:
+    graph = compiled.graph
+    p = plan(graph)
+    cls = _class_name(graph.name)
+    module_names = {
+        "math",
+        "torch",
+        "F",
+        "nn",
+        "Tensor",
+        "self",
+        "build_model",
+        "SPEC",
+        "PARAMS",
+        "INPUT_SHAPE",
+        "L2_PENALTIES",
+        "_glorot_uniform_",
+        "_avg_pool_same",
+        cls,
+    }
+    names = python_names([n.name for n in graph.nodes], module_names)
+    init_lines = []
+    for node in graph.nodes:
+        low = p.lowered.get(node.name)
+        if low is None or low.module is None:
+            continue
+        init_lines.append(
+            call(
+                f"nn.{low.module.cls}",
+                low.module.args,
+                low.module.kwargs,
+                indent=8,
+                prefix=f"self.{node.name} = ",
+            )
+        )
+        if not node.trainable:
+            init_lines.append(f"self.{node.name}.requires_grad_(False)")
+    glorot = [
+        call(
+            "_glorot_uniform_",
+            (),
+            [("fan_in", low.kernel[1]), ("fan_out", low.kernel[2])],
+            indent=8,
+            prefix="",
+        ).replace("_glorot_uniform_(", f"_glorot_uniform_(self.{n}.weight, ", 1)
+        for n, low in p.kernels
+        if low.kernel
+    ]
+    forward: list[str] = []
+    for node in graph.nodes:
+        if node.op == "input":
+            continue
+        forward += render_steps(
+            names[node.name], p.lowered[node.name].steps, [names[i] for i in node.inputs], indent=8
+        )
+    helpers = []
+    if p.kernels:
+        helpers.append(_helper_source("_glorot_uniform_"))
+    if any("_avg_pool_same(" in line for line in forward):
+        helpers.append(_helper_source("_avg_pool_same"))
+    uses_f = any("F." in line for line in forward) or "_avg_pool_same" in "".join(helpers)
+    args = ", ".join(f"{names[i]}: Tensor" for i in graph.inputs)
+    outs = [names[o] for o in graph.outputs]
+    ctx = header_context(compiled, NAME)
+    ctx.update(
+        cls=cls,
+        init_lines=init_lines,
+        glorot=glorot,
+        forward=forward,
+        helpers=helpers,
+        uses_math=bool(p.kernels),
+        uses_f=uses_f,
+        signature=f"self, {args}",
+        returns=", ".join(outs),
+        return_type="Tensor" if len(outs) == 1 else "tuple[Tensor, ...]",
+        penalties=p.penalties,
+        torch_input_shape=input_shape(graph.node(graph.inputs[0]).shape or ()),
+    )
+    return environment().get_template("torch.py.jinja").render(ctx)
+
+
+def _helper_source(name: str) -> str:
+    from . import torch_helpers
+
+    return inspect.getsource(getattr(torch_helpers, name)).rstrip() + "\n"
+
+
+def build_generated(module: Any) -> Any:
+    return module.build_model()
+
+
+def from_spec(
+    spec: str | os.PathLike[str],
+    overrides: dict[str, Any] | None = None,
+    *,
+    variant: str | None = None,
+) -> Any:
+    """The Python API: a live, count-verified nn.Module from a spec path plus overrides."""
+    from compiler.api import compile_spec
+
+    from .compile import verify_model
+
+    compiled = compile_spec(str(spec), overrides, variant=variant)
+    model = build(compiled.graph)
+    verify_model(compiled, model, sys.modules[__name__], "the torch model")
+    return model
+
+
+def node_input_names(node: Node) -> tuple[str, ...]:
+    return node.inputs

@@ -1,0 +1,328 @@
+"""Small specs, per op, that every backend builds and counts against the IR.
+
+`OP_CASES` maps each registered op (except `input`, which every spec uses) to one or more
+complete YAML spec texts that exercise its attributes: strides, `same`/`valid` padding on odd
+and non-square sizes, dilation, groups, bias off, `trainable: false`, `kernel_l2`, activations,
+`keepdims`, concat axes, reshape with -1, ... The texts are framework-neutral: no backend names
+appear, and a YAML comment at the top of each says what it is for. Every node reaches the
+output (a functional model drops layers that do not), and input sizes are odd and non-square
+so that a backend that pads or strides wrongly gets a different shape.
+
+A new op is not done until it has a case here: tests fail when the registry has an op that
+`OP_CASES` does not cover.
+"""
+
+from __future__ import annotations
+
+OP_CASES: dict[str, list[str]] = {
+    "conv2d": [
+        """\
+# valid padding, stride 2 on odd sizes, bias, relu
+archc: 1
+name: conv2d_valid_strided
+inputs:
+  - {name: x, shape: [9, 7, 4]}
+layers:
+  - {op: conv2d, name: conv, filters: 6, kernel: 3, strides: 2, activation: relu}
+""",
+        """\
+# same padding, non-square kernel and strides (uneven TF pads), no bias, kernel_l2
+archc: 1
+name: conv2d_same_uneven
+inputs:
+  - {name: x, shape: [10, 7, 3]}
+layers:
+  - op: conv2d
+    name: conv
+    filters: 5
+    kernel: [3, 2]
+    strides: [2, 3]
+    padding: same
+    use_bias: false
+    kernel_l2: 0.001
+""",
+        """\
+# dilation with same and valid padding, groups, frozen layer, silu
+archc: 1
+name: conv2d_dilated_grouped
+inputs:
+  - {name: x, shape: [11, 8, 4]}
+layers:
+  - {op: conv2d, name: dil_same, filters: 6, kernel: 3, dilation: 2, padding: same}
+  - op: conv2d
+    name: grouped
+    filters: 4
+    kernel: [3, 1]
+    dilation: [2, 1]
+    groups: 2
+    activation: silu
+    trainable: false
+  - {op: conv2d, name: one_by_one, filters: 2, kernel: 1, use_bias: false, kernel_l2: 0.01}
+""",
+    ],
+    "depthwise_conv2d": [
+        """\
+# same padding, stride 2 on odd sizes, depth multiplier, bias
+archc: 1
+name: depthwise_same_strided
+inputs:
+  - {name: x, shape: [9, 6, 3]}
+layers:
+  - op: depthwise_conv2d
+    name: dw
+    kernel: 3
+    strides: 2
+    padding: same
+    depth_multiplier: 2
+""",
+        """\
+# valid dilated kernel, no bias, kernel_l2, relu6, frozen
+archc: 1
+name: depthwise_dilated_frozen
+inputs:
+  - {name: x, shape: [10, 9, 4]}
+layers:
+  - op: depthwise_conv2d
+    name: dw
+    kernel: [3, 2]
+    dilation: 2
+    use_bias: false
+    kernel_l2: 0.0001
+    activation: relu6
+    trainable: false
+  - {op: depthwise_conv2d, name: dw2, kernel: 1, depth_multiplier: 3}
+""",
+    ],
+    "batch_norm": [
+        """\
+# defaults on an image tensor
+archc: 1
+name: batch_norm_defaults
+inputs:
+  - {name: x, shape: [5, 7, 6]}
+layers:
+  - {op: batch_norm, name: bn}
+""",
+        """\
+# epsilon and momentum, no center (beta), frozen
+archc: 1
+name: batch_norm_frozen
+inputs:
+  - {name: x, shape: [5, 3, 4]}
+layers:
+  - {op: batch_norm, name: bn, epsilon: 0.00001, momentum: 0.9, center: false, trainable: false}
+""",
+        """\
+# no scale (gamma), on a flat tensor
+archc: 1
+name: batch_norm_flat
+inputs:
+  - {name: x, shape: [3, 5, 2]}
+layers:
+  - {op: flatten, name: flat}
+  - {op: batch_norm, name: bn, scale: false}
+""",
+    ],
+    "activation": [
+        """\
+# every activation function in a chain
+archc: 1
+name: activations
+inputs:
+  - {name: x, shape: [5, 3, 4]}
+layers:
+  - {op: activation, name: a_linear, fn: linear}
+  - {op: activation, name: a_relu, fn: relu}
+  - {op: activation, name: a_relu6, fn: relu6}
+  - {op: activation, name: a_sigmoid, fn: sigmoid}
+  - {op: activation, name: a_tanh, fn: tanh}
+  - {op: activation, name: a_silu, fn: silu}
+  - {op: activation, name: a_swish, fn: swish}
+  - {op: activation, name: a_gelu, fn: gelu}
+  - {op: activation, name: a_softmax, fn: softmax}
+""",
+    ],
+    "dense": [
+        """\
+# on a flat tensor, softmax, kernel_l2
+archc: 1
+name: dense_flat
+inputs:
+  - {name: x, shape: [3, 5, 2]}
+layers:
+  - {op: flatten, name: flat}
+  - {op: dense, name: fc, units: 7, activation: softmax, kernel_l2: 0.001}
+""",
+        """\
+# on the last axis of an image tensor, no bias, frozen, then a tanh head
+archc: 1
+name: dense_image
+inputs:
+  - {name: x, shape: [3, 5, 4]}
+layers:
+  - {op: dense, name: fc1, units: 6, use_bias: false, trainable: false}
+  - {op: dense, name: fc2, units: 2, activation: tanh}
+""",
+    ],
+    "flatten": [
+        """\
+# an odd, non-square image to one axis
+archc: 1
+name: flatten
+inputs:
+  - {name: x, shape: [3, 5, 7]}
+layers:
+  - {op: flatten, name: flat}
+""",
+    ],
+    "reshape": [
+        """\
+# -1 inferred, then an explicit shape
+archc: 1
+name: reshape
+inputs:
+  - {name: x, shape: [4, 3, 2]}
+layers:
+  - {op: reshape, name: r1, target_shape: [-1, 6]}
+  - {op: reshape, name: r2, target_shape: [2, 3, 4]}
+  - {op: reshape, name: r3, target_shape: [24]}
+""",
+    ],
+    "dropout": [
+        """\
+# identity at inference, no weights
+archc: 1
+name: dropout
+inputs:
+  - {name: x, shape: [5, 3, 2]}
+layers:
+  - {op: dropout, name: drop, rate: 0.25}
+""",
+    ],
+    "add": [
+        """\
+# three inputs by name, one of them the graph input
+archc: 1
+name: add3
+inputs:
+  - {name: x, shape: [7, 5, 3]}
+layers:
+  - {op: conv2d, name: c1, filters: 3, kernel: 3, padding: same}
+  - {op: conv2d, name: c2, filters: 3, kernel: 1, inputs: x}
+  - {op: add, name: sum, inputs: [c1, c2, x]}
+""",
+    ],
+    "multiply": [
+        """\
+# gating: a sigmoid branch times the trunk
+archc: 1
+name: multiply
+inputs:
+  - {name: x, shape: [5, 7, 4]}
+layers:
+  - {op: conv2d, name: gate, filters: 4, kernel: 1, activation: sigmoid}
+  - {op: multiply, name: gated, inputs: [x, gate]}
+""",
+    ],
+    "concat": [
+        """\
+# channels (axis -1, the default) with unequal channel counts, three inputs
+archc: 1
+name: concat_channels
+inputs:
+  - {name: x, shape: [5, 7, 3]}
+layers:
+  - {op: conv2d, name: a, filters: 2, kernel: 1}
+  - {op: conv2d, name: b, filters: 5, kernel: 3, padding: same, inputs: x}
+  - {op: concat, name: cat, inputs: [x, a, b]}
+""",
+        """\
+# logical axis 1 (width, batch excluded) with unequal widths
+archc: 1
+name: concat_width
+inputs:
+  - {name: x, shape: [5, 7, 3]}
+layers:
+  - {op: conv2d, name: narrow, filters: 3, kernel: [1, 3]}
+  - {op: concat, name: cat, axis: 1, inputs: [x, narrow]}
+""",
+        """\
+# logical axis 0 (height, batch excluded) and negative axis -2 (width)
+archc: 1
+name: concat_height
+inputs:
+  - {name: x, shape: [5, 7, 3]}
+layers:
+  - {op: conv2d, name: short, filters: 3, kernel: [3, 1]}
+  - {op: concat, name: cat_h, axis: 0, inputs: [x, short]}
+  - {op: conv2d, name: thin, filters: 3, kernel: [1, 2]}
+  - {op: concat, name: cat_w, axis: -2, inputs: [cat_h, thin]}
+""",
+    ],
+    "max_pool2d": [
+        """\
+# same padding, stride 2 on odd sizes (uneven pads)
+archc: 1
+name: max_pool_same
+inputs:
+  - {name: x, shape: [9, 6, 3]}
+layers:
+  - {op: max_pool2d, name: pool, pool: 3, strides: 2, padding: same}
+""",
+        """\
+# valid, non-square pool, strides default to the pool size
+archc: 1
+name: max_pool_valid
+inputs:
+  - {name: x, shape: [7, 10, 2]}
+layers:
+  - {op: max_pool2d, name: pool, pool: [2, 3]}
+""",
+    ],
+    "avg_pool2d": [
+        """\
+# same padding, stride 1 (padding not counted in the divisor)
+archc: 1
+name: avg_pool_same
+inputs:
+  - {name: x, shape: [7, 6, 3]}
+layers:
+  - {op: avg_pool2d, name: pool, pool: 3, strides: 1, padding: same}
+""",
+        """\
+# valid, non-square strides on odd sizes
+archc: 1
+name: avg_pool_valid
+inputs:
+  - {name: x, shape: [9, 11, 2]}
+layers:
+  - {op: avg_pool2d, name: pool, pool: 3, strides: [2, 3]}
+""",
+    ],
+    "global_avg_pool2d": [
+        """\
+# keepdims false, then true on another branch; both are outputs
+archc: 1
+name: global_avg_pool
+inputs:
+  - {name: x, shape: [5, 7, 3]}
+layers:
+  - {op: global_avg_pool2d, name: gap}
+  - {op: global_avg_pool2d, name: gap_keep, keepdims: true, inputs: x}
+outputs: [gap, gap_keep]
+""",
+    ],
+    "zero_pad2d": [
+        """\
+# n, [h, w] and [[top, bottom], [left, right]]
+archc: 1
+name: zero_pad
+inputs:
+  - {name: x, shape: [3, 5, 2]}
+layers:
+  - {op: zero_pad2d, name: p_all}
+  - {op: zero_pad2d, name: p_hw, padding: [1, 2]}
+  - {op: zero_pad2d, name: p_each, padding: [[0, 1], [2, 3]]}
+""",
+    ],
+}
