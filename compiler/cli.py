@@ -165,6 +165,47 @@ def compile_cmd(
     run_guarded(body)
 
 
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@set_option
+@click.option(
+    "--atol",
+    type=float,
+    default=1e-5,
+    show_default=True,
+    help="Absolute tolerance (plus 1e-5 relative to each layer's largest value).",
+)
+@click.option("--batch", type=click.IntRange(1, 64), default=3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(
+    spec: str, sets: tuple[str, ...], atol: float, batch: int, seed: int, as_json: bool
+) -> None:
+    """Prove that the Keras and PyTorch models of SPEC compute the same numbers."""
+    overrides = parse_sets(sets)
+
+    def body() -> int:
+        from backends.verify import verify as run_verify
+
+        report = run_verify(spec, overrides, from_text=True, atol=atol, batch=batch, seed=seed)
+        if as_json:
+            click.echo(json.dumps(report.as_json(), indent=2))
+        else:
+            c = report.ir
+            click.echo(
+                f"counts: IR = keras = torch = {c.total:,} "
+                f"({c.trainable:,} trainable, {c.non_trainable:,} non-trainable)"
+            )
+            click.echo(
+                f"outputs: {report.layers_checked} layers agree, "
+                f"max|Δ| = {report.max_abs_diff:.3g} (atol {atol:g})"
+            )
+            click.echo("generated sources: keras and torch match the live models")
+        return EXIT_OK
+
+    run_guarded(body, as_json)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     cli.main(args=list(argv) if argv is not None else None, prog_name="archc")
 

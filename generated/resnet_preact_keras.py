@@ -28,12 +28,7 @@ def build_model() -> keras.Model:
         name="conv0",
     )(input_3)
     bn0 = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn0",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn0"
     )(conv0)
     relu0 = layers.Activation(activation="relu", name="relu0")(bn0)
     conv1a = layers.Conv2D(
@@ -46,12 +41,7 @@ def build_model() -> keras.Model:
         name="conv1a",
     )(relu0)
     bn1b = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn1b",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn1b"
     )(conv1a)
     relu1b = layers.Activation(activation="relu", name="relu1b")(bn1b)
     conv1b = layers.Conv2D(
@@ -64,12 +54,7 @@ def build_model() -> keras.Model:
         name="conv1b",
     )(relu1b)
     bn1c = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn1c",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn1c"
     )(conv1b)
     relu1c = layers.Activation(activation="relu", name="relu1c")(bn1c)
     conv1c = layers.Conv2D(
@@ -83,12 +68,7 @@ def build_model() -> keras.Model:
     )(relu1c)
     merge1 = layers.Add(name="merge1")([conv1c, relu0])
     bn2a = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn2a",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn2a"
     )(merge1)
     relu2a = layers.Activation(activation="relu", name="relu2a")(bn2a)
     conv2a = layers.Conv2D(
@@ -101,12 +81,7 @@ def build_model() -> keras.Model:
         name="conv2a",
     )(relu2a)
     bn2b = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn2b",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn2b"
     )(conv2a)
     relu2b = layers.Activation(activation="relu", name="relu2b")(bn2b)
     conv2b = layers.Conv2D(
@@ -119,12 +94,7 @@ def build_model() -> keras.Model:
         name="conv2b",
     )(relu2b)
     bn2c = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn2c",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn2c"
     )(conv2b)
     relu2c = layers.Activation(activation="relu", name="relu2c")(bn2c)
     conv2c = layers.Conv2D(
@@ -138,12 +108,7 @@ def build_model() -> keras.Model:
     )(relu2c)
     merge2 = layers.Add(name="merge2")([conv2c, merge1])
     bn3a = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn3a",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn3a"
     )(merge2)
     relu3a = layers.Activation(activation="relu", name="relu3a")(bn3a)
     conv3a = layers.Conv2D(
@@ -156,12 +121,7 @@ def build_model() -> keras.Model:
         name="conv3a",
     )(relu3a)
     bn3b = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn3b",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn3b"
     )(conv3a)
     relu3b = layers.Activation(activation="relu", name="relu3b")(bn3b)
     conv3b = layers.Conv2D(
@@ -174,12 +134,7 @@ def build_model() -> keras.Model:
         name="conv3b",
     )(relu3b)
     bn3c = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn3c",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn3c"
     )(conv3b)
     relu3c = layers.Activation(activation="relu", name="relu3c")(bn3c)
     conv3c = layers.Conv2D(
@@ -193,12 +148,7 @@ def build_model() -> keras.Model:
     )(relu3c)
     merge3 = layers.Add(name="merge3")([conv3c, merge2])
     bn4a = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn4a",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn4a"
     )(merge3)
     relu4a = layers.Activation(activation="relu", name="relu4a")(bn4a)
     conv4a = layers.Conv2D(
@@ -211,12 +161,7 @@ def build_model() -> keras.Model:
         name="conv4a",
     )(relu4a)
     bn4b = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn4b",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn4b"
     )(conv4a)
     relu4b = layers.Activation(activation="relu", name="relu4b")(bn4b)
     conv4b = layers.Conv2D(
@@ -229,12 +174,7 @@ def build_model() -> keras.Model:
         name="conv4b",
     )(relu4b)
     bn4c = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn4c",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn4c"
     )(conv4b)
     relu4c = layers.Activation(activation="relu", name="relu4c")(bn4c)
     conv4c = layers.Conv2D(
@@ -248,12 +188,7 @@ def build_model() -> keras.Model:
     )(relu4c)
     merge4 = layers.Add(name="merge4")([conv4c, merge3])
     bn5a = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn5a",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn5a"
     )(merge4)
     relu5a = layers.Activation(activation="relu", name="relu5a")(bn5a)
     conv5a = layers.Conv2D(
@@ -266,12 +201,7 @@ def build_model() -> keras.Model:
         name="conv5a",
     )(relu5a)
     bn5b = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn5b",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn5b"
     )(conv5a)
     relu5b = layers.Activation(activation="relu", name="relu5b")(bn5b)
     conv5b = layers.Conv2D(
@@ -284,12 +214,7 @@ def build_model() -> keras.Model:
         name="conv5b",
     )(relu5b)
     bn5c = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bn5c",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn5c"
     )(conv5b)
     relu5c = layers.Activation(activation="relu", name="relu5c")(bn5c)
     conv5c = layers.Conv2D(
@@ -303,19 +228,11 @@ def build_model() -> keras.Model:
     )(relu5c)
     merge5 = layers.Add(name="merge5")([conv5c, merge4])
     bnF = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.99,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="bnF",
+        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bnF"
     )(merge5)
     reluF = layers.Activation(activation="relu", name="reluF")(bnF)
     avg_pool = layers.AveragePooling2D(
-        pool_size=(16, 16),
-        strides=(16, 16),
-        padding="valid",
-        name="avg_pool",
+        pool_size=(16, 16), strides=(16, 16), padding="valid", name="avg_pool"
     )(reluF)
     flat = layers.Flatten(name="flat")(avg_pool)
     fc10 = layers.Dense(units=5, activation="softmax", use_bias=True, name="fc10")(flat)

@@ -51,147 +51,67 @@ class Rnpa(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv0 = nn.Conv2d(
-            3,
-            128,
-            kernel_size=(3, 3),
-            stride=(2, 2),
-            padding=(0, 0),
-            bias=False,
+            3, 128, kernel_size=(3, 3), stride=(2, 2), padding=(0, 0), bias=False
         )
         self.bn0 = nn.BatchNorm2d(128, eps=0.001, momentum=0.01, affine=True)
         self.conv1a = nn.Conv2d(
-            128,
-            32,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            bias=False,
+            128, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
         )
         self.bn1b = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
         self.conv1b = nn.Conv2d(
-            32,
-            32,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            bias=False,
+            32, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.bn1c = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
         self.conv1c = nn.Conv2d(
-            32,
-            128,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            bias=True,
+            32, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
         )
         self.bn2a = nn.BatchNorm2d(128, eps=0.001, momentum=0.01, affine=True)
         self.conv2a = nn.Conv2d(
-            128,
-            32,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            bias=False,
+            128, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
         )
         self.bn2b = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
         self.conv2b = nn.Conv2d(
-            32,
-            32,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            bias=False,
+            32, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.bn2c = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
         self.conv2c = nn.Conv2d(
-            32,
-            128,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            bias=True,
+            32, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
         )
         self.bn3a = nn.BatchNorm2d(128, eps=0.001, momentum=0.01, affine=True)
         self.conv3a = nn.Conv2d(
-            128,
-            32,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            bias=False,
+            128, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
         )
         self.bn3b = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
         self.conv3b = nn.Conv2d(
-            32,
-            32,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            bias=False,
+            32, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.bn3c = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
         self.conv3c = nn.Conv2d(
-            32,
-            128,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            bias=True,
+            32, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
         )
         self.bn4a = nn.BatchNorm2d(128, eps=0.001, momentum=0.01, affine=True)
         self.conv4a = nn.Conv2d(
-            128,
-            32,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            bias=False,
+            128, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
         )
         self.bn4b = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
         self.conv4b = nn.Conv2d(
-            32,
-            32,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            bias=False,
+            32, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.bn4c = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
         self.conv4c = nn.Conv2d(
-            32,
-            128,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            bias=True,
+            32, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
         )
         self.bn5a = nn.BatchNorm2d(128, eps=0.001, momentum=0.01, affine=True)
         self.conv5a = nn.Conv2d(
-            128,
-            32,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            bias=False,
+            128, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
         )
         self.bn5b = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
         self.conv5b = nn.Conv2d(
-            32,
-            32,
-            kernel_size=(3, 3),
-            stride=(1, 1),
-            padding=(1, 1),
-            bias=False,
+            32, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.bn5c = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
         self.conv5c = nn.Conv2d(
-            32,
-            128,
-            kernel_size=(1, 1),
-            stride=(1, 1),
-            padding=(0, 0),
-            bias=True,
+            32, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
         )
         self.bnF = nn.BatchNorm2d(128, eps=0.001, momentum=0.01, affine=True)
         self.fc10 = nn.Linear(128, 5, bias=True)
