@@ -8,6 +8,7 @@ their types are checked after expansion against the op's attribute dataclass.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -109,11 +110,10 @@ def _item_tag(value: Any) -> str | None:
 
 def _op_item_model(op: OpDef, typed: bool) -> type[BaseModel]:
     fields: dict[str, Any] = {"op": (Literal[op.name], ...)}
+    hints = typing.get_type_hints(op.attrs, include_extras=True) if typed else {}
     for f in op.user_fields:
         has_default = f.default is not dataclasses.MISSING
-        tp: Any = Union[f.type, Expr] if typed else Any  # noqa: UP007
-        if isinstance(f.type, str):  # postponed annotation: resolve via the dataclass
-            tp = Any
+        tp: Any = Union[hints[f.name], Expr] if typed else Any  # noqa: UP007
         fields[f.name] = (tp, f.default if has_default else ...)
     fields["trainable"] = (bool | Expr, True)
     name = "".join(p.title() for p in op.name.split("_")) + "Item"
@@ -145,26 +145,34 @@ class Spec(_Strict):
     expect: Expect | None = None
 
 
-@cache
+if not TYPE_CHECKING:
+    # Bind the forward references once, at import: every model is built exactly once.
+    Item = item_union(False)
+    for _model in (Repeat, BlockDef, Spec):
+        _model.model_rebuild()
+
+
 def spec_model(typed: bool = False) -> type[Spec]:
-    """The Spec model with items bound to the op registry (typed=True for the JSON Schema)."""
-    ns = {"Item": item_union(typed)}
-    for model in (Repeat, BlockDef, Spec):
-        model.model_rebuild(_types_namespace=ns, force=True)
-    if not typed:
-        return Spec
-    # A typed copy whose op items carry attribute types (used for `archc schema` only).
-    typed_repeat = create_model("Repeat", __base__=Repeat, body=(list[ns["Item"]], ...))
-    ns["Item"] = Annotated[
-        Union[(*item_union(True).__origin__.__args__[:-1], Annotated[typed_repeat, Tag("loop")])],
+    """The Spec model (typed=True: a copy whose op attributes carry their types, for the
+    JSON Schema; validation types them after expansion, when expressions are resolved)."""
+    return _typed_spec() if typed else Spec
+
+
+@cache
+def _typed_spec() -> type[Spec]:
+    typed_item = item_union(True)
+    members = typed_item.__origin__.__args__[:-1]  # all but the untyped Repeat
+    typed_repeat = create_model("Repeat", __base__=Repeat, body=(list[typed_item], ...))
+    item = Annotated[
+        Union[(*members, Annotated[typed_repeat, Tag("loop")])],
         Discriminator(_item_tag),
     ]
-    typed_block = create_model("BlockDef", __base__=BlockDef, body=(list[ns["Item"]], ...))
+    typed_block = create_model("BlockDef", __base__=BlockDef, body=(list[item], ...))
     return create_model(
         "Spec",
         __base__=Spec,
         blocks=(dict[str, typed_block], {}),
-        layers=(list[ns["Item"]], ...),
+        layers=(list[item], ...),
     )
 
 

@@ -342,7 +342,7 @@ def test_op_case_generated_source_matches_ir(op: str, i: int, tmp_path: Path) ->
     assert result.changed and result.counts == result.compiled.graph.counts
     assert result.path.read_text(encoding="utf-8") == result.source
     module = import_source(result.source, result.path.stem)
-    assert module.PARAMS == result.compiled.graph.counts.as_dict()
+    assert result.compiled.graph.counts.as_dict() == module.PARAMS
     check_model_against_graph(module.build_model(), result.compiled.graph)
 
 

@@ -49,6 +49,11 @@ def reference_make_divisible(v: float, divisor: int, min_value: int | None = Non
     return new_v
 
 
+def ids(sources: Mapping[str, Any]) -> list[str]:
+    """Readable test ids for expressions (long ones cut short)."""
+    return [s if len(s) <= 40 else s[:37] + "..." for s in sources]
+
+
 @contextmanager
 def peak_memory() -> Iterator[list[int]]:
     """Record the peak of Python allocations (bytes) inside the block; no clocks involved."""
@@ -132,7 +137,7 @@ VALUES: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize(("source", "expected"), VALUES.items(), ids=list(VALUES))
+@pytest.mark.parametrize(("source", "expected"), VALUES.items(), ids=ids(VALUES))
 def test_value(source: str, expected: Any) -> None:
     result = evaluate(source, ENV)
     assert result == expected
@@ -189,7 +194,7 @@ TEMPLATES: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize(("text", "expected"), TEMPLATES.items(), ids=list(TEMPLATES))
+@pytest.mark.parametrize(("text", "expected"), TEMPLATES.items(), ids=ids(TEMPLATES))
 def test_render_template(text: str, expected: Any) -> None:
     assert render(text, ENV) == expected
 
@@ -299,7 +304,10 @@ REJECTED: dict[str, tuple[str, str]] = {
     # unknown names, with did-you-mean
     "stgae": ("unknown name 'stgae'", "did you mean 'stage'?"),
     "filter": ("unknown name 'filter'", "did you mean 'filters'?"),
-    "resolution": ("unknown name 'resolution'", "names in scope: alpha, filters, flag, prefix, stage, width"),
+    "resolution": (
+        "unknown name 'resolution'",
+        "names in scope: alpha, filters, flag, prefix, stage, width",
+    ),
     # type errors
     "stage + 'a'": ("cannot apply '+' to int and str in 'stage + 'a''", ""),
     "filters - 1": ("cannot apply '-' to list and int in 'filters - 1'", ""),
@@ -316,7 +324,7 @@ REJECTED: dict[str, tuple[str, str]] = {
 }
 
 
-@pytest.mark.parametrize(("source", "expected"), REJECTED.items(), ids=list(REJECTED))
+@pytest.mark.parametrize(("source", "expected"), REJECTED.items(), ids=ids(REJECTED))
 def test_rejected(source: str, expected: tuple[str, str]) -> None:
     exc = expr_error(source)
     assert (exc.message, exc.hint) == expected

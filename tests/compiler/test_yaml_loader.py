@@ -1,0 +1,430 @@
+"""Safe YAML loading: positions of values and keys, and every way a document is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compiler.api import compile_spec
+from compiler.diagnostics import Diagnostic, Location, SpecError
+from compiler.load import loads
+from compiler.yaml_loader import MAX_DEPTH, MAX_VALUES, Document, load_file, load_text
+
+FILE = "spec.yaml"
+
+
+def at(line: int, col: int) -> Location:
+    return Location(FILE, line, col)
+
+
+def spec_errors(action: Callable[[], object]) -> list[Diagnostic]:
+    with pytest.raises(SpecError) as info:
+        action()
+    return list(info.value.diagnostics)
+
+
+def errors(text: str) -> list[Diagnostic]:
+    """The diagnostics that loading `text` raises (fails the test if it loads)."""
+    return spec_errors(lambda: load_text(text, FILE))
+
+
+def only_error(text: str) -> Diagnostic:
+    found = errors(text)
+    assert len(found) == 1, [d.format() for d in found]
+    return found[0]
+
+
+def data(text: str) -> Any:
+    return load_text(text, FILE).data
+
+
+# -- positions -----------------------------------------------------------------------------------
+
+POSITIONS_TEXT = """\
+name: net
+layers:
+  - op: conv2d
+    kernel: [3, 5]
+  - {op: add, inputs: [prev, input]}
+"""
+
+
+@pytest.fixture(scope="module")
+def positioned() -> Document:
+    return load_text(POSITIONS_TEXT, FILE)
+
+
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        ((), at(1, 1)),
+        (("name",), at(1, 7)),
+        (("layers",), at(3, 3)),
+        (("layers", 0), at(3, 5)),
+        (("layers", 0, "op"), at(3, 9)),
+        (("layers", 0, "kernel"), at(4, 13)),
+        (("layers", 0, "kernel", 1), at(4, 17)),
+        (("layers", 1), at(5, 5)),
+        (("layers", 1, "op"), at(5, 10)),
+        (("layers", 1, "inputs", 1), at(5, 30)),
+    ],
+)
+def test_value_positions(
+    positioned: Document, path: tuple[str | int, ...], where: Location
+) -> None:
+    assert positioned.values[path] == where
+    assert positioned.loc(path) == where
+
+
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        (("name",), at(1, 1)),
+        (("layers",), at(2, 1)),
+        (("layers", 0, "op"), at(3, 5)),
+        (("layers", 0, "kernel"), at(4, 5)),
+        (("layers", 1, "inputs"), at(5, 15)),
+    ],
+)
+def test_key_positions(positioned: Document, path: tuple[str | int, ...], where: Location) -> None:
+    assert positioned.keys[path] == where
+    assert positioned.loc(path, key=True) == where
+
+
+def test_loc_falls_back_to_the_nearest_ancestor(positioned: Document) -> None:
+    assert positioned.loc(("layers", 0, "filters")) == at(3, 5)  # a missing key: its mapping
+    assert positioned.loc(("layers", 0, "kernel", 7)) == at(4, 13)
+    assert positioned.loc(("layers", 1), key=True) == at(5, 5)  # list items have no key
+    assert positioned.loc(("nothing", "here")) == at(1, 1)
+
+
+def test_data_is_plain_python(positioned: Document) -> None:
+    assert positioned.data == {
+        "name": "net",
+        "layers": [
+            {"op": "conv2d", "kernel": [3, 5]},
+            {"op": "add", "inputs": ["prev", "input"]},
+        ],
+    }
+
+
+@pytest.mark.parametrize(("text", "expected"), [("", None), ("# only a comment\n", None)])
+def test_empty_document(text: str, expected: Any) -> None:
+    assert data(text) is expected
+
+
+# -- scalars: YAML 1.2 floats, everything else as written ----------------------------------------
+
+SCALARS: dict[str, Any] = {
+    "1e-4": 1e-4,
+    "1E5": 1e5,
+    "-2e-3": -2e-3,
+    "+1.5e+3": 1.5e3,
+    ".5e3": 500.0,
+    "1.e2": 100.0,
+    "0.001": 0.001,
+    "1.5": 1.5,
+    "42": 42,
+    "-7": -7,
+    "'1e-4'": "1e-4",
+    '"1e-4"': "1e-4",
+    "1e4x": "1e4x",
+    "e5": "e5",
+    "1e": "1e",
+    "true": True,
+    "false": False,
+    "~": None,
+    "null": None,
+    "2001-01-01": "2001-01-01",  # dates stay as the text the user wrote
+    "!!str 12": "12",
+    "!!float 1": 1.0,
+    "!!int '7'": 7,
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), SCALARS.items(), ids=list(SCALARS))
+def test_scalar(text: str, expected: Any) -> None:
+    value = data(f"value: {text}\n")["value"]
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_exponent_float_reaches_ops_as_a_float() -> None:
+    spec = """\
+archc: 1
+name: net
+inputs: [{name: x, shape: [4, 4, 3]}]
+layers:
+  - {op: batch_norm, name: bn, epsilon: 1e-5}
+"""
+    node = compile_spec(loads(spec, FILE)).graph.node("bn")
+    assert node.attrs.epsilon == 1e-5
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="YAML 1.1 reads 010 as octal 8: 'filters: 010' silently means 8 filters",
+)
+def test_leading_zero_integer_is_decimal() -> None:
+    assert data("filters: 010\n") == {"filters": 10}
+
+
+def test_unreadable_scalar() -> None:
+    d = only_error("value: !!int abc\n")
+    assert (d.code, d.message, d.location) == ("E008", "cannot read scalar 'abc' as int", at(1, 8))
+
+
+# -- refused documents ---------------------------------------------------------------------------
+
+
+def test_duplicate_key() -> None:
+    d = only_error("name: a\nlayers: []\nname: b\n")
+    assert (d.code, d.message, d.location) == ("E007", "duplicate key 'name'", at(3, 1))
+    assert d.hint == "'name' is first given at spec.yaml:1:1; YAML keeps only one of them"
+
+
+def test_every_duplicate_key_is_reported() -> None:
+    found = errors("a: 1\nb: 2\na: 3\nb: 4\nc:\n  - {x: 1, x: 2}\n")
+    assert [(d.code, d.message, d.location) for d in found] == [
+        ("E007", "duplicate key 'a'", at(3, 1)),
+        ("E007", "duplicate key 'b'", at(4, 1)),
+        ("E007", "duplicate key 'x'", at(6, 12)),
+    ]
+    assert found[2].hint == "'x' is first given at spec.yaml:6:6; YAML keeps only one of them"
+
+
+TAG_HINT = "specs are plain data: remove the tag (python and custom tags never run)"
+
+
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [
+        (
+            "!!python/object/apply:os.system ['true']",
+            "tag:yaml.org,2002:python/object/apply:os.system",
+        ),
+        ("!!python/name:os.system", "tag:yaml.org,2002:python/name:os.system"),
+        (
+            "!!python/object/new:builtins.dict {}",
+            "tag:yaml.org,2002:python/object/new:builtins.dict",
+        ),
+        ("!!python/tuple [1, 2]", "tag:yaml.org,2002:python/tuple"),
+        ("!custom 1", "!custom"),
+        ("!!set {a, b}", "tag:yaml.org,2002:set"),
+        ("!!binary aGVsbG8=", "tag:yaml.org,2002:binary"),
+        ("!!omap [{a: 1}]", "tag:yaml.org,2002:omap"),
+    ],
+)
+def test_tags_are_rejected(value: str, tag: str) -> None:
+    d = only_error(f"name: net\nvalue: {value}\n")
+    assert (d.code, d.message, d.location, d.hint) == (
+        "E003",
+        f"YAML tag '{tag}' is not allowed",
+        at(2, 8),
+        TAG_HINT,
+    )
+
+
+def test_python_tags_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    only_error(f"value: !!python/object/apply:os.system ['touch {marker}']\n")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("base: &b {x: 1}\nitem:\n  <<: *b\n  y: 2\n", at(3, 3)),
+        ("base: &b {x: 1}\nitem: {<<: *b, y: 2}\n", at(2, 8)),
+    ],
+)
+def test_merge_keys_are_rejected(text: str, where: Location) -> None:
+    d = only_error(text)
+    assert (d.code, d.message, d.location, d.hint) == (
+        "E006",
+        "YAML merge keys ('<<') are not supported",
+        where,
+        "use 'defaults:' or a reusable block instead",
+    )
+
+
+def test_non_string_keys_are_rejected() -> None:
+    d = only_error("? [1, 2]\n: 3\n")
+    assert (d.code, d.message, d.location) == (
+        "E006",
+        "mapping keys must be plain strings",
+        at(1, 3),
+    )
+
+
+def test_small_aliases_are_expanded_into_independent_values() -> None:
+    loaded = data("a: &x [1, 2]\nb: *x\n")
+    assert loaded == {"a": [1, 2], "b": [1, 2]}
+    assert loaded["a"] is not loaded["b"]
+
+
+def billion_laughs(levels: int) -> str:
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("levels", [6, 10])
+def test_alias_bomb_is_bounded(levels: int) -> None:
+    d = only_error(billion_laughs(levels))
+    assert (d.code, d.message, d.hint) == (
+        "E004",
+        f"document expands to more than {MAX_VALUES:,} values",
+        "YAML aliases (*name) are expanded; an alias bomb is rejected",
+    )
+    assert d.location is not None and d.location.file == FILE
+
+
+def test_deep_nesting_is_rejected() -> None:
+    depth = MAX_DEPTH + 10
+    d = only_error("a: " + "[" * depth + "]" * depth + "\n")
+    assert (d.code, d.message) == ("E005", f"document nested deeper than {MAX_DEPTH}")
+
+
+# -- syntax errors: where, and what ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message", "hint"),
+    [
+        (
+            "name: net\nshape: [1, 2\nlayers: []\n",
+            at(3, 7),
+            "did not find expected ',' or ']'",
+            "while parsing a flow sequence",
+        ),
+        (
+            "name: net\nitem: {op: conv2d\nlayers: []\n",
+            at(3, 7),
+            "did not find expected ',' or '}'",
+            "while parsing a flow mapping",
+        ),
+        (
+            "name: net\nlayers:\n\t- a\n",
+            at(3, 1),
+            "found character that cannot start any token",
+            "while scanning for the next token",
+        ),
+        (
+            "name: net: bad\n",
+            at(1, 10),
+            "mapping values are not allowed in this context",
+            "check indentation, colons and quotes near this position",
+        ),
+        (
+            "name: net\n  doc: indented\n",
+            at(2, 6),
+            "mapping values are not allowed in this context",
+            "check indentation, colons and quotes near this position",
+        ),
+        (
+            "name: 'net\n",
+            at(2, 1),
+            "found unexpected end of stream",
+            "while scanning a quoted scalar",
+        ),
+    ],
+)
+def test_syntax_error(text: str, where: Location, message: str, hint: str) -> None:
+    d = only_error(text)
+    assert (d.code, d.message, d.location, d.hint) == (
+        "E002",
+        f"YAML syntax error: {message}",
+        where,
+        hint,
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the error is reported where libyaml gave up (the next line); the hint does not say "
+    "where the unclosed bracket or quote started",
+)
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        (
+            "name: net\nshape: [1, 2\nlayers: []\n",
+            "while parsing a flow sequence started at spec.yaml:2:8",
+        ),
+        ("name: 'net\n", "while scanning a quoted scalar started at spec.yaml:1:7"),
+    ],
+)
+def test_syntax_error_hint_says_where_the_construct_started(text: str, hint: str) -> None:
+    assert only_error(text).hint == hint
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the message reads 'YAML syntax error: but found another document' (PyYAML's "
+    "context and problem are split between message and hint)",
+)
+def test_several_documents() -> None:
+    d = only_error("name: a\n---\nname: b\n")
+    assert (d.code, d.message, d.location) == (
+        "E002",
+        "YAML syntax error: expected a single document in the stream but found another document",
+        at(2, 1),
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="libyaml's message leaves out the alias name and the hint talks about indentation",
+)
+def test_undefined_alias_is_named() -> None:
+    d = only_error("name: net\nvalue: *nope\n")
+    assert (d.code, d.message, d.location) == (
+        "E002",
+        "YAML syntax error: found undefined alias 'nope'",
+        at(2, 8),
+    )
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+def test_load_file_keeps_the_path_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "net.yaml").write_text("name: net\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    doc = load_file("net.yaml")
+    assert (doc.file, doc.data, doc.loc(("name",))) == (
+        "net.yaml",
+        {"name": "net"},
+        Location("net.yaml", 1, 7),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.yaml", None, "spec file not found: {path}"),
+        ("folder", "dir", "spec path is a directory: {path}"),
+        (
+            "latin1.yaml",
+            b"name: \xe9t\xe9\n",
+            "spec file is not UTF-8 text: {path} (invalid continuation byte)",
+        ),
+    ],
+)
+def test_unreadable_files(
+    tmp_path: Path, name: str, content: bytes | str | None, message: str
+) -> None:
+    path = tmp_path / name
+    if content == "dir":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    found = spec_errors(lambda: load_file(path))
+    assert [(d.code, d.message, d.location) for d in found] == [
+        ("E001", message.format(path=path), None)
+    ]
