@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_mo
 from .ops import OpDef, load_all
 
 if TYPE_CHECKING:
-    Item = Any  # the discriminated union of items, bound to the op registry in spec_model()
+    Item = Any  # the discriminated union of items, bound to the op registry below
 
 SPEC_VERSION = 1
 PARAM_TYPES = ("int", "float", "bool", "str", "list[int]", "list[float]", "list[str]")
@@ -108,23 +107,23 @@ def _item_tag(value: Any) -> str | None:
     return None
 
 
-def _op_item_model(op: OpDef, typed: bool) -> type[BaseModel]:
+def _item_model_name(op: OpDef) -> str:
+    return "".join(p.title() for p in op.name.split("_")) + "Item"
+
+
+def _op_item_model(op: OpDef) -> type[BaseModel]:
+    """Attribute values may be expressions: here only their names and presence are checked."""
     fields: dict[str, Any] = {"op": (Literal[op.name], ...)}
-    hints = typing.get_type_hints(op.attrs, include_extras=True) if typed else {}
     for f in op.user_fields:
         has_default = f.default is not dataclasses.MISSING
-        tp: Any = Union[hints[f.name], Expr] if typed else Any  # noqa: UP007
-        fields[f.name] = (tp, f.default if has_default else ...)
+        fields[f.name] = (Any, f.default if has_default else ...)
     fields["trainable"] = (bool | Expr, True)
-    name = "".join(p.title() for p in op.name.split("_")) + "Item"
-    model = create_model(name, __base__=_ItemBase, __doc__=op.doc or None, **fields)
-    return model
+    return create_model(_item_model_name(op), __base__=_ItemBase, __doc__=op.doc or None, **fields)
 
 
-@cache
-def item_union(typed: bool = False) -> Any:
+def item_union() -> Any:
     ops = [op for name, op in sorted(load_all().items()) if name != "input"]
-    members = [Annotated[_op_item_model(op, typed), Tag(f"op:{op.name}")] for op in ops]
+    members = [Annotated[_op_item_model(op), Tag(f"op:{op.name}")] for op in ops]
     members += [Annotated[BlockCall, Tag("call")], Annotated[Repeat, Tag("loop")]]
     return Annotated[Union[tuple(members)], Discriminator(_item_tag)]  # noqa: UP007
 
@@ -147,37 +146,33 @@ class Spec(_Strict):
 
 if not TYPE_CHECKING:
     # Bind the forward references once, at import: every model is built exactly once.
-    Item = item_union(False)
+    Item = item_union()
     for _model in (Repeat, BlockDef, Spec):
         _model.model_rebuild()
 
 
-def spec_model(typed: bool = False) -> type[Spec]:
-    """The Spec model (typed=True: a copy whose op attributes carry their types, for the
-    JSON Schema; validation types them after expansion, when expressions are resolved)."""
-    return _typed_spec() if typed else Spec
-
-
-@cache
-def _typed_spec() -> type[Spec]:
-    typed_item = item_union(True)
-    members = typed_item.__origin__.__args__[:-1]  # all but the untyped Repeat
-    typed_repeat = create_model("Repeat", __base__=Repeat, body=(list[typed_item], ...))
-    item = Annotated[
-        Union[(*members, Annotated[typed_repeat, Tag("loop")])],
-        Discriminator(_item_tag),
-    ]
-    typed_block = create_model("BlockDef", __base__=BlockDef, body=(list[item], ...))
-    return create_model(
-        "Spec",
-        __base__=Spec,
-        blocks=(dict[str, typed_block], {}),
-        layers=(list[item], ...),
-    )
+def spec_model() -> type[Spec]:
+    """The Spec model, its items bound to the op registry."""
+    return Spec
 
 
 def json_schema() -> dict[str, Any]:
-    schema = spec_model(typed=True).model_json_schema()
+    """JSON Schema of the spec format, op attributes typed (each may also be an expression)."""
+    from pydantic import TypeAdapter
+
+    schema = Spec.model_json_schema()
+    defs = schema["$defs"]
+    for op in load_all().values():
+        model = defs.get(_item_model_name(op))
+        if model is None:
+            continue
+        hints = typing.get_type_hints(op.attrs, include_extras=True)
+        for f in op.user_fields:
+            typed = TypeAdapter(hints[f.name]).json_schema()
+            prop = model["properties"][f.name]
+            prop.update(
+                anyOf=[typed, {"type": "string", "pattern": r"\$\{", "description": "expression"}]
+            )
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "archc spec"
     return schema

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, WithJsonSchema
 
 from ..ir import Shape, Weight
 
@@ -43,8 +43,16 @@ NonNegInt = Annotated[int, Strict(), Field(ge=0)]
 Int = Annotated[int, Strict()]
 Float = Annotated[float, Strict()]
 Bool = Annotated[bool, Strict()]
-Pair = Annotated[tuple[PosInt, PosInt], BeforeValidator(_as_pair)]
-NonNegPair = Annotated[tuple[NonNegInt, NonNegInt], BeforeValidator(_as_pair)]
+
+
+def _pair_schema(minimum: int) -> WithJsonSchema:
+    one = {"type": "integer", "minimum": minimum}
+    two = {"type": "array", "items": one, "minItems": 2, "maxItems": 2}
+    return WithJsonSchema({"anyOf": [one, two], "description": "n or [height, width]"})
+
+
+Pair = Annotated[tuple[PosInt, PosInt], BeforeValidator(_as_pair), _pair_schema(1)]
+NonNegPair = Annotated[tuple[NonNegInt, NonNegInt], BeforeValidator(_as_pair), _pair_schema(0)]
 ShapeT = Annotated[tuple[PosInt, ...], BeforeValidator(_as_tuple), Field(min_length=1)]
 Padding = Literal["valid", "same"]
 Activation = Literal[

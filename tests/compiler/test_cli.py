@@ -1,0 +1,81 @@
+"""The archc command line: exit codes, --set parsing, schema, and no framework imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from compiler.ops import load_all
+from tests.conftest import ROOT, SEED
+
+
+def test_schema_is_json_schema_with_every_op(archc) -> None:
+    result = archc("schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "archc spec"
+    assert {"archc", "name", "inputs", "layers"} <= set(schema["required"])
+    defs = schema["$defs"]
+    for op in load_all():
+        if op == "input":
+            continue
+        title = "".join(p.title() for p in op.split("_")) + "Item"
+        assert defs[title]["properties"]["op"]["const"] == op
+    filters = defs["Conv2DItem"]["properties"]["filters"]["anyOf"]
+    assert {"exclusiveMinimum": 0, "type": "integer"} in filters
+
+
+def test_set_without_equals_is_a_usage_error(archc) -> None:
+    result = archc("check", SEED, "--set", "nb_classes")
+    assert result.exit_code == 2
+    assert "--set expects KEY=VALUE" in result.output
+
+
+def test_unknown_command_is_a_usage_error(archc) -> None:
+    assert archc("chek", SEED).exit_code == 2
+
+
+def test_missing_spec_file_is_a_spec_error(archc, tmp_path) -> None:
+    result = archc("check", tmp_path / "nope.yaml")
+    assert result.exit_code == 1
+    assert "error[E001]: spec file not found" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_internal_error_exits_3_and_says_it_is_a_bug(archc, monkeypatch) -> None:
+    import compiler.api
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(compiler.api, "compile_spec", boom)
+    result = archc("check", SEED)
+    assert result.exit_code == 3
+    assert "internal error: RuntimeError: kaput" in result.stderr
+    assert "This is a bug in archc" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_expect_applies_only_without_overrides(archc) -> None:
+    assert "expect: ok" in archc("check", SEED).stdout
+    assert "expect:" not in archc("check", SEED, "--set", "nb_classes=7").stdout
+
+
+@pytest.mark.parametrize("command", [["check"], ["check", "--json"]])
+def test_check_imports_no_framework(command: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from compiler.cli import main\n"
+        f"try:\n    main({[*command, str(SEED)]!r})\n"
+        "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'keras', 'torch', 'jax', 'numpy'))\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert "HEAVY []" in out
