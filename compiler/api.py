@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import Diagnostic, SpecError
-from .expand import check_defaults, expand
+from .expand import check_static, expand
 from .infer import infer
 from .ir import Counts, Graph
 from .load import LoadedSpec, load
@@ -44,7 +44,7 @@ def compile_spec(
     The spec's `expect:` applies when nothing is overridden; a variant's when it is chosen.
     """
     loaded = path if isinstance(path, LoadedSpec) else load(path)
-    problems = check_defaults(loaded)
+    problems = check_static(loaded)
     if problems:
         raise SpecError(problems)
     params = resolve(loaded, overrides, variant=variant, from_text=from_text)

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ValidationError
 
 from .diagnostics import Collector, Diagnostic, Location, SpecError, did_you_mean
 from .expr import ExprError, render
-from .ir import Graph, Node, Origin
+from .ir import Graph, Node, Origin, Shape
 from .load import LoadedSpec
-from .ops import load_all
+from .ops import ShapeError, load_all
 from .ops.core import InputAttrs
 from .params import ParamTypeError, coerce
 from .schema import RESERVED_REFS, BlockCall, Repeat
@@ -27,6 +27,7 @@ from .yaml_loader import PathKey
 MAX_NODES = 100_000
 MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 32
+SHAPE_NAMES = ("in_shape", "prev_shape")  # bound in expressions to the current shapes
 
 
 @dataclass
@@ -64,6 +65,7 @@ class _Expander:
         self.defined: dict[str, Location] = {}
         self.broken: set[str] = set()
         self.counters: dict[str, int] = {}
+        self.shapes: dict[str, Shape | None] = {}
         self.errors = Collector()
         self._broken_seq = 0
 
@@ -176,10 +178,25 @@ class _Expander:
             )
             raise _Abort
         self.defined[name] = loc
-        self.nodes.append(
-            Node(name, op, attrs, inputs, Origin(loc, (*scope.path, name)), trainable)
-        )
+        node = Node(name, op, attrs, inputs, Origin(loc, (*scope.path, name)), trainable)
+        self.nodes.append(node)
+        self.shapes[name] = self.infer_shape(node)
         return name
+
+    def infer_shape(self, node: Node) -> Shape | None:
+        """Shape of a node as it is added, so that expressions can read `in_shape` and
+        `prev_shape`; problems are left to the inference pass, which reports them."""
+        ins = [self.shapes.get(i) for i in node.inputs]
+        if any(s is None for s in ins):
+            return None
+        try:
+            return self.ops[node.op].infer(node.attrs, ins)[1]
+        except ShapeError:
+            return None
+
+    def shape_value(self, name: str | None) -> list[int] | None:
+        shape = self.shapes.get(name) if name is not None else None
+        return list(shape) if shape is not None else None
 
     def auto_name(self, op: str) -> str:
         while True:
@@ -237,6 +254,8 @@ class _Expander:
             self.item(item, (*where, i), scope)
 
     def item(self, item: Any, where: PathKey, scope: _Scope) -> None:
+        scope.env["prev_shape"] = self.shape_value(scope.prev)
+        scope.env["in_shape"] = self.shape_value(scope.input)
         if item.when is not None:
             ok, cond = self.render(item.when, scope.env, (*where, "when"), scope, "when")
             if not ok:
@@ -481,10 +500,22 @@ def expand(loaded: LoadedSpec, params: dict[str, Any]) -> Graph:
         ) from None
 
 
-def check_defaults(loaded: LoadedSpec) -> list[Diagnostic]:
-    """Per-op defaults must name real ops and real attributes."""
+def check_static(loaded: LoadedSpec) -> list[Diagnostic]:
+    """Checks that need no parameter values: names of parameters and arguments, and that
+    per-op defaults name real ops and real attributes."""
     ops = load_all()
     out = []
+    declared = [(("params", p), p) for p in loaded.spec.params] + [
+        (("blocks", b, "args", a), a) for b, block in loaded.spec.blocks.items() for a in block.args
+    ]
+    for path, name in declared:
+        why = ""
+        if not name.isidentifier() or keyword.iskeyword(name):
+            why = "is not a valid name (use letters, digits and underscores)"
+        elif name in SHAPE_NAMES:
+            why = "is reserved: expressions use it for the current input's shape"
+        if why:
+            out.append(Diagnostic("E026", f"'{name}' {why}", loaded.doc.loc(path, key=True)))
     for op, attrs in loaded.spec.defaults.items():
         if op not in ops or op == "input":
             out.append(

@@ -273,9 +273,8 @@ def billion_laughs(levels: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("levels", [6, 10])
-def test_alias_bomb_is_bounded(levels: int) -> None:
-    d = only_error(billion_laughs(levels))
+def test_alias_bomb_is_bounded() -> None:
+    d = only_error(billion_laughs(10))  # 9**10 strings if it were expanded
     assert (d.code, d.message, d.hint) == (
         "E004",
         f"document expands to more than {MAX_VALUES:,} values",
