@@ -69,14 +69,17 @@ def call(
     suffix: str = "",
 ) -> str:
     """`prefix + func(args, k=v) + suffix` laid out as `ruff format` lays it out: on one line
-    if it fits, else the arguments on one indented line, else one argument a line with a
-    trailing comma."""
+    if it fits; else the trailing call `(x)` split off; else the arguments on one indented
+    line; else one argument a line with a trailing comma."""
     parts = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs]
     one = f"{prefix}{func}({', '.join(parts)}){suffix}"
     if indent + len(one) <= LINE_LENGTH or not parts:
         return one
     pad = " " * (indent + 4)
     joined = ", ".join(parts)
+    head = f"{prefix}{func}({joined})("
+    if suffix.startswith("(") and suffix.endswith(")") and indent + len(head) <= LINE_LENGTH:
+        return f"{head}\n{pad}{suffix[1:-1]}\n{' ' * indent})"  # ruff splits the last call first
     if len(pad) + len(joined) <= LINE_LENGTH:
         return f"{prefix}{func}(\n{pad}{joined}\n{' ' * indent}){suffix}"
     body = "".join(f"{pad}{p},\n" for p in parts)

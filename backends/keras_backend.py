@@ -98,7 +98,8 @@ _SPECS: dict[str, tuple[str, Callable[[Any], list[tuple[str, Any]]]]] = {
     "activation": ("Activation", lambda a: [("activation", a.fn)]),
     "add": ("Add", lambda a: []),
     "multiply": ("Multiply", lambda a: []),
-    "concat": ("Concatenate", lambda a: [("axis", a.axis)]),
+    # the IR's axes exclude the batch; Keras' include it
+    "concat": ("Concatenate", lambda a: [("axis", a.axis + 1 if a.axis >= 0 else a.axis)]),
     "max_pool2d": ("MaxPooling2D", _pool),
     "avg_pool2d": ("AveragePooling2D", _pool),
     "global_avg_pool2d": ("GlobalAveragePooling2D", lambda a: [("keepdims", a.keepdims)]),

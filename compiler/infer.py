@@ -67,4 +67,31 @@ def infer(graph: Graph) -> Graph:
     errors.raise_if_any()
     if not graph.outputs:
         raise SpecError([Diagnostic("E072", "the network has no output")])
+    unused = _unused(graph)
+    if unused:
+        raise SpecError(
+            [
+                Diagnostic(
+                    "E073",
+                    f"{n.op} '{n.name}' does not feed any output",
+                    n.origin.location,
+                    n.origin.describe(),
+                    hint="remove it, use it as an input, or list it under 'outputs:' "
+                    "(frameworks drop unused layers, so counts would disagree)",
+                )
+                for n in unused
+            ]
+        )
     return Graph(graph.name, tuple(nodes), graph.inputs, graph.outputs)
+
+
+def _unused(graph: Graph) -> list[Node]:
+    by_name = {n.name: n for n in graph.nodes}
+    live: set[str] = set()
+    stack = list(graph.outputs)
+    while stack:
+        name = stack.pop()
+        if name not in live:
+            live.add(name)
+            stack.extend(by_name[name].inputs)
+    return [n for n in graph.nodes if n.name not in live]

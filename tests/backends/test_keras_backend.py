@@ -35,20 +35,6 @@ RUFF = VENV_BIN / "ruff"
 SEED_COUNTS = {"total": 96_133, "trainable": 93_957, "non_trainable": 2_176}
 SEED_MESSAGE = "96,133 params: 93,957 trainable, 2,176 non-trainable"
 
-# Cases that expose a backend bug; the tests keep asserting the correct behaviour.
-_CONCAT_AXIS = (
-    "keras_backend passes the logical (batch-excluded) concat axis {0} to Keras unchanged, "
-    "where axis {0} is {1}; non-negative axes need +1"
-)
-BUILD_BUGS = {
-    ("concat", 1): _CONCAT_AXIS.format(1, "the height"),
-    ("concat", 2): _CONCAT_AXIS.format(0, "the batch"),
-}
-RUFF_BUGS = {
-    ("avg_pool2d", 1): "codegen.call puts the arguments on one indented line when the call does "
-    "not fit, but ruff first splits the trailing `(x)` call when `... = layers.X(args)(` fits",
-}
-
 
 # -- helpers ----------------------------------------------------------------------------------
 def _size(w: Any) -> int:
@@ -188,17 +174,13 @@ def check_config(layer: Any, node: Node) -> None:
         assert cfg["rate"] == pytest.approx(a.rate)
 
 
-def case_params(bugs: dict[tuple[str, int], str] | None = None) -> list[Any]:
-    """(op, index) of every case; the cases in `bugs` are marked xfail (strict)."""
-    bugs = bugs or {}
-    params = []
-    for op, cases in sorted(OP_CASES.items()):
-        for i in range(len(cases)):
-            marks = []
-            if (op, i) in bugs:
-                marks.append(pytest.mark.xfail(strict=True, reason=bugs[op, i]))
-            params.append(pytest.param(op, i, id=f"{op}-{i}", marks=marks))
-    return params
+def case_params() -> list[Any]:
+    """(op, index) of every case in OP_CASES."""
+    return [
+        pytest.param(op, i, id=f"{op}-{i}")
+        for op, cases in sorted(OP_CASES.items())
+        for i in range(len(cases))
+    ]
 
 
 def write_case(directory: Path, op: str, i: int) -> Path:
@@ -277,7 +259,7 @@ def test_from_spec_reg_override_gives_one_l2_loss_per_conv_kernel() -> None:
     assert keras_counts(model).as_dict() == SEED_COUNTS
     convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
     assert len(convs) == 16
-    expected = [reg * float(np.sum(np.square(c.kernel.numpy()))) for c in convs]
+    expected = [reg * float(np.sum(np.square(c.kernel.numpy().astype("float64")))) for c in convs]
     losses = [float(x) for x in model.losses]
     assert len(losses) == 16
     unmatched = list(range(len(expected)))
@@ -321,7 +303,7 @@ def test_op_case_uses_its_op_and_compiles(op: str, i: int, tmp_path: Path) -> No
     assert len(graph.inputs) >= 1 and len(graph.outputs) >= 1
 
 
-@pytest.mark.parametrize(("op", "i"), case_params(BUILD_BUGS))
+@pytest.mark.parametrize(("op", "i"), case_params())
 def test_op_case_live_model_matches_ir(op: str, i: int, tmp_path: Path) -> None:
     import numpy as np
 
@@ -335,7 +317,7 @@ def test_op_case_live_model_matches_ir(op: str, i: int, tmp_path: Path) -> None:
         assert np.isfinite(np.asarray(y)).all()
 
 
-@pytest.mark.parametrize(("op", "i"), case_params(BUILD_BUGS))
+@pytest.mark.parametrize(("op", "i"), case_params())
 def test_op_case_generated_source_matches_ir(op: str, i: int, tmp_path: Path) -> None:
     spec = write_case(tmp_path, op, i)
     result = compile_to_file(spec, "keras", tmp_path / "out")  # verifies counts on the way
@@ -357,7 +339,7 @@ def op_case_sources(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str,
     }
 
 
-@pytest.mark.parametrize(("op", "i"), case_params(RUFF_BUGS))
+@pytest.mark.parametrize(("op", "i"), case_params())
 def test_op_case_generated_source_passes_ruff(
     op: str, i: int, op_case_sources: dict[tuple[str, int], Path]
 ) -> None:
