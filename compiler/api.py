@@ -49,7 +49,8 @@ def compile_spec(
         raise SpecError(problems)
     params = resolve(loaded, overrides, variant=variant, from_text=from_text)
     graph = infer(expand(loaded, params))
-    expect, source = None, None
+    expect: Expect | None = None
+    source: tuple[str | int, ...] | None = None
     if not overrides:
         if variant is not None:
             expect, source = loaded.spec.variants[variant].expect, ("variants", variant, "expect")

@@ -105,7 +105,7 @@ class _Expander:
     # -- graph ----------------------------------------------------------------------------
     def run(self) -> Graph:
         scope = _Scope(env=dict(self.params), input=None, prev=None, path=())
-        inputs = [n for i, decl in enumerate(self.spec.inputs) if (n := self.input(i, decl, scope))]
+        inputs = [self.input(i, decl, scope) for i, decl in enumerate(self.spec.inputs)]
         scope.input = inputs[0] if inputs else None
         scope.prev = inputs[-1] if inputs else None
         with contextlib.suppress(_Abort):
@@ -122,11 +122,13 @@ class _Expander:
         self.errors.raise_if_any()
         return Graph(self.spec.name, tuple(self.nodes), tuple(inputs), tuple(outputs))
 
-    def input(self, i: int, decl: Any, scope: _Scope) -> str | None:
+    def input(self, i: int, decl: Any, scope: _Scope) -> str:
+        """Add a graph input; on failure its name is marked broken (nothing cascades)."""
         where = ("inputs", i)
         ok, shape = self.render(decl.shape, scope.env, (*where, "shape"), scope, "input shape")
         if not ok:
-            return None
+            self.broken.add(decl.name)
+            return decl.name
         if (
             not isinstance(shape, list)
             or not shape
@@ -139,8 +141,12 @@ class _Expander:
                 scope,
                 hint="for example shape: [32, 32, 3] (height, width, channels; batch excluded)",
             )
-            return None
-        return self.add_node(decl.name, where, "input", InputAttrs(tuple(shape)), (), True, scope)
+            self.broken.add(decl.name)
+            return decl.name
+        added = self.add_node(decl.name, where, "input", InputAttrs(tuple(shape)), (), True, scope)
+        if added is None:
+            self.broken.add(decl.name)
+        return decl.name
 
     def add_node(
         self,
@@ -152,22 +158,9 @@ class _Expander:
         trainable: bool,
         scope: _Scope,
     ) -> str | None:
-        why = check_name(name)
-        if why:
-            self.error("E041", f"invalid layer name {name!r}: {why}", (*where, "name"), scope)
+        if self.name_problem(name, where, scope):
             return None
         loc = self.doc.loc(where)
-        if name in self.defined or name in self.broken:
-            first = self.defined.get(name)
-            self.error(
-                "E042",
-                f"duplicate layer name '{name}'",
-                (*where, "name"),
-                scope,
-                hint="layer names must be unique; use a name template such as 'conv${stage}a'",
-                related=(("first defined at", first),) if first else (),
-            )
-            return None
         if len(self.nodes) >= MAX_NODES:
             self.error(
                 "E043",
@@ -183,11 +176,30 @@ class _Expander:
         self.shapes[name] = self.infer_shape(node)
         return name
 
+    def name_problem(self, name: Any, where: PathKey, scope: _Scope) -> bool:
+        """Report an unusable or duplicate layer name; True when there was one."""
+        why = check_name(name)
+        if why:
+            self.error("E041", f"invalid layer name {name!r}: {why}", (*where, "name"), scope)
+            return True
+        if name in self.defined or name in self.broken:
+            first = self.defined.get(name)
+            self.error(
+                "E042",
+                f"duplicate layer name '{name}'",
+                (*where, "name"),
+                scope,
+                hint="layer names must be unique; use a name template such as 'conv${stage}a'",
+                related=(("first defined at", first),) if first else (),
+            )
+            return True
+        return False
+
     def infer_shape(self, node: Node) -> Shape | None:
         """Shape of a node as it is added, so that expressions can read `in_shape` and
         `prev_shape`; problems are left to the inference pass, which reports them."""
-        ins = [self.shapes.get(i) for i in node.inputs]
-        if any(s is None for s in ins):
+        ins = [s for i in node.inputs if (s := self.shapes.get(i)) is not None]
+        if len(ins) != len(node.inputs):
             return None
         try:
             return self.ops[node.op].infer(node.attrs, ins)[1]
@@ -222,7 +234,12 @@ class _Expander:
             return scope.ids[name]
         if name in self.defined or name in self.broken:
             return str(name)
-        known = [*self.defined, *scope.ids, *RESERVED_REFS]
+        known = [
+            *self.defined,
+            *scope.ids,
+            *RESERVED_REFS,
+            *(b for b in self.broken if "<" not in b),
+        ]
         self.error(
             "E051",
             f"undefined layer '{name}'",
@@ -277,50 +294,63 @@ class _Expander:
             return self.repeat(item, where, scope)
         return self.op(item, where, scope)
 
-    def op(self, item: BaseModel, where: PathKey, scope: _Scope) -> None:
-        opdef = self.ops[item.op]  # type: ignore[attr-defined]
-        name = None
-        if item.name is not None:  # type: ignore[attr-defined]
-            ok, name = self.render(item.name, scope.env, (*where, "name"), scope, "name")  # type: ignore[attr-defined]
-            if not ok:
-                return self.mark_broken(scope, None)
+    def op(self, item: Any, where: PathKey, scope: _Scope) -> None:
+        """Every part of an op item is checked, even when one part fails, so independent
+        mistakes are all reported; a failed item is marked broken (no cascades)."""
+        opdef = self.ops[item.op]
+        name, ok = None, True
+        if item.name is not None:
+            ok, name = self.render(item.name, scope.env, (*where, "name"), scope, "name")
         inputs = self.refs(item, where, scope)
-        if inputs is None or any(i in self.broken for i in inputs):
-            return self.mark_broken(scope, name)
-        n = len(inputs)
-        if n < opdef.min_inputs or (opdef.max_inputs is not None and n > opdef.max_inputs):
-            want = (
-                f"{opdef.min_inputs}"
-                if opdef.max_inputs == opdef.min_inputs
-                else f"at least {opdef.min_inputs}"
-            )
-            self.error(
-                "E052",
-                f"'{opdef.name}' takes {want} input(s), got {n}",
-                (*where, "inputs") if item.inputs is not None else where,
-                scope,  # type: ignore[attr-defined]
-                hint="list them by name: inputs: [prev, shortcut]",
-            )
-            return self.mark_broken(scope, name)
+        if inputs is not None and not any(i in self.broken for i in inputs):
+            ok = self.check_arity(opdef, item, inputs, where, scope) and ok
+        elif inputs is None:
+            ok = False
         attrs = self.attrs(item, opdef, where, scope)
-        ok, trainable = self.render(
-            item.trainable,
-            scope.env,
-            (*where, "trainable"),
-            scope,  # type: ignore[attr-defined]
-            "trainable",
+        good, trainable = self.render(
+            item.trainable, scope.env, (*where, "trainable"), scope, "trainable"
         )
-        if attrs is None or not ok:
+        if good and not isinstance(trainable, bool):
+            self.error(
+                "E033",
+                f"'trainable' must be true or false, got {trainable!r}",
+                (*where, "trainable"),
+                scope,
+            )
+            good = False
+        if not ok or not good or attrs is None or any(i in self.broken for i in inputs or ()):
+            if name is not None and self.name_problem(name, where, scope):
+                name = None
             return self.mark_broken(scope, name)
         if name is None:
             name = self.auto_name(opdef.name)
-        added = self.add_node(name, where, opdef.name, attrs, inputs, bool(trainable), scope)
+        added = self.add_node(name, where, opdef.name, attrs, inputs or (), trainable, scope)
         if added is None:
             return self.mark_broken(scope, None)
         scope.prev = added
-        if item.id is not None:  # type: ignore[attr-defined]
-            scope.ids[item.id] = added  # type: ignore[attr-defined]
+        if item.id is not None:
+            scope.ids[item.id] = added
         return None
+
+    def check_arity(
+        self, opdef: Any, item: Any, inputs: tuple[str, ...], where: PathKey, scope: _Scope
+    ) -> bool:
+        n = len(inputs)
+        if n >= opdef.min_inputs and (opdef.max_inputs is None or n <= opdef.max_inputs):
+            return True
+        want = (
+            f"{opdef.min_inputs}"
+            if opdef.max_inputs == opdef.min_inputs
+            else f"at least {opdef.min_inputs}"
+        )
+        self.error(
+            "E052",
+            f"'{opdef.name}' takes {want} input(s), got {n}",
+            (*where, "inputs") if item.inputs is not None else where,
+            scope,
+            hint="list them by name: inputs: [prev, shortcut]",
+        )
+        return False
 
     def attrs(self, item: BaseModel, opdef: Any, where: PathKey, scope: _Scope) -> Any:
         values: dict[str, Any] = {}

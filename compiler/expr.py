@@ -52,6 +52,21 @@ def _range(*args: int) -> list[int]:
     return list(r)
 
 
+def _str(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ExprError(f"str() takes a number or a string, got {_type_name(value)}")
+    return str(value)
+
+
+def _sum(values: Any, start: Any = 0) -> Any:
+    items = [*values, start] if isinstance(values, list | tuple) else None
+    if items is None or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in items
+    ):
+        raise ExprError("sum() takes a list of numbers")
+    return sum(values, start)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "abs": abs,
     "bool": bool,
@@ -65,8 +80,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min,
     "range": _range,
     "round": round,
-    "str": str,
-    "sum": sum,
+    "str": _str,
+    "sum": _sum,
 }
 
 _BINOPS: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
@@ -227,6 +242,11 @@ class _Interpreter:
         a, b = self.run(node.left), self.run(node.right)
         if sym == "**":
             self._check_pow(a, b)
+        if sym == "%" and isinstance(a, str):
+            raise ExprError(
+                f"cannot apply '%' to str and {_type_name(b)} in '{ast.unparse(node)}'",
+                hint="build names with templates instead: 'conv${i}'",
+            )
         if sym == "*" and (isinstance(a, str | list) or isinstance(b, str | list)):
             seq, n = (a, b) if isinstance(a, str | list) else (b, a)
             if isinstance(n, int) and len(seq) * max(n, 0) > MAX_SEQ_LEN:
@@ -246,6 +266,8 @@ class _Interpreter:
     @staticmethod
     def _check_pow(a: Any, b: Any) -> None:
         numbers = isinstance(a, int | float) and isinstance(b, int | float)
+        if numbers and a < 0 and not float(b).is_integer():
+            raise ExprError(f"power {a!r} ** {b!r} is not a real number")
         if numbers and (
             abs(b) > 256 or (abs(a) > 1 and b > 0 and b * math.log2(abs(a)) > MAX_INT_BITS)
         ):
@@ -349,12 +371,12 @@ def split_template(text: str) -> list[tuple[bool, str]]:
                     quote = ""
             elif ch in "'\"":
                 quote = ch
-            elif ch in "[(":
-                depth += 1
-            elif ch in "])":
-                depth -= 1
             elif ch == "}" and depth <= 0:
                 break
+            elif ch in "[({":
+                depth += 1
+            elif ch in "])}":
+                depth -= 1
             j += 1
         else:
             raise ExprError(f"unclosed '${{' in '{text}'", hint="close the expression with '}'")

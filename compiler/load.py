@@ -60,11 +60,11 @@ def _walk(data: Any, loc: tuple[Any, ...]) -> tuple[PathKey, tuple[Any, ...]]:
     rest: list[Any] = []
     node = data
     for comp in loc:
-        if (isinstance(node, dict) and isinstance(comp, str) and comp in node) or (
-            isinstance(node, list) and isinstance(comp, int) and 0 <= comp < len(node)
-        ):
+        in_dict = isinstance(node, dict) and isinstance(comp, str) and comp in node
+        in_list = isinstance(node, list) and isinstance(comp, int) and 0 <= comp < len(node)
+        if in_dict or in_list:
             path.append(comp)
-            node = node[comp]
+            node = node[comp]  # type: ignore[index]
         else:
             rest.append(comp)
     return tuple(path), tuple(rest)
@@ -117,7 +117,7 @@ def _describe(value: Any) -> str:
 
 
 def _diagnostics(exc: ValidationError, doc: Document) -> list[Diagnostic]:
-    grouped: dict[PathKey, list[dict[str, Any]]] = {}
+    grouped: dict[PathKey, list[Any]] = {}
     out: list[Diagnostic] = []
     for err in exc.errors():
         loc = tuple(err["loc"])
@@ -150,16 +150,16 @@ def _diagnostics(exc: ValidationError, doc: Document) -> list[Diagnostic]:
                 )
             )
         elif kind == "union_tag_invalid":
-            op = str(err["ctx"]["tag"]).removeprefix("op:")
+            tag = str(err["ctx"]["tag"]).removeprefix("op:")
             ops = [o for o in load_all() if o != "input"]
-            guess = did_you_mean(op, ops)
+            guess = did_you_mean(tag, ops)
             hint = f"{guess} " if guess else ""
-            if op == "input":
+            if tag == "input":
                 hint = "graph inputs are declared under 'inputs:'; "
             out.append(
                 Diagnostic(
                     "E013",
-                    f"unknown op '{op}'",
+                    f"unknown op '{tag}'",
                     doc.loc((*path, "op")),
                     hint=hint + "(ops: " + ", ".join(sorted(ops)) + ")",
                 )

@@ -26,7 +26,7 @@ def coerce(value: Any, decl: ParamDecl) -> Any:
     if t.startswith("list["):
         if not isinstance(value, list | tuple):
             raise ParamTypeError(f"expected {t}, got {_kind(value)} {value!r}")
-        inner = ParamDecl(type=t[5:-1])
+        inner = ParamDecl(type=t[5:-1])  # type: ignore[arg-type]  # an element type
         value = [coerce(v, inner) for v in value]
     elif t == "int" and not _is_int(value):
         raise ParamTypeError(f"expected int, got {_kind(value)} {value!r}")

@@ -94,6 +94,7 @@ class _Builder:
             if node.tag != f"{_STD}seq":
                 self.bad_tag(node)
             return [self.build(v, (*path, i), depth + 1) for i, v in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
         return self.scalar(node)
 
     def mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict[str, Any]:

@@ -119,12 +119,6 @@ def register(op: OpDef) -> OpDef:
     return op
 
 
-def attrs_class(cls: type) -> type:
-    """Decorator: a frozen, slotted attribute dataclass that pydantic validates strictly."""
-    cls.__pydantic_config__ = ATTRS_CONFIG  # type: ignore[attr-defined]
-    return dataclass(frozen=True, slots=True)(cls)
-
-
 def load_all() -> dict[str, OpDef]:
     from . import conv, core, merge, pool  # noqa: F401  (registration side effects)
 

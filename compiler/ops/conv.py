@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from ..ir import Shape, Weight
 from . import (
+    ATTRS_CONFIG,
     L2,
     NO_PADS,
     Activation,
@@ -17,15 +19,16 @@ from . import (
     Pair,
     PosInt,
     ShapeError,
-    attrs_class,
     register,
     spatial,
     window_out,
 )
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class Conv2DAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
     filters: PosInt
     kernel: Pair
     strides: Pair = (1, 1)
@@ -38,8 +41,10 @@ class Conv2DAttrs:
     pads: Pads = NO_PADS
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class DepthwiseConv2DAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
     kernel: Pair
     strides: Pair = (1, 1)
     padding: Padding = "valid"

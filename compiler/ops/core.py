@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import prod
 from typing import Annotated
 
@@ -9,6 +10,7 @@ from pydantic import BeforeValidator, Field, Strict
 
 from ..ir import Shape, Weight
 from . import (
+    ATTRS_CONFIG,
     L2,
     Activation,
     Bool,
@@ -17,44 +19,53 @@ from . import (
     PosInt,
     ShapeError,
     ShapeT,
-    attrs_class,
     register,
 )
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class InputAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
     shape: ShapeT
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class BatchNormAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
     epsilon: Annotated[float, Strict(), Field(gt=0)] = 1e-3
     momentum: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.99
     center: Bool = True
     scale: Bool = True
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class ActivationAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
     fn: Activation
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class DenseAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
     units: PosInt
     use_bias: Bool = True
     activation: Activation = "linear"
     kernel_l2: L2 = None
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class NoAttrs:
-    pass
+    __pydantic_config__ = ATTRS_CONFIG
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class ReshapeAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
     target_shape: Annotated[
         tuple[Annotated[int, Strict()], ...],
         BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v),
@@ -62,8 +73,10 @@ class ReshapeAttrs:
     ]
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class DropoutAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
     rate: Annotated[Float, Field(ge=0, lt=1)]
 
 

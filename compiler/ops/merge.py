@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import prod
 from typing import Annotated
 
 from pydantic import Strict
 
 from ..ir import Shape
-from . import OpDef, ShapeError, attrs_class, register
+from . import ATTRS_CONFIG, OpDef, ShapeError, register
 from .core import NoAttrs
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class ConcatAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
     axis: Annotated[int, Strict()] = -1
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
 from ..ir import Shape
 from . import (
+    ATTRS_CONFIG,
     NO_PADS,
     Bool,
     NonNegPair,
@@ -17,23 +19,26 @@ from . import (
     Pads,
     Pair,
     ShapeError,
-    attrs_class,
     register,
     spatial,
     window_out,
 )
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class Pool2DAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
     pool: Pair
     strides: Pair | None = None
     padding: Padding = "valid"
     pads: Pads = NO_PADS
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class GlobalPoolAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
     keepdims: Bool = False
 
 
@@ -48,8 +53,10 @@ def _pads(v: Any) -> Any:
     return v
 
 
-@attrs_class
+@dataclass(frozen=True, slots=True)
 class ZeroPad2DAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
     padding: Annotated[tuple[NonNegPair, NonNegPair], BeforeValidator(_pads)] = ((1, 1), (1, 1))
 
 

@@ -41,6 +41,13 @@ def data(text: str) -> Any:
     return load_text(text, FILE).data
 
 
+def path_id(value: object) -> str | None:
+    """Test ids for paths such as ("layers", 0, "op"): 'layers.0.op'."""
+    if isinstance(value, tuple):
+        return ".".join(map(str, value)) or "root"
+    return None
+
+
 # -- positions -----------------------------------------------------------------------------------
 
 POSITIONS_TEXT = """\
@@ -71,6 +78,7 @@ def positioned() -> Document:
         (("layers", 1, "op"), at(5, 10)),
         (("layers", 1, "inputs", 1), at(5, 30)),
     ],
+    ids=path_id,
 )
 def test_value_positions(
     positioned: Document, path: tuple[str | int, ...], where: Location
@@ -88,6 +96,7 @@ def test_value_positions(
         (("layers", 0, "kernel"), at(4, 5)),
         (("layers", 1, "inputs"), at(5, 15)),
     ],
+    ids=path_id,
 )
 def test_key_positions(positioned: Document, path: tuple[str | int, ...], where: Location) -> None:
     assert positioned.keys[path] == where
@@ -332,6 +341,7 @@ def test_deep_nesting_is_rejected() -> None:
             "while scanning a quoted scalar",
         ),
     ],
+    ids=["flow-sequence", "flow-mapping", "tab", "colon", "indent", "quote"],
 )
 def test_syntax_error(text: str, where: Location, message: str, hint: str) -> None:
     d = only_error(text)
@@ -357,6 +367,7 @@ def test_syntax_error(text: str, where: Location, message: str, hint: str) -> No
         ),
         ("name: 'net\n", "while scanning a quoted scalar started at spec.yaml:1:7"),
     ],
+    ids=["flow-sequence", "quote"],
 )
 def test_syntax_error_hint_says_where_the_construct_started(text: str, hint: str) -> None:
     assert only_error(text).hint == hint
