@@ -26,10 +26,11 @@ MAX_SEQ_LEN = 10_000
 class ExprError(Exception):
     """A user error in an expression; the caller attaches the spec location."""
 
-    def __init__(self, message: str, hint: str = ""):
+    def __init__(self, message: str, hint: str = "", name: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.name = name  # the unknown name, for "unknown name" errors
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -222,7 +223,7 @@ class _Interpreter:
         hint = did_you_mean(node.id, self.env) or (
             "names in scope: " + ", ".join(sorted(self.env)) if self.env else "no names in scope"
         )
-        raise ExprError(f"unknown name '{node.id}'", hint=hint)
+        raise ExprError(f"unknown name '{node.id}'", hint=hint, name=node.id)
 
     def _List(self, node: ast.List) -> list[Any]:
         return [self.run(e) for e in node.elts]

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from .diagnostics import Diagnostic, SpecError, did_you_mean
 from .ops import load_all
-from .schema import Spec, spec_model
+from .schema import PATTERN_MEANING, Spec, spec_model
 from .yaml_loader import Document, PathKey, load_file, load_text
 
 
@@ -198,7 +198,8 @@ def _diagnostics(exc: ValidationError, doc: Document) -> list[Diagnostic]:
 def _message(err: dict[str, Any]) -> str:
     msg = str(err["msg"])
     if err["type"] == "string_pattern_mismatch":
-        return "a ${...} expression"
+        pattern = str(err.get("ctx", {}).get("pattern", ""))
+        return "expected " + PATTERN_MEANING.get(pattern, f"text matching {pattern}")
     return msg[0].lower() + msg[1:]
 
 

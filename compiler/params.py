@@ -96,7 +96,7 @@ def resolve(
             )
         else:
             for k, v in spec.variants[variant].params.items():
-                given[k] = (v, doc.loc(("variants", variant, "params", k)), "variant")
+                given[k] = (v, doc.loc(("variants", variant, "params", k), key=True), "variant")
     for k, v in (overrides or {}).items():
         given[k] = (v, None, "--set" if from_text else "override")
     for k, (_, loc, src) in given.items():
@@ -132,7 +132,13 @@ def resolve(
             value = parse_text(raw, decl) if src == "--set" else render(raw, values)
             values[name] = coerce(value, decl)
         except ExprError as exc:
-            errors.add(Diagnostic("E030", f"{where}: {exc.message}", loc, hint=exc.hint))
+            hint = exc.hint
+            if exc.name in spec.params and exc.name not in values:
+                hint = (
+                    f"'{exc.name}' is declared after '{name}'; a default may only use "
+                    "parameters declared before it"
+                )
+            errors.add(Diagnostic("E030", f"{where}: {exc.message}", loc, hint=hint))
         except ParamTypeError as exc:
             errors.add(
                 Diagnostic(

@@ -22,7 +22,13 @@ SPEC_VERSION = 1
 PARAM_TYPES = ("int", "float", "bool", "str", "list[int]", "list[float]", "list[str]")
 RESERVED_REFS = ("prev", "input")
 
-Expr = Annotated[str, Field(pattern=r"\$\{", description="a ${...} expression")]
+EXPR_PATTERN = r"\$\{"
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$"
+PATTERN_MEANING = {
+    EXPR_PATTERN: "a ${...} expression",
+    NAME_PATTERN: "a letter, then up to 99 letters, digits, '_', '.' or '-'",
+}
+Expr = Annotated[str, Field(pattern=EXPR_PATTERN, description="a ${...} expression")]
 Scalar = int | float | bool | str
 RefList = Annotated[list[str], Field(min_length=1)]
 
@@ -132,7 +138,10 @@ class Spec(_Strict):
     """A whole architecture spec (one YAML file)."""
 
     archc: Literal[1] = Field(description="spec format version")
-    name: str
+    name: Annotated[
+        str,
+        Field(pattern=NAME_PATTERN, description="model name: " + PATTERN_MEANING[NAME_PATTERN]),
+    ]
     doc: str = ""
     params: dict[str, ParamDecl] = {}
     variants: dict[str, Variant] = {}

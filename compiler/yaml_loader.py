@@ -24,6 +24,7 @@ MAX_DEPTH = 64
 _STD = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_STD}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
 # YAML 1.1 (PyYAML) reads 1e-4 as a string; YAML 1.2 and every user read it as a float.
+_LEADING_ZERO = re.compile(r"^[-+]?0[0-9_]+$")
 _FLOAT_12 = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 try:
@@ -140,6 +141,8 @@ class _Builder:
             return node.value
         if tag == f"{_STD}timestamp":
             return node.value  # keep dates as the text the user wrote
+        if tag == f"{_STD}int" and _LEADING_ZERO.match(node.value):
+            return int(node.value.replace("_", ""), 10)  # YAML 1.2: 010 is ten, not octal 8
         try:
             return {
                 f"{_STD}int": _constructor.construct_yaml_int,
@@ -160,28 +163,39 @@ class _Builder:
         )
 
 
+def _syntax_error(exc: yaml.YAMLError, text: str, file: str) -> Diagnostic:
+    """A YAML syntax error as a diagnostic: where it was found, and where the construct
+    that it breaks (a bracket, a quote, a mapping) started."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return Diagnostic("E002", f"YAML error: {exc}", Location(file, 1, 1))
+    mark = exc.problem_mark or exc.context_mark
+    loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+    problem, context = exc.problem or "", exc.context or ""
+    if context and problem.startswith("but "):
+        return Diagnostic("E002", f"YAML syntax error: {context} {problem}", loc)
+    if problem == "found undefined alias" and mark is not None:
+        line = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
+        alias = re.match(r"\*([^\s,\[\]{}]+)", line[mark.column :])
+        if alias:
+            return Diagnostic(
+                "E002",
+                f"YAML syntax error: found undefined alias '{alias.group(1)}'",
+                loc,
+                hint=f"define the anchor '&{alias.group(1)}' before using it",
+            )
+    hint = "check indentation, colons and quotes near this position"
+    if context and exc.context_mark is not None:
+        cm = exc.context_mark
+        hint = f"{context} started at {file}:{cm.line + 1}:{cm.column + 1}"
+    return Diagnostic("E002", f"YAML syntax error: {problem or context}", loc, hint=hint)
+
+
 def load_text(text: str, file: str = "<string>") -> Document:
     """Parse YAML text into a Document; raises SpecError on any problem."""
     try:
         node = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(
-            [
-                Diagnostic(
-                    "E002",
-                    f"YAML syntax error: {problem}",
-                    loc,
-                    hint=exc.context
-                    if exc.context and exc.problem
-                    else "check indentation, colons and quotes near this position",
-                )
-            ]
-        ) from None
     except yaml.YAMLError as exc:
-        raise SpecError([Diagnostic("E002", f"YAML error: {exc}", Location(file, 1, 1))]) from None
+        raise SpecError([_syntax_error(exc, text, file)]) from None
     builder = _Builder(file)
     if node is None:
         builder.doc.data = None

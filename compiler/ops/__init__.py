@@ -41,7 +41,7 @@ def _as_tuple(v: Any) -> Any:
 PosInt = Annotated[int, Strict(), Field(gt=0)]
 NonNegInt = Annotated[int, Strict(), Field(ge=0)]
 Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Bool = Annotated[bool, Strict()]
 
 
@@ -58,7 +58,7 @@ Padding = Literal["valid", "same"]
 Activation = Literal[
     "linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "swish", "gelu"
 ]
-L2 = Annotated[float, Strict(), Field(ge=0)] | None
+L2 = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)] | None
 Pads = tuple[tuple[int, int], tuple[int, int]]
 NO_PADS: Pads = ((0, 0), (0, 0))
 
@@ -141,10 +141,10 @@ def window_out(
     span = (k - 1) * d + 1
     if padding == "valid":
         if span > n:
+            dilated = f" (effective {span})" if d > 1 else ""
             raise ShapeError(
-                f"{what} {k} (effective {span}) is larger than the input {axis} {n} "
-                "with padding 'valid'",
-                hint="use padding: same, a smaller kernel, or a larger input",
+                f"{what} {k}{dilated} is larger than the input {axis} {n} with padding 'valid'",
+                hint=f"use padding: same, a smaller {what}, or a larger input",
             )
         return (n - span) // s + 1, (0, 0)
     out = -(-n // s)

@@ -34,8 +34,8 @@ class InputAttrs:
 class BatchNormAttrs:
     __pydantic_config__ = ATTRS_CONFIG
 
-    epsilon: Annotated[float, Strict(), Field(gt=0)] = 1e-3
-    momentum: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.99
+    epsilon: Annotated[Float, Field(gt=0)] = 1e-3
+    momentum: Annotated[Float, Field(ge=0, le=1)] = 0.99
     center: Bool = True
     scale: Bool = True
 

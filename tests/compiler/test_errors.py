@@ -36,16 +36,11 @@ KNOWN_BAD: dict[str, str] = {
     "plain string is not accepted either; the alternatives belong in the message",
     "kernel_wrong_length": "the message is pydantic's ('tuple should have at most 2 items after "
     "validation') and the hint names an internal type alias ('Pair')",
-    "param_forward_reference": "the hint says 'no names in scope' although 'base' is declared, "
-    "just later",
     "param_not_a_mapping": "the message names pydantic's internal model ('instance of ParamDecl')",
-    "pool_too_large": "'(effective 32)' is noise without dilation, and the hint says 'kernel' "
-    "for a pool",
     "repeat_float_literal": "pydantic's union error ('expected one of: input should be a valid "
     "integer; input should be a valid string') instead of the alternatives the field accepts",
     "typo_required_key": "the typo is reported twice: 'unknown key filter' and 'missing "
     "required key filters'",
-    "variant_unknown_param": "the error points at the value 16 instead of the misspelt key 'widht'",
 }
 
 
