@@ -18,7 +18,7 @@ from .diagnostics import Collector, Diagnostic, Location, SpecError, did_you_mea
 from .expr import ExprError, render
 from .ir import Graph, Node, Origin, Shape
 from .load import LoadedSpec
-from .ops import ShapeError, load_all
+from .ops import ShapeError, describe, field_types, load_all
 from .ops.core import InputAttrs
 from .params import ParamTypeError, coerce
 from .schema import RESERVED_REFS, BlockCall, Repeat
@@ -373,15 +373,20 @@ class _Expander:
         try:
             return opdef.adapter().validate_python(resolved)
         except ValidationError as exc:
+            types = field_types(opdef.attrs)
             for err in exc.errors():
                 key = str(err["loc"][0]) if err["loc"] else ""
                 got = resolved.get(key)
+                what = describe(types[key]) if key in types else ""
+                msg = f"{err['msg'][0].lower()}{err['msg'][1:]}"
+                if err["type"] in ("too_long", "too_short") and "[height, width]" in what:
+                    msg = f"expected 2 values [height, width], got {len(got or ())}"
                 self.error(
                     "E032",
-                    f"invalid {opdef.name}.{key} {got!r}: {err['msg'][0].lower()}{err['msg'][1:]}",
+                    f"invalid {opdef.name}.{key} {got!r}: {msg}",
                     source.get(key, where),
                     scope,
-                    hint=_attr_hint(opdef, key),
+                    hint=f"'{key}' of {opdef.name}: {what}" if what else "",
                 )
             return None
 
@@ -509,14 +514,6 @@ class _Expander:
         if item.id is not None and scope.prev is not None:
             scope.ids[item.id] = scope.prev
         return None
-
-
-def _attr_hint(opdef: Any, key: str) -> str:
-    for f in opdef.user_fields:
-        if f.name == key:
-            tp = str(f.type).replace("typing.", "")
-            return f"'{key}' of {opdef.name}: {tp}" if len(tp) < 120 else ""
-    return ""
 
 
 def expand(loaded: LoadedSpec, params: dict[str, Any]) -> Graph:

@@ -119,12 +119,20 @@ def _describe(value: Any) -> str:
 def _diagnostics(exc: ValidationError, doc: Document) -> list[Diagnostic]:
     grouped: dict[PathKey, list[Any]] = {}
     out: list[Diagnostic] = []
-    for err in exc.errors():
+    errors = exc.errors()
+    unknown: dict[PathKey, list[str]] = {}  # parent path -> unknown keys found there
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            path, _ = _walk(doc.data, tuple(err["loc"]))
+            unknown.setdefault(path[:-1], []).append(str(path[-1]))
+    for err in errors:
         loc = tuple(err["loc"])
         path, rest = _walk(doc.data, loc)
         kind = err["type"]
         if kind == "missing":
-            field = rest[-1] if rest else "?"
+            field = str(rest[-1]) if rest else "?"
+            if any(did_you_mean(k, [field]) for k in unknown.get(path, [])):
+                continue  # a misspelt key: reported once, as unknown, with "did you mean"
             raw = _at(doc.data, path)
             op = load_all().get(raw.get("op", "")) if isinstance(raw, dict) else None
             need = f" ('{op.name}' requires: {', '.join(sorted(op.required))})" if op else ""
@@ -183,19 +191,56 @@ def _diagnostics(exc: ValidationError, doc: Document) -> list[Diagnostic]:
             grouped.setdefault(path, []).append(err)
     for path, errs in grouped.items():
         value = _at(doc.data, path)
-        msgs = list(dict.fromkeys(_message(e) for e in errs))
         key = next((str(p) for p in reversed(path) if isinstance(p, str)), "value")
-        if len(msgs) == 1:
-            message = f"invalid {key} {_describe(value)}: {msgs[0]}"
-            hint = ""
+        hint = ""
+        if errs[0]["type"] == "model_type" and _is_declaration(path):
+            name = str(path[-1])
+            message = (
+                f"invalid parameter '{name}' {_describe(value)}: expected a mapping "
+                "with 'type' and 'default'"
+            )
+            hint = f"for example {name}: {{type: {_param_type(value)}, default: {value!r}}}"
+        elif len(errs) == 1:
+            message = f"invalid {key} {_describe(value)}: {_message(errs[0])}"
         else:
-            message = f"invalid {key} {_describe(value)}"
-            hint = "expected one of: " + "; ".join(msgs)
+            alternatives = list(dict.fromkeys(_alternative(e) for e in errs))
+            listing = ", ".join(alternatives[:-1]) + " or " + alternatives[-1]
+            message = f"invalid {key} {_describe(value)}: expected {listing}"
         out.append(Diagnostic("E015", message, doc.loc(path), hint=hint))
     return sorted(out, key=lambda d: (d.location.line, d.location.col) if d.location else (0, 0))
 
 
-def _message(err: dict[str, Any]) -> str:
+_ALTERNATIVES = {
+    "bool_type": "true, false",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+}
+
+
+def _alternative(err: Any) -> str:
+    """One member of a union, in words ("an integer", "a ${...} expression")."""
+    tag = err["loc"][-1] if err["loc"] else ""
+    if err["type"] in ("string_type", "string_pattern_mismatch"):
+        return "a ${...} expression" if tag == "constrained-str" else "a string"
+    return _ALTERNATIVES.get(err["type"], _message(err))
+
+
+def _is_declaration(path: PathKey) -> bool:
+    return (len(path) == 2 and path[0] == "params") or (
+        len(path) == 4 and path[0] == "blocks" and path[2] == "args"
+    )
+
+
+def _param_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "list[float]" if any(isinstance(v, float) for v in value) else "list[int]"
+    return {bool: "bool", int: "int", float: "float"}.get(type(value), "str")
+
+
+def _message(err: Any) -> str:
     msg = str(err["msg"])
     if err["type"] == "string_pattern_mismatch":
         pattern = str(err.get("ctx", {}).get("pattern", ""))

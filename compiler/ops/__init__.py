@@ -6,6 +6,8 @@ Backends add one emitter per op; nothing else needs to know an op exists.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -38,27 +40,37 @@ def _as_tuple(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
-PosInt = Annotated[int, Strict(), Field(gt=0)]
-NonNegInt = Annotated[int, Strict(), Field(ge=0)]
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
-Bool = Annotated[bool, Strict()]
+PosInt = Annotated[int, Strict(), Field(gt=0, description="a positive integer")]
+NonNegInt = Annotated[int, Strict(), Field(ge=0, description="a non-negative integer")]
+Int = Annotated[int, Strict(), Field(description="an integer")]
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False, description="a number")]
+Bool = Annotated[bool, Strict(), Field(description="true or false")]
 
 
 def _pair_schema(minimum: int) -> WithJsonSchema:
     one = {"type": "integer", "minimum": minimum}
     two = {"type": "array", "items": one, "minItems": 2, "maxItems": 2}
-    return WithJsonSchema({"anyOf": [one, two], "description": "n or [height, width]"})
+    what = "a positive integer" if minimum else "a non-negative integer"
+    return WithJsonSchema({"anyOf": [one, two], "description": f"{what}, or [height, width]"})
 
 
 Pair = Annotated[tuple[PosInt, PosInt], BeforeValidator(_as_pair), _pair_schema(1)]
 NonNegPair = Annotated[tuple[NonNegInt, NonNegInt], BeforeValidator(_as_pair), _pair_schema(0)]
-ShapeT = Annotated[tuple[PosInt, ...], BeforeValidator(_as_tuple), Field(min_length=1)]
+ShapeT = Annotated[
+    tuple[PosInt, ...],
+    BeforeValidator(_as_tuple),
+    Field(min_length=1, description="a list of positive integers"),
+]
 Padding = Literal["valid", "same"]
 Activation = Literal[
     "linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "swish", "gelu"
 ]
-L2 = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)] | None
+L2 = (
+    Annotated[
+        float, Strict(), Field(ge=0, allow_inf_nan=False, description="a non-negative number")
+    ]
+    | None
+)
 Pads = tuple[tuple[int, int], tuple[int, int]]
 NO_PADS: Pads = ((0, 0), (0, 0))
 
@@ -117,6 +129,35 @@ def register(op: OpDef) -> OpDef:
         raise RuntimeError(f"op '{op.name}' registered twice")
     REGISTRY[op.name] = op
     return op
+
+
+def describe(tp: Any) -> str:
+    """A type annotation in a user's words ('a positive integer, or [height, width]')."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        inner, *meta = typing.get_args(tp)
+        for m in meta:
+            text = getattr(m, "description", None)
+            if text is None and isinstance(getattr(m, "json_schema", None), dict):
+                text = m.json_schema.get("description")
+            if text:
+                return str(text)
+        return describe(inner)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        text = " or ".join(describe(a) for a in args if a is not type(None))
+        return text + (" (or null)" if type(None) in args else "")
+    if origin is Literal:
+        values = [repr(a) for a in typing.get_args(tp)]
+        return " or ".join(values) if len(values) <= 2 else "one of " + ", ".join(values)
+    simple = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if tp in simple:
+        return simple[tp]
+    return "a list" if origin is tuple else getattr(tp, "__name__", str(tp))
+
+
+def field_types(attrs: type) -> dict[str, Any]:
+    return typing.get_type_hints(attrs, include_extras=True)
 
 
 def load_all() -> dict[str, OpDef]:

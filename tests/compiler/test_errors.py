@@ -31,17 +31,7 @@ HERE = Path(__file__).parent
 BROKEN = sorted((HERE / "broken").glob("*.yaml"))
 SUBPROCESS_SAMPLES = ("python_tag.yaml", "add_shape_mismatch.yaml", "several_errors.yaml")
 
-KNOWN_BAD: dict[str, str] = {
-    "bad_when_literal": "pydantic's union error says 'input should be a valid string', but a "
-    "plain string is not accepted either; the alternatives belong in the message",
-    "kernel_wrong_length": "the message is pydantic's ('tuple should have at most 2 items after "
-    "validation') and the hint names an internal type alias ('Pair')",
-    "param_not_a_mapping": "the message names pydantic's internal model ('instance of ParamDecl')",
-    "repeat_float_literal": "pydantic's union error ('expected one of: input should be a valid "
-    "integer; input should be a valid string') instead of the alternatives the field accepts",
-    "typo_required_key": "the typo is reported twice: 'unknown key filter' and 'missing "
-    "required key filters'",
-}
+KNOWN_BAD: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
