@@ -25,7 +25,8 @@ def test_schema_is_json_schema_with_every_op(archc) -> None:
         title = "".join(p.title() for p in op.split("_")) + "Item"
         assert defs[title]["properties"]["op"]["const"] == op
     filters = defs["Conv2DItem"]["properties"]["filters"]["anyOf"]
-    assert {"exclusiveMinimum": 0, "type": "integer", "description": "a positive integer"} in filters
+    positive = {"exclusiveMinimum": 0, "type": "integer", "description": "a positive integer"}
+    assert positive in filters
 
 
 def test_set_without_equals_is_a_usage_error(archc) -> None:
