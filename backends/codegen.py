@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import importlib.util
 import itertools
+import math
 import os
 import sys
 import tempfile
@@ -39,6 +40,8 @@ def literal(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return pystr(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"no literal for the non-finite float {value!r}")
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, tuple | list):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,6 +78,21 @@ def verify_model(compiled: Compiled, model: Any, mod: ModuleType, what: str) -> 
     return got
 
 
+def live_model(
+    backend_name: str,
+    spec: str | os.PathLike[str],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    variant: str | None = None,
+) -> Any:
+    """A live model of one backend from a spec, its counts verified against the IR."""
+    mod = backend(backend_name)
+    compiled = compile_spec(str(spec), overrides, variant=variant)
+    model = mod.build(compiled.graph)
+    verify_model(compiled, model, mod, f"the {backend_name} model")
+    return model
+
+
 def compile_to_file(
     spec: str | Path,
     backend_name: str,
@@ -127,7 +143,7 @@ def compile_to_file(
     counts = None
     if verify:
         module = import_source(source, path.stem)
-        model = mod.build_generated(module)
+        model = module.build_model()
         if compiled.graph.counts.as_dict() != module.PARAMS:
             raise VerificationError([Diagnostic("E094", f"{path.name}: PARAMS disagrees with IR")])
         counts = verify_model(compiled, model, mod, f"the generated {backend_name} model")

@@ -7,7 +7,6 @@ becomes; the live builder and the source generator both read it, so they cannot 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -216,10 +215,6 @@ def render(compiled: Compiled) -> str:
     return environment().get_template("keras.py.jinja").render(ctx)
 
 
-def build_generated(module: Any) -> Any:
-    return module.build_model()
-
-
 def from_spec(
     spec: str | os.PathLike[str],
     overrides: dict[str, Any] | None = None,
@@ -230,11 +225,6 @@ def from_spec(
 
     >>> model = from_spec("specs/resnet_preact.yaml", {"nb_classes": 10})
     """
-    from compiler.api import compile_spec
+    from .compile import live_model
 
-    from .compile import verify_model
-
-    compiled = compile_spec(str(spec), overrides, variant=variant)
-    model = build(compiled.graph)
-    verify_model(compiled, model, sys.modules[__name__], "the keras model")
-    return model
+    return live_model(NAME, spec, overrides, variant=variant)

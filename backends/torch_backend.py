@@ -12,14 +12,13 @@ from __future__ import annotations
 import inspect
 import os
 import re
-import sys
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from compiler.api import Compiled
 from compiler.diagnostics import Diagnostic, SpecError
-from compiler.ir import Counts, Graph, Node
+from compiler.ir import Counts, Graph
 
 from .codegen import call, environment, header_context, python_names
 from .torch_lowering import Lowered, lower, render_steps, run_steps
@@ -258,26 +257,16 @@ def _helper_source(name: str) -> str:
     return inspect.getsource(getattr(torch_helpers, name)).rstrip() + "\n"
 
 
-def build_generated(module: Any) -> Any:
-    return module.build_model()
-
-
 def from_spec(
     spec: str | os.PathLike[str],
     overrides: dict[str, Any] | None = None,
     *,
     variant: str | None = None,
 ) -> Any:
-    """The Python API: a live, count-verified nn.Module from a spec path plus overrides."""
-    from compiler.api import compile_spec
+    """The Python API: a live, count-verified nn.Module from a spec path plus overrides.
 
-    from .compile import verify_model
+    >>> model = from_spec("specs/resnet_preact.yaml", {"nb_classes": 10})
+    """
+    from .compile import live_model
 
-    compiled = compile_spec(str(spec), overrides, variant=variant)
-    model = build(compiled.graph)
-    verify_model(compiled, model, sys.modules[__name__], "the torch model")
-    return model
-
-
-def node_input_names(node: Node) -> tuple[str, ...]:
-    return node.inputs
+    return live_model(NAME, spec, overrides, variant=variant)
