@@ -8,7 +8,7 @@ from keras import layers
 
 SPEC = {
     "path": "specs/mobilenet_v2.yaml",
-    "sha256": "50a557f2977e1358958823537ba255a80642e97dc171bf8e3f0c424973dc73f5",
+    "sha256": "79ccf8191e25a410f4183e965e045ffef1391c7623dd2a12db73cde8fa3ac3bf",
     "archc": "0.1.0",
 }
 PARAMS = {"total": 3538984, "trainable": 3504872, "non_trainable": 34112}
