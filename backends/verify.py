@@ -112,6 +112,7 @@ def verify(
     spec: str | Compiled,
     overrides: Mapping[str, Any] | None = None,
     *,
+    variant: str | None = None,
     from_text: bool = False,
     atol: float = ATOL,
     batch: int = 3,
@@ -120,7 +121,9 @@ def verify(
 ) -> Report:
     """Build both backends, transfer weights, compare every layer; raise on any mismatch."""
     compiled = (
-        spec if isinstance(spec, Compiled) else compile_spec(spec, overrides, from_text=from_text)
+        spec
+        if isinstance(spec, Compiled)
+        else compile_spec(spec, overrides, variant=variant, from_text=from_text)
     )
     graph = compiled.graph
     km = keras_backend.build(graph)

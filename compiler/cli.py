@@ -168,6 +168,7 @@ def compile_cmd(
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @set_option
+@variant_option
 @click.option(
     "--atol",
     type=float,
@@ -179,7 +180,13 @@ def compile_cmd(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(
-    spec: str, sets: tuple[str, ...], atol: float, batch: int, seed: int, as_json: bool
+    spec: str,
+    sets: tuple[str, ...],
+    variant: str | None,
+    atol: float,
+    batch: int,
+    seed: int,
+    as_json: bool,
 ) -> None:
     """Prove that the Keras and PyTorch models of SPEC compute the same numbers."""
     overrides = parse_sets(sets)
@@ -187,7 +194,9 @@ def verify(
     def body() -> int:
         from backends.verify import verify as run_verify
 
-        report = run_verify(spec, overrides, from_text=True, atol=atol, batch=batch, seed=seed)
+        report = run_verify(
+            spec, overrides, variant=variant, from_text=True, atol=atol, batch=batch, seed=seed
+        )
         if as_json:
             click.echo(json.dumps(report.as_json(), indent=2))
         else:
