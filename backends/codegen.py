@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import itertools
 import math
@@ -115,10 +114,6 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def spec_digest(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def header_context(compiled: Compiled, backend: str) -> dict[str, Any]:
     graph = compiled.graph
     spec_path = Path(compiled.loaded.file)
@@ -130,7 +125,7 @@ def header_context(compiled: Compiled, backend: str) -> dict[str, Any]:
         "backend": backend,
         "name": graph.name,
         "spec_path": spec_path.as_posix(),
-        "spec_sha256": spec_digest(compiled.loaded.file),
+        "spec_sha256": compiled.loaded.doc.sha256,
         "version": __version__,
         "params": overrides,
         "counts": graph.counts.as_dict(),

@@ -20,11 +20,11 @@ from compiler.api import Compiled
 from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Counts, Graph
 
-from .codegen import call, environment, header_context, python_names
+from .codegen import LINE_LENGTH, call, environment, header_context, literal, python_names
 from .torch_lowering import Lowered, lower, render_steps, run_steps
 
 NAME = "torch"
-_OWN_METHODS = {"reset_parameters", "regularization_loss", "forward_all"}
+_OWN_METHODS = {"reset_parameters", "regularization_loss", "forward_all", "_plan"}
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,11 @@ def plan(graph: Graph) -> Plan:
     shapes = {n.name: n.shape for n in graph.nodes}
     problems = []
     lowered: dict[str, Lowered] = {}
+    taken = set(dir(torch.nn.Module)) | set(vars(torch.nn.Module())) | _OWN_METHODS
     for node in graph.nodes:
         if node.op == "input":
             continue
-        if hasattr(torch.nn.Module, node.name) or node.name in _OWN_METHODS:
+        if node.name in taken:
             problems.append(
                 Diagnostic(
                     "E101",
@@ -246,9 +247,20 @@ def render(compiled: Compiled) -> str:
         returns=", ".join(outs),
         return_type="Tensor" if len(outs) == 1 else "tuple[Tensor, ...]",
         penalties=p.penalties,
+        penalties_source=_tuple_source("L2_PENALTIES", p.penalties),
         torch_input_shape=input_shape(graph.node(graph.inputs[0]).shape or ()),
     )
     return environment().get_template("torch.py.jinja").render(ctx)
+
+
+def _tuple_source(var: str, items: list[tuple[str, float]]) -> str:
+    """`var = (...)` as ruff formats it: one line if one item fits, else one item a line with
+    a (magic) trailing comma."""
+    entries = [literal(item) for item in items]
+    one = f"{var} = ({entries[0]},)" if len(entries) == 1 else ""
+    if one and len(one) <= LINE_LENGTH:
+        return one
+    return f"{var} = (\n" + "".join(f"    {e},\n" for e in entries) + ")"
 
 
 def _helper_source(name: str) -> str:

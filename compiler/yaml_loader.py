@@ -7,6 +7,7 @@ key by its path. Duplicate keys, non-standard tags and alias-expansion bombs are
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class Document:
     data: Any
     values: dict[PathKey, Location] = field(default_factory=dict)
     keys: dict[PathKey, Location] = field(default_factory=dict)
+    sha256: str = ""  # of the bytes read (the file's, or the text's UTF-8)
 
     def loc(self, path: PathKey, *, key: bool = False) -> Location:
         """Location of the value (or its key) at path, else of its nearest ancestor."""
@@ -190,13 +192,14 @@ def _syntax_error(exc: yaml.YAMLError, text: str, file: str) -> Diagnostic:
     return Diagnostic("E002", f"YAML syntax error: {problem or context}", loc, hint=hint)
 
 
-def load_text(text: str, file: str = "<string>") -> Document:
+def load_text(text: str, file: str = "<string>", sha256: str | None = None) -> Document:
     """Parse YAML text into a Document; raises SpecError on any problem."""
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise SpecError([_syntax_error(exc, text, file)]) from None
     builder = _Builder(file)
+    builder.doc.sha256 = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
     if node is None:
         builder.doc.data = None
     else:
@@ -209,7 +212,8 @@ def load_text(text: str, file: str = "<string>") -> Document:
 def load_file(path: str | Path) -> Document:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise SpecError([Diagnostic("E001", f"spec file not found: {p}")]) from None
     except IsADirectoryError:
@@ -222,4 +226,4 @@ def load_file(path: str | Path) -> Document:
         raise SpecError(
             [Diagnostic("E001", f"cannot read spec file {p}: {exc.strerror}")]
         ) from None
-    return load_text(text, str(path))
+    return load_text(text, str(path), hashlib.sha256(data).hexdigest())

@@ -92,6 +92,12 @@ def _conv_flops(a: Conv2DAttrs, ins: list[Shape], out: Shape) -> int:
 
 def _dw_infer(a: DepthwiseConv2DAttrs, ins: list[Shape]) -> tuple[DepthwiseConv2DAttrs, Shape]:
     ho, wo, pads = _window(a, ins[0], "depthwise_conv2d")
+    if a.strides[0] != a.strides[1]:
+        raise ShapeError(
+            f"depthwise strides {a.strides} differ between height and width",
+            hint="TensorFlow's depthwise convolution supports only equal strides; "
+            "use one stride for both axes",
+        )
     return dataclasses.replace(a, pads=pads), (ho, wo, ins[0][2] * a.depth_multiplier)
 
 

@@ -27,7 +27,6 @@ from backends.compile import compile_to_file
 from compiler.api import compile_spec
 from compiler.diagnostics import SpecError
 from compiler.ir import Counts, Graph, Node
-from compiler.load import loads
 from compiler.ops import load_all
 from tests.backends.op_cases import OP_CASES
 from tests.conftest import ROOT, SEED, SPECS
@@ -102,27 +101,12 @@ def tiny(shape: list[int], layers: str, name: str = "tiny") -> str:
     return f"archc: 1\nname: {name}\ninputs:\n  - {{name: x, shape: {shape}}}\nlayers:\n{body}\n"
 
 
-SINGLE_PENALTY = (
-    "torch.py.jinja lays L2_PENALTIES out one entry a line with a trailing comma; with a "
-    "single entry that comma is not a magic trailing comma, so `ruff format` joins the tuple "
-    "onto one line"
-)
-
-
-def _l2_layers(text: str) -> int:
-    graph = compile_spec(loads(text)).graph
-    return sum(getattr(n.attrs, "kernel_l2", None) is not None for n in graph.nodes)
-
-
-def case_params(ruff_bugs: bool = False) -> list[Any]:
-    params = []
-    for op, cases in sorted(OP_CASES.items()):
-        for i, text in enumerate(cases):
-            marks = []
-            if ruff_bugs and _l2_layers(text) == 1:
-                marks.append(pytest.mark.xfail(strict=True, reason=SINGLE_PENALTY))
-            params.append(pytest.param(op, i, id=f"{op}-{i}", marks=marks))
-    return params
+def case_params() -> list[Any]:
+    return [
+        pytest.param(op, i, id=f"{op}-{i}")
+        for op, cases in sorted(OP_CASES.items())
+        for i in range(len(cases))
+    ]
 
 
 def torch_unsupported(graph: Graph) -> Node | None:
@@ -389,7 +373,7 @@ def test_op_case_generated_source_matches_live_model(op: str, i: int, tmp_path: 
     assert "tensorflow" not in source and "keras" not in source
 
 
-@pytest.mark.parametrize(("op", "i"), case_params(ruff_bugs=True))
+@pytest.mark.parametrize(("op", "i"), case_params())
 def test_op_case_generated_source_passes_ruff(op: str, i: int, tmp_path: Path) -> None:
     compiled = compile_spec(write(tmp_path, OP_CASES[op][i]))
     if torch_unsupported(compiled.graph) is not None:
@@ -426,11 +410,6 @@ def test_frozen_layers_are_frozen_parameters(tmp_path: Path) -> None:
         assert all(p.requires_grad for p in model.get_submodule("fc").parameters())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="torch_backend.plan only rejects names that are class attributes of nn.Module; an "
-    "instance attribute such as 'training' (or '_parameters') crashes add_module with KeyError",
-)
 def test_layer_named_like_a_module_instance_attribute_is_a_spec_error(tmp_path: Path) -> None:
     text = tiny([5, 7, 3], "- {op: conv2d, name: training, filters: 2, kernel: 1}")
     graph = compile_spec(write(tmp_path, text)).graph

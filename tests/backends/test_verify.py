@@ -209,13 +209,6 @@ def test_depthwise_with_depth_multiplier_two(spec: Callable[..., Compiled]) -> N
     checked(compiled)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compiler/ops/conv.py accepts depthwise_conv2d strides like (1, 2), but "
-    "TensorFlow's depthwise kernel only supports equal row and column strides: the Keras "
-    "model builds, then fails when called (InvalidArgumentError, exit 3) instead of a "
-    "compile-time SpecError",
-)
 def test_depthwise_with_unequal_strides_is_rejected_or_works(
     spec: Callable[..., Compiled],
 ) -> None:
@@ -762,11 +755,6 @@ def test_seed_mutant_fails_at_first_diverging_layer(
     assert "1 error" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="codegen.header_context hashes compiled.loaded.file from disk, so a spec compiled "
-    "from text (compiler.load.loads) cannot be rendered or verified with generated=True",
-)
 def test_verify_a_spec_loaded_from_text() -> None:
     text = tiny([5, 7, 3], "- {op: conv2d, name: conv, filters: 2, kernel: 3}")
     checked(compile_spec(loads(text)))
