@@ -39,6 +39,10 @@ class Plan:
         return [(n, low) for n, low in self.lowered.items() if low.kernel is not None]
 
     @property
+    def frozen_batch_norms(self) -> list[str]:
+        return [n.name for n in self.graph.nodes if n.op == "batch_norm" and not n.trainable]
+
+    @property
     def penalties(self) -> list[tuple[str, float]]:
         return [
             (n, low.kernel[3])
@@ -135,8 +139,16 @@ def _live_class() -> type:
         def regularization_loss(self) -> torch.Tensor:
             loss = torch.zeros(())
             for name, factor in self._plan.penalties:
-                loss = loss + factor * getattr(self, name).weight.square().sum()
+                weight = getattr(self, name).weight
+                if weight.requires_grad:  # Keras counts trainable weights only
+                    loss = loss + factor * weight.square().sum()
             return loss
+
+        def train(self, mode: bool = True) -> ArchcModule:
+            super().train(mode)
+            for name in self._plan.frozen_batch_norms:  # Keras: frozen BN runs in inference
+                getattr(self, name).eval()
+            return self
 
     return ArchcModule
 
@@ -248,15 +260,19 @@ def render(compiled: Compiled) -> str:
         return_type="Tensor" if len(outs) == 1 else "tuple[Tensor, ...]",
         penalties=p.penalties,
         penalties_source=_tuple_source("L2_PENALTIES", p.penalties),
+        frozen_source=_tuple_source("FROZEN_BATCH_NORMS", p.frozen_batch_norms),
+        frozen=p.frozen_batch_norms,
         torch_input_shape=input_shape(graph.node(graph.inputs[0]).shape or ()),
     )
     return environment().get_template("torch.py.jinja").render(ctx)
 
 
-def _tuple_source(var: str, items: list[tuple[str, float]]) -> str:
+def _tuple_source(var: str, items: list[Any]) -> str:
     """`var = (...)` as ruff formats it: one line if one item fits, else one item a line with
     a (magic) trailing comma."""
     entries = [literal(item) for item in items]
+    if not entries:
+        return ""
     one = f"{var} = ({entries[0]},)" if len(entries) == 1 else ""
     if one and len(one) <= LINE_LENGTH:
         return one
