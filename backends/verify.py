@@ -101,10 +101,13 @@ def torch_layer_outputs(model: Any, xs: list[np.ndarray]) -> dict[str, np.ndarra
     return {k: channels_last(v.numpy()) for k, v in values.items()}
 
 
-def _compare(name: str, a: np.ndarray, b: np.ndarray, atol: float) -> tuple[float, float]:
+def _compare(a: np.ndarray, b: np.ndarray, atol: float) -> tuple[float, float]:
+    """(max|a - b|, allowed); a NaN or infinite difference is never allowed."""
     if a.shape != b.shape:
         return float("inf"), 0.0
     diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    if not np.isfinite(diff):
+        return float("inf"), 0.0
     return diff, atol + RTOL * float(np.max(np.abs(a))) if a.size else atol
 
 
@@ -120,6 +123,8 @@ def verify(
     generated: bool = True,
 ) -> Report:
     """Build both backends, transfer weights, compare every layer; raise on any mismatch."""
+    if not 0 <= atol < float("inf"):
+        raise ValueError(f"atol must be a finite, non-negative number, got {atol!r}")
     compiled = (
         spec
         if isinstance(spec, Compiled)
@@ -141,7 +146,7 @@ def verify(
     for node in graph.nodes:
         if node.op == "input":
             continue
-        diff, limit = _compare(node.name, k_out[node.name], t_out[node.name], atol)
+        diff, limit = _compare(k_out[node.name], t_out[node.name], atol)
         report.rows.append((node.name, diff, limit))
         report.layers_checked += 1
         report.max_abs_diff = max(report.max_abs_diff, diff)
@@ -181,29 +186,29 @@ def _check_generated(
     import torch
 
     graph = compiled.graph
-    last = graph.outputs[0]
     gen_t = import_source(torch_backend.render(compiled), "verify_torch").build_model()
     gen_t.load_state_dict(tm.state_dict())
     gen_t.eval()
     with torch.no_grad():
-        y = gen_t(*(torch.from_numpy(channels_first(x).copy()) for x in xs))
-    y = y[0] if isinstance(y, tuple) else y
+        yt = gen_t(*(torch.from_numpy(channels_first(x).copy()) for x in xs))
+    yt = yt if isinstance(yt, tuple) else (yt,)
     gen_k = import_source(keras_backend.render(compiled), "verify_keras").build_model()
     torch_to_keras(tm, gen_k, graph)
     yk = gen_k(xs if len(xs) > 1 else xs[0], training=False)
-    yk = yk[0] if isinstance(yk, list | tuple) else yk
-    for what, got, want in (
-        ("generated torch", channels_last(y.numpy()), t_out[last]),
-        ("generated keras", keras.ops.convert_to_numpy(yk), k_out[last]),
-    ):
-        diff, limit = _compare(last, got, want, atol)
-        if diff > limit:
-            raise VerificationError(
-                [
-                    Diagnostic(
-                        "E111",
-                        f"the {what} model differs from the live one at output "
-                        f"'{last}': max|Δ| = {diff:.3g}",
-                    )
-                ]
-            )
+    yk = yk if isinstance(yk, list | tuple) else [yk]
+    for i, name in enumerate(graph.outputs):
+        for what, got, want in (
+            ("generated torch", channels_last(yt[i].numpy()), t_out[name]),
+            ("generated keras", keras.ops.convert_to_numpy(yk[i]), k_out[name]),
+        ):
+            diff, limit = _compare(got, want, atol)
+            if diff > limit:
+                raise VerificationError(
+                    [
+                        Diagnostic(
+                            "E111",
+                            f"the {what} model differs from the live one at output "
+                            f"'{name}': max|Δ| = {diff:.3g}",
+                        )
+                    ]
+                )

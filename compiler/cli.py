@@ -57,6 +57,12 @@ def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
     sys.exit(code)
 
 
+def _finite(value: float) -> float:
+    if value != value or value == float("inf"):
+        raise click.BadParameter("must be a finite number")
+    return value
+
+
 set_option = click.option(
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a spec parameter."
 )
@@ -171,7 +177,8 @@ def compile_cmd(
 @variant_option
 @click.option(
     "--atol",
-    type=float,
+    type=click.FloatRange(min=0),
+    callback=lambda ctx, param, value: _finite(value),
     default=1e-5,
     show_default=True,
     help="Absolute tolerance (plus 1e-5 relative to each layer's largest value).",
