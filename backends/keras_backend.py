@@ -154,6 +154,16 @@ def build(graph: Graph) -> Any:
     )
 
 
+def output_shapes(model: Any, graph: Graph) -> list[tuple[int, ...]]:
+    """Run the model once on zeros (batch 1); the shapes of its outputs, batch excluded."""
+    import numpy as np
+
+    xs = [np.zeros((1, *(graph.node(n).shape or ())), np.float32) for n in graph.inputs]
+    ys = model(xs if len(xs) > 1 else xs[0], training=False)
+    ys = ys if isinstance(ys, list | tuple) else [ys]
+    return [tuple(int(d) for d in y.shape[1:]) for y in ys]
+
+
 def counts(model: Any) -> Counts:
     """Keras' own accounting: trainable_weights and non_trainable_weights."""
     t = sum(int(_size(w)) for w in model.trainable_weights)

@@ -158,6 +158,18 @@ def build(graph: Graph) -> Any:
     return _live_class()(plan(graph))
 
 
+def output_shapes(model: Any, graph: Graph) -> list[tuple[int, ...]]:
+    """Run the model once on zeros (batch 1); the channels-last shapes of its outputs."""
+    import torch
+
+    model.eval()
+    xs = [torch.zeros(1, *input_shape(graph.node(n).shape or ())) for n in graph.inputs]
+    with torch.no_grad():
+        ys = model(*xs)
+    ys = ys if isinstance(ys, tuple) else (ys,)
+    return [(*y.shape[2:], y.shape[1]) if y.dim() > 2 else tuple(y.shape[1:]) for y in ys]
+
+
 def counts(model: Any) -> Counts:
     """trainable = parameters with requires_grad; non-trainable = frozen parameters plus
     floating-point buffers (BN running statistics), never num_batches_tracked."""
@@ -188,6 +200,7 @@ def render(compiled: Compiled) -> str:
     p = plan(graph)
     cls = _class_name(graph.name)
     module_names = {
+        "FROZEN_BATCH_NORMS",
         "math",
         "torch",
         "F",
@@ -201,8 +214,10 @@ def render(compiled: Compiled) -> str:
         "L2_PENALTIES",
         "_glorot_uniform_",
         "_avg_pool_same",
-        cls,
     }
+    while cls in module_names:  # a model named 'f' must not shadow torch.nn.functional
+        cls += "Model"
+    module_names.add(cls)
     names = python_names([n.name for n in graph.nodes], module_names)
     init_lines = []
     for node in graph.nodes:

@@ -161,7 +161,11 @@ def compile_cmd(
             click.echo(f"{result.path} is up to date")
             return EXIT_OK
         state = "written" if result.changed else "unchanged"
-        verified = "not verified" if no_verify else f"verified: {backend_name} counts equal the IR"
+        verified = (
+            "not verified"
+            if no_verify
+            else f"verified: {backend_name} counts and output shapes equal the IR"
+        )
         click.echo(
             f"{result.path} ({state}; {c.total:,} params: {c.trainable:,} trainable, "
             f"{c.non_trainable:,} non-trainable; {verified})"

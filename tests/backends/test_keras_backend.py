@@ -359,7 +359,9 @@ def test_compile_is_byte_identical_across_hash_seeds(tmp_path: Path) -> None:
         proc = cli(*args, *([flag] if flag else []), seed=seed)
         assert proc.returncode == 0, proc.stderr
         texts.append((tmp_path / sub / "resnet_preact_keras.py").read_bytes())
-    assert "verified: keras counts equal the IR" in proc.stdout  # the last run verified
+    assert (
+        "verified: keras counts and output shapes equal the IR" in proc.stdout
+    )  # the last run verified
     assert texts[0] == texts[1] == texts[2] == GOLDEN.read_bytes()
 
 
@@ -482,8 +484,9 @@ def test_cli_compile_writes_verifies_and_reports(tmp_path: Path, in_root: Path, 
     result = archc("compile", SEED_REL, "--backend", "keras", "-o", tmp_path)
     assert result.exit_code == 0, result.output
     target = tmp_path / "resnet_preact_keras.py"
-    assert f"{target} (written; {SEED_MESSAGE}; verified: keras counts equal the IR)" in (
-        result.output
+    assert (
+        f"{target} (written; {SEED_MESSAGE}; verified: keras counts and output shapes equal the IR)"
+        in (result.output)
     )
     assert target.read_bytes() == GOLDEN.read_bytes()
 
