@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import keyword
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +45,14 @@ class _Abort(Exception):
     """Stop expanding (a limit was hit); the collected diagnostics say why."""
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def check_name(name: Any) -> str | None:
     """Why a layer name is unusable, or None when it is fine."""
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-        return "must be a Python identifier (letters, digits, underscores; not a keyword)"
+    # ASCII only: Python folds other identifiers (NFKC), so two names could become one.
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or keyword.iskeyword(name):
+        return "must be an ASCII identifier (letters, digits, underscores; not a Python keyword)"
     if name in RESERVED_REFS:
         return f"'{name}' is reserved for references (prev, input)"
     if name.startswith("__"):
