@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from .diagnostics import Collector, Diagnostic, Location, SpecError, did_you_mean
 from .expr import ExprError, render
+from .infer import shape_diagnostic
 from .ir import Graph, Node, Origin, Shape
 from .load import LoadedSpec
 from .ops import ShapeError, describe, field_types, load_all
@@ -71,6 +72,7 @@ class _Expander:
         self.broken: set[str] = set()
         self.counters: dict[str, int] = {}
         self.shapes: dict[str, Shape | None] = {}
+        self.by_name: dict[str, Node] = {}
         self.errors = Collector()
         self._broken_seq = 0
 
@@ -97,7 +99,10 @@ class _Expander:
         try:
             return True, render(value, env)
         except ExprError as exc:
-            self.error("E030", f"{what}: {exc.message}", where, scope, exc.hint)
+            unknown = [n for n in SHAPE_NAMES if n in env and env[n] is None]
+            if not any(re.search(rf"\b{n}\b", str(value)) for n in unknown):
+                self.error("E030", f"{what}: {exc.message}", where, scope, exc.hint)
+            # else: the shape is unknown because of an error already reported upstream
             return False, None
 
     def mark_broken(self, scope: _Scope, name: str | None) -> None:
@@ -178,6 +183,7 @@ class _Expander:
         self.defined[name] = loc
         node = Node(name, op, attrs, inputs, Origin(loc, (*scope.path, name)), trainable)
         self.nodes.append(node)
+        self.by_name[name] = node
         self.shapes[name] = self.infer_shape(node)
         return name
 
@@ -202,13 +208,16 @@ class _Expander:
 
     def infer_shape(self, node: Node) -> Shape | None:
         """Shape of a node as it is added, so that expressions can read `in_shape` and
-        `prev_shape`; problems are left to the inference pass, which reports them."""
+        `prev_shape`. A shape error is reported here and the node marked broken, so that
+        nothing downstream trips over the unknown shape."""
         ins = [s for i in node.inputs if (s := self.shapes.get(i)) is not None]
         if len(ins) != len(node.inputs):
             return None
         try:
             return self.ops[node.op].infer(node.attrs, ins)[1]
-        except ShapeError:
+        except ShapeError as exc:
+            self.errors.add(shape_diagnostic(node, exc, ins, self.by_name))
+            self.broken.add(node.name)
             return None
 
     def shape_value(self, name: str | None) -> list[int] | None:

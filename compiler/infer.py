@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from .diagnostics import Collector, Diagnostic, SpecError
 from .ir import Graph, Node, Shape
 from .ops import ShapeError, load_all
+
+
+def shape_diagnostic(
+    node: Node, exc: ShapeError, in_shapes: list[Shape], by_name: Mapping[str, Node]
+) -> Diagnostic:
+    """A shape rule's error, naming the inputs involved and where they were defined."""
+    related = tuple(
+        (f"input '{node.inputs[i]}' {in_shapes[i]} from", loc)
+        for i in exc.inputs
+        if (loc := by_name[node.inputs[i]].origin.location) is not None
+    )
+    msg = f"{node.op} '{node.name}': {exc.message}"
+    if exc.inputs:
+        msg += " (inputs " + " and ".join(f"'{node.inputs[i]}'" for i in exc.inputs) + ")"
+    return Diagnostic("E070", msg, node.origin.location, node.origin.describe(), exc.hint, related)
 
 
 def infer(graph: Graph) -> Graph:
@@ -26,28 +42,7 @@ def infer(graph: Graph) -> Graph:
             weights = tuple(opdef.weights(attrs, in_shapes, shape))
             flops = opdef.flops(attrs, in_shapes, shape)
         except ShapeError as exc:
-            related = tuple(
-                (
-                    f"input '{node.inputs[i]}' {in_shapes[i]} from",
-                    by_name[node.inputs[i]].origin.location,
-                )
-                for i in exc.inputs
-                if by_name[node.inputs[i]].origin.location is not None
-            )
-            msg = f"{node.op} '{node.name}': {exc.message}"
-            if exc.inputs:
-                names = " and ".join(f"'{node.inputs[i]}'" for i in exc.inputs)
-                msg += f" (inputs {names})"
-            errors.add(
-                Diagnostic(
-                    "E070",
-                    msg,
-                    node.origin.location,
-                    node.origin.describe(),
-                    exc.hint,
-                    related,  # type: ignore[arg-type]
-                )
-            )
+            errors.add(shape_diagnostic(node, exc, in_shapes, by_name))
             continue
         if any(d <= 0 for d in shape):
             errors.add(
