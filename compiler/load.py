@@ -241,7 +241,7 @@ def _param_type(value: Any) -> str:
 
 
 def _message(err: Any) -> str:
-    msg = str(err["msg"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "string_pattern_mismatch":
         pattern = str(err.get("ctx", {}).get("pattern", ""))
         return "expected " + PATTERN_MEANING.get(pattern, f"text matching {pattern}")

@@ -21,26 +21,30 @@ def _is_int(v: Any) -> bool:
 
 
 def coerce(value: Any, decl: ParamDecl) -> Any:
-    """Check a value against a declared type; ints are accepted where floats are declared."""
+    """Check a value against a declared type; ints are accepted where floats are declared.
+    Bounds apply to each element of a list."""
     t = decl.type
     if t.startswith("list["):
         if not isinstance(value, list | tuple):
             raise ParamTypeError(f"expected {t}, got {_kind(value)} {value!r}")
-        inner = ParamDecl(type=t[5:-1])  # type: ignore[arg-type]  # an element type
-        value = [coerce(v, inner) for v in value]
-    elif t == "int" and not _is_int(value):
+        inner = decl.model_copy(update={"type": t[5:-1]})
+        return [coerce(v, inner) for v in value]
+    if t == "int" and not _is_int(value):
         raise ParamTypeError(f"expected int, got {_kind(value)} {value!r}")
-    elif t == "float":
+    if t == "float":
         if not (_is_int(value) or isinstance(value, float)):
             raise ParamTypeError(f"expected float, got {_kind(value)} {value!r}")
-        value = float(value)
-    elif t == "bool" and not isinstance(value, bool):
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ParamTypeError("the integer is too large for a float") from None
+    if t == "bool" and not isinstance(value, bool):
         raise ParamTypeError(f"expected bool, got {_kind(value)} {value!r}")
-    elif t == "str" and not isinstance(value, str):
+    if t == "str" and not isinstance(value, str):
         raise ParamTypeError(f"expected str, got {_kind(value)} {value!r}")
-    if decl.min is not None and not isinstance(value, list) and value < decl.min:
+    if decl.min is not None and value < decl.min:
         raise ParamTypeError(f"{value!r} is below the minimum {decl.min}")
-    if decl.max is not None and not isinstance(value, list) and value > decl.max:
+    if decl.max is not None and value > decl.max:
         raise ParamTypeError(f"{value!r} is above the maximum {decl.max}")
     if decl.choices is not None and value not in decl.choices:
         raise ParamTypeError(f"{value!r} is not one of {decl.choices}")

@@ -11,7 +11,15 @@ import dataclasses
 import typing
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    create_model,
+    model_validator,
+)
 
 from .ops import OpDef, load_all
 
@@ -46,6 +54,15 @@ class ParamDecl(_Strict):
     min: int | float | None = None
     max: int | float | None = None
     choices: list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _bounds_fit_the_type(self) -> ParamDecl:
+        numeric = self.type in ("int", "float", "list[int]", "list[float]")
+        if (self.min is not None or self.max is not None) and not numeric:
+            raise ValueError(f"min and max apply to numbers, not to {self.type}")
+        if self.choices is not None and self.type.startswith("list["):
+            raise ValueError(f"choices apply to single values, not to {self.type}")
+        return self
 
 
 class Expect(_Strict):
