@@ -27,6 +27,7 @@ from .schema import RESERVED_REFS, BlockCall, Repeat
 from .yaml_loader import PathKey
 
 MAX_NODES = 100_000
+MAX_ITEMS = 200_000  # items visited, skipped ones included: bounds nested repeats
 MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 32
 SHAPE_NAMES = ("in_shape", "prev_shape")  # bound in expressions to the current shapes
@@ -73,6 +74,7 @@ class _Expander:
         self.counters: dict[str, int] = {}
         self.shapes: dict[str, Shape | None] = {}
         self.by_name: dict[str, Node] = {}
+        self.visited = 0
         self.errors = Collector()
         self._broken_seq = 0
 
@@ -285,6 +287,16 @@ class _Expander:
             self.item(item, (*where, i), scope)
 
     def item(self, item: Any, where: PathKey, scope: _Scope) -> None:
+        self.visited += 1
+        if self.visited > MAX_ITEMS:
+            self.error(
+                "E044",
+                f"expanding the spec visits more than {MAX_ITEMS:,} items",
+                where,
+                scope,
+                hint="check nested repeat counts",
+            )
+            raise _Abort
         scope.env["prev_shape"] = self.shape_value(scope.prev)
         scope.env["in_shape"] = self.shape_value(scope.input)
         if item.when is not None:
