@@ -114,33 +114,51 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def header_context(compiled: Compiled, backend: str) -> dict[str, Any]:
+def header_context(
+    compiled: Compiled, out_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """What every generated file records: its spec (as a path relative to the file's own
+    folder, so the text never depends on where archc ran), the spec's sha256, the archc
+    version, the variant and overrides it was built with, and its counts."""
     graph = compiled.graph
-    spec_path = Path(compiled.loaded.file)
-    with contextlib.suppress(ValueError):
-        spec_path = spec_path.resolve().relative_to(Path.cwd().resolve())
-    overrides = {k: v for k, v in compiled.params.items()}
-    first = graph.node(graph.inputs[0])
+    spec = Path(compiled.loaded.file)
+    spec_path = spec.name
+    if out_dir is not None:
+        spec_path = Path(os.path.relpath(spec.resolve(), Path(out_dir).resolve())).as_posix()
+    spec_header: dict[str, Any] = {
+        "path": spec_path,
+        "sha256": compiled.loaded.doc.sha256,
+        "archc": __version__,
+    }
+    if compiled.variant is not None:
+        spec_header["variant"] = compiled.variant
+    if compiled.overrides:
+        spec_header["overrides"] = dict(sorted(compiled.overrides.items()))
     return {
-        "backend": backend,
-        "name": graph.name,
-        "spec_path": spec_path.as_posix(),
-        "spec_sha256": compiled.loaded.doc.sha256,
-        "version": __version__,
-        "params": overrides,
+        "spec_source": dict_source("SPEC", spec_header),
         "counts": graph.counts.as_dict(),
-        "input_shape": first.shape,
+        "input_shape": graph.node(graph.inputs[0]).shape,
     }
 
 
+def dict_source(var: str, items: dict[str, Any]) -> str:
+    """`var = {...}` with one key a line and a trailing comma (a layout ruff keeps)."""
+    body = "".join(f"    {literal(k)}: {literal(v)},\n" for k, v in items.items())
+    return f"{var} = {{\n{body}}}"
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write text to path via a temp file in the same folder and a rename."""
+    """Write text to path via a temp file in the same folder, fsync, and a rename; the file
+    gets the usual permissions (mkstemp's are owner-only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~umask)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

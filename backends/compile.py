@@ -33,10 +33,14 @@ def backend(name: str) -> ModuleType:
     return importlib.import_module(BACKENDS[name])
 
 
-def output_path(spec: str | Path, backend_name: str, out_dir: str | Path) -> Path:
-    stem = re.sub(r"\W", "_", Path(spec).stem)
-    if stem[:1].isdigit():
-        stem = "_" + stem
+def output_path(
+    spec: str | Path, backend_name: str, out_dir: str | Path, variant: str | None = None
+) -> Path:
+    """DIR/<spec stem>[_<variant>]_<backend>.py, as an importable ASCII module name."""
+    stem = Path(spec).stem + (f"_{variant}" if variant else "")
+    stem = re.sub(r"[^0-9A-Za-z_]", "_", stem)
+    if not stem[:1].isalpha():
+        stem = "m_" + stem
     return Path(out_dir) / f"{stem}_{backend_name}.py"
 
 
@@ -110,8 +114,8 @@ def compile_to_file(
     """
     mod = backend(backend_name)
     compiled = compile_spec(spec, overrides, variant=variant, from_text=from_text)
-    source = mod.render(compiled)
-    path = output_path(spec, backend_name, out_dir)
+    source = mod.render(compiled, out_dir)
+    path = output_path(spec, backend_name, out_dir, variant)
     try:
         old = path.read_text(encoding="utf-8") if path.exists() else None
     except OSError as exc:

@@ -188,7 +188,7 @@ def _size(w: Any) -> int:
 
 
 # -- generated source -------------------------------------------------------------------------
-def render(compiled: Compiled) -> str:
+def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) -> str:
     graph = compiled.graph
     names = python_names([n.name for n in graph.nodes], _MODULE_NAMES)
     lines: list[str] = []
@@ -220,7 +220,7 @@ def render(compiled: Compiled) -> str:
         ],
         prefix="return ",
     )
-    ctx = header_context(compiled, NAME)
+    ctx = header_context(compiled, out_dir)
     ctx.update(lines=lines, ret=ret, uses_regularizers=uses_reg)
     return environment().get_template("keras.py.jinja").render(ctx)
 

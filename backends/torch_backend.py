@@ -195,7 +195,7 @@ def _class_name(name: str) -> str:
     return out if out[0].isalpha() else "Model" + out
 
 
-def render(compiled: Compiled) -> str:
+def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) -> str:
     graph = compiled.graph
     p = plan(graph)
     cls = _class_name(graph.name)
@@ -261,7 +261,7 @@ def render(compiled: Compiled) -> str:
     uses_f = any("F." in line for line in forward) or "_avg_pool_same" in "".join(helpers)
     args = ", ".join(f"{names[i]}: Tensor" for i in graph.inputs)
     outs = [names[o] for o in graph.outputs]
-    ctx = header_context(compiled, NAME)
+    ctx = header_context(compiled, out_dir)
     ctx.update(
         cls=cls,
         init_lines=init_lines,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ class Compiled:
     graph: Graph
     expect: Expect | None
     expect_source: tuple[str | int, ...] | None
+    variant: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # as given (CLI text or values)
 
     @property
     def counts(self) -> Counts:
@@ -56,7 +58,7 @@ def compile_spec(
             expect, source = loaded.spec.variants[variant].expect, ("variants", variant, "expect")
         else:
             expect, source = loaded.spec.expect, ("expect",)
-    compiled = Compiled(loaded, params, graph, expect, source)
+    compiled = Compiled(loaded, params, graph, expect, source, variant, dict(overrides or {}))
     check_expect(compiled, graph.counts, "the IR")
     return compiled
 

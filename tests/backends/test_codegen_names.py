@@ -38,3 +38,43 @@ def test_generated_models_run_whatever_the_names(
     # verification imports the file, builds it, counts it and runs a forward pass
     result = compile_to_file(spec, backend, tmp_path / "out")
     assert result.counts == result.compiled.graph.counts
+
+
+def test_header_does_not_depend_on_where_archc_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(ROOT / "specs")
+    result = compile_to_file("resnet_preact.yaml", "torch", "../generated", check=True)
+    assert not result.changed  # the committed file, byte for byte
+
+
+def test_variant_and_overrides_name_and_stamp_the_file(tmp_path: Path) -> None:
+    import ast
+
+    from tests.conftest import SPECS
+
+    result = compile_to_file(
+        SPECS / "mobilenet_v2.yaml", "torch", tmp_path, variant="alpha_0.5", verify=False
+    )
+    assert result.path.name == "mobilenet_v2_alpha_0_5_torch.py"
+    header = result.source.split("SPEC = ", 1)[1].split("\n}\n", 1)[0] + "\n}"
+    assert ast.literal_eval(header)["variant"] == "alpha_0.5"
+
+    stamped = compile_to_file(
+        SPECS / "resnet_preact.yaml", "keras", tmp_path, {"nb_classes": 7}, verify=False
+    )
+    header = stamped.source.split("SPEC = ", 1)[1].split("\n}\n", 1)[0] + "\n}"
+    assert ast.literal_eval(header)["overrides"] == {"nb_classes": 7}
+
+
+def test_generated_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    spec = tmp_path / "net.yaml"
+    spec.write_text(SPEC.format(name="net", input="x", layer="conv"), encoding="utf-8")
+    old = os.umask(0o022)
+    try:
+        path = compile_to_file(spec, "torch", tmp_path / "out", verify=False).path
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
