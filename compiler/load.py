@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from .diagnostics import Diagnostic, SpecError, did_you_mean
 from .ops import load_all
-from .schema import PATTERN_MEANING, Spec, spec_model
+from .schema import PATTERN_MEANING, Spec
 from .yaml_loader import Document, PathKey, load_file, load_text
 
 
@@ -48,7 +48,7 @@ def validate(doc: Document) -> LoadedSpec:
             ]
         )
     try:
-        spec = spec_model().model_validate(doc.data)
+        spec = Spec.model_validate(doc.data)
     except ValidationError as exc:
         raise SpecError(_diagnostics(exc, doc)) from None
     return LoadedSpec(doc, spec)
@@ -85,7 +85,7 @@ _TAGS = {("call", "BlockCall"), ("loop", "Repeat")}
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """Follow a pydantic loc (which includes union tags) through the Spec model."""
-    current: list[Any] = [spec_model()]
+    current: list[Any] = [Spec]
     for comp in loc:
         nxt: list[Any] = []
         for ann in current:

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     Item = Any  # the discriminated union of items, bound to the op registry below
 
 SPEC_VERSION = 1
-PARAM_TYPES = ("int", "float", "bool", "str", "list[int]", "list[float]", "list[str]")
 RESERVED_REFS = ("prev", "input")
 
 EXPR_PATTERN = r"\$\{"
@@ -175,11 +174,6 @@ if not TYPE_CHECKING:
     Item = item_union()
     for _model in (Repeat, BlockDef, Spec):
         _model.model_rebuild()
-
-
-def spec_model() -> type[Spec]:
-    """The Spec model, its items bound to the op registry."""
-    return Spec
 
 
 def json_schema() -> dict[str, Any]:
