@@ -647,435 +647,435 @@ class Densenet121(nn.Module):
         _glorot_uniform_(self.predictions.weight, fan_in=1024, fan_out=1000)
 
     def forward(self, input_layer: Tensor) -> Tensor:
-        zero_padding2d = F.pad(input_layer, (3, 3, 3, 3))
-        conv1_conv = self.conv1_conv(zero_padding2d)
-        conv1_bn = self.conv1_bn(conv1_conv)
-        conv1_relu = F.relu(conv1_bn)
-        zero_padding2d_1 = F.pad(conv1_relu, (1, 1, 1, 1))
-        pool1 = F.max_pool2d(zero_padding2d_1, (3, 3), (2, 2))
-        conv2_block1_0_bn = self.conv2_block1_0_bn(pool1)
-        conv2_block1_0_relu = F.relu(conv2_block1_0_bn)
-        conv2_block1_1_conv = self.conv2_block1_1_conv(conv2_block1_0_relu)
-        conv2_block1_1_bn = self.conv2_block1_1_bn(conv2_block1_1_conv)
-        conv2_block1_1_relu = F.relu(conv2_block1_1_bn)
-        conv2_block1_2_conv = self.conv2_block1_2_conv(conv2_block1_1_relu)
-        conv2_block1_concat = torch.cat([pool1, conv2_block1_2_conv], dim=1)
-        conv2_block2_0_bn = self.conv2_block2_0_bn(conv2_block1_concat)
-        conv2_block2_0_relu = F.relu(conv2_block2_0_bn)
-        conv2_block2_1_conv = self.conv2_block2_1_conv(conv2_block2_0_relu)
-        conv2_block2_1_bn = self.conv2_block2_1_bn(conv2_block2_1_conv)
-        conv2_block2_1_relu = F.relu(conv2_block2_1_bn)
-        conv2_block2_2_conv = self.conv2_block2_2_conv(conv2_block2_1_relu)
-        conv2_block2_concat = torch.cat([conv2_block1_concat, conv2_block2_2_conv], dim=1)
-        conv2_block3_0_bn = self.conv2_block3_0_bn(conv2_block2_concat)
-        conv2_block3_0_relu = F.relu(conv2_block3_0_bn)
-        conv2_block3_1_conv = self.conv2_block3_1_conv(conv2_block3_0_relu)
-        conv2_block3_1_bn = self.conv2_block3_1_bn(conv2_block3_1_conv)
-        conv2_block3_1_relu = F.relu(conv2_block3_1_bn)
-        conv2_block3_2_conv = self.conv2_block3_2_conv(conv2_block3_1_relu)
-        conv2_block3_concat = torch.cat([conv2_block2_concat, conv2_block3_2_conv], dim=1)
-        conv2_block4_0_bn = self.conv2_block4_0_bn(conv2_block3_concat)
-        conv2_block4_0_relu = F.relu(conv2_block4_0_bn)
-        conv2_block4_1_conv = self.conv2_block4_1_conv(conv2_block4_0_relu)
-        conv2_block4_1_bn = self.conv2_block4_1_bn(conv2_block4_1_conv)
-        conv2_block4_1_relu = F.relu(conv2_block4_1_bn)
-        conv2_block4_2_conv = self.conv2_block4_2_conv(conv2_block4_1_relu)
-        conv2_block4_concat = torch.cat([conv2_block3_concat, conv2_block4_2_conv], dim=1)
-        conv2_block5_0_bn = self.conv2_block5_0_bn(conv2_block4_concat)
-        conv2_block5_0_relu = F.relu(conv2_block5_0_bn)
-        conv2_block5_1_conv = self.conv2_block5_1_conv(conv2_block5_0_relu)
-        conv2_block5_1_bn = self.conv2_block5_1_bn(conv2_block5_1_conv)
-        conv2_block5_1_relu = F.relu(conv2_block5_1_bn)
-        conv2_block5_2_conv = self.conv2_block5_2_conv(conv2_block5_1_relu)
-        conv2_block5_concat = torch.cat([conv2_block4_concat, conv2_block5_2_conv], dim=1)
-        conv2_block6_0_bn = self.conv2_block6_0_bn(conv2_block5_concat)
-        conv2_block6_0_relu = F.relu(conv2_block6_0_bn)
-        conv2_block6_1_conv = self.conv2_block6_1_conv(conv2_block6_0_relu)
-        conv2_block6_1_bn = self.conv2_block6_1_bn(conv2_block6_1_conv)
-        conv2_block6_1_relu = F.relu(conv2_block6_1_bn)
-        conv2_block6_2_conv = self.conv2_block6_2_conv(conv2_block6_1_relu)
-        conv2_block6_concat = torch.cat([conv2_block5_concat, conv2_block6_2_conv], dim=1)
-        pool2_bn = self.pool2_bn(conv2_block6_concat)
-        pool2_relu = F.relu(pool2_bn)
-        pool2_conv = self.pool2_conv(pool2_relu)
-        pool2_pool = F.avg_pool2d(pool2_conv, (2, 2), (2, 2))
-        conv3_block1_0_bn = self.conv3_block1_0_bn(pool2_pool)
-        conv3_block1_0_relu = F.relu(conv3_block1_0_bn)
-        conv3_block1_1_conv = self.conv3_block1_1_conv(conv3_block1_0_relu)
-        conv3_block1_1_bn = self.conv3_block1_1_bn(conv3_block1_1_conv)
-        conv3_block1_1_relu = F.relu(conv3_block1_1_bn)
-        conv3_block1_2_conv = self.conv3_block1_2_conv(conv3_block1_1_relu)
-        conv3_block1_concat = torch.cat([pool2_pool, conv3_block1_2_conv], dim=1)
-        conv3_block2_0_bn = self.conv3_block2_0_bn(conv3_block1_concat)
-        conv3_block2_0_relu = F.relu(conv3_block2_0_bn)
-        conv3_block2_1_conv = self.conv3_block2_1_conv(conv3_block2_0_relu)
-        conv3_block2_1_bn = self.conv3_block2_1_bn(conv3_block2_1_conv)
-        conv3_block2_1_relu = F.relu(conv3_block2_1_bn)
-        conv3_block2_2_conv = self.conv3_block2_2_conv(conv3_block2_1_relu)
-        conv3_block2_concat = torch.cat([conv3_block1_concat, conv3_block2_2_conv], dim=1)
-        conv3_block3_0_bn = self.conv3_block3_0_bn(conv3_block2_concat)
-        conv3_block3_0_relu = F.relu(conv3_block3_0_bn)
-        conv3_block3_1_conv = self.conv3_block3_1_conv(conv3_block3_0_relu)
-        conv3_block3_1_bn = self.conv3_block3_1_bn(conv3_block3_1_conv)
-        conv3_block3_1_relu = F.relu(conv3_block3_1_bn)
-        conv3_block3_2_conv = self.conv3_block3_2_conv(conv3_block3_1_relu)
-        conv3_block3_concat = torch.cat([conv3_block2_concat, conv3_block3_2_conv], dim=1)
-        conv3_block4_0_bn = self.conv3_block4_0_bn(conv3_block3_concat)
-        conv3_block4_0_relu = F.relu(conv3_block4_0_bn)
-        conv3_block4_1_conv = self.conv3_block4_1_conv(conv3_block4_0_relu)
-        conv3_block4_1_bn = self.conv3_block4_1_bn(conv3_block4_1_conv)
-        conv3_block4_1_relu = F.relu(conv3_block4_1_bn)
-        conv3_block4_2_conv = self.conv3_block4_2_conv(conv3_block4_1_relu)
-        conv3_block4_concat = torch.cat([conv3_block3_concat, conv3_block4_2_conv], dim=1)
-        conv3_block5_0_bn = self.conv3_block5_0_bn(conv3_block4_concat)
-        conv3_block5_0_relu = F.relu(conv3_block5_0_bn)
-        conv3_block5_1_conv = self.conv3_block5_1_conv(conv3_block5_0_relu)
-        conv3_block5_1_bn = self.conv3_block5_1_bn(conv3_block5_1_conv)
-        conv3_block5_1_relu = F.relu(conv3_block5_1_bn)
-        conv3_block5_2_conv = self.conv3_block5_2_conv(conv3_block5_1_relu)
-        conv3_block5_concat = torch.cat([conv3_block4_concat, conv3_block5_2_conv], dim=1)
-        conv3_block6_0_bn = self.conv3_block6_0_bn(conv3_block5_concat)
-        conv3_block6_0_relu = F.relu(conv3_block6_0_bn)
-        conv3_block6_1_conv = self.conv3_block6_1_conv(conv3_block6_0_relu)
-        conv3_block6_1_bn = self.conv3_block6_1_bn(conv3_block6_1_conv)
-        conv3_block6_1_relu = F.relu(conv3_block6_1_bn)
-        conv3_block6_2_conv = self.conv3_block6_2_conv(conv3_block6_1_relu)
-        conv3_block6_concat = torch.cat([conv3_block5_concat, conv3_block6_2_conv], dim=1)
-        conv3_block7_0_bn = self.conv3_block7_0_bn(conv3_block6_concat)
-        conv3_block7_0_relu = F.relu(conv3_block7_0_bn)
-        conv3_block7_1_conv = self.conv3_block7_1_conv(conv3_block7_0_relu)
-        conv3_block7_1_bn = self.conv3_block7_1_bn(conv3_block7_1_conv)
-        conv3_block7_1_relu = F.relu(conv3_block7_1_bn)
-        conv3_block7_2_conv = self.conv3_block7_2_conv(conv3_block7_1_relu)
-        conv3_block7_concat = torch.cat([conv3_block6_concat, conv3_block7_2_conv], dim=1)
-        conv3_block8_0_bn = self.conv3_block8_0_bn(conv3_block7_concat)
-        conv3_block8_0_relu = F.relu(conv3_block8_0_bn)
-        conv3_block8_1_conv = self.conv3_block8_1_conv(conv3_block8_0_relu)
-        conv3_block8_1_bn = self.conv3_block8_1_bn(conv3_block8_1_conv)
-        conv3_block8_1_relu = F.relu(conv3_block8_1_bn)
-        conv3_block8_2_conv = self.conv3_block8_2_conv(conv3_block8_1_relu)
-        conv3_block8_concat = torch.cat([conv3_block7_concat, conv3_block8_2_conv], dim=1)
-        conv3_block9_0_bn = self.conv3_block9_0_bn(conv3_block8_concat)
-        conv3_block9_0_relu = F.relu(conv3_block9_0_bn)
-        conv3_block9_1_conv = self.conv3_block9_1_conv(conv3_block9_0_relu)
-        conv3_block9_1_bn = self.conv3_block9_1_bn(conv3_block9_1_conv)
-        conv3_block9_1_relu = F.relu(conv3_block9_1_bn)
-        conv3_block9_2_conv = self.conv3_block9_2_conv(conv3_block9_1_relu)
-        conv3_block9_concat = torch.cat([conv3_block8_concat, conv3_block9_2_conv], dim=1)
-        conv3_block10_0_bn = self.conv3_block10_0_bn(conv3_block9_concat)
-        conv3_block10_0_relu = F.relu(conv3_block10_0_bn)
-        conv3_block10_1_conv = self.conv3_block10_1_conv(conv3_block10_0_relu)
-        conv3_block10_1_bn = self.conv3_block10_1_bn(conv3_block10_1_conv)
-        conv3_block10_1_relu = F.relu(conv3_block10_1_bn)
-        conv3_block10_2_conv = self.conv3_block10_2_conv(conv3_block10_1_relu)
-        conv3_block10_concat = torch.cat([conv3_block9_concat, conv3_block10_2_conv], dim=1)
-        conv3_block11_0_bn = self.conv3_block11_0_bn(conv3_block10_concat)
-        conv3_block11_0_relu = F.relu(conv3_block11_0_bn)
-        conv3_block11_1_conv = self.conv3_block11_1_conv(conv3_block11_0_relu)
-        conv3_block11_1_bn = self.conv3_block11_1_bn(conv3_block11_1_conv)
-        conv3_block11_1_relu = F.relu(conv3_block11_1_bn)
-        conv3_block11_2_conv = self.conv3_block11_2_conv(conv3_block11_1_relu)
-        conv3_block11_concat = torch.cat([conv3_block10_concat, conv3_block11_2_conv], dim=1)
-        conv3_block12_0_bn = self.conv3_block12_0_bn(conv3_block11_concat)
-        conv3_block12_0_relu = F.relu(conv3_block12_0_bn)
-        conv3_block12_1_conv = self.conv3_block12_1_conv(conv3_block12_0_relu)
-        conv3_block12_1_bn = self.conv3_block12_1_bn(conv3_block12_1_conv)
-        conv3_block12_1_relu = F.relu(conv3_block12_1_bn)
-        conv3_block12_2_conv = self.conv3_block12_2_conv(conv3_block12_1_relu)
-        conv3_block12_concat = torch.cat([conv3_block11_concat, conv3_block12_2_conv], dim=1)
-        pool3_bn = self.pool3_bn(conv3_block12_concat)
-        pool3_relu = F.relu(pool3_bn)
-        pool3_conv = self.pool3_conv(pool3_relu)
-        pool3_pool = F.avg_pool2d(pool3_conv, (2, 2), (2, 2))
-        conv4_block1_0_bn = self.conv4_block1_0_bn(pool3_pool)
-        conv4_block1_0_relu = F.relu(conv4_block1_0_bn)
-        conv4_block1_1_conv = self.conv4_block1_1_conv(conv4_block1_0_relu)
-        conv4_block1_1_bn = self.conv4_block1_1_bn(conv4_block1_1_conv)
-        conv4_block1_1_relu = F.relu(conv4_block1_1_bn)
-        conv4_block1_2_conv = self.conv4_block1_2_conv(conv4_block1_1_relu)
-        conv4_block1_concat = torch.cat([pool3_pool, conv4_block1_2_conv], dim=1)
-        conv4_block2_0_bn = self.conv4_block2_0_bn(conv4_block1_concat)
-        conv4_block2_0_relu = F.relu(conv4_block2_0_bn)
-        conv4_block2_1_conv = self.conv4_block2_1_conv(conv4_block2_0_relu)
-        conv4_block2_1_bn = self.conv4_block2_1_bn(conv4_block2_1_conv)
-        conv4_block2_1_relu = F.relu(conv4_block2_1_bn)
-        conv4_block2_2_conv = self.conv4_block2_2_conv(conv4_block2_1_relu)
-        conv4_block2_concat = torch.cat([conv4_block1_concat, conv4_block2_2_conv], dim=1)
-        conv4_block3_0_bn = self.conv4_block3_0_bn(conv4_block2_concat)
-        conv4_block3_0_relu = F.relu(conv4_block3_0_bn)
-        conv4_block3_1_conv = self.conv4_block3_1_conv(conv4_block3_0_relu)
-        conv4_block3_1_bn = self.conv4_block3_1_bn(conv4_block3_1_conv)
-        conv4_block3_1_relu = F.relu(conv4_block3_1_bn)
-        conv4_block3_2_conv = self.conv4_block3_2_conv(conv4_block3_1_relu)
-        conv4_block3_concat = torch.cat([conv4_block2_concat, conv4_block3_2_conv], dim=1)
-        conv4_block4_0_bn = self.conv4_block4_0_bn(conv4_block3_concat)
-        conv4_block4_0_relu = F.relu(conv4_block4_0_bn)
-        conv4_block4_1_conv = self.conv4_block4_1_conv(conv4_block4_0_relu)
-        conv4_block4_1_bn = self.conv4_block4_1_bn(conv4_block4_1_conv)
-        conv4_block4_1_relu = F.relu(conv4_block4_1_bn)
-        conv4_block4_2_conv = self.conv4_block4_2_conv(conv4_block4_1_relu)
-        conv4_block4_concat = torch.cat([conv4_block3_concat, conv4_block4_2_conv], dim=1)
-        conv4_block5_0_bn = self.conv4_block5_0_bn(conv4_block4_concat)
-        conv4_block5_0_relu = F.relu(conv4_block5_0_bn)
-        conv4_block5_1_conv = self.conv4_block5_1_conv(conv4_block5_0_relu)
-        conv4_block5_1_bn = self.conv4_block5_1_bn(conv4_block5_1_conv)
-        conv4_block5_1_relu = F.relu(conv4_block5_1_bn)
-        conv4_block5_2_conv = self.conv4_block5_2_conv(conv4_block5_1_relu)
-        conv4_block5_concat = torch.cat([conv4_block4_concat, conv4_block5_2_conv], dim=1)
-        conv4_block6_0_bn = self.conv4_block6_0_bn(conv4_block5_concat)
-        conv4_block6_0_relu = F.relu(conv4_block6_0_bn)
-        conv4_block6_1_conv = self.conv4_block6_1_conv(conv4_block6_0_relu)
-        conv4_block6_1_bn = self.conv4_block6_1_bn(conv4_block6_1_conv)
-        conv4_block6_1_relu = F.relu(conv4_block6_1_bn)
-        conv4_block6_2_conv = self.conv4_block6_2_conv(conv4_block6_1_relu)
-        conv4_block6_concat = torch.cat([conv4_block5_concat, conv4_block6_2_conv], dim=1)
-        conv4_block7_0_bn = self.conv4_block7_0_bn(conv4_block6_concat)
-        conv4_block7_0_relu = F.relu(conv4_block7_0_bn)
-        conv4_block7_1_conv = self.conv4_block7_1_conv(conv4_block7_0_relu)
-        conv4_block7_1_bn = self.conv4_block7_1_bn(conv4_block7_1_conv)
-        conv4_block7_1_relu = F.relu(conv4_block7_1_bn)
-        conv4_block7_2_conv = self.conv4_block7_2_conv(conv4_block7_1_relu)
-        conv4_block7_concat = torch.cat([conv4_block6_concat, conv4_block7_2_conv], dim=1)
-        conv4_block8_0_bn = self.conv4_block8_0_bn(conv4_block7_concat)
-        conv4_block8_0_relu = F.relu(conv4_block8_0_bn)
-        conv4_block8_1_conv = self.conv4_block8_1_conv(conv4_block8_0_relu)
-        conv4_block8_1_bn = self.conv4_block8_1_bn(conv4_block8_1_conv)
-        conv4_block8_1_relu = F.relu(conv4_block8_1_bn)
-        conv4_block8_2_conv = self.conv4_block8_2_conv(conv4_block8_1_relu)
-        conv4_block8_concat = torch.cat([conv4_block7_concat, conv4_block8_2_conv], dim=1)
-        conv4_block9_0_bn = self.conv4_block9_0_bn(conv4_block8_concat)
-        conv4_block9_0_relu = F.relu(conv4_block9_0_bn)
-        conv4_block9_1_conv = self.conv4_block9_1_conv(conv4_block9_0_relu)
-        conv4_block9_1_bn = self.conv4_block9_1_bn(conv4_block9_1_conv)
-        conv4_block9_1_relu = F.relu(conv4_block9_1_bn)
-        conv4_block9_2_conv = self.conv4_block9_2_conv(conv4_block9_1_relu)
-        conv4_block9_concat = torch.cat([conv4_block8_concat, conv4_block9_2_conv], dim=1)
-        conv4_block10_0_bn = self.conv4_block10_0_bn(conv4_block9_concat)
-        conv4_block10_0_relu = F.relu(conv4_block10_0_bn)
-        conv4_block10_1_conv = self.conv4_block10_1_conv(conv4_block10_0_relu)
-        conv4_block10_1_bn = self.conv4_block10_1_bn(conv4_block10_1_conv)
-        conv4_block10_1_relu = F.relu(conv4_block10_1_bn)
-        conv4_block10_2_conv = self.conv4_block10_2_conv(conv4_block10_1_relu)
-        conv4_block10_concat = torch.cat([conv4_block9_concat, conv4_block10_2_conv], dim=1)
-        conv4_block11_0_bn = self.conv4_block11_0_bn(conv4_block10_concat)
-        conv4_block11_0_relu = F.relu(conv4_block11_0_bn)
-        conv4_block11_1_conv = self.conv4_block11_1_conv(conv4_block11_0_relu)
-        conv4_block11_1_bn = self.conv4_block11_1_bn(conv4_block11_1_conv)
-        conv4_block11_1_relu = F.relu(conv4_block11_1_bn)
-        conv4_block11_2_conv = self.conv4_block11_2_conv(conv4_block11_1_relu)
-        conv4_block11_concat = torch.cat([conv4_block10_concat, conv4_block11_2_conv], dim=1)
-        conv4_block12_0_bn = self.conv4_block12_0_bn(conv4_block11_concat)
-        conv4_block12_0_relu = F.relu(conv4_block12_0_bn)
-        conv4_block12_1_conv = self.conv4_block12_1_conv(conv4_block12_0_relu)
-        conv4_block12_1_bn = self.conv4_block12_1_bn(conv4_block12_1_conv)
-        conv4_block12_1_relu = F.relu(conv4_block12_1_bn)
-        conv4_block12_2_conv = self.conv4_block12_2_conv(conv4_block12_1_relu)
-        conv4_block12_concat = torch.cat([conv4_block11_concat, conv4_block12_2_conv], dim=1)
-        conv4_block13_0_bn = self.conv4_block13_0_bn(conv4_block12_concat)
-        conv4_block13_0_relu = F.relu(conv4_block13_0_bn)
-        conv4_block13_1_conv = self.conv4_block13_1_conv(conv4_block13_0_relu)
-        conv4_block13_1_bn = self.conv4_block13_1_bn(conv4_block13_1_conv)
-        conv4_block13_1_relu = F.relu(conv4_block13_1_bn)
-        conv4_block13_2_conv = self.conv4_block13_2_conv(conv4_block13_1_relu)
-        conv4_block13_concat = torch.cat([conv4_block12_concat, conv4_block13_2_conv], dim=1)
-        conv4_block14_0_bn = self.conv4_block14_0_bn(conv4_block13_concat)
-        conv4_block14_0_relu = F.relu(conv4_block14_0_bn)
-        conv4_block14_1_conv = self.conv4_block14_1_conv(conv4_block14_0_relu)
-        conv4_block14_1_bn = self.conv4_block14_1_bn(conv4_block14_1_conv)
-        conv4_block14_1_relu = F.relu(conv4_block14_1_bn)
-        conv4_block14_2_conv = self.conv4_block14_2_conv(conv4_block14_1_relu)
-        conv4_block14_concat = torch.cat([conv4_block13_concat, conv4_block14_2_conv], dim=1)
-        conv4_block15_0_bn = self.conv4_block15_0_bn(conv4_block14_concat)
-        conv4_block15_0_relu = F.relu(conv4_block15_0_bn)
-        conv4_block15_1_conv = self.conv4_block15_1_conv(conv4_block15_0_relu)
-        conv4_block15_1_bn = self.conv4_block15_1_bn(conv4_block15_1_conv)
-        conv4_block15_1_relu = F.relu(conv4_block15_1_bn)
-        conv4_block15_2_conv = self.conv4_block15_2_conv(conv4_block15_1_relu)
-        conv4_block15_concat = torch.cat([conv4_block14_concat, conv4_block15_2_conv], dim=1)
-        conv4_block16_0_bn = self.conv4_block16_0_bn(conv4_block15_concat)
-        conv4_block16_0_relu = F.relu(conv4_block16_0_bn)
-        conv4_block16_1_conv = self.conv4_block16_1_conv(conv4_block16_0_relu)
-        conv4_block16_1_bn = self.conv4_block16_1_bn(conv4_block16_1_conv)
-        conv4_block16_1_relu = F.relu(conv4_block16_1_bn)
-        conv4_block16_2_conv = self.conv4_block16_2_conv(conv4_block16_1_relu)
-        conv4_block16_concat = torch.cat([conv4_block15_concat, conv4_block16_2_conv], dim=1)
-        conv4_block17_0_bn = self.conv4_block17_0_bn(conv4_block16_concat)
-        conv4_block17_0_relu = F.relu(conv4_block17_0_bn)
-        conv4_block17_1_conv = self.conv4_block17_1_conv(conv4_block17_0_relu)
-        conv4_block17_1_bn = self.conv4_block17_1_bn(conv4_block17_1_conv)
-        conv4_block17_1_relu = F.relu(conv4_block17_1_bn)
-        conv4_block17_2_conv = self.conv4_block17_2_conv(conv4_block17_1_relu)
-        conv4_block17_concat = torch.cat([conv4_block16_concat, conv4_block17_2_conv], dim=1)
-        conv4_block18_0_bn = self.conv4_block18_0_bn(conv4_block17_concat)
-        conv4_block18_0_relu = F.relu(conv4_block18_0_bn)
-        conv4_block18_1_conv = self.conv4_block18_1_conv(conv4_block18_0_relu)
-        conv4_block18_1_bn = self.conv4_block18_1_bn(conv4_block18_1_conv)
-        conv4_block18_1_relu = F.relu(conv4_block18_1_bn)
-        conv4_block18_2_conv = self.conv4_block18_2_conv(conv4_block18_1_relu)
-        conv4_block18_concat = torch.cat([conv4_block17_concat, conv4_block18_2_conv], dim=1)
-        conv4_block19_0_bn = self.conv4_block19_0_bn(conv4_block18_concat)
-        conv4_block19_0_relu = F.relu(conv4_block19_0_bn)
-        conv4_block19_1_conv = self.conv4_block19_1_conv(conv4_block19_0_relu)
-        conv4_block19_1_bn = self.conv4_block19_1_bn(conv4_block19_1_conv)
-        conv4_block19_1_relu = F.relu(conv4_block19_1_bn)
-        conv4_block19_2_conv = self.conv4_block19_2_conv(conv4_block19_1_relu)
-        conv4_block19_concat = torch.cat([conv4_block18_concat, conv4_block19_2_conv], dim=1)
-        conv4_block20_0_bn = self.conv4_block20_0_bn(conv4_block19_concat)
-        conv4_block20_0_relu = F.relu(conv4_block20_0_bn)
-        conv4_block20_1_conv = self.conv4_block20_1_conv(conv4_block20_0_relu)
-        conv4_block20_1_bn = self.conv4_block20_1_bn(conv4_block20_1_conv)
-        conv4_block20_1_relu = F.relu(conv4_block20_1_bn)
-        conv4_block20_2_conv = self.conv4_block20_2_conv(conv4_block20_1_relu)
-        conv4_block20_concat = torch.cat([conv4_block19_concat, conv4_block20_2_conv], dim=1)
-        conv4_block21_0_bn = self.conv4_block21_0_bn(conv4_block20_concat)
-        conv4_block21_0_relu = F.relu(conv4_block21_0_bn)
-        conv4_block21_1_conv = self.conv4_block21_1_conv(conv4_block21_0_relu)
-        conv4_block21_1_bn = self.conv4_block21_1_bn(conv4_block21_1_conv)
-        conv4_block21_1_relu = F.relu(conv4_block21_1_bn)
-        conv4_block21_2_conv = self.conv4_block21_2_conv(conv4_block21_1_relu)
-        conv4_block21_concat = torch.cat([conv4_block20_concat, conv4_block21_2_conv], dim=1)
-        conv4_block22_0_bn = self.conv4_block22_0_bn(conv4_block21_concat)
-        conv4_block22_0_relu = F.relu(conv4_block22_0_bn)
-        conv4_block22_1_conv = self.conv4_block22_1_conv(conv4_block22_0_relu)
-        conv4_block22_1_bn = self.conv4_block22_1_bn(conv4_block22_1_conv)
-        conv4_block22_1_relu = F.relu(conv4_block22_1_bn)
-        conv4_block22_2_conv = self.conv4_block22_2_conv(conv4_block22_1_relu)
-        conv4_block22_concat = torch.cat([conv4_block21_concat, conv4_block22_2_conv], dim=1)
-        conv4_block23_0_bn = self.conv4_block23_0_bn(conv4_block22_concat)
-        conv4_block23_0_relu = F.relu(conv4_block23_0_bn)
-        conv4_block23_1_conv = self.conv4_block23_1_conv(conv4_block23_0_relu)
-        conv4_block23_1_bn = self.conv4_block23_1_bn(conv4_block23_1_conv)
-        conv4_block23_1_relu = F.relu(conv4_block23_1_bn)
-        conv4_block23_2_conv = self.conv4_block23_2_conv(conv4_block23_1_relu)
-        conv4_block23_concat = torch.cat([conv4_block22_concat, conv4_block23_2_conv], dim=1)
-        conv4_block24_0_bn = self.conv4_block24_0_bn(conv4_block23_concat)
-        conv4_block24_0_relu = F.relu(conv4_block24_0_bn)
-        conv4_block24_1_conv = self.conv4_block24_1_conv(conv4_block24_0_relu)
-        conv4_block24_1_bn = self.conv4_block24_1_bn(conv4_block24_1_conv)
-        conv4_block24_1_relu = F.relu(conv4_block24_1_bn)
-        conv4_block24_2_conv = self.conv4_block24_2_conv(conv4_block24_1_relu)
-        conv4_block24_concat = torch.cat([conv4_block23_concat, conv4_block24_2_conv], dim=1)
-        pool4_bn = self.pool4_bn(conv4_block24_concat)
-        pool4_relu = F.relu(pool4_bn)
-        pool4_conv = self.pool4_conv(pool4_relu)
-        pool4_pool = F.avg_pool2d(pool4_conv, (2, 2), (2, 2))
-        conv5_block1_0_bn = self.conv5_block1_0_bn(pool4_pool)
-        conv5_block1_0_relu = F.relu(conv5_block1_0_bn)
-        conv5_block1_1_conv = self.conv5_block1_1_conv(conv5_block1_0_relu)
-        conv5_block1_1_bn = self.conv5_block1_1_bn(conv5_block1_1_conv)
-        conv5_block1_1_relu = F.relu(conv5_block1_1_bn)
-        conv5_block1_2_conv = self.conv5_block1_2_conv(conv5_block1_1_relu)
-        conv5_block1_concat = torch.cat([pool4_pool, conv5_block1_2_conv], dim=1)
-        conv5_block2_0_bn = self.conv5_block2_0_bn(conv5_block1_concat)
-        conv5_block2_0_relu = F.relu(conv5_block2_0_bn)
-        conv5_block2_1_conv = self.conv5_block2_1_conv(conv5_block2_0_relu)
-        conv5_block2_1_bn = self.conv5_block2_1_bn(conv5_block2_1_conv)
-        conv5_block2_1_relu = F.relu(conv5_block2_1_bn)
-        conv5_block2_2_conv = self.conv5_block2_2_conv(conv5_block2_1_relu)
-        conv5_block2_concat = torch.cat([conv5_block1_concat, conv5_block2_2_conv], dim=1)
-        conv5_block3_0_bn = self.conv5_block3_0_bn(conv5_block2_concat)
-        conv5_block3_0_relu = F.relu(conv5_block3_0_bn)
-        conv5_block3_1_conv = self.conv5_block3_1_conv(conv5_block3_0_relu)
-        conv5_block3_1_bn = self.conv5_block3_1_bn(conv5_block3_1_conv)
-        conv5_block3_1_relu = F.relu(conv5_block3_1_bn)
-        conv5_block3_2_conv = self.conv5_block3_2_conv(conv5_block3_1_relu)
-        conv5_block3_concat = torch.cat([conv5_block2_concat, conv5_block3_2_conv], dim=1)
-        conv5_block4_0_bn = self.conv5_block4_0_bn(conv5_block3_concat)
-        conv5_block4_0_relu = F.relu(conv5_block4_0_bn)
-        conv5_block4_1_conv = self.conv5_block4_1_conv(conv5_block4_0_relu)
-        conv5_block4_1_bn = self.conv5_block4_1_bn(conv5_block4_1_conv)
-        conv5_block4_1_relu = F.relu(conv5_block4_1_bn)
-        conv5_block4_2_conv = self.conv5_block4_2_conv(conv5_block4_1_relu)
-        conv5_block4_concat = torch.cat([conv5_block3_concat, conv5_block4_2_conv], dim=1)
-        conv5_block5_0_bn = self.conv5_block5_0_bn(conv5_block4_concat)
-        conv5_block5_0_relu = F.relu(conv5_block5_0_bn)
-        conv5_block5_1_conv = self.conv5_block5_1_conv(conv5_block5_0_relu)
-        conv5_block5_1_bn = self.conv5_block5_1_bn(conv5_block5_1_conv)
-        conv5_block5_1_relu = F.relu(conv5_block5_1_bn)
-        conv5_block5_2_conv = self.conv5_block5_2_conv(conv5_block5_1_relu)
-        conv5_block5_concat = torch.cat([conv5_block4_concat, conv5_block5_2_conv], dim=1)
-        conv5_block6_0_bn = self.conv5_block6_0_bn(conv5_block5_concat)
-        conv5_block6_0_relu = F.relu(conv5_block6_0_bn)
-        conv5_block6_1_conv = self.conv5_block6_1_conv(conv5_block6_0_relu)
-        conv5_block6_1_bn = self.conv5_block6_1_bn(conv5_block6_1_conv)
-        conv5_block6_1_relu = F.relu(conv5_block6_1_bn)
-        conv5_block6_2_conv = self.conv5_block6_2_conv(conv5_block6_1_relu)
-        conv5_block6_concat = torch.cat([conv5_block5_concat, conv5_block6_2_conv], dim=1)
-        conv5_block7_0_bn = self.conv5_block7_0_bn(conv5_block6_concat)
-        conv5_block7_0_relu = F.relu(conv5_block7_0_bn)
-        conv5_block7_1_conv = self.conv5_block7_1_conv(conv5_block7_0_relu)
-        conv5_block7_1_bn = self.conv5_block7_1_bn(conv5_block7_1_conv)
-        conv5_block7_1_relu = F.relu(conv5_block7_1_bn)
-        conv5_block7_2_conv = self.conv5_block7_2_conv(conv5_block7_1_relu)
-        conv5_block7_concat = torch.cat([conv5_block6_concat, conv5_block7_2_conv], dim=1)
-        conv5_block8_0_bn = self.conv5_block8_0_bn(conv5_block7_concat)
-        conv5_block8_0_relu = F.relu(conv5_block8_0_bn)
-        conv5_block8_1_conv = self.conv5_block8_1_conv(conv5_block8_0_relu)
-        conv5_block8_1_bn = self.conv5_block8_1_bn(conv5_block8_1_conv)
-        conv5_block8_1_relu = F.relu(conv5_block8_1_bn)
-        conv5_block8_2_conv = self.conv5_block8_2_conv(conv5_block8_1_relu)
-        conv5_block8_concat = torch.cat([conv5_block7_concat, conv5_block8_2_conv], dim=1)
-        conv5_block9_0_bn = self.conv5_block9_0_bn(conv5_block8_concat)
-        conv5_block9_0_relu = F.relu(conv5_block9_0_bn)
-        conv5_block9_1_conv = self.conv5_block9_1_conv(conv5_block9_0_relu)
-        conv5_block9_1_bn = self.conv5_block9_1_bn(conv5_block9_1_conv)
-        conv5_block9_1_relu = F.relu(conv5_block9_1_bn)
-        conv5_block9_2_conv = self.conv5_block9_2_conv(conv5_block9_1_relu)
-        conv5_block9_concat = torch.cat([conv5_block8_concat, conv5_block9_2_conv], dim=1)
-        conv5_block10_0_bn = self.conv5_block10_0_bn(conv5_block9_concat)
-        conv5_block10_0_relu = F.relu(conv5_block10_0_bn)
-        conv5_block10_1_conv = self.conv5_block10_1_conv(conv5_block10_0_relu)
-        conv5_block10_1_bn = self.conv5_block10_1_bn(conv5_block10_1_conv)
-        conv5_block10_1_relu = F.relu(conv5_block10_1_bn)
-        conv5_block10_2_conv = self.conv5_block10_2_conv(conv5_block10_1_relu)
-        conv5_block10_concat = torch.cat([conv5_block9_concat, conv5_block10_2_conv], dim=1)
-        conv5_block11_0_bn = self.conv5_block11_0_bn(conv5_block10_concat)
-        conv5_block11_0_relu = F.relu(conv5_block11_0_bn)
-        conv5_block11_1_conv = self.conv5_block11_1_conv(conv5_block11_0_relu)
-        conv5_block11_1_bn = self.conv5_block11_1_bn(conv5_block11_1_conv)
-        conv5_block11_1_relu = F.relu(conv5_block11_1_bn)
-        conv5_block11_2_conv = self.conv5_block11_2_conv(conv5_block11_1_relu)
-        conv5_block11_concat = torch.cat([conv5_block10_concat, conv5_block11_2_conv], dim=1)
-        conv5_block12_0_bn = self.conv5_block12_0_bn(conv5_block11_concat)
-        conv5_block12_0_relu = F.relu(conv5_block12_0_bn)
-        conv5_block12_1_conv = self.conv5_block12_1_conv(conv5_block12_0_relu)
-        conv5_block12_1_bn = self.conv5_block12_1_bn(conv5_block12_1_conv)
-        conv5_block12_1_relu = F.relu(conv5_block12_1_bn)
-        conv5_block12_2_conv = self.conv5_block12_2_conv(conv5_block12_1_relu)
-        conv5_block12_concat = torch.cat([conv5_block11_concat, conv5_block12_2_conv], dim=1)
-        conv5_block13_0_bn = self.conv5_block13_0_bn(conv5_block12_concat)
-        conv5_block13_0_relu = F.relu(conv5_block13_0_bn)
-        conv5_block13_1_conv = self.conv5_block13_1_conv(conv5_block13_0_relu)
-        conv5_block13_1_bn = self.conv5_block13_1_bn(conv5_block13_1_conv)
-        conv5_block13_1_relu = F.relu(conv5_block13_1_bn)
-        conv5_block13_2_conv = self.conv5_block13_2_conv(conv5_block13_1_relu)
-        conv5_block13_concat = torch.cat([conv5_block12_concat, conv5_block13_2_conv], dim=1)
-        conv5_block14_0_bn = self.conv5_block14_0_bn(conv5_block13_concat)
-        conv5_block14_0_relu = F.relu(conv5_block14_0_bn)
-        conv5_block14_1_conv = self.conv5_block14_1_conv(conv5_block14_0_relu)
-        conv5_block14_1_bn = self.conv5_block14_1_bn(conv5_block14_1_conv)
-        conv5_block14_1_relu = F.relu(conv5_block14_1_bn)
-        conv5_block14_2_conv = self.conv5_block14_2_conv(conv5_block14_1_relu)
-        conv5_block14_concat = torch.cat([conv5_block13_concat, conv5_block14_2_conv], dim=1)
-        conv5_block15_0_bn = self.conv5_block15_0_bn(conv5_block14_concat)
-        conv5_block15_0_relu = F.relu(conv5_block15_0_bn)
-        conv5_block15_1_conv = self.conv5_block15_1_conv(conv5_block15_0_relu)
-        conv5_block15_1_bn = self.conv5_block15_1_bn(conv5_block15_1_conv)
-        conv5_block15_1_relu = F.relu(conv5_block15_1_bn)
-        conv5_block15_2_conv = self.conv5_block15_2_conv(conv5_block15_1_relu)
-        conv5_block15_concat = torch.cat([conv5_block14_concat, conv5_block15_2_conv], dim=1)
-        conv5_block16_0_bn = self.conv5_block16_0_bn(conv5_block15_concat)
-        conv5_block16_0_relu = F.relu(conv5_block16_0_bn)
-        conv5_block16_1_conv = self.conv5_block16_1_conv(conv5_block16_0_relu)
-        conv5_block16_1_bn = self.conv5_block16_1_bn(conv5_block16_1_conv)
-        conv5_block16_1_relu = F.relu(conv5_block16_1_bn)
-        conv5_block16_2_conv = self.conv5_block16_2_conv(conv5_block16_1_relu)
-        conv5_block16_concat = torch.cat([conv5_block15_concat, conv5_block16_2_conv], dim=1)
-        bn = self.bn(conv5_block16_concat)
-        relu = F.relu(bn)
-        avg_pool = relu.mean(dim=(2, 3), keepdim=False)
-        predictions = F.softmax(self.predictions(avg_pool), dim=1)
-        return predictions
+        x = F.pad(input_layer, (3, 3, 3, 3))  # zero_padding2d
+        x = self.conv1_conv(x)
+        x = self.conv1_bn(x)
+        x = F.relu(x)  # conv1_relu
+        x = F.pad(x, (1, 1, 1, 1))  # zero_padding2d_1
+        x = F.max_pool2d(x, (3, 3), (2, 2))  # pool1
+        x1 = self.conv2_block1_0_bn(x)
+        x1 = F.relu(x1)  # conv2_block1_0_relu
+        x1 = self.conv2_block1_1_conv(x1)
+        x1 = self.conv2_block1_1_bn(x1)
+        x1 = F.relu(x1)  # conv2_block1_1_relu
+        x1 = self.conv2_block1_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv2_block1_concat
+        x1 = self.conv2_block2_0_bn(x)
+        x1 = F.relu(x1)  # conv2_block2_0_relu
+        x1 = self.conv2_block2_1_conv(x1)
+        x1 = self.conv2_block2_1_bn(x1)
+        x1 = F.relu(x1)  # conv2_block2_1_relu
+        x1 = self.conv2_block2_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv2_block2_concat
+        x1 = self.conv2_block3_0_bn(x)
+        x1 = F.relu(x1)  # conv2_block3_0_relu
+        x1 = self.conv2_block3_1_conv(x1)
+        x1 = self.conv2_block3_1_bn(x1)
+        x1 = F.relu(x1)  # conv2_block3_1_relu
+        x1 = self.conv2_block3_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv2_block3_concat
+        x1 = self.conv2_block4_0_bn(x)
+        x1 = F.relu(x1)  # conv2_block4_0_relu
+        x1 = self.conv2_block4_1_conv(x1)
+        x1 = self.conv2_block4_1_bn(x1)
+        x1 = F.relu(x1)  # conv2_block4_1_relu
+        x1 = self.conv2_block4_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv2_block4_concat
+        x1 = self.conv2_block5_0_bn(x)
+        x1 = F.relu(x1)  # conv2_block5_0_relu
+        x1 = self.conv2_block5_1_conv(x1)
+        x1 = self.conv2_block5_1_bn(x1)
+        x1 = F.relu(x1)  # conv2_block5_1_relu
+        x1 = self.conv2_block5_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv2_block5_concat
+        x1 = self.conv2_block6_0_bn(x)
+        x1 = F.relu(x1)  # conv2_block6_0_relu
+        x1 = self.conv2_block6_1_conv(x1)
+        x1 = self.conv2_block6_1_bn(x1)
+        x1 = F.relu(x1)  # conv2_block6_1_relu
+        x1 = self.conv2_block6_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv2_block6_concat
+        x = self.pool2_bn(x)
+        x = F.relu(x)  # pool2_relu
+        x = self.pool2_conv(x)
+        x = F.avg_pool2d(x, (2, 2), (2, 2))  # pool2_pool
+        x1 = self.conv3_block1_0_bn(x)
+        x1 = F.relu(x1)  # conv3_block1_0_relu
+        x1 = self.conv3_block1_1_conv(x1)
+        x1 = self.conv3_block1_1_bn(x1)
+        x1 = F.relu(x1)  # conv3_block1_1_relu
+        x1 = self.conv3_block1_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv3_block1_concat
+        x1 = self.conv3_block2_0_bn(x)
+        x1 = F.relu(x1)  # conv3_block2_0_relu
+        x1 = self.conv3_block2_1_conv(x1)
+        x1 = self.conv3_block2_1_bn(x1)
+        x1 = F.relu(x1)  # conv3_block2_1_relu
+        x1 = self.conv3_block2_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv3_block2_concat
+        x1 = self.conv3_block3_0_bn(x)
+        x1 = F.relu(x1)  # conv3_block3_0_relu
+        x1 = self.conv3_block3_1_conv(x1)
+        x1 = self.conv3_block3_1_bn(x1)
+        x1 = F.relu(x1)  # conv3_block3_1_relu
+        x1 = self.conv3_block3_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv3_block3_concat
+        x1 = self.conv3_block4_0_bn(x)
+        x1 = F.relu(x1)  # conv3_block4_0_relu
+        x1 = self.conv3_block4_1_conv(x1)
+        x1 = self.conv3_block4_1_bn(x1)
+        x1 = F.relu(x1)  # conv3_block4_1_relu
+        x1 = self.conv3_block4_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv3_block4_concat
+        x1 = self.conv3_block5_0_bn(x)
+        x1 = F.relu(x1)  # conv3_block5_0_relu
+        x1 = self.conv3_block5_1_conv(x1)
+        x1 = self.conv3_block5_1_bn(x1)
+        x1 = F.relu(x1)  # conv3_block5_1_relu
+        x1 = self.conv3_block5_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv3_block5_concat
+        x1 = self.conv3_block6_0_bn(x)
+        x1 = F.relu(x1)  # conv3_block6_0_relu
+        x1 = self.conv3_block6_1_conv(x1)
+        x1 = self.conv3_block6_1_bn(x1)
+        x1 = F.relu(x1)  # conv3_block6_1_relu
+        x1 = self.conv3_block6_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv3_block6_concat
+        x1 = self.conv3_block7_0_bn(x)
+        x1 = F.relu(x1)  # conv3_block7_0_relu
+        x1 = self.conv3_block7_1_conv(x1)
+        x1 = self.conv3_block7_1_bn(x1)
+        x1 = F.relu(x1)  # conv3_block7_1_relu
+        x1 = self.conv3_block7_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv3_block7_concat
+        x1 = self.conv3_block8_0_bn(x)
+        x1 = F.relu(x1)  # conv3_block8_0_relu
+        x1 = self.conv3_block8_1_conv(x1)
+        x1 = self.conv3_block8_1_bn(x1)
+        x1 = F.relu(x1)  # conv3_block8_1_relu
+        x1 = self.conv3_block8_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv3_block8_concat
+        x1 = self.conv3_block9_0_bn(x)
+        x1 = F.relu(x1)  # conv3_block9_0_relu
+        x1 = self.conv3_block9_1_conv(x1)
+        x1 = self.conv3_block9_1_bn(x1)
+        x1 = F.relu(x1)  # conv3_block9_1_relu
+        x1 = self.conv3_block9_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv3_block9_concat
+        x1 = self.conv3_block10_0_bn(x)
+        x1 = F.relu(x1)  # conv3_block10_0_relu
+        x1 = self.conv3_block10_1_conv(x1)
+        x1 = self.conv3_block10_1_bn(x1)
+        x1 = F.relu(x1)  # conv3_block10_1_relu
+        x1 = self.conv3_block10_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv3_block10_concat
+        x1 = self.conv3_block11_0_bn(x)
+        x1 = F.relu(x1)  # conv3_block11_0_relu
+        x1 = self.conv3_block11_1_conv(x1)
+        x1 = self.conv3_block11_1_bn(x1)
+        x1 = F.relu(x1)  # conv3_block11_1_relu
+        x1 = self.conv3_block11_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv3_block11_concat
+        x1 = self.conv3_block12_0_bn(x)
+        x1 = F.relu(x1)  # conv3_block12_0_relu
+        x1 = self.conv3_block12_1_conv(x1)
+        x1 = self.conv3_block12_1_bn(x1)
+        x1 = F.relu(x1)  # conv3_block12_1_relu
+        x1 = self.conv3_block12_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv3_block12_concat
+        x = self.pool3_bn(x)
+        x = F.relu(x)  # pool3_relu
+        x = self.pool3_conv(x)
+        x = F.avg_pool2d(x, (2, 2), (2, 2))  # pool3_pool
+        x1 = self.conv4_block1_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block1_0_relu
+        x1 = self.conv4_block1_1_conv(x1)
+        x1 = self.conv4_block1_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block1_1_relu
+        x1 = self.conv4_block1_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block1_concat
+        x1 = self.conv4_block2_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block2_0_relu
+        x1 = self.conv4_block2_1_conv(x1)
+        x1 = self.conv4_block2_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block2_1_relu
+        x1 = self.conv4_block2_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block2_concat
+        x1 = self.conv4_block3_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block3_0_relu
+        x1 = self.conv4_block3_1_conv(x1)
+        x1 = self.conv4_block3_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block3_1_relu
+        x1 = self.conv4_block3_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block3_concat
+        x1 = self.conv4_block4_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block4_0_relu
+        x1 = self.conv4_block4_1_conv(x1)
+        x1 = self.conv4_block4_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block4_1_relu
+        x1 = self.conv4_block4_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block4_concat
+        x1 = self.conv4_block5_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block5_0_relu
+        x1 = self.conv4_block5_1_conv(x1)
+        x1 = self.conv4_block5_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block5_1_relu
+        x1 = self.conv4_block5_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block5_concat
+        x1 = self.conv4_block6_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block6_0_relu
+        x1 = self.conv4_block6_1_conv(x1)
+        x1 = self.conv4_block6_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block6_1_relu
+        x1 = self.conv4_block6_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block6_concat
+        x1 = self.conv4_block7_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block7_0_relu
+        x1 = self.conv4_block7_1_conv(x1)
+        x1 = self.conv4_block7_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block7_1_relu
+        x1 = self.conv4_block7_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block7_concat
+        x1 = self.conv4_block8_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block8_0_relu
+        x1 = self.conv4_block8_1_conv(x1)
+        x1 = self.conv4_block8_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block8_1_relu
+        x1 = self.conv4_block8_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block8_concat
+        x1 = self.conv4_block9_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block9_0_relu
+        x1 = self.conv4_block9_1_conv(x1)
+        x1 = self.conv4_block9_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block9_1_relu
+        x1 = self.conv4_block9_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block9_concat
+        x1 = self.conv4_block10_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block10_0_relu
+        x1 = self.conv4_block10_1_conv(x1)
+        x1 = self.conv4_block10_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block10_1_relu
+        x1 = self.conv4_block10_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block10_concat
+        x1 = self.conv4_block11_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block11_0_relu
+        x1 = self.conv4_block11_1_conv(x1)
+        x1 = self.conv4_block11_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block11_1_relu
+        x1 = self.conv4_block11_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block11_concat
+        x1 = self.conv4_block12_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block12_0_relu
+        x1 = self.conv4_block12_1_conv(x1)
+        x1 = self.conv4_block12_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block12_1_relu
+        x1 = self.conv4_block12_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block12_concat
+        x1 = self.conv4_block13_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block13_0_relu
+        x1 = self.conv4_block13_1_conv(x1)
+        x1 = self.conv4_block13_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block13_1_relu
+        x1 = self.conv4_block13_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block13_concat
+        x1 = self.conv4_block14_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block14_0_relu
+        x1 = self.conv4_block14_1_conv(x1)
+        x1 = self.conv4_block14_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block14_1_relu
+        x1 = self.conv4_block14_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block14_concat
+        x1 = self.conv4_block15_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block15_0_relu
+        x1 = self.conv4_block15_1_conv(x1)
+        x1 = self.conv4_block15_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block15_1_relu
+        x1 = self.conv4_block15_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block15_concat
+        x1 = self.conv4_block16_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block16_0_relu
+        x1 = self.conv4_block16_1_conv(x1)
+        x1 = self.conv4_block16_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block16_1_relu
+        x1 = self.conv4_block16_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block16_concat
+        x1 = self.conv4_block17_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block17_0_relu
+        x1 = self.conv4_block17_1_conv(x1)
+        x1 = self.conv4_block17_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block17_1_relu
+        x1 = self.conv4_block17_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block17_concat
+        x1 = self.conv4_block18_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block18_0_relu
+        x1 = self.conv4_block18_1_conv(x1)
+        x1 = self.conv4_block18_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block18_1_relu
+        x1 = self.conv4_block18_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block18_concat
+        x1 = self.conv4_block19_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block19_0_relu
+        x1 = self.conv4_block19_1_conv(x1)
+        x1 = self.conv4_block19_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block19_1_relu
+        x1 = self.conv4_block19_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block19_concat
+        x1 = self.conv4_block20_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block20_0_relu
+        x1 = self.conv4_block20_1_conv(x1)
+        x1 = self.conv4_block20_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block20_1_relu
+        x1 = self.conv4_block20_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block20_concat
+        x1 = self.conv4_block21_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block21_0_relu
+        x1 = self.conv4_block21_1_conv(x1)
+        x1 = self.conv4_block21_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block21_1_relu
+        x1 = self.conv4_block21_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block21_concat
+        x1 = self.conv4_block22_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block22_0_relu
+        x1 = self.conv4_block22_1_conv(x1)
+        x1 = self.conv4_block22_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block22_1_relu
+        x1 = self.conv4_block22_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block22_concat
+        x1 = self.conv4_block23_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block23_0_relu
+        x1 = self.conv4_block23_1_conv(x1)
+        x1 = self.conv4_block23_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block23_1_relu
+        x1 = self.conv4_block23_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block23_concat
+        x1 = self.conv4_block24_0_bn(x)
+        x1 = F.relu(x1)  # conv4_block24_0_relu
+        x1 = self.conv4_block24_1_conv(x1)
+        x1 = self.conv4_block24_1_bn(x1)
+        x1 = F.relu(x1)  # conv4_block24_1_relu
+        x1 = self.conv4_block24_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv4_block24_concat
+        x = self.pool4_bn(x)
+        x = F.relu(x)  # pool4_relu
+        x = self.pool4_conv(x)
+        x = F.avg_pool2d(x, (2, 2), (2, 2))  # pool4_pool
+        x1 = self.conv5_block1_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block1_0_relu
+        x1 = self.conv5_block1_1_conv(x1)
+        x1 = self.conv5_block1_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block1_1_relu
+        x1 = self.conv5_block1_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block1_concat
+        x1 = self.conv5_block2_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block2_0_relu
+        x1 = self.conv5_block2_1_conv(x1)
+        x1 = self.conv5_block2_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block2_1_relu
+        x1 = self.conv5_block2_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block2_concat
+        x1 = self.conv5_block3_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block3_0_relu
+        x1 = self.conv5_block3_1_conv(x1)
+        x1 = self.conv5_block3_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block3_1_relu
+        x1 = self.conv5_block3_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block3_concat
+        x1 = self.conv5_block4_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block4_0_relu
+        x1 = self.conv5_block4_1_conv(x1)
+        x1 = self.conv5_block4_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block4_1_relu
+        x1 = self.conv5_block4_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block4_concat
+        x1 = self.conv5_block5_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block5_0_relu
+        x1 = self.conv5_block5_1_conv(x1)
+        x1 = self.conv5_block5_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block5_1_relu
+        x1 = self.conv5_block5_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block5_concat
+        x1 = self.conv5_block6_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block6_0_relu
+        x1 = self.conv5_block6_1_conv(x1)
+        x1 = self.conv5_block6_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block6_1_relu
+        x1 = self.conv5_block6_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block6_concat
+        x1 = self.conv5_block7_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block7_0_relu
+        x1 = self.conv5_block7_1_conv(x1)
+        x1 = self.conv5_block7_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block7_1_relu
+        x1 = self.conv5_block7_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block7_concat
+        x1 = self.conv5_block8_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block8_0_relu
+        x1 = self.conv5_block8_1_conv(x1)
+        x1 = self.conv5_block8_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block8_1_relu
+        x1 = self.conv5_block8_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block8_concat
+        x1 = self.conv5_block9_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block9_0_relu
+        x1 = self.conv5_block9_1_conv(x1)
+        x1 = self.conv5_block9_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block9_1_relu
+        x1 = self.conv5_block9_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block9_concat
+        x1 = self.conv5_block10_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block10_0_relu
+        x1 = self.conv5_block10_1_conv(x1)
+        x1 = self.conv5_block10_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block10_1_relu
+        x1 = self.conv5_block10_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block10_concat
+        x1 = self.conv5_block11_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block11_0_relu
+        x1 = self.conv5_block11_1_conv(x1)
+        x1 = self.conv5_block11_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block11_1_relu
+        x1 = self.conv5_block11_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block11_concat
+        x1 = self.conv5_block12_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block12_0_relu
+        x1 = self.conv5_block12_1_conv(x1)
+        x1 = self.conv5_block12_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block12_1_relu
+        x1 = self.conv5_block12_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block12_concat
+        x1 = self.conv5_block13_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block13_0_relu
+        x1 = self.conv5_block13_1_conv(x1)
+        x1 = self.conv5_block13_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block13_1_relu
+        x1 = self.conv5_block13_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block13_concat
+        x1 = self.conv5_block14_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block14_0_relu
+        x1 = self.conv5_block14_1_conv(x1)
+        x1 = self.conv5_block14_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block14_1_relu
+        x1 = self.conv5_block14_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block14_concat
+        x1 = self.conv5_block15_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block15_0_relu
+        x1 = self.conv5_block15_1_conv(x1)
+        x1 = self.conv5_block15_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block15_1_relu
+        x1 = self.conv5_block15_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block15_concat
+        x1 = self.conv5_block16_0_bn(x)
+        x1 = F.relu(x1)  # conv5_block16_0_relu
+        x1 = self.conv5_block16_1_conv(x1)
+        x1 = self.conv5_block16_1_bn(x1)
+        x1 = F.relu(x1)  # conv5_block16_1_relu
+        x1 = self.conv5_block16_2_conv(x1)
+        x = torch.cat([x, x1], dim=1)  # conv5_block16_concat
+        x = self.bn(x)
+        x = F.relu(x)  # relu
+        x = x.mean(dim=(2, 3), keepdim=False)  # avg_pool
+        x = F.softmax(self.predictions(x), dim=1)
+        return x
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""
