@@ -78,3 +78,20 @@ def test_generated_files_get_ordinary_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_generated_forward_lets_dead_activations_go() -> None:
+    """Like hand-written code, a chain reuses one variable: the seed's forward needs two (the
+    trunk and the shortcut), not one per layer, so activations are freed as it runs."""
+    import ast
+
+    from tests.conftest import ROOT
+
+    tree = ast.parse((ROOT / "generated" / "resnet_preact_torch.py").read_text())
+    forward = next(
+        n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "forward"
+    )
+    stored = {
+        n.id for n in ast.walk(forward) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+    assert stored == {"x", "x1"}
