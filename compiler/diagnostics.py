@@ -51,6 +51,8 @@ class Diagnostic:
             "col": loc.col if loc else None,
             "path": self.path,
             "hint": self.hint,
+            "related": [{"label": label, "at": str(where)} for label, where in self.related],
+            "detail": self.detail,
         }
 
 
