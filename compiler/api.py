@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import Diagnostic, SpecError
-from .expand import check_static, expand
+from .expand import expand
 from .infer import infer
 from .ir import Counts, Graph
 from .load import LoadedSpec, load
+from .names import check_static
 from .params import resolve
 from .schema import Expect
 

@@ -8,7 +8,6 @@ quietly, so each independent mistake is reported once and nothing cascades.
 from __future__ import annotations
 
 import contextlib
-import keyword
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,21 +15,22 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .diagnostics import Collector, Diagnostic, Location, SpecError, did_you_mean
-from .expr import ExprError, render
+from .expr import ExprError
 from .infer import shape_diagnostic
 from .ir import Graph, Node, Origin, Shape
 from .load import LoadedSpec
+from .names import SHAPE_NAMES, check_name
 from .ops import ShapeError, describe, field_types, load_all
 from .ops.core import InputAttrs
 from .params import ParamTypeError, coerce
 from .schema import RESERVED_REFS, BlockCall, Repeat
+from .template import render
 from .yaml_loader import PathKey
 
 MAX_NODES = 100_000
 MAX_ITEMS = 200_000  # items visited, skipped ones included: bounds nested repeats
 MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 32
-SHAPE_NAMES = ("in_shape", "prev_shape")  # bound in expressions to the current shapes
 
 
 @dataclass
@@ -45,21 +45,6 @@ class _Scope:
 
 class _Abort(Exception):
     """Stop expanding (a limit was hit); the collected diagnostics say why."""
-
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def check_name(name: Any) -> str | None:
-    """Why a layer name is unusable, or None when it is fine."""
-    # ASCII only: Python folds other identifiers (NFKC), so two names could become one.
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or keyword.iskeyword(name):
-        return "must be an ASCII identifier (letters, digits, underscores; not a Python keyword)"
-    if name in RESERVED_REFS:
-        return f"'{name}' is reserved for references (prev, input)"
-    if name.startswith("__"):
-        return "names starting with '__' are reserved"
-    return None
 
 
 class _Expander:
@@ -551,44 +536,3 @@ def expand(loaded: LoadedSpec, params: dict[str, Any]) -> Graph:
         raise SpecError(
             [Diagnostic("E067", "spec nesting too deep to expand", expander.doc.loc(()))]
         ) from None
-
-
-def check_static(loaded: LoadedSpec) -> list[Diagnostic]:
-    """Checks that need no parameter values: names of parameters and arguments, and that
-    per-op defaults name real ops and real attributes."""
-    ops = load_all()
-    out = []
-    declared = [(("params", p), p) for p in loaded.spec.params] + [
-        (("blocks", b, "args", a), a) for b, block in loaded.spec.blocks.items() for a in block.args
-    ]
-    for path, name in declared:
-        why = ""
-        if not name.isidentifier() or keyword.iskeyword(name):
-            why = "is not a valid name (use letters, digits and underscores)"
-        elif name in SHAPE_NAMES:
-            why = "is reserved: expressions use it for the current input's shape"
-        if why:
-            out.append(Diagnostic("E026", f"'{name}' {why}", loaded.doc.loc(path, key=True)))
-    for op, attrs in loaded.spec.defaults.items():
-        if op not in ops or op == "input":
-            out.append(
-                Diagnostic(
-                    "E024",
-                    f"defaults for unknown op '{op}'",
-                    loaded.doc.loc(("defaults", op), key=True),
-                    hint=did_you_mean(op, ops) or "ops: " + ", ".join(sorted(ops)),
-                )
-            )
-            continue
-        fields = [f.name for f in ops[op].user_fields]
-        for key in attrs:
-            if key not in fields:
-                out.append(
-                    Diagnostic(
-                        "E025",
-                        f"defaults: '{op}' has no attribute '{key}'",
-                        loaded.doc.loc(("defaults", op, key), key=True),
-                        hint=did_you_mean(key, fields) or "attributes: " + ", ".join(fields),
-                    )
-                )
-    return out

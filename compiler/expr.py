@@ -55,7 +55,7 @@ def _range(*args: int) -> list[int]:
 
 def _str(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ExprError(f"str() takes a number or a string, got {_type_name(value)}")
+        raise ExprError(f"str() takes a number or a string, got {type_name(value)}")
     return str(value)
 
 
@@ -143,7 +143,7 @@ _FORBIDDEN_WHY = {
 }
 
 
-def _type_name(v: Any) -> str:
+def type_name(v: Any) -> str:
     return {bool: "bool", int: "int", float: "float", str: "str", list: "list"}.get(
         type(v), type(v).__name__
     )
@@ -235,7 +235,7 @@ class _Interpreter:
         if isinstance(node.op, ast.Not):
             return not v
         if not isinstance(v, int | float):
-            raise ExprError(f"unary minus/plus needs a number, got {_type_name(v)}")
+            raise ExprError(f"unary minus/plus needs a number, got {type_name(v)}")
         return -v if isinstance(node.op, ast.USub) else +v
 
     def _BinOp(self, node: ast.BinOp) -> Any:
@@ -245,7 +245,7 @@ class _Interpreter:
             self._check_pow(a, b)
         if sym == "%" and isinstance(a, str):
             raise ExprError(
-                f"cannot apply '%' to str and {_type_name(b)} in '{ast.unparse(node)}'",
+                f"cannot apply '%' to str and {type_name(b)} in '{ast.unparse(node)}'",
                 hint="build names with templates instead: 'conv${i}'",
             )
         if sym == "*" and (isinstance(a, str | list) or isinstance(b, str | list)):
@@ -260,7 +260,7 @@ class _Interpreter:
             raise ExprError(f"numeric overflow in '{ast.unparse(node)}'") from None
         except TypeError:
             raise ExprError(
-                f"cannot apply '{sym}' to {_type_name(a)} and {_type_name(b)} "
+                f"cannot apply '{sym}' to {type_name(a)} and {type_name(b)} "
                 f"in '{ast.unparse(node)}'"
             ) from None
 
@@ -291,7 +291,7 @@ class _Interpreter:
                 ok = _CMPOPS[type(op)](left, right)
             except TypeError:
                 raise ExprError(
-                    f"cannot compare {_type_name(left)} and {_type_name(right)} "
+                    f"cannot compare {type_name(left)} and {type_name(right)} "
                     f"in '{ast.unparse(node)}'"
                 ) from None
             if not ok:
@@ -305,7 +305,7 @@ class _Interpreter:
     def _Subscript(self, node: ast.Subscript) -> Any:
         seq = self.run(node.value)
         if not isinstance(seq, list | str | tuple):
-            raise ExprError(f"cannot index {_type_name(seq)} in '{ast.unparse(node)}'")
+            raise ExprError(f"cannot index {type_name(seq)} in '{ast.unparse(node)}'")
         if isinstance(node.slice, ast.Slice):
             parts = [
                 None if p is None else self.run(p)
@@ -320,12 +320,12 @@ class _Interpreter:
             return seq[slice(*parts)]
         index = self.run(node.slice)
         if not isinstance(index, int) or isinstance(index, bool):
-            raise ExprError(f"index must be an integer, got {_type_name(index)}")
+            raise ExprError(f"index must be an integer, got {type_name(index)}")
         try:
             return seq[index]
         except IndexError:
             raise ExprError(
-                f"index {index} out of range for {_type_name(seq)} of length {len(seq)} "
+                f"index {index} out of range for {type_name(seq)} of length {len(seq)} "
                 f"in '{ast.unparse(node)}'"
             ) from None
 
@@ -350,67 +350,3 @@ def evaluate(source: str, env: Mapping[str, Any]) -> Any:
         return _Interpreter(env).run(tree)
     except RecursionError:
         raise ExprError("expression nested too deeply") from None
-
-
-def split_template(text: str) -> list[tuple[bool, str]]:
-    """Split 'bn${stage}a' into [(False, 'bn'), (True, 'stage'), (False, 'a')]."""
-    parts: list[tuple[bool, str]] = []
-    i = 0
-    while True:
-        start = text.find("${", i)
-        if start < 0:
-            if i < len(text):
-                parts.append((False, text[i:]))
-            return parts
-        if start > i:
-            parts.append((False, text[i:start]))
-        depth, j, quote = 0, start + 2, ""
-        while j < len(text):
-            ch = text[j]
-            if quote:
-                if ch == quote:
-                    quote = ""
-            elif ch in "'\"":
-                quote = ch
-            elif ch == "}" and depth <= 0:
-                break
-            elif ch in "[({":
-                depth += 1
-            elif ch in "])}":
-                depth -= 1
-            j += 1
-        else:
-            raise ExprError(f"unclosed '${{' in '{text}'", hint="close the expression with '}'")
-        parts.append((True, text[start + 2 : j]))
-        i = j + 1
-
-
-def is_template(value: Any) -> bool:
-    return isinstance(value, str) and "${" in value
-
-
-def render(value: Any, env: Mapping[str, Any]) -> Any:
-    """Resolve templates in a value: '${x}' keeps x's type, 'a${x}b' gives a string.
-
-    Lists are resolved element by element; other values are returned as they are.
-    """
-    if isinstance(value, list):
-        return [render(v, env) for v in value]
-    if not is_template(value):
-        return value
-    parts = split_template(value)
-    if len(parts) == 1 and parts[0][0]:
-        return evaluate(parts[0][1], env)
-    out = []
-    for is_expr, text in parts:
-        if not is_expr:
-            out.append(text)
-            continue
-        v = evaluate(text, env)
-        if isinstance(v, bool) or not isinstance(v, int | float | str):
-            raise ExprError(
-                f"cannot insert {_type_name(v)} into text '{value}'",
-                hint="only numbers and strings can be interpolated into names",
-            )
-        out.append(str(v))
-    return "".join(out)

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .diagnostics import Collector, Diagnostic, Location, did_you_mean
-from .expr import ExprError, render
+from .expr import ExprError
 from .load import LoadedSpec
 from .schema import ParamDecl
+from .template import render
 
 
 class ParamTypeError(Exception):

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from compiler.expr import FUNCTIONS, ExprError, evaluate, render, split_template
+from compiler.expr import FUNCTIONS, ExprError, evaluate
+from compiler.template import render, split_template
 
 ENV: dict[str, Any] = {
     "stage": 2,
