@@ -43,5 +43,5 @@ def test_archc_models_compute_what_the_seed_code_computes(overrides: dict[str, o
     np.testing.assert_allclose(got_torch, want, rtol=1e-5, atol=1e-5)
     if overrides.get("reg"):
         assert float(sum(reference.losses)) == pytest.approx(
-            float(mine.regularization_loss()), rel=1e-5
+            float(mine.regularization_loss().detach()), rel=1e-5
         )
