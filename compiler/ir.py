@@ -74,7 +74,7 @@ class Graph:
     nodes: tuple[Node, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    _index: dict[str, Node] = field(default_factory=dict, compare=False, repr=False)
+    _index: dict[str, Node] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._index.update({n.name: n for n in self.nodes})
