@@ -8,6 +8,7 @@ first layer where it appears. The generated modules are checked against the live
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from compiler.api import Compiled, compile_spec
-from compiler.diagnostics import Diagnostic
+from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Counts, Graph
 
 from . import keras_backend, torch_backend
@@ -35,6 +36,7 @@ class Report:
     max_abs_diff: float = 0.0
     layers_checked: int = 0
     first_bad: str | None = None
+    odd_input: dict[str, Any] | None = None
     rows: list[tuple[str, float, float]] = field(default_factory=list)  # name, diff, limit
 
     def as_json(self) -> dict[str, Any]:
@@ -45,6 +47,7 @@ class Report:
             "max_abs_diff": self.max_abs_diff,
             "layers_checked": self.layers_checked,
             "first_diverging_layer": self.first_bad,
+            **({"odd_input": self.odd_input} if self.odd_input is not None else {}),
         }
 
 
@@ -121,8 +124,14 @@ def verify(
     batch: int = 3,
     seed: int = 0,
     generated: bool = True,
+    odd_input: bool = False,
 ) -> Report:
-    """Build both backends, transfer weights, compare every layer; raise on any mismatch."""
+    """Build both backends, transfer weights, compare every layer; raise on any mismatch.
+
+    With odd_input, the spec is also verified at an odd, non-square input size when its input
+    shape is a `list[int]` parameter and the network accepts such a size (TF 'same' padding
+    and pooling only differ from the naive rule there).
+    """
     if not 0 <= atol < float("inf"):
         raise ValueError(f"atol must be a finite, non-negative number, got {atol!r}")
     compiled = (
@@ -130,6 +139,49 @@ def verify(
         if isinstance(spec, Compiled)
         else compile_spec(spec, overrides, variant=variant, from_text=from_text)
     )
+    report = _verify_compiled(compiled, atol, batch, seed, generated)
+    if odd_input:
+        other = _odd_input(compiled)
+        if other is None:
+            report.odd_input = {
+                "skipped": "the spec's input shape is not a list[int] parameter "
+                "or no odd, non-square size fits the network"
+            }
+        else:
+            odd = _verify_compiled(other, atol, batch, seed + 1, generated=False)
+            report.odd_input = {
+                "shape": list(other.graph.node(other.graph.inputs[0]).shape or ()),
+                "layers_checked": odd.layers_checked,
+                "max_abs_diff": odd.max_abs_diff,
+            }
+    return report
+
+
+def _odd_input(compiled: Compiled) -> Compiled | None:
+    """The spec compiled at an odd, non-square input size near its own, if it allows one."""
+    spec = compiled.loaded.spec
+    shape = spec.inputs[0].shape
+    m = re.fullmatch(r"\$\{\s*(\w+)\s*\}", shape) if isinstance(shape, str) else None
+    if m is None or m.group(1) not in spec.params or spec.params[m.group(1)].type != "list[int]":
+        return None
+    name, current = m.group(1), list(compiled.params[m.group(1)])
+    if len(current) != 3:
+        return None
+    h, w = current[0] | 1, current[1] | 1  # the next odd sizes
+    for dh, dw in ((2, 0), (0, 2), (2, 4), (4, 2), (-2, 0), (0, -2)):
+        size = [h + dh, w + dw, current[2]]
+        if size[0] == size[1] or min(size[:2]) < 1:
+            continue
+        try:
+            return compile_spec(compiled.loaded, {**compiled.params, name: size})
+        except SpecError:
+            continue
+    return None
+
+
+def _verify_compiled(
+    compiled: Compiled, atol: float, batch: int, seed: int, generated: bool
+) -> Report:
     graph = compiled.graph
     km = keras_backend.build(graph)
     tm = torch_backend.build(graph)
@@ -155,12 +207,13 @@ def verify(
     if report.first_bad is not None:
         node = graph.node(report.first_bad)
         diff, limit = next((d, lim) for n, d, lim in report.rows if n == report.first_bad)
+        size = "x".join(map(str, graph.node(graph.inputs[0]).shape or ()))
         raise VerificationError(
             [
                 Diagnostic(
                     "E110",
                     f"Keras and PyTorch disagree first at layer '{node.name}' ({node.op}): "
-                    f"max|Δ| = {diff:.3g} > {limit:.3g}",
+                    f"max|Δ| = {diff:.3g} > {limit:.3g} (input {size})",
                     node.origin.location,
                     node.origin.describe(),
                     hint="the layers before it agree; check this op's Keras<->PyTorch rule",

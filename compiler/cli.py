@@ -189,6 +189,12 @@ def compile_cmd(
 )
 @click.option("--batch", type=click.IntRange(1, 64), default=3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--odd-input/--no-odd-input",
+    default=True,
+    show_default=True,
+    help="Also verify at an odd, non-square input size, where the spec allows one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(
     spec: str,
@@ -197,6 +203,7 @@ def verify(
     atol: float,
     batch: int,
     seed: int,
+    odd_input: bool,
     as_json: bool,
 ) -> None:
     """Prove that the Keras and PyTorch models of SPEC compute the same numbers."""
@@ -206,7 +213,14 @@ def verify(
         from backends.verify import verify as run_verify
 
         report = run_verify(
-            spec, overrides, variant=variant, from_text=True, atol=atol, batch=batch, seed=seed
+            spec,
+            overrides,
+            variant=variant,
+            from_text=True,
+            atol=atol,
+            batch=batch,
+            seed=seed,
+            odd_input=odd_input,
         )
         if as_json:
             click.echo(json.dumps(report.as_json(), indent=2))
@@ -220,6 +234,15 @@ def verify(
                 f"outputs: {report.layers_checked} layers agree, "
                 f"max|Δ| = {report.max_abs_diff:.3g} (atol {atol:g})"
             )
+            odd = report.odd_input
+            if odd and "shape" in odd:
+                size = "x".join(map(str, odd["shape"]))
+                click.echo(
+                    f"odd input {size}: {odd['layers_checked']} layers agree, "
+                    f"max|Δ| = {odd['max_abs_diff']:.3g}"
+                )
+            elif odd:
+                click.echo(f"odd input: skipped ({odd['skipped']})")
             click.echo("generated sources: keras and torch match the live models")
         return EXIT_OK
 

@@ -35,3 +35,25 @@ def test_cli_refuses_a_tolerance_that_cannot_fail(archc, atol: str) -> None:
 def test_api_refuses_a_nan_tolerance() -> None:
     with pytest.raises(ValueError, match="atol"):
         verify(str(SEED), atol=float("nan"))
+
+
+def test_verify_also_runs_an_odd_non_square_input(archc) -> None:
+    import json
+
+    result = archc("verify", SEED, "--json")
+    assert result.exit_code == 0, result.output
+    odd = json.loads(result.stdout)["odd_input"]
+    h, w, c = odd["shape"]
+    assert h % 2 == 1 and w % 2 == 1 and h != w and c == 3
+    assert odd["layers_checked"] == 56 and odd["max_abs_diff"] <= 1e-5
+
+
+def test_odd_input_is_skipped_when_the_input_is_fixed(tmp_path) -> None:
+    spec = tmp_path / "fixed.yaml"
+    spec.write_text(
+        "archc: 1\nname: fixed\ninputs:\n  - {name: x, shape: [8, 6, 2]}\n"
+        "layers:\n  - {op: conv2d, filters: 3, kernel: 3, strides: 2, padding: same}\n",
+        encoding="utf-8",
+    )
+    report = verify(str(spec), odd_input=True)
+    assert report.odd_input is not None and "skipped" in report.odd_input
