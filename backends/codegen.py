@@ -132,8 +132,8 @@ def header_context(
     }
     if compiled.variant is not None:
         spec_header["variant"] = compiled.variant
-    if compiled.overrides:
-        spec_header["overrides"] = dict(sorted(compiled.overrides.items()))
+    if compiled.overrides:  # the checked values, whether given as text or from Python
+        spec_header["overrides"] = {k: compiled.params[k] for k in sorted(compiled.overrides)}
     return {
         "spec_source": dict_source("SPEC", spec_header),
         "counts": graph.counts.as_dict(),
@@ -142,9 +142,28 @@ def header_context(
 
 
 def dict_source(var: str, items: dict[str, Any]) -> str:
-    """`var = {...}` with one key a line and a trailing comma (a layout ruff keeps)."""
-    body = "".join(f"    {literal(k)}: {literal(v)},\n" for k, v in items.items())
-    return f"{var} = {{\n{body}}}"
+    """`var = {...}` with one key a line and a trailing comma (a layout ruff keeps); a value
+    too long for its line is laid out the same way, one level deeper."""
+    return f"{var} = {_layout(items, 0, force=True)}"
+
+
+def _layout(value: Any, indent: int, force: bool = False, head: str = "") -> str:
+    one = literal(value)
+    if not force and (indent + len(head) + len(one) + 1 <= LINE_LENGTH or not value):
+        return one
+    if not isinstance(value, dict | list | tuple) or not value:
+        return one  # a scalar that is too long: nothing shorter exists
+    pad = " " * (indent + 4)
+    if isinstance(value, dict):
+        items = [
+            f"{pad}{literal(k)}: {_layout(v, indent + 4, head=literal(k) + ': ')},"
+            for k, v in value.items()
+        ]
+        opening, closing = "{", "}"
+    else:
+        items = [f"{pad}{_layout(v, indent + 4)}," for v in value]
+        opening, closing = ("(", ")") if isinstance(value, tuple) else ("[", "]")
+    return opening + "\n" + "\n".join(items) + "\n" + " " * indent + closing
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -138,7 +139,12 @@ def compile_to_file(
                         "E093",
                         f"{path} is {'missing' if old is None else 'stale'}",
                         hint=f"run: archc compile {spec} --backend {backend_name}"
-                        + (f" -o {out_dir}" if str(out_dir) != "generated" else ""),
+                        + (f" -o {out_dir}" if str(out_dir) != "generated" else "")
+                        + (f" --variant {variant}" if variant else "")
+                        + "".join(
+                            f" --set {k}={json.dumps(compiled.params[k], separators=(',', ':'))}"
+                            for k in sorted(overrides or {})
+                        ),
                         detail=diff,
                     )
                 ]

@@ -316,7 +316,7 @@ def _forward_lines(p: Plan, taken: set[str], names: dict[str, str]) -> tuple[lis
             comment = f"  # {node.name}"
             if 8 + len(body[-1]) + len(comment) <= LINE_LENGTH:
                 body[-1] += comment
-            else:
+            elif 8 + len(comment) <= LINE_LENGTH:
                 body.insert(0, comment.strip())
         lines += body
     return lines, [var[o] for o in graph.outputs]

@@ -92,7 +92,9 @@ def keras_layer_outputs(model: Any, graph: Graph, xs: list[np.ndarray]) -> dict[
     probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
     outs = probe(list(xs), training=False)
     outs = outs if isinstance(outs, list | tuple) else [outs]
-    return {n: keras.ops.convert_to_numpy(o) for n, o in zip(names, outs, strict=True)}
+    values = dict(zip(graph.inputs, xs, strict=True))  # an input may also be an output
+    values.update({n: keras.ops.convert_to_numpy(o) for n, o in zip(names, outs, strict=True)})
+    return values
 
 
 def torch_layer_outputs(model: Any, xs: list[np.ndarray]) -> dict[str, np.ndarray]:

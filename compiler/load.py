@@ -134,7 +134,8 @@ def _diagnostics(exc: ValidationError, doc: Document) -> list[Diagnostic]:
             if any(did_you_mean(k, [field]) for k in unknown.get(path, [])):
                 continue  # a misspelt key: reported once, as unknown, with "did you mean"
             raw = _at(doc.data, path)
-            op = load_all().get(raw.get("op", "")) if isinstance(raw, dict) else None
+            op_name = raw.get("op") if isinstance(raw, dict) else None
+            op = load_all().get(op_name) if isinstance(op_name, str) else None
             need = f" ('{op.name}' requires: {', '.join(sorted(op.required))})" if op else ""
             out.append(
                 Diagnostic(
@@ -256,10 +257,10 @@ def _at(data: Any, path: PathKey) -> Any:
 
 def _owner(data: Any, path: PathKey) -> str:
     raw = _at(data, path)
-    if isinstance(raw, dict):
-        if "op" in raw:
+    if isinstance(raw, dict) and path:  # an item of a layer list
+        if isinstance(raw.get("op"), str):
             return f" in op '{raw['op']}'"
-        if "block" in raw:
+        if isinstance(raw.get("block"), str):
             return f" in call of block '{raw['block']}'"
     if path:
         return " in '" + ".".join(str(p) for p in path) + "'"

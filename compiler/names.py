@@ -37,7 +37,7 @@ def check_static(loaded: LoadedSpec) -> list[Diagnostic]:
     ]
     for path, name in declared:
         why = ""
-        if not name.isidentifier() or keyword.iskeyword(name):
+        if not _NAME.fullmatch(name) or keyword.iskeyword(name):
             why = "is not a valid name (use letters, digits and underscores)"
         elif name in SHAPE_NAMES:
             why = "is reserved: expressions use it for the current input's shape"

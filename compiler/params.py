@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,8 @@ def coerce(value: Any, decl: ParamDecl) -> Any:
             value = float(value)
         except OverflowError:
             raise ParamTypeError("the integer is too large for a float") from None
+        if not math.isfinite(value):
+            raise ParamTypeError(f"expected a finite float, got {value!r}")
     if t == "bool" and not isinstance(value, bool):
         raise ParamTypeError(f"expected bool, got {_kind(value)} {value!r}")
     if t == "str" and not isinstance(value, str):

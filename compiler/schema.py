@@ -8,6 +8,7 @@ their types are checked after expansion against the op's attribute dataclass.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -59,8 +60,19 @@ class ParamDecl(_Strict):
         numeric = self.type in ("int", "float", "list[int]", "list[float]")
         if (self.min is not None or self.max is not None) and not numeric:
             raise ValueError(f"min and max apply to numbers, not to {self.type}")
-        if self.choices is not None and self.type.startswith("list["):
-            raise ValueError(f"choices apply to single values, not to {self.type}")
+        for bound in (self.min, self.max):
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError("min and max must be finite numbers")
+        if self.choices is not None:
+            if self.type.startswith("list["):
+                raise ValueError(f"choices apply to single values, not to {self.type}")
+            kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+            for choice in self.choices:
+                ok = isinstance(choice, kinds[self.type])
+                if ok and self.type in ("int", "float"):
+                    ok = not isinstance(choice, bool)
+                if not ok:
+                    raise ValueError(f"choice {choice!r} is not of type {self.type}")
         return self
 
 

@@ -95,3 +95,30 @@ def test_generated_forward_lets_dead_activations_go() -> None:
         n.id for n in ast.walk(forward) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
     }
     assert stored == {"x", "x1"}
+
+
+def test_overrides_are_recorded_as_checked_values_and_stay_ruff_clean(tmp_path: Path) -> None:
+    import subprocess
+
+    import numpy as np
+
+    from tests.conftest import ROOT, SPECS
+
+    spec = SPECS / "mobilenet_v2.yaml"
+    lists = {"filters": [16, 24, 32, 64, 96, 160, 320], "repeats": [1, 2, 3, 4, 3, 3, 1]}
+    as_text = {k: str(v).replace(" ", "") for k, v in lists.items()}
+    a = compile_to_file(spec, "torch", tmp_path / "a", as_text, from_text=True, verify=False)
+    b = compile_to_file(spec, "torch", tmp_path / "b", lists, verify=False)
+    assert a.source == b.source  # text from --set and values from Python: the same file
+    reg = compile_to_file(
+        SPECS / "resnet_preact.yaml", "keras", tmp_path / "c", {"reg": np.float64(1e-3)}
+    )  # verified: the file imports and runs
+    assert "np." not in reg.source
+    for path in (a.path, reg.path):
+        for command in (["check"], ["format", "--check"]):
+            proc = subprocess.run(
+                [ROOT / ".venv" / "bin" / "ruff", *command, "--no-cache", path],
+                capture_output=True,
+                text=True,
+            )
+            assert proc.returncode == 0, proc.stdout

@@ -57,3 +57,14 @@ def test_odd_input_is_skipped_when_the_input_is_fixed(tmp_path) -> None:
     )
     report = verify(str(spec), odd_input=True)
     assert report.odd_input is not None and "skipped" in report.odd_input
+
+
+def test_a_graph_input_may_also_be_an_output(tmp_path) -> None:
+    spec = tmp_path / "io.yaml"
+    spec.write_text(
+        "archc: 1\nname: io\ninputs:\n  - {name: a, shape: [6, 5, 3]}\nlayers:\n"
+        "  - {op: conv2d, name: c, filters: 3, kernel: 1}\n"
+        "  - {op: add, name: s, inputs: [c, a]}\noutputs: [s, a]\n",
+        encoding="utf-8",
+    )
+    assert verify(str(spec)).layers_checked == 2

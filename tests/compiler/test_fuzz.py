@@ -21,8 +21,12 @@ from compiler.diagnostics import SpecError
 from compiler.load import loads
 from tests.conftest import SPECS
 
-settings.register_profile(
-    "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+settings.register_profile(  # derandomized: CI runs the same cases every time
+    "ci",
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(
     "fuzz", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
