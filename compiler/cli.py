@@ -42,8 +42,18 @@ def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
     except SpecError as exc:
         report(exc, as_json)
         code = EXIT_SPEC
-    except (click.ClickException, click.exceptions.Exit, KeyboardInterrupt):
+    except (click.ClickException, click.exceptions.Exit):
         raise
+    except KeyboardInterrupt:
+        click.echo("interrupted (nothing was written)", err=True)
+        code = 130
+    except MemoryError:
+        click.echo(
+            "error: out of memory building or running the model; for a very large model, "
+            "compile with --no-verify",
+            err=True,
+        )
+        code = EXIT_SPEC
     except Exception as exc:
         click.echo(
             f"internal error: {type(exc).__name__}: {exc}\n"

@@ -80,3 +80,15 @@ def test_check_imports_no_framework(command: list[str]) -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert "HEAVY []" in out
+
+
+def test_interrupt_exits_130_without_a_traceback(archc, monkeypatch) -> None:
+    import compiler.api
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compiler.api, "compile_spec", interrupt)
+    result = archc("check", SEED)
+    assert result.exit_code == 130
+    assert "interrupted" in result.stderr and "Traceback" not in result.stderr
