@@ -61,6 +61,9 @@ def pystr(text: str) -> str:
     return r
 
 
+_NOTHING = object()
+
+
 def call(
     func: str,
     args: Sequence[Any] = (),
@@ -68,24 +71,29 @@ def call(
     *,
     indent: int = 4,
     prefix: str = "",
-    suffix: str = "",
+    then: Any = _NOTHING,
 ) -> str:
-    """`prefix + func(args, k=v) + suffix` laid out as `ruff format` lays it out: on one line
-    if it fits; else the trailing call `(x)` split off; else the arguments on one indented
-    line; else one argument a line with a trailing comma."""
+    """`prefix + func(args, k=v)` — then called on `then`, if given — laid out as `ruff format`
+    lays it out: on one line if it fits; else the trailing call's argument split off; else the
+    arguments on one indented line; else one argument a line with a trailing comma, where an
+    argument too long for its line (a list, a tuple, a dict) is laid out the same way."""
     parts = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs]
-    one = f"{prefix}{func}({', '.join(parts)}){suffix}"
-    if indent + len(one) <= LINE_LENGTH or not parts:
+    tail = "" if then is _NOTHING else f"({literal(then)})"
+    one = f"{prefix}{func}({', '.join(parts)}){tail}"
+    if indent + len(one) <= LINE_LENGTH or (not parts and not tail):
         return one
-    pad = " " * (indent + 4)
+    pad, end = " " * (indent + 4), " " * indent
     joined = ", ".join(parts)
     head = f"{prefix}{func}({joined})("
-    if suffix.startswith("(") and suffix.endswith(")") and indent + len(head) <= LINE_LENGTH:
-        return f"{head}\n{pad}{suffix[1:-1]}\n{' ' * indent})"  # ruff splits the last call first
+    if tail and indent + len(head) <= LINE_LENGTH:  # ruff splits the last call first
+        return f"{head}\n{pad}{_layout(then, indent + 4)}\n{end})"
     if len(pad) + len(joined) <= LINE_LENGTH:
-        return f"{prefix}{func}(\n{pad}{joined}\n{' ' * indent}){suffix}"
-    body = "".join(f"{pad}{p},\n" for p in parts)
-    return f"{prefix}{func}(\n{body}{' ' * indent}){suffix}"
+        return f"{prefix}{func}(\n{pad}{joined}\n{end}){tail}"
+    laid = [_layout(a, indent + 4) for a in args] + [
+        f"{k}={_layout(v, indent + 4, head=k + '=')}" for k, v in kwargs
+    ]
+    body = "".join(f"{pad}{p},\n" for p in laid)
+    return f"{prefix}{func}(\n{body}{end}){tail}"
 
 
 def python_names(names: Iterable[str], reserved: Iterable[str]) -> dict[str, str]:

@@ -205,17 +205,17 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
         if spec.cls == "Input":
             lines.append(call("keras.Input", (), kwargs, prefix=f"{var} = "))
             continue
-        ins = [names[i] for i in node.inputs]
-        arg = f"[{', '.join(ins)}]" if len(ins) > 1 else ins[0]
-        lines.append(call(f"layers.{spec.cls}", (), kwargs, prefix=f"{var} = ", suffix=f"({arg})"))
+        args = [Code(names[i]) for i in node.inputs]
+        then = args if len(args) > 1 else args[0]
+        lines.append(call(f"layers.{spec.cls}", (), kwargs, prefix=f"{var} = ", then=then))
     ins = [names[n] for n in graph.inputs]
     outs = [names[n] for n in graph.outputs]
     ret = call(
         "keras.Model",
         (),
         [
-            ("inputs", Code(ins[0] if len(ins) == 1 else f"[{', '.join(ins)}]")),
-            ("outputs", Code(outs[0] if len(outs) == 1 else f"[{', '.join(outs)}]")),
+            ("inputs", Code(ins[0]) if len(ins) == 1 else [Code(i) for i in ins]),
+            ("outputs", Code(outs[0]) if len(outs) == 1 else [Code(o) for o in outs]),
             ("name", graph.name),
         ],
         prefix="return ",

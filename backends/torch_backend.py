@@ -21,7 +21,7 @@ from compiler.api import Compiled
 from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Counts, Graph
 
-from .codegen import LINE_LENGTH, call, environment, header_context, literal, python_names
+from .codegen import LINE_LENGTH, Code, call, environment, header_context, literal, python_names
 from .torch_lowering import Lowered, lower, render_steps, run_steps
 
 NAME = "torch"
@@ -239,11 +239,10 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     glorot = [
         call(
             "_glorot_uniform_",
-            (),
+            (Code(f"self.{n}.weight"),),
             [("fan_in", low.kernel[1]), ("fan_out", low.kernel[2])],
             indent=8,
-            prefix="",
-        ).replace("_glorot_uniform_(", f"_glorot_uniform_(self.{n}.weight, ", 1)
+        )
         for n, low in p.kernels
         if low.kernel
     ]
@@ -254,8 +253,8 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     if any("_avg_pool_same(" in line for line in forward):
         helpers.append(_helper_source("_avg_pool_same"))
     uses_f = any("F." in line for line in forward) or "_avg_pool_same" in "".join(helpers)
-    args = ", ".join(f"{names[i]}: Tensor" for i in graph.inputs)
     outs = out_vars
+    return_type = "Tensor" if len(outs) == 1 else "tuple[Tensor, ...]"
     ctx = header_context(compiled, out_dir)
     ctx.update(
         cls=cls,
@@ -265,9 +264,13 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
         helpers=helpers,
         uses_math=bool(p.kernels),
         uses_f=uses_f,
-        signature=f"self, {args}",
-        returns=", ".join(outs),
-        return_type="Tensor" if len(outs) == 1 else "tuple[Tensor, ...]",
+        forward_def=_exploded(
+            "def forward(",
+            ["self", *(f"{names[i]}: Tensor" for i in graph.inputs)],
+            f") -> {return_type}:",
+            indent=4,
+        ),
+        forward_return=_exploded("return ", outs, "", indent=8, bracket=True),
         penalties=p.penalties,
         penalties_source=_tuple_source("L2_PENALTIES", p.penalties),
         frozen_source=_tuple_source("FROZEN_BATCH_NORMS", p.frozen_batch_norms),
@@ -320,6 +323,18 @@ def _forward_lines(p: Plan, taken: set[str], names: dict[str, str]) -> tuple[lis
                 body.insert(0, comment.strip())
         lines += body
     return lines, [var[o] for o in graph.outputs]
+
+
+def _exploded(head: str, items: list[str], tail: str, indent: int, bracket: bool = False) -> str:
+    """`head a, b tail` on one line if it fits, else one item a line with a trailing comma,
+    as ruff lays out a long signature or returned tuple."""
+    one = f"{head}{', '.join(items)}{tail}"
+    if indent + len(one) <= LINE_LENGTH or len(items) < 2:
+        return one
+    pad = " " * (indent + 4)
+    body = "".join(f"{pad}{item},\n" for item in items)
+    opening, closing = ("(", ")") if bracket else ("", "")
+    return f"{head}{opening}\n{body}{' ' * indent}{closing}{tail}"
 
 
 def _tuple_source(var: str, items: list[Any]) -> str:

@@ -297,7 +297,10 @@ def render_steps(var: str, steps: Sequence[Step], inputs: list[str], indent: int
     x: Any = inputs if len(inputs) > 1 else inputs[0]
     for step in steps:
         x = PRIMS[step.prim][0](x, *step.args)
-    if indent + len(var) + 3 + len(x) <= LINE_LENGTH or len(steps) == 1:
+    fits = indent + len(var) + 3 + len(x) <= LINE_LENGTH
+    if not fits and len(steps) == 1 and steps[0].prim in ("add", "mul", "cat"):
+        return [_long_merge(var, steps[0], inputs, indent)]
+    if fits or len(steps) == 1:
         return [f"{var} = {x}"]
     lines = []
     x = inputs if len(inputs) > 1 else inputs[0]
@@ -305,6 +308,17 @@ def render_steps(var: str, steps: Sequence[Step], inputs: list[str], indent: int
         lines.append(f"{var} = {PRIMS[step.prim][0](x, *step.args)}")
         x = var
     return lines
+
+
+def _long_merge(var: str, step: Step, inputs: list[str], indent: int) -> str:
+    """A merge of many inputs, laid out as ruff lays it out."""
+    pad, end = " " * (indent + 4), " " * indent
+    if step.prim == "cat":
+        items = "".join(f"{pad}    {name},\n" for name in inputs)
+        return f"{var} = torch.cat(\n{pad}[\n{items}{pad}],\n{pad}dim={step.args[0]},\n{end})"
+    op = "+" if step.prim == "add" else "*"
+    rest = "".join(f"{pad}{op} {name}\n" for name in inputs[1:])
+    return f"{var} = (\n{pad}{inputs[0]}\n{rest}{end})"
 
 
 def run_steps(model: Any, steps: Sequence[Step], inputs: list[Any]) -> Any:

@@ -122,3 +122,22 @@ def test_overrides_are_recorded_as_checked_values_and_stay_ruff_clean(tmp_path: 
                 text=True,
             )
             assert proc.returncode == 0, proc.stdout
+
+
+def test_wide_merges_and_signatures_stay_ruff_clean(tmp_path: Path) -> None:
+    """24-input add and concat, 4 long-named inputs, 4 outputs: every generated line is laid
+    out as ruff lays it out, and the model still verifies (counts, shapes, one forward)."""
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    spec = Path(__file__).parent / "wide_merge.yaml"
+    for backend in ("torch", "keras"):
+        path = compile_to_file(spec, backend, tmp_path).path
+        for command in (["check"], ["format", "--check"]):
+            proc = subprocess.run(
+                [ROOT / ".venv" / "bin" / "ruff", *command, "--no-cache", path],
+                capture_output=True,
+                text=True,
+            )
+            assert proc.returncode == 0, proc.stdout
