@@ -22,7 +22,7 @@ from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Counts, Graph
 
 from .codegen import LINE_LENGTH, Code, call, environment, header_context, literal, python_names
-from .torch_lowering import Lowered, lower, render_steps, run_steps
+from .torch_lowering import Lowered, fold_zero_pads, lower, render_steps, run_steps
 
 NAME = "torch"
 _OWN_METHODS = {"reset_parameters", "regularization_loss", "forward_all", "_plan"}
@@ -76,7 +76,7 @@ def plan(graph: Graph) -> Plan:
         lowered[node.name] = lower(node, [shapes[i] for i in node.inputs])  # type: ignore[misc]
     if problems:
         raise SpecError(problems)
-    return Plan(graph, lowered)
+    return Plan(graph, fold_zero_pads(graph, lowered))
 
 
 def _make(spec: Any) -> Any:
@@ -128,8 +128,9 @@ def _live_class() -> type:
             values = dict(zip(graph.inputs, inputs, strict=True))
             for node in graph.nodes:
                 if node.op != "input":
-                    steps = self._plan.lowered[node.name].steps
-                    values[node.name] = run_steps(self, steps, [values[i] for i in node.inputs])
+                    low = self._plan.lowered[node.name]
+                    ins = [values[i] for i in (low.inputs or node.inputs)]
+                    values[node.name] = run_steps(self, low.steps, ins)
             return values
 
         def forward(self, *inputs: torch.Tensor) -> Any:
@@ -289,25 +290,30 @@ def _forward_lines(p: Plan, taken: set[str], names: dict[str, str]) -> tuple[lis
     Layers without a submodule get their node name as a comment.
     """
     graph = p.graph
-    order = {n.name: k for k, n in enumerate(graph.nodes)}
-    last_use = {n.name: order[n.name] for n in graph.nodes}
-    for n in graph.nodes:
-        for i in n.inputs:
+    nodes = [n for n in graph.nodes if n.op == "input" or not p.lowered[n.name].folded_into]
+    reads = {
+        n.name: (() if n.op == "input" else p.lowered[n.name].inputs) or n.inputs for n in nodes
+    }
+    order = {n.name: k for k, n in enumerate(nodes)}
+    last_use = {n.name: order[n.name] for n in nodes}
+    for n in nodes:
+        for i in reads[n.name]:
             last_use[i] = max(last_use[i], order[n.name])
     for o in graph.outputs:
-        last_use[o] = len(graph.nodes)
+        last_use[o] = len(nodes)
     pool = (f"x{k}" if k else "x" for k in itertools.count())
     free: list[str] = []
     var: dict[str, str] = {i: names[i] for i in graph.inputs}
     inputs = set(graph.inputs)
     lines: list[str] = []
-    for node in graph.nodes:
+    folded = {low.folded_into: n for n, low in p.lowered.items() if low.folded_into}
+    for node in nodes:
         if node.op == "input":
             continue
-        args = [var[i] for i in node.inputs]
+        args = [var[i] for i in reads[node.name]]
         dead = [
             var[i]
-            for i in dict.fromkeys(node.inputs)
+            for i in dict.fromkeys(reads[node.name])
             if last_use[i] == order[node.name] and i not in inputs
         ]
         free = dead + [v for v in free if v not in dead]
@@ -321,6 +327,10 @@ def _forward_lines(p: Plan, taken: set[str], names: dict[str, str]) -> tuple[lis
                 body[-1] += comment
             elif 8 + len(comment) <= LINE_LENGTH:
                 body.insert(0, comment.strip())
+        if node.name in folded:
+            note = f"# {folded[node.name]}: folded into {node.name}'s padding"
+            if 8 + len(note) <= LINE_LENGTH:
+                body.insert(0, note)
         lines += body
     return lines, [var[o] for o in graph.outputs]
 

@@ -8,6 +8,7 @@ logical channel axis is always dim 1.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from functools import reduce
 from typing import Any
 
 from compiler.diagnostics import Diagnostic, SpecError
-from compiler.ir import Node, Shape
+from compiler.ir import Graph, Node, Shape
 
 from .codegen import LINE_LENGTH, literal
 
@@ -39,6 +40,8 @@ class Lowered:
     module: ModSpec | None
     steps: tuple[Step, ...]
     kernel: tuple[str, int, int, float | None] | None = None  # (param, fan_in, fan_out, l2)
+    inputs: tuple[str, ...] | None = None  # what the steps read, when not the node's inputs
+    folded_into: str | None = None  # a zero pad done by this consumer's own padding
 
 
 def _torch() -> tuple[Any, Any]:
@@ -290,6 +293,41 @@ def lower(node: Node, ins: list[Shape]) -> Lowered:
     # drop no-op activations so generated code stays clean
     steps = tuple(s for s in low.steps if not (s.prim == "act" and s.args[0] == "linear"))
     return Lowered(low.module, steps, low.kernel)
+
+
+def fold_zero_pads(graph: Graph, lowered: dict[str, Lowered]) -> dict[str, Lowered]:
+    """A symmetric zero_pad2d whose only consumer is a 'valid' convolution becomes that
+    convolution's own padding (one kernel instead of a copy of the whole activation, as a
+    hand-written PyTorch model would do it). The pad's value is still computed for the
+    layer-by-layer proof; generated code skips it."""
+    consumers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for i in node.inputs:
+            consumers.setdefault(i, []).append(node)
+    out = dict(lowered)
+    for node in graph.nodes:
+        users = consumers.get(node.name, [])
+        if node.op != "zero_pad2d" or node.name in graph.outputs or len(users) != 1:
+            continue
+        user = users[0]
+        (t, b), (left, r) = node.attrs.padding
+        low = out.get(user.name)
+        if (
+            user.op not in ("conv2d", "depthwise_conv2d")
+            or user.attrs.pads != ((0, 0), (0, 0))
+            or t != b
+            or left != r
+            or low is None
+            or low.module is None
+            or any(s.prim == "pad" for s in low.steps)
+        ):
+            continue
+        kwargs = tuple((k, (t, left) if k == "padding" else v) for k, v in low.module.kwargs)
+        out[user.name] = dataclasses.replace(
+            low, module=dataclasses.replace(low.module, kwargs=kwargs), inputs=node.inputs
+        )
+        out[node.name] = dataclasses.replace(out[node.name], folded_into=user.name)
+    return out
 
 
 def render_steps(var: str, steps: Sequence[Step], inputs: list[str], indent: int) -> list[str]:

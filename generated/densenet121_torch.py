@@ -34,7 +34,7 @@ class Densenet121(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1_conv = nn.Conv2d(
-            3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(0, 0), bias=False
+            3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False
         )
         self.conv1_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv2_block1_0_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
@@ -647,8 +647,8 @@ class Densenet121(nn.Module):
         _glorot_uniform_(self.predictions.weight, fan_in=1024, fan_out=1000)
 
     def forward(self, input_layer: Tensor) -> Tensor:
-        x = F.pad(input_layer, (3, 3, 3, 3))  # zero_padding2d
-        x = self.conv1_conv(x)
+        # zero_padding2d: folded into conv1_conv's padding
+        x = self.conv1_conv(input_layer)
         x = self.conv1_bn(x)
         x = F.relu(x)  # conv1_relu
         x = F.pad(x, (1, 1, 1, 1))  # zero_padding2d_1

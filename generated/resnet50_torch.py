@@ -34,7 +34,7 @@ class Resnet50(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1_conv = nn.Conv2d(
-            3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(0, 0), bias=True
+            3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=True
         )
         self.conv1_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv2_block1_0_conv = nn.Conv2d(
@@ -311,8 +311,8 @@ class Resnet50(nn.Module):
         _glorot_uniform_(self.predictions.weight, fan_in=2048, fan_out=1000)
 
     def forward(self, input_layer: Tensor) -> Tensor:
-        x = F.pad(input_layer, (3, 3, 3, 3))  # conv1_pad
-        x = self.conv1_conv(x)
+        # conv1_pad: folded into conv1_conv's padding
+        x = self.conv1_conv(input_layer)
         x = self.conv1_bn(x)
         x = F.relu(x)  # conv1_relu
         x = F.pad(x, (1, 1, 1, 1))  # pool1_pad

@@ -34,7 +34,7 @@ class Resnet50v2(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1_conv = nn.Conv2d(
-            3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(0, 0), bias=True
+            3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=True
         )
         self.conv2_block1_preact_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv2_block1_0_conv = nn.Conv2d(
@@ -45,7 +45,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv2_block1_1_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv2_block1_2_conv = nn.Conv2d(
-            64, 64, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            64, 64, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv2_block1_2_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv2_block1_3_conv = nn.Conv2d(
@@ -57,7 +57,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv2_block2_1_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv2_block2_2_conv = nn.Conv2d(
-            64, 64, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            64, 64, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv2_block2_2_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv2_block2_3_conv = nn.Conv2d(
@@ -69,7 +69,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv2_block3_1_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv2_block3_2_conv = nn.Conv2d(
-            64, 64, kernel_size=(3, 3), stride=(2, 2), padding=(0, 0), bias=False
+            64, 64, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), bias=False
         )
         self.conv2_block3_2_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv2_block3_3_conv = nn.Conv2d(
@@ -84,7 +84,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv3_block1_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv3_block1_2_conv = nn.Conv2d(
-            128, 128, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            128, 128, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv3_block1_2_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv3_block1_3_conv = nn.Conv2d(
@@ -96,7 +96,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv3_block2_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv3_block2_2_conv = nn.Conv2d(
-            128, 128, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            128, 128, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv3_block2_2_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv3_block2_3_conv = nn.Conv2d(
@@ -108,7 +108,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv3_block3_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv3_block3_2_conv = nn.Conv2d(
-            128, 128, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            128, 128, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv3_block3_2_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv3_block3_3_conv = nn.Conv2d(
@@ -120,7 +120,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv3_block4_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv3_block4_2_conv = nn.Conv2d(
-            128, 128, kernel_size=(3, 3), stride=(2, 2), padding=(0, 0), bias=False
+            128, 128, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), bias=False
         )
         self.conv3_block4_2_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv3_block4_3_conv = nn.Conv2d(
@@ -135,7 +135,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv4_block1_1_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv4_block1_2_conv = nn.Conv2d(
-            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv4_block1_2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv4_block1_3_conv = nn.Conv2d(
@@ -149,7 +149,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv4_block2_1_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv4_block2_2_conv = nn.Conv2d(
-            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv4_block2_2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv4_block2_3_conv = nn.Conv2d(
@@ -163,7 +163,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv4_block3_1_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv4_block3_2_conv = nn.Conv2d(
-            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv4_block3_2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv4_block3_3_conv = nn.Conv2d(
@@ -177,7 +177,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv4_block4_1_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv4_block4_2_conv = nn.Conv2d(
-            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv4_block4_2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv4_block4_3_conv = nn.Conv2d(
@@ -191,7 +191,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv4_block5_1_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv4_block5_2_conv = nn.Conv2d(
-            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv4_block5_2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv4_block5_3_conv = nn.Conv2d(
@@ -205,7 +205,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv4_block6_1_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv4_block6_2_conv = nn.Conv2d(
-            256, 256, kernel_size=(3, 3), stride=(2, 2), padding=(0, 0), bias=False
+            256, 256, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), bias=False
         )
         self.conv4_block6_2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv4_block6_3_conv = nn.Conv2d(
@@ -222,7 +222,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv5_block1_1_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv5_block1_2_conv = nn.Conv2d(
-            512, 512, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            512, 512, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv5_block1_2_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv5_block1_3_conv = nn.Conv2d(
@@ -236,7 +236,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv5_block2_1_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv5_block2_2_conv = nn.Conv2d(
-            512, 512, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            512, 512, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv5_block2_2_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv5_block2_3_conv = nn.Conv2d(
@@ -250,7 +250,7 @@ class Resnet50v2(nn.Module):
         )
         self.conv5_block3_1_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv5_block3_2_conv = nn.Conv2d(
-            512, 512, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), bias=False
+            512, 512, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
         )
         self.conv5_block3_2_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
         self.conv5_block3_3_conv = nn.Conv2d(
@@ -323,8 +323,8 @@ class Resnet50v2(nn.Module):
         _glorot_uniform_(self.predictions.weight, fan_in=2048, fan_out=1000)
 
     def forward(self, input_layer: Tensor) -> Tensor:
-        x = F.pad(input_layer, (3, 3, 3, 3))  # conv1_pad
-        x = self.conv1_conv(x)
+        # conv1_pad: folded into conv1_conv's padding
+        x = self.conv1_conv(input_layer)
         x = F.pad(x, (1, 1, 1, 1))  # pool1_pad
         x = F.max_pool2d(x, (3, 3), (2, 2))  # pool1_pool
         x = self.conv2_block1_preact_bn(x)
@@ -333,7 +333,7 @@ class Resnet50v2(nn.Module):
         x = self.conv2_block1_1_conv(x)
         x = self.conv2_block1_1_bn(x)
         x = F.relu(x)  # conv2_block1_1_relu
-        x = F.pad(x, (1, 1, 1, 1))  # conv2_block1_2_pad
+        # conv2_block1_2_pad: folded into conv2_block1_2_conv's padding
         x = self.conv2_block1_2_conv(x)
         x = self.conv2_block1_2_bn(x)
         x = F.relu(x)  # conv2_block1_2_relu
@@ -344,7 +344,7 @@ class Resnet50v2(nn.Module):
         x = self.conv2_block2_1_conv(x)
         x = self.conv2_block2_1_bn(x)
         x = F.relu(x)  # conv2_block2_1_relu
-        x = F.pad(x, (1, 1, 1, 1))  # conv2_block2_2_pad
+        # conv2_block2_2_pad: folded into conv2_block2_2_conv's padding
         x = self.conv2_block2_2_conv(x)
         x = self.conv2_block2_2_bn(x)
         x = F.relu(x)  # conv2_block2_2_relu
@@ -356,7 +356,7 @@ class Resnet50v2(nn.Module):
         x = self.conv2_block3_1_conv(x)
         x = self.conv2_block3_1_bn(x)
         x = F.relu(x)  # conv2_block3_1_relu
-        x = F.pad(x, (1, 1, 1, 1))  # conv2_block3_2_pad
+        # conv2_block3_2_pad: folded into conv2_block3_2_conv's padding
         x = self.conv2_block3_2_conv(x)
         x = self.conv2_block3_2_bn(x)
         x = F.relu(x)  # conv2_block3_2_relu
@@ -368,7 +368,7 @@ class Resnet50v2(nn.Module):
         x1 = self.conv3_block1_1_conv(x1)
         x1 = self.conv3_block1_1_bn(x1)
         x1 = F.relu(x1)  # conv3_block1_1_relu
-        x1 = F.pad(x1, (1, 1, 1, 1))  # conv3_block1_2_pad
+        # conv3_block1_2_pad: folded into conv3_block1_2_conv's padding
         x1 = self.conv3_block1_2_conv(x1)
         x1 = self.conv3_block1_2_bn(x1)
         x1 = F.relu(x1)  # conv3_block1_2_relu
@@ -379,7 +379,7 @@ class Resnet50v2(nn.Module):
         x1 = self.conv3_block2_1_conv(x1)
         x1 = self.conv3_block2_1_bn(x1)
         x1 = F.relu(x1)  # conv3_block2_1_relu
-        x1 = F.pad(x1, (1, 1, 1, 1))  # conv3_block2_2_pad
+        # conv3_block2_2_pad: folded into conv3_block2_2_conv's padding
         x1 = self.conv3_block2_2_conv(x1)
         x1 = self.conv3_block2_2_bn(x1)
         x1 = F.relu(x1)  # conv3_block2_2_relu
@@ -390,7 +390,7 @@ class Resnet50v2(nn.Module):
         x1 = self.conv3_block3_1_conv(x1)
         x1 = self.conv3_block3_1_bn(x1)
         x1 = F.relu(x1)  # conv3_block3_1_relu
-        x1 = F.pad(x1, (1, 1, 1, 1))  # conv3_block3_2_pad
+        # conv3_block3_2_pad: folded into conv3_block3_2_conv's padding
         x1 = self.conv3_block3_2_conv(x1)
         x1 = self.conv3_block3_2_bn(x1)
         x1 = F.relu(x1)  # conv3_block3_2_relu
@@ -402,7 +402,7 @@ class Resnet50v2(nn.Module):
         x1 = self.conv3_block4_1_conv(x1)
         x1 = self.conv3_block4_1_bn(x1)
         x1 = F.relu(x1)  # conv3_block4_1_relu
-        x1 = F.pad(x1, (1, 1, 1, 1))  # conv3_block4_2_pad
+        # conv3_block4_2_pad: folded into conv3_block4_2_conv's padding
         x1 = self.conv3_block4_2_conv(x1)
         x1 = self.conv3_block4_2_bn(x1)
         x1 = F.relu(x1)  # conv3_block4_2_relu
@@ -414,7 +414,7 @@ class Resnet50v2(nn.Module):
         x = self.conv4_block1_1_conv(x)
         x = self.conv4_block1_1_bn(x)
         x = F.relu(x)  # conv4_block1_1_relu
-        x = F.pad(x, (1, 1, 1, 1))  # conv4_block1_2_pad
+        # conv4_block1_2_pad: folded into conv4_block1_2_conv's padding
         x = self.conv4_block1_2_conv(x)
         x = self.conv4_block1_2_bn(x)
         x = F.relu(x)  # conv4_block1_2_relu
@@ -425,7 +425,7 @@ class Resnet50v2(nn.Module):
         x = self.conv4_block2_1_conv(x)
         x = self.conv4_block2_1_bn(x)
         x = F.relu(x)  # conv4_block2_1_relu
-        x = F.pad(x, (1, 1, 1, 1))  # conv4_block2_2_pad
+        # conv4_block2_2_pad: folded into conv4_block2_2_conv's padding
         x = self.conv4_block2_2_conv(x)
         x = self.conv4_block2_2_bn(x)
         x = F.relu(x)  # conv4_block2_2_relu
@@ -436,7 +436,7 @@ class Resnet50v2(nn.Module):
         x = self.conv4_block3_1_conv(x)
         x = self.conv4_block3_1_bn(x)
         x = F.relu(x)  # conv4_block3_1_relu
-        x = F.pad(x, (1, 1, 1, 1))  # conv4_block3_2_pad
+        # conv4_block3_2_pad: folded into conv4_block3_2_conv's padding
         x = self.conv4_block3_2_conv(x)
         x = self.conv4_block3_2_bn(x)
         x = F.relu(x)  # conv4_block3_2_relu
@@ -447,7 +447,7 @@ class Resnet50v2(nn.Module):
         x = self.conv4_block4_1_conv(x)
         x = self.conv4_block4_1_bn(x)
         x = F.relu(x)  # conv4_block4_1_relu
-        x = F.pad(x, (1, 1, 1, 1))  # conv4_block4_2_pad
+        # conv4_block4_2_pad: folded into conv4_block4_2_conv's padding
         x = self.conv4_block4_2_conv(x)
         x = self.conv4_block4_2_bn(x)
         x = F.relu(x)  # conv4_block4_2_relu
@@ -458,7 +458,7 @@ class Resnet50v2(nn.Module):
         x = self.conv4_block5_1_conv(x)
         x = self.conv4_block5_1_bn(x)
         x = F.relu(x)  # conv4_block5_1_relu
-        x = F.pad(x, (1, 1, 1, 1))  # conv4_block5_2_pad
+        # conv4_block5_2_pad: folded into conv4_block5_2_conv's padding
         x = self.conv4_block5_2_conv(x)
         x = self.conv4_block5_2_bn(x)
         x = F.relu(x)  # conv4_block5_2_relu
@@ -470,7 +470,7 @@ class Resnet50v2(nn.Module):
         x = self.conv4_block6_1_conv(x)
         x = self.conv4_block6_1_bn(x)
         x = F.relu(x)  # conv4_block6_1_relu
-        x = F.pad(x, (1, 1, 1, 1))  # conv4_block6_2_pad
+        # conv4_block6_2_pad: folded into conv4_block6_2_conv's padding
         x = self.conv4_block6_2_conv(x)
         x = self.conv4_block6_2_bn(x)
         x = F.relu(x)  # conv4_block6_2_relu
@@ -482,7 +482,7 @@ class Resnet50v2(nn.Module):
         x1 = self.conv5_block1_1_conv(x1)
         x1 = self.conv5_block1_1_bn(x1)
         x1 = F.relu(x1)  # conv5_block1_1_relu
-        x1 = F.pad(x1, (1, 1, 1, 1))  # conv5_block1_2_pad
+        # conv5_block1_2_pad: folded into conv5_block1_2_conv's padding
         x1 = self.conv5_block1_2_conv(x1)
         x1 = self.conv5_block1_2_bn(x1)
         x1 = F.relu(x1)  # conv5_block1_2_relu
@@ -493,7 +493,7 @@ class Resnet50v2(nn.Module):
         x1 = self.conv5_block2_1_conv(x1)
         x1 = self.conv5_block2_1_bn(x1)
         x1 = F.relu(x1)  # conv5_block2_1_relu
-        x1 = F.pad(x1, (1, 1, 1, 1))  # conv5_block2_2_pad
+        # conv5_block2_2_pad: folded into conv5_block2_2_conv's padding
         x1 = self.conv5_block2_2_conv(x1)
         x1 = self.conv5_block2_2_bn(x1)
         x1 = F.relu(x1)  # conv5_block2_2_relu
@@ -504,7 +504,7 @@ class Resnet50v2(nn.Module):
         x1 = self.conv5_block3_1_conv(x1)
         x1 = self.conv5_block3_1_bn(x1)
         x1 = F.relu(x1)  # conv5_block3_1_relu
-        x1 = F.pad(x1, (1, 1, 1, 1))  # conv5_block3_2_pad
+        # conv5_block3_2_pad: folded into conv5_block3_2_conv's padding
         x1 = self.conv5_block3_2_conv(x1)
         x1 = self.conv5_block3_2_bn(x1)
         x1 = F.relu(x1)  # conv5_block3_2_relu

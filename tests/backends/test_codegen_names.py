@@ -141,3 +141,42 @@ def test_wide_merges_and_signatures_stay_ruff_clean(tmp_path: Path) -> None:
                 text=True,
             )
             assert proc.returncode == 0, proc.stdout
+
+
+FOLD = """archc: 1
+name: fold
+inputs:
+  - {{name: x, shape: [9, 7, 3]}}
+layers:
+  - {{op: zero_pad2d, name: pad, padding: {padding}}}
+  - {{op: conv2d, name: conv, filters: 4, kernel: 3, strides: 2}}
+{extra}
+"""
+
+
+@pytest.mark.parametrize(
+    ("padding", "extra", "folded"),
+    [
+        ("2", "", True),
+        ("[1, 2]", "", True),
+        ("[[0, 1], [0, 1]]", "", False),  # asymmetric: a conv's padding cannot express it
+        (
+            "1",
+            "  - {op: flatten, name: flat, inputs: pad}\n"
+            "  - {op: flatten, name: flat2, inputs: conv}\n"
+            "outputs: [flat, flat2]",
+            False,
+        ),  # the pad feeds two layers
+    ],
+)
+def test_zero_pads_fold_into_valid_convolutions(
+    tmp_path: Path, padding: str, extra: str, folded: bool
+) -> None:
+    from backends.verify import verify
+
+    spec = tmp_path / "fold.yaml"
+    spec.write_text(FOLD.format(padding=padding, extra=extra), encoding="utf-8")
+    source = compile_to_file(spec, "torch", tmp_path / "out").source
+    assert ("folded into conv's padding" in source) == folded
+    assert ("F.pad(x" in source) != folded
+    verify(str(spec))  # Keras == live PyTorch layer by layer, and the generated file agrees

@@ -261,12 +261,9 @@ def test_from_spec_reg_override_gives_one_l2_loss_per_conv_kernel() -> None:
     expected = [reg * float(np.sum(np.square(c.kernel.numpy().astype("float64")))) for c in convs]
     losses = [float(x) for x in model.losses]
     assert len(losses) == 16
-    unmatched = list(range(len(expected)))
-    for loss in losses:
-        hit = [k for k in unmatched if loss == pytest.approx(expected[k], rel=1e-5, abs=1e-12)]
-        assert len(hit) == 1, f"loss {loss} matches kernels {hit}"
-        unmatched.remove(hit[0])
-    assert unmatched == []
+    assert sum(losses) == pytest.approx(sum(expected), rel=1e-5)
+    # one loss per kernel, on its own layer (matching losses to kernels by value alone is
+    # ambiguous: same-shaped kernels can have sums of squares within the tolerance)
     for conv, want in zip(convs, expected, strict=True):  # and each sits on its own layer
         assert [float(x) for x in conv.losses] == [pytest.approx(want, rel=1e-5)]
         assert conv.kernel_regularizer.l2 == pytest.approx(reg)
