@@ -37,6 +37,17 @@ def paired(a: Callable[[], object], b: Callable[[], object], rounds: int) -> tup
     return statistics.median(ta), statistics.median(tb)
 
 
+def _result(fg: float, fh: float, tg: float, th: float) -> dict[str, float]:
+    return {
+        "forward_generated_s": fg,
+        "forward_hand_s": fh,
+        "forward_ratio": fg / fh,
+        "train_generated_s": tg,
+        "train_hand_s": th,
+        "train_ratio": tg / th,
+    }
+
+
 def torch_pair(rounds: int) -> dict[str, float]:
     import torch
     import torch.nn.functional as F
@@ -72,14 +83,7 @@ def torch_pair(rounds: int) -> dict[str, float]:
 
     fg, fh = paired(forward(gen), forward(hand), rounds)
     tg, th = paired(train(gen), train(hand), rounds)
-    return {
-        "forward_generated_s": fg,
-        "forward_hand_s": fh,
-        "forward_ratio": fg / fh,
-        "train_generated_s": tg,
-        "train_hand_s": th,
-        "train_ratio": tg / th,
-    }
+    return _result(fg, fh, tg, th)
 
 
 def keras_pair(rounds: int) -> dict[str, float]:
@@ -97,14 +101,7 @@ def keras_pair(rounds: int) -> dict[str, float]:
         m.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy")
     fg, fh = paired(lambda: gen.predict_on_batch(x), lambda: hand.predict_on_batch(x), rounds)
     tg, th = paired(lambda: gen.train_on_batch(x, y), lambda: hand.train_on_batch(x, y), rounds)
-    return {
-        "forward_generated_s": fg,
-        "forward_hand_s": fh,
-        "forward_ratio": fg / fh,
-        "train_generated_s": tg,
-        "train_hand_s": th,
-        "train_ratio": tg / th,
-    }
+    return _result(fg, fh, tg, th)
 
 
 def main(rounds: int) -> dict[str, object]:

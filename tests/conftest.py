@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +23,20 @@ def without_spec_path(text: bytes) -> bytes:
     """Generated source with its SPEC["path"] blanked: that path is relative to the output
     folder, so files written elsewhere differ from the committed ones only there."""
     return re.sub(rb'"path": "[^"\n]*"', b'"path": "<spec>"', text)
+
+
+def ruff_problems(path: Path) -> str:
+    """What `ruff check` and `ruff format --check` say about a file ('' when it is clean)."""
+    out = []
+    for command in (["check"], ["format", "--check"]):
+        proc = subprocess.run(
+            [ROOT / ".venv" / "bin" / "ruff", *command, "--no-cache", path],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode:
+            out.append(proc.stdout + proc.stderr)
+    return "".join(out)
 
 
 @pytest.fixture

@@ -98,11 +98,9 @@ def test_generated_forward_lets_dead_activations_go() -> None:
 
 
 def test_overrides_are_recorded_as_checked_values_and_stay_ruff_clean(tmp_path: Path) -> None:
-    import subprocess
-
     import numpy as np
 
-    from tests.conftest import ROOT, SPECS
+    from tests.conftest import SPECS, ruff_problems
 
     spec = SPECS / "mobilenet_v2.yaml"
     lists = {"filters": [16, 24, 32, 64, 96, 160, 320], "repeats": [1, 2, 3, 4, 3, 3, 1]}
@@ -115,32 +113,17 @@ def test_overrides_are_recorded_as_checked_values_and_stay_ruff_clean(tmp_path: 
     )  # verified: the file imports and runs
     assert "np." not in reg.source
     for path in (a.path, reg.path):
-        for command in (["check"], ["format", "--check"]):
-            proc = subprocess.run(
-                [ROOT / ".venv" / "bin" / "ruff", *command, "--no-cache", path],
-                capture_output=True,
-                text=True,
-            )
-            assert proc.returncode == 0, proc.stdout
+        assert ruff_problems(path) == ""
 
 
 def test_wide_merges_and_signatures_stay_ruff_clean(tmp_path: Path) -> None:
     """24-input add and concat, 4 long-named inputs, 4 outputs: every generated line is laid
     out as ruff lays it out, and the model still verifies (counts, shapes, one forward)."""
-    import subprocess
-
-    from tests.conftest import ROOT
+    from tests.conftest import ruff_problems
 
     spec = Path(__file__).parent / "wide_merge.yaml"
     for backend in ("torch", "keras"):
-        path = compile_to_file(spec, backend, tmp_path).path
-        for command in (["check"], ["format", "--check"]):
-            proc = subprocess.run(
-                [ROOT / ".venv" / "bin" / "ruff", *command, "--no-cache", path],
-                capture_output=True,
-                text=True,
-            )
-            assert proc.returncode == 0, proc.stdout
+        assert ruff_problems(compile_to_file(spec, backend, tmp_path).path) == ""
 
 
 FOLD = """archc: 1
