@@ -92,10 +92,3 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if close:
         return f"did you mean '{close[0]}'?"
     return ""
-
-
-def choices_hint(word: str, choices: Iterable[str], noun: str = "one of") -> str:
-    options = sorted(set(choices))
-    guess = did_you_mean(word, options)
-    listing = ", ".join(options)
-    return f"{guess} ({noun}: {listing})" if guess else f"{noun}: {listing}"
