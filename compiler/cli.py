@@ -14,6 +14,7 @@ from . import __version__
 from .diagnostics import SpecError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
+MAX_SEED = 2**32 - 1  # numpy's classic seed range; the odd-size check uses seed + 1
 
 
 def parse_sets(values: Sequence[str]) -> dict[str, str]:
@@ -198,7 +199,13 @@ def compile_cmd(
     help="Absolute tolerance (plus 1e-5 relative to each layer's largest value).",
 )
 @click.option("--batch", type=click.IntRange(1, 64), default=3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, MAX_SEED),
+    default=0,
+    show_default=True,
+    help="Seed of the random weights and inputs.",
+)
 @click.option(
     "--odd-input/--no-odd-input",
     default=True,

@@ -92,3 +92,24 @@ def test_interrupt_exits_130_without_a_traceback(archc, monkeypatch) -> None:
     result = archc("check", SEED)
     assert result.exit_code == 130
     assert "interrupted" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--seed", "-1"],
+        ["--seed", str(2**32)],
+        ["--seed", "1.5"],
+        ["--batch", "0"],
+        ["--batch", "65"],
+        ["--atol", "-1"],
+        ["--atol", "nan"],
+        ["--atol", "inf"],
+    ],
+    ids=lambda option: " ".join(option),
+)
+def test_out_of_range_numeric_options_are_usage_errors(archc, option: list[str]) -> None:
+    result = archc("verify", SEED, *option)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option[0]}'" in result.stderr
+    assert "Traceback" not in result.output
