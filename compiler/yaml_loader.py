@@ -21,6 +21,7 @@ PathKey = tuple[str | int, ...]
 
 MAX_VALUES = 200_000  # values after alias expansion; bounds "billion laughs" documents
 MAX_DEPTH = 64
+MAX_FILE_BYTES = 10 * 2**20
 
 _STD = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_STD}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -168,6 +169,8 @@ class _Builder:
 def _syntax_error(exc: yaml.YAMLError, text: str, file: str) -> Diagnostic:
     """A YAML syntax error as a diagnostic: where it was found, and where the construct
     that it breaks (a bracket, a quote, a mapping) started."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        return _bad_character(exc, text, file)
     if not isinstance(exc, yaml.MarkedYAMLError):
         return Diagnostic("E002", f"YAML error: {exc}", Location(file, 1, 1))
     mark = exc.problem_mark or exc.context_mark
@@ -192,6 +195,25 @@ def _syntax_error(exc: yaml.YAMLError, text: str, file: str) -> Diagnostic:
     return Diagnostic("E002", f"YAML syntax error: {problem or context}", loc, hint=hint)
 
 
+def _bad_character(exc: yaml.reader.ReaderError, text: str, file: str) -> Diagnostic:
+    """A character that YAML never allows (NUL, other control characters), located."""
+    pos = exc.position
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    hint = (
+        "a spec is UTF-8 text; NUL characters suggest a UTF-16 or binary file"
+        if code == 0
+        else 'write control characters as escapes in a double-quoted string, e.g. "\\t"'
+    )
+    return Diagnostic(
+        "E002",
+        f"character U+{code:04X} is not allowed in YAML",
+        Location(file, line, col),
+        hint=hint,
+    )
+
+
 def load_text(text: str, file: str = "<string>", sha256: str | None = None) -> Document:
     """Parse YAML text into a Document; raises SpecError on any problem."""
     try:
@@ -210,20 +232,67 @@ def load_text(text: str, file: str = "<string>", sha256: str | None = None) -> D
 
 
 def load_file(path: str | Path) -> Document:
-    p = Path(path)
+    data = _read(Path(path))
+    return load_text(_decode(data, str(path)), str(path), hashlib.sha256(data).hexdigest())
+
+
+def _read(p: Path) -> bytes:
+    """The file's bytes; at most MAX_FILE_BYTES + 1 are read, so /dev/zero is refused too."""
     try:
-        data = p.read_bytes()
-        text = data.decode("utf-8")
+        with p.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise SpecError([Diagnostic("E001", f"spec file not found: {p}")]) from None
     except IsADirectoryError:
         raise SpecError([Diagnostic("E001", f"spec path is a directory: {p}")]) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(
-            [Diagnostic("E001", f"spec file is not UTF-8 text: {p} ({exc.reason})")]
-        ) from None
     except OSError as exc:
         raise SpecError(
             [Diagnostic("E001", f"cannot read spec file {p}: {exc.strerror}")]
         ) from None
-    return load_text(text, str(path), hashlib.sha256(data).hexdigest())
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecError(
+            [
+                Diagnostic(
+                    "E001",
+                    f"spec file is larger than {MAX_FILE_BYTES // 2**20} MiB",
+                    Location(str(p), 1, 1),
+                    hint="a spec is a short text file; check the path",
+                )
+            ]
+        )
+    return data
+
+
+_BOMS = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
+
+
+def _decode(data: bytes, file: str) -> str:
+    """UTF-8 text; other encodings are refused at the first byte that is not UTF-8."""
+    for bom, encoding in _BOMS.items():
+        if data.startswith(bom):
+            message = f"spec file is {encoding} text, not UTF-8"
+            hint = "save the file as UTF-8"
+            raise SpecError([Diagnostic("E001", message, Location(file, 1, 1), hint=hint)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = len(data[line_start : exc.start].decode("utf-8")) + 1
+        raise SpecError(
+            [
+                Diagnostic(
+                    "E001",
+                    f"spec file is not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be read "
+                    f"as UTF-8 ({exc.reason})",
+                    Location(file, line, col),
+                    hint="save the file as UTF-8 "
+                    "(this looks like Latin-1 or another legacy encoding)",
+                )
+            ]
+        ) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,10 @@ def test_out_of_range_numeric_options_are_usage_errors(archc, option: list[str])
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option[0]}'" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_endless_input_is_a_located_spec_error(archc) -> None:
+    result = archc("check", "/dev/zero")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("/dev/zero:1:1: error[E001]: spec file is larger than 10 MiB\n")

@@ -11,7 +11,14 @@ import pytest
 from compiler.api import compile_spec
 from compiler.diagnostics import Diagnostic, Location, SpecError
 from compiler.load import loads
-from compiler.yaml_loader import MAX_DEPTH, MAX_VALUES, Document, load_file, load_text
+from compiler.yaml_loader import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_VALUES,
+    Document,
+    load_file,
+    load_text,
+)
 
 FILE = "spec.yaml"
 
@@ -401,11 +408,6 @@ def test_load_file_keeps_the_path_as_given(tmp_path: Path, monkeypatch: pytest.M
     [
         ("missing.yaml", None, "spec file not found: {path}"),
         ("folder", "dir", "spec path is a directory: {path}"),
-        (
-            "latin1.yaml",
-            b"name: \xe9t\xe9\n",
-            "spec file is not UTF-8 text: {path} (invalid continuation byte)",
-        ),
     ],
 )
 def test_unreadable_files(
@@ -420,3 +422,103 @@ def test_unreadable_files(
     assert [(d.code, d.message, d.location) for d in found] == [
         ("E001", message.format(path=path), None)
     ]
+
+
+NOT_UTF8_HINT = "save the file as UTF-8 (this looks like Latin-1 or another legacy encoding)"
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "col", "byte", "reason"),
+    [
+        (b"name: \xe9t\xe9\n", 1, 7, "0xe9", "invalid continuation byte"),
+        (b"name: net\nx: caf\xe9", 2, 7, "0xe9", "unexpected end of data"),
+        # columns count characters, as YAML positions do: "\xc3\xa9" is one character
+        (b"a: \xc3\xa9 \xff\n", 1, 6, "0xff", "invalid start byte"),
+    ],
+    ids=["latin1", "second-line", "after-a-multibyte-character"],
+)
+def test_bad_bytes_are_located(
+    tmp_path: Path, content: bytes, line: int, col: int, byte: str, reason: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    [d] = spec_errors(lambda: load_file(path))
+    assert (d.code, d.message, d.location, d.hint) == (
+        "E001",
+        f"spec file is not UTF-8 text: byte {byte} cannot be read as UTF-8 ({reason})",
+        Location(str(path), line, col),
+        NOT_UTF8_HINT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("encoding", "name"),
+    [("utf-16", "UTF-16"), ("utf-16-be", "UTF-16"), ("utf-32", "UTF-32")],
+)
+def test_utf16_and_utf32_files_are_named(tmp_path: Path, encoding: str, name: str) -> None:
+    path = tmp_path / "wide.yaml"
+    text = "name: net\n"
+    path.write_bytes(("\ufeff" + text if encoding == "utf-16-be" else text).encode(encoding))
+    [d] = spec_errors(lambda: load_file(path))
+    assert (d.code, d.message, d.location, d.hint) == (
+        "E001",
+        f"spec file is {name} text, not UTF-8",
+        Location(str(path), 1, 1),
+        "save the file as UTF-8",
+    )
+
+
+def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbfname: net\n")
+    assert load_file(path).data == {"name": "net"}
+
+
+NUL_HINT = "a spec is UTF-8 text; NUL characters suggest a UTF-16 or binary file"
+CONTROL_HINT = 'write control characters as escapes in a double-quoted string, e.g. "\\t"'
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message", "hint"),
+    [
+        ("name: net\nx: a\x00b\n", at(2, 5), "character U+0000 is not allowed in YAML", NUL_HINT),
+        # UTF-16 without a byte order mark: ASCII letters with NULs between them
+        ("n\x00a\x00m\x00e\x00", at(1, 2), "character U+0000 is not allowed in YAML", NUL_HINT),
+        ("a: b\x1b[2J\n", at(1, 5), "character U+001B is not allowed in YAML", CONTROL_HINT),
+        ("a: 1\nb: \x07\n", at(2, 4), "character U+0007 is not allowed in YAML", CONTROL_HINT),
+    ],
+    ids=["nul", "utf16-without-bom", "escape", "bell"],
+)
+def test_unacceptable_characters_are_located(
+    text: str, where: Location, message: str, hint: str
+) -> None:
+    d = only_error(text)
+    assert (d.code, d.message, d.location, d.hint) == ("E002", message, where, hint)
+
+
+def test_oversized_file_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"# " + b"x" * MAX_FILE_BYTES + b"\n")
+    [d] = spec_errors(lambda: load_file(path))
+    assert (d.code, d.message, d.location) == (
+        "E001",
+        "spec file is larger than 10 MiB",
+        Location(str(path), 1, 1),
+    )
+
+
+def test_file_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "limit.yaml"
+    line = b"name: net\n"
+    path.write_bytes(line + b"#" * (MAX_FILE_BYTES - len(line) - 1) + b"\n")
+    assert load_file(path).data == {"name": "net"}
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_endless_file_is_refused() -> None:
+    [d] = spec_errors(lambda: load_file("/dev/zero"))
+    assert (d.code, d.message, d.location) == (
+        "E001",
+        "spec file is larger than 10 MiB",
+        Location("/dev/zero", 1, 1),
+    )
