@@ -11,11 +11,12 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from .diagnostics import Diagnostic, Location, SpecError
+from .expr import MAX_INT_BITS
 
 PathKey = tuple[str | int, ...]
 
@@ -24,17 +25,56 @@ MAX_DEPTH = 64
 MAX_FILE_BYTES = 10 * 2**20
 
 _STD = "tag:yaml.org,2002:"
+_INT, _FLOAT = f"{_STD}int", f"{_STD}float"
 _SCALAR_TAGS = {f"{_STD}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
-# YAML 1.1 (PyYAML) reads 1e-4 as a string; YAML 1.2 and every user read it as a float.
-_LEADING_ZERO = re.compile(r"^[-+]?0[0-9_]+$")
-_FLOAT_12 = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+# Numbers follow the YAML 1.2 core schema, as users expect: PyYAML implements YAML 1.1, where
+# 1:20 is 80, 0b101 is 5, 1_6 is 16, 010 is 8 and 1e-4 is a string. Here those are the
+# strings '1:20', '0b101' and '1_6', ten, and a float.
+_INT_12 = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT_12 = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
 
-try:
-    _Loader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _Loader = yaml.SafeLoader
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
+
+
+class _Loader(_Base):  # type: ignore[misc]
+    """PyYAML's safe loader, resolving plain numbers by the YAML 1.2 core schema."""
+
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+        for first, resolvers in _Base.yaml_implicit_resolvers.items()
+    }
+
+
+_Loader.add_implicit_resolver(_INT, _INT_12, list("-+0123456789"))
+_Loader.add_implicit_resolver(_FLOAT, _FLOAT_12, list("-+0123456789."))
 
 _constructor = yaml.constructor.SafeConstructor()
+
+
+def _int_12(text: str) -> int:
+    """A YAML 1.2 integer: ValueError if text is none, OverflowError past MAX_INT_BITS."""
+    if not _INT_12.match(text):
+        raise ValueError(text)
+    base = {"0x": 16, "0o": 8}.get(text[:2], 10)
+    digits = (text[2:] if base != 10 else text.lstrip("+-")).lstrip("0")
+    if len(digits) > MAX_INT_BITS:  # more digits than bits: too large in any base
+        raise OverflowError(text)
+    value = int(digits or "0", base)
+    if value.bit_length() > MAX_INT_BITS:
+        raise OverflowError(text)
+    return -value if text.startswith("-") else value
+
+
+def _float_12(text: str) -> float:
+    """A YAML 1.2 float (integers included); ValueError if text is none."""
+    if not _FLOAT_12.match(text):
+        raise ValueError(text)
+    if text.lower().endswith((".inf", ".nan")):
+        return float(text.replace(".", ""))
+    return float(text)
 
 
 @dataclass
@@ -138,24 +178,26 @@ class _Builder:
         if tag not in _SCALAR_TAGS:
             self.bad_tag(node)
             return node.value
-        if tag == f"{_STD}str":
-            if not node.style and _FLOAT_12.match(node.value):
-                return float(node.value)
-            return node.value
-        if tag == f"{_STD}timestamp":
-            return node.value  # keep dates as the text the user wrote
-        if tag == f"{_STD}int" and _LEADING_ZERO.match(node.value):
-            return int(node.value.replace("_", ""), 10)  # YAML 1.2: 010 is ten, not octal 8
+        if tag in (f"{_STD}str", f"{_STD}timestamp"):
+            return node.value  # dates stay as the text the user wrote
         try:
-            return {
-                f"{_STD}int": _constructor.construct_yaml_int,
-                f"{_STD}float": _constructor.construct_yaml_float,
-                f"{_STD}bool": _constructor.construct_yaml_bool,
-                f"{_STD}null": _constructor.construct_yaml_null,
-            }[tag](node)
+            if tag == _INT:
+                return _int_12(node.value)
+            if tag == _FLOAT:
+                return _float_12(node.value)
+            if tag == f"{_STD}bool":
+                return _constructor.construct_yaml_bool(node)
+            return _constructor.construct_yaml_null(node)
+        except OverflowError:
+            self.error(
+                node,
+                "E009",
+                f"integer too large (more than {MAX_INT_BITS} bits)",
+                hint=f"integers in a spec must fit in {MAX_INT_BITS} bits",
+            )
         except (ValueError, yaml.YAMLError):
             self.error(node, "E008", f"cannot read scalar {node.value!r} as {tag[len(_STD) :]}")
-            return node.value
+        return node.value
 
     def bad_tag(self, node: yaml.Node) -> None:
         self.error(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -158,14 +159,95 @@ SCALARS: dict[str, Any] = {
     "!!str 12": "12",
     "!!float 1": 1.0,
     "!!int '7'": 7,
+    # YAML 1.2 core schema integers: decimal, 0o octal and 0x hex only
+    "+12": 12,
+    "0o17": 15,
+    "0x1F": 31,
+    "-0": 0,
+    "18446744073709551615": 2**64 - 1,  # the largest integer of 64 bits
+    "-18446744073709551615": -(2**64 - 1),
+    "0xffffffffffffffff": 2**64 - 1,
+    "0o1777777777777777777777": 2**64 - 1,  # 1 + 21 * 3 = 64 bits
+    "0" * 5000 + "7": 7,  # leading zeros add no bits
+    # YAML 1.1 forms that YAML 1.2 reads as text
+    "1:20": "1:20",  # sexagesimal 80 in YAML 1.1
+    "1:20.5": "1:20.5",
+    "1_6": "1_6",
+    "1_000.5": "1_000.5",
+    "0b101": "0b101",
+    "-0x10": "-0x10",  # 1.2 hex has no sign
+    "0O17": "0O17",
+    # YAML 1.2 core schema floats
+    "1.": 1.0,
+    "-.5": -0.5,
+    ".inf": math.inf,
+    "-.Inf": -math.inf,
 }
 
 
-@pytest.mark.parametrize(("text", "expected"), SCALARS.items(), ids=list(SCALARS))
+@pytest.mark.parametrize(("text", "expected"), SCALARS.items(), ids=[k[:24] for k in SCALARS])
 def test_scalar(text: str, expected: Any) -> None:
     value = data(f"value: {text}\n")["value"]
     assert value == expected
     assert type(value) is type(expected)
+
+
+def test_nan_is_a_float() -> None:
+    value = data("value: .NaN\n")["value"]
+    assert isinstance(value, float) and math.isnan(value)
+
+
+TOO_LARGE = "integer too large (more than 64 bits)"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "18446744073709551616",  # 2 ** 64
+        "-18446744073709551616",
+        "0x10000000000000000",
+        "0o2000000000000000000000",
+        "9" * 5000,  # past Python's 4300-digit limit for int(str)
+        "0x" + "f" * 3600,
+        "!!int 0x" + "f" * 3600,
+    ],
+    ids=["2**64", "-2**64", "hex-2**64", "octal-2**64", "5000-digits", "3600-hex", "tagged"],
+)
+def test_integers_are_bounded_to_64_bits(text: str) -> None:
+    d = only_error(f"value: {text}\n")
+    assert (d.code, d.message, d.location, d.hint) == (
+        "E009",
+        TOO_LARGE,
+        at(1, 8),
+        "integers in a spec must fit in 64 bits",
+    )
+
+
+def test_huge_integer_key_is_bounded() -> None:
+    d = only_error(f"{'9' * 30}: 1\n")
+    assert (d.code, d.message, d.location) == ("E009", TOO_LARGE, at(1, 1))
+
+
+@pytest.mark.parametrize("text", ["!!int 0b101", "!!int 1:20", "!!float 1:20.5"])
+def test_tagged_yaml11_numbers_are_unreadable(text: str) -> None:
+    value, tag = text.split(" ")[1], text.split(" ")[0][2:]
+    d = only_error(f"value: {text}\n")
+    assert (d.code, d.message) == ("E008", f"cannot read scalar '{value}' as {tag}")
+
+
+@pytest.mark.parametrize("value", ["1:20", "1_6", "0b101"])
+def test_yaml11_numbers_reach_ops_as_text_and_are_refused(value: str) -> None:
+    spec = f"""\
+archc: 1
+name: net
+inputs: [{{name: x, shape: [8, 8, 3]}}]
+layers:
+  - {{op: conv2d, filters: {value}, kernel: 3}}
+"""
+    [d] = spec_errors(lambda: compile_spec(loads(spec, FILE)))
+    assert d.code == "E032"
+    assert d.message.startswith(f"invalid conv2d.filters '{value}': ")
+    assert d.location == at(5, 27)
 
 
 def test_exponent_float_reaches_ops_as_a_float() -> None:
