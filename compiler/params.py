@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from .diagnostics import Collector, Diagnostic, Location, did_you_mean
-from .expr import ExprError
+from .expr import MAX_INT_BITS, ExprError
 from .load import LoadedSpec
 from .schema import ParamDecl
 from .template import render
@@ -16,6 +17,10 @@ from .template import render
 
 class ParamTypeError(Exception):
     pass
+
+
+TOO_LARGE = f"integer too large (more than {MAX_INT_BITS} bits)"
+_DIGITS = re.compile(r"\s*[-+]?[0-9]+\s*")
 
 
 def _is_int(v: Any) -> bool:
@@ -33,6 +38,8 @@ def coerce(value: Any, decl: ParamDecl) -> Any:
         return [coerce(v, inner) for v in value]
     if t == "int" and not _is_int(value):
         raise ParamTypeError(f"expected int, got {_kind(value)} {value!r}")
+    if t == "int" and value.bit_length() > MAX_INT_BITS:
+        raise ParamTypeError(TOO_LARGE)
     if t == "float":
         if not (_is_int(value) or isinstance(value, float)):
             raise ParamTypeError(f"expected float, got {_kind(value)} {value!r}")
@@ -61,12 +68,18 @@ def _kind(v: Any) -> str:
     )
 
 
+def _int(text: str) -> int:
+    if _DIGITS.fullmatch(text) and len(text.strip().lstrip("+-").lstrip("0")) > MAX_INT_BITS:
+        raise ParamTypeError(TOO_LARGE)  # also past Python's limit on int(str)
+    return int(text)
+
+
 def parse_text(text: str, decl: ParamDecl) -> Any:
     """Read a command-line value by the parameter's declared type."""
     t = decl.type
     try:
         if t == "int":
-            return coerce(int(text), decl)
+            return coerce(_int(text), decl)
         if t == "float":
             return coerce(float(text), decl)
         if t == "bool":
@@ -77,7 +90,9 @@ def parse_text(text: str, decl: ParamDecl) -> Any:
         if t == "str":
             return coerce(text, decl)
         return coerce(json.loads(text), decl)
-    except ValueError:
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):  # a JSON integer of over 4300 digits
+            raise ParamTypeError(TOO_LARGE) from None
         raise ParamTypeError(f"expected {t}, got {text!r}") from None
 
 

@@ -171,6 +171,32 @@ SET_CASES: dict[str, tuple[list[str], Expected]] = {
             hints=["parameter 'use_final_conv' is declared as bool"],
         ),
     ),
+    "int-past-64-bits": (
+        ["nb_classes=18446744073709551616"],  # 2 ** 64
+        Expected(
+            errors=["error[E023]: --set nb_classes: integer too large (more than 64 bits)"],
+            hints=["parameter 'nb_classes' is declared as int"],
+        ),
+    ),
+    "int-past-python-digit-limit": (
+        ["nb_classes=" + "9" * 5000],
+        Expected(
+            errors=["error[E023]: --set nb_classes: integer too large (more than 64 bits)"],
+        ),
+    ),
+    "list-element-past-64-bits": (
+        ["input_shape=[" + "9" * 38 + ",7,3]"],
+        Expected(
+            errors=["error[E023]: --set input_shape: integer too large (more than 64 bits)"],
+            hints=["parameter 'input_shape' is declared as list[int]"],
+        ),
+    ),
+    "list-element-past-python-digit-limit": (
+        ["input_shape=[" + "9" * 5000 + ",7,3]"],
+        Expected(
+            errors=["error[E023]: --set input_shape: integer too large (more than 64 bits)"],
+        ),
+    ),
     "both-at-once": (
         ["num_stage=3", "num_stages=abc"],
         Expected(
