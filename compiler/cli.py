@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import click
 
 from . import __version__
-from .diagnostics import SpecError
+from .diagnostics import SpecError, short_repr
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 MAX_SEED = 2**32 - 1  # numpy's classic seed range; the odd-size check uses seed + 1
@@ -22,7 +22,7 @@ def parse_sets(values: Sequence[str]) -> dict[str, str]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise click.UsageError(f"--set expects KEY=VALUE, got {item!r}")
+            raise click.UsageError(f"--set expects KEY=VALUE, got {short_repr(item)}")
         out[key.strip()] = value.strip()
     return out
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+MAX_TEXT = 1000  # characters kept of a message, hint, path or detail line
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,14 @@ class Diagnostic:
     hint: str = ""
     related: tuple[tuple[str, Location], ...] = ()
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        # Values echoed in messages can be huge: keep every field to a readable size.
+        for name in ("message", "path", "hint"):
+            object.__setattr__(self, name, _cut(getattr(self, name), MAX_TEXT))
+        if len(self.detail) > MAX_TEXT:
+            lines = self.detail.split("\n")
+            object.__setattr__(self, "detail", "\n".join(_cut(x, MAX_TEXT) for x in lines))
 
     def format(self) -> str:
         where = f"{self.location}: " if self.location else ""
@@ -92,3 +103,46 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if close:
         return f"did you mean '{close[0]}'?"
     return ""
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_BIG_INT_BITS = 256  # longer integers are described, not printed (int -> str may refuse)
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """repr(value) cut to `limit` characters with '…', without building the whole repr:
+    use it for every value echoed in a message."""
+    pieces, size = [], 0
+    for piece in _repr_pieces(value, limit):
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    return _cut("".join(pieces), limit)
+
+
+def _repr_pieces(value: Any, limit: int) -> Iterator[str]:
+    if isinstance(value, list | tuple):
+        yield "[" if isinstance(value, list) else "("
+        for i, item in enumerate(value):
+            yield ", " if i else ""
+            yield from _repr_pieces(item, limit)
+        yield "," if isinstance(value, tuple) and len(value) == 1 else ""
+        yield "]" if isinstance(value, list) else ")"
+    elif isinstance(value, dict):
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            yield ", " if i else ""
+            yield from _repr_pieces(key, limit)
+            yield ": "
+            yield from _repr_pieces(item, limit)
+        yield "}"
+    elif isinstance(value, str) and len(value) > limit:
+        yield repr(value[: limit + 1])  # the closing quote falls past the cut
+    elif isinstance(value, int) and abs(value).bit_length() > _BIG_INT_BITS:
+        yield f"<integer of {abs(value).bit_length()} bits>"
+    else:
+        yield repr(value)

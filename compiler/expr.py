@@ -3,7 +3,9 @@
 Expressions are parsed with `ast` and walked by a small interpreter over an allow-list of
 node types and functions. Nothing is ever passed to eval/exec; attribute access, dunders,
 comprehensions, lambdas and unknown calls are rejected; integer size, exponent, sequence
-length and expression size are bounded so that `10**10**10` fails at once.
+length, the total size of any value (items at every depth) and expression size are bounded,
+and checked before a value is built, so that `10**10**10` and `[[[0]*9999]*9999]*9999` fail
+at once.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from .diagnostics import did_you_mean
+from .diagnostics import did_you_mean, short_repr
 
 MAX_EXPR_CHARS = 1000
 MAX_AST_NODES = 200
 MAX_INT_BITS = 64
 MAX_SEQ_LEN = 10_000
+MAX_TOTAL = 100_000  # items at every depth of one value, characters of its strings included
+TOO_BIG = (
+    f"result larger than {MAX_TOTAL} elements in all (nested lists and strings count each item)"
+)
 
 
 class ExprError(Exception):
@@ -188,28 +194,48 @@ def parse(source: str) -> ast.Expression:
 class _Interpreter:
     def __init__(self, env: Mapping[str, Any]):
         self.env = env
+        self.sizes: dict[int, tuple[Any, int]] = {}  # id -> (list, size): shared lists count fast
 
     def run(self, node: ast.AST) -> Any:
         method = getattr(self, "_" + type(node).__name__)
         return self.check(method(node))
 
-    @staticmethod
-    def check(value: Any) -> Any:
+    def check(self, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             if value.bit_length() > MAX_INT_BITS:
                 raise ExprError(f"integer result too large (more than {MAX_INT_BITS} bits)")
         elif isinstance(value, float) and not math.isfinite(value):
             raise ExprError("result is not a finite number")
-        elif isinstance(value, str | list | tuple) and len(value) > MAX_SEQ_LEN:
-            raise ExprError(f"result longer than {MAX_SEQ_LEN} items")
+        elif isinstance(value, str | list | tuple):
+            if len(value) > MAX_SEQ_LEN:
+                raise ExprError(f"result longer than {MAX_SEQ_LEN} items")
+            self.bound(self.size(value))
         return value
+
+    def size(self, value: Any) -> int:
+        """Items at every depth plus characters: the room a value takes (a number takes 1)."""
+        if isinstance(value, str):
+            return len(value)
+        if not isinstance(value, list | tuple):
+            return 1
+        hit = self.sizes.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        n = len(value) + sum(self.size(v) for v in value if isinstance(v, str | list | tuple))
+        self.sizes[id(value)] = (value, n)
+        return n
+
+    @staticmethod
+    def bound(size: int) -> None:
+        if size > MAX_TOTAL:
+            raise ExprError(TOO_BIG)
 
     def _Expression(self, node: ast.Expression) -> Any:
         return self.run(node.body)
 
     def _Constant(self, node: ast.Constant) -> Any:
         if not isinstance(node.value, int | float | str | bool) and node.value is not None:
-            raise ExprError(f"constant {node.value!r} is not allowed")
+            raise ExprError(f"constant {short_repr(node.value)} is not allowed")
         return node.value
 
     def _Name(self, node: ast.Name) -> Any:
@@ -226,7 +252,9 @@ class _Interpreter:
         raise ExprError(f"unknown name '{node.id}'", hint=hint, name=node.id)
 
     def _List(self, node: ast.List) -> list[Any]:
-        return [self.run(e) for e in node.elts]
+        items = [self.run(e) for e in node.elts]
+        self.bound(self.size(tuple(items)))
+        return items
 
     _Tuple = _List
 
@@ -252,6 +280,10 @@ class _Interpreter:
             seq, n = (a, b) if isinstance(a, str | list) else (b, a)
             if isinstance(n, int) and len(seq) * max(n, 0) > MAX_SEQ_LEN:
                 raise ExprError(f"result longer than {MAX_SEQ_LEN} items")
+            if isinstance(n, int):
+                self.bound(self.size(seq) * max(n, 0))
+        if sym == "+" and isinstance(a, str | list) and type(a) is type(b):
+            self.bound(self.size(a) + self.size(b))
         try:
             return fn(a, b)
         except ZeroDivisionError:
@@ -341,6 +373,11 @@ class _Interpreter:
             raise
         except (TypeError, ValueError, OverflowError, ZeroDivisionError) as exc:
             raise ExprError(f"{name}(): {exc}") from None
+
+
+def value_size(value: Any) -> int:
+    """Items at every depth plus characters (a number counts 1), as MAX_TOTAL counts them."""
+    return _Interpreter({}).size(value)
 
 
 def evaluate(source: str, env: Mapping[str, Any]) -> Any:

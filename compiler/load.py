@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .diagnostics import Diagnostic, SpecError, did_you_mean
+from .diagnostics import Diagnostic, SpecError, did_you_mean, short_repr
 from .ops import load_all
 from .schema import PATTERN_MEANING, Spec
 from .yaml_loader import Document, PathKey, load_file, load_text
@@ -112,8 +112,7 @@ def _allowed(loc: tuple[Any, ...]) -> list[str]:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return short_repr(value, 60)
 
 
 def _diagnostics(exc: ValidationError, doc: Document) -> list[Diagnostic]:
@@ -200,7 +199,9 @@ def _diagnostics(exc: ValidationError, doc: Document) -> list[Diagnostic]:
                 f"invalid parameter '{name}' {_describe(value)}: expected a mapping "
                 "with 'type' and 'default'"
             )
-            hint = f"for example {name}: {{type: {_param_type(value)}, default: {value!r}}}"
+            hint = (
+                f"for example {name}: {{type: {_param_type(value)}, default: {short_repr(value)}}}"
+            )
         elif len(errs) == 1:
             message = f"invalid {key} {_describe(value)}: {_message(errs[0])}"
         else:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .diagnostics import Collector, Diagnostic, Location, did_you_mean
+from .diagnostics import Collector, Diagnostic, Location, did_you_mean, short_repr
 from .expr import MAX_INT_BITS, ExprError
 from .load import LoadedSpec
 from .schema import ParamDecl
@@ -33,32 +33,32 @@ def coerce(value: Any, decl: ParamDecl) -> Any:
     t = decl.type
     if t.startswith("list["):
         if not isinstance(value, list | tuple):
-            raise ParamTypeError(f"expected {t}, got {_kind(value)} {value!r}")
+            raise ParamTypeError(f"expected {t}, got {_kind(value)} {short_repr(value)}")
         inner = decl.model_copy(update={"type": t[5:-1]})
         return [coerce(v, inner) for v in value]
     if t == "int" and not _is_int(value):
-        raise ParamTypeError(f"expected int, got {_kind(value)} {value!r}")
+        raise ParamTypeError(f"expected int, got {_kind(value)} {short_repr(value)}")
     if t == "int" and value.bit_length() > MAX_INT_BITS:
         raise ParamTypeError(TOO_LARGE)
     if t == "float":
         if not (_is_int(value) or isinstance(value, float)):
-            raise ParamTypeError(f"expected float, got {_kind(value)} {value!r}")
+            raise ParamTypeError(f"expected float, got {_kind(value)} {short_repr(value)}")
         try:
             value = float(value)
         except OverflowError:
             raise ParamTypeError("the integer is too large for a float") from None
         if not math.isfinite(value):
-            raise ParamTypeError(f"expected a finite float, got {value!r}")
+            raise ParamTypeError(f"expected a finite float, got {short_repr(value)}")
     if t == "bool" and not isinstance(value, bool):
-        raise ParamTypeError(f"expected bool, got {_kind(value)} {value!r}")
+        raise ParamTypeError(f"expected bool, got {_kind(value)} {short_repr(value)}")
     if t == "str" and not isinstance(value, str):
-        raise ParamTypeError(f"expected str, got {_kind(value)} {value!r}")
+        raise ParamTypeError(f"expected str, got {_kind(value)} {short_repr(value)}")
     if decl.min is not None and value < decl.min:
-        raise ParamTypeError(f"{value!r} is below the minimum {decl.min}")
+        raise ParamTypeError(f"{short_repr(value)} is below the minimum {decl.min}")
     if decl.max is not None and value > decl.max:
-        raise ParamTypeError(f"{value!r} is above the maximum {decl.max}")
+        raise ParamTypeError(f"{short_repr(value)} is above the maximum {decl.max}")
     if decl.choices is not None and value not in decl.choices:
-        raise ParamTypeError(f"{value!r} is not one of {decl.choices}")
+        raise ParamTypeError(f"{short_repr(value)} is not one of {short_repr(decl.choices)}")
     return value
 
 
@@ -85,7 +85,7 @@ def parse_text(text: str, decl: ParamDecl) -> Any:
         if t == "bool":
             low = text.strip().lower()
             if low not in ("true", "false", "1", "0", "yes", "no"):
-                raise ParamTypeError(f"expected true or false, got {text!r}")
+                raise ParamTypeError(f"expected true or false, got {short_repr(text)}")
             return coerce(low in ("true", "1", "yes"), decl)
         if t == "str":
             return coerce(text, decl)
@@ -93,7 +93,7 @@ def parse_text(text: str, decl: ParamDecl) -> Any:
     except ValueError as exc:
         if "integer string conversion" in str(exc):  # a JSON integer of over 4300 digits
             raise ParamTypeError(TOO_LARGE) from None
-        raise ParamTypeError(f"expected {t}, got {text!r}") from None
+        raise ParamTypeError(f"expected {t}, got {short_repr(text)}") from None
 
 
 def resolve(

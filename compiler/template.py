@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .expr import ExprError, evaluate, type_name
+from .diagnostics import short_repr
+from .expr import MAX_TOTAL, TOO_BIG, ExprError, evaluate, type_name, value_size
 
 
 def split_template(text: str) -> list[tuple[bool, str]]:
@@ -36,7 +37,9 @@ def split_template(text: str) -> list[tuple[bool, str]]:
                 depth -= 1
             j += 1
         else:
-            raise ExprError(f"unclosed '${{' in '{text}'", hint="close the expression with '}'")
+            raise ExprError(
+                f"unclosed '${{' in {short_repr(text)}", hint="close the expression with '}'"
+            )
         parts.append((True, text[start + 2 : j]))
         i = j + 1
 
@@ -48,15 +51,22 @@ def is_template(value: Any) -> bool:
 def render(value: Any, env: Mapping[str, Any]) -> Any:
     """Resolve templates in a value: '${x}' keeps x's type, 'a${x}b' gives a string.
 
-    Lists are resolved element by element; other values are returned as they are.
+    Lists are resolved element by element; other values are returned as they are. What the
+    expressions build for one value is bounded in total (MAX_TOTAL items and characters).
     """
+    return _render(value, env, [0])
+
+
+def _render(value: Any, env: Mapping[str, Any], used: list[int]) -> Any:
     if isinstance(value, list):
-        return [render(v, env) for v in value]
+        return [_render(v, env, used) for v in value]
     if not is_template(value):
         return value
     parts = split_template(value)
     if len(parts) == 1 and parts[0][0]:
-        return evaluate(parts[0][1], env)
+        result = evaluate(parts[0][1], env)
+        _charge(used, value_size(result))
+        return result
     out = []
     for is_expr, text in parts:
         if not is_expr:
@@ -65,8 +75,15 @@ def render(value: Any, env: Mapping[str, Any]) -> Any:
         v = evaluate(text, env)
         if isinstance(v, bool) or not isinstance(v, int | float | str):
             raise ExprError(
-                f"cannot insert {type_name(v)} into text '{value}'",
+                f"cannot insert {type_name(v)} into text {short_repr(value)}",
                 hint="only numbers and strings can be interpolated into names",
             )
         out.append(str(v))
+        _charge(used, len(out[-1]))
     return "".join(out)
+
+
+def _charge(used: list[int], size: int) -> None:
+    used[0] += size
+    if used[0] > MAX_TOTAL:
+        raise ExprError(TOO_BIG)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from .diagnostics import Diagnostic, Location, SpecError
+from .diagnostics import Diagnostic, Location, SpecError, short_repr
 from .expr import MAX_INT_BITS
 
 PathKey = tuple[str | int, ...]
@@ -196,7 +196,9 @@ class _Builder:
                 hint=f"integers in a spec must fit in {MAX_INT_BITS} bits",
             )
         except (ValueError, yaml.YAMLError):
-            self.error(node, "E008", f"cannot read scalar {node.value!r} as {tag[len(_STD) :]}")
+            self.error(
+                node, "E008", f"cannot read scalar {short_repr(node.value)} as {tag[len(_STD) :]}"
+            )
         return node.value
 
     def bad_tag(self, node: yaml.Node) -> None:

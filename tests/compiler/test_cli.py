@@ -121,3 +121,18 @@ def test_endless_input_is_a_located_spec_error(archc) -> None:
     result = archc("check", "/dev/zero")
     assert result.exit_code == 1
     assert result.stderr.startswith("/dev/zero:1:1: error[E001]: spec file is larger than 10 MiB\n")
+
+
+def test_a_huge_value_in_a_message_is_cut(archc, tmp_path) -> None:
+    spec = tmp_path / "net.yaml"
+    spec.write_text(
+        "archc: 1\nname: net\ninputs:\n  - {name: image, shape: [16, 16, 3]}\n"
+        'layers:\n  - {op: dense, units: "${[[0] * 9999] * 10}"}\n',
+        encoding="utf-8",
+    )
+    result = archc("check", spec)
+    assert result.exit_code == 1
+    headline = result.stderr.splitlines()[0]
+    assert headline.startswith(f"{spec}:6:24: error[E032]: invalid dense.units [[0, 0, 0, ")
+    assert headline.endswith("…")
+    assert len(result.stderr) < 3000

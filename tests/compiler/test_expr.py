@@ -126,6 +126,9 @@ VALUES: dict[str, Any] = {
     "float(2)": 2.0,
     "bool(0)": False,
     "len(filters)": 3,
+    # the total size bound (100000) counts every element at every depth: 10 + 10 * 9999
+    "len([[0] * 9999] * 10)": 10,
+    "len([['a' * 9998] * 10, 'b' * 8])": 2,  # 2 + (10 + 10 * 9998) + 8 = 100_000
     "max(filters)": 128,
     "min(3, 1, 2)": 1,
     "max(1, min(4, stage))": 2,
@@ -242,6 +245,8 @@ def test_template_with_braces_names_the_real_problem() -> None:
 
 # -- what it refuses ------------------------------------------------------------------------------
 
+TOTAL = "result larger than 100000 elements in all (nested lists and strings count each item)"
+
 REJECTED: dict[str, tuple[str, str]] = {
     # attribute access and dunders
     "stage.real": ("attribute access is not allowed in expression 'stage.real'", ""),
@@ -287,6 +292,15 @@ REJECTED: dict[str, tuple[str, str]] = {
     "'a' * 10 ** 9": ("result longer than 10000 items", ""),
     "[0] * 10000 + [0]": ("result longer than 10000 items", ""),
     "range(10 ** 9)": ("range() longer than 10000", ""),
+    # total size: nested lists and strings count every element and character
+    "[[0] * 9999] * 11": (TOTAL, ""),  # 11 + 11 * 9999 = 110_000
+    "[[0] * 9999] * 9999": (TOTAL, ""),
+    "[[[0] * 9999] * 9999] * 9999": (TOTAL, ""),
+    "['a' * 9999] * 11": (TOTAL, ""),
+    "[range(9999)] * 11": (TOTAL, ""),
+    "[[0] * 9999] * 6 + [[0] * 9999] * 6": (TOTAL, ""),  # 60_000 + 60_000
+    "[[[0] * 9999] * 6, [[0] * 9999] * 6]": (TOTAL, ""),
+    "[['a' * 9999] * 10, 'b' * 10, [1]]": (TOTAL, ""),  # 3 + 100_000 + 10 + 1
     "1" + " + 1" * 300: ("expression longer than 1000 characters", ""),
     "+".join(["1"] * 150): ("expression too complex (more than 200 parts)", ""),
     "1e308 * 10": ("result is not a finite number", ""),
@@ -341,6 +355,9 @@ def test_unknown_name_without_anything_in_scope() -> None:
         "range(10 ** 9)",
         "(2 ** 62) * (2 ** 62) * (2 ** 62)",
         "str(['a' * 9999] * 200)",
+        "[[[0] * 9999] * 9999] * 9999",
+        "[[0] * 9999] * 9999",
+        "[[0] * 9999] * 6 + [[0] * 9999] * 6",
         "'%09000000d' % 1",
     ],
 )
@@ -374,3 +391,24 @@ def test_the_sandbox_never_sees_python_builtins() -> None:
     for name in ("print", "exec", "compile", "globals", "type", "object"):
         assert expr_error(f"{name}()").message == f"call to '{name}' is not allowed"
         assert expr_error(name).message == f"unknown name '{name}'"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "${'a' * 9999}" * 11,  # 11 * 9999 characters
+        "name_${'a' * 9999}" * 11,
+        ["${[0] * 9999}"] * 11,  # 11 + 11 * 9999
+        [["${'a' * 9999}"] * 6, ["${'a' * 9999}"] * 5],
+    ],
+    ids=["text", "text-with-literals", "list", "nested-list"],
+)
+def test_rendered_values_are_bounded_in_total(value: Any) -> None:
+    with pytest.raises(ExprError) as info:
+        render(value, {})
+    assert info.value.message == TOTAL
+
+
+def test_rendered_values_at_the_bound_are_kept() -> None:
+    assert len(render("${'a' * 9999}" * 10, {})) == 99_990
+    assert len(render(["${[0] * 9999}"] * 10, {})) == 10  # 10 + 10 * 9999 = 100_000
