@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import click
 
 from . import __version__
-from .diagnostics import SpecError, short_repr
+from .diagnostics import SpecError, printable, short_repr, shorten
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 MAX_SEED = 2**32 - 1  # numpy's classic seed range; the odd-size check uses seed + 1
@@ -57,7 +57,7 @@ def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
         code = EXIT_SPEC
     except Exception as exc:
         click.echo(
-            f"internal error: {type(exc).__name__}: {exc}\n"
+            f"internal error: {type(exc).__name__}: {printable(shorten(str(exc)))}\n"
             "This is a bug in archc, not in your spec; please report it with the spec "
             "that triggers it (set ARCHC_DEBUG=1 for the traceback).",
             err=True,

@@ -34,12 +34,13 @@ class Diagnostic:
     def __post_init__(self) -> None:
         # Values echoed in messages can be huge: keep every field to a readable size.
         for name in ("message", "path", "hint"):
-            object.__setattr__(self, name, _cut(getattr(self, name), MAX_TEXT))
+            object.__setattr__(self, name, shorten(getattr(self, name), MAX_TEXT))
         if len(self.detail) > MAX_TEXT:
             lines = self.detail.split("\n")
-            object.__setattr__(self, "detail", "\n".join(_cut(x, MAX_TEXT) for x in lines))
+            object.__setattr__(self, "detail", "\n".join(shorten(x, MAX_TEXT) for x in lines))
 
     def format(self) -> str:
+        """The diagnostic as text for a terminal: control and bidi characters escaped."""
         where = f"{self.location}: " if self.location else ""
         lines = [f"{where}error[{self.code}]: {self.message}"]
         if self.path:
@@ -49,8 +50,8 @@ class Diagnostic:
         if self.hint:
             lines.append(f"  hint: {self.hint}")
         if self.detail:
-            lines.append(self.detail)
-        return "\n".join(lines)
+            lines += self.detail.split("\n")
+        return "\n".join(map(printable, lines))
 
     def to_json(self) -> dict[str, object]:
         loc = self.location
@@ -105,7 +106,28 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return ""
 
 
-def _cut(text: str, limit: int) -> str:
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def printable(text: str) -> str:
+    """Text safe to print to a terminal: characters that are not printable (control
+    characters such as ESC, bidi overrides, invisible formatting) are shown as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch in _NAMED:
+        return _NAMED[ch]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def shorten(text: str, limit: int = MAX_TEXT) -> str:
+    """text cut to limit characters, ending with "…" where it was cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -121,7 +143,7 @@ def short_repr(value: Any, limit: int = 80) -> str:
         size += len(piece)
         if size > limit:
             break
-    return _cut("".join(pieces), limit)
+    return shorten("".join(pieces), limit)
 
 
 def _repr_pieces(value: Any, limit: int) -> Iterator[str]:

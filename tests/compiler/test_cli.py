@@ -136,3 +136,16 @@ def test_a_huge_value_in_a_message_is_cut(archc, tmp_path) -> None:
     assert headline.startswith(f"{spec}:6:24: error[E032]: invalid dense.units [[0, 0, 0, ")
     assert headline.endswith("…")
     assert len(result.stderr) < 3000
+
+
+def test_internal_error_text_is_terminal_safe(archc, monkeypatch) -> None:
+    import compiler.api
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("kaput \x1b[2J" + "x" * 5000)
+
+    monkeypatch.setattr(compiler.api, "compile_spec", boom)
+    result = archc("check", SEED)
+    assert result.exit_code == 3
+    assert "internal error: RuntimeError: kaput \\x1b[2J" in result.stderr
+    assert "\x1b" not in result.stderr and len(result.stderr) < 2000

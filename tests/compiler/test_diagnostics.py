@@ -79,3 +79,49 @@ def test_overlong_fields_are_cut_when_the_diagnostic_is_made() -> None:
 def test_text_at_the_limit_is_kept_whole() -> None:
     d = Diagnostic("E032", "m" * MAX_TEXT, AT)
     assert d.message == "m" * MAX_TEXT
+
+
+# -- terminal safety -----------------------------------------------------------------------------
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J"  # sets the terminal's title, then clears the screen
+
+
+def test_control_and_bidi_characters_are_shown_escaped() -> None:
+    d = Diagnostic(
+        "E012",
+        f"unknown key '{ESCAPES}'",
+        Location("spec\x1b.yaml", 3, 7),
+        path="layers.0.\u202eevil",
+        hint="did you mean 'abc\u2066'?",
+        related=(("first\x00 given at", AT),),
+        detail="  line one\t\x9b\n  line two \U000e0041",
+    )
+    assert d.format().splitlines() == [
+        "spec\\x1b.yaml:3:7: error[E012]: unknown key '\\x1b]0;owned\\x07\\x1b[2J'",
+        "  in: layers.0.\\u202eevil",
+        "  first\\x00 given at: spec.yaml:3:7",
+        "  hint: did you mean 'abc\\u2066'?",
+        "  line one\\t\\x9b",
+        "  line two \\U000e0041",
+    ]
+
+
+def test_a_newline_in_a_message_cannot_forge_another_line() -> None:
+    d = Diagnostic("E012", "unknown key 'a\nspec.yaml:1:1: error[E000]: fake'", AT)
+    assert (
+        d.format()
+        == "spec.yaml:3:7: error[E012]: unknown key 'a\\nspec.yaml:1:1: error[E000]: fake'"
+    )
+
+
+def test_printable_text_is_unchanged() -> None:
+    text = "unknown op 'conv2d' — did you mean 'café' or '卷积'? (a\\x1b stays as typed)"
+    d = Diagnostic("E013", text, AT)
+    assert d.format() == f"spec.yaml:3:7: error[E013]: {text}"
+
+
+def test_json_keeps_the_text_and_escapes_it_as_json() -> None:
+    d = Diagnostic("E012", f"unknown key '{ESCAPES}\u202e'", AT)
+    out = json.dumps(d.to_json())
+    assert "\x1b" not in out and "\u202e" not in out
+    assert json.loads(out)["message"] == f"unknown key '{ESCAPES}\u202e'"
