@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .diagnostics import Collector, Diagnostic, Location, did_you_mean, short_repr
+from .diagnostics import Collector, Diagnostic, Location, did_you_mean, short_repr, shorten
 from .expr import MAX_INT_BITS, ExprError
 from .load import LoadedSpec
 from .schema import ParamDecl
@@ -96,6 +96,11 @@ def parse_text(text: str, decl: ParamDecl) -> Any:
         raise ParamTypeError(f"expected {t}, got {short_repr(text)}") from None
 
 
+def _set_text(name: str, text: Any) -> str:
+    """Where a --set value came from, as the user wrote it (the value cut to 40 characters)."""
+    return f"--set {name}={shorten(str(text), 40)}"
+
+
 def resolve(
     loaded: LoadedSpec,
     overrides: Mapping[str, Any] | None = None,
@@ -122,12 +127,12 @@ def resolve(
                 given[k] = (v, doc.loc(("variants", variant, "params", k), key=True), "variant")
     for k, v in (overrides or {}).items():
         given[k] = (v, None, "--set" if from_text else "override")
-    for k, (_, loc, src) in given.items():
+    for k, (v, loc, src) in given.items():
         if k not in spec.params:
             errors.add(
                 Diagnostic(
                     "E020",
-                    f"{src}: unknown parameter '{k}'",
+                    f"{_set_text(k, v) if src == '--set' else src}: unknown parameter '{k}'",
                     loc,
                     hint=did_you_mean(k, spec.params)
                     or "parameters: " + (", ".join(spec.params) or "none declared"),
@@ -137,7 +142,7 @@ def resolve(
     for name, decl in spec.params.items():
         if name in given:
             raw, loc, src = given[name]
-            where = f"{src} {name}"
+            where = _set_text(name, raw) if src == "--set" else f"{src} {name}"
         else:
             raw, loc, src = decl.default, doc.loc(("params", name, "default")), "default"
             where = f"default of parameter '{name}'"

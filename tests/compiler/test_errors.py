@@ -146,63 +146,82 @@ SET_CASES: dict[str, tuple[list[str], Expected]] = {
     "mistyped": (
         ["num_stages=abc"],
         Expected(
-            errors=["error[E023]: --set num_stages: expected int, got 'abc'"],
+            errors=["error[E023]: --set num_stages=abc: expected int, got 'abc'"],
             hints=["parameter 'num_stages' is declared as int"],
         ),
     ),
     "unknown": (
         ["num_stage=3"],
         Expected(
-            errors=["error[E020]: --set: unknown parameter 'num_stage'"],
+            errors=["error[E020]: --set num_stage=3: unknown parameter 'num_stage'"],
             hints=["did you mean 'num_stages'?"],
         ),
     ),
     "below-minimum": (
         ["nb_classes=0"],
         Expected(
-            errors=["error[E023]: --set nb_classes: 0 is below the minimum 1"],
+            errors=["error[E023]: --set nb_classes=0: 0 is below the minimum 1"],
             hints=["parameter 'nb_classes' is declared as int"],
         ),
     ),
     "not-a-bool": (
         ["use_final_conv=maybe"],
         Expected(
-            errors=["error[E023]: --set use_final_conv: expected true or false, got 'maybe'"],
+            errors=["error[E023]: --set use_final_conv=maybe: expected true or false, got 'maybe'"],
             hints=["parameter 'use_final_conv' is declared as bool"],
         ),
     ),
     "int-past-64-bits": (
         ["nb_classes=18446744073709551616"],  # 2 ** 64
         Expected(
-            errors=["error[E023]: --set nb_classes: integer too large (more than 64 bits)"],
+            errors=[
+                "error[E023]: --set nb_classes=18446744073709551616: "
+                "integer too large (more than 64 bits)"
+            ],
             hints=["parameter 'nb_classes' is declared as int"],
         ),
     ),
     "int-past-python-digit-limit": (
         ["nb_classes=" + "9" * 5000],
-        Expected(
-            errors=["error[E023]: --set nb_classes: integer too large (more than 64 bits)"],
+        Expected(  # the value is cut to 40 characters
+            errors=[
+                f"error[E023]: --set nb_classes={'9' * 39}…: integer too large (more than 64 bits)"
+            ],
         ),
     ),
     "list-element-past-64-bits": (
         ["input_shape=[" + "9" * 38 + ",7,3]"],
         Expected(
-            errors=["error[E023]: --set input_shape: integer too large (more than 64 bits)"],
+            errors=[
+                f"error[E023]: --set input_shape=[{'9' * 38}…: "
+                "integer too large (more than 64 bits)"
+            ],
             hints=["parameter 'input_shape' is declared as list[int]"],
         ),
     ),
     "list-element-past-python-digit-limit": (
         ["input_shape=[" + "9" * 5000 + ",7,3]"],
         Expected(
-            errors=["error[E023]: --set input_shape: integer too large (more than 64 bits)"],
+            errors=[
+                f"error[E023]: --set input_shape=[{'9' * 38}…: "
+                "integer too large (more than 64 bits)"
+            ],
+        ),
+    ),
+    "control-characters": (
+        ["nb_classes=\x1b[2J"],
+        Expected(
+            errors=[
+                "error[E023]: --set nb_classes=\\x1b[2J: expected int, got '\\x1b[2J'",
+            ],
         ),
     ),
     "both-at-once": (
         ["num_stage=3", "num_stages=abc"],
         Expected(
             errors=[
-                "error[E020]: --set: unknown parameter 'num_stage'",
-                "error[E023]: --set num_stages: expected int, got 'abc'",
+                "error[E020]: --set num_stage=3: unknown parameter 'num_stage'",
+                "error[E023]: --set num_stages=abc: expected int, got 'abc'",
             ],
         ),
     ),
