@@ -1,17 +1,49 @@
-"""The `archc` command line. Exit codes: 0 ok, 1 spec or verification error, 2 usage, 3 bug."""
+"""The `archc` command line. Exit codes: 0 ok, 1 spec or verification error, 2 usage, 3 bug,
+130 interrupted."""
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 import sys
-import traceback
-from collections.abc import Callable, Sequence
 
-import click
 
-from . import __version__
-from .diagnostics import SpecError, printable, short_repr, shorten
+def _leave_now(signum: int, frame: object) -> None:
+    """Ctrl-C where nothing is half-done (imports, parsing, shutdown): exit 130 at once."""
+    for stream, text in ((sys.stdout, ""), (sys.stderr, "interrupted\n")):
+        try:
+            stream.write(text)
+            stream.flush()
+        except Exception:  # a closed or busy stream: leave anyway
+            pass
+    os._exit(130)
+
+
+def _on_sigint(handler: Any) -> Any:
+    """Install a SIGINT handler; the previous one, or None where none can be set."""
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except (ValueError, OSError):  # not the main thread
+        return None
+
+
+# Installed before anything else is imported, so that Ctrl-C during the imports is clean too.
+_previous_handler = _on_sigint(_leave_now)
+
+import atexit  # noqa: E402
+import json  # noqa: E402
+import threading  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .diagnostics import SpecError, printable, short_repr, shorten  # noqa: E402
+
+if _previous_handler is not None:  # imported as a library: leave Ctrl-C as it was
+    _on_sigint(_previous_handler)
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 MAX_SEED = 2**32 - 1  # numpy's classic seed range; the odd-size check uses seed + 1
@@ -37,9 +69,17 @@ def report(exc: SpecError, as_json: bool = False) -> None:
 
 
 def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
-    """Run a command body: spec errors exit 1 with diagnostics, anything else is a bug (3)."""
+    """Run a command body: spec errors exit 1 with diagnostics, anything else is a bug (3).
+
+    Ctrl-C raises KeyboardInterrupt only while the body runs, so that files being written
+    are cleaned up; it exits 130."""
+    previous = _on_sigint(signal.default_int_handler)
     try:
-        code = fn() or EXIT_OK
+        try:
+            code = fn() or EXIT_OK
+        finally:
+            if previous is not None:
+                _on_sigint(previous)
     except SpecError as exc:
         report(exc, as_json)
         code = EXIT_SPEC
@@ -266,7 +306,27 @@ def verify(
     run_guarded(body, as_json)
 
 
+def _unraisable(info: Any) -> None:
+    """Ctrl-C that lands in a callback (a weakref's, a __del__) cannot propagate from there:
+    deliver it again a moment later, from another thread, so that it interrupts the code that
+    runs after the callback."""
+    if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
+        again = threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT))
+        again.daemon = True
+        again.start()
+    else:
+        sys.__unraisablehook__(info)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    """The console script: Ctrl-C outside a command's body (while parsing arguments, or while
+    the interpreter shuts down) exits 130 at once; inside it, see run_guarded."""
+    _on_sigint(_leave_now)
+    sys.unraisablehook = _unraisable
+    # atexit runs its callbacks last-registered first, so this one runs after every other
+    # (framework clean-ups included); from then on the interpreter only frees memory, and it
+    # would put back the default handler, under which Ctrl-C kills the process (-2).
+    atexit.register(_on_sigint, signal.SIG_IGN)
     cli.main(args=list(argv) if argv is not None else None, prog_name="archc")
 
 
