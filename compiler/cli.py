@@ -143,8 +143,9 @@ def check(spec: str, sets: tuple[str, ...], variant: str | None, as_json: bool) 
         if as_json:
             click.echo(json.dumps(to_json(compiled.graph), indent=2))
         else:
+            text = table(compiled.graph)  # may refuse the graph: print nothing before that
             click.echo(f'Model: "{compiled.graph.name}"')
-            click.echo(table(compiled.graph))
+            click.echo(text)
             if compiled.expect is not None:
                 click.echo("expect: ok (counts equal the spec's expect:)")
         return EXIT_OK

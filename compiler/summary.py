@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .diagnostics import Diagnostic, SpecError
+from .expr import MAX_INT_BITS
 from .ir import Graph
 from .ops import load_all
 
@@ -25,8 +27,25 @@ def _row(fields: list[str]) -> str:
     return line
 
 
+def check_sizes(graph: Graph) -> None:
+    """Refuse sizes no model has (past 64 bits; past 4300 digits Python cannot even print
+    them), at the first layer that has one: the layers after it only inherit it."""
+    for node in graph.nodes:
+        sizes = {
+            "output size": max(node.shape or (0,)),
+            "parameter count": node.counts.total,
+            "FLOP count": node.flops,
+        }
+        for what, n in sizes.items():
+            if abs(n).bit_length() > MAX_INT_BITS:
+                message = f"layer '{node.name}': {what} too large (more than {MAX_INT_BITS} bits)"
+                hint = "check the input shape and the sizes that feed this layer"
+                raise SpecError([Diagnostic("E081", message, node.origin.location, hint=hint)])
+
+
 def table(graph: Graph) -> str:
     """The graph as Keras' `model.summary()` prints a functional model (one line per input)."""
+    check_sizes(graph)
     ops = load_all()
     lines = ["_" * LINE, _row(["Layer (type)", "Output Shape", "Param #", "Connected to"])]
     lines.append("=" * LINE)
@@ -51,6 +70,7 @@ def table(graph: Graph) -> str:
 
 
 def to_json(graph: Graph) -> dict[str, Any]:
+    check_sizes(graph)
     first = graph.node(graph.inputs[0]) if graph.inputs else None
     return {
         "name": graph.name,

@@ -149,3 +149,27 @@ def test_internal_error_text_is_terminal_safe(archc, monkeypatch) -> None:
     assert result.exit_code == 3
     assert "internal error: RuntimeError: kaput \\x1b[2J" in result.stderr
     assert "\x1b" not in result.stderr and len(result.stderr) < 2000
+
+
+@pytest.mark.parametrize("as_json", [[], ["--json"]], ids=["table", "json"])
+@pytest.mark.parametrize(
+    "dims",
+    [[2**32, 2**32, 4], [4 * 10**18] * 250],  # flattened: 2**66, and over 4300 digits
+    ids=["past-64-bits", "past-printing"],
+)
+def test_sizes_too_large_for_a_model_are_a_located_error(
+    archc, tmp_path, dims: list[int], as_json: list[str]
+) -> None:
+    spec = tmp_path / "net.yaml"
+    spec.write_text(
+        f"archc: 1\nname: net\ninputs:\n  - {{name: image, shape: {dims}}}\n"
+        "layers:\n  - {op: flatten, name: flat}\n  - {op: dense, units: 2}\n",
+        encoding="utf-8",
+    )
+    result = archc("check", spec, *as_json)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[:2] == [
+        f"{spec}:6:5: error[E081]: layer 'flat': output size too large (more than 64 bits)",
+        "  hint: check the input shape and the sizes that feed this layer",
+    ]
+    assert "Model:" not in result.stdout
