@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import itertools
-import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,93 +18,9 @@ import jinja2
 from compiler import __version__
 from compiler.api import Compiled
 
-LINE_LENGTH = 100
+from .pysrc import literal
+
 TEMPLATES = Path(__file__).parent / "templates"
-
-
-@dataclass(frozen=True)
-class Code:
-    """A value that is already Python source (e.g. `regularizers.L2(0.0001)`)."""
-
-    text: str
-
-
-def literal(value: Any) -> str:
-    """Python source for a constant; spec strings only ever reach code through repr()."""
-    if isinstance(value, Code):
-        return value.text
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, str):
-        return pystr(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"no literal for the non-finite float {value!r}")
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, tuple | list):
-        items = ", ".join(literal(v) for v in value)
-        if isinstance(value, tuple) and len(value) == 1:
-            items += ","
-        return f"({items})" if isinstance(value, tuple) else f"[{items}]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no literal for {type(value).__name__}")
-
-
-def pystr(text: str) -> str:
-    """repr() with the double quotes `ruff format` prefers (escaping stays repr's)."""
-    r = repr(text)
-    if r.startswith("'") and '"' not in text:
-        r = '"' + r[1:-1].replace("\\'", "'") + '"'
-    return r
-
-
-_NOTHING = object()
-
-
-def call(
-    func: str,
-    args: Sequence[Any] = (),
-    kwargs: Iterable[tuple[str, Any]] = (),
-    *,
-    indent: int = 4,
-    prefix: str = "",
-    then: Any = _NOTHING,
-) -> str:
-    """`prefix + func(args, k=v)` — then called on `then`, if given — laid out as `ruff format`
-    lays it out: on one line if it fits; else the trailing call's argument split off; else the
-    arguments on one indented line; else one argument a line with a trailing comma, where an
-    argument too long for its line (a list, a tuple, a dict) is laid out the same way."""
-    parts = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs]
-    tail = "" if then is _NOTHING else f"({literal(then)})"
-    one = f"{prefix}{func}({', '.join(parts)}){tail}"
-    if indent + len(one) <= LINE_LENGTH or (not parts and not tail):
-        return one
-    pad, end = " " * (indent + 4), " " * indent
-    joined = ", ".join(parts)
-    head = f"{prefix}{func}({joined})("
-    if tail and indent + len(head) <= LINE_LENGTH:  # ruff splits the last call first
-        return f"{head}\n{pad}{_layout(then, indent + 4)}\n{end})"
-    if len(pad) + len(joined) <= LINE_LENGTH:
-        return f"{prefix}{func}(\n{pad}{joined}\n{end}){tail}"
-    laid = [_layout(a, indent + 4) for a in args] + [
-        f"{k}={_layout(v, indent + 4, head=k + '=')}" for k, v in kwargs
-    ]
-    body = "".join(f"{pad}{p},\n" for p in laid)
-    return f"{prefix}{func}(\n{body}{end}){tail}"
-
-
-def python_names(names: Iterable[str], reserved: Iterable[str]) -> dict[str, str]:
-    """Map node names to local variable names that shadow nothing the module defines."""
-    taken = set(reserved)
-    out: dict[str, str] = {}
-    for name in names:
-        var = name
-        while var in taken:
-            var += "_"
-        taken.add(var)
-        out[name] = var
-    return out
 
 
 def environment() -> jinja2.Environment:
@@ -150,28 +64,9 @@ def header_context(
 
 
 def dict_source(var: str, items: dict[str, Any]) -> str:
-    """`var = {...}` with one key a line and a trailing comma (a layout ruff keeps); a value
-    too long for its line is laid out the same way, one level deeper."""
-    return f"{var} = {_layout(items, 0, force=True)}"
-
-
-def _layout(value: Any, indent: int, force: bool = False, head: str = "") -> str:
-    one = literal(value)
-    if not force and (indent + len(head) + len(one) + 1 <= LINE_LENGTH or not value):
-        return one
-    if not isinstance(value, dict | list | tuple) or not value:
-        return one  # a scalar that is too long: nothing shorter exists
-    pad = " " * (indent + 4)
-    if isinstance(value, dict):
-        items = [
-            f"{pad}{literal(k)}: {_layout(v, indent + 4, head=literal(k) + ': ')},"
-            for k, v in value.items()
-        ]
-        opening, closing = "{", "}"
-    else:
-        items = [f"{pad}{_layout(v, indent + 4)}," for v in value]
-        opening, closing = ("(", ")") if isinstance(value, tuple) else ("[", "]")
-    return opening + "\n" + "\n".join(items) + "\n" + " " * indent + closing
+    """`var = {...}`, one key a line (the trailing comma keeps ruff from joining them)."""
+    body = "".join(f"    {literal(k)}: {literal(v)},\n" for k, v in items.items())
+    return f"{var} = {{\n{body}}}"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -212,3 +107,14 @@ def import_source(text: str, name: str) -> ModuleType:
         finally:
             sys.modules.pop(mod_name, None)
     return module
+
+
+def helper_source(name: str) -> str:
+    """The source of a helper that generated modules carry (py_helpers, torch_helpers)."""
+    from . import py_helpers
+
+    if hasattr(py_helpers, name):
+        return inspect.getsource(getattr(py_helpers, name)).rstrip() + "\n"
+    from . import torch_helpers
+
+    return inspect.getsource(getattr(torch_helpers, name)).rstrip() + "\n"

@@ -93,7 +93,7 @@ def live_model(
     """A live model of one backend from a spec, its counts verified against the IR."""
     mod = backend(backend_name)
     compiled = compile_spec(str(spec), overrides, variant=variant)
-    model = mod.build(compiled.graph)
+    model = mod.build(compiled)
     verify_model(compiled, model, mod, f"the {backend_name} model")
     return model
 

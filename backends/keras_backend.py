@@ -1,157 +1,275 @@
-"""Keras 3 backend: the IR as a functional keras.Model, live or as generated source.
+"""Keras 3 backend: a spec as a Keras source file, and the live model that file builds.
 
-One table (`_SPECS`) says, per op, which Keras layer class and keyword arguments a node
-becomes; the live builder and the source generator both read it, so they cannot disagree.
+Generated code reads like `keras.applications`: one function per spec block, loops for
+repeats, `if` for conditions, layer names as the spec's templates (so the seed's summary
+matches row for row), and `build_model(**params)` taking the spec's parameters. The live
+model is the generated module, imported (there is no second implementation to keep equal).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from compiler.api import Compiled
-from compiler.ir import Counts, Graph, Node
+from compiler.ir import Counts, Graph
 
-from .codegen import Code, call, environment, header_context, python_names
+from .codegen import environment, header_context, helper_source, import_source
+from .keras_ops import KERAS_LAYERS
+from .pysrc import functions_used, literal
+from .structure import (
+    Block,
+    CallStep,
+    LoopStep,
+    OpStep,
+    Ref,
+    Step,
+    Structure,
+    analyse,
+    walk,
+)
+from .writer import (
+    PY_TYPES,
+    Lines,
+    Values,
+    coerce_constant,
+    formatted,
+    keras_shapes,
+    loop_bounds,
+)
 
 NAME = "keras"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is first imported
-_MODULE_NAMES = {"keras", "layers", "regularizers", "build_model", "PARAMS", "INPUT_SHAPE", "SPEC"}
 
 
-@dataclass(frozen=True)
-class L2:
-    """An L2 kernel regularizer (loss += factor * sum(w**2))."""
+class _Function:
+    """Renders one function body (a block, or build_model) from the spec's steps."""
 
-    factor: float
+    def __init__(self, structure: Structure, out: Lines, input_var: str):
+        self.s = structure
+        self.out = out
+        self.input_var = input_var
+        self.prev = input_var
+        self.values = Values(structure, keras_shapes(lambda: self.input_var, lambda: self.prev))
+        self.uses_regularizers = False
 
-    def live(self) -> Any:
-        import keras
+    def src(self, value: Any) -> str:
+        return self.values.src(value)
 
-        return keras.regularizers.L2(self.factor)
+    def ref(self, ref: Ref) -> str:
+        if ref.kind == "prev":
+            return self.prev
+        if ref.kind == "input":
+            return self.input_var
+        if ref.kind == "var":
+            return ref.var
+        assert ref.a is not None and ref.b is not None
+        return f"({self.ref(ref.a)} if {self.src(ref.test)} else {self.ref(ref.b)})"
 
-    def code(self) -> Code:
-        return Code(f"regularizers.L2({self.factor!r})")
+    def ensure_x(self) -> None:
+        """Make `x` hold the running tensor (before code that may or may not assign it)."""
+        if self.prev != "x":
+            self.out(f"x = {self.prev}")
+            self.prev = "x"
 
+    def steps(self, steps: list[Step]) -> None:
+        i = 0
+        while i < len(steps):
+            when = steps[i].when
+            if when is None or when is True:
+                self.step(steps[i])
+                i += 1
+                continue
+            group = [steps[i]]
+            while i + len(group) < len(steps) and steps[i + len(group)].when == when:
+                group.append(steps[i + len(group)])
+            self.ensure_x()
+            with self.out.indented(f"if {self.src(when)}:"):
+                for step in group:
+                    self.step(step)
+                self.prev = "x"
+            i += len(group)
 
-@dataclass(frozen=True)
-class LayerSpec:
-    cls: str  # a keras.layers class name, or "Input"
-    kwargs: tuple[tuple[str, Any], ...]
+    def step(self, step: Step) -> None:
+        if isinstance(step, OpStep):
+            self.op(step)
+        elif isinstance(step, CallStep):
+            self.call(step)
+        elif isinstance(step, LoopStep):
+            self.loop(step)
+        for var in step.saves:
+            self.out(f"{var} = {self.prev}")
 
+    def op(self, step: OpStep) -> None:
+        layer = KERAS_LAYERS[step.op]
 
-def _act(a: Any) -> list[tuple[str, Any]]:
-    return [] if a.activation == "linear" else [("activation", a.activation)]
+        def attr(key: str) -> str | None:
+            return self.src(step.attrs[key]) if key in step.attrs else None
 
+        args = [src if kw is None else f"{kw}={src}" for kw, src in layer.args(attr)]
+        l2 = step.attrs.get("kernel_l2")
+        if layer.regularizes and l2 is not None:
+            args.append(f"{layer.regularizes}=regularizers.L2({self.src(l2)})")
+            self.uses_regularizers = True
+        if step.trainable is not True:
+            args.append(f"trainable={self.src(step.trainable)}")
+        args.append(f"name={self.src(step.name)}")
+        ins = [self.ref(r) for r in step.inputs]
+        call = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
+        self.out(f"x = layers.{layer.cls}({', '.join(args)})({call})")
+        self.prev = "x"
 
-def _reg(key: str, factor: float | None) -> list[tuple[str, Any]]:
-    return [] if factor is None else [(key, L2(factor))]
+    def call(self, step: CallStep) -> None:
+        block = self.s.blocks[step.block]
+        source = self.ref(step.input) if step.input is not None else self.prev
+        args = [source]
+        for key, decl in block.args.items():
+            if key in step.args:
+                args.append(f"{self.s.name(key)}={self.src(coerce_constant(step.args[key], decl))}")
+        args += [f"{self.s.name(p)}={self.s.name(p)}" for p in block.params]
+        self.out(f"x = {block.func}({', '.join(args)})")
+        self.prev = "x"
 
-
-def _conv(a: Any) -> list[tuple[str, Any]]:
-    kw: list[tuple[str, Any]] = [
-        ("filters", a.filters),
-        ("kernel_size", a.kernel),
-        ("strides", a.strides),
-        ("padding", a.padding),
-    ]
-    if a.dilation != (1, 1):
-        kw.append(("dilation_rate", a.dilation))
-    if a.groups != 1:
-        kw.append(("groups", a.groups))
-    return [*kw, ("use_bias", a.use_bias), *_act(a), *_reg("kernel_regularizer", a.kernel_l2)]
-
-
-def _depthwise(a: Any) -> list[tuple[str, Any]]:
-    kw: list[tuple[str, Any]] = [
-        ("kernel_size", a.kernel),
-        ("strides", a.strides),
-        ("padding", a.padding),
-        ("depth_multiplier", a.depth_multiplier),
-    ]
-    if a.dilation != (1, 1):
-        kw.append(("dilation_rate", a.dilation))
-    return [*kw, ("use_bias", a.use_bias), *_act(a), *_reg("depthwise_regularizer", a.kernel_l2)]
-
-
-def _pool(a: Any) -> list[tuple[str, Any]]:
-    return [("pool_size", a.pool), ("strides", a.strides), ("padding", a.padding)]
-
-
-_SPECS: dict[str, tuple[str, Callable[[Any], list[tuple[str, Any]]]]] = {
-    "input": ("Input", lambda a: [("shape", a.shape)]),
-    "conv2d": ("Conv2D", _conv),
-    "depthwise_conv2d": ("DepthwiseConv2D", _depthwise),
-    "batch_norm": (
-        "BatchNormalization",
-        lambda a: [
-            ("axis", -1),
-            ("momentum", a.momentum),
-            ("epsilon", a.epsilon),
-            ("center", a.center),
-            ("scale", a.scale),
-        ],
-    ),
-    "activation": ("Activation", lambda a: [("activation", a.fn)]),
-    "add": ("Add", lambda a: []),
-    "multiply": ("Multiply", lambda a: []),
-    # the IR's axes exclude the batch; Keras' include it
-    "concat": ("Concatenate", lambda a: [("axis", a.axis + 1 if a.axis >= 0 else a.axis)]),
-    "max_pool2d": ("MaxPooling2D", _pool),
-    "avg_pool2d": ("AveragePooling2D", _pool),
-    "global_avg_pool2d": ("GlobalAveragePooling2D", lambda a: [("keepdims", a.keepdims)]),
-    "zero_pad2d": ("ZeroPadding2D", lambda a: [("padding", a.padding)]),
-    "flatten": ("Flatten", lambda a: []),
-    "reshape": ("Reshape", lambda a: [("target_shape", a.target_shape)]),
-    "dense": (
-        "Dense",
-        lambda a: [
-            ("units", a.units),
-            *_act(a),
-            ("use_bias", a.use_bias),
-            *_reg("kernel_regularizer", a.kernel_l2),
-        ],
-    ),
-    "dropout": ("Dropout", lambda a: [("rate", a.rate)]),
-}
-
-
-def layer_spec(node: Node) -> LayerSpec:
-    cls, kwargs = _SPECS[node.op]
-    kw = kwargs(node.attrs)
-    if not node.trainable and node.weights:
-        kw.append(("trainable", False))
-    return LayerSpec(cls, (*kw, ("name", node.name)))
+    def loop(self, step: LoopStep) -> None:
+        if step.input is not None:
+            self.out(f"x = {self.ref(step.input)}")
+            self.prev = "x"
+        self.ensure_x()
+        bounds = loop_bounds(self.src(step.count), step.start)
+        with self.out.indented(f"for {step.var} in range({bounds}):"):
+            self.steps(step.body)
+            self.prev = "x"
 
 
-def supported_ops() -> set[str]:
-    return set(_SPECS)
+def _block_function(s: Structure, block: Block) -> tuple[str, bool]:
+    out = Lines()
+    args = []
+    tail: list[str] = []
+    for key, decl in block.args.items():
+        annotation = PY_TYPES[decl.type]
+        if decl.default is None:
+            args.append(f"{s.name(key)}: {annotation}")
+        elif isinstance(decl.default, str) and "${" in decl.default:
+            args.append(f"{s.name(key)}: {annotation} | None = None")
+            tail.append(key)
+        else:
+            args.append(
+                f"{s.name(key)}: {annotation} = {literal(coerce_constant(decl.default, decl))}"
+            )
+    params = s.compiled.loaded.spec.params
+    args += [f"{s.name(p)}: {PY_TYPES[params[p].type]}" for p in block.params]
+    sig = ", ".join(["inputs", "*", *args]) if args else "inputs"
+    fn = _Function(s, out, "inputs")
+    with out.indented(f"def {block.func}({sig}):"):
+        if block.doc:
+            out.doc(block.doc)
+        for key in tail:
+            decl = block.args[key]
+            with out.indented(f"if {s.name(key)} is None:"):
+                out(f"{s.name(key)} = {fn.src(decl.default)}")
+        fn.steps(block.body)
+        out(f"return {fn.prev}")
+    return out.text(), fn.uses_regularizers
 
 
-# -- live models ------------------------------------------------------------------------------
-def build(graph: Graph) -> Any:
-    """Build a functional keras.Model from a checked graph."""
-    import keras
-
-    tensors: dict[str, Any] = {}
-    for node in graph.nodes:
-        spec = layer_spec(node)
-        kwargs = {k: (v.live() if isinstance(v, L2) else v) for k, v in spec.kwargs}
-        if spec.cls == "Input":
-            tensors[node.name] = keras.Input(**kwargs)
-            continue
-        layer = getattr(keras.layers, spec.cls)(**kwargs)
-        ins = [tensors[i] for i in node.inputs]
-        tensors[node.name] = layer(ins if len(ins) > 1 else ins[0])
-    ins = [tensors[n] for n in graph.inputs]
-    outs = [tensors[n] for n in graph.outputs]
-    return keras.Model(
-        inputs=ins if len(ins) > 1 else ins[0],
-        outputs=outs if len(outs) > 1 else outs[0],
-        name=graph.name,
+def _build_model(s: Structure) -> tuple[str, bool]:
+    compiled = s.compiled
+    spec = compiled.loaded.spec
+    given = set(compiled.overrides) | (
+        set(spec.variants[compiled.variant].params) if compiled.variant else set()
     )
+    out = Lines()
+    args, computed = [], []
+    for p, decl in spec.params.items():
+        value = compiled.params[p]
+        annotation = PY_TYPES[decl.type]
+        if p not in given and isinstance(decl.default, str) and "${" in decl.default:
+            args.append(f"{s.name(p)}: {annotation} | None = None")
+            computed.append(p)
+        else:
+            args.append(f"{s.name(p)}: {annotation} = {literal(value)}")
+    fn = _Function(s, out, s.inputs[0][0])
+    with out.indented(f"def build_model({', '.join(args)}) -> keras.Model:"):
+        out.doc(_build_doc(s))
+        for p in computed:
+            with out.indented(f"if {s.name(p)} is None:"):
+                out(f"{s.name(p)} = {fn.src(spec.params[p].default)}")
+        for (var, shape), input_decl in zip(s.inputs, spec.inputs, strict=True):
+            name = literal(input_decl.name)
+            out(f"{var} = keras.Input(shape={fn.src(shape)}, name={name})")
+        fn.prev = s.inputs[-1][0]
+        fn.steps(s.body)
+        ins = [v for v, _ in s.inputs]
+        outs = [fn.ref(r) for r in s.outputs]
+        model_in = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
+        model_out = outs[0] if len(outs) == 1 else "[" + ", ".join(outs) + "]"
+        out(f"return keras.Model({model_in}, {model_out}, name={literal(spec.name)})")
+    return out.text(), fn.uses_regularizers
+
+
+def _build_doc(s: Structure) -> str:
+    doc = s.compiled.loaded.spec.doc.strip() or "The network of the spec."
+    return f"{doc}\n\nTakes channels-last input of shape (batch, *INPUT_SHAPE)."
+
+
+def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) -> str:
+    """The generated Keras source of a compiled spec (formatted, byte-deterministic)."""
+    s = analyse(compiled)
+    functions = []
+    uses_regularizers = False
+    for block in s.blocks.values():
+        text, reg = _block_function(s, block)
+        functions.append(text)
+        uses_regularizers |= reg
+    text, reg = _build_model(s)
+    functions.append(text)
+    uses_regularizers |= reg
+    used = _functions_used(s)
+    ctx = header_context(compiled, out_dir)
+    ctx.update(
+        functions=functions,
+        uses_regularizers=uses_regularizers,
+        uses_math=bool(used & {"ceil", "floor"}),
+        helpers=[helper_source("make_divisible")] if "make_divisible" in used else [],
+        **_variants(compiled),
+    )
+    return formatted(environment().get_template("keras.py.jinja").render(ctx))
+
+
+def _functions_used(s: Structure) -> set[str]:
+    spec = s.compiled.loaded.spec
+    values: list[Any] = [d.default for d in spec.params.values()]
+    values += [shape for _, shape in s.inputs]
+    steps = walk(s.body) + [st for b in s.blocks.values() for st in walk(b.body)]
+    values += [d.default for b in s.blocks.values() for d in b.args.values()]
+    for step in steps:
+        values.append(step.when)
+        if isinstance(step, OpStep):
+            values += [step.name, step.trainable, *step.attrs.values()]
+        elif isinstance(step, CallStep):
+            values += list(step.args.values())
+        elif isinstance(step, LoopStep):
+            values.append(step.count)
+    return set().union(*(functions_used(v) for v in values if v is not None))
+
+
+def _variants(compiled: Compiled) -> dict[str, Any]:
+    """Each variant's parameter values and expected counts, as the file records them."""
+    from compiler.params import resolve
+
+    spec = compiled.loaded.spec
+    params, counts = {}, {}
+    for name, variant in spec.variants.items():
+        values = resolve(compiled.loaded, variant=name)
+        params[name] = {k: values[k] for k in variant.params}
+        counts[name] = variant.expect.model_dump(exclude_none=True) if variant.expect else {}
+    return {"variants": bool(params), "variants_params": params, "variants_counts": counts}
+
+
+# -- the live model ---------------------------------------------------------------------------
+def build(compiled: Compiled) -> Any:
+    """The generated model, imported and built (its defaults are the compiled parameters)."""
+    return import_source(render(compiled), f"{compiled.graph.name}_keras").build_model()
 
 
 def output_shapes(model: Any, graph: Graph) -> list[tuple[int, ...]]:
@@ -166,18 +284,17 @@ def output_shapes(model: Any, graph: Graph) -> list[tuple[int, ...]]:
 
 def counts(model: Any) -> Counts:
     """Keras' own accounting: trainable_weights and non_trainable_weights."""
-    t = sum(int(_size(w)) for w in model.trainable_weights)
-    n = sum(int(_size(w)) for w in model.non_trainable_weights)
-    return Counts(t + n, t, n)
+    return _counts(model)
 
 
 def layer_counts(model: Any) -> dict[str, Counts]:
-    out = {}
-    for layer in model.layers:
-        t = sum(int(_size(w)) for w in layer.trainable_weights)
-        n = sum(int(_size(w)) for w in layer.non_trainable_weights)
-        out[layer.name] = Counts(t + n, t, n)
-    return out
+    return {layer.name: _counts(layer) for layer in model.layers}
+
+
+def _counts(layer: Any) -> Counts:
+    t = sum(_size(w) for w in layer.trainable_weights)
+    n = sum(_size(w) for w in layer.non_trainable_weights)
+    return Counts(t + n, t, n)
 
 
 def _size(w: Any) -> int:
@@ -185,44 +302,6 @@ def _size(w: Any) -> int:
     for d in w.shape:
         size *= int(d)
     return size
-
-
-# -- generated source -------------------------------------------------------------------------
-def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) -> str:
-    graph = compiled.graph
-    names = python_names([n.name for n in graph.nodes], _MODULE_NAMES)
-    lines: list[str] = []
-    uses_reg = False
-    for node in graph.nodes:
-        spec = layer_spec(node)
-        kwargs = []
-        for k, v in spec.kwargs:
-            if isinstance(v, L2):
-                uses_reg = True
-                v = v.code()
-            kwargs.append((k, v))
-        var = names[node.name]
-        if spec.cls == "Input":
-            lines.append(call("keras.Input", (), kwargs, prefix=f"{var} = "))
-            continue
-        args = [Code(names[i]) for i in node.inputs]
-        then = args if len(args) > 1 else args[0]
-        lines.append(call(f"layers.{spec.cls}", (), kwargs, prefix=f"{var} = ", then=then))
-    ins = [names[n] for n in graph.inputs]
-    outs = [names[n] for n in graph.outputs]
-    ret = call(
-        "keras.Model",
-        (),
-        [
-            ("inputs", Code(ins[0]) if len(ins) == 1 else [Code(i) for i in ins]),
-            ("outputs", Code(outs[0]) if len(outs) == 1 else [Code(o) for o in outs]),
-            ("name", graph.name),
-        ],
-        prefix="return ",
-    )
-    ctx = header_context(compiled, out_dir)
-    ctx.update(lines=lines, ret=ret, uses_regularizers=uses_reg)
-    return environment().get_template("keras.py.jinja").render(ctx)
 
 
 def from_spec(

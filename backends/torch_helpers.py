@@ -1,7 +1,10 @@
-"""Helper functions shared by live PyTorch models and generated PyTorch source.
+"""Helpers that generated PyTorch modules carry, copied by source (`inspect.getsource`).
 
-The generator copies these functions' source text into a generated module that needs them
-(`inspect.getsource`), so the live model and the generated file run the very same code.
+Each one owns one Keras<->PyTorch rule that `torch.nn` does not have: TF's 'same' padding
+(extra pixel bottom/right) at any stride, Keras' Glorot fans for depthwise kernels, -inf
+padding for max pooling, average pooling that does not count padding, Keras' moving variance
+(the biased batch variance), and the bookkeeping that ties a module to its Keras layer.
+A generated file copies only what it uses; it imports nothing from archc.
 """
 
 from __future__ import annotations
@@ -10,22 +13,162 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
-def _glorot_uniform_(weight: torch.Tensor, fan_in: int, fan_out: int) -> None:
-    """Keras' glorot_uniform with Keras' fans: U(-a, a), a = sqrt(6 / (fan_in + fan_out))."""
-    limit = math.sqrt(6.0 / (fan_in + fan_out))
-    with torch.no_grad():
-        weight.uniform_(-limit, limit)
+def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable: bool = True):
+    """Tag a module with its Keras layer's name, L2 kernel factor and trainable flag."""
+    module.keras_name, module.l2, module.keras_trainable = name, l2, trainable
+    return module.requires_grad_(trainable)
 
 
-def _avg_pool_same(
-    x: torch.Tensor,
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    pads: tuple[int, int, int, int],
-) -> torch.Tensor:
-    """TF 'same' average pooling: the padding is not counted in the divisor."""
-    ones = torch.ones_like(x[:1, :1])
-    total = F.avg_pool2d(F.pad(x, pads), kernel, stride)
-    return total / F.avg_pool2d(F.pad(ones, pads), kernel, stride)
+def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1):
+    """(height, width, channels) after a convolution or pooling window, Keras' rule."""
+    out = []
+    for size, k, s, d in zip(shape[:2], pair(kernel), pair(strides), pair(dilation), strict=True):
+        out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
+    return (*out, channels)
+
+
+def same_pads(x: torch.Tensor, kernel, stride, dilation=(1, 1)) -> tuple[int, int, int, int]:
+    """TF's 'same' padding of x's last two dims as F.pad's (left, right, top, bottom): the
+    extra pixel goes right and bottom."""
+    pads: list[int] = []
+    for size, k, s, d in zip(
+        x.shape[:-3:-1], kernel[::-1], stride[::-1], dilation[::-1], strict=True
+    ):
+        total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+        pads += [total // 2, total - total // 2]
+    return pads[0], pads[1], pads[2], pads[3]
+
+
+class KerasConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' padding: 'same' as TF pads it at any stride."""
+
+    def __init__(self, *args, padding="valid", **kwargs) -> None:
+        super().__init__(*args, padding=0 if isinstance(padding, str) else padding, **kwargs)
+        self.same = padding == "same"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.same:
+            return super().forward(x)
+        left, right, top, bottom = same_pads(x, self.kernel_size, self.stride, self.dilation)
+        padding = (top, left)
+        if (left, top) != (right, bottom):
+            x, padding = F.pad(x, (left, right, top, bottom)), (0, 0)
+        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+
+class KerasDepthwiseConv2d(KerasConv2d):
+    """Keras' DepthwiseConv2D: groups = channels; Glorot fans of Keras' (kh, kw, C, M) kernel."""
+
+    def reset_parameters(self) -> None:
+        kh, kw = self.kernel_size
+        fan_in, fan_out = kh * kw * self.in_channels, kh * kw * self.out_channels // self.groups
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        with torch.no_grad():
+            self.weight.uniform_(-limit, limit)
+            if self.bias is not None:
+                self.bias.zero_()
+
+
+class KerasMaxPool2d(nn.MaxPool2d):
+    """Keras' MaxPooling2D: 'same' pads with -inf (TF's split), never zeros."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = same_pads(x, pair(self.kernel_size), pair(self.stride))
+        return super().forward(F.pad(x, pads, value=float("-inf")))
+
+
+class KerasAvgPool2d(nn.AvgPool2d):
+    """Keras' AveragePooling2D: 'same' padding (TF's split) is not counted in the divisor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = same_pads(x, pair(self.kernel_size), pair(self.stride))
+        total = super().forward(F.pad(x, pads))
+        return total / super().forward(F.pad(torch.ones_like(x[:1, :1]), pads))
+
+
+def torch_pads(padding) -> tuple[int, int, int, int]:
+    """Keras' ZeroPadding2D argument (n, (h, w) or ((top, bottom), (left, right))) as F.pad's
+    (left, right, top, bottom)."""
+    if isinstance(padding, int):
+        return (padding,) * 4
+    (top, bottom), (left, right) = (pair(p) for p in padding)
+    return (left, right, top, bottom)
+
+
+def zero_pad_shape(shape, padding):
+    left, right, top, bottom = torch_pads(padding)
+    return (shape[0] + top + bottom, shape[1] + left + right, shape[2])
+
+
+def reshape_shape(shape, target):
+    """Keras' Reshape target with its one -1 resolved."""
+    size = math.prod(shape)
+    known = math.prod(d for d in target if d != -1)
+    return tuple(size // known if d == -1 else d for d in target)
+
+
+class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over dim 1 at any rank, as Keras': gamma (scale) and beta (center) apart,
+    and in training the moving variance follows the biased batch variance."""
+
+    def __init__(self, channels: int, eps: float, momentum: float, scale=True, center=True):
+        super().__init__(channels, eps, momentum)
+        if not scale:
+            self.weight = None
+        if not center:
+            self.bias = None
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        before = self.running_var.clone()
+        y = super().forward(x)
+        if self.training:  # PyTorch moved towards the unbiased variance: undo n / (n - 1)
+            n, kept = x.numel() // x.shape[1], (1.0 - self.momentum) * before
+            with torch.no_grad():
+                self.running_var.copy_(kept + (self.running_var - kept) * ((n - 1) / n))
+        return y
+
+
+def torch_dim(axis: int, rank: int) -> int:
+    """A channels-last axis of a rank-`rank` value (batch excluded) as a dim of the NC...
+    tensor: the channel axis is dim 1."""
+    axis %= rank
+    return 1 if axis == rank - 1 else axis + 2
+
+
+def concat_shape(shapes, axis: int):
+    axis %= len(shapes[0])
+    return tuple(sum(s[axis] for s in shapes) if i == axis else d for i, d in enumerate(shapes[0]))
+
+
+def activate(x: torch.Tensor, fn: str) -> torch.Tensor:
+    """A Keras activation chosen by name at build time (channels on dim 1)."""
+    if fn == "softmax":
+        return F.softmax(x, dim=1)
+    table = {
+        "linear": lambda t: t,
+        "relu": F.relu,
+        "relu6": F.relu6,
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "silu": F.silu,
+        "swish": F.silu,
+        "gelu": F.gelu,
+    }
+    return table[fn](x)

@@ -301,7 +301,7 @@ def verify(
                 )
             elif odd:
                 click.echo(f"odd input: skipped ({odd['skipped']})")
-            click.echo("generated sources: keras and torch match the live models")
+            click.echo("models: the generated Keras and PyTorch modules, as compile writes them")
         return EXIT_OK
 
     run_guarded(body, as_json)

@@ -168,7 +168,8 @@ class _Expander:
             )
             raise _Abort
         self.defined[name] = loc
-        node = Node(name, op, attrs, inputs, Origin(loc, (*scope.path, name)), trainable)
+        origin = Origin(loc, (*scope.path, name), tuple(where))
+        node = Node(name, op, attrs, inputs, origin, trainable)
         self.nodes.append(node)
         self.by_name[name] = node
         self.shapes[name] = self.infer_shape(node)

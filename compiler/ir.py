@@ -17,6 +17,7 @@ class Origin:
 
     location: Location | None
     path: tuple[str, ...] = ()
+    item: tuple[str | int, ...] = ()  # the spec path of the item that produced the node
 
     def describe(self) -> str:
         return " > ".join(self.path)

@@ -2,11 +2,10 @@
 
 Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] below
 (relative to this file's folder), with the variant and overrides SPEC records.
-The model takes NCHW input of shape (batch, *INPUT_SHAPE); its layer names match the Keras
-model's, so weights transfer by name (see archc's backends.transfer).
+The model takes NCHW input of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
+layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
+by name; initial values and `regularization_loss()` are Keras'.
 """
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -21,1068 +20,224 @@ PARAMS = {"total": 8062504, "trainable": 7978856, "non_trainable": 83648}
 INPUT_SHAPE = (3, 224, 224)
 
 
-def _glorot_uniform_(weight: torch.Tensor, fan_in: int, fan_out: int) -> None:
-    """Keras' glorot_uniform with Keras' fans: U(-a, a), a = sqrt(6 / (fan_in + fan_out))."""
-    limit = math.sqrt(6.0 / (fan_in + fan_out))
-    with torch.no_grad():
-        weight.uniform_(-limit, limit)
+def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable: bool = True):
+    """Tag a module with its Keras layer's name, L2 kernel factor and trainable flag."""
+    module.keras_name, module.l2, module.keras_trainable = name, l2, trainable
+    return module.requires_grad_(trainable)
+
+
+def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1):
+    """(height, width, channels) after a convolution or pooling window, Keras' rule."""
+    out = []
+    for size, k, s, d in zip(shape[:2], pair(kernel), pair(strides), pair(dilation), strict=True):
+        out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
+    return (*out, channels)
+
+
+class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over dim 1 at any rank, as Keras': gamma (scale) and beta (center) apart,
+    and in training the moving variance follows the biased batch variance."""
+
+    def __init__(self, channels: int, eps: float, momentum: float, scale=True, center=True):
+        super().__init__(channels, eps, momentum)
+        if not scale:
+            self.weight = None
+        if not center:
+            self.bias = None
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        before = self.running_var.clone()
+        y = super().forward(x)
+        if self.training:  # PyTorch moved towards the unbiased variance: undo n / (n - 1)
+            n, kept = x.numel() // x.shape[1], (1.0 - self.momentum) * before
+            with torch.no_grad():
+                self.running_var.copy_(kept + (self.running_var - kept) * ((n - 1) / n))
+        return y
+
+
+class ConvBlock(nn.Module):
+    """BN-relu-conv 1x1 (4 x growth), BN-relu-conv 3x3 (growth), concatenated onto the input."""
+
+    def __init__(self, in_shape: tuple[int, ...], *, prefix: str, growth_rate: int) -> None:
+        super().__init__()
+        shape = in_shape
+        self.bn0 = keras_layer(
+            KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_0_bn"
+        )
+        self.conv1 = keras_layer(
+            nn.Conv2d(shape[-1], 4 * growth_rate, 1, bias=False), f"{prefix}_1_conv"
+        )
+        shape = (*shape[:-1], 4 * growth_rate)
+        self.bn1 = keras_layer(
+            KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_1_bn"
+        )
+        self.conv2 = keras_layer(
+            nn.Conv2d(shape[-1], growth_rate, 3, padding="same", bias=False), f"{prefix}_2_conv"
+        )
+        shape = (*shape[:-1], growth_rate)
+        shape = (*in_shape[:-1], in_shape[-1] + shape[-1])
+        self.out_shape = shape
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        x = self.bn0(inputs)
+        x = F.relu(x)
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = F.relu(x)
+        x = self.conv2(x)
+        x = torch.cat([inputs, x], dim=1)
+        return x
+
+
+class Transition(nn.Module):
+    """BN-relu, a 1x1 conv compressing the channels by `reduction`, 2x2 average pooling."""
+
+    def __init__(self, in_shape: tuple[int, ...], *, prefix: str, reduction: float) -> None:
+        super().__init__()
+        shape = in_shape
+        self.bn = keras_layer(
+            KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_bn"
+        )
+        self.conv = keras_layer(
+            nn.Conv2d(shape[-1], int(in_shape[-1] * reduction), 1, bias=False), f"{prefix}_conv"
+        )
+        shape = (*shape[:-1], int(in_shape[-1] * reduction))
+        self.pool = keras_layer(nn.AvgPool2d(2, stride=2), f"{prefix}_pool")
+        shape = window_shape(shape, shape[-1], 2, 2, "valid")
+        self.out_shape = shape
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        x = self.bn(inputs)
+        x = F.relu(x)
+        x = self.conv(x)
+        x = self.pool(x)
+        return x
+
+
+class DenseBlock(nn.Module):
+    """One iteration of the repeat 'dense block'."""
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        *,
+        blocks: tuple[int, ...],
+        growth_rate: int,
+        reduction: float,
+        b: int,
+    ) -> None:
+        super().__init__()
+        self.conv_block = nn.Sequential()
+        for i in range(blocks[b]):
+            block = ConvBlock(shape, prefix=f"conv{b + 2}_block{i + 1}", growth_rate=growth_rate)
+            self.conv_block.append(block)
+            shape = block.out_shape
+        self.transition = None
+        if b < len(blocks) - 1:
+            self.transition = Transition(shape, prefix=f"pool{b + 2}", reduction=reduction)
+            shape = self.transition.out_shape
+        self.out_shape = shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv_block(x)
+        if self.transition is not None:
+            x = self.transition(x)
+        return x
 
 
 class Densenet121(nn.Module):
-    """The network of the spec, in PyTorch (NCHW)."""
+    """DenseNet-121 as in keras.applications.
 
-    def __init__(self) -> None:
+    Takes NCHW input of shape (batch, *INPUT_SHAPE).
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...] = (224, 224, 3),
+        classes: int = 1000,
+        blocks: tuple[int, ...] = (6, 12, 24, 16),
+        growth_rate: int = 32,
+        reduction: float = 0.5,
+    ) -> None:
         super().__init__()
-        self.conv1_conv = nn.Conv2d(
-            3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False
-        )
-        self.conv1_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block1_0_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block1_1_conv = nn.Conv2d(
-            64, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv2_block1_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block1_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv2_block2_0_bn = nn.BatchNorm2d(96, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block2_1_conv = nn.Conv2d(
-            96, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv2_block2_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block2_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv2_block3_0_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block3_1_conv = nn.Conv2d(
-            128, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv2_block3_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block3_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv2_block4_0_bn = nn.BatchNorm2d(160, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block4_1_conv = nn.Conv2d(
-            160, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv2_block4_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block4_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv2_block5_0_bn = nn.BatchNorm2d(192, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block5_1_conv = nn.Conv2d(
-            192, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv2_block5_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block5_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv2_block6_0_bn = nn.BatchNorm2d(224, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block6_1_conv = nn.Conv2d(
-            224, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv2_block6_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block6_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.pool2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.pool2_conv = nn.Conv2d(
-            256, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block1_0_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block1_1_conv = nn.Conv2d(
-            128, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block1_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block1_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv3_block2_0_bn = nn.BatchNorm2d(160, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block2_1_conv = nn.Conv2d(
-            160, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block2_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block2_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv3_block3_0_bn = nn.BatchNorm2d(192, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block3_1_conv = nn.Conv2d(
-            192, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block3_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block3_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv3_block4_0_bn = nn.BatchNorm2d(224, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block4_1_conv = nn.Conv2d(
-            224, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block4_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block4_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv3_block5_0_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block5_1_conv = nn.Conv2d(
-            256, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block5_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block5_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv3_block6_0_bn = nn.BatchNorm2d(288, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block6_1_conv = nn.Conv2d(
-            288, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block6_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block6_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv3_block7_0_bn = nn.BatchNorm2d(320, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block7_1_conv = nn.Conv2d(
-            320, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block7_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block7_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv3_block8_0_bn = nn.BatchNorm2d(352, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block8_1_conv = nn.Conv2d(
-            352, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block8_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block8_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv3_block9_0_bn = nn.BatchNorm2d(384, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block9_1_conv = nn.Conv2d(
-            384, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block9_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block9_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv3_block10_0_bn = nn.BatchNorm2d(416, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block10_1_conv = nn.Conv2d(
-            416, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block10_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block10_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv3_block11_0_bn = nn.BatchNorm2d(448, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block11_1_conv = nn.Conv2d(
-            448, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block11_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block11_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv3_block12_0_bn = nn.BatchNorm2d(480, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block12_1_conv = nn.Conv2d(
-            480, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv3_block12_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block12_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.pool3_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.pool3_conv = nn.Conv2d(
-            512, 256, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block1_0_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block1_1_conv = nn.Conv2d(
-            256, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block1_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block1_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block2_0_bn = nn.BatchNorm2d(288, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block2_1_conv = nn.Conv2d(
-            288, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block2_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block2_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block3_0_bn = nn.BatchNorm2d(320, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block3_1_conv = nn.Conv2d(
-            320, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block3_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block3_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block4_0_bn = nn.BatchNorm2d(352, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block4_1_conv = nn.Conv2d(
-            352, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block4_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block4_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block5_0_bn = nn.BatchNorm2d(384, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block5_1_conv = nn.Conv2d(
-            384, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block5_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block5_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block6_0_bn = nn.BatchNorm2d(416, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block6_1_conv = nn.Conv2d(
-            416, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block6_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block6_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block7_0_bn = nn.BatchNorm2d(448, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block7_1_conv = nn.Conv2d(
-            448, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block7_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block7_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block8_0_bn = nn.BatchNorm2d(480, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block8_1_conv = nn.Conv2d(
-            480, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block8_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block8_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block9_0_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block9_1_conv = nn.Conv2d(
-            512, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block9_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block9_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block10_0_bn = nn.BatchNorm2d(544, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block10_1_conv = nn.Conv2d(
-            544, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block10_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block10_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block11_0_bn = nn.BatchNorm2d(576, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block11_1_conv = nn.Conv2d(
-            576, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block11_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block11_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block12_0_bn = nn.BatchNorm2d(608, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block12_1_conv = nn.Conv2d(
-            608, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block12_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block12_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block13_0_bn = nn.BatchNorm2d(640, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block13_1_conv = nn.Conv2d(
-            640, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block13_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block13_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block14_0_bn = nn.BatchNorm2d(672, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block14_1_conv = nn.Conv2d(
-            672, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block14_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block14_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block15_0_bn = nn.BatchNorm2d(704, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block15_1_conv = nn.Conv2d(
-            704, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block15_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block15_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block16_0_bn = nn.BatchNorm2d(736, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block16_1_conv = nn.Conv2d(
-            736, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block16_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block16_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block17_0_bn = nn.BatchNorm2d(768, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block17_1_conv = nn.Conv2d(
-            768, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block17_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block17_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block18_0_bn = nn.BatchNorm2d(800, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block18_1_conv = nn.Conv2d(
-            800, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block18_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block18_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block19_0_bn = nn.BatchNorm2d(832, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block19_1_conv = nn.Conv2d(
-            832, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block19_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block19_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block20_0_bn = nn.BatchNorm2d(864, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block20_1_conv = nn.Conv2d(
-            864, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block20_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block20_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block21_0_bn = nn.BatchNorm2d(896, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block21_1_conv = nn.Conv2d(
-            896, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block21_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block21_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block22_0_bn = nn.BatchNorm2d(928, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block22_1_conv = nn.Conv2d(
-            928, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block22_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block22_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block23_0_bn = nn.BatchNorm2d(960, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block23_1_conv = nn.Conv2d(
-            960, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block23_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block23_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv4_block24_0_bn = nn.BatchNorm2d(992, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block24_1_conv = nn.Conv2d(
-            992, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv4_block24_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block24_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.pool4_bn = nn.BatchNorm2d(1024, eps=1.001e-05, momentum=0.01, affine=True)
-        self.pool4_conv = nn.Conv2d(
-            1024, 512, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block1_0_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block1_1_conv = nn.Conv2d(
-            512, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block1_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block1_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block2_0_bn = nn.BatchNorm2d(544, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block2_1_conv = nn.Conv2d(
-            544, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block2_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block2_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block3_0_bn = nn.BatchNorm2d(576, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block3_1_conv = nn.Conv2d(
-            576, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block3_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block3_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block4_0_bn = nn.BatchNorm2d(608, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block4_1_conv = nn.Conv2d(
-            608, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block4_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block4_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block5_0_bn = nn.BatchNorm2d(640, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block5_1_conv = nn.Conv2d(
-            640, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block5_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block5_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block6_0_bn = nn.BatchNorm2d(672, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block6_1_conv = nn.Conv2d(
-            672, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block6_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block6_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block7_0_bn = nn.BatchNorm2d(704, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block7_1_conv = nn.Conv2d(
-            704, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block7_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block7_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block8_0_bn = nn.BatchNorm2d(736, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block8_1_conv = nn.Conv2d(
-            736, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block8_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block8_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block9_0_bn = nn.BatchNorm2d(768, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block9_1_conv = nn.Conv2d(
-            768, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block9_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block9_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block10_0_bn = nn.BatchNorm2d(800, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block10_1_conv = nn.Conv2d(
-            800, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block10_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block10_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block11_0_bn = nn.BatchNorm2d(832, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block11_1_conv = nn.Conv2d(
-            832, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block11_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block11_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block12_0_bn = nn.BatchNorm2d(864, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block12_1_conv = nn.Conv2d(
-            864, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block12_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block12_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block13_0_bn = nn.BatchNorm2d(896, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block13_1_conv = nn.Conv2d(
-            896, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block13_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block13_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block14_0_bn = nn.BatchNorm2d(928, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block14_1_conv = nn.Conv2d(
-            928, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block14_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block14_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block15_0_bn = nn.BatchNorm2d(960, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block15_1_conv = nn.Conv2d(
-            960, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block15_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block15_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.conv5_block16_0_bn = nn.BatchNorm2d(992, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block16_1_conv = nn.Conv2d(
-            992, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.conv5_block16_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block16_2_conv = nn.Conv2d(
-            128, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.bn = nn.BatchNorm2d(1024, eps=1.001e-05, momentum=0.01, affine=True)
-        self.predictions = nn.Linear(1024, 1000, bias=True)
+        input_layer_shape = input_shape
+        shape = input_layer_shape
+        shape = (shape[0] + 6, shape[1] + 6, shape[2])
+        self.conv1_conv = keras_layer(
+            nn.Conv2d(shape[-1], 64, 7, stride=2, padding=(3, 3), bias=False), "conv1_conv"
+        )
+        shape = window_shape(shape, 64, 7, 2, "valid")
+        self.conv1_bn = keras_layer(
+            KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), "conv1_bn"
+        )
+        self.zero_padding2d_1 = keras_layer(nn.ZeroPad2d((1, 1, 1, 1)), "zero_padding2d_1")
+        shape = (shape[0] + 2, shape[1] + 2, shape[2])
+        self.pool1 = keras_layer(nn.MaxPool2d(3, stride=2), "pool1")
+        shape = window_shape(shape, shape[-1], 3, 2, "valid")
+        self.dense_block = nn.Sequential()
+        for b in range(len(blocks)):
+            layer = DenseBlock(
+                shape, blocks=blocks, growth_rate=growth_rate, reduction=reduction, b=b
+            )
+            self.dense_block.append(layer)
+            shape = layer.out_shape
+        self.bn = keras_layer(KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), "bn")
+        shape = shape[-1:]
+        self.predictions = keras_layer(nn.Linear(shape[-1], classes), "predictions")
+        self.keras_layers = {
+            m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
+        }
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BN 1/0."""
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d):
-                module.reset_parameters()
-            elif isinstance(module, nn.Conv2d | nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        _glorot_uniform_(self.conv1_conv.weight, fan_in=147, fan_out=3136)
-        _glorot_uniform_(self.conv2_block1_1_conv.weight, fan_in=64, fan_out=128)
-        _glorot_uniform_(self.conv2_block1_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv2_block2_1_conv.weight, fan_in=96, fan_out=128)
-        _glorot_uniform_(self.conv2_block2_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv2_block3_1_conv.weight, fan_in=128, fan_out=128)
-        _glorot_uniform_(self.conv2_block3_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv2_block4_1_conv.weight, fan_in=160, fan_out=128)
-        _glorot_uniform_(self.conv2_block4_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv2_block5_1_conv.weight, fan_in=192, fan_out=128)
-        _glorot_uniform_(self.conv2_block5_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv2_block6_1_conv.weight, fan_in=224, fan_out=128)
-        _glorot_uniform_(self.conv2_block6_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.pool2_conv.weight, fan_in=256, fan_out=128)
-        _glorot_uniform_(self.conv3_block1_1_conv.weight, fan_in=128, fan_out=128)
-        _glorot_uniform_(self.conv3_block1_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv3_block2_1_conv.weight, fan_in=160, fan_out=128)
-        _glorot_uniform_(self.conv3_block2_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv3_block3_1_conv.weight, fan_in=192, fan_out=128)
-        _glorot_uniform_(self.conv3_block3_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv3_block4_1_conv.weight, fan_in=224, fan_out=128)
-        _glorot_uniform_(self.conv3_block4_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv3_block5_1_conv.weight, fan_in=256, fan_out=128)
-        _glorot_uniform_(self.conv3_block5_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv3_block6_1_conv.weight, fan_in=288, fan_out=128)
-        _glorot_uniform_(self.conv3_block6_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv3_block7_1_conv.weight, fan_in=320, fan_out=128)
-        _glorot_uniform_(self.conv3_block7_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv3_block8_1_conv.weight, fan_in=352, fan_out=128)
-        _glorot_uniform_(self.conv3_block8_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv3_block9_1_conv.weight, fan_in=384, fan_out=128)
-        _glorot_uniform_(self.conv3_block9_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv3_block10_1_conv.weight, fan_in=416, fan_out=128)
-        _glorot_uniform_(self.conv3_block10_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv3_block11_1_conv.weight, fan_in=448, fan_out=128)
-        _glorot_uniform_(self.conv3_block11_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv3_block12_1_conv.weight, fan_in=480, fan_out=128)
-        _glorot_uniform_(self.conv3_block12_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.pool3_conv.weight, fan_in=512, fan_out=256)
-        _glorot_uniform_(self.conv4_block1_1_conv.weight, fan_in=256, fan_out=128)
-        _glorot_uniform_(self.conv4_block1_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block2_1_conv.weight, fan_in=288, fan_out=128)
-        _glorot_uniform_(self.conv4_block2_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block3_1_conv.weight, fan_in=320, fan_out=128)
-        _glorot_uniform_(self.conv4_block3_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block4_1_conv.weight, fan_in=352, fan_out=128)
-        _glorot_uniform_(self.conv4_block4_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block5_1_conv.weight, fan_in=384, fan_out=128)
-        _glorot_uniform_(self.conv4_block5_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block6_1_conv.weight, fan_in=416, fan_out=128)
-        _glorot_uniform_(self.conv4_block6_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block7_1_conv.weight, fan_in=448, fan_out=128)
-        _glorot_uniform_(self.conv4_block7_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block8_1_conv.weight, fan_in=480, fan_out=128)
-        _glorot_uniform_(self.conv4_block8_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block9_1_conv.weight, fan_in=512, fan_out=128)
-        _glorot_uniform_(self.conv4_block9_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block10_1_conv.weight, fan_in=544, fan_out=128)
-        _glorot_uniform_(self.conv4_block10_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block11_1_conv.weight, fan_in=576, fan_out=128)
-        _glorot_uniform_(self.conv4_block11_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block12_1_conv.weight, fan_in=608, fan_out=128)
-        _glorot_uniform_(self.conv4_block12_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block13_1_conv.weight, fan_in=640, fan_out=128)
-        _glorot_uniform_(self.conv4_block13_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block14_1_conv.weight, fan_in=672, fan_out=128)
-        _glorot_uniform_(self.conv4_block14_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block15_1_conv.weight, fan_in=704, fan_out=128)
-        _glorot_uniform_(self.conv4_block15_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block16_1_conv.weight, fan_in=736, fan_out=128)
-        _glorot_uniform_(self.conv4_block16_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block17_1_conv.weight, fan_in=768, fan_out=128)
-        _glorot_uniform_(self.conv4_block17_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block18_1_conv.weight, fan_in=800, fan_out=128)
-        _glorot_uniform_(self.conv4_block18_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block19_1_conv.weight, fan_in=832, fan_out=128)
-        _glorot_uniform_(self.conv4_block19_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block20_1_conv.weight, fan_in=864, fan_out=128)
-        _glorot_uniform_(self.conv4_block20_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block21_1_conv.weight, fan_in=896, fan_out=128)
-        _glorot_uniform_(self.conv4_block21_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block22_1_conv.weight, fan_in=928, fan_out=128)
-        _glorot_uniform_(self.conv4_block22_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block23_1_conv.weight, fan_in=960, fan_out=128)
-        _glorot_uniform_(self.conv4_block23_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv4_block24_1_conv.weight, fan_in=992, fan_out=128)
-        _glorot_uniform_(self.conv4_block24_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.pool4_conv.weight, fan_in=1024, fan_out=512)
-        _glorot_uniform_(self.conv5_block1_1_conv.weight, fan_in=512, fan_out=128)
-        _glorot_uniform_(self.conv5_block1_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block2_1_conv.weight, fan_in=544, fan_out=128)
-        _glorot_uniform_(self.conv5_block2_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block3_1_conv.weight, fan_in=576, fan_out=128)
-        _glorot_uniform_(self.conv5_block3_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block4_1_conv.weight, fan_in=608, fan_out=128)
-        _glorot_uniform_(self.conv5_block4_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block5_1_conv.weight, fan_in=640, fan_out=128)
-        _glorot_uniform_(self.conv5_block5_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block6_1_conv.weight, fan_in=672, fan_out=128)
-        _glorot_uniform_(self.conv5_block6_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block7_1_conv.weight, fan_in=704, fan_out=128)
-        _glorot_uniform_(self.conv5_block7_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block8_1_conv.weight, fan_in=736, fan_out=128)
-        _glorot_uniform_(self.conv5_block8_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block9_1_conv.weight, fan_in=768, fan_out=128)
-        _glorot_uniform_(self.conv5_block9_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block10_1_conv.weight, fan_in=800, fan_out=128)
-        _glorot_uniform_(self.conv5_block10_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block11_1_conv.weight, fan_in=832, fan_out=128)
-        _glorot_uniform_(self.conv5_block11_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block12_1_conv.weight, fan_in=864, fan_out=128)
-        _glorot_uniform_(self.conv5_block12_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block13_1_conv.weight, fan_in=896, fan_out=128)
-        _glorot_uniform_(self.conv5_block13_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block14_1_conv.weight, fan_in=928, fan_out=128)
-        _glorot_uniform_(self.conv5_block14_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block15_1_conv.weight, fan_in=960, fan_out=128)
-        _glorot_uniform_(self.conv5_block15_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.conv5_block16_1_conv.weight, fan_in=992, fan_out=128)
-        _glorot_uniform_(self.conv5_block16_2_conv.weight, fan_in=1152, fan_out=288)
-        _glorot_uniform_(self.predictions.weight, fan_in=1024, fan_out=1000)
 
     def forward(self, input_layer: Tensor) -> Tensor:
         # zero_padding2d: folded into conv1_conv's padding
         x = self.conv1_conv(input_layer)
         x = self.conv1_bn(x)
-        x = F.relu(x)  # conv1_relu
-        x = F.pad(x, (1, 1, 1, 1))  # zero_padding2d_1
-        x = F.max_pool2d(x, (3, 3), (2, 2))  # pool1
-        x1 = self.conv2_block1_0_bn(x)
-        x1 = F.relu(x1)  # conv2_block1_0_relu
-        x1 = self.conv2_block1_1_conv(x1)
-        x1 = self.conv2_block1_1_bn(x1)
-        x1 = F.relu(x1)  # conv2_block1_1_relu
-        x1 = self.conv2_block1_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv2_block1_concat
-        x1 = self.conv2_block2_0_bn(x)
-        x1 = F.relu(x1)  # conv2_block2_0_relu
-        x1 = self.conv2_block2_1_conv(x1)
-        x1 = self.conv2_block2_1_bn(x1)
-        x1 = F.relu(x1)  # conv2_block2_1_relu
-        x1 = self.conv2_block2_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv2_block2_concat
-        x1 = self.conv2_block3_0_bn(x)
-        x1 = F.relu(x1)  # conv2_block3_0_relu
-        x1 = self.conv2_block3_1_conv(x1)
-        x1 = self.conv2_block3_1_bn(x1)
-        x1 = F.relu(x1)  # conv2_block3_1_relu
-        x1 = self.conv2_block3_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv2_block3_concat
-        x1 = self.conv2_block4_0_bn(x)
-        x1 = F.relu(x1)  # conv2_block4_0_relu
-        x1 = self.conv2_block4_1_conv(x1)
-        x1 = self.conv2_block4_1_bn(x1)
-        x1 = F.relu(x1)  # conv2_block4_1_relu
-        x1 = self.conv2_block4_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv2_block4_concat
-        x1 = self.conv2_block5_0_bn(x)
-        x1 = F.relu(x1)  # conv2_block5_0_relu
-        x1 = self.conv2_block5_1_conv(x1)
-        x1 = self.conv2_block5_1_bn(x1)
-        x1 = F.relu(x1)  # conv2_block5_1_relu
-        x1 = self.conv2_block5_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv2_block5_concat
-        x1 = self.conv2_block6_0_bn(x)
-        x1 = F.relu(x1)  # conv2_block6_0_relu
-        x1 = self.conv2_block6_1_conv(x1)
-        x1 = self.conv2_block6_1_bn(x1)
-        x1 = F.relu(x1)  # conv2_block6_1_relu
-        x1 = self.conv2_block6_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv2_block6_concat
-        x = self.pool2_bn(x)
-        x = F.relu(x)  # pool2_relu
-        x = self.pool2_conv(x)
-        x = F.avg_pool2d(x, (2, 2), (2, 2))  # pool2_pool
-        x1 = self.conv3_block1_0_bn(x)
-        x1 = F.relu(x1)  # conv3_block1_0_relu
-        x1 = self.conv3_block1_1_conv(x1)
-        x1 = self.conv3_block1_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block1_1_relu
-        x1 = self.conv3_block1_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv3_block1_concat
-        x1 = self.conv3_block2_0_bn(x)
-        x1 = F.relu(x1)  # conv3_block2_0_relu
-        x1 = self.conv3_block2_1_conv(x1)
-        x1 = self.conv3_block2_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block2_1_relu
-        x1 = self.conv3_block2_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv3_block2_concat
-        x1 = self.conv3_block3_0_bn(x)
-        x1 = F.relu(x1)  # conv3_block3_0_relu
-        x1 = self.conv3_block3_1_conv(x1)
-        x1 = self.conv3_block3_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block3_1_relu
-        x1 = self.conv3_block3_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv3_block3_concat
-        x1 = self.conv3_block4_0_bn(x)
-        x1 = F.relu(x1)  # conv3_block4_0_relu
-        x1 = self.conv3_block4_1_conv(x1)
-        x1 = self.conv3_block4_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block4_1_relu
-        x1 = self.conv3_block4_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv3_block4_concat
-        x1 = self.conv3_block5_0_bn(x)
-        x1 = F.relu(x1)  # conv3_block5_0_relu
-        x1 = self.conv3_block5_1_conv(x1)
-        x1 = self.conv3_block5_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block5_1_relu
-        x1 = self.conv3_block5_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv3_block5_concat
-        x1 = self.conv3_block6_0_bn(x)
-        x1 = F.relu(x1)  # conv3_block6_0_relu
-        x1 = self.conv3_block6_1_conv(x1)
-        x1 = self.conv3_block6_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block6_1_relu
-        x1 = self.conv3_block6_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv3_block6_concat
-        x1 = self.conv3_block7_0_bn(x)
-        x1 = F.relu(x1)  # conv3_block7_0_relu
-        x1 = self.conv3_block7_1_conv(x1)
-        x1 = self.conv3_block7_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block7_1_relu
-        x1 = self.conv3_block7_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv3_block7_concat
-        x1 = self.conv3_block8_0_bn(x)
-        x1 = F.relu(x1)  # conv3_block8_0_relu
-        x1 = self.conv3_block8_1_conv(x1)
-        x1 = self.conv3_block8_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block8_1_relu
-        x1 = self.conv3_block8_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv3_block8_concat
-        x1 = self.conv3_block9_0_bn(x)
-        x1 = F.relu(x1)  # conv3_block9_0_relu
-        x1 = self.conv3_block9_1_conv(x1)
-        x1 = self.conv3_block9_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block9_1_relu
-        x1 = self.conv3_block9_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv3_block9_concat
-        x1 = self.conv3_block10_0_bn(x)
-        x1 = F.relu(x1)  # conv3_block10_0_relu
-        x1 = self.conv3_block10_1_conv(x1)
-        x1 = self.conv3_block10_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block10_1_relu
-        x1 = self.conv3_block10_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv3_block10_concat
-        x1 = self.conv3_block11_0_bn(x)
-        x1 = F.relu(x1)  # conv3_block11_0_relu
-        x1 = self.conv3_block11_1_conv(x1)
-        x1 = self.conv3_block11_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block11_1_relu
-        x1 = self.conv3_block11_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv3_block11_concat
-        x1 = self.conv3_block12_0_bn(x)
-        x1 = F.relu(x1)  # conv3_block12_0_relu
-        x1 = self.conv3_block12_1_conv(x1)
-        x1 = self.conv3_block12_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block12_1_relu
-        x1 = self.conv3_block12_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv3_block12_concat
-        x = self.pool3_bn(x)
-        x = F.relu(x)  # pool3_relu
-        x = self.pool3_conv(x)
-        x = F.avg_pool2d(x, (2, 2), (2, 2))  # pool3_pool
-        x1 = self.conv4_block1_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block1_0_relu
-        x1 = self.conv4_block1_1_conv(x1)
-        x1 = self.conv4_block1_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block1_1_relu
-        x1 = self.conv4_block1_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block1_concat
-        x1 = self.conv4_block2_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block2_0_relu
-        x1 = self.conv4_block2_1_conv(x1)
-        x1 = self.conv4_block2_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block2_1_relu
-        x1 = self.conv4_block2_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block2_concat
-        x1 = self.conv4_block3_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block3_0_relu
-        x1 = self.conv4_block3_1_conv(x1)
-        x1 = self.conv4_block3_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block3_1_relu
-        x1 = self.conv4_block3_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block3_concat
-        x1 = self.conv4_block4_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block4_0_relu
-        x1 = self.conv4_block4_1_conv(x1)
-        x1 = self.conv4_block4_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block4_1_relu
-        x1 = self.conv4_block4_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block4_concat
-        x1 = self.conv4_block5_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block5_0_relu
-        x1 = self.conv4_block5_1_conv(x1)
-        x1 = self.conv4_block5_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block5_1_relu
-        x1 = self.conv4_block5_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block5_concat
-        x1 = self.conv4_block6_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block6_0_relu
-        x1 = self.conv4_block6_1_conv(x1)
-        x1 = self.conv4_block6_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block6_1_relu
-        x1 = self.conv4_block6_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block6_concat
-        x1 = self.conv4_block7_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block7_0_relu
-        x1 = self.conv4_block7_1_conv(x1)
-        x1 = self.conv4_block7_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block7_1_relu
-        x1 = self.conv4_block7_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block7_concat
-        x1 = self.conv4_block8_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block8_0_relu
-        x1 = self.conv4_block8_1_conv(x1)
-        x1 = self.conv4_block8_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block8_1_relu
-        x1 = self.conv4_block8_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block8_concat
-        x1 = self.conv4_block9_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block9_0_relu
-        x1 = self.conv4_block9_1_conv(x1)
-        x1 = self.conv4_block9_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block9_1_relu
-        x1 = self.conv4_block9_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block9_concat
-        x1 = self.conv4_block10_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block10_0_relu
-        x1 = self.conv4_block10_1_conv(x1)
-        x1 = self.conv4_block10_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block10_1_relu
-        x1 = self.conv4_block10_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block10_concat
-        x1 = self.conv4_block11_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block11_0_relu
-        x1 = self.conv4_block11_1_conv(x1)
-        x1 = self.conv4_block11_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block11_1_relu
-        x1 = self.conv4_block11_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block11_concat
-        x1 = self.conv4_block12_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block12_0_relu
-        x1 = self.conv4_block12_1_conv(x1)
-        x1 = self.conv4_block12_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block12_1_relu
-        x1 = self.conv4_block12_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block12_concat
-        x1 = self.conv4_block13_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block13_0_relu
-        x1 = self.conv4_block13_1_conv(x1)
-        x1 = self.conv4_block13_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block13_1_relu
-        x1 = self.conv4_block13_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block13_concat
-        x1 = self.conv4_block14_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block14_0_relu
-        x1 = self.conv4_block14_1_conv(x1)
-        x1 = self.conv4_block14_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block14_1_relu
-        x1 = self.conv4_block14_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block14_concat
-        x1 = self.conv4_block15_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block15_0_relu
-        x1 = self.conv4_block15_1_conv(x1)
-        x1 = self.conv4_block15_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block15_1_relu
-        x1 = self.conv4_block15_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block15_concat
-        x1 = self.conv4_block16_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block16_0_relu
-        x1 = self.conv4_block16_1_conv(x1)
-        x1 = self.conv4_block16_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block16_1_relu
-        x1 = self.conv4_block16_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block16_concat
-        x1 = self.conv4_block17_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block17_0_relu
-        x1 = self.conv4_block17_1_conv(x1)
-        x1 = self.conv4_block17_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block17_1_relu
-        x1 = self.conv4_block17_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block17_concat
-        x1 = self.conv4_block18_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block18_0_relu
-        x1 = self.conv4_block18_1_conv(x1)
-        x1 = self.conv4_block18_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block18_1_relu
-        x1 = self.conv4_block18_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block18_concat
-        x1 = self.conv4_block19_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block19_0_relu
-        x1 = self.conv4_block19_1_conv(x1)
-        x1 = self.conv4_block19_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block19_1_relu
-        x1 = self.conv4_block19_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block19_concat
-        x1 = self.conv4_block20_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block20_0_relu
-        x1 = self.conv4_block20_1_conv(x1)
-        x1 = self.conv4_block20_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block20_1_relu
-        x1 = self.conv4_block20_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block20_concat
-        x1 = self.conv4_block21_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block21_0_relu
-        x1 = self.conv4_block21_1_conv(x1)
-        x1 = self.conv4_block21_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block21_1_relu
-        x1 = self.conv4_block21_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block21_concat
-        x1 = self.conv4_block22_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block22_0_relu
-        x1 = self.conv4_block22_1_conv(x1)
-        x1 = self.conv4_block22_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block22_1_relu
-        x1 = self.conv4_block22_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block22_concat
-        x1 = self.conv4_block23_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block23_0_relu
-        x1 = self.conv4_block23_1_conv(x1)
-        x1 = self.conv4_block23_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block23_1_relu
-        x1 = self.conv4_block23_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block23_concat
-        x1 = self.conv4_block24_0_bn(x)
-        x1 = F.relu(x1)  # conv4_block24_0_relu
-        x1 = self.conv4_block24_1_conv(x1)
-        x1 = self.conv4_block24_1_bn(x1)
-        x1 = F.relu(x1)  # conv4_block24_1_relu
-        x1 = self.conv4_block24_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv4_block24_concat
-        x = self.pool4_bn(x)
-        x = F.relu(x)  # pool4_relu
-        x = self.pool4_conv(x)
-        x = F.avg_pool2d(x, (2, 2), (2, 2))  # pool4_pool
-        x1 = self.conv5_block1_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block1_0_relu
-        x1 = self.conv5_block1_1_conv(x1)
-        x1 = self.conv5_block1_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block1_1_relu
-        x1 = self.conv5_block1_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block1_concat
-        x1 = self.conv5_block2_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block2_0_relu
-        x1 = self.conv5_block2_1_conv(x1)
-        x1 = self.conv5_block2_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block2_1_relu
-        x1 = self.conv5_block2_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block2_concat
-        x1 = self.conv5_block3_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block3_0_relu
-        x1 = self.conv5_block3_1_conv(x1)
-        x1 = self.conv5_block3_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block3_1_relu
-        x1 = self.conv5_block3_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block3_concat
-        x1 = self.conv5_block4_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block4_0_relu
-        x1 = self.conv5_block4_1_conv(x1)
-        x1 = self.conv5_block4_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block4_1_relu
-        x1 = self.conv5_block4_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block4_concat
-        x1 = self.conv5_block5_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block5_0_relu
-        x1 = self.conv5_block5_1_conv(x1)
-        x1 = self.conv5_block5_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block5_1_relu
-        x1 = self.conv5_block5_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block5_concat
-        x1 = self.conv5_block6_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block6_0_relu
-        x1 = self.conv5_block6_1_conv(x1)
-        x1 = self.conv5_block6_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block6_1_relu
-        x1 = self.conv5_block6_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block6_concat
-        x1 = self.conv5_block7_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block7_0_relu
-        x1 = self.conv5_block7_1_conv(x1)
-        x1 = self.conv5_block7_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block7_1_relu
-        x1 = self.conv5_block7_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block7_concat
-        x1 = self.conv5_block8_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block8_0_relu
-        x1 = self.conv5_block8_1_conv(x1)
-        x1 = self.conv5_block8_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block8_1_relu
-        x1 = self.conv5_block8_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block8_concat
-        x1 = self.conv5_block9_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block9_0_relu
-        x1 = self.conv5_block9_1_conv(x1)
-        x1 = self.conv5_block9_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block9_1_relu
-        x1 = self.conv5_block9_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block9_concat
-        x1 = self.conv5_block10_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block10_0_relu
-        x1 = self.conv5_block10_1_conv(x1)
-        x1 = self.conv5_block10_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block10_1_relu
-        x1 = self.conv5_block10_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block10_concat
-        x1 = self.conv5_block11_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block11_0_relu
-        x1 = self.conv5_block11_1_conv(x1)
-        x1 = self.conv5_block11_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block11_1_relu
-        x1 = self.conv5_block11_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block11_concat
-        x1 = self.conv5_block12_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block12_0_relu
-        x1 = self.conv5_block12_1_conv(x1)
-        x1 = self.conv5_block12_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block12_1_relu
-        x1 = self.conv5_block12_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block12_concat
-        x1 = self.conv5_block13_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block13_0_relu
-        x1 = self.conv5_block13_1_conv(x1)
-        x1 = self.conv5_block13_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block13_1_relu
-        x1 = self.conv5_block13_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block13_concat
-        x1 = self.conv5_block14_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block14_0_relu
-        x1 = self.conv5_block14_1_conv(x1)
-        x1 = self.conv5_block14_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block14_1_relu
-        x1 = self.conv5_block14_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block14_concat
-        x1 = self.conv5_block15_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block15_0_relu
-        x1 = self.conv5_block15_1_conv(x1)
-        x1 = self.conv5_block15_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block15_1_relu
-        x1 = self.conv5_block15_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block15_concat
-        x1 = self.conv5_block16_0_bn(x)
-        x1 = F.relu(x1)  # conv5_block16_0_relu
-        x1 = self.conv5_block16_1_conv(x1)
-        x1 = self.conv5_block16_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block16_1_relu
-        x1 = self.conv5_block16_2_conv(x1)
-        x = torch.cat([x, x1], dim=1)  # conv5_block16_concat
+        x = F.relu(x)
+        x = self.zero_padding2d_1(x)
+        x = self.pool1(x)
+        x = self.dense_block(x)
         x = self.bn(x)
-        x = F.relu(x)  # relu
-        x = x.mean(dim=(2, 3), keepdim=False)  # avg_pool
+        x = F.relu(x)
+        x = x.mean((2, 3))
         x = F.softmax(self.predictions(x), dim=1)
         return x
+
+    def reset_parameters(self) -> None:
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
+        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        for module in self.modules():
+            if isinstance(module, KerasBatchNorm):
+                module.reset_parameters()  # rules of their own
+            elif isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""
         loss = torch.zeros(())
+        for module in self.modules():
+            factor = getattr(module, "l2", None)
+            if factor is not None and module.weight.requires_grad:  # frozen: no penalty
+                loss = loss + factor * module.weight.square().sum()
         return loss
 
 
-def build_model() -> Densenet121:
+def build_model(**params) -> Densenet121:
     """Build the model with Keras' initial values (call .eval() for inference)."""
-    return Densenet121()
+    return Densenet121(**params)

@@ -2,6 +2,7 @@
 
 Regenerate with `archc compile SPEC --backend keras`, SPEC being SPEC["path"] below
 (relative to this file's folder), with the variant and overrides SPEC records.
+Variants: `build_model(**VARIANTS[name])`; VARIANT_COUNTS has their parameter counts.
 """
 
 import keras
@@ -14,750 +15,109 @@ SPEC = {
 }
 PARAMS = {"total": 3538984, "trainable": 3504872, "non_trainable": 34112}
 INPUT_SHAPE = (224, 224, 3)
+VARIANTS = {"alpha_0.5": {"alpha": 0.5}, "alpha_0.75": {"alpha": 0.75}, "alpha_1.4": {"alpha": 1.4}}
+VARIANT_COUNTS = {
+    "alpha_0.5": {"total": 1987224, "trainable": 1968680, "non_trainable": 18544},
+    "alpha_0.75": {"total": 2663064, "trainable": 2636424, "non_trainable": 26640},
+    "alpha_1.4": {"total": 6156712, "trainable": 6108776, "non_trainable": 47936},
+}
 
 
-def build_model() -> keras.Model:
-    """Build the model; it takes channels-last input of shape (batch, *INPUT_SHAPE)."""
-    input_layer = keras.Input(shape=(224, 224, 3), name="input_layer")
-    Conv1 = layers.Conv2D(
-        filters=32, kernel_size=(3, 3), strides=(2, 2), padding="same", use_bias=False, name="Conv1"
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to a multiple of divisor, never below 90% of it (MobileNet)."""
+    floor = divisor if min_value is None else min_value
+    new = max(floor, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+def inverted_res(
+    inputs,
+    *,
+    block_id: int,
+    prefix: str | None = None,
+    expansion: int,
+    filters: int,
+    stride: int,
+    alpha: float,
+):
+    """Expand (1x1, skipped in block 0), 3x3 depthwise (explicitly padded when strided, as
+    imagenet_utils.correct_pad), linear 1x1 projection; add the input when shapes allow.
+    """
+    if prefix is None:
+        prefix = "block_" + str(block_id) if block_id > 0 else "expanded_conv"
+    x = inputs
+    if block_id > 0:
+        x = layers.Conv2D(
+            expansion * inputs.shape[-1], 1, padding="same", use_bias=False, name=f"{prefix}_expand"
+        )(x)
+        x = layers.BatchNormalization(momentum=0.999, epsilon=0.001, name=f"{prefix}_expand_BN")(x)
+        x = layers.Activation("relu6", name=f"{prefix}_expand_relu")(x)
+    if stride == 2:
+        x = layers.ZeroPadding2D(((x.shape[1] % 2, 1), (x.shape[2] % 2, 1)), name=f"{prefix}_pad")(
+            x
+        )
+    x = layers.DepthwiseConv2D(
+        3,
+        strides=stride,
+        padding="same" if stride == 1 else "valid",
+        use_bias=False,
+        name=f"{prefix}_depthwise",
+    )(x)
+    x = layers.BatchNormalization(momentum=0.999, epsilon=0.001, name=f"{prefix}_depthwise_BN")(x)
+    x = layers.Activation("relu6", name=f"{prefix}_depthwise_relu")(x)
+    x = layers.Conv2D(
+        make_divisible(int(filters * alpha), 8),
+        1,
+        padding="same",
+        use_bias=False,
+        name=f"{prefix}_project",
+    )(x)
+    x = layers.BatchNormalization(momentum=0.999, epsilon=0.001, name=f"{prefix}_project_BN")(x)
+    if inputs.shape[-1] == x.shape[-1] and stride == 1:
+        x = layers.Add(name=f"{prefix}_add")([inputs, x])
+    return x
+
+
+def build_model(
+    input_shape: tuple[int, ...] = (224, 224, 3),
+    classes: int = 1000,
+    alpha: float = 1.0,
+    expansions: tuple[int, ...] = (1, 6, 6, 6, 6, 6, 6),
+    filters: tuple[int, ...] = (16, 24, 32, 64, 96, 160, 320),
+    repeats: tuple[int, ...] = (1, 2, 3, 4, 3, 3, 1),
+    strides: tuple[int, ...] = (1, 2, 2, 2, 1, 2, 1),
+) -> keras.Model:
+    """MobileNetV2 as in keras.applications, with its width multiplier alpha.
+
+    Takes channels-last input of shape (batch, *INPUT_SHAPE).
+    """
+    input_layer = keras.Input(shape=input_shape, name="input_layer")
+    x = layers.Conv2D(
+        make_divisible(32 * alpha, 8), 3, strides=2, padding="same", use_bias=False, name="Conv1"
     )(input_layer)
-    bn_Conv1 = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="bn_Conv1"
-    )(Conv1)
-    Conv1_relu = layers.Activation(activation="relu6", name="Conv1_relu")(bn_Conv1)
-    expanded_conv_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="expanded_conv_depthwise",
-    )(Conv1_relu)
-    expanded_conv_depthwise_BN = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.999,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="expanded_conv_depthwise_BN",
-    )(expanded_conv_depthwise)
-    expanded_conv_depthwise_relu = layers.Activation(
-        activation="relu6", name="expanded_conv_depthwise_relu"
-    )(expanded_conv_depthwise_BN)
-    expanded_conv_project = layers.Conv2D(
-        filters=16,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="expanded_conv_project",
-    )(expanded_conv_depthwise_relu)
-    expanded_conv_project_BN = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.999,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="expanded_conv_project_BN",
-    )(expanded_conv_project)
-    block_1_expand = layers.Conv2D(
-        filters=96,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_1_expand",
-    )(expanded_conv_project_BN)
-    block_1_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_1_expand_BN"
-    )(block_1_expand)
-    block_1_expand_relu = layers.Activation(activation="relu6", name="block_1_expand_relu")(
-        block_1_expand_BN
-    )
-    block_1_pad = layers.ZeroPadding2D(padding=((0, 1), (0, 1)), name="block_1_pad")(
-        block_1_expand_relu
-    )
-    block_1_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(2, 2),
-        padding="valid",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_1_depthwise",
-    )(block_1_pad)
-    block_1_depthwise_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_1_depthwise_BN"
-    )(block_1_depthwise)
-    block_1_depthwise_relu = layers.Activation(activation="relu6", name="block_1_depthwise_relu")(
-        block_1_depthwise_BN
-    )
-    block_1_project = layers.Conv2D(
-        filters=24,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_1_project",
-    )(block_1_depthwise_relu)
-    block_1_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_1_project_BN"
-    )(block_1_project)
-    block_2_expand = layers.Conv2D(
-        filters=144,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_2_expand",
-    )(block_1_project_BN)
-    block_2_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_2_expand_BN"
-    )(block_2_expand)
-    block_2_expand_relu = layers.Activation(activation="relu6", name="block_2_expand_relu")(
-        block_2_expand_BN
-    )
-    block_2_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_2_depthwise",
-    )(block_2_expand_relu)
-    block_2_depthwise_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_2_depthwise_BN"
-    )(block_2_depthwise)
-    block_2_depthwise_relu = layers.Activation(activation="relu6", name="block_2_depthwise_relu")(
-        block_2_depthwise_BN
-    )
-    block_2_project = layers.Conv2D(
-        filters=24,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_2_project",
-    )(block_2_depthwise_relu)
-    block_2_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_2_project_BN"
-    )(block_2_project)
-    block_2_add = layers.Add(name="block_2_add")([block_1_project_BN, block_2_project_BN])
-    block_3_expand = layers.Conv2D(
-        filters=144,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_3_expand",
-    )(block_2_add)
-    block_3_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_3_expand_BN"
-    )(block_3_expand)
-    block_3_expand_relu = layers.Activation(activation="relu6", name="block_3_expand_relu")(
-        block_3_expand_BN
-    )
-    block_3_pad = layers.ZeroPadding2D(padding=((0, 1), (0, 1)), name="block_3_pad")(
-        block_3_expand_relu
-    )
-    block_3_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(2, 2),
-        padding="valid",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_3_depthwise",
-    )(block_3_pad)
-    block_3_depthwise_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_3_depthwise_BN"
-    )(block_3_depthwise)
-    block_3_depthwise_relu = layers.Activation(activation="relu6", name="block_3_depthwise_relu")(
-        block_3_depthwise_BN
-    )
-    block_3_project = layers.Conv2D(
-        filters=32,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_3_project",
-    )(block_3_depthwise_relu)
-    block_3_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_3_project_BN"
-    )(block_3_project)
-    block_4_expand = layers.Conv2D(
-        filters=192,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_4_expand",
-    )(block_3_project_BN)
-    block_4_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_4_expand_BN"
-    )(block_4_expand)
-    block_4_expand_relu = layers.Activation(activation="relu6", name="block_4_expand_relu")(
-        block_4_expand_BN
-    )
-    block_4_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_4_depthwise",
-    )(block_4_expand_relu)
-    block_4_depthwise_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_4_depthwise_BN"
-    )(block_4_depthwise)
-    block_4_depthwise_relu = layers.Activation(activation="relu6", name="block_4_depthwise_relu")(
-        block_4_depthwise_BN
-    )
-    block_4_project = layers.Conv2D(
-        filters=32,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_4_project",
-    )(block_4_depthwise_relu)
-    block_4_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_4_project_BN"
-    )(block_4_project)
-    block_4_add = layers.Add(name="block_4_add")([block_3_project_BN, block_4_project_BN])
-    block_5_expand = layers.Conv2D(
-        filters=192,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_5_expand",
-    )(block_4_add)
-    block_5_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_5_expand_BN"
-    )(block_5_expand)
-    block_5_expand_relu = layers.Activation(activation="relu6", name="block_5_expand_relu")(
-        block_5_expand_BN
-    )
-    block_5_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_5_depthwise",
-    )(block_5_expand_relu)
-    block_5_depthwise_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_5_depthwise_BN"
-    )(block_5_depthwise)
-    block_5_depthwise_relu = layers.Activation(activation="relu6", name="block_5_depthwise_relu")(
-        block_5_depthwise_BN
-    )
-    block_5_project = layers.Conv2D(
-        filters=32,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_5_project",
-    )(block_5_depthwise_relu)
-    block_5_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_5_project_BN"
-    )(block_5_project)
-    block_5_add = layers.Add(name="block_5_add")([block_4_add, block_5_project_BN])
-    block_6_expand = layers.Conv2D(
-        filters=192,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_6_expand",
-    )(block_5_add)
-    block_6_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_6_expand_BN"
-    )(block_6_expand)
-    block_6_expand_relu = layers.Activation(activation="relu6", name="block_6_expand_relu")(
-        block_6_expand_BN
-    )
-    block_6_pad = layers.ZeroPadding2D(padding=((0, 1), (0, 1)), name="block_6_pad")(
-        block_6_expand_relu
-    )
-    block_6_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(2, 2),
-        padding="valid",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_6_depthwise",
-    )(block_6_pad)
-    block_6_depthwise_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_6_depthwise_BN"
-    )(block_6_depthwise)
-    block_6_depthwise_relu = layers.Activation(activation="relu6", name="block_6_depthwise_relu")(
-        block_6_depthwise_BN
-    )
-    block_6_project = layers.Conv2D(
-        filters=64,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_6_project",
-    )(block_6_depthwise_relu)
-    block_6_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_6_project_BN"
-    )(block_6_project)
-    block_7_expand = layers.Conv2D(
-        filters=384,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_7_expand",
-    )(block_6_project_BN)
-    block_7_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_7_expand_BN"
-    )(block_7_expand)
-    block_7_expand_relu = layers.Activation(activation="relu6", name="block_7_expand_relu")(
-        block_7_expand_BN
-    )
-    block_7_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_7_depthwise",
-    )(block_7_expand_relu)
-    block_7_depthwise_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_7_depthwise_BN"
-    )(block_7_depthwise)
-    block_7_depthwise_relu = layers.Activation(activation="relu6", name="block_7_depthwise_relu")(
-        block_7_depthwise_BN
-    )
-    block_7_project = layers.Conv2D(
-        filters=64,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_7_project",
-    )(block_7_depthwise_relu)
-    block_7_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_7_project_BN"
-    )(block_7_project)
-    block_7_add = layers.Add(name="block_7_add")([block_6_project_BN, block_7_project_BN])
-    block_8_expand = layers.Conv2D(
-        filters=384,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_8_expand",
-    )(block_7_add)
-    block_8_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_8_expand_BN"
-    )(block_8_expand)
-    block_8_expand_relu = layers.Activation(activation="relu6", name="block_8_expand_relu")(
-        block_8_expand_BN
-    )
-    block_8_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_8_depthwise",
-    )(block_8_expand_relu)
-    block_8_depthwise_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_8_depthwise_BN"
-    )(block_8_depthwise)
-    block_8_depthwise_relu = layers.Activation(activation="relu6", name="block_8_depthwise_relu")(
-        block_8_depthwise_BN
-    )
-    block_8_project = layers.Conv2D(
-        filters=64,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_8_project",
-    )(block_8_depthwise_relu)
-    block_8_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_8_project_BN"
-    )(block_8_project)
-    block_8_add = layers.Add(name="block_8_add")([block_7_add, block_8_project_BN])
-    block_9_expand = layers.Conv2D(
-        filters=384,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_9_expand",
-    )(block_8_add)
-    block_9_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_9_expand_BN"
-    )(block_9_expand)
-    block_9_expand_relu = layers.Activation(activation="relu6", name="block_9_expand_relu")(
-        block_9_expand_BN
-    )
-    block_9_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_9_depthwise",
-    )(block_9_expand_relu)
-    block_9_depthwise_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_9_depthwise_BN"
-    )(block_9_depthwise)
-    block_9_depthwise_relu = layers.Activation(activation="relu6", name="block_9_depthwise_relu")(
-        block_9_depthwise_BN
-    )
-    block_9_project = layers.Conv2D(
-        filters=64,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_9_project",
-    )(block_9_depthwise_relu)
-    block_9_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_9_project_BN"
-    )(block_9_project)
-    block_9_add = layers.Add(name="block_9_add")([block_8_add, block_9_project_BN])
-    block_10_expand = layers.Conv2D(
-        filters=384,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_10_expand",
-    )(block_9_add)
-    block_10_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_10_expand_BN"
-    )(block_10_expand)
-    block_10_expand_relu = layers.Activation(activation="relu6", name="block_10_expand_relu")(
-        block_10_expand_BN
-    )
-    block_10_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_10_depthwise",
-    )(block_10_expand_relu)
-    block_10_depthwise_BN = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.999,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="block_10_depthwise_BN",
-    )(block_10_depthwise)
-    block_10_depthwise_relu = layers.Activation(activation="relu6", name="block_10_depthwise_relu")(
-        block_10_depthwise_BN
-    )
-    block_10_project = layers.Conv2D(
-        filters=96,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_10_project",
-    )(block_10_depthwise_relu)
-    block_10_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_10_project_BN"
-    )(block_10_project)
-    block_11_expand = layers.Conv2D(
-        filters=576,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_11_expand",
-    )(block_10_project_BN)
-    block_11_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_11_expand_BN"
-    )(block_11_expand)
-    block_11_expand_relu = layers.Activation(activation="relu6", name="block_11_expand_relu")(
-        block_11_expand_BN
-    )
-    block_11_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_11_depthwise",
-    )(block_11_expand_relu)
-    block_11_depthwise_BN = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.999,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="block_11_depthwise_BN",
-    )(block_11_depthwise)
-    block_11_depthwise_relu = layers.Activation(activation="relu6", name="block_11_depthwise_relu")(
-        block_11_depthwise_BN
-    )
-    block_11_project = layers.Conv2D(
-        filters=96,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_11_project",
-    )(block_11_depthwise_relu)
-    block_11_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_11_project_BN"
-    )(block_11_project)
-    block_11_add = layers.Add(name="block_11_add")([block_10_project_BN, block_11_project_BN])
-    block_12_expand = layers.Conv2D(
-        filters=576,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_12_expand",
-    )(block_11_add)
-    block_12_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_12_expand_BN"
-    )(block_12_expand)
-    block_12_expand_relu = layers.Activation(activation="relu6", name="block_12_expand_relu")(
-        block_12_expand_BN
-    )
-    block_12_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_12_depthwise",
-    )(block_12_expand_relu)
-    block_12_depthwise_BN = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.999,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="block_12_depthwise_BN",
-    )(block_12_depthwise)
-    block_12_depthwise_relu = layers.Activation(activation="relu6", name="block_12_depthwise_relu")(
-        block_12_depthwise_BN
-    )
-    block_12_project = layers.Conv2D(
-        filters=96,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_12_project",
-    )(block_12_depthwise_relu)
-    block_12_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_12_project_BN"
-    )(block_12_project)
-    block_12_add = layers.Add(name="block_12_add")([block_11_add, block_12_project_BN])
-    block_13_expand = layers.Conv2D(
-        filters=576,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_13_expand",
-    )(block_12_add)
-    block_13_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_13_expand_BN"
-    )(block_13_expand)
-    block_13_expand_relu = layers.Activation(activation="relu6", name="block_13_expand_relu")(
-        block_13_expand_BN
-    )
-    block_13_pad = layers.ZeroPadding2D(padding=((0, 1), (0, 1)), name="block_13_pad")(
-        block_13_expand_relu
-    )
-    block_13_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(2, 2),
-        padding="valid",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_13_depthwise",
-    )(block_13_pad)
-    block_13_depthwise_BN = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.999,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="block_13_depthwise_BN",
-    )(block_13_depthwise)
-    block_13_depthwise_relu = layers.Activation(activation="relu6", name="block_13_depthwise_relu")(
-        block_13_depthwise_BN
-    )
-    block_13_project = layers.Conv2D(
-        filters=160,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_13_project",
-    )(block_13_depthwise_relu)
-    block_13_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_13_project_BN"
-    )(block_13_project)
-    block_14_expand = layers.Conv2D(
-        filters=960,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_14_expand",
-    )(block_13_project_BN)
-    block_14_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_14_expand_BN"
-    )(block_14_expand)
-    block_14_expand_relu = layers.Activation(activation="relu6", name="block_14_expand_relu")(
-        block_14_expand_BN
-    )
-    block_14_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_14_depthwise",
-    )(block_14_expand_relu)
-    block_14_depthwise_BN = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.999,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="block_14_depthwise_BN",
-    )(block_14_depthwise)
-    block_14_depthwise_relu = layers.Activation(activation="relu6", name="block_14_depthwise_relu")(
-        block_14_depthwise_BN
-    )
-    block_14_project = layers.Conv2D(
-        filters=160,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_14_project",
-    )(block_14_depthwise_relu)
-    block_14_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_14_project_BN"
-    )(block_14_project)
-    block_14_add = layers.Add(name="block_14_add")([block_13_project_BN, block_14_project_BN])
-    block_15_expand = layers.Conv2D(
-        filters=960,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_15_expand",
-    )(block_14_add)
-    block_15_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_15_expand_BN"
-    )(block_15_expand)
-    block_15_expand_relu = layers.Activation(activation="relu6", name="block_15_expand_relu")(
-        block_15_expand_BN
-    )
-    block_15_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_15_depthwise",
-    )(block_15_expand_relu)
-    block_15_depthwise_BN = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.999,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="block_15_depthwise_BN",
-    )(block_15_depthwise)
-    block_15_depthwise_relu = layers.Activation(activation="relu6", name="block_15_depthwise_relu")(
-        block_15_depthwise_BN
-    )
-    block_15_project = layers.Conv2D(
-        filters=160,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_15_project",
-    )(block_15_depthwise_relu)
-    block_15_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_15_project_BN"
-    )(block_15_project)
-    block_15_add = layers.Add(name="block_15_add")([block_14_add, block_15_project_BN])
-    block_16_expand = layers.Conv2D(
-        filters=960,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_16_expand",
-    )(block_15_add)
-    block_16_expand_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_16_expand_BN"
-    )(block_16_expand)
-    block_16_expand_relu = layers.Activation(activation="relu6", name="block_16_expand_relu")(
-        block_16_expand_BN
-    )
-    block_16_depthwise = layers.DepthwiseConv2D(
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        depth_multiplier=1,
-        use_bias=False,
-        name="block_16_depthwise",
-    )(block_16_expand_relu)
-    block_16_depthwise_BN = layers.BatchNormalization(
-        axis=-1,
-        momentum=0.999,
-        epsilon=0.001,
-        center=True,
-        scale=True,
-        name="block_16_depthwise_BN",
-    )(block_16_depthwise)
-    block_16_depthwise_relu = layers.Activation(activation="relu6", name="block_16_depthwise_relu")(
-        block_16_depthwise_BN
-    )
-    block_16_project = layers.Conv2D(
-        filters=320,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        name="block_16_project",
-    )(block_16_depthwise_relu)
-    block_16_project_BN = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="block_16_project_BN"
-    )(block_16_project)
-    Conv_1 = layers.Conv2D(
-        filters=1280,
-        kernel_size=(1, 1),
-        strides=(1, 1),
+    x = layers.BatchNormalization(momentum=0.999, epsilon=0.001, name="bn_Conv1")(x)
+    x = layers.Activation("relu6", name="Conv1_relu")(x)
+    for s in range(len(filters)):
+        for i in range(repeats[s]):
+            x = inverted_res(
+                x,
+                block_id=sum(repeats[:s]) + i,
+                expansion=expansions[s],
+                filters=filters[s],
+                stride=strides[s] if i == 0 else 1,
+                alpha=alpha,
+            )
+    x = layers.Conv2D(
+        make_divisible(1280 * alpha, 8) if alpha > 1.0 else 1280,
+        1,
         padding="valid",
         use_bias=False,
         name="Conv_1",
-    )(block_16_project_BN)
-    Conv_1_bn = layers.BatchNormalization(
-        axis=-1, momentum=0.999, epsilon=0.001, center=True, scale=True, name="Conv_1_bn"
-    )(Conv_1)
-    out_relu = layers.Activation(activation="relu6", name="out_relu")(Conv_1_bn)
-    global_average_pooling2d = layers.GlobalAveragePooling2D(
-        keepdims=False, name="global_average_pooling2d"
-    )(out_relu)
-    predictions = layers.Dense(units=1000, activation="softmax", use_bias=True, name="predictions")(
-        global_average_pooling2d
-    )
-    return keras.Model(inputs=input_layer, outputs=predictions, name="mobilenet_v2")
+    )(x)
+    x = layers.BatchNormalization(momentum=0.999, epsilon=0.001, name="Conv_1_bn")(x)
+    x = layers.Activation("relu6", name="out_relu")(x)
+    x = layers.GlobalAveragePooling2D(name="global_average_pooling2d")(x)
+    x = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    return keras.Model(input_layer, x, name="mobilenet_v2")

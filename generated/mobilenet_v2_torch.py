@@ -2,8 +2,10 @@
 
 Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] below
 (relative to this file's folder), with the variant and overrides SPEC records.
-The model takes NCHW input of shape (batch, *INPUT_SHAPE); its layer names match the Keras
-model's, so weights transfer by name (see archc's backends.transfer).
+The model takes NCHW input of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
+layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
+by name; initial values and `regularization_loss()` are Keras'.
+Variants: `build_model(**VARIANTS[name])`; VARIANT_COUNTS has their parameter counts.
 """
 
 import math
@@ -19,454 +21,308 @@ SPEC = {
 }
 PARAMS = {"total": 3538984, "trainable": 3504872, "non_trainable": 34112}
 INPUT_SHAPE = (3, 224, 224)
+VARIANTS = {"alpha_0.5": {"alpha": 0.5}, "alpha_0.75": {"alpha": 0.75}, "alpha_1.4": {"alpha": 1.4}}
+VARIANT_COUNTS = {
+    "alpha_0.5": {"total": 1987224, "trainable": 1968680, "non_trainable": 18544},
+    "alpha_0.75": {"total": 2663064, "trainable": 2636424, "non_trainable": 26640},
+    "alpha_1.4": {"total": 6156712, "trainable": 6108776, "non_trainable": 47936},
+}
 
 
-def _glorot_uniform_(weight: torch.Tensor, fan_in: int, fan_out: int) -> None:
-    """Keras' glorot_uniform with Keras' fans: U(-a, a), a = sqrt(6 / (fan_in + fan_out))."""
-    limit = math.sqrt(6.0 / (fan_in + fan_out))
-    with torch.no_grad():
-        weight.uniform_(-limit, limit)
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to a multiple of divisor, never below 90% of it (MobileNet)."""
+    floor = divisor if min_value is None else min_value
+    new = max(floor, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable: bool = True):
+    """Tag a module with its Keras layer's name, L2 kernel factor and trainable flag."""
+    module.keras_name, module.l2, module.keras_trainable = name, l2, trainable
+    return module.requires_grad_(trainable)
+
+
+def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1):
+    """(height, width, channels) after a convolution or pooling window, Keras' rule."""
+    out = []
+    for size, k, s, d in zip(shape[:2], pair(kernel), pair(strides), pair(dilation), strict=True):
+        out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
+    return (*out, channels)
+
+
+def same_pads(x: torch.Tensor, kernel, stride, dilation=(1, 1)) -> tuple[int, int, int, int]:
+    """TF's 'same' padding of x's last two dims as F.pad's (left, right, top, bottom): the
+    extra pixel goes right and bottom."""
+    pads: list[int] = []
+    for size, k, s, d in zip(
+        x.shape[:-3:-1], kernel[::-1], stride[::-1], dilation[::-1], strict=True
+    ):
+        total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+        pads += [total // 2, total - total // 2]
+    return pads[0], pads[1], pads[2], pads[3]
+
+
+class KerasConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' padding: 'same' as TF pads it at any stride."""
+
+    def __init__(self, *args, padding="valid", **kwargs) -> None:
+        super().__init__(*args, padding=0 if isinstance(padding, str) else padding, **kwargs)
+        self.same = padding == "same"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.same:
+            return super().forward(x)
+        left, right, top, bottom = same_pads(x, self.kernel_size, self.stride, self.dilation)
+        padding = (top, left)
+        if (left, top) != (right, bottom):
+            x, padding = F.pad(x, (left, right, top, bottom)), (0, 0)
+        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+
+class KerasDepthwiseConv2d(KerasConv2d):
+    """Keras' DepthwiseConv2D: groups = channels; Glorot fans of Keras' (kh, kw, C, M) kernel."""
+
+    def reset_parameters(self) -> None:
+        kh, kw = self.kernel_size
+        fan_in, fan_out = kh * kw * self.in_channels, kh * kw * self.out_channels // self.groups
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        with torch.no_grad():
+            self.weight.uniform_(-limit, limit)
+            if self.bias is not None:
+                self.bias.zero_()
+
+
+def torch_pads(padding) -> tuple[int, int, int, int]:
+    """Keras' ZeroPadding2D argument (n, (h, w) or ((top, bottom), (left, right))) as F.pad's
+    (left, right, top, bottom)."""
+    if isinstance(padding, int):
+        return (padding,) * 4
+    (top, bottom), (left, right) = (pair(p) for p in padding)
+    return (left, right, top, bottom)
+
+
+def zero_pad_shape(shape, padding):
+    left, right, top, bottom = torch_pads(padding)
+    return (shape[0] + top + bottom, shape[1] + left + right, shape[2])
+
+
+class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over dim 1 at any rank, as Keras': gamma (scale) and beta (center) apart,
+    and in training the moving variance follows the biased batch variance."""
+
+    def __init__(self, channels: int, eps: float, momentum: float, scale=True, center=True):
+        super().__init__(channels, eps, momentum)
+        if not scale:
+            self.weight = None
+        if not center:
+            self.bias = None
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        before = self.running_var.clone()
+        y = super().forward(x)
+        if self.training:  # PyTorch moved towards the unbiased variance: undo n / (n - 1)
+            n, kept = x.numel() // x.shape[1], (1.0 - self.momentum) * before
+            with torch.no_grad():
+                self.running_var.copy_(kept + (self.running_var - kept) * ((n - 1) / n))
+        return y
+
+
+class InvertedRes(nn.Module):
+    """Expand (1x1, skipped in block 0), 3x3 depthwise (explicitly padded when strided, as
+    imagenet_utils.correct_pad), linear 1x1 projection; add the input when shapes allow.
+    """
+
+    def __init__(
+        self,
+        in_shape: tuple[int, ...],
+        *,
+        block_id: int,
+        prefix: str | None = None,
+        expansion: int,
+        filters: int,
+        stride: int,
+        alpha: float,
+    ) -> None:
+        super().__init__()
+        if prefix is None:
+            prefix = "block_" + str(block_id) if block_id > 0 else "expanded_conv"
+        shape = in_shape
+        self.expand = None
+        self.expand_BN = None
+        if block_id > 0:
+            self.expand = keras_layer(
+                nn.Conv2d(shape[-1], expansion * in_shape[-1], 1, padding="same", bias=False),
+                f"{prefix}_expand",
+            )
+            shape = (*shape[:-1], expansion * in_shape[-1])
+            self.expand_BN = keras_layer(
+                KerasBatchNorm(shape[-1], eps=0.001, momentum=0.001), f"{prefix}_expand_BN"
+            )
+        self.pad = None
+        if stride == 2:
+            self.pad = keras_layer(
+                nn.ZeroPad2d(torch_pads(((shape[0] % 2, 1), (shape[1] % 2, 1)))), f"{prefix}_pad"
+            )
+            shape = zero_pad_shape(shape, ((shape[0] % 2, 1), (shape[1] % 2, 1)))
+        self.depthwise = keras_layer(
+            KerasDepthwiseConv2d(
+                shape[-1],
+                shape[-1],
+                3,
+                stride=stride,
+                padding="same" if stride == 1 else "valid",
+                groups=shape[-1],
+                bias=False,
+            ),
+            f"{prefix}_depthwise",
+        )
+        shape = window_shape(shape, shape[-1], 3, stride, "same" if stride == 1 else "valid")
+        self.depthwise_BN = keras_layer(
+            KerasBatchNorm(shape[-1], eps=0.001, momentum=0.001), f"{prefix}_depthwise_BN"
+        )
+        self.project = keras_layer(
+            nn.Conv2d(
+                shape[-1], make_divisible(int(filters * alpha), 8), 1, padding="same", bias=False
+            ),
+            f"{prefix}_project",
+        )
+        shape = (*shape[:-1], make_divisible(int(filters * alpha), 8))
+        self.project_BN = keras_layer(
+            KerasBatchNorm(shape[-1], eps=0.001, momentum=0.001), f"{prefix}_project_BN"
+        )
+        self.use_add = in_shape[-1] == shape[-1] and stride == 1
+        if self.use_add:
+            shape = in_shape
+        self.out_shape = shape
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        x = inputs
+        if self.expand is not None:
+            x = self.expand(x)
+            x = self.expand_BN(x)
+            x = F.relu6(x)
+        if self.pad is not None:
+            x = self.pad(x)
+        x = self.depthwise(x)
+        x = self.depthwise_BN(x)
+        x = F.relu6(x)
+        x = self.project(x)
+        x = self.project_BN(x)
+        if self.use_add:
+            x = inputs + x
+        return x
 
 
 class MobilenetV2(nn.Module):
-    """The network of the spec, in PyTorch (NCHW)."""
+    """MobileNetV2 as in keras.applications, with its width multiplier alpha.
 
-    def __init__(self) -> None:
+    Takes NCHW input of shape (batch, *INPUT_SHAPE).
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...] = (224, 224, 3),
+        classes: int = 1000,
+        alpha: float = 1.0,
+        expansions: tuple[int, ...] = (1, 6, 6, 6, 6, 6, 6),
+        filters: tuple[int, ...] = (16, 24, 32, 64, 96, 160, 320),
+        repeats: tuple[int, ...] = (1, 2, 3, 4, 3, 3, 1),
+        strides: tuple[int, ...] = (1, 2, 2, 2, 1, 2, 1),
+    ) -> None:
         super().__init__()
-        self.Conv1 = nn.Conv2d(3, 32, kernel_size=(3, 3), stride=(2, 2), padding=(0, 0), bias=False)
-        self.bn_Conv1 = nn.BatchNorm2d(32, eps=0.001, momentum=0.001, affine=True)
-        self.expanded_conv_depthwise = nn.Conv2d(
-            32, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=32, bias=False
+        input_layer_shape = input_shape
+        shape = input_layer_shape
+        self.Conv1 = keras_layer(
+            KerasConv2d(
+                shape[-1], make_divisible(32 * alpha, 8), 3, stride=2, padding="same", bias=False
+            ),
+            "Conv1",
         )
-        self.expanded_conv_depthwise_BN = nn.BatchNorm2d(32, eps=0.001, momentum=0.001, affine=True)
-        self.expanded_conv_project = nn.Conv2d(
-            32, 16, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
+        shape = window_shape(shape, make_divisible(32 * alpha, 8), 3, 2, "same")
+        self.bn_Conv1 = keras_layer(
+            KerasBatchNorm(shape[-1], eps=0.001, momentum=0.001), "bn_Conv1"
         )
-        self.expanded_conv_project_BN = nn.BatchNorm2d(16, eps=0.001, momentum=0.001, affine=True)
-        self.block_1_expand = nn.Conv2d(
-            16, 96, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
+        self.stage = nn.Sequential()
+        for s in range(len(filters)):
+            inner = nn.Sequential()
+            for i in range(repeats[s]):
+                block = InvertedRes(
+                    shape,
+                    block_id=sum(repeats[:s]) + i,
+                    expansion=expansions[s],
+                    filters=filters[s],
+                    stride=strides[s] if i == 0 else 1,
+                    alpha=alpha,
+                )
+                inner.append(block)
+                shape = block.out_shape
+            self.stage.append(inner)
+        self.Conv_1 = keras_layer(
+            nn.Conv2d(
+                shape[-1], make_divisible(1280 * alpha, 8) if alpha > 1.0 else 1280, 1, bias=False
+            ),
+            "Conv_1",
         )
-        self.block_1_expand_BN = nn.BatchNorm2d(96, eps=0.001, momentum=0.001, affine=True)
-        self.block_1_depthwise = nn.Conv2d(
-            96, 96, kernel_size=(3, 3), stride=(2, 2), padding=(0, 0), groups=96, bias=False
+        shape = (*shape[:-1], make_divisible(1280 * alpha, 8) if alpha > 1.0 else 1280)
+        self.Conv_1_bn = keras_layer(
+            KerasBatchNorm(shape[-1], eps=0.001, momentum=0.001), "Conv_1_bn"
         )
-        self.block_1_depthwise_BN = nn.BatchNorm2d(96, eps=0.001, momentum=0.001, affine=True)
-        self.block_1_project = nn.Conv2d(
-            96, 24, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_1_project_BN = nn.BatchNorm2d(24, eps=0.001, momentum=0.001, affine=True)
-        self.block_2_expand = nn.Conv2d(
-            24, 144, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_2_expand_BN = nn.BatchNorm2d(144, eps=0.001, momentum=0.001, affine=True)
-        self.block_2_depthwise = nn.Conv2d(
-            144, 144, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=144, bias=False
-        )
-        self.block_2_depthwise_BN = nn.BatchNorm2d(144, eps=0.001, momentum=0.001, affine=True)
-        self.block_2_project = nn.Conv2d(
-            144, 24, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_2_project_BN = nn.BatchNorm2d(24, eps=0.001, momentum=0.001, affine=True)
-        self.block_3_expand = nn.Conv2d(
-            24, 144, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_3_expand_BN = nn.BatchNorm2d(144, eps=0.001, momentum=0.001, affine=True)
-        self.block_3_depthwise = nn.Conv2d(
-            144, 144, kernel_size=(3, 3), stride=(2, 2), padding=(0, 0), groups=144, bias=False
-        )
-        self.block_3_depthwise_BN = nn.BatchNorm2d(144, eps=0.001, momentum=0.001, affine=True)
-        self.block_3_project = nn.Conv2d(
-            144, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_3_project_BN = nn.BatchNorm2d(32, eps=0.001, momentum=0.001, affine=True)
-        self.block_4_expand = nn.Conv2d(
-            32, 192, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_4_expand_BN = nn.BatchNorm2d(192, eps=0.001, momentum=0.001, affine=True)
-        self.block_4_depthwise = nn.Conv2d(
-            192, 192, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=192, bias=False
-        )
-        self.block_4_depthwise_BN = nn.BatchNorm2d(192, eps=0.001, momentum=0.001, affine=True)
-        self.block_4_project = nn.Conv2d(
-            192, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_4_project_BN = nn.BatchNorm2d(32, eps=0.001, momentum=0.001, affine=True)
-        self.block_5_expand = nn.Conv2d(
-            32, 192, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_5_expand_BN = nn.BatchNorm2d(192, eps=0.001, momentum=0.001, affine=True)
-        self.block_5_depthwise = nn.Conv2d(
-            192, 192, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=192, bias=False
-        )
-        self.block_5_depthwise_BN = nn.BatchNorm2d(192, eps=0.001, momentum=0.001, affine=True)
-        self.block_5_project = nn.Conv2d(
-            192, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_5_project_BN = nn.BatchNorm2d(32, eps=0.001, momentum=0.001, affine=True)
-        self.block_6_expand = nn.Conv2d(
-            32, 192, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_6_expand_BN = nn.BatchNorm2d(192, eps=0.001, momentum=0.001, affine=True)
-        self.block_6_depthwise = nn.Conv2d(
-            192, 192, kernel_size=(3, 3), stride=(2, 2), padding=(0, 0), groups=192, bias=False
-        )
-        self.block_6_depthwise_BN = nn.BatchNorm2d(192, eps=0.001, momentum=0.001, affine=True)
-        self.block_6_project = nn.Conv2d(
-            192, 64, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_6_project_BN = nn.BatchNorm2d(64, eps=0.001, momentum=0.001, affine=True)
-        self.block_7_expand = nn.Conv2d(
-            64, 384, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_7_expand_BN = nn.BatchNorm2d(384, eps=0.001, momentum=0.001, affine=True)
-        self.block_7_depthwise = nn.Conv2d(
-            384, 384, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=384, bias=False
-        )
-        self.block_7_depthwise_BN = nn.BatchNorm2d(384, eps=0.001, momentum=0.001, affine=True)
-        self.block_7_project = nn.Conv2d(
-            384, 64, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_7_project_BN = nn.BatchNorm2d(64, eps=0.001, momentum=0.001, affine=True)
-        self.block_8_expand = nn.Conv2d(
-            64, 384, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_8_expand_BN = nn.BatchNorm2d(384, eps=0.001, momentum=0.001, affine=True)
-        self.block_8_depthwise = nn.Conv2d(
-            384, 384, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=384, bias=False
-        )
-        self.block_8_depthwise_BN = nn.BatchNorm2d(384, eps=0.001, momentum=0.001, affine=True)
-        self.block_8_project = nn.Conv2d(
-            384, 64, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_8_project_BN = nn.BatchNorm2d(64, eps=0.001, momentum=0.001, affine=True)
-        self.block_9_expand = nn.Conv2d(
-            64, 384, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_9_expand_BN = nn.BatchNorm2d(384, eps=0.001, momentum=0.001, affine=True)
-        self.block_9_depthwise = nn.Conv2d(
-            384, 384, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=384, bias=False
-        )
-        self.block_9_depthwise_BN = nn.BatchNorm2d(384, eps=0.001, momentum=0.001, affine=True)
-        self.block_9_project = nn.Conv2d(
-            384, 64, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_9_project_BN = nn.BatchNorm2d(64, eps=0.001, momentum=0.001, affine=True)
-        self.block_10_expand = nn.Conv2d(
-            64, 384, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_10_expand_BN = nn.BatchNorm2d(384, eps=0.001, momentum=0.001, affine=True)
-        self.block_10_depthwise = nn.Conv2d(
-            384, 384, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=384, bias=False
-        )
-        self.block_10_depthwise_BN = nn.BatchNorm2d(384, eps=0.001, momentum=0.001, affine=True)
-        self.block_10_project = nn.Conv2d(
-            384, 96, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_10_project_BN = nn.BatchNorm2d(96, eps=0.001, momentum=0.001, affine=True)
-        self.block_11_expand = nn.Conv2d(
-            96, 576, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_11_expand_BN = nn.BatchNorm2d(576, eps=0.001, momentum=0.001, affine=True)
-        self.block_11_depthwise = nn.Conv2d(
-            576, 576, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=576, bias=False
-        )
-        self.block_11_depthwise_BN = nn.BatchNorm2d(576, eps=0.001, momentum=0.001, affine=True)
-        self.block_11_project = nn.Conv2d(
-            576, 96, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_11_project_BN = nn.BatchNorm2d(96, eps=0.001, momentum=0.001, affine=True)
-        self.block_12_expand = nn.Conv2d(
-            96, 576, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_12_expand_BN = nn.BatchNorm2d(576, eps=0.001, momentum=0.001, affine=True)
-        self.block_12_depthwise = nn.Conv2d(
-            576, 576, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=576, bias=False
-        )
-        self.block_12_depthwise_BN = nn.BatchNorm2d(576, eps=0.001, momentum=0.001, affine=True)
-        self.block_12_project = nn.Conv2d(
-            576, 96, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_12_project_BN = nn.BatchNorm2d(96, eps=0.001, momentum=0.001, affine=True)
-        self.block_13_expand = nn.Conv2d(
-            96, 576, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_13_expand_BN = nn.BatchNorm2d(576, eps=0.001, momentum=0.001, affine=True)
-        self.block_13_depthwise = nn.Conv2d(
-            576, 576, kernel_size=(3, 3), stride=(2, 2), padding=(0, 0), groups=576, bias=False
-        )
-        self.block_13_depthwise_BN = nn.BatchNorm2d(576, eps=0.001, momentum=0.001, affine=True)
-        self.block_13_project = nn.Conv2d(
-            576, 160, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_13_project_BN = nn.BatchNorm2d(160, eps=0.001, momentum=0.001, affine=True)
-        self.block_14_expand = nn.Conv2d(
-            160, 960, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_14_expand_BN = nn.BatchNorm2d(960, eps=0.001, momentum=0.001, affine=True)
-        self.block_14_depthwise = nn.Conv2d(
-            960, 960, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=960, bias=False
-        )
-        self.block_14_depthwise_BN = nn.BatchNorm2d(960, eps=0.001, momentum=0.001, affine=True)
-        self.block_14_project = nn.Conv2d(
-            960, 160, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_14_project_BN = nn.BatchNorm2d(160, eps=0.001, momentum=0.001, affine=True)
-        self.block_15_expand = nn.Conv2d(
-            160, 960, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_15_expand_BN = nn.BatchNorm2d(960, eps=0.001, momentum=0.001, affine=True)
-        self.block_15_depthwise = nn.Conv2d(
-            960, 960, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=960, bias=False
-        )
-        self.block_15_depthwise_BN = nn.BatchNorm2d(960, eps=0.001, momentum=0.001, affine=True)
-        self.block_15_project = nn.Conv2d(
-            960, 160, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_15_project_BN = nn.BatchNorm2d(160, eps=0.001, momentum=0.001, affine=True)
-        self.block_16_expand = nn.Conv2d(
-            160, 960, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_16_expand_BN = nn.BatchNorm2d(960, eps=0.001, momentum=0.001, affine=True)
-        self.block_16_depthwise = nn.Conv2d(
-            960, 960, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=960, bias=False
-        )
-        self.block_16_depthwise_BN = nn.BatchNorm2d(960, eps=0.001, momentum=0.001, affine=True)
-        self.block_16_project = nn.Conv2d(
-            960, 320, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.block_16_project_BN = nn.BatchNorm2d(320, eps=0.001, momentum=0.001, affine=True)
-        self.Conv_1 = nn.Conv2d(
-            320, 1280, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.Conv_1_bn = nn.BatchNorm2d(1280, eps=0.001, momentum=0.001, affine=True)
-        self.predictions = nn.Linear(1280, 1000, bias=True)
+        shape = shape[-1:]
+        self.predictions = keras_layer(nn.Linear(shape[-1], classes), "predictions")
+        self.keras_layers = {
+            m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
+        }
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BN 1/0."""
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d):
-                module.reset_parameters()
-            elif isinstance(module, nn.Conv2d | nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        _glorot_uniform_(self.Conv1.weight, fan_in=27, fan_out=288)
-        _glorot_uniform_(self.expanded_conv_depthwise.weight, fan_in=288, fan_out=9)
-        _glorot_uniform_(self.expanded_conv_project.weight, fan_in=32, fan_out=16)
-        _glorot_uniform_(self.block_1_expand.weight, fan_in=16, fan_out=96)
-        _glorot_uniform_(self.block_1_depthwise.weight, fan_in=864, fan_out=9)
-        _glorot_uniform_(self.block_1_project.weight, fan_in=96, fan_out=24)
-        _glorot_uniform_(self.block_2_expand.weight, fan_in=24, fan_out=144)
-        _glorot_uniform_(self.block_2_depthwise.weight, fan_in=1296, fan_out=9)
-        _glorot_uniform_(self.block_2_project.weight, fan_in=144, fan_out=24)
-        _glorot_uniform_(self.block_3_expand.weight, fan_in=24, fan_out=144)
-        _glorot_uniform_(self.block_3_depthwise.weight, fan_in=1296, fan_out=9)
-        _glorot_uniform_(self.block_3_project.weight, fan_in=144, fan_out=32)
-        _glorot_uniform_(self.block_4_expand.weight, fan_in=32, fan_out=192)
-        _glorot_uniform_(self.block_4_depthwise.weight, fan_in=1728, fan_out=9)
-        _glorot_uniform_(self.block_4_project.weight, fan_in=192, fan_out=32)
-        _glorot_uniform_(self.block_5_expand.weight, fan_in=32, fan_out=192)
-        _glorot_uniform_(self.block_5_depthwise.weight, fan_in=1728, fan_out=9)
-        _glorot_uniform_(self.block_5_project.weight, fan_in=192, fan_out=32)
-        _glorot_uniform_(self.block_6_expand.weight, fan_in=32, fan_out=192)
-        _glorot_uniform_(self.block_6_depthwise.weight, fan_in=1728, fan_out=9)
-        _glorot_uniform_(self.block_6_project.weight, fan_in=192, fan_out=64)
-        _glorot_uniform_(self.block_7_expand.weight, fan_in=64, fan_out=384)
-        _glorot_uniform_(self.block_7_depthwise.weight, fan_in=3456, fan_out=9)
-        _glorot_uniform_(self.block_7_project.weight, fan_in=384, fan_out=64)
-        _glorot_uniform_(self.block_8_expand.weight, fan_in=64, fan_out=384)
-        _glorot_uniform_(self.block_8_depthwise.weight, fan_in=3456, fan_out=9)
-        _glorot_uniform_(self.block_8_project.weight, fan_in=384, fan_out=64)
-        _glorot_uniform_(self.block_9_expand.weight, fan_in=64, fan_out=384)
-        _glorot_uniform_(self.block_9_depthwise.weight, fan_in=3456, fan_out=9)
-        _glorot_uniform_(self.block_9_project.weight, fan_in=384, fan_out=64)
-        _glorot_uniform_(self.block_10_expand.weight, fan_in=64, fan_out=384)
-        _glorot_uniform_(self.block_10_depthwise.weight, fan_in=3456, fan_out=9)
-        _glorot_uniform_(self.block_10_project.weight, fan_in=384, fan_out=96)
-        _glorot_uniform_(self.block_11_expand.weight, fan_in=96, fan_out=576)
-        _glorot_uniform_(self.block_11_depthwise.weight, fan_in=5184, fan_out=9)
-        _glorot_uniform_(self.block_11_project.weight, fan_in=576, fan_out=96)
-        _glorot_uniform_(self.block_12_expand.weight, fan_in=96, fan_out=576)
-        _glorot_uniform_(self.block_12_depthwise.weight, fan_in=5184, fan_out=9)
-        _glorot_uniform_(self.block_12_project.weight, fan_in=576, fan_out=96)
-        _glorot_uniform_(self.block_13_expand.weight, fan_in=96, fan_out=576)
-        _glorot_uniform_(self.block_13_depthwise.weight, fan_in=5184, fan_out=9)
-        _glorot_uniform_(self.block_13_project.weight, fan_in=576, fan_out=160)
-        _glorot_uniform_(self.block_14_expand.weight, fan_in=160, fan_out=960)
-        _glorot_uniform_(self.block_14_depthwise.weight, fan_in=8640, fan_out=9)
-        _glorot_uniform_(self.block_14_project.weight, fan_in=960, fan_out=160)
-        _glorot_uniform_(self.block_15_expand.weight, fan_in=160, fan_out=960)
-        _glorot_uniform_(self.block_15_depthwise.weight, fan_in=8640, fan_out=9)
-        _glorot_uniform_(self.block_15_project.weight, fan_in=960, fan_out=160)
-        _glorot_uniform_(self.block_16_expand.weight, fan_in=160, fan_out=960)
-        _glorot_uniform_(self.block_16_depthwise.weight, fan_in=8640, fan_out=9)
-        _glorot_uniform_(self.block_16_project.weight, fan_in=960, fan_out=320)
-        _glorot_uniform_(self.Conv_1.weight, fan_in=320, fan_out=1280)
-        _glorot_uniform_(self.predictions.weight, fan_in=1280, fan_out=1000)
-
     def forward(self, input_layer: Tensor) -> Tensor:
-        x = self.Conv1(F.pad(input_layer, (0, 1, 0, 1)))
+        x = self.Conv1(input_layer)
         x = self.bn_Conv1(x)
-        x = F.relu6(x)  # Conv1_relu
-        x = self.expanded_conv_depthwise(x)
-        x = self.expanded_conv_depthwise_BN(x)
-        x = F.relu6(x)  # expanded_conv_depthwise_relu
-        x = self.expanded_conv_project(x)
-        x = self.expanded_conv_project_BN(x)
-        x = self.block_1_expand(x)
-        x = self.block_1_expand_BN(x)
-        x = F.relu6(x)  # block_1_expand_relu
-        x = F.pad(x, (0, 1, 0, 1))  # block_1_pad
-        x = self.block_1_depthwise(x)
-        x = self.block_1_depthwise_BN(x)
-        x = F.relu6(x)  # block_1_depthwise_relu
-        x = self.block_1_project(x)
-        x = self.block_1_project_BN(x)
-        x1 = self.block_2_expand(x)
-        x1 = self.block_2_expand_BN(x1)
-        x1 = F.relu6(x1)  # block_2_expand_relu
-        x1 = self.block_2_depthwise(x1)
-        x1 = self.block_2_depthwise_BN(x1)
-        x1 = F.relu6(x1)  # block_2_depthwise_relu
-        x1 = self.block_2_project(x1)
-        x1 = self.block_2_project_BN(x1)
-        x = x + x1  # block_2_add
-        x = self.block_3_expand(x)
-        x = self.block_3_expand_BN(x)
-        x = F.relu6(x)  # block_3_expand_relu
-        x = F.pad(x, (0, 1, 0, 1))  # block_3_pad
-        x = self.block_3_depthwise(x)
-        x = self.block_3_depthwise_BN(x)
-        x = F.relu6(x)  # block_3_depthwise_relu
-        x = self.block_3_project(x)
-        x = self.block_3_project_BN(x)
-        x1 = self.block_4_expand(x)
-        x1 = self.block_4_expand_BN(x1)
-        x1 = F.relu6(x1)  # block_4_expand_relu
-        x1 = self.block_4_depthwise(x1)
-        x1 = self.block_4_depthwise_BN(x1)
-        x1 = F.relu6(x1)  # block_4_depthwise_relu
-        x1 = self.block_4_project(x1)
-        x1 = self.block_4_project_BN(x1)
-        x = x + x1  # block_4_add
-        x1 = self.block_5_expand(x)
-        x1 = self.block_5_expand_BN(x1)
-        x1 = F.relu6(x1)  # block_5_expand_relu
-        x1 = self.block_5_depthwise(x1)
-        x1 = self.block_5_depthwise_BN(x1)
-        x1 = F.relu6(x1)  # block_5_depthwise_relu
-        x1 = self.block_5_project(x1)
-        x1 = self.block_5_project_BN(x1)
-        x = x + x1  # block_5_add
-        x = self.block_6_expand(x)
-        x = self.block_6_expand_BN(x)
-        x = F.relu6(x)  # block_6_expand_relu
-        x = F.pad(x, (0, 1, 0, 1))  # block_6_pad
-        x = self.block_6_depthwise(x)
-        x = self.block_6_depthwise_BN(x)
-        x = F.relu6(x)  # block_6_depthwise_relu
-        x = self.block_6_project(x)
-        x = self.block_6_project_BN(x)
-        x1 = self.block_7_expand(x)
-        x1 = self.block_7_expand_BN(x1)
-        x1 = F.relu6(x1)  # block_7_expand_relu
-        x1 = self.block_7_depthwise(x1)
-        x1 = self.block_7_depthwise_BN(x1)
-        x1 = F.relu6(x1)  # block_7_depthwise_relu
-        x1 = self.block_7_project(x1)
-        x1 = self.block_7_project_BN(x1)
-        x = x + x1  # block_7_add
-        x1 = self.block_8_expand(x)
-        x1 = self.block_8_expand_BN(x1)
-        x1 = F.relu6(x1)  # block_8_expand_relu
-        x1 = self.block_8_depthwise(x1)
-        x1 = self.block_8_depthwise_BN(x1)
-        x1 = F.relu6(x1)  # block_8_depthwise_relu
-        x1 = self.block_8_project(x1)
-        x1 = self.block_8_project_BN(x1)
-        x = x + x1  # block_8_add
-        x1 = self.block_9_expand(x)
-        x1 = self.block_9_expand_BN(x1)
-        x1 = F.relu6(x1)  # block_9_expand_relu
-        x1 = self.block_9_depthwise(x1)
-        x1 = self.block_9_depthwise_BN(x1)
-        x1 = F.relu6(x1)  # block_9_depthwise_relu
-        x1 = self.block_9_project(x1)
-        x1 = self.block_9_project_BN(x1)
-        x = x + x1  # block_9_add
-        x = self.block_10_expand(x)
-        x = self.block_10_expand_BN(x)
-        x = F.relu6(x)  # block_10_expand_relu
-        x = self.block_10_depthwise(x)
-        x = self.block_10_depthwise_BN(x)
-        x = F.relu6(x)  # block_10_depthwise_relu
-        x = self.block_10_project(x)
-        x = self.block_10_project_BN(x)
-        x1 = self.block_11_expand(x)
-        x1 = self.block_11_expand_BN(x1)
-        x1 = F.relu6(x1)  # block_11_expand_relu
-        x1 = self.block_11_depthwise(x1)
-        x1 = self.block_11_depthwise_BN(x1)
-        x1 = F.relu6(x1)  # block_11_depthwise_relu
-        x1 = self.block_11_project(x1)
-        x1 = self.block_11_project_BN(x1)
-        x = x + x1  # block_11_add
-        x1 = self.block_12_expand(x)
-        x1 = self.block_12_expand_BN(x1)
-        x1 = F.relu6(x1)  # block_12_expand_relu
-        x1 = self.block_12_depthwise(x1)
-        x1 = self.block_12_depthwise_BN(x1)
-        x1 = F.relu6(x1)  # block_12_depthwise_relu
-        x1 = self.block_12_project(x1)
-        x1 = self.block_12_project_BN(x1)
-        x = x + x1  # block_12_add
-        x = self.block_13_expand(x)
-        x = self.block_13_expand_BN(x)
-        x = F.relu6(x)  # block_13_expand_relu
-        x = F.pad(x, (0, 1, 0, 1))  # block_13_pad
-        x = self.block_13_depthwise(x)
-        x = self.block_13_depthwise_BN(x)
-        x = F.relu6(x)  # block_13_depthwise_relu
-        x = self.block_13_project(x)
-        x = self.block_13_project_BN(x)
-        x1 = self.block_14_expand(x)
-        x1 = self.block_14_expand_BN(x1)
-        x1 = F.relu6(x1)  # block_14_expand_relu
-        x1 = self.block_14_depthwise(x1)
-        x1 = self.block_14_depthwise_BN(x1)
-        x1 = F.relu6(x1)  # block_14_depthwise_relu
-        x1 = self.block_14_project(x1)
-        x1 = self.block_14_project_BN(x1)
-        x = x + x1  # block_14_add
-        x1 = self.block_15_expand(x)
-        x1 = self.block_15_expand_BN(x1)
-        x1 = F.relu6(x1)  # block_15_expand_relu
-        x1 = self.block_15_depthwise(x1)
-        x1 = self.block_15_depthwise_BN(x1)
-        x1 = F.relu6(x1)  # block_15_depthwise_relu
-        x1 = self.block_15_project(x1)
-        x1 = self.block_15_project_BN(x1)
-        x = x + x1  # block_15_add
-        x = self.block_16_expand(x)
-        x = self.block_16_expand_BN(x)
-        x = F.relu6(x)  # block_16_expand_relu
-        x = self.block_16_depthwise(x)
-        x = self.block_16_depthwise_BN(x)
-        x = F.relu6(x)  # block_16_depthwise_relu
-        x = self.block_16_project(x)
-        x = self.block_16_project_BN(x)
+        x = F.relu6(x)
+        x = self.stage(x)
         x = self.Conv_1(x)
         x = self.Conv_1_bn(x)
-        x = F.relu6(x)  # out_relu
-        x = x.mean(dim=(2, 3), keepdim=False)  # global_average_pooling2d
+        x = F.relu6(x)
+        x = x.mean((2, 3))
         x = F.softmax(self.predictions(x), dim=1)
         return x
+
+    def reset_parameters(self) -> None:
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
+        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        for module in self.modules():
+            if isinstance(module, KerasDepthwiseConv2d | KerasBatchNorm):
+                module.reset_parameters()  # rules of their own
+            elif isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""
         loss = torch.zeros(())
+        for module in self.modules():
+            factor = getattr(module, "l2", None)
+            if factor is not None and module.weight.requires_grad:  # frozen: no penalty
+                loss = loss + factor * module.weight.square().sum()
         return loss
 
 
-def build_model() -> MobilenetV2:
+def build_model(**params) -> MobilenetV2:
     """Build the model with Keras' initial values (call .eval() for inference)."""
-    return MobilenetV2()
+    return MobilenetV2(**params)

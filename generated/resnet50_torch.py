@@ -2,11 +2,11 @@
 
 Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] below
 (relative to this file's folder), with the variant and overrides SPEC records.
-The model takes NCHW input of shape (batch, *INPUT_SHAPE); its layer names match the Keras
-model's, so weights transfer by name (see archc's backends.transfer).
+The model takes NCHW input of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
+layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
+by name; initial values and `regularization_loss()` are Keras'.
+Variants: `build_model(**VARIANTS[name])`; VARIANT_COUNTS has their parameter counts.
 """
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -14,487 +14,222 @@ from torch import Tensor, nn
 
 SPEC = {
     "path": "../specs/resnet50.yaml",
-    "sha256": "83d3c42fc159c56c16c70877b015d32c92f8fa64ecf7863a37eb17fd38855ac2",
+    "sha256": "9357f68a2b3df276095fb5b2204a3659becf0cf62fec259fbb1382f265ad6d04",
     "archc": "0.1.0",
 }
 PARAMS = {"total": 25636712, "trainable": 25583592, "non_trainable": 53120}
 INPUT_SHAPE = (3, 224, 224)
+VARIANTS = {"resnet101": {"depth": 101}, "resnet152": {"depth": 152}}
+VARIANT_COUNTS = {
+    "resnet101": {"total": 44707176, "trainable": 44601832, "non_trainable": 105344},
+    "resnet152": {"total": 60419944, "trainable": 60268520, "non_trainable": 151424},
+}
 
 
-def _glorot_uniform_(weight: torch.Tensor, fan_in: int, fan_out: int) -> None:
-    """Keras' glorot_uniform with Keras' fans: U(-a, a), a = sqrt(6 / (fan_in + fan_out))."""
-    limit = math.sqrt(6.0 / (fan_in + fan_out))
-    with torch.no_grad():
-        weight.uniform_(-limit, limit)
+def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable: bool = True):
+    """Tag a module with its Keras layer's name, L2 kernel factor and trainable flag."""
+    module.keras_name, module.l2, module.keras_trainable = name, l2, trainable
+    return module.requires_grad_(trainable)
+
+
+def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1):
+    """(height, width, channels) after a convolution or pooling window, Keras' rule."""
+    out = []
+    for size, k, s, d in zip(shape[:2], pair(kernel), pair(strides), pair(dilation), strict=True):
+        out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
+    return (*out, channels)
+
+
+class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over dim 1 at any rank, as Keras': gamma (scale) and beta (center) apart,
+    and in training the moving variance follows the biased batch variance."""
+
+    def __init__(self, channels: int, eps: float, momentum: float, scale=True, center=True):
+        super().__init__(channels, eps, momentum)
+        if not scale:
+            self.weight = None
+        if not center:
+            self.bias = None
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        before = self.running_var.clone()
+        y = super().forward(x)
+        if self.training:  # PyTorch moved towards the unbiased variance: undo n / (n - 1)
+            n, kept = x.numel() // x.shape[1], (1.0 - self.momentum) * before
+            with torch.no_grad():
+                self.running_var.copy_(kept + (self.running_var - kept) * ((n - 1) / n))
+        return y
+
+
+class Bottleneck(nn.Module):
+    """1x1 (strided) / 3x3 / 1x1 conv-BN, plus a shortcut (a strided 1x1 conv-BN in the first
+    block of a stack, else the block input), then relu.
+    """
+
+    def __init__(
+        self,
+        in_shape: tuple[int, ...],
+        *,
+        prefix: str,
+        filters: int,
+        stride: int = 1,
+        conv_shortcut: bool = False,
+    ) -> None:
+        super().__init__()
+        shape = in_shape
+        self.conv0 = None
+        self.bn0 = None
+        if conv_shortcut:
+            self.conv0 = keras_layer(
+                nn.Conv2d(shape[-1], 4 * filters, 1, stride=stride), f"{prefix}_0_conv"
+            )
+            shape = window_shape(shape, 4 * filters, 1, stride, "valid")
+            self.bn0 = keras_layer(
+                KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_0_bn"
+            )
+            shortcut_shape = shape
+        self.conv1 = keras_layer(
+            nn.Conv2d(in_shape[-1], filters, 1, stride=stride), f"{prefix}_1_conv"
+        )
+        shape = window_shape(in_shape, filters, 1, stride, "valid")
+        self.bn1 = keras_layer(
+            KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_1_bn"
+        )
+        self.conv2 = keras_layer(
+            nn.Conv2d(shape[-1], filters, 3, padding="same"), f"{prefix}_2_conv"
+        )
+        shape = (*shape[:-1], filters)
+        self.bn2 = keras_layer(
+            KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_2_bn"
+        )
+        self.conv3 = keras_layer(nn.Conv2d(shape[-1], 4 * filters, 1), f"{prefix}_3_conv")
+        shape = (*shape[:-1], 4 * filters)
+        self.bn3 = keras_layer(
+            KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_3_bn"
+        )
+        self.use_shortcut = conv_shortcut
+        shape = shortcut_shape if conv_shortcut else in_shape
+        self.out_shape = shape
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        x = inputs
+        if self.conv0 is not None:
+            x = self.conv0(x)
+            x = self.bn0(x)
+            shortcut = x
+        x = self.conv1(inputs)
+        x = self.bn1(x)
+        x = F.relu(x)
+        x = self.conv2(x)
+        x = self.bn2(x)
+        x = F.relu(x)
+        x = self.conv3(x)
+        x = self.bn3(x)
+        x = (shortcut if self.use_shortcut else inputs) + x
+        x = F.relu(x)
+        return x
 
 
 class Resnet50(nn.Module):
-    """The network of the spec, in PyTorch (NCHW)."""
+    """Post-activation bottleneck ResNet, exactly keras.applications.ResNet50 (include_top).
 
-    def __init__(self) -> None:
+    Takes NCHW input of shape (batch, *INPUT_SHAPE).
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...] = (224, 224, 3),
+        classes: int = 1000,
+        depth: int = 50,
+        blocks: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__()
-        self.conv1_conv = nn.Conv2d(
-            3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=True
+        if blocks is None:
+            blocks = (
+                (3, 4, 6, 3) if depth == 50 else (3, 4, 23, 3) if depth == 101 else (3, 8, 36, 3)
+            )
+        input_layer_shape = input_shape
+        shape = input_layer_shape
+        shape = (shape[0] + 6, shape[1] + 6, shape[2])
+        self.conv1_conv = keras_layer(
+            nn.Conv2d(shape[-1], 64, 7, stride=2, padding=(3, 3)), "conv1_conv"
         )
-        self.conv1_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block1_0_conv = nn.Conv2d(
-            64, 256, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
+        shape = window_shape(shape, 64, 7, 2, "valid")
+        self.conv1_bn = keras_layer(
+            KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), "conv1_bn"
         )
-        self.conv2_block1_0_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block1_1_conv = nn.Conv2d(
-            64, 64, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv2_block1_1_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block1_2_conv = nn.Conv2d(
-            64, 64, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv2_block1_2_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block1_3_conv = nn.Conv2d(
-            64, 256, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv2_block1_3_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block2_1_conv = nn.Conv2d(
-            256, 64, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv2_block2_1_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block2_2_conv = nn.Conv2d(
-            64, 64, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv2_block2_2_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block2_3_conv = nn.Conv2d(
-            64, 256, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv2_block2_3_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block3_1_conv = nn.Conv2d(
-            256, 64, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv2_block3_1_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block3_2_conv = nn.Conv2d(
-            64, 64, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv2_block3_2_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv2_block3_3_conv = nn.Conv2d(
-            64, 256, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv2_block3_3_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block1_0_conv = nn.Conv2d(
-            256, 512, kernel_size=(1, 1), stride=(2, 2), padding=(0, 0), bias=True
-        )
-        self.conv3_block1_0_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block1_1_conv = nn.Conv2d(
-            256, 128, kernel_size=(1, 1), stride=(2, 2), padding=(0, 0), bias=True
-        )
-        self.conv3_block1_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block1_2_conv = nn.Conv2d(
-            128, 128, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv3_block1_2_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block1_3_conv = nn.Conv2d(
-            128, 512, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv3_block1_3_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block2_1_conv = nn.Conv2d(
-            512, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv3_block2_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block2_2_conv = nn.Conv2d(
-            128, 128, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv3_block2_2_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block2_3_conv = nn.Conv2d(
-            128, 512, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv3_block2_3_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block3_1_conv = nn.Conv2d(
-            512, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv3_block3_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block3_2_conv = nn.Conv2d(
-            128, 128, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv3_block3_2_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block3_3_conv = nn.Conv2d(
-            128, 512, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv3_block3_3_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block4_1_conv = nn.Conv2d(
-            512, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv3_block4_1_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block4_2_conv = nn.Conv2d(
-            128, 128, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv3_block4_2_bn = nn.BatchNorm2d(128, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv3_block4_3_conv = nn.Conv2d(
-            128, 512, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv3_block4_3_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block1_0_conv = nn.Conv2d(
-            512, 1024, kernel_size=(1, 1), stride=(2, 2), padding=(0, 0), bias=True
-        )
-        self.conv4_block1_0_bn = nn.BatchNorm2d(1024, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block1_1_conv = nn.Conv2d(
-            512, 256, kernel_size=(1, 1), stride=(2, 2), padding=(0, 0), bias=True
-        )
-        self.conv4_block1_1_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block1_2_conv = nn.Conv2d(
-            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv4_block1_2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block1_3_conv = nn.Conv2d(
-            256, 1024, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv4_block1_3_bn = nn.BatchNorm2d(1024, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block2_1_conv = nn.Conv2d(
-            1024, 256, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv4_block2_1_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block2_2_conv = nn.Conv2d(
-            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv4_block2_2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block2_3_conv = nn.Conv2d(
-            256, 1024, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv4_block2_3_bn = nn.BatchNorm2d(1024, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block3_1_conv = nn.Conv2d(
-            1024, 256, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv4_block3_1_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block3_2_conv = nn.Conv2d(
-            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv4_block3_2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block3_3_conv = nn.Conv2d(
-            256, 1024, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv4_block3_3_bn = nn.BatchNorm2d(1024, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block4_1_conv = nn.Conv2d(
-            1024, 256, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv4_block4_1_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block4_2_conv = nn.Conv2d(
-            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv4_block4_2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block4_3_conv = nn.Conv2d(
-            256, 1024, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv4_block4_3_bn = nn.BatchNorm2d(1024, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block5_1_conv = nn.Conv2d(
-            1024, 256, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv4_block5_1_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block5_2_conv = nn.Conv2d(
-            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv4_block5_2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block5_3_conv = nn.Conv2d(
-            256, 1024, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv4_block5_3_bn = nn.BatchNorm2d(1024, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block6_1_conv = nn.Conv2d(
-            1024, 256, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv4_block6_1_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block6_2_conv = nn.Conv2d(
-            256, 256, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv4_block6_2_bn = nn.BatchNorm2d(256, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv4_block6_3_conv = nn.Conv2d(
-            256, 1024, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv4_block6_3_bn = nn.BatchNorm2d(1024, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block1_0_conv = nn.Conv2d(
-            1024, 2048, kernel_size=(1, 1), stride=(2, 2), padding=(0, 0), bias=True
-        )
-        self.conv5_block1_0_bn = nn.BatchNorm2d(2048, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block1_1_conv = nn.Conv2d(
-            1024, 512, kernel_size=(1, 1), stride=(2, 2), padding=(0, 0), bias=True
-        )
-        self.conv5_block1_1_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block1_2_conv = nn.Conv2d(
-            512, 512, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv5_block1_2_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block1_3_conv = nn.Conv2d(
-            512, 2048, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv5_block1_3_bn = nn.BatchNorm2d(2048, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block2_1_conv = nn.Conv2d(
-            2048, 512, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv5_block2_1_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block2_2_conv = nn.Conv2d(
-            512, 512, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv5_block2_2_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block2_3_conv = nn.Conv2d(
-            512, 2048, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv5_block2_3_bn = nn.BatchNorm2d(2048, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block3_1_conv = nn.Conv2d(
-            2048, 512, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv5_block3_1_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block3_2_conv = nn.Conv2d(
-            512, 512, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=True
-        )
-        self.conv5_block3_2_bn = nn.BatchNorm2d(512, eps=1.001e-05, momentum=0.01, affine=True)
-        self.conv5_block3_3_conv = nn.Conv2d(
-            512, 2048, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.conv5_block3_3_bn = nn.BatchNorm2d(2048, eps=1.001e-05, momentum=0.01, affine=True)
-        self.predictions = nn.Linear(2048, 1000, bias=True)
+        self.pool1_pad = keras_layer(nn.ZeroPad2d((1, 1, 1, 1)), "pool1_pad")
+        shape = (shape[0] + 2, shape[1] + 2, shape[2])
+        self.pool1_pool = keras_layer(nn.MaxPool2d(3, stride=2), "pool1_pool")
+        shape = window_shape(shape, shape[-1], 3, 2, "valid")
+        self.stack = nn.Sequential()
+        for stack in range(2, 4 + 2):
+            inner = nn.Sequential()
+            for i in range(1, blocks[stack - 2] + 1):
+                block = Bottleneck(
+                    shape,
+                    prefix=f"conv{stack}_block{i}",
+                    filters=64 * 2 ** (stack - 2),
+                    stride=2 if i == 1 and stack > 2 else 1,
+                    conv_shortcut=i == 1,
+                )
+                inner.append(block)
+                shape = block.out_shape
+            self.stack.append(inner)
+        shape = shape[-1:]
+        self.predictions = keras_layer(nn.Linear(shape[-1], classes), "predictions")
+        self.keras_layers = {
+            m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
+        }
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BN 1/0."""
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d):
-                module.reset_parameters()
-            elif isinstance(module, nn.Conv2d | nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        _glorot_uniform_(self.conv1_conv.weight, fan_in=147, fan_out=3136)
-        _glorot_uniform_(self.conv2_block1_0_conv.weight, fan_in=64, fan_out=256)
-        _glorot_uniform_(self.conv2_block1_1_conv.weight, fan_in=64, fan_out=64)
-        _glorot_uniform_(self.conv2_block1_2_conv.weight, fan_in=576, fan_out=576)
-        _glorot_uniform_(self.conv2_block1_3_conv.weight, fan_in=64, fan_out=256)
-        _glorot_uniform_(self.conv2_block2_1_conv.weight, fan_in=256, fan_out=64)
-        _glorot_uniform_(self.conv2_block2_2_conv.weight, fan_in=576, fan_out=576)
-        _glorot_uniform_(self.conv2_block2_3_conv.weight, fan_in=64, fan_out=256)
-        _glorot_uniform_(self.conv2_block3_1_conv.weight, fan_in=256, fan_out=64)
-        _glorot_uniform_(self.conv2_block3_2_conv.weight, fan_in=576, fan_out=576)
-        _glorot_uniform_(self.conv2_block3_3_conv.weight, fan_in=64, fan_out=256)
-        _glorot_uniform_(self.conv3_block1_0_conv.weight, fan_in=256, fan_out=512)
-        _glorot_uniform_(self.conv3_block1_1_conv.weight, fan_in=256, fan_out=128)
-        _glorot_uniform_(self.conv3_block1_2_conv.weight, fan_in=1152, fan_out=1152)
-        _glorot_uniform_(self.conv3_block1_3_conv.weight, fan_in=128, fan_out=512)
-        _glorot_uniform_(self.conv3_block2_1_conv.weight, fan_in=512, fan_out=128)
-        _glorot_uniform_(self.conv3_block2_2_conv.weight, fan_in=1152, fan_out=1152)
-        _glorot_uniform_(self.conv3_block2_3_conv.weight, fan_in=128, fan_out=512)
-        _glorot_uniform_(self.conv3_block3_1_conv.weight, fan_in=512, fan_out=128)
-        _glorot_uniform_(self.conv3_block3_2_conv.weight, fan_in=1152, fan_out=1152)
-        _glorot_uniform_(self.conv3_block3_3_conv.weight, fan_in=128, fan_out=512)
-        _glorot_uniform_(self.conv3_block4_1_conv.weight, fan_in=512, fan_out=128)
-        _glorot_uniform_(self.conv3_block4_2_conv.weight, fan_in=1152, fan_out=1152)
-        _glorot_uniform_(self.conv3_block4_3_conv.weight, fan_in=128, fan_out=512)
-        _glorot_uniform_(self.conv4_block1_0_conv.weight, fan_in=512, fan_out=1024)
-        _glorot_uniform_(self.conv4_block1_1_conv.weight, fan_in=512, fan_out=256)
-        _glorot_uniform_(self.conv4_block1_2_conv.weight, fan_in=2304, fan_out=2304)
-        _glorot_uniform_(self.conv4_block1_3_conv.weight, fan_in=256, fan_out=1024)
-        _glorot_uniform_(self.conv4_block2_1_conv.weight, fan_in=1024, fan_out=256)
-        _glorot_uniform_(self.conv4_block2_2_conv.weight, fan_in=2304, fan_out=2304)
-        _glorot_uniform_(self.conv4_block2_3_conv.weight, fan_in=256, fan_out=1024)
-        _glorot_uniform_(self.conv4_block3_1_conv.weight, fan_in=1024, fan_out=256)
-        _glorot_uniform_(self.conv4_block3_2_conv.weight, fan_in=2304, fan_out=2304)
-        _glorot_uniform_(self.conv4_block3_3_conv.weight, fan_in=256, fan_out=1024)
-        _glorot_uniform_(self.conv4_block4_1_conv.weight, fan_in=1024, fan_out=256)
-        _glorot_uniform_(self.conv4_block4_2_conv.weight, fan_in=2304, fan_out=2304)
-        _glorot_uniform_(self.conv4_block4_3_conv.weight, fan_in=256, fan_out=1024)
-        _glorot_uniform_(self.conv4_block5_1_conv.weight, fan_in=1024, fan_out=256)
-        _glorot_uniform_(self.conv4_block5_2_conv.weight, fan_in=2304, fan_out=2304)
-        _glorot_uniform_(self.conv4_block5_3_conv.weight, fan_in=256, fan_out=1024)
-        _glorot_uniform_(self.conv4_block6_1_conv.weight, fan_in=1024, fan_out=256)
-        _glorot_uniform_(self.conv4_block6_2_conv.weight, fan_in=2304, fan_out=2304)
-        _glorot_uniform_(self.conv4_block6_3_conv.weight, fan_in=256, fan_out=1024)
-        _glorot_uniform_(self.conv5_block1_0_conv.weight, fan_in=1024, fan_out=2048)
-        _glorot_uniform_(self.conv5_block1_1_conv.weight, fan_in=1024, fan_out=512)
-        _glorot_uniform_(self.conv5_block1_2_conv.weight, fan_in=4608, fan_out=4608)
-        _glorot_uniform_(self.conv5_block1_3_conv.weight, fan_in=512, fan_out=2048)
-        _glorot_uniform_(self.conv5_block2_1_conv.weight, fan_in=2048, fan_out=512)
-        _glorot_uniform_(self.conv5_block2_2_conv.weight, fan_in=4608, fan_out=4608)
-        _glorot_uniform_(self.conv5_block2_3_conv.weight, fan_in=512, fan_out=2048)
-        _glorot_uniform_(self.conv5_block3_1_conv.weight, fan_in=2048, fan_out=512)
-        _glorot_uniform_(self.conv5_block3_2_conv.weight, fan_in=4608, fan_out=4608)
-        _glorot_uniform_(self.conv5_block3_3_conv.weight, fan_in=512, fan_out=2048)
-        _glorot_uniform_(self.predictions.weight, fan_in=2048, fan_out=1000)
 
     def forward(self, input_layer: Tensor) -> Tensor:
         # conv1_pad: folded into conv1_conv's padding
         x = self.conv1_conv(input_layer)
         x = self.conv1_bn(x)
-        x = F.relu(x)  # conv1_relu
-        x = F.pad(x, (1, 1, 1, 1))  # pool1_pad
-        x = F.max_pool2d(x, (3, 3), (2, 2))  # pool1_pool
-        x1 = self.conv2_block1_0_conv(x)
-        x1 = self.conv2_block1_0_bn(x1)
-        x = self.conv2_block1_1_conv(x)
-        x = self.conv2_block1_1_bn(x)
-        x = F.relu(x)  # conv2_block1_1_relu
-        x = self.conv2_block1_2_conv(x)
-        x = self.conv2_block1_2_bn(x)
-        x = F.relu(x)  # conv2_block1_2_relu
-        x = self.conv2_block1_3_conv(x)
-        x = self.conv2_block1_3_bn(x)
-        x1 = x1 + x  # conv2_block1_add
-        x1 = F.relu(x1)  # conv2_block1_out
-        x = self.conv2_block2_1_conv(x1)
-        x = self.conv2_block2_1_bn(x)
-        x = F.relu(x)  # conv2_block2_1_relu
-        x = self.conv2_block2_2_conv(x)
-        x = self.conv2_block2_2_bn(x)
-        x = F.relu(x)  # conv2_block2_2_relu
-        x = self.conv2_block2_3_conv(x)
-        x = self.conv2_block2_3_bn(x)
-        x1 = x1 + x  # conv2_block2_add
-        x1 = F.relu(x1)  # conv2_block2_out
-        x = self.conv2_block3_1_conv(x1)
-        x = self.conv2_block3_1_bn(x)
-        x = F.relu(x)  # conv2_block3_1_relu
-        x = self.conv2_block3_2_conv(x)
-        x = self.conv2_block3_2_bn(x)
-        x = F.relu(x)  # conv2_block3_2_relu
-        x = self.conv2_block3_3_conv(x)
-        x = self.conv2_block3_3_bn(x)
-        x1 = x1 + x  # conv2_block3_add
-        x1 = F.relu(x1)  # conv2_block3_out
-        x = self.conv3_block1_0_conv(x1)
-        x = self.conv3_block1_0_bn(x)
-        x1 = self.conv3_block1_1_conv(x1)
-        x1 = self.conv3_block1_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block1_1_relu
-        x1 = self.conv3_block1_2_conv(x1)
-        x1 = self.conv3_block1_2_bn(x1)
-        x1 = F.relu(x1)  # conv3_block1_2_relu
-        x1 = self.conv3_block1_3_conv(x1)
-        x1 = self.conv3_block1_3_bn(x1)
-        x = x + x1  # conv3_block1_add
-        x = F.relu(x)  # conv3_block1_out
-        x1 = self.conv3_block2_1_conv(x)
-        x1 = self.conv3_block2_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block2_1_relu
-        x1 = self.conv3_block2_2_conv(x1)
-        x1 = self.conv3_block2_2_bn(x1)
-        x1 = F.relu(x1)  # conv3_block2_2_relu
-        x1 = self.conv3_block2_3_conv(x1)
-        x1 = self.conv3_block2_3_bn(x1)
-        x = x + x1  # conv3_block2_add
-        x = F.relu(x)  # conv3_block2_out
-        x1 = self.conv3_block3_1_conv(x)
-        x1 = self.conv3_block3_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block3_1_relu
-        x1 = self.conv3_block3_2_conv(x1)
-        x1 = self.conv3_block3_2_bn(x1)
-        x1 = F.relu(x1)  # conv3_block3_2_relu
-        x1 = self.conv3_block3_3_conv(x1)
-        x1 = self.conv3_block3_3_bn(x1)
-        x = x + x1  # conv3_block3_add
-        x = F.relu(x)  # conv3_block3_out
-        x1 = self.conv3_block4_1_conv(x)
-        x1 = self.conv3_block4_1_bn(x1)
-        x1 = F.relu(x1)  # conv3_block4_1_relu
-        x1 = self.conv3_block4_2_conv(x1)
-        x1 = self.conv3_block4_2_bn(x1)
-        x1 = F.relu(x1)  # conv3_block4_2_relu
-        x1 = self.conv3_block4_3_conv(x1)
-        x1 = self.conv3_block4_3_bn(x1)
-        x = x + x1  # conv3_block4_add
-        x = F.relu(x)  # conv3_block4_out
-        x1 = self.conv4_block1_0_conv(x)
-        x1 = self.conv4_block1_0_bn(x1)
-        x = self.conv4_block1_1_conv(x)
-        x = self.conv4_block1_1_bn(x)
-        x = F.relu(x)  # conv4_block1_1_relu
-        x = self.conv4_block1_2_conv(x)
-        x = self.conv4_block1_2_bn(x)
-        x = F.relu(x)  # conv4_block1_2_relu
-        x = self.conv4_block1_3_conv(x)
-        x = self.conv4_block1_3_bn(x)
-        x1 = x1 + x  # conv4_block1_add
-        x1 = F.relu(x1)  # conv4_block1_out
-        x = self.conv4_block2_1_conv(x1)
-        x = self.conv4_block2_1_bn(x)
-        x = F.relu(x)  # conv4_block2_1_relu
-        x = self.conv4_block2_2_conv(x)
-        x = self.conv4_block2_2_bn(x)
-        x = F.relu(x)  # conv4_block2_2_relu
-        x = self.conv4_block2_3_conv(x)
-        x = self.conv4_block2_3_bn(x)
-        x1 = x1 + x  # conv4_block2_add
-        x1 = F.relu(x1)  # conv4_block2_out
-        x = self.conv4_block3_1_conv(x1)
-        x = self.conv4_block3_1_bn(x)
-        x = F.relu(x)  # conv4_block3_1_relu
-        x = self.conv4_block3_2_conv(x)
-        x = self.conv4_block3_2_bn(x)
-        x = F.relu(x)  # conv4_block3_2_relu
-        x = self.conv4_block3_3_conv(x)
-        x = self.conv4_block3_3_bn(x)
-        x1 = x1 + x  # conv4_block3_add
-        x1 = F.relu(x1)  # conv4_block3_out
-        x = self.conv4_block4_1_conv(x1)
-        x = self.conv4_block4_1_bn(x)
-        x = F.relu(x)  # conv4_block4_1_relu
-        x = self.conv4_block4_2_conv(x)
-        x = self.conv4_block4_2_bn(x)
-        x = F.relu(x)  # conv4_block4_2_relu
-        x = self.conv4_block4_3_conv(x)
-        x = self.conv4_block4_3_bn(x)
-        x1 = x1 + x  # conv4_block4_add
-        x1 = F.relu(x1)  # conv4_block4_out
-        x = self.conv4_block5_1_conv(x1)
-        x = self.conv4_block5_1_bn(x)
-        x = F.relu(x)  # conv4_block5_1_relu
-        x = self.conv4_block5_2_conv(x)
-        x = self.conv4_block5_2_bn(x)
-        x = F.relu(x)  # conv4_block5_2_relu
-        x = self.conv4_block5_3_conv(x)
-        x = self.conv4_block5_3_bn(x)
-        x1 = x1 + x  # conv4_block5_add
-        x1 = F.relu(x1)  # conv4_block5_out
-        x = self.conv4_block6_1_conv(x1)
-        x = self.conv4_block6_1_bn(x)
-        x = F.relu(x)  # conv4_block6_1_relu
-        x = self.conv4_block6_2_conv(x)
-        x = self.conv4_block6_2_bn(x)
-        x = F.relu(x)  # conv4_block6_2_relu
-        x = self.conv4_block6_3_conv(x)
-        x = self.conv4_block6_3_bn(x)
-        x1 = x1 + x  # conv4_block6_add
-        x1 = F.relu(x1)  # conv4_block6_out
-        x = self.conv5_block1_0_conv(x1)
-        x = self.conv5_block1_0_bn(x)
-        x1 = self.conv5_block1_1_conv(x1)
-        x1 = self.conv5_block1_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block1_1_relu
-        x1 = self.conv5_block1_2_conv(x1)
-        x1 = self.conv5_block1_2_bn(x1)
-        x1 = F.relu(x1)  # conv5_block1_2_relu
-        x1 = self.conv5_block1_3_conv(x1)
-        x1 = self.conv5_block1_3_bn(x1)
-        x = x + x1  # conv5_block1_add
-        x = F.relu(x)  # conv5_block1_out
-        x1 = self.conv5_block2_1_conv(x)
-        x1 = self.conv5_block2_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block2_1_relu
-        x1 = self.conv5_block2_2_conv(x1)
-        x1 = self.conv5_block2_2_bn(x1)
-        x1 = F.relu(x1)  # conv5_block2_2_relu
-        x1 = self.conv5_block2_3_conv(x1)
-        x1 = self.conv5_block2_3_bn(x1)
-        x = x + x1  # conv5_block2_add
-        x = F.relu(x)  # conv5_block2_out
-        x1 = self.conv5_block3_1_conv(x)
-        x1 = self.conv5_block3_1_bn(x1)
-        x1 = F.relu(x1)  # conv5_block3_1_relu
-        x1 = self.conv5_block3_2_conv(x1)
-        x1 = self.conv5_block3_2_bn(x1)
-        x1 = F.relu(x1)  # conv5_block3_2_relu
-        x1 = self.conv5_block3_3_conv(x1)
-        x1 = self.conv5_block3_3_bn(x1)
-        x = x + x1  # conv5_block3_add
-        x = F.relu(x)  # conv5_block3_out
-        x = x.mean(dim=(2, 3), keepdim=False)  # avg_pool
+        x = F.relu(x)
+        x = self.pool1_pad(x)
+        x = self.pool1_pool(x)
+        x = self.stack(x)
+        x = x.mean((2, 3))
         x = F.softmax(self.predictions(x), dim=1)
         return x
+
+    def reset_parameters(self) -> None:
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
+        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        for module in self.modules():
+            if isinstance(module, KerasBatchNorm):
+                module.reset_parameters()  # rules of their own
+            elif isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""
         loss = torch.zeros(())
+        for module in self.modules():
+            factor = getattr(module, "l2", None)
+            if factor is not None and module.weight.requires_grad:  # frozen: no penalty
+                loss = loss + factor * module.weight.square().sum()
         return loss
 
 
-def build_model() -> Resnet50:
+def build_model(**params) -> Resnet50:
     """Build the model with Keras' initial values (call .eval() for inference)."""
-    return Resnet50()
+    return Resnet50(**params)

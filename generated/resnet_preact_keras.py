@@ -16,225 +16,71 @@ PARAMS = {"total": 96133, "trainable": 93957, "non_trainable": 2176}
 INPUT_SHAPE = (32, 32, 3)
 
 
-def build_model() -> keras.Model:
-    """Build the model; it takes channels-last input of shape (batch, *INPUT_SHAPE)."""
-    input_3 = keras.Input(shape=(32, 32, 3), name="input_3")
-    conv0 = layers.Conv2D(
-        filters=128,
-        kernel_size=(3, 3),
-        strides=(2, 2),
+def preact_bottleneck(inputs, *, filters: tuple[int, ...], stage: int, reg: float):
+    """BN-relu-conv 1x1, BN-relu-conv 3x3, BN-relu-conv 1x1, plus the block input."""
+    x = inputs
+    if stage > 1:
+        x = layers.BatchNormalization(name=f"bn{stage}a")(x)
+        x = layers.Activation("relu", name=f"relu{stage}a")(x)
+    x = layers.Conv2D(
+        filters[0], 1, use_bias=False, kernel_regularizer=regularizers.L2(reg), name=f"conv{stage}a"
+    )(x)
+    x = layers.BatchNormalization(name=f"bn{stage}b")(x)
+    x = layers.Activation("relu", name=f"relu{stage}b")(x)
+    x = layers.Conv2D(
+        filters[1],
+        3,
         padding="same",
         use_bias=False,
-        kernel_regularizer=regularizers.L2(0.0),
+        kernel_regularizer=regularizers.L2(reg),
+        name=f"conv{stage}b",
+    )(x)
+    x = layers.BatchNormalization(name=f"bn{stage}c")(x)
+    x = layers.Activation("relu", name=f"relu{stage}c")(x)
+    x = layers.Conv2D(
+        filters[2], 1, use_bias=True, kernel_regularizer=regularizers.L2(reg), name=f"conv{stage}c"
+    )(x)
+    x = layers.Add(name=f"merge{stage}")([x, inputs])
+    return x
+
+
+def build_model(
+    input_shape: tuple[int, ...] = (32, 32, 3),
+    nb_classes: int = 5,
+    num_stages: int = 5,
+    use_final_conv: bool = False,
+    reg: float = 0.0,
+) -> keras.Model:
+    """Pre-activation bottleneck ResNet (He et al. 2016), as in the seed's Keras code.
+
+    Takes channels-last input of shape (batch, *INPUT_SHAPE).
+    """
+    input_3 = keras.Input(shape=input_shape, name="input_3")
+    x = layers.Conv2D(
+        128,
+        3,
+        strides=2,
+        padding="same",
+        use_bias=False,
+        kernel_regularizer=regularizers.L2(reg),
         name="conv0",
     )(input_3)
-    bn0 = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn0"
-    )(conv0)
-    relu0 = layers.Activation(activation="relu", name="relu0")(bn0)
-    conv1a = layers.Conv2D(
-        filters=32,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        use_bias=False,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv1a",
-    )(relu0)
-    bn1b = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn1b"
-    )(conv1a)
-    relu1b = layers.Activation(activation="relu", name="relu1b")(bn1b)
-    conv1b = layers.Conv2D(
-        filters=32,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv1b",
-    )(relu1b)
-    bn1c = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn1c"
-    )(conv1b)
-    relu1c = layers.Activation(activation="relu", name="relu1c")(bn1c)
-    conv1c = layers.Conv2D(
-        filters=128,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        use_bias=True,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv1c",
-    )(relu1c)
-    merge1 = layers.Add(name="merge1")([conv1c, relu0])
-    bn2a = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn2a"
-    )(merge1)
-    relu2a = layers.Activation(activation="relu", name="relu2a")(bn2a)
-    conv2a = layers.Conv2D(
-        filters=32,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        use_bias=False,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv2a",
-    )(relu2a)
-    bn2b = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn2b"
-    )(conv2a)
-    relu2b = layers.Activation(activation="relu", name="relu2b")(bn2b)
-    conv2b = layers.Conv2D(
-        filters=32,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv2b",
-    )(relu2b)
-    bn2c = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn2c"
-    )(conv2b)
-    relu2c = layers.Activation(activation="relu", name="relu2c")(bn2c)
-    conv2c = layers.Conv2D(
-        filters=128,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        use_bias=True,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv2c",
-    )(relu2c)
-    merge2 = layers.Add(name="merge2")([conv2c, merge1])
-    bn3a = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn3a"
-    )(merge2)
-    relu3a = layers.Activation(activation="relu", name="relu3a")(bn3a)
-    conv3a = layers.Conv2D(
-        filters=32,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        use_bias=False,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv3a",
-    )(relu3a)
-    bn3b = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn3b"
-    )(conv3a)
-    relu3b = layers.Activation(activation="relu", name="relu3b")(bn3b)
-    conv3b = layers.Conv2D(
-        filters=32,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv3b",
-    )(relu3b)
-    bn3c = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn3c"
-    )(conv3b)
-    relu3c = layers.Activation(activation="relu", name="relu3c")(bn3c)
-    conv3c = layers.Conv2D(
-        filters=128,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        use_bias=True,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv3c",
-    )(relu3c)
-    merge3 = layers.Add(name="merge3")([conv3c, merge2])
-    bn4a = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn4a"
-    )(merge3)
-    relu4a = layers.Activation(activation="relu", name="relu4a")(bn4a)
-    conv4a = layers.Conv2D(
-        filters=32,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        use_bias=False,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv4a",
-    )(relu4a)
-    bn4b = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn4b"
-    )(conv4a)
-    relu4b = layers.Activation(activation="relu", name="relu4b")(bn4b)
-    conv4b = layers.Conv2D(
-        filters=32,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv4b",
-    )(relu4b)
-    bn4c = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn4c"
-    )(conv4b)
-    relu4c = layers.Activation(activation="relu", name="relu4c")(bn4c)
-    conv4c = layers.Conv2D(
-        filters=128,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        use_bias=True,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv4c",
-    )(relu4c)
-    merge4 = layers.Add(name="merge4")([conv4c, merge3])
-    bn5a = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn5a"
-    )(merge4)
-    relu5a = layers.Activation(activation="relu", name="relu5a")(bn5a)
-    conv5a = layers.Conv2D(
-        filters=32,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        use_bias=False,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv5a",
-    )(relu5a)
-    bn5b = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn5b"
-    )(conv5a)
-    relu5b = layers.Activation(activation="relu", name="relu5b")(bn5b)
-    conv5b = layers.Conv2D(
-        filters=32,
-        kernel_size=(3, 3),
-        strides=(1, 1),
-        padding="same",
-        use_bias=False,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv5b",
-    )(relu5b)
-    bn5c = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bn5c"
-    )(conv5b)
-    relu5c = layers.Activation(activation="relu", name="relu5c")(bn5c)
-    conv5c = layers.Conv2D(
-        filters=128,
-        kernel_size=(1, 1),
-        strides=(1, 1),
-        padding="valid",
-        use_bias=True,
-        kernel_regularizer=regularizers.L2(0.0),
-        name="conv5c",
-    )(relu5c)
-    merge5 = layers.Add(name="merge5")([conv5c, merge4])
-    bnF = layers.BatchNormalization(
-        axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, name="bnF"
-    )(merge5)
-    reluF = layers.Activation(activation="relu", name="reluF")(bnF)
-    avg_pool = layers.AveragePooling2D(
-        pool_size=(16, 16), strides=(16, 16), padding="valid", name="avg_pool"
-    )(reluF)
-    flat = layers.Flatten(name="flat")(avg_pool)
-    fc10 = layers.Dense(units=5, activation="softmax", use_bias=True, name="fc10")(flat)
-    return keras.Model(inputs=input_3, outputs=fc10, name="rnpa")
+    x = layers.BatchNormalization(name="bn0")(x)
+    x = layers.Activation("relu", name="relu0")(x)
+    for stage in range(1, num_stages + 1):
+        x = preact_bottleneck(x, filters=(32, 32, 128), stage=stage, reg=reg)
+    x = layers.BatchNormalization(name="bnF")(x)
+    x = layers.Activation("relu", name="reluF")(x)
+    if use_final_conv:
+        x = layers.Conv2D(
+            64,
+            3,
+            padding="same",
+            use_bias=True,
+            kernel_regularizer=regularizers.L2(reg),
+            name="convF",
+        )(x)
+    x = layers.AveragePooling2D(input_shape[0] // 2, name="avg_pool")(x)
+    x = layers.Flatten(name="flat")(x)
+    x = layers.Dense(nb_classes, activation="softmax", name="fc10")(x)
+    return keras.Model(input_3, x, name="rnpa")

@@ -2,8 +2,9 @@
 
 Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] below
 (relative to this file's folder), with the variant and overrides SPEC records.
-The model takes NCHW input of shape (batch, *INPUT_SHAPE); its layer names match the Keras
-model's, so weights transfer by name (see archc's backends.transfer).
+The model takes NCHW input of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
+layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
+by name; initial values and `regularization_loss()` are Keras'.
 """
 
 import math
@@ -19,199 +20,209 @@ SPEC = {
 }
 PARAMS = {"total": 96133, "trainable": 93957, "non_trainable": 2176}
 INPUT_SHAPE = (3, 32, 32)
-L2_PENALTIES = (
-    ("conv0", 0.0),
-    ("conv1a", 0.0),
-    ("conv1b", 0.0),
-    ("conv1c", 0.0),
-    ("conv2a", 0.0),
-    ("conv2b", 0.0),
-    ("conv2c", 0.0),
-    ("conv3a", 0.0),
-    ("conv3b", 0.0),
-    ("conv3c", 0.0),
-    ("conv4a", 0.0),
-    ("conv4b", 0.0),
-    ("conv4c", 0.0),
-    ("conv5a", 0.0),
-    ("conv5b", 0.0),
-    ("conv5c", 0.0),
-)
 
 
-def _glorot_uniform_(weight: torch.Tensor, fan_in: int, fan_out: int) -> None:
-    """Keras' glorot_uniform with Keras' fans: U(-a, a), a = sqrt(6 / (fan_in + fan_out))."""
-    limit = math.sqrt(6.0 / (fan_in + fan_out))
-    with torch.no_grad():
-        weight.uniform_(-limit, limit)
+def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable: bool = True):
+    """Tag a module with its Keras layer's name, L2 kernel factor and trainable flag."""
+    module.keras_name, module.l2, module.keras_trainable = name, l2, trainable
+    return module.requires_grad_(trainable)
+
+
+def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1):
+    """(height, width, channels) after a convolution or pooling window, Keras' rule."""
+    out = []
+    for size, k, s, d in zip(shape[:2], pair(kernel), pair(strides), pair(dilation), strict=True):
+        out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
+    return (*out, channels)
+
+
+def same_pads(x: torch.Tensor, kernel, stride, dilation=(1, 1)) -> tuple[int, int, int, int]:
+    """TF's 'same' padding of x's last two dims as F.pad's (left, right, top, bottom): the
+    extra pixel goes right and bottom."""
+    pads: list[int] = []
+    for size, k, s, d in zip(
+        x.shape[:-3:-1], kernel[::-1], stride[::-1], dilation[::-1], strict=True
+    ):
+        total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+        pads += [total // 2, total - total // 2]
+    return pads[0], pads[1], pads[2], pads[3]
+
+
+class KerasConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' padding: 'same' as TF pads it at any stride."""
+
+    def __init__(self, *args, padding="valid", **kwargs) -> None:
+        super().__init__(*args, padding=0 if isinstance(padding, str) else padding, **kwargs)
+        self.same = padding == "same"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.same:
+            return super().forward(x)
+        left, right, top, bottom = same_pads(x, self.kernel_size, self.stride, self.dilation)
+        padding = (top, left)
+        if (left, top) != (right, bottom):
+            x, padding = F.pad(x, (left, right, top, bottom)), (0, 0)
+        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+
+class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over dim 1 at any rank, as Keras': gamma (scale) and beta (center) apart,
+    and in training the moving variance follows the biased batch variance."""
+
+    def __init__(self, channels: int, eps: float, momentum: float, scale=True, center=True):
+        super().__init__(channels, eps, momentum)
+        if not scale:
+            self.weight = None
+        if not center:
+            self.bias = None
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        before = self.running_var.clone()
+        y = super().forward(x)
+        if self.training:  # PyTorch moved towards the unbiased variance: undo n / (n - 1)
+            n, kept = x.numel() // x.shape[1], (1.0 - self.momentum) * before
+            with torch.no_grad():
+                self.running_var.copy_(kept + (self.running_var - kept) * ((n - 1) / n))
+        return y
+
+
+class PreactBottleneck(nn.Module):
+    """BN-relu-conv 1x1, BN-relu-conv 3x3, BN-relu-conv 1x1, plus the block input."""
+
+    def __init__(
+        self, in_shape: tuple[int, ...], *, filters: tuple[int, ...], stage: int, reg: float
+    ) -> None:
+        super().__init__()
+        shape = in_shape
+        self.bn_a = None
+        if stage > 1:
+            self.bn_a = keras_layer(
+                KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), f"bn{stage}a"
+            )
+        self.conv_a = keras_layer(
+            nn.Conv2d(shape[-1], filters[0], 1, bias=False), f"conv{stage}a", l2=reg
+        )
+        shape = (*shape[:-1], filters[0])
+        self.bn_b = keras_layer(KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), f"bn{stage}b")
+        self.conv_b = keras_layer(
+            nn.Conv2d(shape[-1], filters[1], 3, padding="same", bias=False), f"conv{stage}b", l2=reg
+        )
+        shape = (*shape[:-1], filters[1])
+        self.bn_c = keras_layer(KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), f"bn{stage}c")
+        self.conv_c = keras_layer(
+            nn.Conv2d(shape[-1], filters[2], 1, bias=True), f"conv{stage}c", l2=reg
+        )
+        shape = (*shape[:-1], filters[2])
+        self.out_shape = shape
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        x = inputs
+        if self.bn_a is not None:
+            x = self.bn_a(x)
+            x = F.relu(x)
+        x = self.conv_a(x)
+        x = self.bn_b(x)
+        x = F.relu(x)
+        x = self.conv_b(x)
+        x = self.bn_c(x)
+        x = F.relu(x)
+        x = self.conv_c(x)
+        x = x + inputs
+        return x
 
 
 class Rnpa(nn.Module):
-    """The network of the spec, in PyTorch (NCHW)."""
+    """Pre-activation bottleneck ResNet (He et al. 2016), as in the seed's Keras code.
 
-    def __init__(self) -> None:
+    Takes NCHW input of shape (batch, *INPUT_SHAPE).
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...] = (32, 32, 3),
+        nb_classes: int = 5,
+        num_stages: int = 5,
+        use_final_conv: bool = False,
+        reg: float = 0.0,
+    ) -> None:
         super().__init__()
-        self.conv0 = nn.Conv2d(
-            3, 128, kernel_size=(3, 3), stride=(2, 2), padding=(0, 0), bias=False
+        input_3_shape = input_shape
+        shape = input_3_shape
+        self.conv0 = keras_layer(
+            KerasConv2d(shape[-1], 128, 3, stride=2, padding="same", bias=False), "conv0", l2=reg
         )
-        self.bn0 = nn.BatchNorm2d(128, eps=0.001, momentum=0.01, affine=True)
-        self.conv1a = nn.Conv2d(
-            128, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.bn1b = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
-        self.conv1b = nn.Conv2d(
-            32, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.bn1c = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
-        self.conv1c = nn.Conv2d(
-            32, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.bn2a = nn.BatchNorm2d(128, eps=0.001, momentum=0.01, affine=True)
-        self.conv2a = nn.Conv2d(
-            128, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.bn2b = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
-        self.conv2b = nn.Conv2d(
-            32, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.bn2c = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
-        self.conv2c = nn.Conv2d(
-            32, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.bn3a = nn.BatchNorm2d(128, eps=0.001, momentum=0.01, affine=True)
-        self.conv3a = nn.Conv2d(
-            128, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.bn3b = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
-        self.conv3b = nn.Conv2d(
-            32, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.bn3c = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
-        self.conv3c = nn.Conv2d(
-            32, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.bn4a = nn.BatchNorm2d(128, eps=0.001, momentum=0.01, affine=True)
-        self.conv4a = nn.Conv2d(
-            128, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.bn4b = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
-        self.conv4b = nn.Conv2d(
-            32, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.bn4c = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
-        self.conv4c = nn.Conv2d(
-            32, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.bn5a = nn.BatchNorm2d(128, eps=0.001, momentum=0.01, affine=True)
-        self.conv5a = nn.Conv2d(
-            128, 32, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=False
-        )
-        self.bn5b = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
-        self.conv5b = nn.Conv2d(
-            32, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False
-        )
-        self.bn5c = nn.BatchNorm2d(32, eps=0.001, momentum=0.01, affine=True)
-        self.conv5c = nn.Conv2d(
-            32, 128, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), bias=True
-        )
-        self.bnF = nn.BatchNorm2d(128, eps=0.001, momentum=0.01, affine=True)
-        self.fc10 = nn.Linear(128, 5, bias=True)
+        shape = window_shape(shape, 128, 3, 2, "same")
+        self.bn0 = keras_layer(KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), "bn0")
+        self.stage = nn.Sequential()
+        for stage in range(1, num_stages + 1):
+            block = PreactBottleneck(shape, filters=(32, 32, 128), stage=stage, reg=reg)
+            self.stage.append(block)
+            shape = block.out_shape
+        self.bnF = keras_layer(KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), "bnF")
+        self.convF = None
+        if use_final_conv:
+            self.convF = keras_layer(
+                nn.Conv2d(shape[-1], 64, 3, padding="same", bias=True), "convF", l2=reg
+            )
+            shape = (*shape[:-1], 64)
+        self.avg_pool = keras_layer(nn.AvgPool2d(input_shape[0] // 2), "avg_pool")
+        shape = window_shape(shape, shape[-1], input_shape[0] // 2, input_shape[0] // 2, "valid")
+        shape = (math.prod(shape),)
+        self.fc10 = keras_layer(nn.Linear(shape[-1], nb_classes), "fc10")
+        self.keras_layers = {
+            m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
+        }
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BN 1/0."""
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d):
-                module.reset_parameters()
-            elif isinstance(module, nn.Conv2d | nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        _glorot_uniform_(self.conv0.weight, fan_in=27, fan_out=1152)
-        _glorot_uniform_(self.conv1a.weight, fan_in=128, fan_out=32)
-        _glorot_uniform_(self.conv1b.weight, fan_in=288, fan_out=288)
-        _glorot_uniform_(self.conv1c.weight, fan_in=32, fan_out=128)
-        _glorot_uniform_(self.conv2a.weight, fan_in=128, fan_out=32)
-        _glorot_uniform_(self.conv2b.weight, fan_in=288, fan_out=288)
-        _glorot_uniform_(self.conv2c.weight, fan_in=32, fan_out=128)
-        _glorot_uniform_(self.conv3a.weight, fan_in=128, fan_out=32)
-        _glorot_uniform_(self.conv3b.weight, fan_in=288, fan_out=288)
-        _glorot_uniform_(self.conv3c.weight, fan_in=32, fan_out=128)
-        _glorot_uniform_(self.conv4a.weight, fan_in=128, fan_out=32)
-        _glorot_uniform_(self.conv4b.weight, fan_in=288, fan_out=288)
-        _glorot_uniform_(self.conv4c.weight, fan_in=32, fan_out=128)
-        _glorot_uniform_(self.conv5a.weight, fan_in=128, fan_out=32)
-        _glorot_uniform_(self.conv5b.weight, fan_in=288, fan_out=288)
-        _glorot_uniform_(self.conv5c.weight, fan_in=32, fan_out=128)
-        _glorot_uniform_(self.fc10.weight, fan_in=128, fan_out=5)
-
     def forward(self, input_3: Tensor) -> Tensor:
-        x = self.conv0(F.pad(input_3, (0, 1, 0, 1)))
+        x = self.conv0(input_3)
         x = self.bn0(x)
-        x = F.relu(x)  # relu0
-        x1 = self.conv1a(x)
-        x1 = self.bn1b(x1)
-        x1 = F.relu(x1)  # relu1b
-        x1 = self.conv1b(x1)
-        x1 = self.bn1c(x1)
-        x1 = F.relu(x1)  # relu1c
-        x1 = self.conv1c(x1)
-        x1 = x1 + x  # merge1
-        x = self.bn2a(x1)
-        x = F.relu(x)  # relu2a
-        x = self.conv2a(x)
-        x = self.bn2b(x)
-        x = F.relu(x)  # relu2b
-        x = self.conv2b(x)
-        x = self.bn2c(x)
-        x = F.relu(x)  # relu2c
-        x = self.conv2c(x)
-        x = x + x1  # merge2
-        x1 = self.bn3a(x)
-        x1 = F.relu(x1)  # relu3a
-        x1 = self.conv3a(x1)
-        x1 = self.bn3b(x1)
-        x1 = F.relu(x1)  # relu3b
-        x1 = self.conv3b(x1)
-        x1 = self.bn3c(x1)
-        x1 = F.relu(x1)  # relu3c
-        x1 = self.conv3c(x1)
-        x1 = x1 + x  # merge3
-        x = self.bn4a(x1)
-        x = F.relu(x)  # relu4a
-        x = self.conv4a(x)
-        x = self.bn4b(x)
-        x = F.relu(x)  # relu4b
-        x = self.conv4b(x)
-        x = self.bn4c(x)
-        x = F.relu(x)  # relu4c
-        x = self.conv4c(x)
-        x = x + x1  # merge4
-        x1 = self.bn5a(x)
-        x1 = F.relu(x1)  # relu5a
-        x1 = self.conv5a(x1)
-        x1 = self.bn5b(x1)
-        x1 = F.relu(x1)  # relu5b
-        x1 = self.conv5b(x1)
-        x1 = self.bn5c(x1)
-        x1 = F.relu(x1)  # relu5c
-        x1 = self.conv5c(x1)
-        x1 = x1 + x  # merge5
-        x1 = self.bnF(x1)
-        x1 = F.relu(x1)  # reluF
-        x1 = F.avg_pool2d(x1, (16, 16), (16, 16))  # avg_pool
-        x1 = x1.permute(0, 2, 3, 1).flatten(1)  # flat
-        x1 = F.softmax(self.fc10(x1), dim=1)
-        return x1
+        x = F.relu(x)
+        x = self.stage(x)
+        x = self.bnF(x)
+        x = F.relu(x)
+        if self.convF is not None:
+            x = self.convF(x)
+        x = self.avg_pool(x)
+        x = x.movedim(1, -1).flatten(1)
+        x = F.softmax(self.fc10(x), dim=1)
+        return x
+
+    def reset_parameters(self) -> None:
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
+        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        for module in self.modules():
+            if isinstance(module, KerasBatchNorm):
+                module.reset_parameters()  # rules of their own
+            elif isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""
         loss = torch.zeros(())
-        for name, factor in L2_PENALTIES:
-            weight = self.get_submodule(name).weight
-            if weight.requires_grad:  # as Keras: frozen layers add no penalty
-                loss = loss + factor * weight.square().sum()
+        for module in self.modules():
+            factor = getattr(module, "l2", None)
+            if factor is not None and module.weight.requires_grad:  # frozen: no penalty
+                loss = loss + factor * module.weight.square().sum()
         return loss
 
 
-def build_model() -> Rnpa:
+def build_model(**params) -> Rnpa:
     """Build the model with Keras' initial values (call .eval() for inference)."""
-    return Rnpa()
+    return Rnpa(**params)

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
+RUFF = Path(sys.executable).parent / "ruff"  # the one ruff tests use: the environment's
 SPECS = ROOT / "specs"
 SEED = SPECS / "resnet_preact.yaml"
 
@@ -30,7 +31,7 @@ def ruff_problems(path: Path) -> str:
     out = []
     for command in (["check"], ["format", "--check"]):
         proc = subprocess.run(
-            [ROOT / ".venv" / "bin" / "ruff", *command, "--no-cache", path],
+            [RUFF, *command, "--no-cache", path],
             capture_output=True,
             text=True,
         )

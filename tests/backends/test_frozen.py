@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from backends import keras_backend, torch_backend
-from backends.codegen import import_source
 from backends.transfer import keras_to_torch
 from backends.verify import channels_first, randomize_keras
 from compiler.api import compile_spec
@@ -28,38 +27,35 @@ layers:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object, object]:
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
     path = Path(tmp_path_factory.mktemp("frozen")) / "frozen.yaml"
     path.write_text(SPEC, encoding="utf-8")
     compiled = compile_spec(path)
-    km = keras_backend.build(compiled.graph)
+    km = keras_backend.build(compiled)
     randomize_keras(km, compiled.graph, seed=4)
-    live = torch_backend.build(compiled.graph)
-    keras_to_torch(km, live, compiled.graph)
-    generated = import_source(torch_backend.render(compiled), "frozen").build_model()
-    generated.load_state_dict(live.state_dict())
-    return km, live, generated
+    tm = torch_backend.build(compiled)  # the generated module, imported
+    keras_to_torch(km, tm, compiled.graph)
+    return km, tm
 
 
-def test_frozen_layers_add_no_l2_penalty(models: tuple[object, object, object]) -> None:
-    km, live, generated = models
+def test_frozen_layers_add_no_l2_penalty(models: tuple[object, object]) -> None:
+    km, tm = models
     want = float(sum(np.asarray(loss) for loss in km.losses))  # type: ignore[attr-defined]
     c2 = np.asarray(km.get_layer("c2").get_weights()[0])  # type: ignore[attr-defined]
     assert want == pytest.approx(0.1 * float(np.sum(c2.astype(np.float64) ** 2)), rel=1e-5)
-    for model in (live, generated):
-        got = float(model.regularization_loss().detach())  # type: ignore[attr-defined]
-        assert got == pytest.approx(want, rel=1e-5)
+    got = float(tm.regularization_loss().detach())  # type: ignore[attr-defined]
+    assert got == pytest.approx(want, rel=1e-5)
 
 
 def test_frozen_batch_norm_uses_moving_statistics_in_training(
-    models: tuple[object, object, object],
+    models: tuple[object, object],
 ) -> None:
     import torch
 
-    km, live, generated = models
+    km, tm = models
     x = np.random.default_rng(0).standard_normal((4, 6, 5, 3)).astype(np.float32)
     want = np.asarray(km(x, training=True))  # type: ignore[operator]
-    for model in (live, generated):
+    for model in (tm,):
         model.train()  # type: ignore[attr-defined]
         before = model.get_submodule("bn").running_mean.clone()  # type: ignore[attr-defined]
         with torch.no_grad():
@@ -72,6 +68,6 @@ def test_trainable_batch_norm_still_trains() -> None:
     text = SPEC.replace(
         "{op: batch_norm, name: bn, trainable: false}", "{op: batch_norm, name: bn}"
     )
-    model = torch_backend.build(compile_spec(loads(text)).graph)
+    model = torch_backend.build(compile_spec(loads(text)))
     model.train()
     assert model.get_submodule("bn").training

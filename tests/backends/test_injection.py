@@ -48,9 +48,16 @@ ALLOWED_CALL_ROOTS = {
     "self",
     "super",
 }
-ALLOWED_CALL_NAMES = {"super", "isinstance", "float", "_glorot_uniform_", "_avg_pool_same"}
+# builtins the generated code and its helpers call, the helpers themselves (copied from
+# backends/py_helpers.py and backends/torch_helpers.py), and the sandbox's functions
+ALLOWED_CALL_NAMES = {
+    *("super", "isinstance", "hasattr", "getattr", "float", "int", "str", "bool", "len"),
+    *("tuple", "range", "zip", "max", "min", "sum", "abs", "round", "ValueError"),
+    *("keras_layer", "pair", "window_shape", "same_pads", "torch_pads", "zero_pad_shape"),
+    *("reshape_shape", "torch_dim", "concat_shape", "activate", "make_divisible"),
+}
 ALLOWED_IMPORTS = {"keras", "torch", "torch.nn.functional", "math"}
-FRAMEWORK_STRINGS = {"same", "valid", "relu", "-inf"}
+FRAMEWORK_STRINGS = {"same", "valid", "relu", "-inf", "keras_name", "l2", "linear", "softmax"}
 HEADER_KEYS = {"path", "sha256", "archc", "total", "trainable", "non_trainable"}
 
 

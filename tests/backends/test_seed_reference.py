@@ -24,14 +24,14 @@ def test_archc_models_compute_what_the_seed_code_computes(overrides: dict[str, o
     compiled = compile_spec(SEED, overrides)
     graph = compiled.graph
     reference = seed_keras3(**overrides)  # type: ignore[arg-type]
-    ours = keras_backend.build(graph)
+    ours = keras_backend.build(compiled)
     assert [layer.name for layer in reference.layers] == [layer.name for layer in ours.layers]
     assert keras_backend.counts(reference) == keras_backend.counts(ours) == graph.counts
 
     randomize_keras(reference, graph, seed=1)
     for layer in reference.layers:
         ours.get_layer(layer.name).set_weights(layer.get_weights())
-    mine = torch_backend.build(graph).eval()
+    mine = torch_backend.build(compiled).eval()
     keras_to_torch(reference, mine, graph)
 
     (x,) = inputs_for(graph, batch=5, seed=2)

@@ -1,32 +1,38 @@
-"""The PyTorch backend: golden file, live models, every op, initial values, generated source.
+"""The PyTorch backend: golden file, generated models, every op, initial values, source.
 
-Counts here are taken straight from `parameters()` and `buffers()` (never through the backend's
-own `counts`), layer names straight from `state_dict()`, and Glorot bounds from Keras' fan rule
+The live model IS the generated module (`torch_backend.build` renders, imports and builds it),
+so there is one model to test per spec. Counts here are taken straight from `parameters()` and
+`buffers()` (never through the backend's own `counts`), layer names from `state_dict()` and
+`model.keras_layers` (Keras layer name -> module path), and Glorot bounds from Keras' fan rule
 applied to the IR's Keras-layout weight shapes, so each test checks the backend against the
 DESIGN.md contract rather than against itself. Nothing here measures time.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from backends import torch_backend
 from backends.codegen import import_source
 from backends.compile import compile_to_file
+from backends.torch_ops import TORCH_OPS
 from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
-from compiler.ir import Counts, Graph, Node
+from compiler.ir import Counts, Graph
 from compiler.ops import load_all
 from tests.backends.op_cases import OP_CASES
 from tests.conftest import ROOT, SEED, SPECS, without_spec_path
@@ -48,6 +54,7 @@ TORCH_KEY = {
     "moving_mean": "running_mean",
     "moving_variance": "running_var",
 }
+FRAMEWORK_IMPORT = re.compile(r"^\s*(import|from)\s+(tensorflow|keras)\b", re.MULTILINE)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -62,15 +69,39 @@ def torch_counts(module: nn.Module) -> Counts:
     return Counts(trainable + frozen + buffers, trainable, frozen + buffers)
 
 
-def expected_state_keys(graph: Graph) -> set[str]:
-    """`<layer>.weight`, `.bias`, `.running_mean`, `.running_var` (+ num_batches_tracked)."""
+def layer(model: nn.Module, name: str) -> nn.Module:
+    """The module of a Keras layer, through `model.keras_layers`."""
+    return model.get_submodule(model.keras_layers[name])
+
+
+def expected_state_keys(model: nn.Module, graph: Graph) -> set[str]:
+    """`<path>.weight`, `.bias`, `.running_mean`, `.running_var` (+ num_batches_tracked) of
+    every IR node with weights, `<path>` being the module path `keras_layers` gives for it."""
     keys = set()
     for node in graph.nodes:
+        if not node.weights:
+            continue
         names = {TORCH_KEY[w.name] for w in node.weights}
         if node.op == "batch_norm":
             names.add("num_batches_tracked")
-        keys |= {f"{node.name}.{n}" for n in names}
+        keys |= {f"{model.keras_layers[node.name]}.{n}" for n in names}
     return keys
+
+
+def check_keras_layers(model: nn.Module, graph: Graph) -> None:
+    """Every IR node with weights has a module tagged with its name; every tagged module is
+    an IR layer; per-layer counts and trainable flags are the IR's."""
+    names = {n.name for n in graph.nodes}
+    assert set(model.keras_layers) <= names
+    for node in graph.nodes:
+        if node.weights:
+            assert node.name in model.keras_layers, node.name  # nothing missing
+        if node.name not in model.keras_layers:
+            continue
+        module = layer(model, node.name)
+        assert module.keras_name == node.name
+        assert torch_counts(module) == node.counts, node.name
+        assert all(p.requires_grad is node.trainable for p in module.parameters()), node.name
 
 
 def nchw(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -109,12 +140,13 @@ def case_params() -> list[Any]:
     ]
 
 
-def torch_unsupported(graph: Graph) -> Node | None:
-    """The node the torch backend rejects by design (BatchNorm with center != scale)."""
-    for node in graph.nodes:
-        if node.op == "batch_norm" and node.attrs.center != node.attrs.scale:
-            return node
-    return None
+def import_file(path: Path, name: str) -> ModuleType:
+    """Import a generated file from where it was written."""
+    spec = importlib.util.spec_from_file_location(f"_test_torch_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_tool(*args: str | Path, env: dict[str, str] | None = None, stdin: str | None = None):
@@ -139,12 +171,8 @@ def ruff_ok(source: str) -> None:
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
-def generated_module(compiled: Any, tag: str) -> Any:
-    return import_source(torch_backend.render(compiled), f"test_{tag}")
-
-
 def outputs_equal(a: nn.Module, b: nn.Module, graph: Graph, seed: int = 0) -> None:
-    """Two models with the same state compute the same outputs on one NCHW batch."""
+    """Two models with the same state compute exactly the same outputs on one NCHW batch."""
     gen = torch.Generator().manual_seed(seed)
     xs = [torch.randn(3, *nchw(graph.node(n).shape), generator=gen) for n in graph.inputs]
     a.eval()
@@ -155,7 +183,7 @@ def outputs_equal(a: nn.Module, b: nn.Module, graph: Graph, seed: int = 0) -> No
     yb = yb if isinstance(yb, tuple) else (yb,)
     assert len(ya) == len(yb) == len(graph.outputs)
     for u, v in zip(ya, yb, strict=True):
-        torch.testing.assert_close(u, v, rtol=0, atol=0)
+        assert torch.equal(u, v)
 
 
 # -- the golden file: generated/resnet_preact_torch.py ----------------------------------------
@@ -197,19 +225,49 @@ def test_golden_model_counts_from_parameters_and_buffers(
     assert everything == SEED_COUNTS.total + len(tracked)
 
 
-def test_golden_model_state_dict_keys_are_ir_layer_names(
+@pytest.mark.parametrize(
+    ("params", "want"),
+    [
+        ({"nb_classes": 10}, Counts(96_778, 96_778 - 2_176, 2_176)),
+        ({"num_stages": 8}, Counts(151_045, 147_717, 3_328)),
+        ({"use_final_conv": True}, Counts(169_605, 169_605 - 2_176, 2_176)),
+    ],
+    ids=["nb_classes", "num_stages", "use_final_conv"],
+)
+def test_golden_build_model_takes_the_spec_params(
+    golden: Any, params: dict[str, Any], want: Counts
+) -> None:
+    """The golden module's build_model takes the spec's params; the counts are the seed's own
+    Keras model's (tests/reference_models.seed_keras3 with the same arguments)."""
+    model = golden.build_model(**params)
+    assert torch_counts(model) == want
+    # and they are the IR's for the same overrides
+    assert torch_counts(model) == compile_spec(SEED, params).graph.counts
+
+
+def test_golden_model_state_dict_keys_follow_keras_layers(
     golden_model: nn.Module, seed_graph: Graph
 ) -> None:
     state = golden_model.state_dict()
-    assert set(state) == expected_state_keys(seed_graph)
-    assert "conv0.weight" in state and "conv0.bias" not in state  # use_bias: false
-    assert {"conv1c.weight", "conv1c.bias"} <= set(state)  # use_bias: true
-    assert {"bn0.weight", "bn0.bias", "bn0.running_mean", "bn0.running_var"} <= set(state)
-    assert {"fc10.weight", "fc10.bias"} <= set(state)
+    assert set(state) == expected_state_keys(golden_model, seed_graph)
+    paths = golden_model.keras_layers
+    assert f"{paths['conv0']}.weight" in state and f"{paths['conv0']}.bias" not in state
+    assert {f"{paths['conv1c']}.weight", f"{paths['conv1c']}.bias"} <= set(state)  # use_bias
+    assert {f"{paths['bn0']}.{k}" for k in ("weight", "bias", "running_mean", "running_var")} <= (
+        set(state)
+    )
+    assert {f"{paths['fc10']}.weight", f"{paths['fc10']}.bias"} <= set(state)
+    # structured: the repeat is an nn.Sequential of one module per block call
+    stages = golden_model.get_submodule(paths["conv1a"].split(".")[0])
+    assert isinstance(stages, nn.Sequential) and len(stages) == 5
+    for stage in range(1, 6):
+        for name in (f"conv{stage}a", f"bn{stage}b", f"conv{stage}c"):
+            assert paths[name].split(".")[1] == str(stage - 1), name
+    assert "." not in paths["conv0"] and "." not in paths["fc10"]
     # every tensor has the PyTorch layout of the IR weight's Keras shape
     for node in seed_graph.nodes:
         for w in node.weights:
-            got = tuple(state[f"{node.name}.{TORCH_KEY[w.name]}"].shape)
+            got = tuple(state[f"{paths[node.name]}.{TORCH_KEY[w.name]}"].shape)
             if node.op == "conv2d" and w.name == "kernel":
                 kh, kw, cin, cout = w.shape
                 assert got == (cout, cin, kh, kw), node.name
@@ -220,25 +278,28 @@ def test_golden_model_state_dict_keys_are_ir_layer_names(
 
 
 def test_golden_model_per_layer_counts_match_ir(golden_model: nn.Module, seed_graph: Graph) -> None:
-    children = dict(golden_model.named_children())
-    for node in seed_graph.nodes:
-        if node.weights:
-            assert torch_counts(children[node.name]) == node.counts, node.name
+    check_keras_layers(golden_model, seed_graph)
     weighted = [n.name for n in seed_graph.nodes if n.weights]
-    assert [n for n in children if n in weighted] == weighted  # IR order, nothing missing
+    assert len(weighted) == 16 + 16 + 1  # BNs, convs, the dense layer
 
 
 def test_golden_model_batch_norm_epsilon_and_momentum(
     golden_model: nn.Module, seed_graph: Graph
 ) -> None:
-    bns = {n: m for n, m in golden_model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    bns = {
+        m.keras_name: m
+        for m in golden_model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    }
     assert len(bns) == 16
     for name, bn in bns.items():
         attrs = seed_graph.node(name).attrs
         assert (attrs.epsilon, attrs.momentum) == (1e-3, 0.99)
+        assert type(bn).__name__ == "KerasBatchNorm", name
         assert bn.eps == 1e-3, name  # Keras' default, not PyTorch's 1e-5
         assert bn.momentum == pytest.approx(0.01), name  # 1 - Keras' 0.99, not PyTorch's 0.1
         assert bn.affine and bn.track_running_stats, name
+        assert bn.weight is not None and bn.bias is not None, name
 
 
 def test_golden_model_takes_nchw_input(golden_model: nn.Module) -> None:
@@ -251,32 +312,61 @@ def test_golden_model_takes_nchw_input(golden_model: nn.Module) -> None:
             golden_model(torch.randn(3, 32, 32, 3))  # NHWC is not what it takes
 
 
+def tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF's 'same' padding of one axis: (before, after), the extra pixel after."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
 def test_golden_stem_pads_like_tensorflow(golden_model: nn.Module, seed_graph: Graph) -> None:
-    """conv0: 3x3, stride 2, 'same' on 32x32: TF pads (0, 1) per axis, so PyTorch's symmetric
-    `padding=` cannot be used; the module pads nothing and forward() pads explicitly."""
+    """conv0: 3x3, stride 2, 'same'. On 32x32 TF pads (0, 1) per axis, which PyTorch's
+    symmetric `padding=` cannot do: conv0 is a KerasConv2d that pads in forward()."""
     assert seed_graph.node("conv0").attrs.pads == ((0, 1), (0, 1))
-    conv0 = golden_model.get_submodule("conv0")
-    assert conv0.padding == (0, 0) and conv0.stride == (2, 2)
-    source = GOLDEN.read_text(encoding="utf-8")
-    assert "F.pad(input_3, (0, 1, 0, 1))" in source
+    assert tf_same_pads(32, 3, 2) == (0, 1) and tf_same_pads(33, 3, 2) == (1, 1)
+    conv0 = layer(golden_model, "conv0")
+    assert type(conv0).__name__ == "KerasConv2d"
+    assert isinstance(conv0, nn.Conv2d)
+    assert conv0.stride == (2, 2) and conv0.kernel_size == (3, 3) and conv0.bias is None
+    assert "KerasConv2d(" in GOLDEN.read_text(encoding="utf-8")
+    w = conv0.weight.detach()
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        x = torch.randn(2, 3, 32, 32, generator=gen)
+        y = conv0(x)
+        assert tuple(y.shape) == (2, 128, 16, 16)
+        assert torch.equal(y, F.conv2d(F.pad(x, (0, 1, 0, 1)), w, None, stride=2))
+        # not PyTorch's symmetric padding 1, which shifts every output by one pixel
+        assert not torch.allclose(y, F.conv2d(x, w, None, stride=2, padding=1))
+        x = torch.randn(2, 3, 33, 33, generator=gen)
+        y = conv0(x)
+        assert tuple(y.shape) == (2, 128, 17, 17)
+        torch.testing.assert_close(y, F.conv2d(x, w, None, stride=2, padding=1))
 
 
-def test_golden_model_equals_live_model(golden_model: nn.Module, seed_graph: Graph) -> None:
+def test_golden_module_is_the_live_model(golden: Any, seed_graph: Graph) -> None:
+    """build() is the generated module: the golden file is today's render, and its model
+    computes exactly what the live one does with the same state."""
+    compiled = compile_spec(SEED)
+    assert torch_backend.render(compiled, ROOT / "generated") == GOLDEN.read_text(encoding="utf-8")
     torch.manual_seed(1)
-    live = torch_backend.build(seed_graph)
-    with torch.no_grad():  # random BN statistics so every buffer matters
+    live = torch_backend.build(compiled)
+    golden_model = golden.build_model()
+    assert type(live).__name__ == type(golden_model).__name__
+    with torch.no_grad():  # random BN statistics and affine terms so every tensor matters
         for m in live.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.running_mean.normal_(0, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
+                m.weight.normal_(1, 0.1)
+                m.bias.normal_(0, 0.1)
     assert set(live.state_dict()) == set(golden_model.state_dict())
     golden_model.load_state_dict(live.state_dict())
     outputs_equal(golden_model, live, seed_graph)
 
 
 def test_regularization_loss_equals_keras_l2_losses() -> None:
-    """With reg=1e-4 every conv kernel carries L2(1e-4); PyTorch's regularization_loss() (live
-    and generated) equals the sum of the Keras model's losses with the same weights."""
+    """With reg=1e-4 every conv kernel carries L2(1e-4); PyTorch's regularization_loss()
+    equals the sum of the Keras model's losses with the same weights."""
     import keras
 
     from backends import keras_backend
@@ -285,8 +375,8 @@ def test_regularization_loss_equals_keras_l2_losses() -> None:
     overrides = {"reg": 1e-4}
     compiled = compile_spec(SEED, overrides)
     km = keras_backend.from_spec(SEED, overrides)
-    live = torch_backend.from_spec(SEED, overrides)
-    assert keras_to_torch(km, live, compiled.graph) > 0
+    model = torch_backend.from_spec(SEED, overrides)
+    assert keras_to_torch(km, model, compiled.graph) > 0
     assert len(km.losses) == 16
     want = float(sum(float(keras.ops.convert_to_numpy(loss)) for loss in km.losses))
     by_hand = sum(
@@ -295,17 +385,14 @@ def test_regularization_loss_equals_keras_l2_losses() -> None:
         if n.op == "conv2d"
     )
     assert want == pytest.approx(by_hand, rel=1e-5)
-    assert live.regularization_loss().item() == pytest.approx(want, rel=1e-5)
-
-    generated = generated_module(compiled, "reg").build_model()
-    generated.load_state_dict(live.state_dict())
-    assert generated.regularization_loss().item() == pytest.approx(want, rel=1e-5)
+    assert model.regularization_loss().item() == pytest.approx(want, rel=1e-5)
 
     # it is a differentiable penalty: d/dw r*sum(w^2) = 2*r*w
-    loss = generated.regularization_loss()
+    loss = model.regularization_loss()
     loss.backward()
-    w = generated.get_submodule("conv0").weight
+    w = layer(model, "conv0").weight
     torch.testing.assert_close(w.grad, 2e-4 * w.detach())
+    assert layer(model, "fc10").weight.grad is None  # the dense layer has no L2
 
 
 def test_golden_regularization_loss_is_zero_without_reg(golden_model: nn.Module) -> None:
@@ -313,72 +400,49 @@ def test_golden_regularization_loss_is_zero_without_reg(golden_model: nn.Module)
 
 
 # -- every op -------------------------------------------------------------------------------
-def test_every_registered_op_has_a_torch_lowering() -> None:
-    from backends.torch_lowering import LOWER
-
-    assert set(load_all()) - {"input"} == set(LOWER)
+def test_every_registered_op_has_a_torch_emitter() -> None:
+    assert set(load_all()) - {"input"} == set(TORCH_OPS)
 
 
 @pytest.mark.parametrize(("op", "i"), case_params())
-def test_op_case_live_model_matches_ir(op: str, i: int, tmp_path: Path) -> None:
+def test_op_case_weights_bind_to_torch_keys(op: str, i: int, tmp_path: Path) -> None:
+    """Every IR weight of every case has a binding to the PyTorch key DESIGN.md names."""
     graph = compile_spec(write(tmp_path, OP_CASES[op][i])).graph
-    if (bad := torch_unsupported(graph)) is not None:
-        with pytest.raises(SpecError, match="center and scale must both be"):
-            torch_backend.build(graph)
-        assert bad.op == "batch_norm"
-        return
-    torch.manual_seed(0)
-    model = torch_backend.build(graph)
-    assert torch_counts(model) == graph.counts
-    assert torch_backend.counts(model) == graph.counts
-    assert set(model.state_dict()) == expected_state_keys(graph)
-    children = dict(model.named_children())
     for node in graph.nodes:
-        if node.name in children:
-            assert torch_counts(children[node.name]) == node.counts, node.name
-            params = list(children[node.name].parameters())
-            assert all(p.requires_grad is node.trainable for p in params), node.name
-        else:
-            assert node.counts.total == 0, node.name
-    # every layer's output has the IR's shape, channels first
-    model.eval()
-    xs = [torch.randn(2, *nchw(graph.node(n).shape)) for n in graph.inputs]
-    with torch.no_grad():
-        values = model.forward_all(*xs)
-    for node in graph.nodes:
-        assert tuple(values[node.name].shape) == (2, *nchw(node.shape)), node.name
+        for w in node.weights:
+            assert TORCH_OPS[node.op].weights[w.name].key == TORCH_KEY[w.name], node.name
 
 
 @pytest.mark.parametrize(("op", "i"), case_params())
-def test_op_case_generated_source_matches_live_model(op: str, i: int, tmp_path: Path) -> None:
-    compiled = compile_spec(write(tmp_path, OP_CASES[op][i]))
-    graph = compiled.graph
-    if torch_unsupported(graph) is not None:
-        with pytest.raises(SpecError, match="E100"):
-            torch_backend.render(compiled)
-        return
-    source = torch_backend.render(compiled)
-    module = import_source(source, f"case_{op}_{i}")
+def test_op_case_generated_model_matches_ir(op: str, i: int, tmp_path: Path) -> None:
+    result = compile_to_file(write(tmp_path, OP_CASES[op][i]), "torch", tmp_path / "out")
+    graph = result.compiled.graph
+    assert result.path.is_file() and result.path.parent == tmp_path / "out"
+    source = result.path.read_text(encoding="utf-8")
+    assert source == result.source
+    assert not FRAMEWORK_IMPORT.search(source)
+    module = import_file(result.path, f"{op}_{i}")
     assert graph.counts.as_dict() == module.PARAMS
     assert nchw(graph.node(graph.inputs[0]).shape) == module.INPUT_SHAPE
     torch.manual_seed(0)
-    generated = module.build_model()
-    assert torch_counts(generated) == graph.counts
-    live = torch_backend.build(graph)
-    assert set(generated.state_dict()) == set(live.state_dict())
-    for key, value in live.state_dict().items():
-        assert generated.state_dict()[key].shape == value.shape, key
-    generated.load_state_dict(live.state_dict())
-    outputs_equal(generated, live, graph)
-    assert "tensorflow" not in source and "keras" not in source
+    model = module.build_model()
+    assert torch_counts(model) == graph.counts
+    assert torch_backend.counts(model) == graph.counts
+    assert set(model.state_dict()) == expected_state_keys(model, graph)
+    check_keras_layers(model, graph)
+    # the outputs have the IR's shapes, channels first
+    model.eval()
+    xs = [torch.randn(2, *nchw(graph.node(n).shape)) for n in graph.inputs]
+    with torch.no_grad():
+        ys = model(*xs)
+    ys = ys if isinstance(ys, tuple) else (ys,)
+    assert [tuple(y.shape) for y in ys] == [(2, *nchw(graph.node(n).shape)) for n in graph.outputs]
+    assert all(torch.isfinite(y).all() for y in ys)
 
 
 @pytest.mark.parametrize(("op", "i"), case_params())
 def test_op_case_generated_source_passes_ruff(op: str, i: int, tmp_path: Path) -> None:
-    compiled = compile_spec(write(tmp_path, OP_CASES[op][i]))
-    if torch_unsupported(compiled.graph) is not None:
-        pytest.skip("the torch backend rejects this case by design (see the test above)")
-    ruff_ok(torch_backend.render(compiled))
+    ruff_ok(torch_backend.render(compile_spec(write(tmp_path, OP_CASES[op][i]))))
 
 
 def test_frozen_layers_are_frozen_parameters(tmp_path: Path) -> None:
@@ -399,29 +463,111 @@ def test_frozen_layers_are_frozen_parameters(tmp_path: Path) -> None:
         **frozen,
         "fc": 0,
     }
-    for model in (
-        torch_backend.build(graph),
-        generated_module(compiled, "frozen").build_model(),
-    ):
-        assert torch_counts(model) == graph.counts
-        assert graph.counts.non_trainable == sum(frozen.values())
-        for name in frozen:
-            assert not any(p.requires_grad for p in model.get_submodule(name).parameters())
-        assert all(p.requires_grad for p in model.get_submodule("fc").parameters())
+    model = torch_backend.build(compiled)
+    assert torch_counts(model) == graph.counts
+    assert graph.counts.non_trainable == sum(frozen.values())
+    for name in frozen:
+        module = layer(model, name)
+        assert module.keras_trainable is False, name
+        assert not any(p.requires_grad for p in module.parameters()), name
+    assert all(p.requires_grad for p in layer(model, "fc").parameters())
+    model.train()  # a frozen BatchNorm stays in inference mode, as in Keras
+    assert model.training and layer(model, "fc").training
+    assert not layer(model, "bn").training
 
 
-def test_layer_named_like_a_module_instance_attribute_is_a_spec_error(tmp_path: Path) -> None:
-    text = tiny([5, 7, 3], "- {op: conv2d, name: training, filters: 2, kernel: 1}")
-    graph = compile_spec(write(tmp_path, text)).graph
-    with pytest.raises(SpecError, match="E101"):
-        torch_backend.build(graph)
+@pytest.mark.parametrize("name", ["training", "forward"])
+def test_layer_named_like_a_module_attribute_builds(name: str, tmp_path: Path) -> None:
+    """A layer named like an nn.Module attribute or method gets another attribute name but
+    keeps its Keras name; the model still trains and runs."""
+    text = tiny(
+        [5, 7, 3],
+        f"""
+        - {{op: conv2d, name: {name}, filters: 2, kernel: 1}}
+        - {{op: batch_norm, name: bn}}
+        """,
+    )
+    compiled = compile_spec(write(tmp_path, text))
+    source = torch_backend.render(compiled)
+    ruff_ok(source)
+    model = torch_backend.build(compiled)
+    assert torch_counts(model) == compiled.graph.counts
+    module = layer(model, name)
+    assert isinstance(module, nn.Conv2d) and module.keras_name == name
+    assert model.keras_layers[name] != name
+    model.train()
+    assert model.training is True  # still nn.Module's flag
+    model.eval()
+    assert model.training is False
+    with torch.no_grad():
+        y = model.forward(torch.randn(2, 3, 5, 7))  # still nn.Module's method
+    assert tuple(y.shape) == (2, 2, 5, 7)
 
 
-def test_layer_named_like_a_module_method_is_a_spec_error(tmp_path: Path) -> None:
-    text = tiny([5, 7, 3], "- {op: conv2d, name: forward, filters: 2, kernel: 1}")
-    graph = compile_spec(write(tmp_path, text)).graph
-    with pytest.raises(SpecError, match=r"E101.*'forward'"):
-        torch_backend.build(graph)
+# -- BatchNorm: center and scale apart, Keras' statistics -------------------------------------
+BN_SPEC = """
+- {op: batch_norm, name: no_scale, scale: false, epsilon: 0.01}
+- {op: batch_norm, name: no_center, center: false, momentum: 0.9}
+- {op: batch_norm, name: neither, center: false, scale: false}
+"""
+
+
+def test_batch_norm_center_and_scale_apart(tmp_path: Path) -> None:
+    """center != scale builds: gamma and beta exist independently, and eval computes
+    (x - mean) / sqrt(var + eps) * gamma + beta with the missing term left out."""
+    compiled = compile_spec(write(tmp_path, tiny([5, 3, 4], BN_SPEC)))
+    graph = compiled.graph
+    model = torch_backend.build(compiled)
+    assert torch_counts(model) == graph.counts
+    check_keras_layers(model, graph)
+    no_scale, no_center, neither = (layer(model, n) for n in ("no_scale", "no_center", "neither"))
+    assert no_scale.weight is None and no_scale.bias is not None
+    assert no_center.weight is not None and no_center.bias is None
+    assert neither.weight is None and neither.bias is None
+    assert no_scale.eps == 0.01 and no_center.momentum == pytest.approx(0.1)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for bn in (no_scale, no_center, neither):
+            bn.running_mean.normal_(0, 0.5, generator=gen)
+            bn.running_var.uniform_(0.5, 2.0, generator=gen)
+        no_scale.bias.normal_(0, 0.5, generator=gen)
+        no_center.weight.normal_(1, 0.5, generator=gen)
+        x = torch.randn(2, 4, 5, 3, generator=gen)
+        model.eval()
+        y = model(x)
+
+    def norm(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        mean, var = bn.running_mean.view(1, -1, 1, 1), bn.running_var.view(1, -1, 1, 1)
+        return (x - mean) / torch.sqrt(var + bn.eps)
+
+    want = norm(no_scale, x) + no_scale.bias.view(1, -1, 1, 1)
+    want = norm(no_center, want) * no_center.weight.view(1, -1, 1, 1)
+    want = norm(neither, want)
+    torch.testing.assert_close(y, want)
+
+
+def test_batch_norm_training_updates_moving_variance_like_keras(tmp_path: Path) -> None:
+    """Keras: moving = m * moving + (1 - m) * batch statistic, with the BIASED batch variance
+    (PyTorch's own BatchNorm uses the unbiased one); the output uses the biased variance."""
+    compiled = compile_spec(
+        write(tmp_path, tiny([3, 5, 4], "- {op: batch_norm, name: bn, momentum: 0.8}"))
+    )
+    model = torch_backend.build(compiled)
+    bn = layer(model, "bn")
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        bn.running_mean.normal_(0, 1, generator=gen)
+        bn.running_var.uniform_(0.5, 2.0, generator=gen)
+        mean0, var0 = bn.running_mean.clone(), bn.running_var.clone()
+        x = 2 * torch.randn(6, 4, 3, 5, generator=gen) + 1
+        model.train()
+        y = model(x)
+    batch_mean = x.mean(dim=(0, 2, 3))
+    batch_var = x.var(dim=(0, 2, 3), unbiased=False)
+    torch.testing.assert_close(bn.running_mean, 0.8 * mean0 + 0.2 * batch_mean)
+    torch.testing.assert_close(bn.running_var, 0.8 * var0 + 0.2 * batch_var)
+    want = (x - batch_mean.view(1, -1, 1, 1)) / torch.sqrt(batch_var.view(1, -1, 1, 1) + 1e-3)
+    torch.testing.assert_close(y, want)
 
 
 # -- initial values ---------------------------------------------------------------------------
@@ -435,21 +581,18 @@ INIT_SPEC = """
 """
 
 
-@pytest.mark.parametrize("kind", ["live", "generated"])
-def test_fresh_model_has_keras_initial_values(kind: str, tmp_path: Path) -> None:
+def test_fresh_model_has_keras_initial_values(tmp_path: Path) -> None:
     """Biases 0, BN gamma 1 / beta 0 (mean 0, var 1), kernels ~ U(-a, a) with Keras' Glorot
     bound a = sqrt(6 / (fan_in + fan_out)) from Keras' fans of the Keras-layout kernel."""
     compiled = compile_spec(write(tmp_path, tiny([9, 7, 8], INIT_SPEC)))
     graph = compiled.graph
     torch.manual_seed(0)
-    if kind == "live":
-        model = torch_backend.build(graph)
-    else:
-        model = generated_module(compiled, "init").build_model()
+    model = torch_backend.build(compiled)
+    state = model.state_dict()
     checked = 0
     for node in graph.nodes:
         for w in node.weights:
-            value = model.state_dict()[f"{node.name}.{TORCH_KEY[w.name]}"]
+            value = state[f"{model.keras_layers[node.name]}.{TORCH_KEY[w.name]}"]
             where = f"{node.name}.{w.name}"
             if w.name in ("bias", "beta", "moving_mean"):
                 assert torch.count_nonzero(value) == 0, where
@@ -471,7 +614,7 @@ def test_depthwise_glorot_bound_uses_keras_fans_not_torchs(tmp_path: Path) -> No
     (C*M, 1, kh, kw) weight are (kh*kw, kh*kw*C*M). The bounds differ; Keras' is used."""
     compiled = compile_spec(write(tmp_path, tiny([9, 7, 8], INIT_SPEC)))
     torch.manual_seed(0)
-    weight = torch_backend.build(compiled.graph).get_submodule("dw").weight
+    weight = layer(torch_backend.build(compiled), "dw").weight
     (kernel,) = [w for w in compiled.graph.node("dw").weights if w.name == "depthwise_kernel"]
     assert kernel.shape == (3, 3, 16, 2)
     assert tuple(weight.shape) == (32, 1, 3, 3)
@@ -486,18 +629,25 @@ def test_depthwise_glorot_bound_uses_keras_fans_not_torchs(tmp_path: Path) -> No
 
 def test_reset_parameters_restores_keras_initial_values(tmp_path: Path) -> None:
     compiled = compile_spec(write(tmp_path, tiny([9, 7, 8], INIT_SPEC)))
-    model = torch_backend.build(compiled.graph)
+    model = torch_backend.build(compiled)
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(7.0)
+        for b in model.buffers():
+            b.fill_(7)
     model.reset_parameters()
-    assert torch.count_nonzero(model.get_submodule("conv").bias) == 0
-    assert torch.all(model.get_submodule("bn").weight == 1)
-    assert torch.count_nonzero(model.get_submodule("bn").bias) == 0
+    assert torch.count_nonzero(layer(model, "conv").bias) == 0
+    bn = layer(model, "bn")
+    assert torch.all(bn.weight == 1) and torch.count_nonzero(bn.bias) == 0
+    assert torch.count_nonzero(bn.running_mean) == 0 and torch.all(bn.running_var == 1)
     (kernel,) = [w for w in compiled.graph.node("fc").weights if w.name == "kernel"]
     assert kernel.shape == (5 * 4 * 8, 10)
     limit = glorot_limit(keras_fans(kernel.shape))
-    assert 0.9 * limit <= model.get_submodule("fc").weight.abs().max().item() <= limit
+    assert 0.9 * limit <= layer(model, "fc").weight.abs().max().item() <= limit
+    (dw_kernel,) = [w for w in compiled.graph.node("dw").weights if w.name == "depthwise_kernel"]
+    dw_limit = glorot_limit(keras_fans(dw_kernel.shape))
+    assert 0.9 * dw_limit <= layer(model, "dw").weight.abs().max().item() <= dw_limit
+    assert torch.count_nonzero(layer(model, "dw").bias) == 0
 
 
 # -- generated source: imports, determinism, style, freshness ---------------------------------
@@ -545,7 +695,7 @@ def test_importing_generated_torch_module_never_imports_tensorflow() -> None:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         model = module.build_model()
-        assert sum(p.numel() for p in model.parameters()) == 93957
+        assert sum(p.numel() for p in model.parameters()) == {SEED_COUNTS.trainable}
         """
     )
     assert seen["torch"]

@@ -21,9 +21,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backends import keras_backend, torch_backend, torch_lowering, transfer
+from backends import keras_backend, torch_backend, torch_ops, transfer
 from backends.compile import VerificationError
-from backends.torch_lowering import Lowered, ModSpec, Step
 from backends.verify import (
     channels_first,
     channels_last,
@@ -60,20 +59,22 @@ def spec(tmp_path: Path) -> Callable[..., Compiled]:
     return make
 
 
-def paired(graph: Graph, seed: int = 0) -> tuple[Any, Any]:
+def paired(compiled: Compiled, seed: int = 0) -> tuple[Any, Any]:
     """A Keras model with random weights and BN statistics, and a PyTorch model holding the
     same values (transferred by name)."""
-    km = keras_backend.build(graph)
-    tm = torch_backend.build(graph)
+    graph = compiled.graph
+    km = keras_backend.build(compiled)
+    tm = torch_backend.build(compiled)
     randomize_keras(km, graph, seed)
     assert transfer.keras_to_torch(km, tm, graph) == sum(len(n.weights) for n in graph.nodes)
     return km, tm
 
 
-def both_outputs(graph: Graph, xs: list[np.ndarray], seed: int = 0) -> tuple[dict, dict, Any]:
+def both_outputs(compiled: Compiled, xs: list[np.ndarray], seed: int = 0) -> tuple[dict, dict, Any]:
     """Per-layer outputs (channels-last numpy) of both backends on the given inputs."""
-    km, tm = paired(graph, seed)
-    return keras_layer_outputs(km, graph, xs), torch_layer_outputs(tm, xs), tm
+    graph = compiled.graph
+    km, tm = paired(compiled, seed)
+    return keras_layer_outputs(km, graph, xs), torch_layer_outputs(tm, graph, xs), tm
 
 
 def assert_agree(a: np.ndarray, b: np.ndarray, atol: float = 1e-5) -> None:
@@ -93,12 +94,8 @@ def tf_same(n: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
 
 
 def checked(compiled: Compiled) -> Any:
-    report = verify(compiled)
-    assert report.ir == report.keras == report.torch == compiled.graph.counts
-    assert report.layers_checked == sum(n.op != "input" for n in compiled.graph.nodes)
-    assert report.first_bad is None
-    assert report.max_abs_diff <= 1e-5
-    return report
+    """verify() raises on any disagreement (counts or numbers); passing is the assertion."""
+    return verify(compiled)
 
 
 # -- the rules table, one rule at a time ------------------------------------------------------
@@ -130,7 +127,7 @@ def test_same_padding_uses_tensorflows_split(
     assert pads == (tf_same(shape[0], kernel, s[0]), tf_same(shape[1], kernel, s[1]))
     for name in ("conv", "mp", "ap"):
         assert compiled.graph.node(name).attrs.pads == pads, name
-    conv = torch_backend.build(compiled.graph).get_submodule("conv")
+    conv = torch_backend.build(compiled).get_submodule("conv")
     assert conv.padding == (0, 0)  # the split is applied by F.pad, not by the module
     checked(compiled)
 
@@ -141,7 +138,7 @@ def test_symmetric_padding_would_not_match_keras(spec: Callable[..., Compiled]) 
     conv = "- {op: conv2d, name: conv, filters: 4, kernel: 3, strides: 2, padding: same}"
     compiled = spec([8, 10, 3], conv)
     x = randn(2, 8, 10, 3)
-    k_out, t_out, tm = both_outputs(compiled.graph, [x])
+    k_out, t_out, tm = both_outputs(compiled, [x])
     assert_agree(k_out["conv"], t_out["conv"])
     conv = tm.get_submodule("conv")
     with torch.no_grad():
@@ -164,7 +161,7 @@ def test_dilated_convolution(spec: Callable[..., Compiled]) -> None:
     assert compiled.graph.node("same").attrs.pads == ((2, 2), (3, 3))
     assert compiled.graph.node("dw").attrs.pads == ((0, 1), (1, 1))
     assert compiled.graph.node("valid").shape == (9, 5, 3)
-    assert torch_backend.build(compiled.graph).get_submodule("valid").dilation == (2, 2)
+    assert torch_backend.build(compiled).get_submodule("valid").dilation == (2, 2)
     checked(compiled)
 
 
@@ -185,7 +182,7 @@ def test_grouped_convolution(spec: Callable[..., Compiled]) -> None:
         """,
     )
     assert compiled.graph.node("g3").weights[0].shape == (3, 3, 2, 9)
-    assert torch_backend.build(compiled.graph).get_submodule("g3").groups == 3
+    assert torch_backend.build(compiled).get_submodule("g3").groups == 3
     checked(compiled)
 
 
@@ -197,8 +194,7 @@ def test_depthwise_with_depth_multiplier_two(spec: Callable[..., Compiled]) -> N
         "- {op: depthwise_conv2d, name: dw, kernel: 3, strides: 2, padding: same, "
         "depth_multiplier: 2}",
     )
-    graph = compiled.graph
-    km, tm = paired(graph)
+    km, tm = paired(compiled)
     kernel = km.get_layer("dw").get_weights()[0]
     assert kernel.shape == (3, 3, 3, 2)
     weight = tm.get_submodule("dw").weight.detach().numpy()
@@ -209,15 +205,13 @@ def test_depthwise_with_depth_multiplier_two(spec: Callable[..., Compiled]) -> N
     checked(compiled)
 
 
-def test_depthwise_with_unequal_strides_is_rejected_or_works(
-    spec: Callable[..., Compiled],
-) -> None:
-    try:
-        compiled = spec([6, 8, 2], "- {op: depthwise_conv2d, name: dw, kernel: 2, strides: [1, 2]}")
-    except SpecError as exc:  # the fix DESIGN.md's pattern suggests: reject at compile time
-        assert "strides" in str(exc)
-        return
-    checked(compiled)  # ... or make both backends compute it
+def test_depthwise_with_unequal_strides_is_rejected() -> None:
+    """TensorFlow's depthwise kernel takes equal strides only: archc says so at compile time
+    (with the location), rather than emitting a Keras model that fails to build."""
+    text = tiny([6, 8, 2], "- {op: depthwise_conv2d, name: dw, kernel: 2, strides: [1, 2]}")
+    with pytest.raises(SpecError, match="strides") as info:
+        compile_spec(loads(text))
+    assert info.value.diagnostics[0].location is not None
 
 
 def test_batch_norm_epsilon_and_momentum(spec: Callable[..., Compiled]) -> None:
@@ -231,7 +225,7 @@ def test_batch_norm_epsilon_and_momentum(spec: Callable[..., Compiled]) -> None:
         - {op: batch_norm, name: bn_flat, epsilon: 0.01}
         """,
     )
-    tm = torch_backend.build(compiled.graph)
+    tm = torch_backend.build(compiled)
     assert tm.get_submodule("bn").eps == 0.1
     assert tm.get_submodule("bn").momentum == pytest.approx(0.1)
     assert tm.get_submodule("bn_flat").eps == 0.01
@@ -240,11 +234,11 @@ def test_batch_norm_epsilon_and_momentum(spec: Callable[..., Compiled]) -> None:
 
 
 def test_batch_norm_momentum_in_a_training_step(spec: Callable[..., Compiled]) -> None:
-    """One training-mode step updates the moving mean identically (momentum maps right). The
-    moving variance differs by design of the frameworks: PyTorch feeds the unbiased batch
-    variance (n / (n - 1)), Keras the biased one; DESIGN.md proves inference mode only."""
+    """One training-mode step moves both statistics as Keras does: momentum 0.9 keeps 0.9 of
+    the old value, and the variance moves towards the biased batch variance (PyTorch's own
+    BatchNorm would use the unbiased one, n / (n - 1) larger)."""
     compiled = spec([3, 5, 4], "- {op: batch_norm, name: bn, epsilon: 0.1, momentum: 0.9}")
-    km, tm = paired(compiled.graph)
+    km, tm = paired(compiled)
     old_var = km.get_layer("bn").get_weights()[3]
     x = randn(2, 3, 5, 4)
     km(x, training=True)
@@ -253,12 +247,36 @@ def test_batch_norm_momentum_in_a_training_step(spec: Callable[..., Compiled]) -
     _, _, mean, var = km.get_layer("bn").get_weights()
     bn = tm.get_submodule("bn")
     np.testing.assert_allclose(bn.running_mean.numpy(), mean, rtol=1e-5, atol=1e-6)
-    n = 2 * 3 * 5
-    biased = x.reshape(-1, 4).var(axis=0)
+    biased = x.reshape(-1, 4).var(axis=0)  # numpy's var is the biased one
     np.testing.assert_allclose(var, 0.9 * old_var + 0.1 * biased, rtol=1e-5)
-    np.testing.assert_allclose(
-        bn.running_var.numpy(), 0.9 * old_var + 0.1 * biased * n / (n - 1), rtol=1e-5
+    np.testing.assert_allclose(bn.running_var.numpy(), var, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [2, 64])
+def test_batch_norm_statistics_agree_after_five_training_steps(
+    spec: Callable[..., Compiled], batch: int
+) -> None:
+    """The red-team's case: BN (momentum 0.5) then flatten on a [4, 4, 3] input; five
+    training-mode forwards in both frameworks leave the same moving statistics (<= 1e-6) and
+    the same inference outputs."""
+    compiled = spec(
+        [4, 4, 3], "- {op: batch_norm, name: bn, momentum: 0.5}\n- {op: flatten, name: flat}"
     )
+    km, tm = paired(compiled)
+    tm.train()
+    for step in range(5):
+        x = randn(batch, 4, 4, 3, seed=10 + step) * 3.0 + 1.0
+        km(x, training=True)
+        tm(torch.from_numpy(channels_first(x).copy()))
+    _, _, mean, var = km.get_layer("bn").get_weights()
+    bn = tm.get_submodule("bn")
+    np.testing.assert_allclose(bn.running_mean.numpy(), mean, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(bn.running_var.numpy(), var, rtol=0, atol=1e-6 * max(1, var.max()))
+    tm.eval()
+    x = randn(3, 4, 4, 3, seed=99)
+    with torch.no_grad():
+        got = tm(torch.from_numpy(channels_first(x).copy())).numpy()
+    assert_agree(np.asarray(km(x, training=False)), got)
 
 
 def test_flatten_is_channels_last_so_dense_weights_transfer(
@@ -275,7 +293,7 @@ def test_flatten_is_channels_last_so_dense_weights_transfer(
     checked(compiled)
     # control: flattening the NCHW tensor as it is gives the same shape, other numbers
     x = randn(2, 3, 5, 4)
-    k_out, t_out, tm = both_outputs(compiled.graph, [x])
+    k_out, t_out, tm = both_outputs(compiled, [x])
     with torch.no_grad():
         conv = torch.from_numpy(channels_first(k_out["conv"]).copy())
         naive = tm.get_submodule("fc")(conv.flatten(1)).numpy()
@@ -296,7 +314,7 @@ def test_avg_pool_same_does_not_count_padding(spec: Callable[..., Compiled]) -> 
     checked(compiled)
     # on all-ones input every window averages to exactly 1: nothing counts the padding
     ones = np.ones((2, 8, 7, 3), np.float32)
-    k_out, t_out, _ = both_outputs(compiled.graph, [ones])
+    k_out, t_out, _ = both_outputs(compiled, [ones])
     for name in ("s1", "s2"):
         np.testing.assert_allclose(k_out[name], 1.0, rtol=0, atol=1e-6)
         np.testing.assert_allclose(t_out[name], 1.0, rtol=0, atol=1e-6)
@@ -317,7 +335,7 @@ def test_max_pool_same_pads_with_minus_infinity(spec: Callable[..., Compiled]) -
     )
     checked(compiled)
     x = -np.abs(randn(2, 8, 7, 3)) - 0.5
-    k_out, t_out, _ = both_outputs(compiled.graph, [x])
+    k_out, t_out, _ = both_outputs(compiled, [x])
     for name in ("p3", "p2"):
         assert k_out[name].max() < 0
         np.testing.assert_array_equal(t_out[name], k_out[name])
@@ -407,6 +425,7 @@ def test_dense_on_a_rank_three_input(spec: Callable[..., Compiled]) -> None:
         - {op: dense, name: fc1, units: 6, activation: relu}
         - {op: dense, name: fc2, units: 3, activation: softmax}
         """,
+        outputs=["fc1", "fc2"],  # outputs are compared (per-pixel dense layers have no tap)
     )
     assert compiled.graph.node("fc2").shape == (5, 3, 3)
     report = checked(compiled)
@@ -423,10 +442,11 @@ def test_softmax_is_over_channels(spec: Callable[..., Compiled]) -> None:
         - {op: flatten, name: flat}
         - {op: activation, name: vector, fn: softmax}
         """,
+        outputs=["image", "rows", "vector"],  # functional layers are compared as outputs
     )
     checked(compiled)
     x = randn(2, 3, 5, 4)
-    k_out, t_out, _ = both_outputs(compiled.graph, [x])
+    k_out, t_out, _ = both_outputs(compiled, [x])
     np.testing.assert_allclose(t_out["image"].sum(axis=-1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(t_out["vector"].sum(axis=-1), 1.0, rtol=1e-5)
     assert_agree(t_out["image"], k_out["image"])
@@ -460,7 +480,7 @@ def test_zero_pad_asymmetric(spec: Callable[..., Compiled]) -> None:
     assert compiled.graph.node("pad").shape == (5, 9, 2)
     checked(compiled)
     x = randn(2, 3, 5, 2)
-    k_out, t_out, _ = both_outputs(compiled.graph, [x])
+    k_out, t_out, _ = both_outputs(compiled, [x])
     np.testing.assert_array_equal(t_out["pad"][:, :3, 3:8], x)  # top 0, left 3
     np.testing.assert_array_equal(t_out["pad"], k_out["pad"])
 
@@ -500,102 +520,77 @@ def test_l2_penalties_are_equal(spec: Callable[..., Compiled]) -> None:
     )
     import keras
 
-    km, tm = paired(compiled.graph)
+    km, tm = paired(compiled)
     assert len(km.losses) == 3
     want = sum(float(keras.ops.convert_to_numpy(loss)) for loss in km.losses)
     assert tm.regularization_loss().item() == pytest.approx(want, rel=1e-5)
     checked(compiled)
 
 
-# -- mutants: break one rule in the lowering, verify must name the layer ----------------------
-def _sloppy_same(pads: Any) -> tuple[int, int]:
-    """The classic port of 'same': symmetric padding, the larger side on both ends."""
-    (t, b), (left, r) = pads
-    return max(t, b), max(left, r)
+# -- mutants: break one rule in an op's emitter, verify must catch it -------------------------
+def _emitter(op: str, **changes: Any) -> Callable[[pytest.MonkeyPatch], None]:
+    """Replace parts of one op's PyTorch emitter (module, forward or weight bindings)."""
+
+    def apply(mp: pytest.MonkeyPatch) -> None:
+        mp.setitem(torch_ops.TORCH_OPS, op, replace(torch_ops.TORCH_OPS[op], **changes))
+
+    return apply
 
 
-def _patched(op: str, change: Callable[[Lowered], Lowered]) -> Callable[..., Any]:
-    original = torch_lowering.LOWER[op]
-    return lambda node, ins: change(original(node, ins))
+def _changed_module(op: str, edit: Callable[[str], str]) -> Callable[[pytest.MonkeyPatch], None]:
+    original = torch_ops.TORCH_OPS[op].module
+    assert original is not None
+    return _emitter(op, module=lambda ctx: edit(original(ctx)))
 
 
-def _pytorch_default_eps(low: Lowered) -> Lowered:
-    assert low.module is not None
-    kwargs = tuple((k, 1e-5 if k == "eps" else v) for k, v in low.module.kwargs)
-    return replace(low, module=ModSpec(low.module.cls, low.module.args, kwargs))
+def _symmetric_same(ctx: Any) -> str:
+    """The classic port of 'same': PyTorch's symmetric `padding=k // 2`."""
+    return f"nn.Conv2d({ctx.shape}[-1], {ctx.attr('filters')}, 3, stride=2, padding=1)"
 
 
-def _no_permute(low: Lowered) -> Lowered:
-    return replace(low, steps=tuple(s for s in low.steps if s.prim != "permute"))
+def _channel_major_depthwise(a: np.ndarray) -> np.ndarray:
+    kh, kw, c, m = a.shape  # (kh, kw, C, M) -> (M*C, 1, kh, kw): the wrong order
+    return a.transpose(3, 2, 0, 1).reshape(m * c, 1, kh, kw)
 
 
-def _zero_pad_max(low: Lowered) -> Lowered:
-    steps = [Step("pad", (s.args[0], False)) if s.prim == "pad" else s for s in low.steps]
-    return replace(low, steps=tuple(steps))
+_DW = torch_ops.TORCH_OPS["depthwise_conv2d"]
 
-
-def _count_pad_avg(low: Lowered) -> Lowered:
-    steps = []
-    for s in low.steps:
-        if s.prim == "avg_pool_same":
-            k, st, p = s.args
-            steps += [Step("pad", (p, False)), Step("avg_pool", (k, st))]
-        else:
-            steps.append(s)
-    return replace(low, steps=tuple(steps))
-
-
-_KERAS_TO_TORCH_ARRAY = transfer.keras_to_torch_array
-
-
-def _channel_major_depthwise(node: Any, weight: str, value: np.ndarray) -> np.ndarray:
-    if weight == "depthwise_kernel":  # (kh, kw, C, M) -> (M*C, 1, kh, kw): wrong order
-        kh, kw, c, m = value.shape
-        return value.transpose(3, 2, 0, 1).reshape(m * c, 1, kh, kw)
-    return _KERAS_TO_TORCH_ARRAY(node, weight, value)
-
-
-def _softmax_on_width(low: Lowered) -> Lowered:
-    steps = [Step("act", ("softmax", -1)) if s.prim == "act" else s for s in low.steps]
-    return replace(low, steps=tuple(steps))
-
-
-# name -> (input shape, layers, the layer verify must name, how to break the lowering)
+# name -> (input shape, layers, the layer verify must name, how to break the emitter)
 MUTANTS = {
     "symmetric-same": (
         [8, 10, 3],  # even sizes: TF pads (0, 1)
         "- {op: conv2d, name: conv, filters: 3, kernel: 3, strides: 2, padding: same}",
         "conv",
-        lambda mp: mp.setattr(torch_lowering, "_symmetric", _sloppy_same),
+        _emitter("conv2d", module=_symmetric_same),
     ),
     "bn-eps": (
         [7, 9, 3],
         "- {op: conv2d, name: conv, filters: 3, kernel: 1}\n- {op: batch_norm, name: bn}",
         "bn",
-        lambda mp: mp.setitem(
-            torch_lowering.LOWER, "batch_norm", _patched("batch_norm", _pytorch_default_eps)
-        ),
+        _changed_module("batch_norm", lambda src: src.replace("eps=0.001", "eps=1e-05")),
     ),
     "flatten-nchw": (
         [7, 9, 3],
         "- {op: flatten, name: flat}\n- {op: dense, name: fc, units: 4}",
         "flat",
-        lambda mp: mp.setitem(torch_lowering.LOWER, "flatten", _patched("flatten", _no_permute)),
+        _emitter("flatten", forward=lambda ctx, xs, mod: f"{xs[0]}.flatten(1)"),
     ),
     "max-pool-zeros": (
         [7, 9, 3],  # odd sizes, pool 2 stride 2: TF pads (0, 1)
         "- {op: max_pool2d, name: pool, pool: 2, strides: 2, padding: same}",
         "pool",
-        lambda mp: mp.setitem(
-            torch_lowering.LOWER, "max_pool2d", _patched("max_pool2d", _zero_pad_max)
+        _emitter(
+            "max_pool2d",
+            module=lambda ctx: "nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.MaxPool2d(2, 2))",
         ),
     ),
     "avg-pool-counts-padding": (
         [7, 9, 3],
         "- {op: avg_pool2d, name: pool, pool: 3, strides: 2, padding: same}",
         "pool",
-        lambda mp: mp.setitem(
-            torch_lowering.LOWER, "avg_pool2d", _patched("avg_pool2d", _count_pad_avg)
+        _emitter(
+            "avg_pool2d",
+            module=lambda ctx: "nn.Sequential(nn.ZeroPad2d((1, 1, 1, 1)), nn.AvgPool2d(3, 2))",
         ),
     ),
     "softmax-on-width": (
@@ -603,15 +598,21 @@ MUTANTS = {
         "- {op: conv2d, name: conv, filters: 3, kernel: 1}\n"
         "- {op: activation, name: soft, fn: softmax}",
         "soft",
-        lambda mp: mp.setitem(
-            torch_lowering.LOWER, "activation", _patched("activation", _softmax_on_width)
-        ),
+        _emitter("activation", forward=lambda ctx, xs, mod: f"F.softmax({xs[0]}, dim=-1)"),
     ),
     "depthwise-layout": (
         [7, 9, 3],
         "- {op: depthwise_conv2d, name: dw, kernel: 3, depth_multiplier: 2}",
         "dw",
-        lambda mp: mp.setattr(transfer, "keras_to_torch_array", _channel_major_depthwise),
+        _emitter(
+            "depthwise_conv2d",
+            weights={
+                **_DW.weights,
+                "depthwise_kernel": replace(
+                    _DW.weights["depthwise_kernel"], to_torch=_channel_major_depthwise
+                ),
+            },
+        ),
     ),
 }
 
@@ -628,7 +629,9 @@ def test_a_broken_rule_is_caught_at_its_layer(
         verify(compiled)
     (diag,) = info.value.diagnostics
     assert diag.code == "E110"
-    assert f"disagree first at layer '{layer}'" in diag.message
+    # the broken layer is named: where they first disagree, or (a layer PyTorch computes
+    # without a module of its own) among the suspects right before it
+    assert f"disagree first at layer '{layer}'" in diag.message or f"'{layer}'" in diag.hint
 
 
 # -- weight transfer --------------------------------------------------------------------------
@@ -655,8 +658,9 @@ def _assert_same_weights(a: Any, b: Any, graph: Graph) -> None:
 
 
 def test_transfer_layouts_follow_the_rules(spec: Callable[..., Compiled]) -> None:
-    graph = spec([9, 8, 4], TRANSFER_LAYERS).graph
-    km, tm = paired(graph)
+    compiled = spec([9, 8, 4], TRANSFER_LAYERS)
+    graph = compiled.graph
+    km, tm = paired(compiled)
     state = {k: v.numpy() for k, v in tm.state_dict().items()}
     k = {n.name: km.get_layer(n.name).get_weights() for n in graph.nodes if n.weights}
     np.testing.assert_array_equal(state["conv.weight"], k["conv"][0].transpose(3, 2, 0, 1))
@@ -675,33 +679,36 @@ def test_transfer_layouts_follow_the_rules(spec: Callable[..., Compiled]) -> Non
 
 
 def test_keras_to_torch_to_keras_round_trip_is_exact(spec: Callable[..., Compiled]) -> None:
-    graph = spec([9, 8, 4], TRANSFER_LAYERS).graph
-    km, tm = paired(graph, seed=3)
-    back = keras_backend.build(graph)
+    compiled = spec([9, 8, 4], TRANSFER_LAYERS)
+    graph = compiled.graph
+    km, tm = paired(compiled, seed=3)
+    back = keras_backend.build(compiled)
     assert transfer.torch_to_keras(tm, back, graph) == sum(len(n.weights) for n in graph.nodes)
     _assert_same_weights(km, back, graph)
 
 
 def test_torch_to_keras_to_torch_round_trip_is_exact(spec: Callable[..., Compiled]) -> None:
-    graph = spec([9, 8, 4], TRANSFER_LAYERS).graph
+    compiled = spec([9, 8, 4], TRANSFER_LAYERS)
+    graph = compiled.graph
     torch.manual_seed(0)
-    tm = torch_backend.build(graph)
+    tm = torch_backend.build(compiled)
     with torch.no_grad():
         for name, buf in tm.named_buffers():
             if buf.is_floating_point():
                 buf.uniform_(0.5, 1.5) if name.endswith("var") else buf.normal_()
-    km = keras_backend.build(graph)
+    km = keras_backend.build(compiled)
     transfer.torch_to_keras(tm, km, graph)
-    again = torch_backend.build(graph)
+    again = torch_backend.build(compiled)
     transfer.keras_to_torch(km, again, graph)
     for key, value in tm.state_dict().items():
         torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_seed_round_trip_is_exact() -> None:
-    graph = compile_spec(SEED).graph
-    km, tm = paired(graph, seed=5)
-    back = keras_backend.build(graph)
+    compiled = compile_spec(SEED)
+    graph = compiled.graph
+    km, tm = paired(compiled, seed=5)
+    back = keras_backend.build(compiled)
     # 16 conv kernels, 5 conv biases (convNc), 16 BN x 4, dense kernel and bias
     assert transfer.torch_to_keras(tm, back, graph) == 16 + 5 + 16 * 4 + 2
     _assert_same_weights(km, back, graph)
@@ -715,7 +722,8 @@ def test_cli_verify_seed_json(archc) -> None:
     assert {"ir", "keras", "torch", "max_abs_diff", "layers_checked"} <= set(report)
     assert report["ir"] == report["keras"] == report["torch"] == SEED_COUNTS.as_dict()
     assert 0 <= report["max_abs_diff"] <= 1e-5
-    assert report["layers_checked"] == 56
+    # every layer with a module of its own (16 conv, 16 BN, the average pool) and the output
+    assert report["layers_checked"] == 16 + 16 + 1 + 1
     assert report["first_diverging_layer"] is None
 
 
@@ -725,14 +733,18 @@ def test_cli_verify_seed_text(archc) -> None:
     assert "counts: IR = keras = torch = 96,133 (93,957 trainable, 2,176 non-trainable)" in (
         result.stdout
     )
-    assert "56 layers agree" in result.stdout
+    assert "34 layers agree" in result.stdout
 
 
 SEED_MUTANTS = {
-    "conv0": lambda mp: mp.setattr(torch_lowering, "_symmetric", _sloppy_same),
-    "bn0": lambda mp: mp.setitem(
-        torch_lowering.LOWER, "batch_norm", _patched("batch_norm", _pytorch_default_eps)
+    # the classic port of conv0's 'same' at stride 2: PyTorch's symmetric padding=1
+    "conv0": _changed_module(
+        "conv2d",
+        lambda src: src.replace("KerasConv2d(", "nn.Conv2d(").replace(
+            "padding='same'", "padding=1"
+        ),
     ),
+    "bn0": _changed_module("batch_norm", lambda src: src.replace("eps=0.001", "eps=1e-05")),
 }
 
 
@@ -744,7 +756,7 @@ def test_seed_mutant_fails_at_first_diverging_layer(
     eps=1e-5: verify raises naming the first layer that differs, and the CLI exits 1."""
     SEED_MUTANTS[layer](monkeypatch)
     with pytest.raises(VerificationError) as info:
-        verify(str(SEED), generated=False)
+        verify(str(SEED))
     (diag,) = info.value.diagnostics
     assert f"disagree first at layer '{layer}'" in diag.message
     assert diag.location is not None and diag.location.file.endswith("resnet_preact.yaml")

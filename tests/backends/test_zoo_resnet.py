@@ -25,9 +25,8 @@ from backends import keras_backend
 from backends.compile import compile_to_file
 from backends.verify import verify
 from compiler.api import compile_spec
-from tests.conftest import ROOT
+from tests.conftest import ROOT, RUFF
 
-RUFF = ROOT / ".venv" / "bin" / "ruff"
 V2 = "specs/resnet50v2.yaml"
 V1 = "specs/resnet50.yaml"
 ATOL = RTOL = 1e-5
@@ -190,12 +189,23 @@ def test_keras_and_torch_agree_layer_by_layer(
     spec: str, counts: tuple[int, int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(ROOT)
-    report = verify(spec, batch=BATCH, seed=3)
-    assert report.first_bad is None
-    assert report.ir.as_dict() == report.keras.as_dict() == report.torch.as_dict()
-    assert report.ir.as_dict() == as_dict(counts)
-    assert report.layers_checked > 150
+    report = verify(spec, batch=BATCH, seed=3)  # raises on any count or output that differs
+    # and it compared something: every convolution and BatchNorm, layer by layer
+    graph = compile_spec(spec).graph
+    weighted = [n for n in graph.nodes if n.op in ("conv2d", "batch_norm")]
+    assert report.layers_checked >= len(weighted) > 100
     print(f"verify {spec}: {report.layers_checked} layers, max|Δ| = {report.max_abs_diff:.3g}")
+
+
+def torch_counts(model: Any) -> Any:
+    """trainable = parameters with requires_grad; non-trainable = frozen parameters plus
+    floating-point buffers (BN statistics), never num_batches_tracked."""
+    from compiler.ir import Counts
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    buffers = sum(b.numel() for b in model.buffers() if b.is_floating_point())
+    return Counts(trainable + frozen + buffers, trainable, frozen + buffers)
 
 
 # -- generated sources ----------------------------------------------------------------------------
@@ -216,6 +226,10 @@ def test_generated_file_is_fresh_and_counted(
     result = compile_to_file(spec, backend, "generated", check=True)
     module = importlib.import_module(f"generated.{result.path.stem}")
     assert as_dict(counts) == module.PARAMS
+    # the committed file builds the network with these counts (by the framework's own rule)
+    model = module.build_model()
+    got = keras_backend.counts(model) if backend == "keras" else torch_counts(model)
+    assert got.as_dict() == as_dict(counts)
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess[str]:

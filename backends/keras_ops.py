@@ -1,0 +1,114 @@
+"""One emitter per op for Keras: the layer an op item becomes, as source.
+
+An emitter gets the item's attributes as Python source (`attr(key)`, None when the spec leaves
+the attribute to its default) and returns the layer class and its arguments. Keras' own
+defaults equal the ops' defaults (DESIGN of the op registry), so an attribute the spec does
+not set is not spelled out. Keras and the IR name weights alike (kernel, bias, gamma, beta,
+moving_mean, moving_variance, depthwise_kernel), so weights bind by layer and weight name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Attr = Callable[[str], str | None]  # attribute -> Python source, None when not set
+Args = list[tuple[str | None, str]]  # (keyword or None for positional, source)
+
+
+@dataclass(frozen=True)
+class KerasLayer:
+    cls: str  # a keras.layers class
+    args: Callable[[Attr], Args]
+    regularizes: str = ""  # the keyword taking the L2 regularizer of `kernel_l2`
+
+
+def _kw(attr: Attr, *pairs: tuple[str, str]) -> Args:
+    """Keyword arguments for the attributes the spec sets: (attribute, Keras keyword)."""
+    return [(kw, src) for key, kw in pairs if (src := attr(key)) is not None]
+
+
+def _pos(attr: Attr, *keys: str) -> Args:
+    return [(None, src) for key in keys if (src := attr(key)) is not None]
+
+
+def _conv(attr: Attr) -> Args:
+    return [
+        *_pos(attr, "filters", "kernel"),
+        *_kw(
+            attr,
+            ("strides", "strides"),
+            ("padding", "padding"),
+            ("dilation", "dilation_rate"),
+            ("groups", "groups"),
+            ("use_bias", "use_bias"),
+            ("activation", "activation"),
+        ),
+    ]
+
+
+def _depthwise(attr: Attr) -> Args:
+    return [
+        *_pos(attr, "kernel"),
+        *_kw(
+            attr,
+            ("strides", "strides"),
+            ("padding", "padding"),
+            ("depth_multiplier", "depth_multiplier"),
+            ("dilation", "dilation_rate"),
+            ("use_bias", "use_bias"),
+            ("activation", "activation"),
+        ),
+    ]
+
+
+def _pool(attr: Attr) -> Args:
+    return [*_pos(attr, "pool"), *_kw(attr, ("strides", "strides"), ("padding", "padding"))]
+
+
+def _concat(attr: Attr) -> Args:
+    axis = attr("axis")
+    if axis is None:
+        return []
+    # the IR's axes exclude the batch axis; Keras' include it
+    if axis.lstrip("-").isdigit():
+        value = int(axis)
+        return [("axis", str(value + 1 if value >= 0 else value))]
+    return [("axis", f"({axis}) + 1 if ({axis}) >= 0 else ({axis})")]
+
+
+KERAS_LAYERS: dict[str, KerasLayer] = {
+    "conv2d": KerasLayer("Conv2D", _conv, "kernel_regularizer"),
+    "depthwise_conv2d": KerasLayer("DepthwiseConv2D", _depthwise, "depthwise_regularizer"),
+    "batch_norm": KerasLayer(
+        "BatchNormalization",
+        lambda a: _kw(
+            a,
+            ("momentum", "momentum"),
+            ("epsilon", "epsilon"),
+            ("center", "center"),
+            ("scale", "scale"),
+        ),
+    ),
+    "activation": KerasLayer("Activation", lambda a: _pos(a, "fn")),
+    "add": KerasLayer("Add", lambda a: []),
+    "multiply": KerasLayer("Multiply", lambda a: []),
+    "concat": KerasLayer("Concatenate", _concat),
+    "max_pool2d": KerasLayer("MaxPooling2D", _pool),
+    "avg_pool2d": KerasLayer("AveragePooling2D", _pool),
+    "global_avg_pool2d": KerasLayer(
+        "GlobalAveragePooling2D", lambda a: _kw(a, ("keepdims", "keepdims"))
+    ),
+    "zero_pad2d": KerasLayer("ZeroPadding2D", lambda a: _pos(a, "padding")),
+    "flatten": KerasLayer("Flatten", lambda a: []),
+    "reshape": KerasLayer("Reshape", lambda a: _pos(a, "target_shape")),
+    "dense": KerasLayer(
+        "Dense",
+        lambda a: [
+            *_pos(a, "units"),
+            *_kw(a, ("activation", "activation"), ("use_bias", "use_bias")),
+        ],
+        "kernel_regularizer",
+    ),
+    "dropout": KerasLayer("Dropout", lambda a: _pos(a, "rate")),
+}

@@ -1,0 +1,473 @@
+"""The spec's structure, ready for code generation: blocks, repeats, conditions, references.
+
+Both backends generate code from this one analysis. It walks the spec's items (not the flat
+graph), so a block becomes one function or class, a repeat one loop, a `when` one `if`, and
+every expression stays an expression. References by name are resolved to variables here:
+`prev` is the running tensor, `input` the block's input, an `id` or a layer name its own
+variable, and a reference computed by an expression (`${'shortcut' if s else 'input'}`) a
+conditional over those. The compiled graph supplies what only expansion knows: the names of
+unnamed layers and the ranks each item saw.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import keyword
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from compiler.api import Compiled
+from compiler.diagnostics import Diagnostic, SpecError
+from compiler.expr import ExprError, parse
+from compiler.ir import Node
+from compiler.names import SHAPE_NAMES
+from compiler.ops import load_all
+from compiler.schema import BlockCall, ParamDecl, Repeat
+from compiler.template import is_template, split_template
+from compiler.yaml_loader import PathKey
+
+from .pysrc import value_names
+
+# Names the generated modules define or use themselves; spec names that collide get a '_'.
+GENERATED_NAMES = {
+    "keras",
+    "layers",
+    "regularizers",
+    "math",
+    "torch",
+    "nn",
+    "F",
+    "Tensor",
+    "x",
+    "inputs",
+    "shape",
+    "in_shape",
+    "self",
+    "build_model",
+    "make_divisible",
+    "SPEC",
+    "PARAMS",
+    "INPUT_SHAPE",
+    "VARIANTS",
+    "VARIANT_COUNTS",
+    "block",
+    "layer",
+    "name",
+    "module",
+}
+RESERVED = GENERATED_NAMES | set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))
+
+
+@dataclass
+class Ref:
+    """A tensor in generated code: the running value, the block input, a variable, or a
+    choice between two of them."""
+
+    kind: str  # "prev" | "input" | "var" | "choice"
+    var: str = ""
+    test: Any = None  # for "choice": a spec value (expression) choosing `a` when true
+    a: Ref | None = None
+    b: Ref | None = None
+
+
+@dataclass
+class Step:
+    path: PathKey
+    item: Any
+    when: Any  # a spec value, or None
+    saves: list[str] = field(default_factory=list)  # variables that also hold the output
+
+
+@dataclass
+class OpStep(Step):
+    op: str = ""
+    name: Any = None  # a spec value (template); for unnamed layers the compiled name
+    attrs: dict[str, Any] = field(default_factory=dict)  # given + per-op defaults
+    inputs: list[Ref] = field(default_factory=list)
+    trainable: Any = True
+    ranks: set[int] = field(default_factory=set)  # ranks of the first input, as compiled
+    nodes: list[Node] = field(default_factory=list)  # what it expanded to, as compiled
+
+
+@dataclass
+class CallStep(Step):
+    block: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
+    input: Ref | None = None
+
+
+@dataclass
+class LoopStep(Step):
+    var: str = ""  # the loop variable (a Python name)
+    label: str = ""
+    start: int = 0
+    count: Any = 0
+    body: list[Step] = field(default_factory=list)
+    input: Ref | None = None
+
+
+@dataclass
+class Block:
+    name: str  # the spec's block name
+    func: str  # Python function name (Keras)
+    cls: str  # Python class name (PyTorch)
+    args: dict[str, ParamDecl]
+    body: list[Step]
+    doc: str
+    params: list[str] = field(default_factory=list)  # spec params it reads (transitively)
+    uses_input: bool = False
+
+
+@dataclass
+class Structure:
+    compiled: Compiled
+    names: dict[str, str]  # spec name (param, argument, loop variable) -> Python name
+    inputs: list[tuple[str, Any]]  # graph inputs: (Python variable, shape spec value)
+    body: list[Step]
+    blocks: dict[str, Block]
+    outputs: list[Ref]
+    params: list[str]  # spec params, in declaration order
+
+    def name(self, spec_name: str) -> str:
+        return self.names.get(spec_name, spec_name)
+
+
+def _error(compiled: Compiled, path: PathKey, message: str, hint: str) -> SpecError:
+    loc = compiled.loaded.doc.loc(path)
+    return SpecError([Diagnostic("E120", message, loc, hint=hint)])
+
+
+def class_name(name: str, taken: set[str]) -> str:
+    parts = [p for p in re.split(r"[^0-9A-Za-z]+", name) if p]
+    out = "".join(p[:1].upper() + p[1:] for p in parts) or "Model"
+    out = out if out[0].isalpha() else "Model" + out
+    while out in taken or out in RESERVED:
+        out += "_"
+    return out
+
+
+def identifier(text: str, taken: set[str], fallback: str) -> str:
+    """A Python identifier from text, distinct from `taken` and reserved names."""
+    out = re.sub(r"[^0-9A-Za-z_]+", "_", text).strip("_") or fallback
+    if out[0].isdigit():
+        out = f"{fallback}_{out}"
+    while out in taken or out in RESERVED or out.startswith("__"):
+        out += "_"
+    return out
+
+
+class _Walker:
+    def __init__(self, compiled: Compiled):
+        self.compiled = compiled
+        self.spec = compiled.loaded.spec
+        self.ops = load_all()
+        self.names: dict[str, str] = {}
+        self.taken: set[str] = set()
+        self.by_item: dict[PathKey, list[Node]] = {}
+        for node in compiled.graph.nodes:
+            self.by_item.setdefault(node.origin.item, []).append(node)
+        self.shapes = {n.name: n.shape for n in compiled.graph.nodes}
+        self.input_vars: dict[str, str] = {}
+
+    def py(self, spec_name: str) -> str:
+        if spec_name not in self.names:
+            self.names[spec_name] = identifier(spec_name, self.taken, "v")
+            self.taken.add(self.names[spec_name])
+        return self.names[spec_name]
+
+    def fresh(self, text: str, fallback: str) -> str:
+        var = identifier(text, self.taken, fallback)
+        self.taken.add(var)
+        return var
+
+    # -- references ---------------------------------------------------------------------------
+    def ref(self, raw: Any, path: PathKey, scope: _Scope) -> Ref:
+        if is_template(raw):
+            parts = split_template(raw)
+            if len(parts) == 1 and parts[0][0]:
+                return self._choice(parse(parts[0][1]).body, path, scope)
+            raise _error(
+                self.compiled,
+                path,
+                "a reference built from text and expressions cannot be generated as code",
+                "refer to layers with 'prev', 'input', an id, a layer name, or a conditional "
+                "between them: ${'shortcut' if conv_shortcut else 'input'}",
+            )
+        return self._literal(str(raw), path, scope)
+
+    def _choice(self, node: ast.expr, path: PathKey, scope: _Scope) -> Ref:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return self._literal(node.value, path, scope)
+        if isinstance(node, ast.IfExp):
+            test = "${" + ast.unparse(node.test) + "}"
+            return Ref(
+                "choice",
+                test=test,
+                a=self._choice(node.body, path, scope),
+                b=self._choice(node.orelse, path, scope),
+            )
+        raise _error(
+            self.compiled,
+            path,
+            f"the reference '${{{ast.unparse(node)}}}' cannot be generated as code",
+            "compute a reference as a conditional between names: "
+            "${'shortcut' if conv_shortcut else 'input'}",
+        )
+
+    def _literal(self, name: str, path: PathKey, scope: _Scope) -> Ref:
+        if name == "prev":
+            return Ref("prev")
+        if name == "input":
+            scope.uses_input = True
+            return Ref("input")
+        for s in scope.chain():
+            if name in s.ids:
+                return Ref("var", s.ids[name])
+        if name in self.input_vars and scope.chain()[-1].top:
+            return Ref("var", self.input_vars[name])
+        nodes = [n for n in self.compiled.graph.nodes if n.name == name]
+        step = scope.find_step(nodes[0].origin.item) if nodes else None
+        if step is not None and is_template(getattr(step, "name", None)):
+            step = None  # named by a template: which expansion is meant is not static
+        if step is None:
+            raise _error(
+                self.compiled,
+                path,
+                f"'{name}' is not a layer of this block or of this level of the spec, "
+                "so generated code cannot refer to it",
+                "give the layer an id in the same block (id: skip) and refer to that, or "
+                "pass it in as the block's input",
+            )
+        var = next((v for v in step.saves if v), None)
+        if var is None:
+            var = self.fresh(name, "t")
+            step.saves.append(var)
+        return Ref("var", var)
+
+    # -- items --------------------------------------------------------------------------------
+    def items(self, items: list[Any], path: PathKey, scope: _Scope) -> list[Step]:
+        return [self.item(item, (*path, i), scope) for i, item in enumerate(items)]
+
+    def item(self, item: Any, path: PathKey, scope: _Scope) -> Step:
+        if isinstance(item, BlockCall):
+            step: Step = self.call(item, path, scope)
+        elif isinstance(item, Repeat):
+            step = self.loop(item, path, scope)
+        else:
+            step = self.op(item, path, scope)
+        if item.id is not None:
+            # items that share an id share its variable: the last one that ran holds it
+            var = scope.ids.get(item.id) or self.fresh(item.id, "t")
+            step.saves.append(var)
+            scope.ids[item.id] = var
+        scope.steps[path] = step
+        return step
+
+    def op(self, item: Any, path: PathKey, scope: _Scope) -> OpStep:
+        opdef = self.ops[item.op]
+        user = {f.name for f in opdef.user_fields}
+        attrs = {k: v for k, v in self.spec.defaults.get(item.op, {}).items() if k in user}
+        attrs.update({k: getattr(item, k) for k in item.model_fields_set & user})
+        inputs = self.inputs_of(item, path, scope)
+        nodes = self.by_item.get(path, [])
+        name = item.name
+        if name is None:
+            if scope.dynamic or len(nodes) != 1:
+                raise _error(
+                    self.compiled,
+                    path,
+                    f"this {item.op} layer needs a name: it is inside a block or a repeat",
+                    "add a name template, e.g. name: 'conv${i}'",
+                )
+            name = nodes[0].name
+        ranks = {len(self.shapes[n.inputs[0]] or ()) for n in nodes if n.inputs}
+        return OpStep(
+            path,
+            item,
+            item.when,
+            op=item.op,
+            name=name,
+            attrs=attrs,
+            inputs=inputs,
+            trainable=item.trainable,
+            ranks=ranks,
+            nodes=nodes,
+        )
+
+    def inputs_of(self, item: Any, path: PathKey, scope: _Scope) -> list[Ref]:
+        if item.inputs is None:
+            return [Ref("prev")]
+        if isinstance(item.inputs, str):
+            return [self.ref(item.inputs, (*path, "inputs"), scope)]
+        return [self.ref(r, (*path, "inputs", i), scope) for i, r in enumerate(item.inputs)]
+
+    def call(self, item: BlockCall, path: PathKey, scope: _Scope) -> CallStep:
+        inputs = self.inputs_of(item, path, scope) if item.inputs is not None else None
+        self.block(item.block)
+        return CallStep(
+            path,
+            item,
+            item.when,
+            block=item.block,
+            args=dict(item.args),
+            input=inputs[0] if inputs else None,
+        )
+
+    def loop(self, item: Repeat, path: PathKey, scope: _Scope) -> LoopStep:
+        inputs = self.inputs_of(item, path, scope) if item.inputs is not None else None
+        inner = _Scope(parent=scope, dynamic=True)
+        body = self.items(item.body, (*path, "body"), inner)
+        scope.uses_input |= inner.uses_input
+        return LoopStep(
+            path,
+            item,
+            item.when,
+            var=self.py(item.var),
+            label=item.name or item.var,
+            start=item.start,
+            count=item.repeat,
+            body=body,
+            input=inputs[0] if inputs else None,
+        )
+
+    def block(self, name: str) -> None:
+        if name in self.blocks:
+            return
+        decl = self.spec.blocks[name]
+        self.blocks[name] = Block(name, "", "", dict(decl.args), [], decl.doc)  # recursion guard
+        for arg in decl.args:
+            self.py(arg)
+        scope = _Scope(dynamic=True)
+        body = self.items(decl.body, ("blocks", name, "body"), scope)
+        block = self.blocks.pop(name)
+        block.body, block.uses_input = body, scope.uses_input
+        self.blocks[name] = block  # callees first: definition order in the generated file
+
+    # -- the whole spec -----------------------------------------------------------------------
+    def run(self) -> Structure:
+        self.blocks: dict[str, Block] = {}
+        for p in self.spec.params:
+            self.py(p)
+        inputs = []
+        for decl in self.spec.inputs:
+            inputs.append((self.fresh(decl.name, "x"), decl.shape))
+            self.input_vars[decl.name] = inputs[-1][0]
+        scope = _Scope(dynamic=False, top=True)
+        body = self.items(self.spec.layers, ("layers",), scope)
+        outputs = (
+            [Ref("prev")]
+            if self.spec.outputs is None
+            else [self.ref(r, ("outputs", i), scope) for i, r in enumerate(self.spec.outputs)]
+        )
+        for block in self.blocks.values():
+            block.func = self.fresh(block.name, "block")
+        taken = set(self.taken)
+        for block in self.blocks.values():
+            block.cls = class_name(block.name, taken)
+            taken.add(block.cls)
+        self._params_used()
+        return Structure(
+            self.compiled,
+            self.names,
+            inputs,
+            body,
+            self.blocks,
+            outputs,
+            list(self.spec.params),
+        )
+
+    def _params_used(self) -> None:
+        """Which spec parameters each block reads, itself or through the blocks it calls."""
+        params = set(self.spec.params)
+        direct: dict[str, set[str]] = {}
+        calls: dict[str, set[str]] = {}
+        for name, block in self.blocks.items():
+            bound = set(block.args) | set(SHAPE_NAMES)
+            reads: set[str] = set()
+            callees: set[str] = set()
+            for decl in block.args.values():
+                reads |= value_names(decl.default)
+            for step in walk(block.body):
+                reads |= step_names(step)
+                if isinstance(step, LoopStep):
+                    bound.add(step.item.var)
+                if isinstance(step, CallStep):
+                    callees.add(step.block)
+            direct[name] = (reads - bound) & params
+            calls[name] = callees
+        for name, block in self.blocks.items():  # callees come first
+            used = set(direct[name])
+            for callee in calls[name]:
+                used |= set(self.blocks[callee].params)
+            block.params = [p for p in self.spec.params if p in used]
+
+
+@dataclass
+class _Scope:
+    parent: _Scope | None = None
+    dynamic: bool = False  # inside a block or a repeat: expanded more than once
+    top: bool = False  # the spec's top level (graph inputs are in scope)
+    ids: dict[str, str] = field(default_factory=dict)
+    steps: dict[PathKey, Step] = field(default_factory=dict)
+    uses_input: bool = False
+
+    def __post_init__(self) -> None:
+        if self.parent is not None:
+            self.dynamic = self.dynamic or self.parent.dynamic
+
+    def chain(self) -> list[_Scope]:
+        out: list[_Scope] = []
+        s: _Scope | None = self
+        while s is not None:
+            out.append(s)
+            s = s.parent
+        return out
+
+    def find_step(self, path: PathKey) -> Step | None:
+        for s in self.chain():
+            if path in s.steps:
+                return s.steps[path]
+        return None
+
+
+def walk(steps: list[Step]) -> list[Step]:
+    out: list[Step] = []
+    for step in steps:
+        out.append(step)
+        if isinstance(step, LoopStep):
+            out += walk(step.body)
+    return out
+
+
+def step_names(step: Step) -> set[str]:
+    """Spec names read by one step's own values (not by its loop body)."""
+    values: list[Any] = [step.when]
+    if isinstance(step, OpStep):
+        values += [step.name, step.trainable, *step.attrs.values()]
+        values += [t for r in step.inputs for t in ref_tests(r)]
+    elif isinstance(step, CallStep):
+        values += list(step.args.values())
+    elif isinstance(step, LoopStep):
+        values.append(step.count)
+    if isinstance(step, CallStep | LoopStep) and step.input is not None:
+        values += ref_tests(step.input)
+    return set().union(*(value_names(v) for v in values if v is not None))
+
+
+def ref_tests(ref: Ref) -> list[Any]:
+    """The conditions a (computed) reference reads."""
+    if ref.kind != "choice":
+        return []
+    assert ref.a is not None and ref.b is not None
+    return [ref.test, *ref_tests(ref.a), *ref_tests(ref.b)]
+
+
+def analyse(compiled: Compiled) -> Structure:
+    """The spec of a compiled model, structured for code generation; raises a located
+    SpecError for what generated code cannot express."""
+    try:
+        return _Walker(compiled).run()
+    except ExprError as exc:  # pragma: no cover - every expression was checked by compile
+        raise SpecError([Diagnostic("E120", exc.message)]) from None

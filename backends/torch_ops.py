@@ -1,0 +1,328 @@
+"""One emitter per op for PyTorch: module, forward expression, shape rule and weight bindings.
+
+Generated models take NCHW tensors (the channel axis is dim 1 at any rank); the IR's logical
+layout is channels-last, and the shapes generated constructors track are channels-last
+tuples, batch excluded, as the IR's. An emitter gets a `Ctx` that gives the item's attributes
+as source and knows what the compiled graph saw (the input's rank).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+UNSET = object()
+
+
+class Ctx(Protocol):
+    shape: str  # the first input's shape (source)
+    shapes: list[str]  # every input's shape
+    rank: int | None  # the first input's rank, when the compiled graph knows it
+    fold: tuple[int, int] | None  # a symmetric zero pad before a 'valid' conv, done by it
+
+    def attr(self, key: str) -> str | None: ...  # None when the spec leaves the default
+    def const(self, key: str, default: Any = UNSET) -> Any: ...  # UNSET unless a constant
+    def hoisted(self, key: str, default: str) -> str: ...  # a value forward can read
+    def helper(self, name: str) -> str: ...  # use a helper of torch_helpers; its name
+
+
+@dataclass(frozen=True)
+class Binding:
+    """An IR (Keras) weight as a PyTorch parameter or buffer, with the layout change."""
+
+    key: str
+    to_torch: Callable[[np.ndarray], np.ndarray] = lambda a: a
+    to_keras: Callable[[np.ndarray, tuple[int, ...]], np.ndarray] = lambda a, shape: a
+
+
+@dataclass(frozen=True)
+class TorchOp:
+    forward: Callable[[Ctx, list[str], str], str]  # (ctx, input sources, module) -> expression
+    module: Callable[[Ctx], str] | None = None  # constructor source; None: no module
+    shape: Callable[[Ctx], str] | None = None  # output shape source; None: the input's
+    weights: dict[str, Binding] = field(default_factory=dict)
+
+
+_ACT = {
+    "linear": "{x}",
+    "relu": "F.relu({x})",
+    "relu6": "F.relu6({x})",
+    "sigmoid": "torch.sigmoid({x})",
+    "tanh": "torch.tanh({x})",
+    "softmax": "F.softmax({x}, dim=1)",
+    "silu": "F.silu({x})",
+    "swish": "F.silu({x})",
+    "gelu": "F.gelu({x})",
+}
+
+
+def activation(ctx: Ctx, key: str, x: str) -> str:
+    fn = ctx.const(key, "linear")
+    if fn is UNSET:
+        return f"{ctx.helper('activate')}({x}, {ctx.hoisted(key, repr('linear'))})"
+    return _ACT[fn].format(x=x)
+
+
+def _is_one(value: Any) -> bool:
+    return value in (1, (1, 1)) or value is None
+
+
+def _kw(ctx: Ctx, *pairs: tuple[str, str]) -> list[str]:
+    return [f"{kw}={src}" for key, kw in pairs if (src := ctx.attr(key)) is not None]
+
+
+def _padding(ctx: Ctx, plain: str, keras: str) -> tuple[str, list[str]]:
+    """The class and padding argument: PyTorch's own for 'valid', and for 'same' at stride 1
+    (it splits as TF does); the Keras helper where the stride may be larger."""
+    padding = ctx.const("padding", "valid")
+    strides = ctx.const("strides", None)
+    kernel = ctx.const("kernel")
+    odd = kernel is not UNSET and all(
+        k % 2 for k in (kernel if isinstance(kernel, tuple) else (kernel,))
+    )
+    if padding == "valid":
+        return plain, [f"padding={ctx.fold}"] if ctx.fold else []
+    if padding == "same" and _is_one(strides) and odd:  # even kernels: PyTorch copies the input
+        return plain, ['padding="same"']
+    return ctx.helper(keras), [f"padding={ctx.attr('padding')}"]
+
+
+def _conv_module(ctx: Ctx) -> str:
+    cls, padding = _padding(ctx, "nn.Conv2d", "KerasConv2d")
+    args = [f"{ctx.shape}[-1]", ctx.attr("filters") or "", ctx.attr("kernel") or ""]
+    args += _kw(ctx, ("strides", "stride")) + padding
+    args += _kw(ctx, ("dilation", "dilation"), ("groups", "groups"), ("use_bias", "bias"))
+    return f"{cls}({', '.join(args)})"
+
+
+def _depthwise_module(ctx: Ctx) -> str:
+    cls = ctx.helper("KerasDepthwiseConv2d")
+    cin = f"{ctx.shape}[-1]"
+    mult = ctx.attr("depth_multiplier")
+    args = [cin, f"{cin} * {mult}" if mult else cin, ctx.attr("kernel") or ""]
+    args += _kw(ctx, ("strides", "stride"))
+    if ctx.fold:
+        args.append(f"padding={ctx.fold}")
+    elif ctx.attr("padding") is not None:
+        args.append(f"padding={ctx.attr('padding')}")
+    args += _kw(ctx, ("dilation", "dilation"))
+    args += [f"groups={cin}", *_kw(ctx, ("use_bias", "bias"))]
+    return f"{cls}({', '.join(args)})"
+
+
+def _window_shape(ctx: Ctx, channels: str, kernel: str, strides: str) -> str:
+    """The output shape of a window op: channels only, where the window keeps the size."""
+    padding = ctx.const("padding", "valid")
+    stride = ctx.const(strides, None)
+    if stride is None and kernel == "pool":  # a pool's strides default to its size
+        stride = ctx.const("pool", None)
+    same_size = _is_one(stride) and (padding == "same" or _is_one(ctx.const(kernel, None)))
+    if same_size:
+        return f"(*{ctx.shape}[:-1], {channels})"
+    args = [ctx.shape, channels, ctx.attr(kernel) or ""]
+    args.append(ctx.attr(strides) or (ctx.attr(kernel) if kernel == "pool" else "1") or "1")
+    args.append(ctx.attr("padding") or '"valid"')
+    if ctx.attr("dilation"):
+        args.append(ctx.attr("dilation") or "1")
+    return f"{ctx.helper('window_shape')}({', '.join(args)})"
+
+
+def _conv_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+    return activation(ctx, "activation", f"{mod}({xs[0]})")
+
+
+def _conv_kernel_to_keras(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return a.transpose(2, 3, 1, 0)
+
+
+def _dw_to_torch(a: np.ndarray) -> np.ndarray:
+    kh, kw, c, m = a.shape
+    return a.reshape(kh, kw, c * m, 1).transpose(2, 3, 0, 1)
+
+
+def _dw_to_keras(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return a.transpose(2, 3, 0, 1).reshape(shape)
+
+
+_BIAS = {"bias": Binding("bias")}
+
+
+def _bn_module(ctx: Ctx) -> str:
+    momentum = ctx.const("momentum", 0.99)
+    torch_momentum = (
+        repr(round(1.0 - momentum, 12))
+        if momentum is not UNSET
+        else f"1.0 - {ctx.attr('momentum')}"
+    )
+    args = [f"{ctx.shape}[-1]", f"eps={ctx.attr('epsilon') or '0.001'}"]
+    args.append(f"momentum={torch_momentum}")
+    args += _kw(ctx, ("scale", "scale"), ("center", "center"))
+    return f"{ctx.helper('KerasBatchNorm')}({', '.join(args)})"
+
+
+def _dense_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+    if ctx.rank == 1:
+        return activation(ctx, "activation", f"{mod}({xs[0]})")
+    # Keras' Dense works on the last (channel) axis at any rank
+    return activation(ctx, "activation", f"{mod}({xs[0]}.movedim(1, -1)).movedim(-1, 1)")
+
+
+def _dense_module(ctx: Ctx) -> str:
+    args = [f"{ctx.shape}[-1]", ctx.attr("units") or "", *_kw(ctx, ("use_bias", "bias"))]
+    return f"nn.Linear({', '.join(args)})"
+
+
+def _concat_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+    axis = ctx.const("axis", -1)
+    items = "[" + ", ".join(xs) + "]"
+    if axis == -1:
+        return f"torch.cat({items}, dim=1)"
+    if axis is not UNSET and ctx.rank is not None:
+        axis %= ctx.rank
+        return f"torch.cat({items}, dim={1 if axis == ctx.rank - 1 else axis + 2})"
+    dim = f"{ctx.helper('torch_dim')}({ctx.hoisted('axis', '-1')}, {xs[0]}.dim() - 1)"
+    return f"torch.cat({items}, dim={dim})"
+
+
+def _concat_shape(ctx: Ctx) -> str:
+    if ctx.const("axis", -1) == -1:
+        total = " + ".join(f"{s}[-1]" for s in ctx.shapes)
+        return f"(*{ctx.shape}[:-1], {total})"
+    shapes = "(" + ", ".join(ctx.shapes) + ",)"
+    return f"{ctx.helper('concat_shape')}({shapes}, {ctx.attr('axis')})"
+
+
+def _pool_module(plain: str, keras: str) -> Callable[[Ctx], str]:
+    def module(ctx: Ctx) -> str:
+        padding = ctx.const("padding", "valid")
+        args = ", ".join([ctx.attr("pool") or "", *_kw(ctx, ("strides", "stride"))])
+        if padding == "valid":
+            return f"{plain}({args})"
+        if padding == "same":
+            return f"{ctx.helper(keras)}({args})"
+        test = f"{ctx.attr('padding')} == 'same'"
+        return f"{ctx.helper(keras)}({args}) if {test} else {plain}({args})"
+
+    return module
+
+
+def _gap_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+    keep = ctx.const("keepdims", False)
+    if keep is UNSET:
+        return f"{xs[0]}.mean((2, 3), keepdim={ctx.hoisted('keepdims', 'False')})"
+    return f"{xs[0]}.mean((2, 3), keepdim=True)" if keep else f"{xs[0]}.mean((2, 3))"
+
+
+def _gap_shape(ctx: Ctx) -> str:
+    keep = ctx.const("keepdims", False)
+    if keep is UNSET:
+        return f"(1, 1, {ctx.shape}[-1]) if {ctx.attr('keepdims')} else {ctx.shape}[-1:]"
+    return f"(1, 1, {ctx.shape}[-1])" if keep else f"{ctx.shape}[-1:]"
+
+
+def torch_pads(value: Any) -> tuple[int, int, int, int]:
+    """A constant zero_pad2d padding as F.pad's (left, right, top, bottom)."""
+    return _torch_pads(value)
+
+
+def _torch_pads(value: Any) -> tuple[int, int, int, int]:
+    if isinstance(value, int):
+        return (value,) * 4
+    (t, b), (left, r) = ((p, p) if isinstance(p, int) else tuple(p) for p in value)
+    return (left, r, t, b)
+
+
+def _zpad_module(ctx: Ctx) -> str:
+    padding = ctx.const("padding", 1)
+    if padding is UNSET:
+        return f"nn.ZeroPad2d({ctx.helper('torch_pads')}({ctx.attr('padding')}))"
+    return f"nn.ZeroPad2d({_torch_pads(padding)})"
+
+
+def _zpad_shape(ctx: Ctx) -> str:
+    padding = ctx.const("padding", 1)
+    if padding is UNSET:
+        return f"{ctx.helper('zero_pad_shape')}({ctx.shape}, {ctx.attr('padding')})"
+    left, r, t, b = _torch_pads(padding)
+    return f"({ctx.shape}[0] + {t + b}, {ctx.shape}[1] + {left + r}, {ctx.shape}[2])"
+
+
+def _flatten_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+    if ctx.rank == 1:
+        return xs[0]
+    return f"{xs[0]}.movedim(1, -1).flatten(1)"  # Keras flattens channels-last
+
+
+def _reshape_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+    target = ctx.hoisted("target_shape", "()")
+    x = xs[0] if ctx.rank == 1 else f"{xs[0]}.movedim(1, -1)"
+    out = f"{x}.reshape({xs[0]}.shape[0], *{target})"
+    const = ctx.const("target_shape")
+    return out if const is not UNSET and len(const) == 1 else f"{out}.movedim(-1, 1)"
+
+
+TORCH_OPS: dict[str, TorchOp] = {
+    "conv2d": TorchOp(
+        _conv_forward,
+        _conv_module,
+        lambda c: _window_shape(c, c.attr("filters") or "", "kernel", "strides"),
+        {
+            "kernel": Binding("weight", lambda a: a.transpose(3, 2, 0, 1), _conv_kernel_to_keras),
+            **_BIAS,
+        },
+    ),
+    "depthwise_conv2d": TorchOp(
+        _conv_forward,
+        _depthwise_module,
+        lambda c: _window_shape(
+            c,
+            f"{c.shape}[-1] * {c.attr('depth_multiplier')}"
+            if c.attr("depth_multiplier")
+            else f"{c.shape}[-1]",
+            "kernel",
+            "strides",
+        ),
+        {"depthwise_kernel": Binding("weight", _dw_to_torch, _dw_to_keras), **_BIAS},
+    ),
+    "batch_norm": TorchOp(
+        lambda c, xs, m: f"{m}({xs[0]})",
+        _bn_module,
+        weights={
+            "gamma": Binding("weight"),
+            "beta": Binding("bias"),
+            "moving_mean": Binding("running_mean"),
+            "moving_variance": Binding("running_var"),
+        },
+    ),
+    "activation": TorchOp(lambda c, xs, m: activation(c, "fn", xs[0])),
+    "add": TorchOp(lambda c, xs, m: " + ".join(xs)),
+    "multiply": TorchOp(lambda c, xs, m: " * ".join(xs)),
+    "concat": TorchOp(_concat_forward, shape=_concat_shape),
+    "max_pool2d": TorchOp(
+        lambda c, xs, m: f"{m}({xs[0]})",
+        _pool_module("nn.MaxPool2d", "KerasMaxPool2d"),
+        lambda c: _window_shape(c, f"{c.shape}[-1]", "pool", "strides"),
+    ),
+    "avg_pool2d": TorchOp(
+        lambda c, xs, m: f"{m}({xs[0]})",
+        _pool_module("nn.AvgPool2d", "KerasAvgPool2d"),
+        lambda c: _window_shape(c, f"{c.shape}[-1]", "pool", "strides"),
+    ),
+    "global_avg_pool2d": TorchOp(_gap_forward, shape=_gap_shape),
+    "zero_pad2d": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", _zpad_module, _zpad_shape),
+    "flatten": TorchOp(_flatten_forward, shape=lambda c: f"(math.prod({c.shape}),)"),
+    "reshape": TorchOp(
+        _reshape_forward,
+        shape=lambda c: f"{c.helper('reshape_shape')}({c.shape}, {c.attr('target_shape')})",
+    ),
+    "dense": TorchOp(
+        _dense_forward,
+        _dense_module,
+        lambda c: f"(*{c.shape}[:-1], {c.attr('units')})",
+        {"kernel": Binding("weight", lambda a: a.T, lambda a, shape: a.T), **_BIAS},
+    ),
+    "dropout": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", lambda c: f"nn.Dropout({c.attr('rate')})"),
+}

@@ -1,0 +1,188 @@
+"""Writing generated Python: indented lines, spec values as source, and `ruff format`.
+
+Renderers emit plain, unwrapped code; `formatted` lays it out with ruff (the formatter the
+repository itself uses), so no renderer decides where a line breaks.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+from compiler.names import SHAPE_NAMES
+from compiler.schema import ParamDecl
+
+from .pysrc import ShapeRef, source, value_ast
+from .structure import Structure
+
+LINE_LENGTH = 100
+
+
+class Lines:
+    def __init__(self, indent: int = 0):
+        self.lines: list[str] = []
+        self.level = indent
+
+    def __call__(self, text: str = "") -> None:
+        self.lines.append(("    " * self.level + text) if text else "")
+
+    @contextmanager
+    def indented(self, head: str) -> Iterator[None]:
+        self(head)
+        self.level += 1
+        start = len(self.lines)
+        yield
+        if len(self.lines) == start:
+            self("pass")
+        self.level -= 1
+
+    def doc(self, text: str) -> None:
+        """A docstring (one line, or several with the closing quotes on their own line)."""
+        body = text.strip().replace("\\", "\\\\").replace('"', '\\"')
+        width = LINE_LENGTH - 4 * self.level - 8
+        rows = [
+            row
+            for para in body.splitlines()
+            for row in (textwrap.wrap(para, width, break_on_hyphens=False) or [""])
+        ] or [""]
+        if len(rows) == 1:
+            self(f'"""{rows[0]}"""')
+            return
+        self(f'"""{rows[0]}')
+        for row in rows[1:]:
+            self(row)
+        self('"""')
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class Values:
+    """Spec values as source in one place of the generated code: spec names are renamed to
+    their Python variables; `in_shape`/`prev_shape` are what `shapes` says they are there."""
+
+    def __init__(self, structure: Structure, shapes: Callable[[str], ast.expr]):
+        self.structure = structure
+        self.shapes = shapes
+
+    def resolve(self, name: str) -> ast.expr | None:
+        if name in SHAPE_NAMES:
+            return self.shapes(name)
+        if name in self.structure.names:
+            return ast.Name(self.structure.names[name])
+        return None
+
+    def src(self, value: Any) -> str:
+        return source(value_ast(value, self.resolve))
+
+
+def keras_shapes(input_var: Callable[[], str], prev_var: Callable[[], str]) -> Any:
+    """Shapes of Keras tensors: `x.shape` with the batch axis skipped."""
+
+    def shapes(name: str) -> ast.expr:
+        return ShapeRef(input_var() if name == "in_shape" else prev_var(), 1)
+
+    return shapes
+
+
+PY_TYPES = {
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "str": "str",
+    "list[int]": "tuple[int, ...]",
+    "list[float]": "tuple[float, ...]",
+    "list[str]": "tuple[str, ...]",
+}
+
+
+def coerce_constant(value: Any, decl: ParamDecl) -> Any:
+    """A constant as the compiler coerces it (an int given where a float is declared)."""
+    if decl.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if decl.type == "list[float]" and isinstance(value, list):
+        return [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
+@cache
+def _ruff() -> str:
+    from ruff.__main__ import find_ruff_bin
+
+    return str(find_ruff_bin())
+
+
+def formatted(text: str) -> str:
+    """`ruff format` of generated source (isolated from any project configuration)."""
+    proc = subprocess.run(
+        [
+            _ruff(),
+            "format",
+            "--isolated",
+            f"--line-length={LINE_LENGTH}",
+            "--target-version=py311",
+            "--stdin-filename=generated.py",
+            "-",
+        ],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode:
+        raise RuntimeError(f"ruff could not format generated code: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def loop_bounds(count: str, start: int) -> str:
+    """The arguments of `range` for `count` iterations from `start`."""
+    if start == 0:
+        return count
+    end = ast.BinOp(ast.parse(count, mode="eval").body, ast.Add(), ast.Constant(start))
+    return f"{start}, {ast.unparse(end)}"
+
+
+_ASSIGN = re.compile(r"^(\s*)(\w+) = ")
+
+
+def prune_dead_stores(lines: list[str], names: re.Pattern[str]) -> list[str]:
+    """Drop assignments to matching local names that nothing after them reads (the shapes a
+    constructor tracks but does not need), outside loops; then `if` blocks left empty."""
+    lines = list(lines)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(lines) - 1, -1, -1):
+            m = _ASSIGN.match(lines[i])
+            if not m or not names.fullmatch(m.group(2)) or _in_loop(lines, i):
+                continue
+            var = re.compile(rf"\b{m.group(2)}\b")
+            if not any(var.search(line) for line in lines[i + 1 :]):
+                del lines[i]
+                changed = True
+        for i in range(len(lines) - 1, -1, -1):
+            head = lines[i]
+            if head.lstrip().startswith("if ") and head.endswith(":"):
+                indent = len(head) - len(head.lstrip())
+                nxt = lines[i + 1] if i + 1 < len(lines) else ""
+                if len(nxt) - len(nxt.lstrip()) <= indent:
+                    del lines[i]
+                    changed = True
+    return lines
+
+
+def _in_loop(lines: list[str], i: int) -> bool:
+    indent = len(lines[i]) - len(lines[i].lstrip())
+    for line in reversed(lines[:i]):
+        level = len(line) - len(line.lstrip())
+        if line.strip() and level < indent:
+            if line.lstrip().startswith(("for ", "while ")):
+                return True
+            indent = level
+    return False
