@@ -242,6 +242,10 @@ class _Class:
             self.init(f"self.{flag} = {self.src(when)}")
             init_test = fwd_test = f"self.{flag}"
         self.ensure_x()
+        for var in (v for step in group for v in step.saves):
+            if var not in self.defined:  # bound on both paths (TorchScript needs it); a spec
+                self.fwd(f"{var} = x")  # only reads it where the condition held
+                self.defined.add(var)
         with self.init_lines.indented(f"if {init_test}:"), self.fwd.indented(f"if {fwd_test}:"):
             for step in group:
                 self.step(step)
@@ -499,11 +503,12 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
 
     used = _functions_used(s)
     body = "\n\n\n".join([*r.classes, model])
-    needed = set(r.helpers)
-    for name in list(needed):
-        needed |= _NEEDS.get(name, set())
-    for name in list(needed):
-        needed |= _NEEDS.get(name, set())
+    needed, todo = set(), list(r.helpers)
+    while todo:  # helpers and the helpers they call
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo += _NEEDS.get(name, ())
     helpers = [helper_source(h) for h in _HELPER_ORDER if h in needed]
     if "make_divisible" in used:
         helpers.insert(0, helper_source("make_divisible"))
@@ -552,6 +557,7 @@ _HELPER_ORDER = [
     "keras_layer",
     "pair",
     "window_shape",
+    "same_pad",
     "same_pads",
     "KerasConv2d",
     "KerasDepthwiseConv2d",
@@ -565,8 +571,9 @@ _HELPER_ORDER = [
     "concat_shape",
     "activate",
 ]
-_NEEDS = {
+_NEEDS: dict[str, set[str]] = {
     "window_shape": {"pair"},
+    "same_pads": {"same_pad"},
     "KerasConv2d": {"same_pads"},
     "KerasDepthwiseConv2d": {"KerasConv2d", "same_pads"},
     "KerasMaxPool2d": {"pair", "same_pads"},

@@ -56,16 +56,22 @@ def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1
     return (*out, channels)
 
 
-def same_pads(x: torch.Tensor, kernel, stride, dilation=(1, 1)) -> tuple[int, int, int, int]:
-    """TF's 'same' padding of x's last two dims as F.pad's (left, right, top, bottom): the
-    extra pixel goes right and bottom."""
-    pads: list[int] = []
-    for size, k, s, d in zip(
-        x.shape[:-3:-1], kernel[::-1], stride[::-1], dilation[::-1], strict=True
-    ):
-        total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
-        pads += [total // 2, total - total // 2]
-    return pads[0], pads[1], pads[2], pads[3]
+def same_pad(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TF's 'same' padding on one axis, (before, after): the extra pixel goes after."""
+    total = max(0, (-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size)
+    return total // 2, total - total // 2
+
+
+def same_pads(
+    x: torch.Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
+) -> tuple[int, int, int, int]:
+    """TF's 'same' padding of x's last two dims, as F.pad's (left, right, top, bottom)."""
+    top, bottom = same_pad(x.shape[-2], kernel[0], stride[0], dilation[0])
+    left, right = same_pad(x.shape[-1], kernel[1], stride[1], dilation[1])
+    return left, right, top, bottom
 
 
 class KerasConv2d(nn.Conv2d):
@@ -76,12 +82,12 @@ class KerasConv2d(nn.Conv2d):
         self.same = padding == "same"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.same:
-            return super().forward(x)
-        left, right, top, bottom = same_pads(x, self.kernel_size, self.stride, self.dilation)
-        padding = (top, left)
-        if (left, top) != (right, bottom):
-            x, padding = F.pad(x, (left, right, top, bottom)), (0, 0)
+        padding = self.padding
+        if self.same:
+            left, right, top, bottom = same_pads(x, self.kernel_size, self.stride, self.dilation)
+            padding = (top, left)
+            if (left, top) != (right, bottom):
+                x, padding = F.pad(x, (left, right, top, bottom)), (0, 0)
         return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
 
@@ -134,12 +140,16 @@ class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
         pass
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        before = self.running_var.clone()
-        y = super().forward(x)
-        if self.training:  # PyTorch moved towards the unbiased variance: undo n / (n - 1)
-            n, kept = x.numel() // x.shape[1], (1.0 - self.momentum) * before
-            with torch.no_grad():
-                self.running_var.copy_(kept + (self.running_var - kept) * ((n - 1) / n))
+        mean, var = self.running_mean, self.running_var
+        momentum = self.momentum if self.momentum is not None else 0.0
+        if not self.training or mean is None or var is None:
+            return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+        before = var.clone()
+        y = F.batch_norm(x, mean, var, self.weight, self.bias, True, momentum, self.eps)
+        n = x.numel() // x.shape[1]  # PyTorch moved towards the unbiased variance: undo n / (n-1)
+        with torch.no_grad():
+            kept = (1.0 - momentum) * before
+            var.copy_(kept + (var - kept) * ((n - 1) / n))
         return y
 
 

@@ -66,12 +66,16 @@ class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
         pass
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        before = self.running_var.clone()
-        y = super().forward(x)
-        if self.training:  # PyTorch moved towards the unbiased variance: undo n / (n - 1)
-            n, kept = x.numel() // x.shape[1], (1.0 - self.momentum) * before
-            with torch.no_grad():
-                self.running_var.copy_(kept + (self.running_var - kept) * ((n - 1) / n))
+        mean, var = self.running_mean, self.running_var
+        momentum = self.momentum if self.momentum is not None else 0.0
+        if not self.training or mean is None or var is None:
+            return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+        before = var.clone()
+        y = F.batch_norm(x, mean, var, self.weight, self.bias, True, momentum, self.eps)
+        n = x.numel() // x.shape[1]  # PyTorch moved towards the unbiased variance: undo n / (n-1)
+        with torch.no_grad():
+            kept = (1.0 - momentum) * before
+            var.copy_(kept + (var - kept) * ((n - 1) / n))
         return y
 
 
@@ -134,6 +138,7 @@ class PreactBottleneck(nn.Module):
         x = self.preact_bn(inputs)
         x = F.relu(x)
         preact = x
+        shortcut = x
         if self.conv0 is not None:
             x = self.conv0(x)
             shortcut = x
