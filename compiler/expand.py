@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .diagnostics import Collector, Diagnostic, Location, SpecError, did_you_mean
+from .diagnostics import (
+    Collector,
+    Diagnostic,
+    Location,
+    SpecError,
+    did_you_mean,
+    short_repr,
+)
 from .expr import ExprError
-from .infer import shape_diagnostic
-from .ir import Graph, Node, Origin, Shape
+from .infer import infer_node
+from .ir import Expansion, Graph, Node, Origin, Shape
 from .load import LoadedSpec
 from .names import SHAPE_NAMES, check_name
-from .ops import ShapeError, describe, field_types, load_all
+from .ops import describe, field_types, load_all
 from .ops.core import InputAttrs
 from .params import ParamTypeError, coerce
 from .schema import RESERVED_REFS, BlockCall, Repeat
@@ -60,6 +68,7 @@ class _Expander:
         self.shapes: dict[str, Shape | None] = {}
         self.by_name: dict[str, Node] = {}
         self.visited = 0
+        self.trace: list[Expansion] = []  # the children of the item being expanded
         self.errors = Collector()
         self._broken_seq = 0
 
@@ -92,6 +101,18 @@ class _Expander:
             # else: the shape is unknown because of an error already reported upstream
             return False, None
 
+    @contextlib.contextmanager
+    def traced(
+        self, kind: str, where: PathKey, label: str, values: tuple[tuple[str, Any], ...] = ()
+    ) -> Iterator[None]:
+        """Record what expanding one block call, repeat or iteration produced."""
+        outer, self.trace = self.trace, []
+        try:
+            yield
+        finally:
+            children, self.trace = tuple(self.trace), outer
+            self.trace.append(Expansion(kind, tuple(where), label, values, True, children))
+
     def mark_broken(self, scope: _Scope, name: str | None) -> None:
         if name is None:
             self._broken_seq += 1
@@ -117,7 +138,8 @@ class _Expander:
                 if target is not None and target not in self.broken:
                     outputs.append(target)
         self.errors.raise_if_any()
-        return Graph(self.spec.name, tuple(self.nodes), tuple(inputs), tuple(outputs))
+        nodes, trace = tuple(self.nodes), tuple(self.trace)
+        return Graph(self.spec.name, nodes, tuple(inputs), tuple(outputs), trace)
 
     def input(self, i: int, decl: Any, scope: _Scope) -> str:
         """Add a graph input; on failure its name is marked broken (nothing cascades)."""
@@ -133,7 +155,7 @@ class _Expander:
         ):
             self.error(
                 "E040",
-                f"input shape must be a list of positive integers, got {shape!r}",
+                f"input shape must be a list of positive integers, got {short_repr(shape)}",
                 (*where, "shape"),
                 scope,
                 hint="for example shape: [32, 32, 3] (height, width, channels; batch excluded)",
@@ -169,17 +191,20 @@ class _Expander:
             raise _Abort
         self.defined[name] = loc
         origin = Origin(loc, (*scope.path, name), tuple(where))
-        node = Node(name, op, attrs, inputs, origin, trainable)
+        node = self.inferred(Node(name, op, attrs, inputs, origin, trainable))
         self.nodes.append(node)
         self.by_name[name] = node
-        self.shapes[name] = self.infer_shape(node)
+        self.shapes[name] = node.shape
+        self.trace.append(Expansion("op", tuple(where), name, node=name))
         return name
 
     def name_problem(self, name: Any, where: PathKey, scope: _Scope) -> bool:
         """Report an unusable or duplicate layer name; True when there was one."""
         why = check_name(name)
         if why:
-            self.error("E041", f"invalid layer name {name!r}: {why}", (*where, "name"), scope)
+            self.error(
+                "E041", f"invalid layer name {short_repr(name)}: {why}", (*where, "name"), scope
+            )
             return True
         if name in self.defined or name in self.broken:
             first = self.defined.get(name)
@@ -194,19 +219,20 @@ class _Expander:
             return True
         return False
 
-    def infer_shape(self, node: Node) -> Shape | None:
-        """Shape of a node as it is added, so that expressions can read `in_shape` and
-        `prev_shape`. A shape error is reported here and the node marked broken, so that
-        nothing downstream trips over the unknown shape."""
+    def inferred(self, node: Node) -> Node:
+        """The node with its shape, weights and FLOPs (inferred here, once, so that
+        expressions can read `in_shape` and `prev_shape`). A shape error is reported here and
+        the node marked broken, so that nothing downstream trips over the unknown shape."""
         ins = [s for i in node.inputs if (s := self.shapes.get(i)) is not None]
         if len(ins) != len(node.inputs):
-            return None
+            return node
         try:
-            return self.ops[node.op].infer(node.attrs, ins)[1]
-        except ShapeError as exc:
-            self.errors.add(shape_diagnostic(node, exc, ins, self.by_name))
+            return infer_node(node, ins, self.by_name)
+        except SpecError as exc:
+            for diag in exc.diagnostics:
+                self.errors.add(diag)
             self.broken.add(node.name)
-            return None
+            return node
 
     def shape_value(self, name: str | None) -> list[int] | None:
         shape = self.shapes.get(name) if name is not None else None
@@ -292,13 +318,16 @@ class _Expander:
             if not isinstance(cond, bool):
                 self.error(
                     "E031",
-                    f"'when' must be true or false, got {cond!r}",
+                    f"'when' must be true or false, got {short_repr(cond)}",
                     (*where, "when"),
                     scope,
                     hint="write a comparison, e.g. ${stage > 1}",
                 )
                 return self.mark_broken(scope, None)
             if not cond:
+                kind = "block" if isinstance(item, BlockCall) else "repeat"
+                kind = kind if isinstance(item, BlockCall | Repeat) else "op"
+                self.trace.append(Expansion(kind, tuple(where), _label(item), taken=False))
                 return None
         if isinstance(item, BlockCall):
             return self.call(item, where, scope)
@@ -325,7 +354,7 @@ class _Expander:
         if good and not isinstance(trainable, bool):
             self.error(
                 "E033",
-                f"'trainable' must be true or false, got {trainable!r}",
+                f"'trainable' must be true or false, got {short_repr(trainable)}",
                 (*where, "trainable"),
                 scope,
             )
@@ -395,7 +424,7 @@ class _Expander:
                     msg = f"expected 2 values [height, width], got {len(got or ())}"
                 self.error(
                     "E032",
-                    f"invalid {opdef.name}.{key} {got!r}: {msg}",
+                    f"invalid {opdef.name}.{key} {short_repr(got)}: {msg}",
                     source.get(key, where),
                     scope,
                     hint=f"'{key}' of {opdef.name}: {what}" if what else "",
@@ -483,7 +512,9 @@ class _Expander:
         inner = _Scope(
             env, inputs[0], inputs[0], (*scope.path, label), {}, (*scope.blocks, item.block)
         )
-        self.items(block.body, ("blocks", item.block, "body"), inner)
+        args = tuple((k, env[k]) for k in block.args)
+        with self.traced("block", where, item.block, args):
+            self.items(block.body, ("blocks", item.block, "body"), inner)
         scope.prev = inner.prev
         if item.id is not None and inner.prev is not None:
             scope.ids[item.id] = inner.prev
@@ -496,14 +527,17 @@ class _Expander:
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_REPEAT:
             self.error(
                 "E065",
-                f"repeat count must be an integer in [0, {MAX_REPEAT}], got {count!r}",
+                f"repeat count must be an integer in [0, {MAX_REPEAT}], got {short_repr(count)}",
                 (*where, "repeat"),
                 scope,
             )
             return self.mark_broken(scope, None)
         if not item.var.isidentifier():
             self.error(
-                "E066", f"loop variable {item.var!r} is not a valid name", (*where, "var"), scope
+                "E066",
+                f"loop variable {short_repr(item.var)} is not a valid name",
+                (*where, "var"),
+                scope,
             )
             return self.mark_broken(scope, None)
         if item.inputs is not None:
@@ -512,6 +546,15 @@ class _Expander:
                 return self.mark_broken(scope, None)
             scope.prev = start[0]
         label = item.name or item.var
+        with self.traced("repeat", where, label):
+            self.iterations(item, where, scope, count, label)
+        if item.id is not None and scope.prev is not None:
+            scope.ids[item.id] = scope.prev
+        return None
+
+    def iterations(
+        self, item: Repeat, where: PathKey, scope: _Scope, count: int, label: str
+    ) -> None:
         for i in range(item.start, item.start + count):
             inner = _Scope(
                 {**scope.env, item.var: i},
@@ -521,11 +564,17 @@ class _Expander:
                 dict(scope.ids),
                 scope.blocks,
             )
-            self.items(item.body, (*where, "body"), inner)
+            with self.traced("iteration", where, f"{label} {i}", ((item.var, i),)):
+                self.items(item.body, (*where, "body"), inner)
             scope.prev = inner.prev
-        if item.id is not None and scope.prev is not None:
-            scope.ids[item.id] = scope.prev
-        return None
+
+
+def _label(item: Any) -> str:
+    if isinstance(item, BlockCall):
+        return item.block
+    if isinstance(item, Repeat):
+        return item.name or item.var
+    return item.name if isinstance(item.name, str) else item.op
 
 
 def expand(loaded: LoadedSpec, params: dict[str, Any]) -> Graph:

@@ -25,27 +25,19 @@ def shape_diagnostic(
     return Diagnostic("E070", msg, node.origin.location, node.origin.describe(), exc.hint, related)
 
 
-def infer(graph: Graph) -> Graph:
-    """Return a new Graph whose nodes carry shape, weights and FLOPs; raise on any mistake."""
-    ops = load_all()
-    errors = Collector()
-    shapes: dict[str, Shape] = {}
-    nodes: list[Node] = []
-    by_name = {n.name: n for n in graph.nodes}
-    for node in graph.nodes:
-        if any(i not in shapes for i in node.inputs):
-            continue  # fed by a node that already failed: reported once, there
-        opdef = ops[node.op]
-        in_shapes = [shapes[i] for i in node.inputs]
-        try:
-            attrs, shape = opdef.infer(node.attrs, in_shapes)
-            weights = tuple(opdef.weights(attrs, in_shapes, shape))
-            flops = opdef.flops(attrs, in_shapes, shape)
-        except ShapeError as exc:
-            errors.add(shape_diagnostic(node, exc, in_shapes, by_name))
-            continue
-        if any(d <= 0 for d in shape):
-            errors.add(
+def infer_node(node: Node, in_shapes: list[Shape], by_name: Mapping[str, Node]) -> Node:
+    """The node with its computed attributes, output shape, weights and FLOPs: every op rule
+    runs here, once per node. Raises SpecError (E070, E071) on a user mistake."""
+    opdef = load_all()[node.op]
+    try:
+        attrs, shape = opdef.infer(node.attrs, in_shapes)
+        weights = tuple(opdef.weights(attrs, in_shapes, shape))
+        flops = opdef.flops(attrs, in_shapes, shape)
+    except ShapeError as exc:
+        raise SpecError([shape_diagnostic(node, exc, in_shapes, by_name)]) from None
+    if any(d <= 0 for d in shape):
+        raise SpecError(
+            [
                 Diagnostic(
                     "E071",
                     f"{node.op} '{node.name}' has an empty output shape {shape}",
@@ -53,12 +45,31 @@ def infer(graph: Graph) -> Graph:
                     node.origin.describe(),
                     "the input is too small for this layer",
                 )
-            )
-            continue
-        shapes[node.name] = shape
-        nodes.append(
-            dataclasses.replace(node, attrs=attrs, shape=shape, weights=weights, flops=flops)
+            ]
         )
+    return dataclasses.replace(node, attrs=attrs, shape=shape, weights=weights, flops=flops)
+
+
+def infer(graph: Graph) -> Graph:
+    """A Graph whose nodes all carry shape, weights and FLOPs, checked as a whole (an output,
+    nothing unused); raise on any mistake. Nodes that expansion already inferred (it infers
+    each node as it adds it) are kept as they are."""
+    errors = Collector()
+    shapes: dict[str, Shape] = {}
+    nodes: list[Node] = []
+    by_name = {n.name: n for n in graph.nodes}
+    for node in graph.nodes:
+        if any(i not in shapes for i in node.inputs):
+            continue  # fed by a node that already failed: reported once, there
+        if node.shape is None:
+            try:
+                node = infer_node(node, [shapes[i] for i in node.inputs], by_name)
+            except SpecError as exc:
+                for diag in exc.diagnostics:
+                    errors.add(diag)
+                continue
+        shapes[node.name] = node.shape  # type: ignore[assignment]
+        nodes.append(node)
     errors.raise_if_any()
     if not graph.outputs:
         raise SpecError([Diagnostic("E072", "the network has no output")])
@@ -77,7 +88,7 @@ def infer(graph: Graph) -> Graph:
                 for n in unused
             ]
         )
-    return Graph(graph.name, tuple(nodes), graph.inputs, graph.outputs)
+    return dataclasses.replace(graph, nodes=tuple(nodes))
 
 
 def _unused(graph: Graph) -> list[Node]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from math import prod
 from typing import Any
@@ -70,11 +71,36 @@ class Node:
 
 
 @dataclass(frozen=True, slots=True)
+class Expansion:
+    """One spec item as expansion walked it: the tree of block calls and repeats beside the
+    flat node list (which stays the contract for shapes and counts).
+
+    kind: "op" (produced `node`), "block" (a call; `values` are its resolved arguments),
+    "repeat" (children are its iterations), "iteration" (`values` binds the loop variable).
+    `taken` is False for an item whose `when` was false (it has no children).
+    """
+
+    kind: str
+    item: tuple[str | int, ...]  # the spec path of the item
+    label: str  # node name, block name or repeat label
+    values: tuple[tuple[str, Any], ...] = ()
+    taken: bool = True
+    children: tuple[Expansion, ...] = ()
+    node: str | None = None
+
+    def walk(self) -> Iterator[Expansion]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+@dataclass(frozen=True, slots=True)
 class Graph:
     name: str
     nodes: tuple[Node, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    tree: tuple[Expansion, ...] = field(default=(), compare=False, repr=False)
     _index: dict[str, Node] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:

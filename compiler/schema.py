@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from .diagnostics import short_repr
 from .ops import OpDef, load_all
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class ParamDecl(_Strict):
                 if ok and self.type in ("int", "float"):
                     ok = not isinstance(choice, bool)
                 if not ok:
-                    raise ValueError(f"choice {choice!r} is not of type {self.type}")
+                    raise ValueError(f"choice {short_repr(choice)} is not of type {self.type}")
         return self
 
 

@@ -134,8 +134,8 @@ def test_a_huge_value_in_a_message_is_cut(archc, tmp_path) -> None:
     assert result.exit_code == 1
     headline = result.stderr.splitlines()[0]
     assert headline.startswith(f"{spec}:6:24: error[E032]: invalid dense.units [[0, 0, 0, ")
-    assert headline.endswith("…")
-    assert len(result.stderr) < 3000
+    assert "…: input should be a valid integer" in headline  # the value is cut, not the reason
+    assert len(headline) < len(str(spec)) + 200 and len(result.stderr) < 3000
 
 
 def test_internal_error_text_is_terminal_safe(archc, monkeypatch) -> None:
