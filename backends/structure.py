@@ -300,6 +300,12 @@ class _Walker:
         if item.inputs is None:
             return [Ref("prev")]
         if isinstance(item.inputs, str):
+            parts = split_template(item.inputs) if is_template(item.inputs) else []
+            if len(parts) == 1 and parts[0][0]:
+                tree = parse(parts[0][1]).body
+                if isinstance(tree, ast.List | ast.Tuple):  # every input's name
+                    where = (*path, "inputs")
+                    return [self._choice(e, where, scope) for e in tree.elts]
             return [self.ref(item.inputs, (*path, "inputs"), scope)]
         return [self.ref(r, (*path, "inputs", i), scope) for i, r in enumerate(item.inputs)]
 

@@ -32,7 +32,7 @@ from .ops import describe, field_types, load_all
 from .ops.core import InputAttrs
 from .params import ParamTypeError, coerce
 from .schema import RESERVED_REFS, BlockCall, Repeat
-from .template import render
+from .template import is_template, render
 from .yaml_loader import PathKey
 
 MAX_NODES = 100_000
@@ -250,6 +250,20 @@ class _Expander:
         ok, name = self.render(raw, scope.env, where, scope, "reference")
         if not ok:
             return None
+        return self.resolve(name, where, scope)
+
+    def resolve(self, name: Any, where: PathKey, scope: _Scope) -> str | None:
+        """The node a reference names ('prev', 'input', an id or a layer name)."""
+        if not isinstance(name, str):
+            self.error(
+                "E053",
+                f"a reference must be a layer name, got {short_repr(name)}",
+                where,
+                scope,
+                hint="one name per reference; an expression may give a list of names "
+                "for all the inputs: inputs: \"${['a', 'b']}\"",
+            )
+            return None
         if name == "prev":
             if scope.prev is None:
                 self.error("E050", "'prev' has no previous layer here", where, scope)
@@ -284,6 +298,16 @@ class _Expander:
                 self.error("E050", "this layer has no input", where, scope)
                 return None
             return (scope.prev,)
+        if isinstance(item.inputs, str) and is_template(item.inputs):
+            where = (*where, "inputs")
+            ok, names = self.render(item.inputs, scope.env, where, scope, "inputs")
+            if not ok:
+                return None
+            if isinstance(names, list):  # an expression giving every input's name
+                found = [self.resolve(n, where, scope) for n in names]
+                return None if any(f is None for f in found) else tuple(f for f in found if f)
+            found_one = self.resolve(names, where, scope)
+            return None if found_one is None else (found_one,)
         raw = [item.inputs] if isinstance(item.inputs, str) else item.inputs
         paths = (
             [(*where, "inputs")]

@@ -1,4 +1,4 @@
-"""verify never passes on NaN: neither a NaN output nor a NaN tolerance."""
+"""verify's edges: never passing on NaN, odd inputs, inputs as outputs, computed inputs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from backends.verify import _compare, verify
+from compiler.api import compile_spec
 from tests.conftest import SEED
 
 
@@ -72,3 +73,13 @@ def test_a_graph_input_may_also_be_an_output(tmp_path) -> None:
     )
     # the conv (a module), and the two outputs: s, and the input a itself
     assert verify(str(spec)).layers_checked == 3
+
+
+def test_inputs_computed_as_a_list_of_names() -> None:
+    from pathlib import Path
+
+    spec = Path(__file__).parent / "computed_inputs.yaml"
+    compiled = compile_spec(spec)
+    assert compiled.graph.node("both").inputs == ("a", "a")
+    assert compiled.graph.node("both").shape == (5, 7, 4)
+    verify(compiled)  # Keras == PyTorch, generated from the expression
