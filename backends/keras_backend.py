@@ -16,7 +16,7 @@ from compiler.ir import Counts, Graph
 
 from .codegen import environment, header_context, helper_source, import_source
 from .keras_ops import KERAS_LAYERS
-from .pysrc import functions_used, literal
+from .pysrc import literal
 from .structure import (
     Block,
     CallStep,
@@ -26,16 +26,19 @@ from .structure import (
     Step,
     Structure,
     analyse,
-    walk,
+    functions_used_by,
 )
 from .writer import (
-    PY_TYPES,
     Lines,
     Values,
+    block_signature,
     coerce_constant,
+    computed_defaults,
     formatted,
     keras_shapes,
     loop_bounds,
+    param_signature,
+    variants_context,
 )
 
 NAME = "keras"
@@ -143,57 +146,27 @@ class _Function:
 
 def _block_function(s: Structure, block: Block) -> tuple[str, bool]:
     out = Lines()
-    args = []
-    tail: list[str] = []
-    for key, decl in block.args.items():
-        annotation = PY_TYPES[decl.type]
-        if decl.default is None:
-            args.append(f"{s.name(key)}: {annotation}")
-        elif isinstance(decl.default, str) and "${" in decl.default:
-            args.append(f"{s.name(key)}: {annotation} | None = None")
-            tail.append(key)
-        else:
-            args.append(
-                f"{s.name(key)}: {annotation} = {literal(coerce_constant(decl.default, decl))}"
-            )
-    params = s.compiled.loaded.spec.params
-    args += [f"{s.name(p)}: {PY_TYPES[params[p].type]}" for p in block.params]
-    sig = ", ".join(["inputs", "*", *args]) if args else "inputs"
+    args, computed = block_signature(s, block)
     fn = _Function(s, out, "inputs")
-    with out.indented(f"def {block.func}({sig}):"):
+    with out.indented(
+        f"def {block.func}({', '.join(['inputs', *(['*', *args] if args else [])])}):"
+    ):
         if block.doc:
             out.doc(block.doc)
-        for key in tail:
-            decl = block.args[key]
-            with out.indented(f"if {s.name(key)} is None:"):
-                out(f"{s.name(key)} = {fn.src(decl.default)}")
+        computed_defaults(out, fn.values, block.args, computed)
         fn.steps(block.body)
         out(f"return {fn.prev}")
     return out.text(), fn.uses_regularizers
 
 
 def _build_model(s: Structure) -> tuple[str, bool]:
-    compiled = s.compiled
-    spec = compiled.loaded.spec
-    given = set(compiled.overrides) | (
-        set(spec.variants[compiled.variant].params) if compiled.variant else set()
-    )
+    spec = s.compiled.loaded.spec
     out = Lines()
-    args, computed = [], []
-    for p, decl in spec.params.items():
-        value = compiled.params[p]
-        annotation = PY_TYPES[decl.type]
-        if p not in given and isinstance(decl.default, str) and "${" in decl.default:
-            args.append(f"{s.name(p)}: {annotation} | None = None")
-            computed.append(p)
-        else:
-            args.append(f"{s.name(p)}: {annotation} = {literal(value)}")
+    args, computed = param_signature(s)
     fn = _Function(s, out, s.inputs[0][0])
     with out.indented(f"def build_model({', '.join(args)}) -> keras.Model:"):
         out.doc(_build_doc(s))
-        for p in computed:
-            with out.indented(f"if {s.name(p)} is None:"):
-                out(f"{s.name(p)} = {fn.src(spec.params[p].default)}")
+        computed_defaults(out, fn.values, spec.params, computed)
         for (var, shape), input_decl in zip(s.inputs, spec.inputs, strict=True):
             name = literal(input_decl.name)
             out(f"{var} = keras.Input(shape={fn.src(shape)}, name={name})")
@@ -224,46 +197,16 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     text, reg = _build_model(s)
     functions.append(text)
     uses_regularizers |= reg
-    used = _functions_used(s)
+    used = functions_used_by(s)
     ctx = header_context(compiled, out_dir)
     ctx.update(
         functions=functions,
         uses_regularizers=uses_regularizers,
         uses_math=bool(used & {"ceil", "floor"}),
         helpers=[helper_source("make_divisible")] if "make_divisible" in used else [],
-        **_variants(compiled),
+        **variants_context(compiled),
     )
     return formatted(environment().get_template("keras.py.jinja").render(ctx))
-
-
-def _functions_used(s: Structure) -> set[str]:
-    spec = s.compiled.loaded.spec
-    values: list[Any] = [d.default for d in spec.params.values()]
-    values += [shape for _, shape in s.inputs]
-    steps = walk(s.body) + [st for b in s.blocks.values() for st in walk(b.body)]
-    values += [d.default for b in s.blocks.values() for d in b.args.values()]
-    for step in steps:
-        values.append(step.when)
-        if isinstance(step, OpStep):
-            values += [step.name, step.trainable, *step.attrs.values()]
-        elif isinstance(step, CallStep):
-            values += list(step.args.values())
-        elif isinstance(step, LoopStep):
-            values.append(step.count)
-    return set().union(*(functions_used(v) for v in values if v is not None))
-
-
-def _variants(compiled: Compiled) -> dict[str, Any]:
-    """Each variant's parameter values and expected counts, as the file records them."""
-    from compiler.params import resolve
-
-    spec = compiled.loaded.spec
-    params, counts = {}, {}
-    for name, variant in spec.variants.items():
-        values = resolve(compiled.loaded, variant=name)
-        params[name] = {k: values[k] for k in variant.params}
-        counts[name] = variant.expect.model_dump(exclude_none=True) if variant.expect else {}
-    return {"variants": bool(params), "variants_params": params, "variants_counts": counts}
 
 
 # -- the live model ---------------------------------------------------------------------------

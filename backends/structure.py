@@ -28,7 +28,7 @@ from compiler.schema import BlockCall, ParamDecl, Repeat
 from compiler.template import is_template, split_template
 from compiler.yaml_loader import PathKey
 
-from .pysrc import value_names
+from .pysrc import functions_used, value_names
 
 # Names the generated modules define or use themselves; spec names that collide get a '_'.
 GENERATED_NAMES = {
@@ -460,6 +460,23 @@ def step_names(step: Step) -> set[str]:
     if isinstance(step, CallStep | LoopStep) and step.input is not None:
         values += ref_tests(step.input)
     return set().union(*(value_names(v) for v in values if v is not None))
+
+
+def functions_used_by(s: Structure) -> set[str]:
+    spec = s.compiled.loaded.spec
+    values: list[Any] = [d.default for d in spec.params.values()]
+    values += [shape for _, shape in s.inputs]
+    steps = walk(s.body) + [st for b in s.blocks.values() for st in walk(b.body)]
+    values += [d.default for b in s.blocks.values() for d in b.args.values()]
+    for step in steps:
+        values.append(step.when)
+        if isinstance(step, OpStep):
+            values += [step.name, step.trainable, *step.attrs.values()]
+        elif isinstance(step, CallStep):
+            values += list(step.args.values())
+        elif isinstance(step, LoopStep):
+            values.append(step.count)
+    return set().union(*(functions_used(v) for v in values if v is not None))
 
 
 def ref_tests(ref: Ref) -> list[Any]:

@@ -15,11 +15,13 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
+from compiler.api import Compiled
 from compiler.names import SHAPE_NAMES
 from compiler.schema import ParamDecl
+from compiler.template import is_template
 
-from .pysrc import ShapeRef, source, value_ast
-from .structure import Structure
+from .pysrc import ShapeRef, literal, source, value_ast
+from .structure import Block, Structure
 
 LINE_LENGTH = 100
 
@@ -186,3 +188,63 @@ def _in_loop(lines: list[str], i: int) -> bool:
                 return True
             indent = level
     return False
+
+
+def param_signature(s: Structure) -> tuple[list[str], list[str]]:
+    """`build_model`'s (or the model's) keyword arguments: each spec parameter with the
+    compiled value as its default, or None where the spec's default is an expression of other
+    parameters (computed in the body); and those computed parameters."""
+    compiled = s.compiled
+    spec = compiled.loaded.spec
+    given = set(compiled.overrides)
+    if compiled.variant is not None:
+        given |= set(spec.variants[compiled.variant].params)
+    args, computed = [], []
+    for p, decl in spec.params.items():
+        annotation = PY_TYPES[decl.type]
+        if p not in given and is_template(decl.default):
+            args.append(f"{s.name(p)}: {annotation} | None = None")
+            computed.append(p)
+        else:
+            args.append(f"{s.name(p)}: {annotation} = {literal(compiled.params[p])}")
+    return args, computed
+
+
+def block_signature(s: Structure, block: Block) -> tuple[list[str], list[str]]:
+    """A block's keyword-only arguments (its own, then the spec parameters it reads) and
+    those whose default is an expression (computed in the body)."""
+    args, computed = [], []
+    for key, decl in block.args.items():
+        annotation = PY_TYPES[decl.type]
+        if decl.default is None:
+            args.append(f"{s.name(key)}: {annotation}")
+        elif is_template(decl.default):
+            args.append(f"{s.name(key)}: {annotation} | None = None")
+            computed.append(key)
+        else:
+            default = literal(coerce_constant(decl.default, decl))
+            args.append(f"{s.name(key)}: {annotation} = {default}")
+    params = s.compiled.loaded.spec.params
+    args += [f"{s.name(p)}: {PY_TYPES[params[p].type]}" for p in block.params]
+    return args, computed
+
+
+def computed_defaults(out: Lines, values: Values, decls: dict[str, ParamDecl], keys: list[str]):
+    """`if name is None: name = <default>` for arguments whose default is an expression."""
+    for key in keys:
+        name = values.structure.name(key)
+        with out.indented(f"if {name} is None:"):
+            out(f"{name} = {values.src(decls[key].default)}")
+
+
+def variants_context(compiled: Compiled) -> dict[str, Any]:
+    """Each variant's parameter values and expected counts, as generated files record them."""
+    from compiler.params import resolve
+
+    spec = compiled.loaded.spec
+    params, counts = {}, {}
+    for name, variant in spec.variants.items():
+        values = resolve(compiled.loaded, variant=name)
+        params[name] = {k: values[k] for k in variant.params}
+        counts[name] = variant.expect.model_dump(exclude_none=True) if variant.expect else {}
+    return {"variants": bool(params), "variants_params": params, "variants_counts": counts}

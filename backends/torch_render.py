@@ -1,0 +1,559 @@
+"""PyTorch source from a spec's structure: the renderer behind torch_backend.render.
+
+`_Class` renders one nn.Module (a block, a repeat's iteration, or the model): its
+constructor, which builds modules and tracks the channels-last shape, and its forward.
+Each op item goes through its emitter in torch_ops; helpers the code needs are copied from
+torch_helpers into the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from typing import Any
+
+from compiler.api import Compiled
+from compiler.diagnostics import Diagnostic, SpecError
+
+from .codegen import environment, header_context, helper_source
+from .pysrc import constant, is_constant, literal
+from .structure import (
+    GENERATED_NAMES,
+    RESERVED,
+    Block,
+    CallStep,
+    LoopStep,
+    OpStep,
+    Ref,
+    Step,
+    Structure,
+    analyse,
+    class_name,
+    functions_used_by,
+    identifier,
+    step_names,
+    walk,
+)
+from .torch_ops import TORCH_OPS, UNSET, torch_pads
+from .writer import (
+    PY_TYPES,
+    Lines,
+    Values,
+    block_signature,
+    coerce_constant,
+    computed_defaults,
+    formatted,
+    loop_bounds,
+    param_signature,
+    prune_dead_stores,
+    variants_context,
+)
+
+_SHAPES = re.compile(r"\w*shape")  # the shapes constructors track
+_MODULE_ATTRS: set[str] = set()
+
+
+def _module_attrs() -> set[str]:
+    if not _MODULE_ATTRS:
+        from torch import nn
+
+        _MODULE_ATTRS.update(dir(nn.Module), vars(nn.Module()))
+        _MODULE_ATTRS.update({"keras_layers", "out_shape", "reset_parameters"})
+        _MODULE_ATTRS.update({"regularization_loss", "keras_name", "l2", "keras_trainable"})
+    return _MODULE_ATTRS
+
+
+def _error(s: Structure, step: Step, message: str, hint: str = "") -> SpecError:
+    loc = s.compiled.loaded.doc.loc(step.path)
+    return SpecError([Diagnostic("E120", f"torch backend: {message}", loc, hint=hint)])
+
+
+class _Ctx:
+    """What an op emitter sees of one op item (see torch_ops.Ctx)."""
+
+    def __init__(
+        self,
+        cls: _Class,
+        step: OpStep,
+        attr: str,
+        shapes: list[str],
+        fold: tuple[int, int] | None = None,
+    ):
+        self.cls, self.step, self.attr_name = cls, step, attr
+        self.fold = fold
+        self.shapes = shapes
+        self.shape = shapes[0]
+        self.rank = next(iter(step.ranks)) if len(step.ranks) == 1 else None
+
+    def attr(self, key: str) -> str | None:
+        if key not in self.step.attrs:
+            return None
+        return self.cls.src(self.step.attrs[key])
+
+    def const(self, key: str, default: Any = UNSET) -> Any:
+        if key not in self.step.attrs:
+            return default
+        value = self.step.attrs[key]
+        return constant(value) if is_constant(value) else UNSET
+
+    def hoisted(self, key: str, default: str) -> str:
+        if key not in self.step.attrs:
+            return default
+        value = self.step.attrs[key]
+        if is_constant(value):
+            return literal(constant(value))
+        name = f"{self.attr_name}_{key}"
+        self.cls.init(f"self.{name} = {self.cls.src(value)}")
+        return f"self.{name}"
+
+    def helper(self, name: str) -> str:
+        self.cls.r.helpers.add(name)
+        return name
+
+
+class _Class:
+    """Renders one nn.Module class: its __init__ and forward from the spec's steps."""
+
+    def __init__(self, r: _Renderer, name: str, in_shape: str, input_var: str):
+        self.r, self.s, self.name = r, r.s, name
+        self.init_lines = Lines(2)
+        self.fwd = Lines(2)
+        self.attrs: set[str] = set()
+        self.step_attr: dict[int, str] = {}
+        self.in_shape = in_shape
+        self.input_var = input_var
+        self.prev = input_var
+        self.values = Values(r.s, self._shape_name)
+        self.defined: set[str] = set()  # tensor variables forward has defined
+
+    def _shape_name(self, name: str) -> Any:
+        import ast
+
+        return ast.Name(self.in_shape if name == "in_shape" else "shape")
+
+    def src(self, value: Any) -> str:
+        return self.values.src(value)
+
+    def init(self, line: str) -> None:
+        self.init_lines(line)
+
+    # -- names ------------------------------------------------------------------------------
+    def attr_for(self, step: Step) -> str:
+        if id(step) in self.step_attr:
+            return self.step_attr[id(step)]
+        if isinstance(step, OpStep):
+            text = step.name if isinstance(step.name, str) else step.op
+            if "${" in text:
+                literal_parts = re.sub(r"\$\{[^}]*\}", "_", text)
+                words = re.findall(r"[A-Za-z0-9]+", literal_parts)
+                alpha = [w for w in words if not w.isdigit()]
+                digits = [w for w in words if w.isdigit()]
+                text = "_".join(alpha) + "".join(digits) or step.op
+        elif isinstance(step, CallStep):
+            text = step.block
+        else:
+            assert isinstance(step, LoopStep)
+            text = step.label
+            only = step.body[0] if len(step.body) == 1 else None
+            if step.item.name is None and isinstance(only, CallStep):
+                text = only.block  # an unnamed repeat of one block: named after the block
+        taken = self.attrs | _module_attrs()
+        attr = identifier(text, taken, "layer")
+        while attr in taken:
+            attr += "_"
+        self.attrs.add(attr)
+        self.step_attr[id(step)] = attr
+        return attr
+
+    # -- references -------------------------------------------------------------------------
+    def shape_of(self, ref: Ref) -> str:
+        if ref.kind == "prev":
+            return "shape"
+        if ref.kind == "input":
+            return self.in_shape
+        if ref.kind == "var":
+            return f"{ref.var.rstrip('_')}_shape"
+        assert ref.a is not None and ref.b is not None
+        return f"({self.shape_of(ref.a)} if {self.src(ref.test)} else {self.shape_of(ref.b)})"
+
+    def tensor(self, ref: Ref, step: Step) -> str:
+        if ref.kind == "prev":
+            return self.prev
+        if ref.kind == "input":
+            if not self.input_var:
+                raise _error(
+                    self.s,
+                    step,
+                    "a repeat's body refers to the input of the block around it",
+                    "move the repeated layers into a block of their own",
+                )
+            return self.input_var
+        if ref.kind == "var":
+            if ref.var not in self.defined:
+                raise _error(
+                    self.s,
+                    step,
+                    f"'{ref.var}' is defined outside this repeat",
+                    "move the repeated layers and what they refer to into one block",
+                )
+            return ref.var
+        assert ref.a is not None and ref.b is not None
+        flag = f"use_{self.tensor(ref.a, step)}"
+        if flag not in self.attrs:
+            self.attrs.add(flag)
+            self.init(f"self.{flag} = {self.src(ref.test)}")
+        return f"({self.tensor(ref.a, step)} if self.{flag} else {self.tensor(ref.b, step)})"
+
+    def ensure_x(self) -> None:
+        if self.prev != "x":
+            self.fwd(f"x = {self.prev}")
+            self.prev = "x"
+
+    # -- steps ------------------------------------------------------------------------------
+    def steps(self, steps: list[Step]) -> None:
+        i = 0
+        while i < len(steps):
+            when = steps[i].when
+            fold = _foldable(steps, i)
+            if fold is not None:
+                self.op(steps[i + 1], fold=(steps[i], fold))  # type: ignore[arg-type]
+                i += 2
+                continue
+            if when is None or when is True:
+                self.step(steps[i])
+                i += 1
+                continue
+            group = [steps[i]]
+            while i + len(group) < len(steps) and steps[i + len(group)].when == when:
+                group.append(steps[i + len(group)])
+            self.conditional(group, when)
+            i += len(group)
+
+    def conditional(self, group: list[Step], when: Any) -> None:
+        modules = [self.attr_for(s) for s in group if self.has_module(s)]
+        for attr in modules:
+            self.init(f"self.{attr} = None")
+        if modules:
+            init_test, fwd_test = self.src(when), f"self.{modules[0]} is not None"
+        else:
+            flag = f"use_{self.attr_for(group[0])}"
+            self.attrs.add(flag)
+            self.init(f"self.{flag} = {self.src(when)}")
+            init_test = fwd_test = f"self.{flag}"
+        self.ensure_x()
+        for var in (v for step in group for v in step.saves):
+            if var not in self.defined:  # bound on both paths (TorchScript needs it); a spec
+                self.fwd(f"{var} = x")  # only reads it where the condition held
+                self.defined.add(var)
+        with self.init_lines.indented(f"if {init_test}:"), self.fwd.indented(f"if {fwd_test}:"):
+            for step in group:
+                self.step(step)
+            self.prev = "x"
+
+    def has_module(self, step: Step) -> bool:
+        if isinstance(step, OpStep):
+            return TORCH_OPS[step.op].module is not None
+        return True
+
+    def step(self, step: Step) -> None:
+        if isinstance(step, OpStep):
+            self.op(step)
+        elif isinstance(step, CallStep):
+            self.call(step)
+        elif isinstance(step, LoopStep):
+            self.loop(step)
+        for var in step.saves:
+            self.init(f"{var.rstrip('_')}_shape = shape")
+            self.fwd(f"{var} = {self.prev}")
+            self.defined.add(var)
+
+    def op(self, step: OpStep, fold: tuple[OpStep, tuple[int, int]] | None = None) -> None:
+        """One op item; `fold` is a symmetric zero pad before it that its padding does (one
+        kernel instead of a padded copy, as hand-written PyTorch does it)."""
+        emitter = TORCH_OPS[step.op]
+        attr = self.attr_for(step)
+        if fold is not None:
+            pad = fold[0]
+            pad_ctx = _Ctx(self, pad, attr, [self.shape_of(r) for r in pad.inputs])
+            self.init(f"shape = {TORCH_OPS['zero_pad2d'].shape(pad_ctx)}")  # type: ignore[misc]
+            names = [n if re.fullmatch(r"\w+", str(n)) else "" for n in (pad.name, step.name)]
+            if all(names):  # (names from templates are left out of comments)
+                self.fwd(f"# {names[0]}: folded into {names[1]}'s padding")
+            step = replace(step, inputs=pad.inputs)
+        ctx = _Ctx(self, step, attr, [self.shape_of(r) for r in step.inputs], fold and fold[1])
+        if emitter.module is not None:
+            extra = ""
+            l2 = step.attrs.get("kernel_l2")
+            if l2 is not None and step.op in ("conv2d", "depthwise_conv2d", "dense"):
+                extra += f", l2={self.src(l2)}"
+            if step.trainable is not True:
+                extra += f", trainable={self.src(step.trainable)}"
+            module = emitter.module(ctx)
+            self.r.helpers.add("keras_layer")
+            self.init(f"self.{attr} = keras_layer({module}, {self.src(step.name)}{extra})")
+        xs = [self.tensor(r, step) for r in step.inputs]
+        self.fwd(f"x = {emitter.forward(ctx, xs, f'self.{attr}')}")
+        self.prev = "x"
+        if emitter.shape is not None:
+            self.init(f"shape = {emitter.shape(ctx)}")
+        elif ctx.shape != "shape":  # the input's shape, which is not the running one
+            self.init(f"shape = {ctx.shape}")
+
+    def block_args(self, block: Block, step: CallStep) -> list[str]:
+        args = []
+        for key, decl in block.args.items():
+            if key in step.args:
+                value = self.src(coerce_constant(step.args[key], decl))
+                args.append(f"{self.s.name(key)}={value}")
+        return args + [f"{self.s.name(p)}={self.s.name(p)}" for p in block.params]
+
+    def call(self, step: CallStep) -> None:
+        block = self.s.blocks[step.block]
+        attr = self.attr_for(step)
+        source = step.input or Ref("prev")
+        args = ", ".join([self.shape_of(source), *self.block_args(block, step)])
+        self.init(f"self.{attr} = {block.cls}({args})")
+        self.init(f"shape = self.{attr}.out_shape")
+        self.fwd(f"x = self.{attr}({self.tensor(source, step)})")
+        self.prev = "x"
+
+    def loop(self, step: LoopStep) -> None:
+        attr = self.attr_for(step)
+        if step.input is not None:
+            self.init(f"shape = {self.shape_of(step.input)}")
+        self.init(f"self.{attr} = nn.Sequential()")
+        self.loop_init(step, f"self.{attr}", 0)
+        source = self.tensor(step.input, step) if step.input is not None else self.prev
+        self.fwd(f"x = self.{attr}({source})")
+        self.prev = "x"
+
+    def loop_init(self, step: LoopStep, target: str, depth: int) -> None:
+        with self.init_lines.indented(
+            f"for {step.var} in range({loop_bounds(self.src(step.count), step.start)}):"
+        ):
+            body = step.body
+            only = body[0] if len(body) == 1 else None
+            plain = only is not None and only.when is None and not only.saves
+            if plain and isinstance(only, CallStep) and only.input is None:
+                block = self.s.blocks[only.block]
+                args = ", ".join(["shape", *self.block_args(block, only)])
+                self.init(f"block = {block.cls}({args})")
+                self.init(f"{target}.append(block)")
+                self.init("shape = block.out_shape")
+            elif plain and isinstance(only, LoopStep) and only.input is None and depth < 3:
+                inner = ["inner", "inner2", "inner3"][depth]
+                self.init(f"{inner} = nn.Sequential()")
+                self.loop_init(only, inner, depth + 1)
+                self.init(f"{target}.append({inner})")
+            else:
+                cls, names = self.r.body_class(step, self)
+                args = ", ".join(["shape", *(n if "=" in n else f"{n}={n}" for n in names)])
+                self.init(f"layer = {cls}({args})")
+                self.init(f"{target}.append(layer)")
+                self.init("shape = layer.out_shape")
+
+
+class _Renderer:
+    def __init__(self, s: Structure):
+        self.s = s
+        self.helpers: set[str] = set()
+        self.classes: list[str] = []
+        self.class_names = {b.cls for b in s.blocks.values()}
+        self.uses_math = False
+
+    def py_type(self, spec_name: str, block: Block | None) -> str:
+        params = self.s.compiled.loaded.spec.params
+        if block is not None and spec_name in block.args:
+            return PY_TYPES[block.args[spec_name].type]
+        if spec_name in params:
+            return PY_TYPES[params[spec_name].type]
+        return "int"  # a loop variable
+
+    def block_class(self, block: Block) -> None:
+        cls = _Class(self, block.cls, "in_shape", "inputs")
+        args = ["self", "in_shape: tuple[int, ...]"]
+        kw, computed = block_signature(self.s, block)
+        computed_defaults(cls.init_lines, cls.values, block.args, computed)
+        cls.init("shape = in_shape")
+        cls.defined.add("inputs")
+        cls.steps(block.body)
+        cls.init("self.out_shape = shape")
+        signature = ", ".join(args + (["*", *kw] if kw else []))
+        self.classes.append(self.class_source(cls, block.doc, signature, "inputs"))
+
+    def body_class(self, step: LoopStep, outer: _Class) -> tuple[str, list[str]]:
+        """A class for one iteration of a repeat whose body is more than one block call."""
+        name = class_name(step.label, self.class_names | RESERVED)
+        self.class_names.add(name)
+        names = set()
+        for st in walk(step.body):
+            names |= step_names(st)
+            if isinstance(st, CallStep):
+                names |= set(self.s.blocks[st.block].params)
+        bound = {st.item.var for st in walk(step.body) if isinstance(st, LoopStep)}
+        spec_names = [n for n in self.s.names if n in names - bound]
+        cls = _Class(self, name, "in_shape", "")
+        cls.prev = "x"
+        kw = [f"{self.s.name(n)}: {self.py_type(n, None)}" for n in spec_names]
+        args = [f"{self.s.name(n)}" for n in spec_names]
+        if "in_shape" in names:
+            kw.append("in_shape: tuple[int, ...]")
+        cls.steps(step.body)
+        cls.init("self.out_shape = shape")
+        signature = ", ".join(["self", "shape: tuple[int, ...]", *(["*", *kw] if kw else [])])
+        doc = f"One iteration of the repeat '{step.label}'."
+        self.classes.append(self.class_source(cls, doc, signature, "x"))
+        if "in_shape" in names:
+            args.append(f"in_shape={outer.in_shape}")
+        return name, args
+
+    def class_source(self, cls: _Class, doc: str, signature: str, fwd_arg: str) -> str:
+        out = Lines()
+        with out.indented(f"class {cls.name}(nn.Module):"):
+            out.doc(doc or f"The spec's block '{cls.name}'.")
+            out()
+            with out.indented(f"def __init__({signature}) -> None:"):
+                out("super().__init__()")
+                out.lines += prune_dead_stores(cls.init_lines.lines, _SHAPES)
+            out()
+            with out.indented(f"def forward(self, {fwd_arg}: Tensor) -> Tensor:"):
+                out.lines += cls.fwd.lines
+                out(f"return {cls.prev}")
+        return out.text()
+
+
+def _model_class(r: _Renderer, cls_name: str) -> str:
+    s = r.s
+    compiled = s.compiled
+    spec = compiled.loaded.spec
+    first = f"{s.inputs[0][0].rstrip('_')}_shape"
+    cls = _Class(r, cls_name, first, s.inputs[0][0])
+    kw, computed = param_signature(s)
+    computed_defaults(cls.init_lines, cls.values, spec.params, computed)
+    for var, shape in s.inputs:
+        cls.init(f"{var.rstrip('_')}_shape = {cls.src(shape)}")
+        cls.defined.add(var)
+    cls.init(f"shape = {s.inputs[-1][0].rstrip('_')}_shape")
+    cls.prev = s.inputs[-1][0]
+    cls.steps(s.body)
+    outs = [cls.tensor(ref, Step(("outputs",), None, None)) for ref in s.outputs]
+    cls.init(
+        "self.keras_layers = {m.keras_name: name for name, m in self.named_modules() "
+        'if hasattr(m, "keras_name")}'
+    )
+    cls.init("self.reset_parameters()")
+    inputs = ", ".join(f"{v}: Tensor" for v, _ in s.inputs)
+    out = Lines()
+    with out.indented(f"class {cls_name}(nn.Module):"):
+        out.doc(
+            (spec.doc.strip() or "The network of the spec.")
+            + "\n\nTakes NCHW input of shape (batch, *INPUT_SHAPE)."
+        )
+        out()
+        with out.indented(
+            f"def __init__(self, {', '.join(kw)}) -> None:" if kw else "def __init__(self) -> None:"
+        ):
+            out("super().__init__()")
+            out.lines += prune_dead_stores(cls.init_lines.lines, _SHAPES)
+        out()
+        returns = "Tensor" if len(outs) == 1 else "tuple[Tensor, ...]"
+        with out.indented(f"def forward(self, {inputs}) -> {returns}:"):
+            out.lines += cls.fwd.lines
+            out(f"return {', '.join(outs)}")
+    return out.text()
+
+
+def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) -> str:
+    """The generated PyTorch source of a compiled spec (formatted, byte-deterministic)."""
+    s = analyse(compiled)
+    r = _Renderer(s)
+    for block in s.blocks.values():
+        r.block_class(block)
+    cls_name = class_name(compiled.graph.name, r.class_names | GENERATED_NAMES)
+    model = _model_class(r, cls_name)
+    used = functions_used_by(s)
+    body = "\n\n\n".join([*r.classes, model])
+    needed, todo = set(), list(r.helpers)
+    while todo:  # helpers and the helpers they call
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo += _NEEDS.get(name, ())
+    helpers = [helper_source(h) for h in _HELPER_ORDER if h in needed]
+    if "make_divisible" in used:
+        helpers.insert(0, helper_source("make_divisible"))
+    ctx = header_context(compiled, out_dir)
+    graph = compiled.graph
+    ctx.update(
+        cls=cls_name,
+        classes=body,
+        helpers=helpers,
+        uses_math=bool(used & {"ceil", "floor"})
+        or "math.prod" in body
+        or any("math." in h for h in helpers),
+        uses_f="F." in body or any("F." in h for h in helpers),
+        frozen=any(
+            isinstance(st, OpStep) and st.op == "batch_norm" and st.trainable is not True
+            for st in walk(s.body) + [x for b in s.blocks.values() for x in walk(b.body)]
+        ),
+        own_reset=[h for h in ("KerasDepthwiseConv2d", "KerasBatchNorm") if h in needed],
+        torch_input_shape=input_shape(graph.node(graph.inputs[0]).shape or ()),
+        **variants_context(compiled),
+    )
+    return formatted(environment().get_template("torch.py.jinja").render(ctx))
+
+
+def _foldable(steps: list[Step], i: int) -> tuple[int, int] | None:
+    """(top, left) when steps[i] is a symmetric, constant zero pad read only by steps[i + 1],
+    a 'valid' convolution; None otherwise."""
+    if i + 1 >= len(steps):
+        return None
+    pad, conv = steps[i], steps[i + 1]
+    if not (isinstance(pad, OpStep) and isinstance(conv, OpStep)):
+        return None
+    if pad.op != "zero_pad2d" or conv.op not in ("conv2d", "depthwise_conv2d"):
+        return None
+    if pad.when is not None or conv.when is not None or pad.saves or conv.inputs != [Ref("prev")]:
+        return None
+    if conv.attrs.get("padding", "valid") != "valid" or not is_constant(
+        pad.attrs.get("padding", 1)
+    ):
+        return None
+    left, right, top, bottom = torch_pads(constant(pad.attrs.get("padding", 1)))
+    return (top, left) if (left, top) == (right, bottom) else None
+
+
+_HELPER_ORDER = [
+    "keras_layer",
+    "pair",
+    "window_shape",
+    "same_pad",
+    "same_pads",
+    "KerasConv2d",
+    "KerasDepthwiseConv2d",
+    "KerasMaxPool2d",
+    "KerasAvgPool2d",
+    "torch_pads",
+    "zero_pad_shape",
+    "reshape_shape",
+    "KerasBatchNorm",
+    "torch_dim",
+    "concat_shape",
+    "activate",
+]
+_NEEDS: dict[str, set[str]] = {
+    "window_shape": {"pair"},
+    "same_pads": {"same_pad"},
+    "KerasConv2d": {"same_pads"},
+    "KerasDepthwiseConv2d": {"KerasConv2d", "same_pads"},
+    "KerasMaxPool2d": {"pair", "same_pads"},
+    "KerasAvgPool2d": {"pair", "same_pads"},
+    "torch_pads": {"pair"},
+    "zero_pad_shape": {"torch_pads", "pair"},
+}
+
+
+def input_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Channels-last logical shape -> the NC... shape a PyTorch model takes."""
+    return (shape[-1], *shape[:-1])
