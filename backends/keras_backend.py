@@ -27,6 +27,7 @@ from .structure import (
     Structure,
     analyse,
     functions_used_by,
+    walk,
 )
 from .writer import (
     Lines,
@@ -176,8 +177,16 @@ def _build_model(s: Structure) -> tuple[str, bool]:
         outs = [fn.ref(r) for r in s.outputs]
         model_in = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
         model_out = outs[0] if len(outs) == 1 else "[" + ", ".join(outs) + "]"
+        if _repeats(s):  # the depth is a parameter
+            out("# Keras walks the graph recursively, a few frames a layer: allow deep networks")
+            out("sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))")
         out(f"return keras.Model({model_in}, {model_out}, name={literal(spec.name)})")
     return out.text(), fn.uses_regularizers
+
+
+def _repeats(s: Structure) -> bool:
+    steps = walk(s.body) + [step for b in s.blocks.values() for step in walk(b.body)]
+    return any(isinstance(step, LoopStep) for step in steps)
 
 
 def _build_doc(s: Structure) -> str:
@@ -202,6 +211,7 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     ctx.update(
         functions=functions,
         uses_regularizers=uses_regularizers,
+        uses_sys=_repeats(s),
         uses_math=bool(used & {"ceil", "floor"}),
         helpers=[helper_source("make_divisible")] if "make_divisible" in used else [],
         **variants_context(compiled),

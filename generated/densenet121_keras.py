@@ -4,6 +4,8 @@ Regenerate with `archc compile SPEC --backend keras`, SPEC being SPEC["path"] be
 (relative to this file's folder), with the variant and overrides SPEC records.
 """
 
+import sys
+
 import keras
 from keras import layers
 
@@ -66,4 +68,6 @@ def build_model(
     x = layers.Activation("relu", name="relu")(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    # Keras walks the graph recursively, a few frames a layer: allow deep networks
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     return keras.Model(input_layer, x, name="densenet121")

@@ -5,6 +5,8 @@ Regenerate with `archc compile SPEC --backend keras`, SPEC being SPEC["path"] be
 Variants: `build_model(**VARIANTS[name])`; VARIANT_COUNTS has their parameter counts.
 """
 
+import sys
+
 import keras
 from keras import layers
 
@@ -74,4 +76,6 @@ def build_model(
             )
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    # Keras walks the graph recursively, a few frames a layer: allow deep networks
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     return keras.Model(input_layer, x, name="resnet50")

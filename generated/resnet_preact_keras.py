@@ -4,6 +4,8 @@ Regenerate with `archc compile SPEC --backend keras`, SPEC being SPEC["path"] be
 (relative to this file's folder), with the variant and overrides SPEC records.
 """
 
+import sys
+
 import keras
 from keras import layers, regularizers
 
@@ -83,4 +85,6 @@ def build_model(
     x = layers.AveragePooling2D(input_shape[0] // 2, name="avg_pool")(x)
     x = layers.Flatten(name="flat")(x)
     x = layers.Dense(nb_classes, activation="softmax", name="fc10")(x)
+    # Keras walks the graph recursively, a few frames a layer: allow deep networks
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     return keras.Model(input_3, x, name="rnpa")

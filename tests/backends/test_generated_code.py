@@ -124,3 +124,21 @@ def test_torch_models_script_and_export(name: str) -> None:
         torch.testing.assert_close(scripted(x), want, rtol=1e-5, atol=1e-6)
         exported = torch.export.export(model, (x,))
         torch.testing.assert_close(exported.module()(x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_thousand_layer_resnet_builds_in_keras() -> None:
+    """num_stages=333 (3,337 layers, ResNet-1001's depth): Keras' functional graph walk
+    recurses per layer, and the generated build_model allows for it. Count: each stage adds
+    BN-a 4*128 + conv-a 128*32 + BN-b 4*32 + conv-b 9*32*32 + BN-c 4*32 + conv-c 32*128+128
+    = 18,304 parameters to the seed's five stages."""
+    per_stage = 4 * 128 + 128 * 32 + 4 * 32 + 9 * 32 * 32 + 4 * 32 + 32 * 128 + 128
+    model = module("resnet_preact_keras").build_model(num_stages=333)
+    assert len(model.layers) == 3_337
+    assert keras_counts(model).total == 96_133 + (333 - 5) * per_stage == 6_099_845
+
+
+def test_a_thousand_layer_resnet_builds_in_pytorch() -> None:
+    model = module("resnet_preact_torch").build_model(num_stages=333)
+    assert torch_counts(model).total == 6_099_845
+    with torch.no_grad():
+        assert tuple(model.eval()(torch.randn(1, 3, 32, 32)).shape) == (1, 5)
