@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -92,7 +94,48 @@ class Collector:
 
     def raise_if_any(self) -> None:
         if self.items:
-            raise SpecError(self.items)
+            raise SpecError(merged(self.items))
+
+
+def merged(diagnostics: Sequence[Diagnostic]) -> list[Diagnostic]:
+    """One diagnostic per mistake: the same error met in every iteration of a repeat (or in
+    every call of a block) is reported once, its path naming them all ('stage 1-6')."""
+    groups: dict[tuple[Any, ...], list[Diagnostic]] = {}
+    for d in diagnostics:
+        key = (d.code, d.message, d.location, d.hint, d.related, d.detail)
+        groups.setdefault(key, []).append(d)
+    out = []
+    for same in groups.values():
+        paths = list(dict.fromkeys(d.path for d in same))
+        out.append(dataclasses.replace(same[0], path=_joined_paths(paths)))
+    return out
+
+
+_ITERATION = re.compile(r"(.*) (-?\d+)")
+
+
+def _joined_paths(paths: list[str]) -> str:
+    if len(paths) == 1:
+        return paths[0]
+    split = [p.split(" > ") for p in paths]
+    if len({len(parts) for parts in split}) == 1:
+        joined = []
+        for segments in zip(*split, strict=True):
+            if len(set(segments)) == 1:
+                joined.append(segments[0])
+                continue
+            found = [_ITERATION.fullmatch(seg) for seg in segments]
+            labels = {m.group(1) for m in found if m}
+            if not all(found) or len(labels) != 1:
+                break
+            numbers = sorted({int(m.group(2)) for m in found if m})
+            if numbers == list(range(numbers[0], numbers[-1] + 1)):
+                joined.append(f"{labels.pop()} {numbers[0]}-{numbers[-1]}")
+            else:
+                joined.append(f"{labels.pop()} " + ", ".join(map(str, numbers)))
+        else:
+            return " > ".join(joined)
+    return f"{paths[0]} (and {len(paths) - 1} more)"
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
