@@ -27,6 +27,7 @@ from .structure import (
     Structure,
     analyse,
     functions_used_by,
+    model_name,
     walk,
 )
 from .writer import (
@@ -180,7 +181,7 @@ def _build_model(s: Structure) -> tuple[str, bool]:
         if _repeats(s):  # the depth is a parameter
             out("# Keras walks the graph recursively, a few frames a layer: allow deep networks")
             out("sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))")
-        out(f"return keras.Model({model_in}, {model_out}, name={literal(spec.name)})")
+        out(f"return keras.Model({model_in}, {model_out}, name={literal(model_name(s))})")
     return out.text(), fn.uses_regularizers
 
 

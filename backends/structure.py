@@ -139,6 +139,13 @@ def _error(compiled: Compiled, path: PathKey, message: str, hint: str) -> SpecEr
     return SpecError([Diagnostic("E120", message, loc, hint=hint)])
 
 
+def model_name(s: Structure) -> str:
+    """The model's name: the spec's, qualified by the variant it was compiled for."""
+    compiled = s.compiled
+    name = compiled.loaded.spec.name
+    return name if compiled.variant is None else f"{name}_{compiled.variant}"
+
+
 def class_name(name: str, taken: set[str]) -> str:
     parts = [p for p in re.split(r"[^0-9A-Za-z]+", name) if p]
     out = "".join(p[:1].upper() + p[1:] for p in parts) or "Model"

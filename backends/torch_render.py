@@ -32,6 +32,7 @@ from .structure import (
     class_name,
     functions_used_by,
     identifier,
+    model_name,
     step_names,
     walk,
 )
@@ -470,7 +471,7 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     r = _Renderer(s)
     for block in s.blocks.values():
         r.block_class(block)
-    cls_name = class_name(compiled.graph.name, r.class_names | GENERATED_NAMES)
+    cls_name = class_name(model_name(s), r.class_names | GENERATED_NAMES)
     model = _model_class(r, cls_name)
     used = functions_used_by(s)
     body = "\n\n\n".join([*r.classes, model])

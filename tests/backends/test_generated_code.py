@@ -142,3 +142,19 @@ def test_a_thousand_layer_resnet_builds_in_pytorch() -> None:
     assert torch_counts(model).total == 6_099_845
     with torch.no_grad():
         assert tuple(model.eval()(torch.randn(1, 3, 32, 32)).shape) == (1, 5)
+
+
+def test_a_variant_compiled_on_its_own_is_named_after_it(tmp_path: Path) -> None:
+    from backends.compile import compile_to_file
+
+    for backend in ("keras", "torch"):
+        result = compile_to_file(
+            ROOT / "specs" / "resnet50.yaml", backend, tmp_path, variant="resnet152", verify=False
+        )
+        assert result.path.name == f"resnet50_resnet152_{backend}.py"
+        source = result.source
+        assert "Resnet50(" not in source and '"resnet50"' not in source
+        if backend == "torch":
+            assert "class Resnet50Resnet152(nn.Module):" in source
+        else:
+            assert 'name="resnet50_resnet152"' in source
