@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from .attributes import given_attributes, validate_attributes
 from .diagnostics import (
     Collector,
     Diagnostic,
@@ -28,11 +28,12 @@ from .infer import infer_node
 from .ir import Expansion, Graph, Node, Origin, Shape
 from .load import LoadedSpec
 from .names import SHAPE_NAMES, check_name
-from .ops import describe, field_types, load_all
+from .ops import load_all
 from .ops.core import InputAttrs
 from .params import ParamTypeError, coerce
-from .schema import RESERVED_REFS, BlockCall, Repeat
-from .template import is_template, render
+from .references import References, Scope
+from .schema import BlockCall, Repeat
+from .template import render
 from .yaml_loader import PathKey
 
 MAX_NODES = 100_000
@@ -41,21 +42,11 @@ MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 32
 
 
-@dataclass
-class _Scope:
-    env: dict[str, Any]
-    input: str | None
-    prev: str | None
-    path: tuple[str, ...]
-    ids: dict[str, str] = field(default_factory=dict)
-    blocks: tuple[str, ...] = ()
-
-
 class _Abort(Exception):
     """Stop expanding (a limit was hit); the collected diagnostics say why."""
 
 
-class _Expander:
+class _Expander(References):
     def __init__(self, loaded: LoadedSpec, params: dict[str, Any]):
         self.spec = loaded.spec
         self.doc = loaded.doc
@@ -78,7 +69,7 @@ class _Expander:
         code: str,
         message: str,
         where: PathKey | Location | None,
-        scope: _Scope | None,
+        scope: Scope | None,
         hint: str = "",
         key: bool = False,
         related: tuple[tuple[str, Location], ...] = (),
@@ -90,7 +81,7 @@ class _Expander:
         self.errors.add(Diagnostic(code, message, loc, path, hint, related))
 
     def render(
-        self, value: Any, env: dict[str, Any], where: PathKey, scope: _Scope, what: str
+        self, value: Any, env: dict[str, Any], where: PathKey, scope: Scope, what: str
     ) -> tuple[bool, Any]:
         try:
             return True, render(value, env)
@@ -113,7 +104,7 @@ class _Expander:
             children, self.trace = tuple(self.trace), outer
             self.trace.append(Expansion(kind, tuple(where), label, values, True, children))
 
-    def mark_broken(self, scope: _Scope, name: str | None) -> None:
+    def mark_broken(self, scope: Scope, name: str | None) -> None:
         if name is None:
             self._broken_seq += 1
             name = f"<broken {self._broken_seq}>"
@@ -122,7 +113,7 @@ class _Expander:
 
     # -- graph ----------------------------------------------------------------------------
     def run(self) -> Graph:
-        scope = _Scope(env=dict(self.params), input=None, prev=None, path=())
+        scope = Scope(env=dict(self.params), input=None, prev=None, path=())
         inputs = [self.input(i, decl, scope) for i, decl in enumerate(self.spec.inputs)]
         scope.input = inputs[0] if inputs else None
         scope.prev = inputs[-1] if inputs else None
@@ -141,7 +132,7 @@ class _Expander:
         nodes, trace = tuple(self.nodes), tuple(self.trace)
         return Graph(self.spec.name, nodes, tuple(inputs), tuple(outputs), trace)
 
-    def input(self, i: int, decl: Any, scope: _Scope) -> str:
+    def input(self, i: int, decl: Any, scope: Scope) -> str:
         """Add a graph input; on failure its name is marked broken (nothing cascades)."""
         where = ("inputs", i)
         ok, shape = self.render(decl.shape, scope.env, (*where, "shape"), scope, "input shape")
@@ -175,7 +166,7 @@ class _Expander:
         attrs: Any,
         inputs: tuple[str, ...],
         trainable: bool,
-        scope: _Scope,
+        scope: Scope,
     ) -> str | None:
         if self.name_problem(name, where, scope):
             return None
@@ -198,7 +189,7 @@ class _Expander:
         self.trace.append(Expansion("op", tuple(where), name, node=name))
         return name
 
-    def name_problem(self, name: Any, where: PathKey, scope: _Scope) -> bool:
+    def name_problem(self, name: Any, where: PathKey, scope: Scope) -> bool:
         """Report an unusable or duplicate layer name; True when there was one."""
         why = check_name(name)
         if why:
@@ -246,83 +237,12 @@ class _Expander:
             if name not in self.defined:
                 return name
 
-    def ref(self, raw: Any, where: PathKey, scope: _Scope) -> str | None:
-        ok, name = self.render(raw, scope.env, where, scope, "reference")
-        if not ok:
-            return None
-        return self.resolve(name, where, scope)
-
-    def resolve(self, name: Any, where: PathKey, scope: _Scope) -> str | None:
-        """The node a reference names ('prev', 'input', an id or a layer name)."""
-        if not isinstance(name, str):
-            self.error(
-                "E053",
-                f"a reference must be a layer name, got {short_repr(name)}",
-                where,
-                scope,
-                hint="one name per reference; an expression may give a list of names "
-                "for all the inputs: inputs: \"${['a', 'b']}\"",
-            )
-            return None
-        if name == "prev":
-            if scope.prev is None:
-                self.error("E050", "'prev' has no previous layer here", where, scope)
-            return scope.prev
-        if name == "input":
-            if scope.input is None:
-                self.error("E050", "'input' has no input here", where, scope)
-            return scope.input
-        if name in scope.ids:
-            return scope.ids[name]
-        if name in self.defined or name in self.broken:
-            return str(name)
-        known = [
-            *self.defined,
-            *scope.ids,
-            *RESERVED_REFS,
-            *(b for b in self.broken if "<" not in b),
-        ]
-        self.error(
-            "E051",
-            f"undefined layer '{name}'",
-            where,
-            scope,
-            hint=did_you_mean(str(name), known)
-            or "a reference names an earlier layer, a local id, 'prev' or 'input'",
-        )
-        return None
-
-    def refs(self, item: Any, where: PathKey, scope: _Scope) -> tuple[str, ...] | None:
-        if item.inputs is None:
-            if scope.prev is None:
-                self.error("E050", "this layer has no input", where, scope)
-                return None
-            return (scope.prev,)
-        if isinstance(item.inputs, str) and is_template(item.inputs):
-            where = (*where, "inputs")
-            ok, names = self.render(item.inputs, scope.env, where, scope, "inputs")
-            if not ok:
-                return None
-            if isinstance(names, list):  # an expression giving every input's name
-                found = [self.resolve(n, where, scope) for n in names]
-                return None if any(f is None for f in found) else tuple(f for f in found if f)
-            found_one = self.resolve(names, where, scope)
-            return None if found_one is None else (found_one,)
-        raw = [item.inputs] if isinstance(item.inputs, str) else item.inputs
-        paths = (
-            [(*where, "inputs")]
-            if isinstance(item.inputs, str)
-            else [(*where, "inputs", i) for i in range(len(raw))]
-        )
-        out = [self.ref(r, p, scope) for r, p in zip(raw, paths, strict=True)]
-        return None if any(o is None for o in out) else tuple(o for o in out if o)
-
     # -- items ----------------------------------------------------------------------------
-    def items(self, items: list[Any], where: PathKey, scope: _Scope) -> None:
+    def items(self, items: list[Any], where: PathKey, scope: Scope) -> None:
         for i, item in enumerate(items):
             self.item(item, (*where, i), scope)
 
-    def item(self, item: Any, where: PathKey, scope: _Scope) -> None:
+    def item(self, item: Any, where: PathKey, scope: Scope) -> None:
         self.visited += 1
         if self.visited > MAX_ITEMS:
             self.error(
@@ -359,7 +279,7 @@ class _Expander:
             return self.repeat(item, where, scope)
         return self.op(item, where, scope)
 
-    def op(self, item: Any, where: PathKey, scope: _Scope) -> None:
+    def op(self, item: Any, where: PathKey, scope: Scope) -> None:
         """Every part of an op item is checked, even when one part fails, so independent
         mistakes are all reported; a failed item is marked broken (no cascades)."""
         opdef = self.ops[item.op]
@@ -398,7 +318,7 @@ class _Expander:
         return None
 
     def check_arity(
-        self, opdef: Any, item: Any, inputs: tuple[str, ...], where: PathKey, scope: _Scope
+        self, opdef: Any, item: Any, inputs: tuple[str, ...], where: PathKey, scope: Scope
     ) -> bool:
         n = len(inputs)
         if n >= opdef.min_inputs and (opdef.max_inputs is None or n <= opdef.max_inputs):
@@ -417,45 +337,25 @@ class _Expander:
         )
         return False
 
-    def attrs(self, item: BaseModel, opdef: Any, where: PathKey, scope: _Scope) -> Any:
-        values: dict[str, Any] = {}
-        source: dict[str, PathKey] = {}
-        user = {f.name for f in opdef.user_fields}
-        for key, value in self.spec.defaults.get(opdef.name, {}).items():
-            if key in user:
-                values[key], source[key] = value, ("defaults", opdef.name, key)
-        for key in item.model_fields_set & user:
-            values[key], source[key] = getattr(item, key), (*where, key)
+    def attrs(self, item: BaseModel, opdef: Any, where: PathKey, scope: Scope) -> Any:
+        """The op's attributes: per-op defaults, then the item's own values, rendered in the
+        item's scope and validated; None (reported) if any is wrong."""
+        given = given_attributes(item, opdef, self.spec.defaults, where)
         resolved: dict[str, Any] = {}
         ok = True
-        for key, value in values.items():
+        for key, (value, source) in given.items():
             good, resolved[key] = self.render(
-                value, scope.env, source[key], scope, f"{opdef.name}.{key}"
+                value, scope.env, source, scope, f"{opdef.name}.{key}"
             )
             ok = ok and good
         if not ok:
             return None
-        try:
-            return opdef.adapter().validate_python(resolved)
-        except ValidationError as exc:
-            types = field_types(opdef.attrs)
-            for err in exc.errors():
-                key = str(err["loc"][0]) if err["loc"] else ""
-                got = resolved.get(key)
-                what = describe(types[key]) if key in types else ""
-                msg = f"{err['msg'][0].lower()}{err['msg'][1:]}"
-                if err["type"] in ("too_long", "too_short") and "[height, width]" in what:
-                    msg = f"expected 2 values [height, width], got {len(got or ())}"
-                self.error(
-                    "E032",
-                    f"invalid {opdef.name}.{key} {short_repr(got)}: {msg}",
-                    source.get(key, where),
-                    scope,
-                    hint=f"'{key}' of {opdef.name}: {what}" if what else "",
-                )
-            return None
+        attrs, problems = validate_attributes(opdef, resolved)
+        for key, message, hint in problems:
+            self.error("E032", message, given[key][1] if key in given else where, scope, hint)
+        return attrs
 
-    def call(self, item: BlockCall, where: PathKey, scope: _Scope) -> None:
+    def call(self, item: BlockCall, where: PathKey, scope: Scope) -> None:
         blocks = self.spec.blocks
         if item.block not in blocks:
             self.error(
@@ -533,7 +433,7 @@ class _Expander:
         if not ok or inputs is None or any(i in self.broken for i in inputs):
             return self.mark_broken(scope, None)
         label = f"block {item.block}"
-        inner = _Scope(
+        inner = Scope(
             env, inputs[0], inputs[0], (*scope.path, label), {}, (*scope.blocks, item.block)
         )
         args = tuple((k, env[k]) for k in block.args)
@@ -544,7 +444,7 @@ class _Expander:
             scope.ids[item.id] = inner.prev
         return None
 
-    def repeat(self, item: Repeat, where: PathKey, scope: _Scope) -> None:
+    def repeat(self, item: Repeat, where: PathKey, scope: Scope) -> None:
         ok, count = self.render(item.repeat, scope.env, (*where, "repeat"), scope, "repeat")
         if not ok:
             return self.mark_broken(scope, None)
@@ -577,10 +477,10 @@ class _Expander:
         return None
 
     def iterations(
-        self, item: Repeat, where: PathKey, scope: _Scope, count: int, label: str
+        self, item: Repeat, where: PathKey, scope: Scope, count: int, label: str
     ) -> None:
         for i in range(item.start, item.start + count):
-            inner = _Scope(
+            inner = Scope(
                 {**scope.env, item.var: i},
                 scope.input,
                 scope.prev,
