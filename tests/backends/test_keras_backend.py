@@ -318,7 +318,7 @@ def test_op_case_live_model_matches_ir(op: str, i: int, tmp_path: Path) -> None:
 def test_op_case_generated_source_matches_ir(op: str, i: int, tmp_path: Path) -> None:
     spec = write_case(tmp_path, op, i)
     result = compile_to_file(spec, "keras", tmp_path / "out")  # verifies counts on the way
-    assert result.changed and result.counts == result.compiled.graph.counts
+    assert result.changed
     assert result.path.read_text(encoding="utf-8") == result.source
     module = import_source(result.source, result.path.stem)
     assert result.compiled.graph.counts.as_dict() == module.PARAMS

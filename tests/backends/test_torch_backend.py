@@ -750,5 +750,4 @@ def test_committed_generated_torch_file_is_fresh(
     spec: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(ROOT)
-    result = compile_to_file(f"specs/{spec}", "torch", "generated", check=True)
-    assert result.path.read_text(encoding="utf-8") == result.source
+    compile_to_file(f"specs/{spec}", "torch", "generated", check=True)  # E093 if stale
