@@ -21,6 +21,7 @@ class Ctx(Protocol):
     shape: str  # the first input's shape (source)
     shapes: list[str]  # every input's shape
     rank: int | None  # the first input's rank, when the compiled graph knows it
+    module: str  # the module's attribute (self.<name>), for ops that have one
     fold: tuple[int, int] | None  # a symmetric zero pad before a 'valid' conv, done by it
 
     def attr(self, key: str) -> str | None: ...  # None when the spec leaves the default
@@ -268,7 +269,7 @@ TORCH_OPS: dict[str, TorchOp] = {
     "conv2d": TorchOp(
         _conv_forward,
         _conv_module,
-        lambda c: _window_shape(c, c.attr("filters") or "", "kernel", "strides"),
+        lambda c: _window_shape(c, f"{c.module}.out_channels", "kernel", "strides"),
         {
             "kernel": Binding("weight", lambda a: a.transpose(3, 2, 0, 1), _conv_kernel_to_keras),
             **_BIAS,
@@ -277,14 +278,7 @@ TORCH_OPS: dict[str, TorchOp] = {
     "depthwise_conv2d": TorchOp(
         _conv_forward,
         _depthwise_module,
-        lambda c: _window_shape(
-            c,
-            f"{c.shape}[-1] * {c.attr('depth_multiplier')}"
-            if c.attr("depth_multiplier")
-            else f"{c.shape}[-1]",
-            "kernel",
-            "strides",
-        ),
+        lambda c: _window_shape(c, f"{c.module}.out_channels", "kernel", "strides"),
         {"depthwise_kernel": Binding("weight", _dw_to_torch, _dw_to_keras), **_BIAS},
     ),
     "batch_norm": TorchOp(
@@ -321,7 +315,7 @@ TORCH_OPS: dict[str, TorchOp] = {
     "dense": TorchOp(
         _dense_forward,
         _dense_module,
-        lambda c: f"(*{c.shape}[:-1], {c.attr('units')})",
+        lambda c: f"(*{c.shape}[:-1], {c.module}.out_features)",
         {"kernel": Binding("weight", lambda a: a.T, lambda a, shape: a.T), **_BIAS},
     ),
     "dropout": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", lambda c: f"nn.Dropout({c.attr('rate')})"),

@@ -86,6 +86,7 @@ class _Ctx:
         self.shapes = shapes
         self.shape = shapes[0]
         self.rank = next(iter(step.ranks)) if len(step.ranks) == 1 else None
+        self.module = f"self.{attr}"
 
     def attr(self, key: str) -> str | None:
         if key not in self.step.attrs:

@@ -85,14 +85,14 @@ class ConvBlock(nn.Module):
         self.conv1 = keras_layer(
             nn.Conv2d(shape[-1], 4 * growth_rate, 1, bias=False), f"{prefix}_1_conv"
         )
-        shape = (*shape[:-1], 4 * growth_rate)
+        shape = (*shape[:-1], self.conv1.out_channels)
         self.bn1 = keras_layer(
             KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_1_bn"
         )
         self.conv2 = keras_layer(
             nn.Conv2d(shape[-1], growth_rate, 3, padding="same", bias=False), f"{prefix}_2_conv"
         )
-        shape = (*shape[:-1], growth_rate)
+        shape = (*shape[:-1], self.conv2.out_channels)
         shape = (*in_shape[:-1], in_shape[-1] + shape[-1])
         self.out_shape = shape
 
@@ -119,7 +119,7 @@ class Transition(nn.Module):
         self.conv = keras_layer(
             nn.Conv2d(shape[-1], int(in_shape[-1] * reduction), 1, bias=False), f"{prefix}_conv"
         )
-        shape = (*shape[:-1], int(in_shape[-1] * reduction))
+        shape = (*shape[:-1], self.conv.out_channels)
         self.pool = keras_layer(nn.AvgPool2d(2, stride=2), f"{prefix}_pool")
         shape = window_shape(shape, shape[-1], 2, 2, "valid")
         self.out_shape = shape
@@ -184,7 +184,7 @@ class Densenet121(nn.Module):
         self.conv1_conv = keras_layer(
             nn.Conv2d(shape[-1], 64, 7, stride=2, padding=(3, 3), bias=False), "conv1_conv"
         )
-        shape = window_shape(shape, 64, 7, 2, "valid")
+        shape = window_shape(shape, self.conv1_conv.out_channels, 7, 2, "valid")
         self.conv1_bn = keras_layer(
             KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), "conv1_bn"
         )

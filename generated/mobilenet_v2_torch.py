@@ -180,7 +180,7 @@ class InvertedRes(nn.Module):
                 nn.Conv2d(shape[-1], expansion * in_shape[-1], 1, padding="same", bias=False),
                 f"{prefix}_expand",
             )
-            shape = (*shape[:-1], expansion * in_shape[-1])
+            shape = (*shape[:-1], self.expand.out_channels)
             self.expand_BN = keras_layer(
                 KerasBatchNorm(shape[-1], eps=0.001, momentum=0.001), f"{prefix}_expand_BN"
             )
@@ -202,7 +202,9 @@ class InvertedRes(nn.Module):
             ),
             f"{prefix}_depthwise",
         )
-        shape = window_shape(shape, shape[-1], 3, stride, "same" if stride == 1 else "valid")
+        shape = window_shape(
+            shape, self.depthwise.out_channels, 3, stride, "same" if stride == 1 else "valid"
+        )
         self.depthwise_BN = keras_layer(
             KerasBatchNorm(shape[-1], eps=0.001, momentum=0.001), f"{prefix}_depthwise_BN"
         )
@@ -212,7 +214,7 @@ class InvertedRes(nn.Module):
             ),
             f"{prefix}_project",
         )
-        shape = (*shape[:-1], make_divisible(int(filters * alpha), 8))
+        shape = (*shape[:-1], self.project.out_channels)
         self.project_BN = keras_layer(
             KerasBatchNorm(shape[-1], eps=0.001, momentum=0.001), f"{prefix}_project_BN"
         )
@@ -264,7 +266,7 @@ class MobilenetV2(nn.Module):
             ),
             "Conv1",
         )
-        shape = window_shape(shape, make_divisible(32 * alpha, 8), 3, 2, "same")
+        shape = window_shape(shape, self.Conv1.out_channels, 3, 2, "same")
         self.bn_Conv1 = keras_layer(
             KerasBatchNorm(shape[-1], eps=0.001, momentum=0.001), "bn_Conv1"
         )
@@ -289,7 +291,7 @@ class MobilenetV2(nn.Module):
             ),
             "Conv_1",
         )
-        shape = (*shape[:-1], make_divisible(1280 * alpha, 8) if alpha > 1.0 else 1280)
+        shape = (*shape[:-1], self.Conv_1.out_channels)
         self.Conv_1_bn = keras_layer(
             KerasBatchNorm(shape[-1], eps=0.001, momentum=0.001), "Conv_1_bn"
         )

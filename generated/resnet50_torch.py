@@ -101,7 +101,7 @@ class Bottleneck(nn.Module):
             self.conv0 = keras_layer(
                 nn.Conv2d(shape[-1], 4 * filters, 1, stride=stride), f"{prefix}_0_conv"
             )
-            shape = window_shape(shape, 4 * filters, 1, stride, "valid")
+            shape = window_shape(shape, self.conv0.out_channels, 1, stride, "valid")
             self.bn0 = keras_layer(
                 KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_0_bn"
             )
@@ -109,19 +109,19 @@ class Bottleneck(nn.Module):
         self.conv1 = keras_layer(
             nn.Conv2d(in_shape[-1], filters, 1, stride=stride), f"{prefix}_1_conv"
         )
-        shape = window_shape(in_shape, filters, 1, stride, "valid")
+        shape = window_shape(in_shape, self.conv1.out_channels, 1, stride, "valid")
         self.bn1 = keras_layer(
             KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_1_bn"
         )
         self.conv2 = keras_layer(
             nn.Conv2d(shape[-1], filters, 3, padding="same"), f"{prefix}_2_conv"
         )
-        shape = (*shape[:-1], filters)
+        shape = (*shape[:-1], self.conv2.out_channels)
         self.bn2 = keras_layer(
             KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_2_bn"
         )
         self.conv3 = keras_layer(nn.Conv2d(shape[-1], 4 * filters, 1), f"{prefix}_3_conv")
-        shape = (*shape[:-1], 4 * filters)
+        shape = (*shape[:-1], self.conv3.out_channels)
         self.bn3 = keras_layer(
             KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_3_bn"
         )
@@ -173,7 +173,7 @@ class Resnet50(nn.Module):
         self.conv1_conv = keras_layer(
             nn.Conv2d(shape[-1], 64, 7, stride=2, padding=(3, 3)), "conv1_conv"
         )
-        shape = window_shape(shape, 64, 7, 2, "valid")
+        shape = window_shape(shape, self.conv1_conv.out_channels, 7, 2, "valid")
         self.conv1_bn = keras_layer(
             KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), "conv1_bn"
         )

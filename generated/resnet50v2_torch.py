@@ -105,7 +105,7 @@ class PreactBottleneck(nn.Module):
             self.conv0 = keras_layer(
                 nn.Conv2d(shape[-1], 4 * filters, 1, stride=stride), f"{prefix}_0_conv"
             )
-            shape = window_shape(shape, 4 * filters, 1, stride, "valid")
+            shape = window_shape(shape, self.conv0.out_channels, 1, stride, "valid")
             shortcut_shape = shape
         self.pool0 = None
         if not conv_shortcut and stride > 1:
@@ -115,7 +115,7 @@ class PreactBottleneck(nn.Module):
         self.conv1 = keras_layer(
             nn.Conv2d(preact_shape[-1], filters, 1, bias=False), f"{prefix}_1_conv"
         )
-        shape = (*preact_shape[:-1], filters)
+        shape = (*preact_shape[:-1], self.conv1.out_channels)
         self.bn1 = keras_layer(
             KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_1_bn"
         )
@@ -124,12 +124,12 @@ class PreactBottleneck(nn.Module):
             nn.Conv2d(shape[-1], filters, 3, stride=stride, padding=(1, 1), bias=False),
             f"{prefix}_2_conv",
         )
-        shape = window_shape(shape, filters, 3, stride, "valid")
+        shape = window_shape(shape, self.conv2.out_channels, 3, stride, "valid")
         self.bn2 = keras_layer(
             KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_2_bn"
         )
         self.conv3 = keras_layer(nn.Conv2d(shape[-1], 4 * filters, 1), f"{prefix}_3_conv")
-        shape = (*shape[:-1], 4 * filters)
+        shape = (*shape[:-1], self.conv3.out_channels)
         self.use_shortcut = conv_shortcut or stride > 1
         shape = shortcut_shape if conv_shortcut or stride > 1 else in_shape
         self.out_shape = shape
@@ -180,7 +180,7 @@ class Resnet50v2(nn.Module):
         self.conv1_conv = keras_layer(
             nn.Conv2d(shape[-1], 64, 7, stride=2, padding=(3, 3)), "conv1_conv"
         )
-        shape = window_shape(shape, 64, 7, 2, "valid")
+        shape = window_shape(shape, self.conv1_conv.out_channels, 7, 2, "valid")
         self.pool1_pad = keras_layer(nn.ZeroPad2d((1, 1, 1, 1)), "pool1_pad")
         shape = (shape[0] + 2, shape[1] + 2, shape[2])
         self.pool1_pool = keras_layer(nn.MaxPool2d(3, stride=2), "pool1_pool")

@@ -126,17 +126,17 @@ class PreactBottleneck(nn.Module):
         self.conv_a = keras_layer(
             nn.Conv2d(shape[-1], filters[0], 1, bias=False), f"conv{stage}a", l2=reg
         )
-        shape = (*shape[:-1], filters[0])
+        shape = (*shape[:-1], self.conv_a.out_channels)
         self.bn_b = keras_layer(KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), f"bn{stage}b")
         self.conv_b = keras_layer(
             nn.Conv2d(shape[-1], filters[1], 3, padding="same", bias=False), f"conv{stage}b", l2=reg
         )
-        shape = (*shape[:-1], filters[1])
+        shape = (*shape[:-1], self.conv_b.out_channels)
         self.bn_c = keras_layer(KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), f"bn{stage}c")
         self.conv_c = keras_layer(
             nn.Conv2d(shape[-1], filters[2], 1, bias=True), f"conv{stage}c", l2=reg
         )
-        shape = (*shape[:-1], filters[2])
+        shape = (*shape[:-1], self.conv_c.out_channels)
         self.out_shape = shape
 
     def forward(self, inputs: Tensor) -> Tensor:
@@ -175,7 +175,7 @@ class Rnpa(nn.Module):
         self.conv0 = keras_layer(
             KerasConv2d(shape[-1], 128, 3, stride=2, padding="same", bias=False), "conv0", l2=reg
         )
-        shape = window_shape(shape, 128, 3, 2, "same")
+        shape = window_shape(shape, self.conv0.out_channels, 3, 2, "same")
         self.bn0 = keras_layer(KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), "bn0")
         self.stage = nn.Sequential()
         for stage in range(1, num_stages + 1):
@@ -188,7 +188,7 @@ class Rnpa(nn.Module):
             self.convF = keras_layer(
                 nn.Conv2d(shape[-1], 64, 3, padding="same", bias=True), "convF", l2=reg
             )
-            shape = (*shape[:-1], 64)
+            shape = (*shape[:-1], self.convF.out_channels)
         self.avg_pool = keras_layer(nn.AvgPool2d(input_shape[0] // 2), "avg_pool")
         shape = window_shape(shape, shape[-1], input_shape[0] // 2, input_shape[0] // 2, "valid")
         shape = (math.prod(shape),)
