@@ -28,6 +28,7 @@ from .structure import (
     analyse,
     functions_used_by,
     model_name,
+    runs,
     walk,
 )
 from .writer import (
@@ -78,22 +79,15 @@ class _Function:
             self.prev = "x"
 
     def steps(self, steps: list[Step]) -> None:
-        i = 0
-        while i < len(steps):
-            when = steps[i].when
-            if when is None or when is True:
-                self.step(steps[i])
-                i += 1
+        for when, run in runs(steps):
+            if when is None:
+                self.step(run[0])
                 continue
-            group = [steps[i]]
-            while i + len(group) < len(steps) and steps[i + len(group)].when == when:
-                group.append(steps[i + len(group)])
             self.ensure_x()
             with self.out.indented(f"if {self.src(when)}:"):
-                for step in group:
+                for step in run:
                     self.step(step)
                 self.prev = "x"
-            i += len(group)
 
     def step(self, step: Step) -> None:
         if isinstance(step, OpStep):

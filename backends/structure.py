@@ -445,6 +445,19 @@ class _Scope:
         return None
 
 
+def runs(steps: list[Step]) -> list[tuple[Any, list[Step]]]:
+    """Consecutive steps under the same `when` (None: unconditional, one step a run): each
+    run becomes one `if` in generated code."""
+    out: list[tuple[Any, list[Step]]] = []
+    for step in steps:
+        when = None if step.when is True else step.when
+        if when is not None and out and out[-1][0] == when:
+            out[-1][1].append(step)
+        else:
+            out.append((when, [step]))
+    return out
+
+
 def walk(steps: list[Step]) -> list[Step]:
     out: list[Step] = []
     for step in steps:

@@ -33,6 +33,7 @@ from .structure import (
     functions_used_by,
     identifier,
     model_name,
+    runs,
     step_names,
     walk,
 )
@@ -214,23 +215,21 @@ class _Class:
 
     # -- steps ------------------------------------------------------------------------------
     def steps(self, steps: list[Step]) -> None:
+        groups = runs(steps)
         i = 0
-        while i < len(steps):
-            when = steps[i].when
-            fold = _foldable(steps, i)
-            if fold is not None:
-                self.op(steps[i + 1], fold=(steps[i], fold))  # type: ignore[arg-type]
+        while i < len(groups):
+            when, run = groups[i]
+            nxt = groups[i + 1][1][0] if i + 1 < len(groups) else None
+            fold = _foldable(run[0], nxt) if when is None and nxt is not None else None
+            if fold is not None:  # a zero pad that the next convolution does
+                self.op(nxt, fold=(run[0], fold))  # type: ignore[arg-type]
                 i += 2
                 continue
-            if when is None or when is True:
-                self.step(steps[i])
-                i += 1
-                continue
-            group = [steps[i]]
-            while i + len(group) < len(steps) and steps[i + len(group)].when == when:
-                group.append(steps[i + len(group)])
-            self.conditional(group, when)
-            i += len(group)
+            if when is None:
+                self.step(run[0])
+            else:
+                self.conditional(run, when)
+            i += 1
 
     def conditional(self, group: list[Step], when: Any) -> None:
         modules = [self.attr_for(s) for s in group if self.has_module(s)]
@@ -506,23 +505,19 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     return formatted(environment().get_template("torch.py.jinja").render(ctx))
 
 
-def _foldable(steps: list[Step], i: int) -> tuple[int, int] | None:
-    """(top, left) when steps[i] is a symmetric, constant zero pad read only by steps[i + 1],
-    a 'valid' convolution; None otherwise."""
-    if i + 1 >= len(steps):
-        return None
-    pad, conv = steps[i], steps[i + 1]
+def _foldable(pad: Step, conv: Step) -> tuple[int, int] | None:
+    """(top, left) when `pad` is a symmetric, constant zero pad read only by `conv`, the next
+    step, a 'valid' convolution; None otherwise."""
     if not (isinstance(pad, OpStep) and isinstance(conv, OpStep)):
         return None
     if pad.op != "zero_pad2d" or conv.op not in ("conv2d", "depthwise_conv2d"):
         return None
     if pad.when is not None or conv.when is not None or pad.saves or conv.inputs != [Ref("prev")]:
         return None
-    if conv.attrs.get("padding", "valid") != "valid" or not is_constant(
-        pad.attrs.get("padding", 1)
-    ):
+    padding = pad.attrs.get("padding", 1)
+    if conv.attrs.get("padding", "valid") != "valid" or not is_constant(padding):
         return None
-    left, right, top, bottom = torch_pads(constant(pad.attrs.get("padding", 1)))
+    left, right, top, bottom = torch_pads(constant(padding))
     return (top, left) if (left, top) == (right, bottom) else None
 
 
