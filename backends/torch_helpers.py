@@ -187,5 +187,11 @@ def activate(x: torch.Tensor, fn: str) -> torch.Tensor:
         "silu": F.silu,
         "swish": F.silu,
         "gelu": F.gelu,
+        "hard_sigmoid": F.hardsigmoid,
+        "hard_swish": F.hardswish,
+        "elu": F.elu,
+        "selu": F.selu,
+        "mish": F.mish,
+        "leaky_relu": lambda t: F.leaky_relu(t, 0.2),
     }
     return table[fn](x)

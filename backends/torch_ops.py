@@ -56,7 +56,13 @@ _ACT = {
     "softmax": "F.softmax({x}, dim=1)",
     "silu": "F.silu({x})",
     "swish": "F.silu({x})",
-    "gelu": "F.gelu({x})",
+    "gelu": "F.gelu({x})",  # Keras' "gelu" is the exact one (approximate=False)
+    "hard_sigmoid": "F.hardsigmoid({x})",  # Keras 3: relu6(x + 3) / 6 (Keras 2: 0.2x + 0.5)
+    "hard_swish": "F.hardswish({x})",
+    "elu": "F.elu({x})",
+    "selu": "F.selu({x})",
+    "mish": "F.mish({x})",
+    "leaky_relu": "F.leaky_relu({x}, 0.2)",  # Keras' slope 0.2 (PyTorch's default is 0.01)
 }
 
 

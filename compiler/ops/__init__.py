@@ -63,7 +63,21 @@ ShapeT = Annotated[
 ]
 Padding = Literal["valid", "same"]
 Activation = Literal[
-    "linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "swish", "gelu"
+    "linear",
+    "relu",
+    "relu6",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "silu",
+    "swish",
+    "gelu",
+    "hard_sigmoid",
+    "hard_swish",
+    "elu",
+    "selu",
+    "mish",
+    "leaky_relu",
 ]
 L2 = (
     Annotated[

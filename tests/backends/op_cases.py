@@ -139,6 +139,12 @@ layers:
   - {op: activation, name: a_silu, fn: silu}
   - {op: activation, name: a_swish, fn: swish}
   - {op: activation, name: a_gelu, fn: gelu}
+  - {op: activation, name: a_hard_sigmoid, fn: hard_sigmoid}
+  - {op: activation, name: a_hard_swish, fn: hard_swish}
+  - {op: activation, name: a_elu, fn: elu}
+  - {op: activation, name: a_selu, fn: selu}
+  - {op: activation, name: a_mish, fn: mish}
+  - {op: activation, name: a_leaky_relu, fn: leaky_relu}
   - {op: activation, name: a_softmax, fn: softmax}
 """,
     ],

@@ -48,7 +48,10 @@ PROFILE = settings.get_profile("archc-long" if LONG else "archc-ci")
 CHEAP = settings(PROFILE, max_examples=PROFILE.max_examples * (1 if LONG else 5))
 
 MAX_SIZE = 1500  # values per example in any tensor (batch excluded): keeps Keras fast
-ACTIVATIONS = ["linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "swish", "gelu"]
+ACTIVATIONS = [
+    *("linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "swish", "gelu"),
+    *("hard_sigmoid", "hard_swish", "elu", "selu", "mish", "leaky_relu"),
+]
 
 
 # -- the spec builder -------------------------------------------------------------------------

@@ -432,6 +432,29 @@ def test_dense_on_a_rank_three_input(spec: Callable[..., Compiled]) -> None:
     assert report.layers_checked == 2
 
 
+ACTIVATION_FORMULAS = {  # Keras 3's definitions, written out with numpy
+    "hard_sigmoid": lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0,
+    "hard_swish": lambda x: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0,
+    "elu": lambda x: np.where(x > 0, x, np.expm1(x)),
+    "selu": lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)),
+    "mish": lambda x: x * np.tanh(np.log1p(np.exp(x))),
+    "leaky_relu": lambda x: np.where(x > 0, x, 0.2 * x),
+}
+
+
+@pytest.mark.parametrize("fn", sorted(ACTIVATION_FORMULAS))
+def test_activation_follows_keras_definition(spec: Callable[..., Compiled], fn: str) -> None:
+    """Across the kinks (-3, 0, 3): both backends compute Keras 3's definition (Keras 2's
+    hard_sigmoid was 0.2x + 0.5; PyTorch's leaky_relu slope defaults to 0.01)."""
+    compiled = spec([1, 17, 1], f"- {{op: activation, name: act, fn: {fn}}}")
+    x = np.linspace(-4.0, 4.0, 17, dtype=np.float32).reshape(1, 1, 17, 1)
+    k_out, t_out, _ = both_outputs(compiled, [x])
+    want = ACTIVATION_FORMULAS[fn](x.astype(np.float64))
+    np.testing.assert_allclose(k_out["act"], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(t_out["act"], want, rtol=1e-5, atol=1e-6)
+    checked(compiled)
+
+
 def test_softmax_is_over_channels(spec: Callable[..., Compiled]) -> None:
     compiled = spec(
         [3, 5, 4],
@@ -599,6 +622,23 @@ MUTANTS = {
         "- {op: activation, name: soft, fn: softmax}",
         "soft",
         _emitter("activation", forward=lambda ctx, xs, mod: f"F.softmax({xs[0]}, dim=-1)"),
+    ),
+    "leaky-relu-slope": (
+        [7, 9, 3],
+        "- {op: conv2d, name: conv, filters: 3, kernel: 1}\n"
+        "- {op: activation, name: leaky, fn: leaky_relu}",
+        "leaky",
+        _emitter("activation", forward=lambda ctx, xs, mod: f"F.leaky_relu({xs[0]})"),
+    ),
+    "hard-sigmoid-keras2": (
+        [7, 9, 3],
+        "- {op: conv2d, name: conv, filters: 3, kernel: 1}\n"
+        "- {op: activation, name: hard, fn: hard_sigmoid}",
+        "hard",
+        _emitter(
+            "activation",
+            forward=lambda ctx, xs, mod: f"torch.clamp(0.2 * {xs[0]} + 0.5, 0.0, 1.0)",
+        ),
     ),
     "depthwise-layout": (
         [7, 9, 3],
