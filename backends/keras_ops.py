@@ -99,6 +99,9 @@ KERAS_LAYERS: dict[str, KerasLayer] = {
     "global_avg_pool2d": KerasLayer(
         "GlobalAveragePooling2D", lambda a: _kw(a, ("keepdims", "keepdims"))
     ),
+    "global_max_pool2d": KerasLayer(
+        "GlobalMaxPooling2D", lambda a: _kw(a, ("keepdims", "keepdims"))
+    ),
     "zero_pad2d": KerasLayer("ZeroPadding2D", lambda a: _pos(a, "padding")),
     "flatten": KerasLayer("Flatten", lambda a: []),
     "reshape": KerasLayer("Reshape", lambda a: _pos(a, "target_shape")),

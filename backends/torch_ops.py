@@ -216,11 +216,14 @@ def _pool_module(plain: str, keras: str) -> Callable[[Ctx], str]:
     return module
 
 
-def _gap_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
-    keep = ctx.const("keepdims", False)
-    if keep is UNSET:
-        return f"{xs[0]}.mean((2, 3), keepdim={ctx.hoisted('keepdims', 'False')})"
-    return f"{xs[0]}.mean((2, 3), keepdim=True)" if keep else f"{xs[0]}.mean((2, 3))"
+def _global_pool(reduce: str) -> Callable[[Ctx, list[str], str], str]:
+    def forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+        keep = ctx.const("keepdims", False)
+        if keep is UNSET:
+            return f"{xs[0]}.{reduce}((2, 3), keepdim={ctx.hoisted('keepdims', 'False')})"
+        return f"{xs[0]}.{reduce}((2, 3), keepdim=True)" if keep else f"{xs[0]}.{reduce}((2, 3))"
+
+    return forward
 
 
 def _gap_shape(ctx: Ctx) -> str:
@@ -311,7 +314,8 @@ TORCH_OPS: dict[str, TorchOp] = {
         _pool_module("nn.AvgPool2d", "KerasAvgPool2d"),
         lambda c: _window_shape(c, f"{c.shape}[-1]", "pool", "strides"),
     ),
-    "global_avg_pool2d": TorchOp(_gap_forward, shape=_gap_shape),
+    "global_avg_pool2d": TorchOp(_global_pool("mean"), shape=_gap_shape),
+    "global_max_pool2d": TorchOp(_global_pool("amax"), shape=_gap_shape),
     "zero_pad2d": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", _zpad_module, _zpad_shape),
     "flatten": TorchOp(_flatten_forward, shape=lambda c: f"(math.prod({c.shape}),)"),
     "reshape": TorchOp(

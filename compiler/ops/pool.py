@@ -73,7 +73,7 @@ def _pool_flops(a: Pool2DAttrs, ins: list[Shape], out: Shape) -> int:
 
 
 def _gap_infer(a: GlobalPoolAttrs, ins: list[Shape]) -> tuple[GlobalPoolAttrs, Shape]:
-    _, _, c = spatial(ins[0], "global_avg_pool2d")
+    _, _, c = spatial(ins[0], "global pooling")
     return a, ((1, 1, c) if a.keepdims else (c,))
 
 
@@ -107,6 +107,16 @@ register(
         _gap_infer,
         flops=_gap_flops,
         doc="mean over height and width",
+    )
+)
+register(
+    OpDef(
+        "global_max_pool2d",
+        "GlobalMaxPooling2D",
+        GlobalPoolAttrs,
+        _gap_infer,
+        flops=_gap_flops,
+        doc="maximum over height and width",
     )
 )
 register(

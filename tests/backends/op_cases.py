@@ -305,6 +305,19 @@ layers:
   - {op: avg_pool2d, name: pool, pool: 3, strides: [2, 3]}
 """,
     ],
+    "global_max_pool2d": [
+        """\
+# keepdims false, then true on another branch; both are outputs
+archc: 1
+name: global_max_pool
+inputs:
+  - {name: x, shape: [5, 7, 3]}
+layers:
+  - {op: global_max_pool2d, name: gmp}
+  - {op: global_max_pool2d, name: gmp_keep, keepdims: true, inputs: x}
+outputs: [gmp, gmp_keep]
+""",
+    ],
     "global_avg_pool2d": [
         """\
 # keepdims false, then true on another branch; both are outputs

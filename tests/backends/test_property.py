@@ -258,12 +258,15 @@ def _pool(op: str) -> Callable[[Builder, str], str | None]:
     return emit
 
 
-def global_avg_pool2d(b: Builder, x: str) -> str | None:
-    shape = b.shapes[x]
-    if len(shape) != 3:
-        return None
-    keep = b.flag()
-    return b.add("global_avg_pool2d", [x], (1, 1, shape[2]) if keep else (shape[2],), keepdims=keep)
+def _global_pool(op: str) -> Callable[[Builder, str], str | None]:
+    def emit(b: Builder, x: str) -> str | None:
+        shape = b.shapes[x]
+        if len(shape) != 3:
+            return None
+        keep = b.flag()
+        return b.add(op, [x], (1, 1, shape[2]) if keep else (shape[2],), keepdims=keep)
+
+    return emit
 
 
 def zero_pad2d(b: Builder, x: str) -> str | None:
@@ -353,7 +356,8 @@ EMITTERS: dict[str, Callable[[Builder, str], str | None]] = {
     "dropout": dropout,
     "max_pool2d": _pool("max_pool2d"),
     "avg_pool2d": _pool("avg_pool2d"),
-    "global_avg_pool2d": global_avg_pool2d,
+    "global_avg_pool2d": _global_pool("global_avg_pool2d"),
+    "global_max_pool2d": _global_pool("global_max_pool2d"),
     "zero_pad2d": zero_pad2d,
     "add": _elementwise("add"),
     "multiply": _elementwise("multiply"),

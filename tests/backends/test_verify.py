@@ -455,6 +455,25 @@ def test_activation_follows_keras_definition(spec: Callable[..., Compiled], fn: 
     checked(compiled)
 
 
+def test_global_max_pool_is_the_maximum_over_height_and_width(
+    spec: Callable[..., Compiled],
+) -> None:
+    compiled = spec(
+        [5, 7, 3],
+        """
+        - {op: global_max_pool2d, name: gmp}
+        - {op: global_max_pool2d, name: keep, keepdims: true, inputs: x}
+        """,
+        outputs=["gmp", "keep"],
+    )
+    x = randn(2, 5, 7, 3) - 3.0  # all negative: a zero anywhere would show
+    k_out, t_out, _ = both_outputs(compiled, [x])
+    np.testing.assert_allclose(t_out["gmp"], x.max(axis=(1, 2)), rtol=0, atol=0)
+    np.testing.assert_allclose(k_out["gmp"], x.max(axis=(1, 2)), rtol=0, atol=0)
+    assert t_out["keep"].shape == (2, 1, 1, 3)
+    checked(compiled)
+
+
 def test_softmax_is_over_channels(spec: Callable[..., Compiled]) -> None:
     compiled = spec(
         [3, 5, 4],
@@ -639,6 +658,12 @@ MUTANTS = {
             "activation",
             forward=lambda ctx, xs, mod: f"torch.clamp(0.2 * {xs[0]} + 0.5, 0.0, 1.0)",
         ),
+    ),
+    "global-max-as-mean": (
+        [7, 9, 3],
+        "- {op: conv2d, name: conv, filters: 3, kernel: 1}\n- {op: global_max_pool2d, name: gmp}",
+        "gmp",
+        _emitter("global_max_pool2d", forward=lambda ctx, xs, mod: f"{xs[0]}.mean((2, 3))"),
     ),
     "depthwise-layout": (
         [7, 9, 3],

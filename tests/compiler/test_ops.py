@@ -323,6 +323,10 @@ CASES: dict[str, list[Case]] = {
         Case("flat", "op: global_avg_pool2d", ((5, 6, 7),), (7,)),
         Case("keepdims", "op: global_avg_pool2d, keepdims: true", ((5, 6, 7),), (1, 1, 7)),
     ],
+    "global_max_pool2d": [
+        Case("flat", "op: global_max_pool2d", ((5, 6, 7),), (7,)),
+        Case("keepdims", "op: global_max_pool2d, keepdims: true", ((5, 6, 7),), (1, 1, 7)),
+    ],
     "zero_pad2d": [
         Case(
             "default", "op: zero_pad2d", ((4, 5, 3),), (6, 7, 3), attrs={"padding": ((1, 1),) * 2}
