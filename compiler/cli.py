@@ -69,7 +69,8 @@ def report(exc: SpecError, as_json: bool = False) -> None:
 
 
 def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
-    """Run a command body: spec errors exit 1 with diagnostics, anything else is a bug (3).
+    """Run a command body: spec errors exit 1 with diagnostics, and so does running out of
+    memory (Python's or a framework's); anything else is a bug (3).
 
     Ctrl-C raises KeyboardInterrupt only while the body runs, so that files being written
     are cleaned up; it exits 130."""
@@ -88,24 +89,69 @@ def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted (nothing was written)", err=True)
         code = 130
-    except MemoryError:
-        click.echo(
-            "error: out of memory building or running the model; for a very large model, "
-            "compile with --no-verify",
-            err=True,
-        )
-        code = EXIT_SPEC
-    except Exception as exc:
-        click.echo(
-            f"internal error: {type(exc).__name__}: {printable(shorten(str(exc)))}\n"
-            "This is a bug in archc, not in your spec; please report it with the spec "
-            "that triggers it (set ARCHC_DEBUG=1 for the traceback).",
-            err=True,
-        )
-        if os.environ.get("ARCHC_DEBUG"):
-            traceback.print_exc()
-        code = EXIT_BUG
+    except Exception as exc:  # MemoryError included
+        if out_of_memory(exc):
+            click.echo(
+                "error: out of memory building or running the model; for a very large model, "
+                "compile with --no-verify",
+                err=True,
+            )
+            code = EXIT_SPEC
+        else:
+            report_bug(exc)
+            code = EXIT_BUG
     sys.exit(code)
+
+
+def report_bug(exc: BaseException) -> None:
+    """An unexpected exception: say it is archc's bug (exit 3), the traceback on request."""
+    click.echo(
+        f"internal error: {type(exc).__name__}: {printable(shorten(str(exc)))}\n"
+        "This is a bug in archc, not in your spec; please report it with the spec "
+        "that triggers it (set ARCHC_DEBUG=1 for the traceback).",
+        err=True,
+    )
+    if os.environ.get("ARCHC_DEBUG"):
+        traceback.print_exc()
+
+
+# Where the frameworks' allocators report running out of memory. They are recognised by
+# class name, module and message, so that no framework is imported to tell (`archc check`
+# never imports one).
+FRAMEWORKS = {"torch", "tensorflow", "keras", "jax", "jaxlib", "numpy"}
+OOM_CLASSES = {"OutOfMemoryError", "ResourceExhaustedError"}  # torch, tensorflow
+OOM_MESSAGES = (
+    "can't allocate memory",  # PyTorch's DefaultCPUAllocator (a plain RuntimeError)
+    "cannot allocate memory",  # errno 12, as C++ allocators word it
+    "out of memory",  # CUDA, and PyTorch's OutOfMemoryError
+    "oom when allocating",  # TensorFlow
+    "resource_exhausted",  # XLA (JAX)
+    "unable to allocate",  # NumPy's _ArrayMemoryError (a MemoryError anyway)
+)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError, or a framework's allocation failure, also when library code
+    re-raised it as another exception (its cause or context)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, MemoryError):
+            return True
+        classes = type(current).__mro__
+        if any(c.__name__ in OOM_CLASSES and _framework(c) for c in classes):
+            return True
+        if isinstance(current, RuntimeError) or any(_framework(c) for c in classes):
+            message = str(current).lower()
+            if any(m in message for m in OOM_MESSAGES):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _framework(cls: type) -> bool:
+    return cls.__module__.split(".", 1)[0] in FRAMEWORKS
 
 
 def _finite(value: float) -> float:
