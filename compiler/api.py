@@ -15,6 +15,7 @@ from .load import LoadedSpec, load
 from .names import check_static
 from .params import resolve
 from .schema import Expect
+from .summary import check_sizes
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ def compile_spec(
         else:
             expect, source = loaded.spec.expect, ("expect",)
     compiled = Compiled(loaded, params, graph, expect, source, variant, dict(overrides or {}))
+    check_sizes(graph)  # before counts are compared, and formatted, with the spec's expect:
     check_expect(compiled, graph.counts, "the IR")
     return compiled
 
