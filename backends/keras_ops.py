@@ -93,6 +93,7 @@ KERAS_LAYERS: dict[str, KerasLayer] = {
     "activation": KerasLayer("Activation", lambda a: _pos(a, "fn")),
     "add": KerasLayer("Add", lambda a: []),
     "multiply": KerasLayer("Multiply", lambda a: []),
+    "subtract": KerasLayer("Subtract", lambda a: []),
     "concat": KerasLayer("Concatenate", _concat),
     "max_pool2d": KerasLayer("MaxPooling2D", _pool),
     "avg_pool2d": KerasLayer("AveragePooling2D", _pool),

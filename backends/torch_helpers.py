@@ -162,6 +162,13 @@ class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
         return y
 
 
+def broadcast_shape(*shapes):
+    """The shape of an element-wise op over shapes that broadcast (aligned on the right)."""
+    rank = max(len(s) for s in shapes)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    return tuple(max(sizes) for sizes in zip(*padded, strict=True))
+
+
 def torch_dim(axis: int, rank: int) -> int:
     """A channels-last axis of a rank-`rank` value (batch excluded) as a dim of the NC...
     tensor: the channel axis is dim 1."""

@@ -22,6 +22,9 @@ class Ctx(Protocol):
     shapes: list[str]  # every input's shape
     rank: int | None  # the first input's rank, when the compiled graph knows it
     module: str  # the module's attribute (self.<name>), for ops that have one
+    in_ranks: list[int | None]  # every input's rank, when the compiled graph knows it
+    out_rank: int | None
+    broadcasts: bool  # the compiled graph saw inputs of different shapes
     fold: tuple[int, int] | None  # a symmetric zero pad before a 'valid' conv, done by it
 
     def attr(self, key: str) -> str | None: ...  # None when the spec leaves the default
@@ -43,7 +46,7 @@ class Binding:
 class TorchOp:
     forward: Callable[[Ctx, list[str], str], str]  # (ctx, input sources, module) -> expression
     module: Callable[[Ctx], str] | None = None  # constructor source; None: no module
-    shape: Callable[[Ctx], str] | None = None  # output shape source; None: the input's
+    shape: Callable[[Ctx], str | None] | None = None  # output shape; None: the first input's
     weights: dict[str, Binding] = field(default_factory=dict)
 
 
@@ -182,6 +185,26 @@ def _dense_module(ctx: Ctx) -> str:
     return f"nn.Linear({', '.join(args)})"
 
 
+def _elementwise(symbol: str) -> Callable[[Ctx, list[str], str], str]:
+    """`a + b`: broadcasting as Keras does; an input of lower rank first gets size-1 axes
+    where its channels-last shape lacks them (after the channels, which are dim 1 here)."""
+
+    def forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+        items = []
+        for x, rank in zip(xs, ctx.in_ranks, strict=True):
+            missing = ctx.out_rank - rank if ctx.out_rank and rank else 0
+            items.append(f"{x}[:, :{', None' * missing}]" if missing > 0 else x)
+        return f" {symbol} ".join(items)
+
+    return forward
+
+
+def _broadcast_shape(ctx: Ctx) -> str | None:
+    if not ctx.broadcasts:
+        return None  # equal shapes: the first input's
+    return f"{ctx.helper('broadcast_shape')}({', '.join(ctx.shapes)})"
+
+
 def _concat_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
     axis = ctx.const("axis", -1)
     items = "[" + ", ".join(xs) + "]"
@@ -301,8 +324,9 @@ TORCH_OPS: dict[str, TorchOp] = {
         },
     ),
     "activation": TorchOp(lambda c, xs, m: activation(c, "fn", xs[0])),
-    "add": TorchOp(lambda c, xs, m: " + ".join(xs)),
-    "multiply": TorchOp(lambda c, xs, m: " * ".join(xs)),
+    "add": TorchOp(_elementwise("+"), shape=_broadcast_shape),
+    "multiply": TorchOp(_elementwise("*"), shape=_broadcast_shape),
+    "subtract": TorchOp(_elementwise("-"), shape=_broadcast_shape),
     "concat": TorchOp(_concat_forward, shape=_concat_shape),
     "max_pool2d": TorchOp(
         lambda c, xs, m: f"{m}({xs[0]})",

@@ -88,6 +88,15 @@ class _Ctx:
         self.shape = shapes[0]
         self.rank = next(iter(step.ranks)) if len(step.ranks) == 1 else None
         self.module = f"self.{attr}"
+        graph = cls.s.compiled.graph
+        seen = [[graph.node(i).shape for i in node.inputs] for node in step.nodes]
+        self.in_ranks: list[int | None] = []
+        for k in range(len(shapes)):
+            ranks = {len(shapes_seen[k] or ()) for shapes_seen in seen}
+            self.in_ranks.append(ranks.pop() if len(ranks) == 1 else None)
+        outs = {len(node.shape or ()) for node in step.nodes}
+        self.out_rank = outs.pop() if len(outs) == 1 else None
+        self.broadcasts = any(len(set(s)) > 1 for s in seen)
 
     def attr(self, key: str) -> str | None:
         if key not in self.step.attrs:
@@ -296,8 +305,9 @@ class _Class:
         xs = [self.tensor(r, step) for r in step.inputs]
         self.fwd(f"x = {emitter.forward(ctx, xs, f'self.{attr}')}")
         self.prev = "x"
-        if emitter.shape is not None:
-            self.init(f"shape = {emitter.shape(ctx)}")
+        new_shape = emitter.shape(ctx) if emitter.shape is not None else None
+        if new_shape is not None:
+            self.init(f"shape = {new_shape}")
         elif ctx.shape != "shape":  # the input's shape, which is not the running one
             self.init(f"shape = {ctx.shape}")
 
@@ -535,6 +545,7 @@ _HELPER_ORDER = [
     "zero_pad_shape",
     "reshape_shape",
     "KerasBatchNorm",
+    "broadcast_shape",
     "torch_dim",
     "concat_shape",
     "activate",

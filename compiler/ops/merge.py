@@ -1,4 +1,4 @@
-"""Ops with several inputs, referenced by name: add, multiply, concat."""
+"""Ops with several inputs, referenced by name: add, multiply, subtract, concat."""
 
 from __future__ import annotations
 
@@ -21,15 +21,23 @@ class ConcatAttrs:
 
 
 def _elementwise_infer(a: NoAttrs, ins: list[Shape]) -> tuple[NoAttrs, Shape]:
+    """Broadcasting as Keras (and numpy) does it, batch excluded: shapes align on the right
+    (channels); on each axis the sizes are equal or one of them is 1."""
+    out = list(ins[0])
     for i, s in enumerate(ins[1:], start=1):
-        if s != ins[0]:
+        rank = max(len(out), len(s))
+        left = [1] * (rank - len(out)) + out
+        right = [1] * (rank - len(s)) + list(s)
+        if any(x != y and 1 not in (x, y) for x, y in zip(left, right, strict=True)):
             raise ShapeError(
-                f"inputs have different shapes: {ins[0]} and {s}",
-                hint="element-wise ops need equal shapes; add a projection (1x1 conv) "
-                "or pooling on one branch",
+                f"inputs of shapes {ins[0]} and {s} cannot be broadcast together",
+                hint="element-wise ops need equal sizes on each axis, or 1 on one side (a "
+                "(1, 1, C) gate scales every pixel); add a projection (1x1 conv) or pooling "
+                "on one branch",
                 inputs=(0, i),
             )
-    return a, ins[0]
+        out = [max(x, y) for x, y in zip(left, right, strict=True)]
+    return a, tuple(out)
 
 
 def _concat_infer(a: ConcatAttrs, ins: list[Shape]) -> tuple[ConcatAttrs, Shape]:
@@ -59,7 +67,7 @@ def _merge_flops(a: object, ins: list[Shape], out: Shape) -> int:
     return prod(out) * (len(ins) - 1)
 
 
-for _name, _title in (("add", "Add"), ("multiply", "Multiply")):
+for _name, _title in (("add", "Add"), ("multiply", "Multiply"), ("subtract", "Subtract")):
     register(
         OpDef(
             _name,
@@ -68,8 +76,8 @@ for _name, _title in (("add", "Add"), ("multiply", "Multiply")):
             _elementwise_infer,
             flops=_merge_flops,
             min_inputs=2,
-            max_inputs=None,
-            doc="element-wise over inputs of equal shape",
+            max_inputs=2 if _name == "subtract" else None,
+            doc="element-wise, broadcasting as Keras does (sizes equal or 1 on each axis)",
         )
     )
 register(

@@ -229,6 +229,31 @@ layers:
   - {op: conv2d, name: gate, filters: 4, kernel: 1, activation: sigmoid}
   - {op: multiply, name: gated, inputs: [x, gate]}
 """,
+        """\
+# squeeze-excite: a (1, 1, C) gate scales every pixel (broadcasting, equal ranks)
+archc: 1
+name: squeeze_excite
+inputs:
+  - {name: x, shape: [5, 7, 4]}
+layers:
+  - {op: global_avg_pool2d, name: squeeze, keepdims: true}
+  - {op: conv2d, name: reduce, filters: 2, kernel: 1, activation: relu}
+  - {op: conv2d, name: expand, filters: 4, kernel: 1, activation: sigmoid}
+  - {op: multiply, name: excite, inputs: [x, expand]}
+""",
+    ],
+    "subtract": [
+        """\
+# a per-channel vector minus an image (broadcasting across ranks), then image minus image
+archc: 1
+name: subtract
+inputs:
+  - {name: x, shape: [5, 7, 4]}
+layers:
+  - {op: global_avg_pool2d, name: mean}
+  - {op: subtract, name: centred, inputs: [mean, x]}
+  - {op: subtract, name: back, inputs: [x, centred]}
+""",
     ],
     "concat": [
         """\

@@ -315,6 +315,18 @@ def _elementwise(op: str) -> Callable[[Builder, str], str | None]:
     return emit
 
 
+def _subtract(b: Builder, x: str) -> str | None:
+    """x minus a same-shape branch, or minus (or from) a broadcast per-channel mean."""
+    shape = b.shapes[x]
+    if len(shape) == 3 and b.flag(0.5):
+        keep = b.flag()
+        mean = b.add("global_avg_pool2d", [x], (1, 1, shape[2]) if keep else (shape[2],))
+        if keep:
+            b.items[-1]["keepdims"] = True
+        return b.add("subtract", b.draw(st.permutations([x, mean])), shape)
+    return b.add("subtract", b.draw(st.permutations([x, _same_shape_branch(b, x)])), shape)
+
+
 def concat(b: Builder, x: str) -> str | None:
     shape = b.shapes[x]
     rank = len(shape)
@@ -361,6 +373,7 @@ EMITTERS: dict[str, Callable[[Builder, str], str | None]] = {
     "zero_pad2d": zero_pad2d,
     "add": _elementwise("add"),
     "multiply": _elementwise("multiply"),
+    "subtract": _subtract,
     "concat": concat,
 }
 

@@ -41,9 +41,14 @@ SEED_COUNTS = Counts(96_133, 93_957, 2_176)
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def tiny(shape: list[int], layers: str, outputs: list[str] | None = None) -> str:
+def tiny(
+    shape: list[int], layers: str, outputs: list[str] | None = None, y: list[int] | None = None
+) -> str:
+    """A spec with input x of `shape` (and a second input y, when given)."""
     body = textwrap.indent(textwrap.dedent(layers).strip(), "  ")
-    text = f"archc: 1\nname: tiny\ninputs:\n  - {{name: x, shape: {shape}}}\nlayers:\n{body}\n"
+    second = f"  - {{name: y, shape: {y}}}\n" if y else ""
+    text = f"archc: 1\nname: tiny\ninputs:\n  - {{name: x, shape: {shape}}}\n{second}"
+    text += f"layers:\n{body}\n"
     return text + (f"outputs: {outputs}\n" if outputs else "")
 
 
@@ -51,9 +56,11 @@ def tiny(shape: list[int], layers: str, outputs: list[str] | None = None) -> str
 def spec(tmp_path: Path) -> Callable[..., Compiled]:
     """Write a tiny spec to a file and compile it (generated sources need a spec file)."""
 
-    def make(shape: list[int], layers: str, outputs: list[str] | None = None) -> Compiled:
+    def make(
+        shape: list[int], layers: str, outputs: list[str] | None = None, y: list[int] | None = None
+    ) -> Compiled:
         path = tmp_path / "tiny.yaml"
-        path.write_text(tiny(shape, layers, outputs), encoding="utf-8")
+        path.write_text(tiny(shape, layers, outputs, y), encoding="utf-8")
         return compile_spec(path)
 
     return make
@@ -474,6 +481,31 @@ def test_global_max_pool_is_the_maximum_over_height_and_width(
     checked(compiled)
 
 
+def test_broadcasting_follows_keras(spec: Callable[..., Compiled]) -> None:
+    """A squeeze-excite gate (1, 1, C), a per-channel vector (C,) and a per-column (W, C)
+    input y against (H, W, C) images: Keras aligns shapes on the right (channels); PyTorch
+    holds channels in dim 1, so a lower-rank value gets its size-1 axes after the channels."""
+    compiled = spec(
+        [5, 7, 4],
+        """
+        - {op: global_avg_pool2d, name: gate, keepdims: true, inputs: x}
+        - {op: multiply, name: excite, inputs: [x, gate]}
+        - {op: global_max_pool2d, name: vector, inputs: x}
+        - {op: add, name: shifted, inputs: [vector, excite]}
+        - {op: subtract, name: by_column, inputs: [shifted, y]}
+        """,
+        y=[7, 4],
+    )
+    assert compiled.graph.node("by_column").shape == (5, 7, 4)
+    x, y = randn(2, 5, 7, 4), randn(2, 7, 4, seed=2)
+    k_out, t_out, _ = both_outputs(compiled, [x, y])
+    shifted = x.max(axis=(1, 2))[:, None, None, :] + x * x.mean(axis=(1, 2), keepdims=True)
+    want = shifted - y[:, None, :, :]  # (W, C) aligns with (H, W, C) on the right
+    np.testing.assert_allclose(k_out["by_column"], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(t_out["by_column"], want, rtol=1e-5, atol=1e-5)
+    checked(compiled)
+
+
 def test_softmax_is_over_channels(spec: Callable[..., Compiled]) -> None:
     compiled = spec(
         [3, 5, 4],
@@ -665,6 +697,19 @@ MUTANTS = {
         "gmp",
         _emitter("global_max_pool2d", forward=lambda ctx, xs, mod: f"{xs[0]}.mean((2, 3))"),
     ),
+    "broadcast-rank-at-the-end": (
+        [5, 5, 3],  # square: axes put last still broadcast, across the wrong axis
+        "- {op: conv2d, name: conv, filters: 3, kernel: 1, inputs: x}\n"
+        "- {op: add, name: plus, inputs: [conv, y]}",
+        "plus",
+        _emitter(
+            "add",  # a lower-rank input's new axes put last, not after the channels
+            forward=lambda ctx, xs, mod: " + ".join(
+                f"{x}[..., None]" if r and r < 3 else x
+                for x, r in zip(xs, ctx.in_ranks, strict=True)
+            ),
+        ),
+    ),
     "depthwise-layout": (
         [7, 9, 3],
         "- {op: depthwise_conv2d, name: dw, kernel: 3, depth_multiplier: 2}",
@@ -687,7 +732,7 @@ def test_a_broken_rule_is_caught_at_its_layer(
     mutant: str, spec: Callable[..., Compiled], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shape, layers, layer, apply = MUTANTS[mutant]
-    compiled = spec(shape, layers)
+    compiled = spec(shape, layers, y=[5, 3] if mutant.startswith("broadcast") else None)
     checked(compiled)  # the real lowering passes ...
     apply(monkeypatch)
     with pytest.raises(VerificationError) as info:  # ... the mutant does not

@@ -242,10 +242,18 @@ def pool_cases(op: str) -> list[Case]:
 
 
 def merge_cases(op: str) -> list[Case]:
-    return [
-        Case("two", f"op: {op}, inputs: [in0, in1]", ((4, 4, 3), (4, 4, 3)), (4, 4, 3)),
-        Case("three", f"op: {op}, inputs: [in0, in1, in2]", ((5,), (5,), (5,)), (5,)),
+    two = f"op: {op}, inputs: [in0, in1]"
+    cases = [
+        Case("two", two, ((4, 4, 3), (4, 4, 3)), (4, 4, 3)),
+        # broadcasting (numpy's and Keras' rule, batch excluded): a squeeze-excite gate, a
+        # per-channel vector, and 1s on both sides
+        Case("gate", two, ((8, 8, 16), (1, 1, 16)), (8, 8, 16)),
+        Case("vector", two, ((16,), (8, 8, 16)), (8, 8, 16)),
+        Case("both-sides", two, ((8, 1, 16), (1, 6, 16)), (8, 6, 16)),
     ]
+    if op != "subtract":  # subtract takes exactly two
+        cases.append(Case("three", f"op: {op}, inputs: [in0, in1, in2]", ((5,),) * 3, (5,)))
+    return cases
 
 
 CASES: dict[str, list[Case]] = {
@@ -307,6 +315,7 @@ CASES: dict[str, list[Case]] = {
     "dropout": [Case("vector", "op: dropout, rate: 0.5", ((7,),), (7,))],
     "add": merge_cases("add"),
     "multiply": merge_cases("multiply"),
+    "subtract": merge_cases("subtract"),
     "concat": [
         Case("channels", "op: concat, inputs: [in0, in1]", ((4, 4, 3), (4, 4, 5)), (4, 4, 8)),
         Case(
@@ -482,14 +491,15 @@ SHAPE_ERRORS: list[tuple[str, str, tuple[Shape, ...], str]] = [
         "add-different-shapes",
         "op: add, inputs: [in0, in1]",
         ((4, 4, 3), (4, 4, 5)),
-        "add 'layer': inputs have different shapes: (4, 4, 3) and (4, 4, 5) "
+        "add 'layer': inputs of shapes (4, 4, 3) and (4, 4, 5) cannot be broadcast together "
         "(inputs 'in0' and 'in1')",
     ),
     (
         "multiply-third-input-differs",
         "op: multiply, inputs: [in0, in1, in2]",
         ((3,), (3,), (4,)),
-        "multiply 'layer': inputs have different shapes: (3,) and (4,) (inputs 'in0' and 'in2')",
+        "multiply 'layer': inputs of shapes (3,) and (4,) cannot be broadcast together "
+        "(inputs 'in0' and 'in2')",
     ),
     (
         "concat-other-axis-differs",
