@@ -3,35 +3,124 @@
 from __future__ import annotations
 
 import difflib
-import importlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from compiler.api import Compiled, check_expect, compile_spec
 from compiler.diagnostics import Diagnostic, SpecError
-from compiler.ir import Counts
+from compiler.ir import Counts, Graph
 
 from .codegen import import_source, write_atomic
 
-BACKENDS = {"keras": "backends.keras_backend", "torch": "backends.torch_backend"}
+
+class Counting(Protocol):
+    """How a backend counts a model's parameters (a backend module is one)."""
+
+    def counts(self, model: Any) -> Counts: ...
+
+    def layer_counts(self, model: Any) -> dict[str, Counts]: ...
+
+
+class Backend(Counting, Protocol):
+    """A backend: renders a compiled spec as source, builds its live model, and measures it."""
+
+    @property
+    def name(self) -> str: ...
+
+    def render(self, compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) -> str:
+        """The generated module's source (out_dir: where it goes, for the header's path)."""
+        ...
+
+    def build(self, compiled: Compiled) -> Any:
+        """The live model (the generated module, imported and built)."""
+        ...
+
+    def output_shapes(self, model: Any, graph: Graph) -> list[tuple[int, ...]]:
+        """The channels-last shapes (batch excluded) of the model's outputs, run once."""
+        ...
+
+
+class BackendModule(Counting, Protocol):
+    """What a backend module (backends/<name>_backend.py) defines."""
+
+    def render(self, compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) -> str: ...
+
+    def build(self, compiled: Compiled) -> Any: ...
+
+    def output_shapes(self, model: Any, graph: Graph) -> list[tuple[int, ...]]: ...
+
+
+@dataclass(frozen=True)
+class ModuleBackend:
+    """A backend module as a Backend."""
+
+    name: str
+    module: BackendModule
+
+    def render(self, compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) -> str:
+        return self.module.render(compiled, out_dir)
+
+    def build(self, compiled: Compiled) -> Any:
+        return self.module.build(compiled)
+
+    def counts(self, model: Any) -> Counts:
+        return self.module.counts(model)
+
+    def layer_counts(self, model: Any) -> dict[str, Counts]:
+        return self.module.layer_counts(model)
+
+    def output_shapes(self, model: Any, graph: Graph) -> list[tuple[int, ...]]:
+        return self.module.output_shapes(model, graph)
+
+
+def _keras() -> Backend:
+    from . import keras_backend
+
+    return ModuleBackend("keras", keras_backend)
+
+
+def _torch() -> Backend:
+    from . import torch_backend
+
+    return ModuleBackend("torch", torch_backend)
+
+
+# Name -> loader. A backend (and its framework) is imported the first time it is asked for,
+# never by `archc check`.
+REGISTRY: dict[str, Callable[[], Backend]] = {"keras": _keras, "torch": _torch}
+_loaded: dict[str, Backend] = {}
+
+
+def register(name: str, loader: Callable[[], Backend]) -> None:
+    """Make a backend available by name; loader runs on first use."""
+    REGISTRY[name] = loader
+    _loaded.pop(name, None)
 
 
 class VerificationError(SpecError):
     """A generated model does not match the IR (exit 1, like a spec error)."""
 
 
-def backend(name: str) -> ModuleType:
-    if name not in BACKENDS:
+def backend(name: str) -> Backend:
+    """The backend called name, loaded on first use."""
+    if name not in REGISTRY:
         raise SpecError(
-            [Diagnostic("E090", f"unknown backend '{name}'", hint="backends: keras, torch")]
+            [
+                Diagnostic(
+                    "E090",
+                    f"unknown backend '{name}'",
+                    hint=f"backends: {', '.join(sorted(REGISTRY))}",
+                )
+            ]
         )
-    return importlib.import_module(BACKENDS[name])
+    if name not in _loaded:
+        _loaded[name] = REGISTRY[name]()
+    return _loaded[name]
 
 
 def output_path(
@@ -54,7 +143,7 @@ class Result:
     counts: Counts | None  # the generated model's own counts, when verified
 
 
-def verify_model(compiled: Compiled, model: Any, mod: ModuleType, what: str) -> Counts:
+def verify_model(compiled: Compiled, model: Any, mod: Counting, what: str) -> Counts:
     """Counts of a built model must equal the IR's (and the spec's expect:)."""
     got = mod.counts(model)
     want = compiled.graph.counts
