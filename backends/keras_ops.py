@@ -90,6 +90,10 @@ KERAS_LAYERS: dict[str, KerasLayer] = {
             ("scale", "scale"),
         ),
     ),
+    "layer_norm": KerasLayer(
+        "LayerNormalization",
+        lambda a: _kw(a, ("epsilon", "epsilon"), ("center", "center"), ("scale", "scale")),
+    ),
     "activation": KerasLayer("Activation", lambda a: _pos(a, "fn")),
     "add": KerasLayer("Add", lambda a: []),
     "multiply": KerasLayer("Multiply", lambda a: []),

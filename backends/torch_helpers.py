@@ -162,6 +162,28 @@ class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
         return y
 
 
+class KerasLayerNorm(nn.LayerNorm):
+    """Keras' LayerNormalization over the channel axis (dim 1 here, at any rank): Keras'
+    epsilon, gamma (scale) and beta (center) apart."""
+
+    def __init__(self, channels: int, eps: float, scale=True, center=True) -> None:
+        super().__init__(channels, eps)
+        if not scale:
+            self.weight = None
+        if not center:
+            self.bias = None
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return y.movedim(-1, 1)
+
+
 def broadcast_shape(*shapes):
     """The shape of an element-wise op over shapes that broadcast (aligned on the right)."""
     rank = max(len(s) for s in shapes)

@@ -173,6 +173,12 @@ def _bn_module(ctx: Ctx) -> str:
     return f"{ctx.helper('KerasBatchNorm')}({', '.join(args)})"
 
 
+def _ln_module(ctx: Ctx) -> str:
+    args = [f"{ctx.shape}[-1]", f"eps={ctx.attr('epsilon') or '0.001'}"]
+    args += _kw(ctx, ("scale", "scale"), ("center", "center"))
+    return f"{ctx.helper('KerasLayerNorm')}({', '.join(args)})"
+
+
 def _dense_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
     if ctx.rank == 1:
         return activation(ctx, "activation", f"{mod}({xs[0]})")
@@ -322,6 +328,11 @@ TORCH_OPS: dict[str, TorchOp] = {
             "moving_mean": Binding("running_mean"),
             "moving_variance": Binding("running_var"),
         },
+    ),
+    "layer_norm": TorchOp(
+        lambda c, xs, m: f"{m}({xs[0]})",
+        _ln_module,
+        weights={"gamma": Binding("weight"), "beta": Binding("bias")},
     ),
     "activation": TorchOp(lambda c, xs, m: activation(c, "fn", xs[0])),
     "add": TorchOp(_elementwise("+"), shape=_broadcast_shape),

@@ -508,7 +508,9 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
             isinstance(st, OpStep) and st.op == "batch_norm" and st.trainable is not True
             for st in walk(s.body) + [x for b in s.blocks.values() for x in walk(b.body)]
         ),
-        own_reset=[h for h in ("KerasDepthwiseConv2d", "KerasBatchNorm") if h in needed],
+        own_reset=[
+            h for h in ("KerasDepthwiseConv2d", "KerasBatchNorm", "KerasLayerNorm") if h in needed
+        ],
         torch_input_shape=input_shape(graph.node(graph.inputs[0]).shape or ()),
         **variants_context(compiled),
     )
@@ -545,6 +547,7 @@ _HELPER_ORDER = [
     "zero_pad_shape",
     "reshape_shape",
     "KerasBatchNorm",
+    "KerasLayerNorm",
     "broadcast_shape",
     "torch_dim",
     "concat_shape",

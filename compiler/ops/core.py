@@ -1,4 +1,4 @@
-"""Core ops: input, batch_norm, activation, dense, flatten, reshape, dropout."""
+"""Core ops: input, batch_norm, layer_norm, activation, dense, flatten, reshape, dropout."""
 
 from __future__ import annotations
 
@@ -36,6 +36,15 @@ class BatchNormAttrs:
 
     epsilon: Annotated[Float, Field(gt=0)] = 1e-3
     momentum: Annotated[Float, Field(ge=0, le=1)] = 0.99
+    center: Bool = True
+    scale: Bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LayerNormAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
+    epsilon: Annotated[Float, Field(gt=0)] = 1e-3  # Keras' default (PyTorch's is 1e-5)
     center: Bool = True
     scale: Bool = True
 
@@ -102,6 +111,11 @@ def _bn_weights(a: BatchNormAttrs, ins: list[Shape], out: Shape) -> list[Weight]
     return [*ws, Weight("moving_mean", c, False), Weight("moving_variance", c, False)]
 
 
+def _ln_weights(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
+    c = (ins[0][-1],)
+    return [Weight("gamma", c, True)] * a.scale + [Weight("beta", c, True)] * a.center
+
+
 def _dense_infer(a: DenseAttrs, ins: list[Shape]) -> tuple[DenseAttrs, Shape]:
     return a, (*ins[0][:-1], a.units)
 
@@ -152,6 +166,17 @@ register(
         _bn_weights,
         lambda a, i, o: 2 * prod(o),
         doc="batch normalization over the channel (last) axis; Keras epsilon/momentum",
+    )
+)
+register(
+    OpDef(
+        "layer_norm",
+        "LayerNormalization",
+        LayerNormAttrs,
+        _same,
+        _ln_weights,
+        lambda a, i, o: 5 * prod(o),
+        doc="layer normalization over the channel (last) axis; Keras epsilon (1e-3)",
     )
 )
 register(OpDef("activation", "Activation", ActivationAttrs, _same, flops=_elementwise_flops))

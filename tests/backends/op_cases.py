@@ -123,6 +123,20 @@ layers:
   - {op: batch_norm, name: bn, scale: false}
 """,
     ],
+    "layer_norm": [
+        """\
+# on an image (channels), with Keras' default epsilon, then gamma or beta alone, on a vector
+archc: 1
+name: layer_norm
+inputs:
+  - {name: x, shape: [5, 7, 4]}
+layers:
+  - {op: layer_norm, name: ln}
+  - {op: layer_norm, name: ln_scale, epsilon: 0.1, center: false}
+  - {op: global_avg_pool2d, name: pool}
+  - {op: layer_norm, name: ln_vector, scale: false}
+""",
+    ],
     "activation": [
         """\
 # every activation function in a chain

@@ -188,6 +188,15 @@ def depthwise_conv2d(b: Builder, x: str) -> str | None:
     return b.add("depthwise_conv2d", [x], (ho, wo, shape[2] * mult), **attrs)
 
 
+def layer_norm(b: Builder, x: str) -> str:
+    attrs: dict[str, Any] = {}
+    if b.flag(0.4):
+        attrs["epsilon"] = b.pick([0.001, 0.01, 0.1, 1e-6])
+    if b.flag(0.2):
+        attrs[b.pick(["center", "scale"])] = False
+    return b.add("layer_norm", [x], b.shapes[x], **b.trainable(attrs))
+
+
 def batch_norm(b: Builder, x: str) -> str:
     attrs: dict[str, Any] = {}
     if b.flag(0.4):
@@ -361,6 +370,7 @@ EMITTERS: dict[str, Callable[[Builder, str], str | None]] = {
     "conv2d": conv2d,
     "depthwise_conv2d": depthwise_conv2d,
     "batch_norm": batch_norm,
+    "layer_norm": layer_norm,
     "activation": activation,
     "dense": dense,
     "flatten": flatten,

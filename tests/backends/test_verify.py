@@ -506,6 +506,23 @@ def test_broadcasting_follows_keras(spec: Callable[..., Compiled]) -> None:
     checked(compiled)
 
 
+def test_layer_norm_normalises_each_pixel_over_its_channels(
+    spec: Callable[..., Compiled],
+) -> None:
+    """Keras' LayerNormalization (axis -1, epsilon 1e-3) on an image: per pixel, over the
+    channels; PyTorch holds channels in dim 1 (its own LayerNorm normalises the last dims)."""
+    compiled = spec([3, 5, 4], "- {op: layer_norm, name: ln}")
+    x = randn(2, 3, 5, 4) * 0.05  # small variance: epsilon 1e-3 against 1e-5 shows
+    k_out, t_out, tm = both_outputs(compiled, [x])
+    ln = tm.get_submodule("ln")
+    gamma, beta = ln.weight.detach().numpy(), ln.bias.detach().numpy()
+    mean, var = x.mean(axis=-1, keepdims=True), x.var(axis=-1, keepdims=True)
+    want = (x - mean) / np.sqrt(var + 1e-3) * gamma + beta
+    np.testing.assert_allclose(k_out["ln"], want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(t_out["ln"], want, rtol=1e-4, atol=1e-5)
+    checked(compiled)
+
+
 def test_softmax_is_over_channels(spec: Callable[..., Compiled]) -> None:
     compiled = spec(
         [3, 5, 4],
@@ -708,6 +725,21 @@ MUTANTS = {
                 f"{x}[..., None]" if r and r < 3 else x
                 for x, r in zip(xs, ctx.in_ranks, strict=True)
             ),
+        ),
+    ),
+    "layer-norm-pytorch-eps": (
+        [7, 9, 3],
+        "- {op: conv2d, name: conv, filters: 3, kernel: 1}\n- {op: layer_norm, name: ln}",
+        "ln",
+        _changed_module("layer_norm", lambda src: src.replace("eps=0.001", "eps=1e-05")),
+    ),
+    "layer-norm-last-axis": (
+        [7, 9, 4],  # PyTorch's LayerNorm over the last dim of NCHW: the width, not channels
+        "- {op: conv2d, name: conv, filters: 9, kernel: 1}\n- {op: layer_norm, name: ln}",
+        "ln",
+        _emitter(
+            "layer_norm",
+            module=lambda ctx: f"nn.LayerNorm({ctx.shape}[-2], eps=0.001)",
         ),
     ),
     "depthwise-layout": (

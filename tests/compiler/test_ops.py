@@ -284,6 +284,25 @@ CASES: dict[str, list[Case]] = {
         ),
         Case("vector", "op: batch_norm", ((10,),), (10,), *bn_params(10), weights=bn_weights(10)),
     ],
+    "layer_norm": [
+        Case(
+            "image",
+            "op: layer_norm",
+            ((5, 5, 8),),
+            (5, 5, 8),
+            16,  # gamma and beta over the 8 channels
+            weights=(("gamma", (8,), True), ("beta", (8,), True)),
+            attrs={"epsilon": 1e-3},
+        ),
+        Case(
+            "beta-only",
+            "op: layer_norm, scale: false",
+            ((10,),),
+            (10,),
+            10,
+            weights=(("beta", (10,), True),),
+        ),
+    ],
     "activation": [
         Case("relu", "op: activation, fn: relu", ((4, 4, 3),), (4, 4, 3)),
         Case("softmax", "op: activation, fn: softmax", ((10,),), (10,)),
