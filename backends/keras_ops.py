@@ -109,6 +109,13 @@ KERAS_LAYERS: dict[str, KerasLayer] = {
     ),
     "zero_pad2d": KerasLayer("ZeroPadding2D", lambda a: _pos(a, "padding")),
     "flatten": KerasLayer("Flatten", lambda a: []),
+    "upsample2d": KerasLayer(
+        "UpSampling2D", lambda a: [*_pos(a, "size"), *_kw(a, ("interpolation", "interpolation"))]
+    ),
+    "cropping2d": KerasLayer("Cropping2D", lambda a: _pos(a, "cropping")),
+    "rescaling": KerasLayer(
+        "Rescaling", lambda a: [*_pos(a, "scale"), *_kw(a, ("offset", "offset"))]
+    ),
     "reshape": KerasLayer("Reshape", lambda a: _pos(a, "target_shape")),
     "dense": KerasLayer(
         "Dense",

@@ -289,6 +289,59 @@ def _zpad_shape(ctx: Ctx) -> str:
     return f"({ctx.shape}[0] + {t + b}, {ctx.shape}[1] + {left + r}, {ctx.shape}[2])"
 
 
+def _pair(value: Any) -> tuple[Any, Any]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def _upsample_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+    size = ctx.const("size", 2)
+    factor = repr(_pair(size)) if size is not UNSET else ctx.hoisted("size", "2")
+    mode = ctx.const("interpolation", "nearest")
+    if mode == "nearest":
+        return f"F.interpolate({xs[0]}, scale_factor={factor})"
+    if mode == "bilinear":  # TF's half-pixel centres are align_corners=False
+        return f'F.interpolate({xs[0]}, scale_factor={factor}, mode="bilinear")'
+    chosen = ctx.hoisted("interpolation", "'nearest'")
+    return f"F.interpolate({xs[0]}, scale_factor={factor}, mode={chosen})"
+
+
+def _upsample_shape(ctx: Ctx) -> str:
+    size = ctx.const("size", 2)
+    if size is UNSET:
+        factor = f"{ctx.helper('pair')}({ctx.attr('size')})"
+        return f"({ctx.shape}[0] * {factor}[0], {ctx.shape}[1] * {factor}[1], {ctx.shape}[2])"
+    sh, sw = _pair(size)
+    return f"({ctx.shape}[0] * {sh}, {ctx.shape}[1] * {sw}, {ctx.shape}[2])"
+
+
+def _crop_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+    crop = ctx.const("cropping", 0)
+    if crop is UNSET:
+        return f"{ctx.helper('crop')}({xs[0]}, {ctx.hoisted('cropping', '0')})"
+    left, right, top, bottom = _torch_pads(crop)
+    rows = f"{top}:{-bottom if bottom else ''}"
+    cols = f"{left}:{-right if right else ''}"
+    return f"{xs[0]}[:, :, {rows}, {cols}]"
+
+
+def _crop_shape(ctx: Ctx) -> str:
+    crop = ctx.const("cropping", 0)
+    if crop is UNSET:
+        ctx.helper("torch_pads")
+        return f"{ctx.helper('zero_pad_shape')}({ctx.shape}, {ctx.attr('cropping')}, -1)"
+    left, right, top, bottom = _torch_pads(crop)
+    s = ctx.shape
+    return f"({s}[0] - {top + bottom}, {s}[1] - {left + right}, {s}[2])"
+
+
+def _rescale_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+    scale = ctx.hoisted("scale", "1.0")
+    offset = ctx.const("offset", 0.0)
+    if offset == 0.0:
+        return f"{xs[0]} * {scale}"
+    return f"{xs[0]} * {scale} + {ctx.hoisted('offset', '0.0')}"
+
+
 def _flatten_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
     if ctx.rank == 1:
         return xs[0]
@@ -357,6 +410,9 @@ TORCH_OPS: dict[str, TorchOp] = {
         _reshape_forward,
         shape=lambda c: f"{c.helper('reshape_shape')}({c.shape}, {c.attr('target_shape')})",
     ),
+    "upsample2d": TorchOp(_upsample_forward, shape=_upsample_shape),
+    "cropping2d": TorchOp(_crop_forward, shape=_crop_shape),
+    "rescaling": TorchOp(_rescale_forward),
     "dense": TorchOp(
         _dense_forward,
         _dense_module,

@@ -545,6 +545,7 @@ _HELPER_ORDER = [
     "KerasAvgPool2d",
     "torch_pads",
     "zero_pad_shape",
+    "crop",
     "reshape_shape",
     "KerasBatchNorm",
     "KerasLayerNorm",
@@ -562,6 +563,7 @@ _NEEDS: dict[str, set[str]] = {
     "KerasAvgPool2d": {"pair", "same_pads"},
     "torch_pads": {"pair"},
     "zero_pad_shape": {"torch_pads", "pair"},
+    "crop": {"torch_pads", "pair"},
 }
 
 

@@ -113,9 +113,10 @@ def torch_pads(padding) -> tuple[int, int, int, int]:
     return (left, right, top, bottom)
 
 
-def zero_pad_shape(shape, padding):
+def zero_pad_shape(shape, padding, sign=1):
+    """The shape after padding (sign 1) or cropping (sign -1) by a Keras padding value."""
     left, right, top, bottom = torch_pads(padding)
-    return (shape[0] + top + bottom, shape[1] + left + right, shape[2])
+    return (shape[0] + sign * (top + bottom), shape[1] + sign * (left + right), shape[2])
 
 
 class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):

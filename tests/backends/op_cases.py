@@ -123,6 +123,43 @@ layers:
   - {op: batch_norm, name: bn, scale: false}
 """,
     ],
+    "upsample2d": [
+        """\
+# nearest by (2, 3), bilinear by 2 on another branch
+archc: 1
+name: upsample
+inputs:
+  - {name: x, shape: [3, 4, 2]}
+layers:
+  - {op: upsample2d, name: nearest, size: [2, 3]}
+  - {op: upsample2d, name: bilinear, interpolation: bilinear, inputs: x}
+outputs: [nearest, bilinear]
+""",
+    ],
+    "cropping2d": [
+        """\
+# asymmetric crops, then a symmetric one
+archc: 1
+name: cropping
+inputs:
+  - {name: x, shape: [7, 9, 2]}
+layers:
+  - {op: cropping2d, name: crop, cropping: [[1, 0], [2, 3]]}
+  - {op: cropping2d, name: crop_again, cropping: 1}
+""",
+    ],
+    "rescaling": [
+        """\
+# [0, 255] pixels to [-1, 1], then a scale alone
+archc: 1
+name: rescaling
+inputs:
+  - {name: x, shape: [4, 5, 3]}
+layers:
+  - {op: rescaling, name: to_unit, scale: 0.00784313725490196, offset: -1.0}
+  - {op: rescaling, name: halve, scale: 0.5}
+""",
+    ],
     "layer_norm": [
         """\
 # on an image (channels), with Keras' default epsilon, then gamma or beta alone, on a vector

@@ -188,6 +188,32 @@ def depthwise_conv2d(b: Builder, x: str) -> str | None:
     return b.add("depthwise_conv2d", [x], (ho, wo, shape[2] * mult), **attrs)
 
 
+def upsample2d(b: Builder, x: str) -> str | None:
+    shape = b.shapes[x]
+    if len(shape) != 3:
+        return None
+    size = [b.int(1, 3), b.int(1, 3)]
+    mode = b.pick(["nearest", "bilinear"])
+    out = (shape[0] * size[0], shape[1] * size[1], shape[2])
+    return b.add("upsample2d", [x], out, size=size, interpolation=mode)
+
+
+def cropping2d(b: Builder, x: str) -> str | None:
+    shape = b.shapes[x]
+    if len(shape) != 3 or min(shape[:2]) < 2:
+        return None
+    t, bottom = b.int(0, (shape[0] - 1) // 2), b.int(0, (shape[0] - 1) // 2)
+    left, r = b.int(0, (shape[1] - 1) // 2), b.int(0, (shape[1] - 1) // 2)
+    out = (shape[0] - t - bottom, shape[1] - left - r, shape[2])
+    return b.add("cropping2d", [x], out, cropping=[[t, bottom], [left, r]])
+
+
+def rescaling(b: Builder, x: str) -> str:
+    return b.add(
+        "rescaling", [x], b.shapes[x], scale=b.pick([0.5, 2.0, -1.0]), offset=b.pick([0.0, 1.5])
+    )
+
+
 def layer_norm(b: Builder, x: str) -> str:
     attrs: dict[str, Any] = {}
     if b.flag(0.4):
@@ -371,6 +397,9 @@ EMITTERS: dict[str, Callable[[Builder, str], str | None]] = {
     "depthwise_conv2d": depthwise_conv2d,
     "batch_norm": batch_norm,
     "layer_norm": layer_norm,
+    "upsample2d": upsample2d,
+    "cropping2d": cropping2d,
+    "rescaling": rescaling,
     "activation": activation,
     "dense": dense,
     "flatten": flatten,

@@ -523,6 +523,30 @@ def test_layer_norm_normalises_each_pixel_over_its_channels(
     checked(compiled)
 
 
+def test_upsampling_cropping_and_rescaling(spec: Callable[..., Compiled]) -> None:
+    """Nearest upsampling repeats pixels; bilinear uses TF's half-pixel centres (PyTorch's
+    align_corners=False); cropping removes rows and columns; rescaling is x * scale + offset.
+    Checked against numpy and between the backends."""
+    compiled = spec(
+        [3, 4, 2],
+        """
+        - {op: upsample2d, name: nearest, size: [2, 3], inputs: x}
+        - {op: upsample2d, name: bilinear, interpolation: bilinear, inputs: x}
+        - {op: cropping2d, name: crop, cropping: [[1, 0], [2, 3]], inputs: bilinear}
+        - {op: rescaling, name: scaled, scale: 0.5, offset: -1.0, inputs: crop}
+        """,
+        outputs=["nearest", "scaled"],
+    )
+    x = randn(2, 3, 4, 2)
+    k_out, t_out, _ = both_outputs(compiled, [x])
+    nearest = x.repeat(2, axis=1).repeat(3, axis=2)
+    np.testing.assert_array_equal(t_out["nearest"], nearest)
+    np.testing.assert_array_equal(k_out["nearest"], nearest)
+    assert t_out["scaled"].shape == (2, 5, 3, 2)
+    assert_agree(k_out["scaled"], t_out["scaled"])
+    checked(compiled)
+
+
 def test_softmax_is_over_channels(spec: Callable[..., Compiled]) -> None:
     compiled = spec(
         [3, 5, 4],
@@ -740,6 +764,17 @@ MUTANTS = {
         _emitter(
             "layer_norm",
             module=lambda ctx: f"nn.LayerNorm({ctx.shape}[-2], eps=0.001)",
+        ),
+    ),
+    "bilinear-align-corners": (
+        [3, 4, 2],
+        "- {op: upsample2d, name: up, interpolation: bilinear}",
+        "up",
+        _emitter(
+            "upsample2d",
+            forward=lambda ctx, xs, mod: (
+                f'F.interpolate({xs[0]}, scale_factor=2, mode="bilinear", align_corners=True)'
+            ),
         ),
     ),
     "depthwise-layout": (

@@ -284,6 +284,20 @@ CASES: dict[str, list[Case]] = {
         ),
         Case("vector", "op: batch_norm", ((10,),), (10,), *bn_params(10), weights=bn_weights(10)),
     ],
+    "upsample2d": [
+        Case("default", "op: upsample2d", ((3, 4, 5),), (6, 8, 5)),
+        Case(
+            "size",
+            "op: upsample2d, size: [2, 3], interpolation: bilinear",
+            ((3, 4, 5),),
+            (6, 12, 5),
+        ),
+    ],
+    "cropping2d": [
+        Case("pairs", "op: cropping2d, cropping: [[1, 0], [2, 3]]", ((7, 9, 2),), (6, 4, 2)),
+        Case("int", "op: cropping2d, cropping: 1", ((7, 9, 2),), (5, 7, 2)),
+    ],
+    "rescaling": [Case("image", "op: rescaling, scale: 0.5, offset: 1.0", ((4, 5, 3),), (4, 5, 3))],
     "layer_norm": [
         Case(
             "image",

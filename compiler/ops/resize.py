@@ -1,0 +1,96 @@
+"""Ops that resize or rescale an image: upsample2d, cropping2d, rescaling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator
+
+from ..ir import Shape
+from . import ATTRS_CONFIG, Float, NonNegPair, OpDef, Pair, ShapeError, register, spatial
+
+
+@dataclass(frozen=True, slots=True)
+class UpsampleAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
+    size: Pair = (2, 2)
+    interpolation: Literal["nearest", "bilinear"] = "nearest"
+
+
+def _crops(v: Any) -> Any:
+    """1 -> ((1,1),(1,1)); [1, 2] -> ((1,1),(2,2)); [[t,b],[l,r]] stays (as zero_pad2d)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return ((v, v), (v, v))
+    if isinstance(v, list | tuple) and len(v) == 2:
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            return ((v[0], v[0]), (v[1], v[1]))
+        return tuple(tuple(x) if isinstance(x, list) else x for x in v)
+    return v
+
+
+@dataclass(frozen=True, slots=True)
+class CroppingAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
+    cropping: Annotated[tuple[NonNegPair, NonNegPair], BeforeValidator(_crops)] = (
+        (0, 0),
+        (0, 0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RescalingAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
+    scale: Float
+    offset: Float = 0.0
+
+
+def _upsample_infer(a: UpsampleAttrs, ins: list[Shape]) -> tuple[UpsampleAttrs, Shape]:
+    h, w, c = spatial(ins[0], "upsample2d")
+    return a, (h * a.size[0], w * a.size[1], c)
+
+
+def _crop_infer(a: CroppingAttrs, ins: list[Shape]) -> tuple[CroppingAttrs, Shape]:
+    h, w, c = spatial(ins[0], "cropping2d")
+    (t, b), (left, r) = a.cropping
+    if t + b >= h or left + r >= w:
+        raise ShapeError(
+            f"cropping {a.cropping} leaves nothing of a {h}x{w} input",
+            hint="crop less than the input's height and width",
+        )
+    return a, (h - t - b, w - left - r, c)
+
+
+register(
+    OpDef(
+        "upsample2d",
+        "UpSampling2D",
+        UpsampleAttrs,
+        _upsample_infer,
+        flops=lambda a, i, o: prod(o) * (4 if a.interpolation == "bilinear" else 0),
+        doc="repeat (nearest) or interpolate (bilinear, half-pixel centres) by `size`",
+    )
+)
+register(
+    OpDef(
+        "cropping2d",
+        "Cropping2D",
+        CroppingAttrs,
+        _crop_infer,
+        doc="crop: n, [h, w] or [[top, bottom], [left, right]]",
+    )
+)
+register(
+    OpDef(
+        "rescaling",
+        "Rescaling",
+        RescalingAttrs,
+        lambda a, i: (a, i[0]),
+        flops=lambda a, i, o: 2 * prod(o),
+        doc="x * scale + offset",
+    )
+)
