@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import inspect
 import itertools
 import os
+import re
+import stat
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,28 +43,80 @@ def environment() -> jinja2.Environment:
 def header_context(
     compiled: Compiled, out_dir: str | os.PathLike[str] | None = None
 ) -> dict[str, Any]:
-    """What every generated file records: its spec (as a path relative to the file's own
-    folder, so the text never depends on where archc ran), the spec's sha256, the archc
-    version, the variant and overrides it was built with, and its counts."""
+    """What every generated file records (`spec_header`), and its counts."""
     graph = compiled.graph
-    spec = Path(compiled.loaded.file)
-    spec_path = spec.name
-    if out_dir is not None:
-        spec_path = Path(os.path.relpath(spec.resolve(), Path(out_dir).resolve())).as_posix()
-    spec_header: dict[str, Any] = {
-        "path": spec_path,
+    return {
+        "spec_source": dict_source("SPEC", spec_header(compiled, out_dir)),
+        "counts": graph.counts.as_dict(),
+        "input_shape": graph.node(graph.inputs[0]).shape,
+    }
+
+
+def spec_header(
+    compiled: Compiled, out_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """The file's SPEC: its spec (`recorded_path`), the spec's sha256, the archc version, and
+    the variant and overrides it was built with."""
+    header: dict[str, Any] = {
+        "path": recorded_path(compiled.loaded.file, out_dir),
         "sha256": compiled.loaded.doc.sha256,
         "archc": __version__,
     }
     if compiled.variant is not None:
-        spec_header["variant"] = compiled.variant
+        header["variant"] = compiled.variant
     if compiled.overrides:  # the checked values, whether given as text or from Python
-        spec_header["overrides"] = {k: compiled.params[k] for k in sorted(compiled.overrides)}
-    return {
-        "spec_source": dict_source("SPEC", spec_header),
-        "counts": graph.counts.as_dict(),
-        "input_shape": graph.node(graph.inputs[0]).shape,
-    }
+        header["overrides"] = {k: compiled.params[k] for k in sorted(compiled.overrides)}
+    return header
+
+
+def recorded_path(spec_file: str, out_dir: str | os.PathLike[str] | None) -> str:
+    """A spec file's path relative to the output folder, so that the text never depends on
+    where archc ran. A spec read from something else than a regular file (/dev/stdin, a
+    pipe) is recorded as given: its resolved path (/proc/<pid>/fd/pipe:[...]) changes from
+    one run to the next."""
+    spec = Path(spec_file)
+    try:
+        regular = stat.S_ISREG(spec.stat().st_mode)
+    except (OSError, ValueError):
+        regular = False
+    if not regular:
+        return spec.as_posix()
+    if out_dir is None:
+        return spec.name
+    return Path(os.path.relpath(spec.resolve(), Path(out_dir).resolve())).as_posix()
+
+
+_SPEC_ASSIGNMENT = re.compile(r"^SPEC = (\{\n.*?^\})$", re.M | re.S)
+
+
+@dataclass(frozen=True)
+class RecordedSpec:
+    """A generated file's SPEC header, and the line that records the spec's path."""
+
+    values: dict[str, Any]
+    path_line: int  # 1-based
+    path_col: int
+
+
+def read_spec_header(text: str) -> RecordedSpec | None:
+    """The SPEC that a generated file records (None when it has none)."""
+    found = _SPEC_ASSIGNMENT.search(text)
+    if found is None:
+        return None
+    try:
+        values = ast.literal_eval(found[1])
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(values, dict):
+        return None
+    line = text.count("\n", 0, found.start()) + 1
+    col = 1
+    for k, source_line in enumerate(found[1].split("\n")):
+        if source_line.lstrip().startswith('"path"'):
+            line += k
+            col = len(source_line) - len(source_line.lstrip()) + 1
+            break
+    return RecordedSpec(values, line, col)
 
 
 def dict_source(var: str, items: dict[str, Any]) -> str:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from compiler.api import Compiled, check_expect, compile_spec
-from compiler.diagnostics import Diagnostic, SpecError
+from compiler.diagnostics import Diagnostic, Location, SpecError
 from compiler.ir import Counts, Graph
 
-from .codegen import import_source, write_atomic
+from .codegen import import_source, read_spec_header, spec_header, write_atomic
 
 
 class Counting(Protocol):
@@ -134,6 +136,87 @@ def output_path(
     return Path(out_dir) / f"{stem}_{backend_name}.py"
 
 
+_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def read_existing(path: Path) -> str | None:
+    """The text of the file at the output path (None when there is none). Only a regular file
+    is read: reading a FIFO would wait for a writer forever, so anything else is an error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without a writer
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.EISDIR:  # where folders cannot be opened
+            _not_regular(path, stat.S_IFDIR)
+        raise SpecError([Diagnostic("E092", f"cannot read {path}: {exc.strerror}")]) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            _not_regular(path, stat.S_IFMT(mode))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            data = f.read()
+    except OSError as exc:
+        raise SpecError([Diagnostic("E092", f"cannot read {path}: {exc.strerror}")]) from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return data.decode("utf-8", errors="replace")
+
+
+def _not_regular(path: Path, kind: int) -> None:
+    raise SpecError(
+        [
+            Diagnostic(
+                "E096",
+                f"{path} is {_KINDS.get(kind, 'not a file')}, not a regular file",
+                Location(str(path), 1, 1),
+                hint="compile writes <spec stem>_<backend>.py there; remove what is in the "
+                "way, or write elsewhere with -o DIR",
+            )
+        ]
+    )
+
+
+def check_same_spec(
+    path: Path, old: str, new: dict[str, Any], spec: str | Path, variant: str | None
+) -> None:
+    """A generated file may be replaced by one from the same spec and variant only: two spec
+    names can map to one module name (a-b.yaml and a_b.yaml; x.yaml --variant a and x_a.yaml),
+    and a file archc did not write is not archc's to replace."""
+    recorded = read_spec_header(old)
+    hint = (
+        "two specs (or a spec and a variant) give this file name: write this one elsewhere "
+        f"with -o DIR, or delete {path} if it is no longer needed"
+    )
+    if recorded is None:
+        message = f"{path} exists and was not written by archc (it has no SPEC header)"
+        hint = f"write elsewhere with -o DIR, or move {path} away"
+        raise SpecError([Diagnostic("E097", message, Location(str(path), 1, 1), hint=hint)])
+    theirs = recorded.values
+    if theirs.get("path") == new["path"] and theirs.get("variant") == new.get("variant"):
+        return
+    message = (
+        f"{path} was generated from {_described(theirs.get('path'), theirs.get('variant'))}, "
+        f"not from {_described(str(spec), variant)}"
+    )
+    where = Location(str(path), recorded.path_line, recorded.path_col)
+    raise SpecError([Diagnostic("E097", message, where, hint=hint)])
+
+
+def _described(path: object, variant: object) -> str:
+    where = f"'{path}'" if isinstance(path, str) else "an unknown spec"
+    return where + (f" (variant '{variant}')" if variant is not None else "")
+
+
 @dataclass(frozen=True)
 class Result:
     path: Path
@@ -206,10 +289,9 @@ def compile_to_file(
     compiled = compile_spec(spec, overrides, variant=variant, from_text=from_text)
     source = mod.render(compiled, out_dir)
     path = output_path(spec, backend_name, out_dir, variant)
-    try:
-        old = path.read_text(encoding="utf-8") if path.exists() else None
-    except OSError as exc:
-        raise SpecError([Diagnostic("E092", f"cannot read {path}: {exc.strerror}")]) from None
+    old = read_existing(path)
+    if old is not None and old != source:
+        check_same_spec(path, old, spec_header(compiled, out_dir), spec, variant)
     if check:
         if old != source:
             diff = "".join(
