@@ -62,6 +62,21 @@ def _depthwise(attr: Attr) -> Args:
     ]
 
 
+def _separable(attr: Attr) -> Args:
+    return [
+        *_pos(attr, "filters", "kernel"),
+        *_kw(
+            attr,
+            ("strides", "strides"),
+            ("padding", "padding"),
+            ("depth_multiplier", "depth_multiplier"),
+            ("dilation", "dilation_rate"),
+            ("use_bias", "use_bias"),
+            ("activation", "activation"),
+        ),
+    ]
+
+
 def _pool(attr: Attr) -> Args:
     return [*_pos(attr, "pool"), *_kw(attr, ("strides", "strides"), ("padding", "padding"))]
 
@@ -80,6 +95,7 @@ def _concat(attr: Attr) -> Args:
 KERAS_LAYERS: dict[str, KerasLayer] = {
     "conv2d": KerasLayer("Conv2D", _conv, "kernel_regularizer"),
     "depthwise_conv2d": KerasLayer("DepthwiseConv2D", _depthwise, "depthwise_regularizer"),
+    "separable_conv2d": KerasLayer("SeparableConv2D", _separable),
     "batch_norm": KerasLayer(
         "BatchNormalization",
         lambda a: _kw(

@@ -82,6 +82,40 @@ class KerasDepthwiseConv2d(KerasConv2d):
                 self.bias.zero_()
 
 
+class KerasSeparableConv2d(nn.Module):
+    """Keras' SeparableConv2D as one module: a depthwise convolution (Keras' padding and
+    fans), then a 1x1 pointwise convolution that carries the bias."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding="valid",
+        depth_multiplier: int = 1,
+        dilation=1,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        mid = in_channels * depth_multiplier
+        self.out_channels = out_channels
+        self.depthwise = KerasDepthwiseConv2d(
+            in_channels,
+            mid,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=in_channels,
+            bias=False,
+        )
+        self.pointwise = nn.Conv2d(mid, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
 class KerasMaxPool2d(nn.MaxPool2d):
     """Keras' MaxPooling2D with 'same' padding: -inf (TF's split), never zeros."""
 

@@ -123,6 +123,20 @@ def _depthwise_module(ctx: Ctx) -> str:
     return f"{cls}({', '.join(args)})"
 
 
+def _separable_module(ctx: Ctx) -> str:
+    cls = ctx.helper("KerasSeparableConv2d")
+    args = [f"{ctx.shape}[-1]", ctx.attr("filters") or "", ctx.attr("kernel") or ""]
+    args += _kw(
+        ctx,
+        ("strides", "stride"),
+        ("padding", "padding"),
+        ("depth_multiplier", "depth_multiplier"),
+        ("dilation", "dilation"),
+        ("use_bias", "bias"),
+    )
+    return f"{cls}({', '.join(args)})"
+
+
 def _window_shape(ctx: Ctx, channels: str, kernel: str, strides: str) -> str:
     """The output shape of a window op: channels only, where the window keeps the size."""
     padding = ctx.const("padding", "valid")
@@ -371,6 +385,18 @@ TORCH_OPS: dict[str, TorchOp] = {
         _depthwise_module,
         lambda c: _window_shape(c, f"{c.module}.out_channels", "kernel", "strides"),
         {"depthwise_kernel": Binding("weight", _dw_to_torch, _dw_to_keras), **_BIAS},
+    ),
+    "separable_conv2d": TorchOp(
+        _conv_forward,
+        _separable_module,
+        lambda c: _window_shape(c, f"{c.module}.out_channels", "kernel", "strides"),
+        {
+            "depthwise_kernel": Binding("depthwise.weight", _dw_to_torch, _dw_to_keras),
+            "pointwise_kernel": Binding(
+                "pointwise.weight", lambda a: a.transpose(3, 2, 0, 1), _conv_kernel_to_keras
+            ),
+            "bias": Binding("pointwise.bias"),
+        },
     ),
     "batch_norm": TorchOp(
         lambda c, xs, m: f"{m}({xs[0]})",

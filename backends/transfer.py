@@ -23,6 +23,13 @@ def _module(torch_model: Any, node: Node) -> Any:
     return torch_model.get_submodule(path)
 
 
+def _tensor(module: Any, key: str) -> Any:
+    """A parameter or buffer by its dotted key under the module ('pointwise.bias')."""
+    for part in key.split("."):
+        module = getattr(module, part)
+    return module
+
+
 def _keras_arrays(layer: Any, node: Node) -> list[np.ndarray]:
     values = layer.get_weights()
     shapes = [tuple(v.shape) for v in values]
@@ -46,7 +53,7 @@ def keras_to_torch(keras_model: Any, torch_model: Any, graph: Graph) -> int:
         arrays = _keras_arrays(keras_model.get_layer(node.name), node)
         for weight, value in zip(node.weights, arrays, strict=True):
             binding = TORCH_OPS[node.op].weights[weight.name]
-            target = getattr(module, binding.key)
+            target = _tensor(module, binding.key)
             array = binding.to_torch(value)
             if tuple(array.shape) != tuple(target.shape):
                 raise ValueError(
@@ -69,7 +76,7 @@ def torch_to_keras(torch_model: Any, keras_model: Any, graph: Graph) -> int:
         values = []
         for weight in node.weights:
             binding = TORCH_OPS[node.op].weights[weight.name]
-            value = getattr(module, binding.key).detach().cpu().numpy()
+            value = _tensor(module, binding.key).detach().cpu().numpy()
             values.append(binding.to_keras(value, weight.shape))
         keras_model.get_layer(node.name).set_weights(values)
         copied += len(values)

@@ -56,6 +56,21 @@ class DepthwiseConv2DAttrs:
     pads: Pads = NO_PADS
 
 
+@dataclass(frozen=True, slots=True)
+class SeparableConv2DAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
+    filters: PosInt
+    kernel: Pair
+    strides: Pair = (1, 1)
+    padding: Padding = "valid"
+    depth_multiplier: PosInt = 1
+    dilation: Pair = (1, 1)
+    use_bias: Bool = True
+    activation: Activation = "linear"
+    pads: Pads = NO_PADS
+
+
 def _window(a: Any, shape: Shape, op: str) -> tuple[int, int, Pads]:
     h, w, _ = spatial(shape, op)
     if max(a.strides) > 1 and max(a.dilation) > 1:
@@ -113,6 +128,33 @@ def _dw_flops(a: DepthwiseConv2DAttrs, ins: list[Shape], out: Shape) -> int:
     return 2 * macs + (out[0] * out[1] * out[2] if a.use_bias else 0)
 
 
+def _sep_infer(a: SeparableConv2DAttrs, ins: list[Shape]) -> tuple[SeparableConv2DAttrs, Shape]:
+    ho, wo, pads = _window(a, ins[0], "separable_conv2d")
+    if a.strides[0] != a.strides[1]:
+        raise ShapeError(
+            f"separable strides {a.strides} differ between height and width",
+            hint="TensorFlow's depthwise convolution supports only equal strides; "
+            "use one stride for both axes",
+        )
+    return dataclasses.replace(a, pads=pads), (ho, wo, a.filters)
+
+
+def _sep_weights(a: SeparableConv2DAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
+    c, m = ins[0][2], a.depth_multiplier
+    ws = [
+        Weight("depthwise_kernel", (*a.kernel, c, m), True),
+        Weight("pointwise_kernel", (1, 1, c * m, a.filters), True),
+    ]
+    return [*ws, Weight("bias", (a.filters,), True)] if a.use_bias else ws
+
+
+def _sep_flops(a: SeparableConv2DAttrs, ins: list[Shape], out: Shape) -> int:
+    mid = ins[0][2] * a.depth_multiplier
+    depthwise = out[0] * out[1] * mid * a.kernel[0] * a.kernel[1]
+    pointwise = out[0] * out[1] * mid * a.filters
+    return 2 * (depthwise + pointwise) + (out[0] * out[1] * a.filters if a.use_bias else 0)
+
+
 register(
     OpDef(
         "conv2d",
@@ -135,5 +177,17 @@ register(
         _dw_flops,
         computed=("pads",),
         doc="depthwise 2-D convolution; kernel (kh, kw, channels, depth_multiplier)",
+    )
+)
+register(
+    OpDef(
+        "separable_conv2d",
+        "SeparableConv2D",
+        SeparableConv2DAttrs,
+        _sep_infer,
+        _sep_weights,
+        _sep_flops,
+        computed=("pads",),
+        doc="one layer: depthwise (kh, kw, C, M), then pointwise (1, 1, C*M, filters) and bias",
     )
 )

@@ -60,6 +60,24 @@ layers:
   - {op: conv2d, name: one_by_one, filters: 2, kernel: 1, use_bias: false, kernel_l2: 0.01}
 """,
     ],
+    "separable_conv2d": [
+        """\
+# strided 'same' (uneven TF pads), depth multiplier 2, bias; then valid without bias, relu
+archc: 1
+name: separable
+inputs:
+  - {name: x, shape: [8, 7, 3]}
+layers:
+  - op: separable_conv2d
+    name: sep
+    filters: 5
+    kernel: 3
+    strides: 2
+    padding: same
+    depth_multiplier: 2
+  - {op: separable_conv2d, name: sep2, filters: 4, kernel: 2, use_bias: false, activation: relu}
+""",
+    ],
     "depthwise_conv2d": [
         """\
 # same padding, stride 2 on odd sizes, depth multiplier, bias

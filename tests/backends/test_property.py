@@ -188,6 +188,20 @@ def depthwise_conv2d(b: Builder, x: str) -> str | None:
     return b.add("depthwise_conv2d", [x], (ho, wo, shape[2] * mult), **attrs)
 
 
+def separable_conv2d(b: Builder, x: str) -> str | None:
+    shape = b.shapes[x]
+    if len(shape) != 3:
+        return None
+    attrs, (ho, wo) = _window_attrs(b, shape, dilate=True, square_strides=True)
+    filters = b.int(1, 6)
+    if b.flag(0.3):
+        attrs["depth_multiplier"] = b.int(1, 2)
+    if b.flag(0.3):
+        attrs["use_bias"] = False
+    attrs = b.trainable(_activation(b, attrs))
+    return b.add("separable_conv2d", [x], (ho, wo, filters), filters=filters, **attrs)
+
+
 def upsample2d(b: Builder, x: str) -> str | None:
     shape = b.shapes[x]
     if len(shape) != 3:
@@ -397,6 +411,7 @@ EMITTERS: dict[str, Callable[[Builder, str], str | None]] = {
     "depthwise_conv2d": depthwise_conv2d,
     "batch_norm": batch_norm,
     "layer_norm": layer_norm,
+    "separable_conv2d": separable_conv2d,
     "upsample2d": upsample2d,
     "cropping2d": cropping2d,
     "rescaling": rescaling,

@@ -54,6 +54,18 @@ TORCH_KEY = {
     "moving_mean": "running_mean",
     "moving_variance": "running_var",
 }
+# one Keras layer that is two PyTorch convolutions (DESIGN: weights load by the layer's name)
+SEPARABLE_KEY = {
+    "depthwise_kernel": "depthwise.weight",
+    "pointwise_kernel": "pointwise.weight",
+    "bias": "pointwise.bias",
+}
+
+
+def torch_key(op: str, weight: str) -> str:
+    return SEPARABLE_KEY[weight] if op == "separable_conv2d" else TORCH_KEY[weight]
+
+
 FRAMEWORK_IMPORT = re.compile(r"^\s*(import|from)\s+(tensorflow|keras)\b", re.MULTILINE)
 
 
@@ -81,7 +93,7 @@ def expected_state_keys(model: nn.Module, graph: Graph) -> set[str]:
     for node in graph.nodes:
         if not node.weights:
             continue
-        names = {TORCH_KEY[w.name] for w in node.weights}
+        names = {torch_key(node.op, w.name) for w in node.weights}
         if node.op == "batch_norm":
             names.add("num_batches_tracked")
         keys |= {f"{model.keras_layers[node.name]}.{n}" for n in names}
@@ -410,7 +422,7 @@ def test_op_case_weights_bind_to_torch_keys(op: str, i: int, tmp_path: Path) -> 
     graph = compile_spec(write(tmp_path, OP_CASES[op][i])).graph
     for node in graph.nodes:
         for w in node.weights:
-            assert TORCH_OPS[node.op].weights[w.name].key == TORCH_KEY[w.name], node.name
+            assert TORCH_OPS[node.op].weights[w.name].key == torch_key(node.op, w.name), node.name
 
 
 @pytest.mark.parametrize(("op", "i"), case_params())
@@ -592,7 +604,7 @@ def test_fresh_model_has_keras_initial_values(tmp_path: Path) -> None:
     checked = 0
     for node in graph.nodes:
         for w in node.weights:
-            value = state[f"{model.keras_layers[node.name]}.{TORCH_KEY[w.name]}"]
+            value = state[f"{model.keras_layers[node.name]}.{torch_key(node.op, w.name)}"]
             where = f"{node.name}.{w.name}"
             if w.name in ("bias", "beta", "moving_mean"):
                 assert torch.count_nonzero(value) == 0, where

@@ -547,6 +547,31 @@ def test_upsampling_cropping_and_rescaling(spec: Callable[..., Compiled]) -> Non
     checked(compiled)
 
 
+def test_separable_convolution_is_one_layer_with_keras_layouts(
+    spec: Callable[..., Compiled],
+) -> None:
+    """One Keras SeparableConv2D layer (weights load by its name): the depthwise kernel
+    (kh, kw, C, M) and pointwise kernel (1, 1, C*M, F) go to the two convolutions inside
+    one PyTorch module; with TF 'same' padding at stride 2."""
+    compiled = spec(
+        [8, 7, 3],
+        "- {op: separable_conv2d, name: sep, filters: 5, kernel: 3, strides: 2, "
+        "padding: same, depth_multiplier: 2}",
+    )
+    km, tm = paired(compiled)
+    depthwise, pointwise, bias = km.get_layer("sep").get_weights()
+    sep = tm.get_submodule(tm.keras_layers["sep"])
+    for c in range(3):
+        for m in range(2):
+            got = sep.depthwise.weight.detach().numpy()[c * 2 + m, 0]
+            np.testing.assert_array_equal(got, depthwise[:, :, c, m])
+    np.testing.assert_array_equal(
+        sep.pointwise.weight.detach().numpy()[:, :, 0, 0], pointwise[0, 0].T
+    )
+    np.testing.assert_array_equal(sep.pointwise.bias.detach().numpy(), bias)
+    checked(compiled)
+
+
 def test_softmax_is_over_channels(spec: Callable[..., Compiled]) -> None:
     compiled = spec(
         [3, 5, 4],
@@ -775,6 +800,21 @@ MUTANTS = {
             forward=lambda ctx, xs, mod: (
                 f'F.interpolate({xs[0]}, scale_factor=2, mode="bilinear", align_corners=True)'
             ),
+        ),
+    ),
+    "separable-pointwise-untransposed": (
+        [7, 9, 3],
+        "- {op: separable_conv2d, name: sep, filters: 3, kernel: 3}",
+        "sep",
+        _emitter(
+            "separable_conv2d",
+            weights={
+                **torch_ops.TORCH_OPS["separable_conv2d"].weights,
+                "pointwise_kernel": replace(
+                    torch_ops.TORCH_OPS["separable_conv2d"].weights["pointwise_kernel"],
+                    to_torch=lambda a: a.transpose(2, 3, 0, 1),  # (C*M, F) read as (F, C*M)
+                ),
+            },
         ),
     ),
     "depthwise-layout": (

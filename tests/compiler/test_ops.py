@@ -298,6 +298,21 @@ CASES: dict[str, list[Case]] = {
         Case("int", "op: cropping2d, cropping: 1", ((7, 9, 2),), (5, 7, 2)),
     ],
     "rescaling": [Case("image", "op: rescaling, scale: 0.5, offset: 1.0", ((4, 5, 3),), (4, 5, 3))],
+    "separable_conv2d": [
+        Case(
+            "same-strided",
+            "op: separable_conv2d, filters: 5, kernel: 3, strides: 2, padding: same, "
+            "depth_multiplier: 2",
+            ((8, 7, 3),),
+            (4, 4, 5),
+            3 * 3 * 3 * 2 + 1 * 1 * 6 * 5 + 5,  # depthwise + pointwise + bias
+            weights=(
+                ("depthwise_kernel", (3, 3, 3, 2), True),
+                ("pointwise_kernel", (1, 1, 6, 5), True),
+                ("bias", (5,), True),
+            ),
+        ),
+    ],
     "layer_norm": [
         Case(
             "image",
