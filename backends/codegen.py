@@ -12,6 +12,7 @@ import re
 import stat
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -125,11 +126,21 @@ def dict_source(var: str, items: dict[str, Any]) -> str:
     return f"{var} = {{\n{body}}}"
 
 
+# Every file write_atomic replaced, in order: an interrupted `archc compile` says whether its
+# file was already replaced when the signal came (compiler/cli.py reads this).
+WRITTEN: list[Path] = []
+STALE_AFTER_S = 3600  # a temp file this old is stale whoever wrote it
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write text to path via a temp file in the same folder, fsync, and a rename; the file
-    gets the usual permissions (mkstemp's are owner-only)."""
+    gets the usual permissions (mkstemp's are owner-only). The temp file's name,
+    `.<name>.<pid>.<random>.tmp`, names its writer, so that one a killed process left behind
+    can be recognised (remove_stale_temps)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -139,10 +150,62 @@ def write_atomic(path: Path, text: str) -> None:
             os.fchmod(f.fileno(), 0o666 & ~umask)
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        WRITTEN.append(path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:  # renamed: the interruption came after the replace
+            if not WRITTEN or WRITTEN[-1] is not path:
+                WRITTEN.append(path)
+        except OSError:
+            pass
         raise
+
+
+_TEMP = re.compile(r"\.(?:(?P<pid>[0-9]+)\.)?[^.]+\.tmp")
+
+
+def remove_stale_temps(path: Path, now: float | None = None) -> list[Path]:
+    """Remove the temp files of write_atomic(path) that no write will finish: their writer
+    no longer runs (SIGKILL, a power cut), or they are over an hour old. Returns them."""
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return []
+    now = time.time() if now is None else now
+    prefix = f".{path.name}"
+    removed = []
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        found = _TEMP.fullmatch(entry.name, len(prefix))
+        if found is None:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        pid = found["pid"]
+        old = now - info.st_mtime > STALE_AFTER_S
+        if old or (pid is not None and not _running(int(pid))):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):  # another user's, or no PID at all
+        return pid > 0
+    return True
 
 
 _counter = itertools.count()

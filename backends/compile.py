@@ -17,7 +17,13 @@ from compiler.api import Compiled, check_expect, compile_spec
 from compiler.diagnostics import Diagnostic, Location, SpecError
 from compiler.ir import Counts, Graph
 
-from .codegen import import_source, read_spec_header, spec_header, write_atomic
+from .codegen import (
+    import_source,
+    read_spec_header,
+    remove_stale_temps,
+    spec_header,
+    write_atomic,
+)
 
 
 class Counting(Protocol):
@@ -339,6 +345,7 @@ def compile_to_file(
                     )
                 ]
             )
+    remove_stale_temps(path)
     if old != source:
         try:
             write_atomic(path, source)

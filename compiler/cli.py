@@ -1,5 +1,5 @@
 """The `archc` command line. Exit codes: 0 ok, 1 spec or verification error, 2 usage, 3 bug,
-130 interrupted."""
+130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM, handled like Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -7,28 +7,51 @@ import os
 import signal
 import sys
 
+# What each signal archc handles ends with: exit code (128 + the signal's number), and word.
+SIGNALS: dict[int, tuple[int, str]] = {
+    signal.SIGINT: (130, "interrupted"),
+    signal.SIGTERM: (143, "terminated"),
+}
+
 
 def _leave_now(signum: int, frame: object) -> None:
-    """Ctrl-C where nothing is half-done (imports, parsing, shutdown): exit 130 at once."""
-    for stream, text in ((sys.stdout, ""), (sys.stderr, "interrupted\n")):
+    """A signal where nothing is half-done (imports, parsing, shutdown): exit at once."""
+    code, word = SIGNALS.get(signum, (130, "interrupted"))
+    for stream, text in ((sys.stdout, ""), (sys.stderr, f"{word}\n")):
         try:
             stream.write(text)
             stream.flush()
         except Exception:  # a closed or busy stream: leave anyway
             pass
-    os._exit(130)
+    os._exit(code)
 
 
-def _on_sigint(handler: Any) -> Any:
-    """Install a SIGINT handler; the previous one, or None where none can be set."""
+def _on_signals(handlers: Any) -> dict[int, Any] | None:
+    """Install one handler for SIGINT and SIGTERM, or {signal: handler}; the previous ones
+    (to pass back here), or None where none can be set."""
+    if not isinstance(handlers, dict):
+        handlers = dict.fromkeys(SIGNALS, handlers)
+    previous: dict[int, Any] = {}
     try:
-        return signal.signal(signal.SIGINT, handler)
+        for signum, handler in handlers.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                previous[signum] = signal.signal(signum, handler)
     except (ValueError, OSError):  # not the main thread
         return None
+    return previous
 
 
-# Installed before anything else is imported, so that Ctrl-C during the imports is clean too.
-_previous_handler = _on_sigint(_leave_now)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C raises KeyboardInterrupt, so that the same clean-ups run
+    (temp files removed, the old file left in place)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+# Installed before anything else is imported, so that a signal during the imports is clean too.
+_previous_handlers = _on_signals(_leave_now)
 
 import atexit  # noqa: E402
 import json  # noqa: E402
@@ -41,9 +64,6 @@ import click  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .diagnostics import SpecError, printable, short_repr, shorten  # noqa: E402
-
-if _previous_handler is not None:  # imported as a library: leave Ctrl-C as it was
-    _on_sigint(_previous_handler)
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 MAX_SEED = 2**32 - 1  # numpy's classic seed range; the odd-size check uses seed + 1
@@ -72,23 +92,30 @@ def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
     """Run a command body: spec errors exit 1 with diagnostics, and so does running out of
     memory (Python's or a framework's); anything else is a bug (3).
 
-    Ctrl-C raises KeyboardInterrupt only while the body runs, so that files being written
-    are cleaned up; it exits 130."""
-    previous = _on_sigint(signal.default_int_handler)
+    Ctrl-C raises KeyboardInterrupt (and SIGTERM Terminated, one) only while the body runs,
+    so that files being written are cleaned up; they exit 130 and 143, saying whether a file
+    had already been replaced when the signal came."""
+    mark = len(_written())
+    previous = _on_signals({signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _terminate})
     try:
         try:
             code = fn() or EXIT_OK
         finally:
             if previous is not None:
-                _on_sigint(previous)
+                _on_signals(previous)
     except SpecError as exc:
         report(exc, as_json)
         code = EXIT_SPEC
     except (click.ClickException, click.exceptions.Exit):
         raise
-    except KeyboardInterrupt:
-        click.echo("interrupted (nothing was written)", err=True)
-        code = 130
+    except KeyboardInterrupt as exc:
+        code, word = SIGNALS[signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT]
+        written = _written()[mark:]
+        if written:
+            what = f"{', '.join(map(str, written))} {'was' if len(written) == 1 else 'were'}"
+            click.echo(f"{word} ({what} written)", err=True)
+        else:
+            click.echo(f"{word} (nothing was written)", err=True)
     except Exception as exc:  # MemoryError included
         if out_of_memory(exc):
             click.echo(
@@ -101,6 +128,12 @@ def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
             report_bug(exc)
             code = EXIT_BUG
     sys.exit(code)
+
+
+def _written() -> list[Any]:
+    """The files written so far (backends.codegen.WRITTEN, where the backends are loaded)."""
+    codegen = sys.modules.get("backends.codegen")
+    return list(getattr(codegen, "WRITTEN", []))
 
 
 def report_bug(exc: BaseException) -> None:
@@ -358,7 +391,8 @@ def _unraisable(info: Any) -> None:
     deliver it again a moment later, from another thread, so that it interrupts the code that
     runs after the callback."""
     if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
-        again = threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT))
+        signum = signal.SIGTERM if issubclass(info.exc_type, Terminated) else signal.SIGINT
+        again = threading.Timer(0.01, os.kill, (os.getpid(), signum))
         again.daemon = True
         again.start()
     else:
@@ -368,14 +402,19 @@ def _unraisable(info: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """The console script: Ctrl-C outside a command's body (while parsing arguments, or while
     the interpreter shuts down) exits 130 at once; inside it, see run_guarded."""
-    _on_sigint(_leave_now)
+    _on_signals(_leave_now)
     sys.unraisablehook = _unraisable
     # atexit runs its callbacks last-registered first, so this one runs after every other
     # (framework clean-ups included); from then on the interpreter only frees memory, and it
     # would put back the default handler, under which Ctrl-C kills the process (-2).
-    atexit.register(_on_sigint, signal.SIG_IGN)
+    atexit.register(_on_signals, signal.SIG_IGN)
     cli.main(args=list(argv) if argv is not None else None, prog_name="archc")
 
+
+# The module is defined (click's decorators ran under _leave_now too): put the signals back as
+# they were, for a library that imports it; main() installs its own.
+if _previous_handlers is not None:
+    _on_signals(_previous_handlers)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
