@@ -156,7 +156,7 @@ def read_existing(path: Path) -> str | None:
     is read: reading a FIFO would wait for a writer forever, so anything else is an error."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without a writer
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # writing it will say what is wrong
         return None
     except OSError as exc:
         if exc.errno == errno.EISDIR:  # where folders cannot be opened
@@ -296,9 +296,9 @@ def compile_to_file(
     source = mod.render(compiled, out_dir)
     path = output_path(spec, backend_name, out_dir, variant)
     old = read_existing(path)
-    if old is not None and old != source:
-        check_same_spec(path, old, spec_header(compiled, out_dir), spec, variant)
     if check:
+        if old is not None and old != source:
+            check_same_spec(path, old, spec_header(compiled, out_dir), spec, variant)
         if old != source:
             diff = "".join(
                 list(
@@ -347,6 +347,8 @@ def compile_to_file(
             )
     remove_stale_temps(path)
     if old != source:
+        if old is not None:  # verified first: a bad model is reported whatever is there
+            check_same_spec(path, old, spec_header(compiled, out_dir), spec, variant)
         try:
             write_atomic(path, source)
         except OSError as exc:
