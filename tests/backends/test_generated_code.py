@@ -158,3 +158,20 @@ def test_a_variant_compiled_on_its_own_is_named_after_it(tmp_path: Path) -> None
             assert "class Resnet50Resnet152(nn.Module):" in source
         else:
             assert 'name="resnet50_resnet152"' in source
+
+
+def test_every_helper_name_is_reserved() -> None:
+    """A spec name equal to a helper a generated file may define would shadow it."""
+    import inspect
+
+    from backends import py_helpers, torch_helpers
+    from backends.structure import GENERATED_NAMES
+
+    for mod in (py_helpers, torch_helpers):
+        defined = {
+            name
+            for name, value in vars(mod).items()
+            if (inspect.isfunction(value) or inspect.isclass(value))
+            and value.__module__ == mod.__name__
+        }
+        assert defined <= GENERATED_NAMES, defined - GENERATED_NAMES
