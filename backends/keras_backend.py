@@ -97,7 +97,8 @@ class _Function:
         elif isinstance(step, LoopStep):
             self.loop(step)
         for var in step.saves:
-            self.out(f"{var} = {self.prev}")
+            if var in self.s.used:
+                self.out(f"{var} = {self.prev}")
 
     def op(self, step: OpStep) -> None:
         layer = KERAS_LAYERS[step.op]

@@ -138,6 +138,7 @@ class Structure:
     blocks: dict[str, Block]
     outputs: list[Ref]
     params: list[str]  # spec params, in declaration order
+    used: set[str] = field(default_factory=set)  # variables some reference reads
 
     def name(self, spec_name: str) -> str:
         return self.names.get(spec_name, spec_name)
@@ -186,6 +187,7 @@ class _Walker:
             self.by_item.setdefault(node.origin.item, []).append(node)
         self.shapes = {n.name: n.shape for n in compiled.graph.nodes}
         self.input_vars: dict[str, str] = {}
+        self.used: set[str] = set()  # variables a reference reads (ids nothing reads are not)
 
     def py(self, spec_name: str) -> str:
         if spec_name not in self.names:
@@ -240,6 +242,7 @@ class _Walker:
             return Ref("input")
         for s in scope.chain():
             if name in s.ids:
+                self.used.add(s.ids[name])
                 return Ref("var", s.ids[name])
         if name in self.input_vars and scope.chain()[-1].top:
             return Ref("var", self.input_vars[name])
@@ -260,6 +263,7 @@ class _Walker:
         if var is None:
             var = self.fresh(name, "t")
             step.saves.append(var)
+        self.used.add(var)
         return Ref("var", var)
 
     # -- items --------------------------------------------------------------------------------
@@ -398,6 +402,7 @@ class _Walker:
             self.blocks,
             outputs,
             list(self.spec.params),
+            self.used,
         )
 
     def _params_used(self) -> None:
@@ -460,7 +465,9 @@ def runs(steps: list[Step]) -> list[tuple[Any, list[Step]]]:
     out: list[tuple[Any, list[Step]]] = []
     for step in steps:
         when = None if step.when is True else step.when
-        if when is not None and out and out[-1][0] == when:
+        # a condition on prev_shape is evaluated afresh: the step before may change it
+        fresh = when is not None and "prev_shape" in value_names(when)
+        if when is not None and not fresh and out and out[-1][0] == when:
             out[-1][1].append(step)
         else:
             out.append((when, [step]))

@@ -138,6 +138,9 @@ class _Class:
         self.prev = input_var
         self.values = Values(r.s, self._shape_name)
         self.defined: set[str] = set()  # tensor variables forward has defined
+        self.flags: dict[str, str] = {}  # condition source -> its flag attribute
+        self.loops_with_input: set[int] = set()  # repeats whose iterations read the input
+        self.block: Block | None = None  # the spec block this class is (or is inside)
 
     def _shape_name(self, name: str) -> Any:
         import ast
@@ -211,10 +214,15 @@ class _Class:
                 )
             return ref.var
         assert ref.a is not None and ref.b is not None
-        flag = f"use_{self.tensor(ref.a, step)}"
-        if flag not in self.attrs:
+        test = self.src(ref.test)
+        flag = self.flags.get(test)
+        if flag is None:  # one flag per condition
+            flag = f"use_{self.tensor(ref.a, step)}"
+            while flag in self.attrs:
+                flag += "_"
             self.attrs.add(flag)
-            self.init(f"self.{flag} = {self.src(ref.test)}")
+            self.flags[test] = flag
+            self.init(f"self.{flag} = {test}")
         return f"({self.tensor(ref.a, step)} if self.{flag} else {self.tensor(ref.b, step)})"
 
     def ensure_x(self) -> None:
@@ -232,6 +240,7 @@ class _Class:
             fold = _foldable(run[0], nxt) if when is None and nxt is not None else None
             if fold is not None:  # a zero pad that the next convolution does
                 self.op(nxt, fold=(run[0], fold))  # type: ignore[arg-type]
+                self.save(nxt)  # type: ignore[arg-type]
                 i += 2
                 continue
             if when is None:
@@ -252,7 +261,7 @@ class _Class:
             self.init(f"self.{flag} = {self.src(when)}")
             init_test = fwd_test = f"self.{flag}"
         self.ensure_x()
-        for var in (v for step in group for v in step.saves):
+        for var in (v for step in group for v in step.saves if v in self.s.used):
             if var not in self.defined:  # bound on both paths (TorchScript needs it); a spec
                 self.fwd(f"{var} = x")  # only reads it where the condition held
                 self.defined.add(var)
@@ -273,10 +282,15 @@ class _Class:
             self.call(step)
         elif isinstance(step, LoopStep):
             self.loop(step)
+        self.save(step)
+
+    def save(self, step: Step) -> None:
+        """Variables that also hold a step's output (ids, layers referred to by name)."""
         for var in step.saves:
-            self.init(f"{var.rstrip('_')}_shape = shape")
-            self.fwd(f"{var} = {self.prev}")
-            self.defined.add(var)
+            if var in self.s.used:
+                self.init(f"{var.rstrip('_')}_shape = shape")
+                self.fwd(f"{var} = {self.prev}")
+                self.defined.add(var)
 
     def op(self, step: OpStep, fold: tuple[OpStep, tuple[int, int]] | None = None) -> None:
         """One op item; `fold` is a symmetric zero pad before it that its padding does (one
@@ -336,7 +350,15 @@ class _Class:
         self.init(f"self.{attr} = nn.Sequential()")
         self.loop_init(step, f"self.{attr}", 0)
         source = self.tensor(step.input, step) if step.input is not None else self.prev
-        self.fwd(f"x = self.{attr}({source})")
+        if id(step) in self.loops_with_input:  # each iteration also reads the block input
+            if source == self.prev:
+                self.ensure_x()
+            else:
+                self.fwd(f"x = {source}")
+            with self.fwd.indented(f"for layer in self.{attr}:"):
+                self.fwd(f"x = layer(x, {self.input_var})")
+        else:
+            self.fwd(f"x = self.{attr}({source})")
         self.prev = "x"
 
     def loop_init(self, step: LoopStep, target: str, depth: int) -> None:
@@ -358,7 +380,7 @@ class _Class:
                 self.loop_init(only, inner, depth + 1)
                 self.init(f"{target}.append({inner})")
             else:
-                cls, names = self.r.body_class(step, self)
+                cls, names = self.r.body_class(step, self, depth)
                 args = ", ".join(["shape", *(n if "=" in n else f"{n}={n}" for n in names)])
                 self.init(f"layer = {cls}({args})")
                 self.init(f"{target}.append(layer)")
@@ -383,6 +405,7 @@ class _Renderer:
 
     def block_class(self, block: Block) -> None:
         cls = _Class(self, block.cls, "in_shape", "inputs")
+        cls.block = block
         args = ["self", "in_shape: tuple[int, ...]"]
         kw, computed = block_signature(self.s, block)
         computed_defaults(cls.init_lines, cls.values, block.args, computed)
@@ -393,9 +416,10 @@ class _Renderer:
         signature = ", ".join(args + (["*", *kw] if kw else []))
         self.classes.append(self.class_source(cls, block.doc, signature, "inputs"))
 
-    def body_class(self, step: LoopStep, outer: _Class) -> tuple[str, list[str]]:
+    def body_class(self, step: LoopStep, outer: _Class, depth: int) -> tuple[str, list[str]]:
         """A class for one iteration of a repeat whose body is more than one block call."""
-        name = class_name(step.label, self.class_names | RESERVED)
+        label = step.label if len(step.label) > 1 else f"repeat_{step.label}"  # not class I
+        name = class_name(label, self.class_names | RESERVED)
         self.class_names.add(name)
         names = set()
         for st in walk(step.body):
@@ -404,9 +428,15 @@ class _Renderer:
                 names |= set(self.s.blocks[st.block].params)
         bound = {st.item.var for st in walk(step.body) if isinstance(st, LoopStep)}
         spec_names = [n for n in self.s.names if n in names - bound]
-        cls = _Class(self, name, "in_shape", "")
+        # the block input, when the body refers to it, comes in as forward's second argument
+        takes_input = depth == 0 and bool(outer.input_var) and _reads_input(step.body)
+        cls = _Class(self, name, "in_shape", "inputs" if takes_input else "")
+        cls.block = outer.block
         cls.prev = "x"
-        kw = [f"{self.s.name(n)}: {self.py_type(n, None)}" for n in spec_names]
+        if takes_input:
+            cls.defined.add("inputs")
+            names.add("in_shape")
+        kw = [f"{self.s.name(n)}: {self.py_type(n, outer.block)}" for n in spec_names]
         args = [f"{self.s.name(n)}" for n in spec_names]
         if "in_shape" in names:
             kw.append("in_shape: tuple[int, ...]")
@@ -414,9 +444,12 @@ class _Renderer:
         cls.init("self.out_shape = shape")
         signature = ", ".join(["self", "shape: tuple[int, ...]", *(["*", *kw] if kw else [])])
         doc = f"One iteration of the repeat '{step.label}'."
-        self.classes.append(self.class_source(cls, doc, signature, "x"))
+        fwd_args = "x: Tensor, inputs" if takes_input else "x"
+        self.classes.append(self.class_source(cls, doc, signature, fwd_args))
         if "in_shape" in names:
             args.append(f"in_shape={outer.in_shape}")
+        if takes_input:
+            outer.loops_with_input.add(id(step))
         return name, args
 
     def class_source(self, cls: _Class, doc: str, signature: str, fwd_arg: str) -> str:
@@ -515,6 +548,23 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
         **variants_context(compiled),
     )
     return formatted(environment().get_template("torch.py.jinja").render(ctx))
+
+
+def _reads_input(steps: list[Step]) -> bool:
+    """Whether any step refers to `input` (the block's input)."""
+
+    def reads(ref: Ref | None) -> bool:
+        if ref is None:
+            return False
+        if ref.kind == "choice":
+            return reads(ref.a) or reads(ref.b)
+        return ref.kind == "input"
+
+    for step in walk(steps):
+        refs = step.inputs if isinstance(step, OpStep) else [step.input]  # type: ignore[attr-defined]
+        if any(reads(r) for r in refs):
+            return True
+    return False
 
 
 def _foldable(pad: Step, conv: Step) -> tuple[int, int] | None:
