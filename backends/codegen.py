@@ -76,14 +76,14 @@ def recorded_path(spec_file: str, out_dir: str | os.PathLike[str] | None) -> str
     pipe) is recorded as given: its resolved path (/proc/<pid>/fd/pipe:[...]) changes from
     one run to the next."""
     spec = Path(spec_file)
-    try:
-        regular = stat.S_ISREG(spec.stat().st_mode)
-    except (OSError, ValueError):
-        regular = False
-    if not regular:
-        return spec.as_posix()
     if out_dir is None:
         return spec.name
+    try:
+        regular = stat.S_ISREG(spec.stat().st_mode)
+    except (OSError, ValueError):  # not on disk (a spec given as text): as before
+        regular = True
+    if not regular:
+        return spec.as_posix()
     return Path(os.path.relpath(spec.resolve(), Path(out_dir).resolve())).as_posix()
 
 
