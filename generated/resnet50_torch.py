@@ -70,12 +70,14 @@ class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
         momentum = self.momentum if self.momentum is not None else 0.0
         if not self.training or mean is None or var is None:
             return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
-        before = var.clone()
-        y = F.batch_norm(x, mean, var, self.weight, self.bias, True, momentum, self.eps)
-        n = x.numel() // x.shape[1]  # PyTorch moved towards the unbiased variance: undo n / (n-1)
+        # PyTorch moves its statistics towards the unbiased variance, Keras towards the biased
+        # one: let it update a copy scaled by n / (n - 1), then scale back (no in-place change
+        # of a tensor autograd saved)
+        n = x.numel() // x.shape[1]
+        scaled = var * (n / max(n - 1, 1))
+        y = F.batch_norm(x, mean, scaled, self.weight, self.bias, True, momentum, self.eps)
         with torch.no_grad():
-            kept = (1.0 - momentum) * before
-            var.copy_(kept + (var - kept) * ((n - 1) / n))
+            var.copy_(scaled * (max(n - 1, 1) / n))
         return y
 
 

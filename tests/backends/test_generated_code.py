@@ -175,3 +175,24 @@ def test_every_helper_name_is_reserved() -> None:
             and value.__module__ == mod.__name__
         }
         assert defined <= GENERATED_NAMES, defined - GENERATED_NAMES
+
+
+@pytest.mark.parametrize("name", ["resnet_preact", "mobilenet_v2"])
+def test_generated_torch_models_train(name: str) -> None:
+    """One SGD step in training mode: backward runs (BatchNorm's statistics update must not
+    touch a tensor autograd saved), every trainable parameter gets a gradient, and the
+    moving statistics move."""
+    mod = module(f"{name}_torch")
+    torch.manual_seed(0)
+    shape = mod.INPUT_SHAPE if name == "resnet_preact" else (3, 64, 64)
+    model = mod.build_model(input_shape=(*shape[1:], shape[0])).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running_var" in k}
+    loss = model(torch.randn(4, *shape)).log().mean() * -1
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    optimizer.step()
+    moved = [
+        k for k, v in model.state_dict().items() if k in before and not torch.equal(v, before[k])
+    ]
+    assert moved == list(before)
