@@ -70,7 +70,8 @@ class _Function:
         if ref.kind == "var":
             return ref.var
         assert ref.a is not None and ref.b is not None
-        return f"({self.ref(ref.a)} if {self.src(ref.test)} else {self.ref(ref.b)})"
+        a, b = self.ref(ref.a), self.ref(ref.b)
+        return a if a == b else f"({a} if {self.src(ref.test)} else {b})"
 
     def ensure_x(self) -> None:
         """Make `x` hold the running tensor (before code that may or may not assign it)."""

@@ -214,6 +214,9 @@ class _Class:
                 )
             return ref.var
         assert ref.a is not None and ref.b is not None
+        a, b = self.tensor(ref.a, step), self.tensor(ref.b, step)
+        if a == b:  # both names are the same tensor here
+            return a
         test = self.src(ref.test)
         flag = self.flags.get(test)
         if flag is None:  # one flag per condition
@@ -340,7 +343,7 @@ class _Class:
         args = ", ".join([self.shape_of(source), *self.block_args(block, step)])
         self.init(f"self.{attr} = {block.cls}({args})")
         self.init(f"shape = self.{attr}.out_shape")
-        self.fwd(f"x = self.{attr}({self.tensor(source, step)})")
+        self.fwd(f"x = self.{attr}({_bare(self.tensor(source, step))})")
         self.prev = "x"
 
     def loop(self, step: LoopStep) -> None:
@@ -358,7 +361,7 @@ class _Class:
             with self.fwd.indented(f"for layer in self.{attr}:"):
                 self.fwd(f"x = layer(x, {self.input_var})")
         else:
-            self.fwd(f"x = self.{attr}({source})")
+            self.fwd(f"x = self.{attr}({_bare(source)})")
         self.prev = "x"
 
     def loop_init(self, step: LoopStep, target: str, depth: int) -> None:
@@ -548,6 +551,11 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
         **variants_context(compiled),
     )
     return formatted(environment().get_template("torch.py.jinja").render(ctx))
+
+
+def _bare(source: str) -> str:
+    """A computed reference's conditional without its parentheses, as a call's argument."""
+    return source[1:-1] if source.startswith("(") and source.endswith(")") else source
 
 
 def _reads_input(steps: list[Step]) -> bool:

@@ -89,10 +89,12 @@ def keras_layer_outputs(model: Any, graph: Graph, xs: list[np.ndarray]) -> dict[
     import keras
 
     names = [n.name for n in graph.nodes if n.op != "input"]
+    values = dict(zip(graph.inputs, xs, strict=True))  # an input may also be an output
+    if not names:  # every layer skipped by its `when`: the model is its input
+        return values
     probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
     outs = probe(list(xs), training=False)
     outs = outs if isinstance(outs, list | tuple) else [outs]
-    values = dict(zip(graph.inputs, xs, strict=True))  # an input may also be an output
     values.update({n: keras.ops.convert_to_numpy(o) for n, o in zip(names, outs, strict=True)})
     return values
 

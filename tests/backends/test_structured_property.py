@@ -816,7 +816,7 @@ def _open(file: str, check: str, reason: str) -> Any:
 @pytest.mark.parametrize(
     ("file", "check"),
     [
-        # fixed in 41ddef3 (regressions)
+        # found by the generator, fixed since (regressions)
         ("when_on_shape_grouped.yaml", "torch"),
         ("when_on_shape_grouped.yaml", "verify"),
         ("choices_share_a_flag.yaml", "verify"),
@@ -827,27 +827,9 @@ def _open(file: str, check: str, reason: str) -> Any:
         ("input_in_repeat_in_block.yaml", "torch"),
         ("input_in_repeat_in_block.yaml", "verify"),
         # open
-        _open(
-            "computed_call_input.yaml",
-            "ruff",
-            "torch_render._Class.call wraps self.tensor(source), already parenthesised for a "
-            "computed reference, in the call's parentheses: self.blk((a if self.use_a else "
-            "img)), ruff UP034 (the same for a repeat's input in _Class.loop)",
-        ),
-        _open(
-            "computed_same_tensor.yaml",
-            "ruff",
-            "keras_backend._Function.ref renders a computed reference whose alternatives are "
-            "the same variable ('prev' and 'input' before any layer) as (img if flag else "
-            "img): ruff RUF034 useless if-else",
-        ),
-        _open(
-            "only_skipped_layers.yaml",
-            "verify",
-            "verify.keras_layer_outputs builds keras.Model(model.inputs, []) when the graph "
-            "has no layer but its input (every layer skipped by `when`): ValueError "
-            "'outputs argument cannot be empty' instead of a verified identity model",
-        ),
+        ("computed_call_input.yaml", "ruff"),
+        ("computed_same_tensor.yaml", "ruff"),
+        ("only_skipped_layers.yaml", "verify"),
         _open(
             "outer_id_in_repeat.yaml",
             "torch",
