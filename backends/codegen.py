@@ -1,4 +1,5 @@
-"""Shared machinery for generated source: one Jinja2 environment, literals, calls, files."""
+"""Shared machinery for generated files: one Jinja2 environment, headers, helper sources,
+atomic writes and importing generated source."""
 
 from __future__ import annotations
 
