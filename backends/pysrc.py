@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import copy
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from compiler.expr import parse
@@ -169,10 +169,6 @@ def source(node: ast.expr) -> str:
     return ast.unparse(ast.fix_missing_locations(node))
 
 
-def value_source(value: Any, resolve: Resolver) -> str:
-    return source(value_ast(value, resolve))
-
-
 def is_constant(value: Any) -> bool:
     """True for a value with no expression in it (known while generating code)."""
     if isinstance(value, list):
@@ -197,7 +193,3 @@ def literal(value: Any) -> str:
     if value is None or isinstance(value, bool | int | float | str):
         return repr(value)
     raise TypeError(f"no literal for {type(value).__name__}")
-
-
-def joined(names: Iterable[str]) -> str:
-    return ", ".join(names)

@@ -396,7 +396,6 @@ class _Renderer:
         self.helpers: set[str] = set()
         self.classes: list[str] = []
         self.class_names = {b.cls for b in s.blocks.values()}
-        self.uses_math = False
 
     def py_type(self, spec_name: str, block: Block | None) -> str:
         params = self.s.compiled.loaded.spec.params
