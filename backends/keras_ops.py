@@ -2,7 +2,7 @@
 
 An emitter gets the item's attributes as Python source (`attr(key)`, None when the spec leaves
 the attribute to its default) and returns the layer class and its arguments. Keras' own
-defaults equal the ops' defaults (DESIGN of the op registry), so an attribute the spec does
+defaults equal the ops' defaults (compiler/ops), so an attribute the spec does
 not set is not spelled out. Keras and the IR name weights alike (kernel, bias, gamma, beta,
 moving_mean, moving_variance, depthwise_kernel), so weights bind by layer and weight name.
 """

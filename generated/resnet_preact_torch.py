@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 SPEC = {
     "path": "../specs/resnet_preact.yaml",
-    "sha256": "26c0dd82418f5a8f73147cafa4d1e97e7aafc81ad18d2394cffaa051134e860e",
+    "sha256": "f6cd191f249207dc38c6559d5ed5b4e5a31238e68a3486f8046d78aa616bec20",
     "archc": "0.1.0",
 }
 PARAMS = {"total": 96133, "trainable": 93957, "non_trainable": 2176}

@@ -1,6 +1,6 @@
 """Hand-written twins of the seed network, independent of archc.
 
-`seed_keras3` is the seed's own code (shared/seeds/000_...txt) ported to Keras 3 (the only
+`seed_keras3` is the seed network's original Keras code ported to Keras 3 (the only
 changes: `keras.layers` for `tf.contrib.keras.layers`, `Conv2D` for `Convolution2D`, and
 `//` for the pool size). `SeedTorch` is the same network written by hand in PyTorch the way
 a careful person would (TF 'same' padding for the strided stem, Keras' BN epsilon/momentum).

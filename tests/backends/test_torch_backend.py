@@ -5,7 +5,7 @@ so there is one model to test per spec. Counts here are taken straight from `par
 `buffers()` (never through the backend's own `counts`), layer names from `state_dict()` and
 `model.keras_layers` (Keras layer name -> module path), and Glorot bounds from Keras' fan rule
 applied to the IR's Keras-layout weight shapes, so each test checks the backend against the
-DESIGN.md contract rather than against itself. Nothing here measures time.
+contract in docs/ARCHITECTURE.md rather than against itself. Nothing here measures time.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ ARCHC = VENV_BIN / "archc"
 RUFF = VENV_BIN / "ruff"
 SEED_COUNTS = Counts(96_133, 93_957, 2_176)
 
-# IR weight name -> the PyTorch parameter / buffer it becomes (DESIGN.md).
+# IR weight name -> the PyTorch parameter / buffer it becomes (docs/ARCHITECTURE.md).
 TORCH_KEY = {
     "kernel": "weight",
     "depthwise_kernel": "weight",
@@ -54,7 +54,7 @@ TORCH_KEY = {
     "moving_mean": "running_mean",
     "moving_variance": "running_var",
 }
-# one Keras layer that is two PyTorch convolutions (DESIGN: weights load by the layer's name)
+# one Keras layer that is two PyTorch convolutions (weights load by the layer's name)
 SEPARABLE_KEY = {
     "depthwise_kernel": "depthwise.weight",
     "pointwise_kernel": "pointwise.weight",
@@ -71,8 +71,8 @@ FRAMEWORK_IMPORT = re.compile(r"^\s*(import|from)\s+(tensorflow|keras)\b", re.MU
 
 # -- helpers ----------------------------------------------------------------------------------
 def torch_counts(module: nn.Module) -> Counts:
-    """DESIGN.md's rule: trainable = parameters with requires_grad; non-trainable = frozen
-    parameters plus floating-point buffers, never num_batches_tracked."""
+    """The counting rule (docs/ARCHITECTURE.md): trainable = parameters with requires_grad;
+    non-trainable = frozen parameters plus floating-point buffers, never num_batches_tracked."""
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
     buffers = sum(
@@ -418,7 +418,7 @@ def test_every_registered_op_has_a_torch_emitter() -> None:
 
 @pytest.mark.parametrize(("op", "i"), case_params())
 def test_op_case_weights_bind_to_torch_keys(op: str, i: int, tmp_path: Path) -> None:
-    """Every IR weight of every case has a binding to the PyTorch key DESIGN.md names."""
+    """Every IR weight of every case has a binding to the PyTorch key docs/ARCHITECTURE.md names."""
     graph = compile_spec(write(tmp_path, OP_CASES[op][i])).graph
     for node in graph.nodes:
         for w in node.weights:

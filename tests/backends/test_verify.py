@@ -1,4 +1,4 @@
-"""Cross-backend proof: every Keras<->PyTorch rule of DESIGN.md, weight transfer, `archc verify`.
+"""Cross-backend proof: every Keras<->PyTorch rule (docs/ARCHITECTURE.md), transfer, `archc verify`.
 
 Each rule gets a tiny spec (odd, non-square sizes) that `backends.verify.verify` must pass, and
 where the rule is about something random inputs might not exercise (negative values under

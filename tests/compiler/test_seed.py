@@ -1,4 +1,4 @@
-"""The seed network (shared/seeds/000_...txt) must come out of our spec row for row."""
+"""The seed network (its summary: data/seed_summary.txt) must come out of our spec row for row."""
 
 from __future__ import annotations
 
