@@ -6,7 +6,7 @@ every expression stays an expression. References by name are resolved to variabl
 `prev` is the running tensor, `input` the block's input, an `id` or a layer name its own
 variable, and a reference computed by an expression (`${'shortcut' if s else 'input'}`) a
 conditional over those. The compiled graph supplies what only expansion knows: the names of
-unnamed layers and the ranks each item saw.
+unnamed layers and the shapes each item saw (`OpStep.nodes`).
 """
 
 from __future__ import annotations
@@ -96,7 +96,6 @@ class OpStep(Step):
     attrs: dict[str, Any] = field(default_factory=dict)  # given + per-op defaults
     inputs: list[Ref] = field(default_factory=list)
     trainable: Any = True
-    ranks: set[int] = field(default_factory=set)  # ranks of the first input, as compiled
     nodes: list[Node] = field(default_factory=list)  # what it expanded to, as compiled
 
 
@@ -185,7 +184,6 @@ class _Walker:
         self.by_item: dict[PathKey, list[Node]] = {}
         for node in compiled.graph.nodes:
             self.by_item.setdefault(node.origin.item, []).append(node)
-        self.shapes = {n.name: n.shape for n in compiled.graph.nodes}
         self.input_vars: dict[str, str] = {}
         self.used: set[str] = set()  # variables a reference reads (ids nothing reads are not)
 
@@ -302,7 +300,6 @@ class _Walker:
                     "add a name template, e.g. name: 'conv${i}'",
                 )
             name = nodes[0].name
-        ranks = {len(self.shapes[n.inputs[0]] or ()) for n in nodes if n.inputs}
         return OpStep(
             path,
             item,
@@ -312,7 +309,6 @@ class _Walker:
             attrs=attrs,
             inputs=inputs,
             trainable=item.trainable,
-            ranks=ranks,
             nodes=nodes,
         )
 

@@ -86,7 +86,6 @@ class _Ctx:
         self.fold = fold
         self.shapes = shapes
         self.shape = shapes[0]
-        self.rank = next(iter(step.ranks)) if len(step.ranks) == 1 else None
         self.module = f"self.{attr}"
         graph = cls.s.compiled.graph
         seen = [[graph.node(i).shape for i in node.inputs] for node in step.nodes]
@@ -94,6 +93,7 @@ class _Ctx:
         for k in range(len(shapes)):
             ranks = {len(shapes_seen[k] or ()) for shapes_seen in seen}
             self.in_ranks.append(ranks.pop() if len(ranks) == 1 else None)
+        self.rank = self.in_ranks[0]  # the first input's, when the compiled graph knows it
         outs = {len(node.shape or ()) for node in step.nodes}
         self.out_rank = outs.pop() if len(outs) == 1 else None
         self.broadcasts = any(len(set(s)) > 1 for s in seen)
