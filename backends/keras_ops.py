@@ -63,18 +63,7 @@ def _depthwise(attr: Attr) -> Args:
 
 
 def _separable(attr: Attr) -> Args:
-    return [
-        *_pos(attr, "filters", "kernel"),
-        *_kw(
-            attr,
-            ("strides", "strides"),
-            ("padding", "padding"),
-            ("depth_multiplier", "depth_multiplier"),
-            ("dilation", "dilation_rate"),
-            ("use_bias", "use_bias"),
-            ("activation", "activation"),
-        ),
-    ]
+    return [*_pos(attr, "filters"), *_depthwise(attr)]
 
 
 def _pool(attr: Attr) -> Args:

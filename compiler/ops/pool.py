@@ -42,7 +42,7 @@ class GlobalPoolAttrs:
     keepdims: Bool = False
 
 
-def _pads(v: Any) -> Any:
+def pads_value(v: Any) -> Any:
     """1 -> ((1,1),(1,1)); [1, 2] -> ((1,1),(2,2)); [[t,b],[l,r]] stays."""
     if isinstance(v, int) and not isinstance(v, bool):
         return ((v, v), (v, v))
@@ -57,7 +57,10 @@ def _pads(v: Any) -> Any:
 class ZeroPad2DAttrs:
     __pydantic_config__ = ATTRS_CONFIG
 
-    padding: Annotated[tuple[NonNegPair, NonNegPair], BeforeValidator(_pads)] = ((1, 1), (1, 1))
+    padding: Annotated[tuple[NonNegPair, NonNegPair], BeforeValidator(pads_value)] = (
+        (1, 1),
+        (1, 1),
+    )
 
 
 def _pool_infer(a: Pool2DAttrs, ins: list[Shape]) -> tuple[Pool2DAttrs, Shape]:

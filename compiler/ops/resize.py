@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator
 
 from ..ir import Shape
 from . import ATTRS_CONFIG, Float, NonNegPair, OpDef, Pair, ShapeError, register, spatial
+from .pool import pads_value  # the same forms as zero_pad2d's padding
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,22 +21,11 @@ class UpsampleAttrs:
     interpolation: Literal["nearest", "bilinear"] = "nearest"
 
 
-def _crops(v: Any) -> Any:
-    """1 -> ((1,1),(1,1)); [1, 2] -> ((1,1),(2,2)); [[t,b],[l,r]] stays (as zero_pad2d)."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        return ((v, v), (v, v))
-    if isinstance(v, list | tuple) and len(v) == 2:
-        if all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-            return ((v[0], v[0]), (v[1], v[1]))
-        return tuple(tuple(x) if isinstance(x, list) else x for x in v)
-    return v
-
-
 @dataclass(frozen=True, slots=True)
 class CroppingAttrs:
     __pydantic_config__ = ATTRS_CONFIG
 
-    cropping: Annotated[tuple[NonNegPair, NonNegPair], BeforeValidator(_crops)] = (
+    cropping: Annotated[tuple[NonNegPair, NonNegPair], BeforeValidator(pads_value)] = (
         (0, 0),
         (0, 0),
     )
