@@ -35,15 +35,43 @@ class Unresolved(Exception):
         self.name = name
 
 
+def _bound(comp: ast.ListComp) -> set[str]:
+    """The names a list comprehension's `for` targets bind."""
+    return {n.id for g in comp.generators for n in ast.walk(g.target) if isinstance(n, ast.Name)}
+
+
+class _Reads(ast.NodeVisitor):
+    """Spec names read by an expression: not functions, constants or comprehension variables."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.bound: list[set[str]] = []
+
+    def visit_Call(self, node: ast.Call) -> None:
+        for a in node.args:
+            self.visit(a)
+
+    def visit_ListComp(self, node: ast.ListComp) -> None:
+        self.visit(node.generators[0].iter)  # evaluated outside the comprehension's scope
+        self.bound.append(_bound(node))
+        for i, g in enumerate(node.generators):
+            if i:
+                self.visit(g.iter)
+            for cond in g.ifs:
+                self.visit(cond)
+        self.visit(node.elt)
+        self.bound.pop()
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id not in CONSTANT_NAMES and not any(node.id in b for b in self.bound):
+            self.names.add(node.id)
+
+
 def expr_names(text: str) -> set[str]:
-    """The spec names an expression reads (not functions or constants)."""
-    tree = parse(text)
-    calls = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    return {
-        n.id
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Name) and id(n) not in calls and n.id not in CONSTANT_NAMES
-    }
+    """The spec names an expression reads (not functions, constants or loop variables)."""
+    reads = _Reads()
+    reads.visit(parse(text))
+    return reads.names
 
 
 def value_names(value: Any) -> set[str]:
@@ -72,17 +100,64 @@ def functions_used(value: Any) -> set[str]:
     return out
 
 
+# names the rewrite itself writes: a loop variable must not hide them
+_INTRODUCED = {"math", "tuple", "range"}
+
+
+def _is_call(node: ast.expr, name: str) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+
+
 class _Rewrite(ast.NodeTransformer):
     def __init__(self, resolve: Resolver):
         self.resolve = resolve
+        self.bound: dict[str, str] = {}  # comprehension variable -> its name in the source
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
+        if node.id in self.bound:
+            return ast.Name(self.bound[node.id], node.ctx)
         if node.id in CONSTANT_NAMES:
             return ast.Constant(CONSTANT_NAMES[node.id])
         replacement = self.resolve(node.id)
         if replacement is None:
             raise Unresolved(node.id)
         return replacement
+
+    def visit_ListComp(self, node: ast.ListComp) -> ast.expr:
+        """`[f(x) for x in xs]` -> `tuple(f(x) for x in xs)` (sequences are tuples). A loop
+        variable is renamed when a spec name it would hide resolves to the same identifier."""
+        outer = dict(self.bound)
+        names = _bound(node)
+        free = _Reads()
+        free.visit(node)
+        taken = _INTRODUCED | {
+            n.id
+            for name in free.names - set(outer) - set(CONSTANT_NAMES)
+            if (r := self.resolve(name)) is not None
+            for n in ast.walk(r)
+            if isinstance(n, ast.Name)
+        }
+        for name in names:
+            new = name
+            while new in taken or new in outer.values():
+                new += "_"
+            self.bound[name] = new
+        generators = []
+        for i, g in enumerate(node.generators):
+            # the first iterable is evaluated in the scope around the comprehension
+            scope = self.bound
+            if not i:
+                self.bound = outer
+            it = self.visit(g.iter)
+            if _is_call(g.iter, "range"):  # a loop needs no tuple of its range
+                it = ast.Call(ast.Name("range"), it.args[0].args, [])  # type: ignore[attr-defined]
+            self.bound = scope
+            target = self.visit(g.target)
+            ifs = [self.visit(c) for c in g.ifs]
+            generators.append(ast.comprehension(target, it, ifs, 0))
+        elt = self.visit(node.elt)
+        self.bound = outer
+        return ast.Call(ast.Name("tuple"), [ast.ListComp(elt, generators)], [])
 
     def visit_Call(self, node: ast.Call) -> ast.expr:
         name = node.func.id  # type: ignore[attr-defined]  # parse() allows plain names only

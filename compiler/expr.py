@@ -2,10 +2,10 @@
 
 Expressions are parsed with `ast` and walked by a small interpreter over an allow-list of
 node types and functions. Nothing is ever passed to eval/exec; attribute access, dunders,
-comprehensions, lambdas and unknown calls are rejected; integer size, exponent, sequence
-length, the total size of any value (items at every depth) and expression size are bounded,
-and checked before a value is built, so that `10**10**10` and `[[[0]*9999]*9999]*9999` fail
-at once.
+lambdas and unknown calls are rejected; integer size, exponent, sequence length, the total
+size of any value (items at every depth), the iterations of list comprehensions and the
+expression size are bounded, and checked before a value is built, so that `10**10**10` and
+`[[[0]*9999]*9999]*9999` fail at once.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ MAX_AST_NODES = 200
 MAX_INT_BITS = 64
 MAX_SEQ_LEN = 10_000
 MAX_TOTAL = 100_000  # items at every depth of one value, characters of its strings included
+MAX_STEPS = 100_000  # iterations of all list comprehensions in one expression, nested ones too
 TOO_BIG = (
     f"result larger than {MAX_TOTAL} elements in all (nested lists and strings count each item)"
 )
@@ -74,10 +75,23 @@ def _sum(values: Any, start: Any = 0) -> Any:
     return sum(values, start)
 
 
+def _chr(code: Any) -> str:
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise ExprError(f"chr() takes an integer, got {type_name(code)}")
+    return chr(code)  # ValueError out of range: reported by _Call
+
+
+def _ord(text: Any) -> int:
+    if not isinstance(text, str) or len(text) != 1:
+        raise ExprError(f"ord() takes one character, got {short_repr(text)}")
+    return ord(text)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "abs": abs,
     "bool": bool,
     "ceil": math.ceil,
+    "chr": _chr,
     "float": float,
     "floor": math.floor,
     "int": int,
@@ -85,6 +99,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "make_divisible": make_divisible,
     "max": max,
     "min": min,
+    "ord": _ord,
     "range": _range,
     "round": round,
     "str": _str,
@@ -125,6 +140,9 @@ _ALLOWED = (
     ast.List,
     ast.Tuple,
     ast.Call,
+    ast.ListComp,
+    ast.comprehension,
+    ast.Store,
     *_BINOPS,
     *_CMPOPS,
     ast.USub,
@@ -136,10 +154,9 @@ _ALLOWED = (
 _FORBIDDEN_WHY = {
     ast.Attribute: "attribute access is not allowed",
     ast.Lambda: "lambdas are not allowed",
-    ast.ListComp: "comprehensions are not allowed",
-    ast.GeneratorExp: "comprehensions are not allowed",
-    ast.DictComp: "comprehensions are not allowed",
-    ast.SetComp: "comprehensions are not allowed",
+    ast.GeneratorExp: "generator expressions are not allowed (write a list: [... for ...])",
+    ast.DictComp: "dict comprehensions are not allowed",
+    ast.SetComp: "set comprehensions are not allowed",
     ast.NamedExpr: "assignment expressions are not allowed",
     ast.Dict: "dict literals are not allowed",
     ast.Set: "set literals are not allowed",
@@ -185,6 +202,14 @@ def parse(source: str) -> ast.Expression:
                 )
             if node.keywords:
                 raise ExprError(f"keyword arguments are not allowed in '{node.func.id}(...)'")
+        if isinstance(node, ast.comprehension):
+            for target in ast.walk(node.target):
+                if not isinstance(target, ast.Name | ast.Tuple | ast.Store):
+                    raise ExprError(
+                        f"a comprehension assigns to plain names only, not "
+                        f"'{ast.unparse(node.target)}'",
+                        hint="write [f(x) for x in values] or [a + b for a, b in pairs]",
+                    )
         if not isinstance(node, _ALLOWED):
             why = _FORBIDDEN_WHY.get(type(node), f"'{type(node).__name__}' is not allowed")
             raise ExprError(f"{why} in expression '{source.strip()}'")
@@ -194,6 +219,7 @@ def parse(source: str) -> ast.Expression:
 class _Interpreter:
     def __init__(self, env: Mapping[str, Any]):
         self.env = env
+        self.steps = 0  # list comprehension iterations so far
         self.sizes: dict[int, tuple[Any, int]] = {}  # id -> (list, size): shared lists count fast
 
     def run(self, node: ast.AST) -> Any:
@@ -257,6 +283,76 @@ class _Interpreter:
         return items
 
     _Tuple = _List
+
+    def _ListComp(self, node: ast.ListComp) -> list[Any]:
+        out: list[Any] = []
+        self._generate(node, 0, dict(self.env), out, [0])
+        return out
+
+    def _generate(
+        self,
+        node: ast.ListComp,
+        level: int,
+        scope: dict[str, Any],
+        out: list[Any],
+        total: list[int],
+    ) -> None:
+        """Run generator `level` of a comprehension in `scope`, appending results to `out`
+        (`total` keeps its size as `size` counts it, so the bound costs nothing per item)."""
+        outer = self.env
+        if level == len(node.generators):
+            self.env = scope
+            try:
+                value = self.run(node.elt)
+            finally:
+                self.env = outer
+            out.append(value)
+            if len(out) > MAX_SEQ_LEN:
+                raise ExprError(f"result longer than {MAX_SEQ_LEN} items")
+            total[0] += 1 + (self.size(value) if isinstance(value, str | list | tuple) else 0)
+            self.bound(total[0])
+            return
+        gen = node.generators[level]
+        self.env = scope
+        try:
+            values = self.run(gen.iter)
+        finally:
+            self.env = outer
+        if not isinstance(values, list | tuple | str):
+            raise ExprError(
+                f"cannot loop over {type_name(values)} in '{ast.unparse(gen).strip()}'",
+                hint="loop over a list, a string or range(...)",
+            )
+        for value in values:
+            self.steps += 1
+            if self.steps > MAX_STEPS:
+                raise ExprError(f"comprehension runs more than {MAX_STEPS} iterations")
+            inner = dict(scope)
+            self._bind(gen.target, value, inner)
+            self.env = inner
+            try:
+                keep = all(self.run(cond) for cond in gen.ifs)
+            finally:
+                self.env = outer
+            if keep:
+                self._generate(node, level + 1, inner, out, total)
+        if level:  # an inner loop's sequence is rebuilt for every outer item: let it go
+            self.sizes.pop(id(values), None)
+
+    def _bind(self, target: ast.expr, value: Any, scope: dict[str, Any]) -> None:
+        if isinstance(target, ast.Name):
+            if target.id in FUNCTIONS:
+                raise ExprError(f"'{target.id}' is a function and cannot be a loop variable")
+            scope[target.id] = value
+            return
+        names = target.elts  # type: ignore[attr-defined]  # parse() allows names and tuples
+        if not isinstance(value, list | tuple | str) or len(value) != len(names):
+            raise ExprError(
+                f"cannot unpack {short_repr(value)} into {len(names)} names "
+                f"in '{ast.unparse(target)}'"
+            )
+        for t, v in zip(names, value, strict=True):
+            self._bind(t, v, scope)
 
     def _UnaryOp(self, node: ast.UnaryOp) -> Any:
         v = self.run(node.operand)

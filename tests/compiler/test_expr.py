@@ -138,6 +138,19 @@ VALUES: dict[str, Any] = {
     "sum(filters)": 192,
     "str(stage)": "2",
     "prefix + str(stage)": "res2",
+    "chr(97 + stage)": "c",
+    "ord('a')": 97,
+    "'block' + str(stage) + chr(ord('a') + 1)": "block2b",  # EfficientNet's block names
+    # list comprehensions (Python's meaning: later loops nest, `if` filters, scopes are local)
+    "[f // 2 for f in filters]": [16, 16, 64],
+    "[f for f in filters if f > 32]": [128],
+    "[i * j for i in range(1, 3) for j in range(i)]": [0, 0, 2],
+    "[[a, b] for a, b in [[1, 2], [3, 4]]]": [[1, 2], [3, 4]],
+    "[stage for stage in range(2)] + [stage]": [0, 1, 2],  # the loop variable stays inside
+    "[c for c in prefix]": ["r", "e", "s"],
+    "sum([ceil(1.2 * r) for r in [1, 2, 3][:stage]])": 5,  # depth scaling of earlier stages
+    "['s' + str(i) for i in range(stage)]": ["s0", "s1"],  # computed `inputs:` lists
+    "[x for x in []]": [],
 }
 
 
@@ -263,18 +276,36 @@ REJECTED: dict[str, tuple[str, str]] = {
     # keyword arguments, lambdas, comprehensions and other syntax
     "max(filters, key=abs)": ("keyword arguments are not allowed in 'max(...)'", ""),
     "lambda: 1": ("lambdas are not allowed in expression 'lambda: 1'", ""),
-    "[x for x in filters]": (
-        "comprehensions are not allowed in expression '[x for x in filters]'",
-        "",
-    ),
     "(x for x in filters)": (
-        "comprehensions are not allowed in expression '(x for x in filters)'",
+        "generator expressions are not allowed (write a list: [... for ...]) "
+        "in expression '(x for x in filters)'",
         "",
     ),
     "{x: 1 for x in filters}": (
-        "comprehensions are not allowed in expression '{x: 1 for x in filters}'",
+        "dict comprehensions are not allowed in expression '{x: 1 for x in filters}'",
         "",
     ),
+    "{x for x in filters}": (
+        "set comprehensions are not allowed in expression '{x for x in filters}'",
+        "",
+    ),
+    "[x for x in stage]": (
+        "cannot loop over int in 'for x in stage'",
+        "loop over a list, a string or range(...)",
+    ),
+    "[a for a, b in filters]": ("cannot unpack 32 into 2 names in '(a, b)'", ""),
+    "[1 for max in filters]": ("'max' is a function and cannot be a loop variable", ""),
+    "[x for x in filters][3]": (
+        "index 3 out of range for list of length 3 in '[x for x in filters][3]'",
+        "",
+    ),
+    "[x for x in x]": (  # the iterable is read outside the loop's scope
+        "unknown name 'x'",
+        "names in scope: alpha, filters, flag, prefix, stage, width",
+    ),
+    "chr(-1)": ("chr(): chr() arg not in range(0x110000)", ""),
+    "chr('a')": ("chr() takes an integer, got str", ""),
+    "ord('ab')": ("ord() takes one character, got 'ab'", ""),
     "(x := 1)": ("assignment expressions are not allowed in expression '(x := 1)'", ""),
     "{'a': 1}": ("dict literals are not allowed in expression '{'a': 1}'", ""),
     "{1}": ("set literals are not allowed in expression '{1}'", ""),
@@ -298,6 +329,13 @@ REJECTED: dict[str, tuple[str, str]] = {
     "[[[0] * 9999] * 9999] * 9999": (TOTAL, ""),
     "['a' * 9999] * 11": (TOTAL, ""),
     "[range(9999)] * 11": (TOTAL, ""),
+    "[[0] * 9999 for i in range(11)]": (TOTAL, ""),
+    "[[i] * 10 for i in range(9999)]": (TOTAL, ""),  # 9999 + 9999 * 10
+    "[0 for i in range(101) for j in range(100)]": ("result longer than 10000 items", ""),
+    "[0 for i in range(400) for j in range(400) if j < 0]": (
+        "comprehension runs more than 100000 iterations",
+        "",
+    ),
     "[[0] * 9999] * 6 + [[0] * 9999] * 6": (TOTAL, ""),  # 60_000 + 60_000
     "[[[0] * 9999] * 6, [[0] * 9999] * 6]": (TOTAL, ""),
     "[['a' * 9999] * 10, 'b' * 10, [1]]": (TOTAL, ""),  # 3 + 100_000 + 10 + 1
@@ -365,6 +403,22 @@ def test_hostile_expressions_fail_before_building_anything_big(source: str) -> N
     with peak_memory() as peak:
         expr_error(source)
     assert peak[0] < 1_000_000
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "[[0] * 9999 for i in range(9999)]",  # 800 MB if built
+        "[[[0] * 9999] * 9999 for i in range(9999)]",
+        "[0 for i in range(9999) for j in range(9999) if j < 0]",  # 10^8 iterations
+    ],
+)
+def test_hostile_comprehensions_stop_early(source: str) -> None:
+    # a comprehension builds items until a bound trips: at most a range of 9,999 numbers
+    # (0.4 MB) and the items within the 100,000 total (0.9 MB) are ever alive
+    with peak_memory() as peak:
+        expr_error(source)
+    assert peak[0] < 2_000_000
 
 
 def test_string_formatting_is_rejected() -> None:
