@@ -17,6 +17,7 @@ from compiler.api import Compiled, check_expect, compile_spec
 from compiler.diagnostics import Diagnostic, Location, SpecError
 from compiler.ir import Counts, Graph
 
+from . import memory
 from .codegen import (
     import_source,
     read_spec_header,
@@ -52,6 +53,11 @@ class Backend(Counting, Protocol):
         """The channels-last shapes (batch excluded) of the model's outputs, run once."""
         ...
 
+    def build_abstract(self, module: Any) -> Any | None:
+        """The generated module's model built without allocating its weights (shapes only),
+        for models larger than memory; None where the framework cannot."""
+        ...
+
 
 class BackendModule(Counting, Protocol):
     """What a backend module (backends/<name>_backend.py) defines."""
@@ -61,6 +67,8 @@ class BackendModule(Counting, Protocol):
     def build(self, compiled: Compiled) -> Any: ...
 
     def output_shapes(self, model: Any, graph: Graph) -> list[tuple[int, ...]]: ...
+
+    def build_abstract(self, module: Any) -> Any | None: ...
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,9 @@ class ModuleBackend:
 
     def output_shapes(self, model: Any, graph: Graph) -> list[tuple[int, ...]]:
         return self.module.output_shapes(model, graph)
+
+    def build_abstract(self, module: Any) -> Any | None:
+        return self.module.build_abstract(module)
 
 
 def _keras() -> Backend:
@@ -230,6 +241,42 @@ class Result:
     source: str
     changed: bool
     counts: Counts | None  # the generated model's own counts, when verified
+    abstract: memory.Shortfall | None = None  # verified without values: it does not fit
+
+
+def too_big(compiled: Compiled, short: memory.Shortfall, what: str, instead: str) -> SpecError:
+    """The located error for a model that cannot be built here (at its largest layer)."""
+    node = compiled.graph.node(short.largest)
+    return SpecError(
+        [
+            Diagnostic(
+                "E098",
+                f"the model is too large to {what} on this machine: it {short.describe()} "
+                f"(largest layer '{node.name}': {node.counts.total:,} parameters)",
+                node.origin.location,
+                hint=instead,
+            )
+        ]
+    )
+
+
+def build_within_memory(
+    compiled: Compiled, module: Any, mod: Backend, backend_name: str
+) -> tuple[Any, memory.Shortfall | None]:
+    """The generated module's model, built for real when it fits, else abstractly."""
+    short = memory.shortfall(compiled.graph)
+    if short is None:
+        return module.build_model(), None
+    model = mod.build_abstract(module)
+    if model is None:
+        raise too_big(
+            compiled,
+            short,
+            f"build with {backend_name}",
+            "`archc check` counts it without building; `archc compile --no-verify` writes "
+            "the file unbuilt; `--backend torch` verifies it on PyTorch's meta device",
+        )
+    return model, short
 
 
 def verify_model(compiled: Compiled, model: Any, mod: Counting, what: str) -> Counts:
@@ -328,9 +375,10 @@ def compile_to_file(
             )
         return Result(path, compiled, source, False, None)
     counts = None
+    abstract = None
     if verify:
         module = import_source(source, path.stem)
-        model = module.build_model()
+        model, abstract = build_within_memory(compiled, module, mod, backend_name)
         what = f"the generated {backend_name} model"
         counts = verify_model(compiled, model, mod, what)
         want = [compiled.graph.node(o).shape for o in compiled.graph.outputs]
@@ -361,4 +409,4 @@ def compile_to_file(
                     )
                 ]
             ) from None
-    return Result(path, compiled, source, old != source, counts)
+    return Result(path, compiled, source, old != source, counts, abstract)

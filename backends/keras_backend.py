@@ -222,6 +222,11 @@ def build(compiled: Compiled) -> Any:
     return import_source(render(compiled), f"{compiled.graph.name}_keras").build_model()
 
 
+def build_abstract(module: Any) -> None:
+    """Keras allocates every weight as it builds a layer: no shapes-only build."""
+    return None
+
+
 def output_shapes(model: Any, graph: Graph) -> list[tuple[int, ...]]:
     """Run the model once on zeros (batch 1); the shapes of its outputs, batch excluded."""
     import numpy as np

@@ -21,7 +21,16 @@ from .codegen import import_source
 from .torch_render import input_shape, render
 
 NAME = "torch"
-__all__ = ["build", "counts", "from_spec", "input_shape", "layer_counts", "output_shapes", "render"]
+__all__ = [
+    "build",
+    "build_abstract",
+    "counts",
+    "from_spec",
+    "input_shape",
+    "layer_counts",
+    "output_shapes",
+    "render",
+]
 
 
 # -- the live model ---------------------------------------------------------------------------
@@ -30,12 +39,26 @@ def build(compiled: Compiled) -> Any:
     return import_source(render(compiled), f"{compiled.graph.name}_torch").build_model()
 
 
+def build_abstract(module: Any) -> Any:
+    """The generated module's model on the `meta` device: every parameter and buffer has its
+    shape and no storage, so a model of any size builds in moments (and runs, shapes only)."""
+    import torch
+
+    with torch.device("meta"):
+        return module.build_model()
+
+
 def output_shapes(model: Any, graph: Graph) -> list[tuple[int, ...]]:
-    """Run the model once on zeros (batch 1); the channels-last shapes of its outputs."""
+    """Run the model once on zeros (batch 1, on the model's device: `meta` runs shapes only);
+    the channels-last shapes of its outputs."""
     import torch
 
     model.eval()
-    xs = [torch.zeros(1, *input_shape(graph.node(n).shape or ())) for n in graph.inputs]
+    tensors = [*model.parameters(), *model.buffers()]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    xs = [
+        torch.zeros(1, *input_shape(graph.node(n).shape or ()), device=device) for n in graph.inputs
+    ]
     with torch.no_grad():
         ys = model(*xs)
     ys = ys if isinstance(ys, tuple) else (ys,)

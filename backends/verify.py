@@ -20,8 +20,8 @@ from compiler.api import Compiled, compile_spec
 from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Counts, Graph
 
-from . import keras_backend, torch_backend
-from .compile import VerificationError, verify_model
+from . import keras_backend, memory, torch_backend
+from .compile import VerificationError, too_big, verify_model
 from .transfer import keras_to_torch
 
 ATOL = 1e-5
@@ -182,6 +182,16 @@ def verify(
         if isinstance(spec, Compiled)
         else compile_spec(spec, overrides, variant=variant, from_text=from_text)
     )
+    short = memory.shortfall(compiled.graph, batch, models=2)
+    if short is not None:
+        raise too_big(
+            compiled,
+            short,
+            "verify (a Keras and a PyTorch model, with values)",
+            f"`archc compile {compiled.loaded.file} --backend torch` proves its counts and "
+            "output shapes on PyTorch's meta device; verify a smaller variant (fewer or "
+            "narrower layers) for the numbers",
+        )
     report = _verify_compiled(compiled, atol, batch, seed)
     if odd_input:
         other, why = _odd_input(compiled)

@@ -297,6 +297,9 @@ def compile_cmd(
             if no_verify
             else f"verified: {backend_name} counts and output shapes equal the IR"
         )
+        if result.abstract is not None:
+            short = result.abstract.describe()
+            verified += f" on PyTorch's meta device, without values: the model {short}"
         click.echo(
             f"{result.path} ({state}; {c.total:,} params: {c.trainable:,} trainable, "
             f"{c.non_trainable:,} non-trainable; {verified})"

@@ -17,12 +17,20 @@ def shape_text(shape: tuple[int, ...] | None) -> str:
     return "(" + ", ".join(["None", *map(str, shape or ())]) + ")"
 
 
+PARAMS_COLUMN = 2
+
+
 def _row(fields: list[str]) -> str:
+    """Keras' print_row: each field cut at its column's end, one space between. A parameter
+    count is never cut (Keras would print 10^11 as '10000100000'): it pushes the rest right."""
     line = ""
     for i, (text, stop) in enumerate(zip(fields, COLUMNS, strict=True)):
         if i > 0:
-            line = line[:-1] + " "
-        line = (line + text)[:stop]
+            kept = i - 1 == PARAMS_COLUMN and not line.endswith(" ")
+            line = line + " " if kept else line[:-1] + " "
+        line += text
+        if i != PARAMS_COLUMN or len(line) <= stop:
+            line = line[:stop]
         line += " " * (stop - len(line))
     return line
 
