@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import importlib.util
-import inspect
 import itertools
 import os
 import re
@@ -229,12 +229,28 @@ def import_source(text: str, name: str) -> ModuleType:
     return module
 
 
+HELPER_MODULES = ("py_helpers", "torch_helpers")
+
+
 def helper_source(name: str) -> str:
-    """The source of a helper that generated modules carry (py_helpers, torch_helpers)."""
-    from . import py_helpers
+    """The source of a helper that generated modules carry (py_helpers, torch_helpers), read
+    from the file without importing it: rendering PyTorch source needs no torch."""
+    for module in HELPER_MODULES:
+        found = _definitions(module).get(name)
+        if found is not None:
+            return found
+    raise KeyError(f"no helper '{name}' in {', '.join(HELPER_MODULES)}")
 
-    if hasattr(py_helpers, name):
-        return inspect.getsource(getattr(py_helpers, name)).rstrip() + "\n"
-    from . import torch_helpers
 
-    return inspect.getsource(getattr(torch_helpers, name)).rstrip() + "\n"
+@functools.cache
+def _definitions(module: str) -> dict[str, str]:
+    """Top-level functions and classes of a helper module: name -> source (decorators
+    included, as inspect.getsource gives it)."""
+    text = Path(__file__).with_name(f"{module}.py").read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    out = {}
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+            out[node.name] = "".join(lines[start - 1 : node.end_lineno]).rstrip() + "\n"
+    return out
