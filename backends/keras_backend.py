@@ -107,7 +107,11 @@ class _Function:
         def attr(key: str) -> str | None:
             return self.src(step.attrs[key]) if key in step.attrs else None
 
-        args = [src if kw is None else f"{kw}={src}" for kw, src in layer.args(attr)]
+        ins = [self.ref(r) for r in step.inputs]
+        pairs = layer.args(attr)
+        if layer.shaped is not None:
+            pairs += layer.shaped(attr, self.rank(step), ins[0])
+        args = [src if kw is None else f"{kw}={src}" for kw, src in pairs]
         l2 = step.attrs.get("kernel_l2")
         if layer.regularizes and l2 is not None:
             args.append(f"{layer.regularizes}=regularizers.L2({self.src(l2)})")
@@ -115,10 +119,16 @@ class _Function:
         if step.trainable is not True:
             args.append(f"trainable={self.src(step.trainable)}")
         args.append(f"name={self.src(step.name)}")
-        ins = [self.ref(r) for r in step.inputs]
         call = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
         self.out(f"x = layers.{layer.cls}({', '.join(args)})({call})")
         self.prev = "x"
+
+    def rank(self, step: OpStep) -> int | None:
+        """The rank of the step's first input (batch excluded), when every node it expanded
+        to saw the same."""
+        graph = self.s.compiled.graph
+        ranks = {len(graph.node(node.inputs[0]).shape or ()) for node in step.nodes}
+        return ranks.pop() if len(ranks) == 1 else None
 
     def call(self, step: CallStep) -> None:
         block = self.s.blocks[step.block]

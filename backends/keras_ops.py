@@ -9,11 +9,14 @@ moving_mean, moving_variance, depthwise_kernel), so weights bind by layer and we
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from dataclasses import dataclass
 
 Attr = Callable[[str], str | None]  # attribute -> Python source, None when not set
 Args = list[tuple[str | None, str]]  # (keyword or None for positional, source)
+# (attr, the input's rank when the compiled graph knows it, the input's source) -> more args
+Shaped = Callable[[Attr, int | None, str], Args]
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class KerasLayer:
     cls: str  # a keras.layers class
     args: Callable[[Attr], Args]
     regularizes: str = ""  # the keyword taking the L2 regularizer of `kernel_l2`
+    shaped: Shaped | None = None  # arguments that depend on the input's rank
 
 
 def _kw(attr: Attr, *pairs: tuple[str, str]) -> Args:
@@ -81,6 +85,19 @@ def _concat(attr: Attr) -> Args:
     return [("axis", f"({axis}) + 1 if ({axis}) >= 0 else ({axis})")]
 
 
+def _with_batch(src: str) -> str:
+    """A noise shape (batch excluded) as Keras' noise_shape: None (any batch size) first."""
+    tree = ast.parse(src, mode="eval").body
+    if isinstance(tree, ast.Tuple):
+        return "(" + ", ".join(["None", *(ast.unparse(e) for e in tree.elts)]) + ")"
+    return f"(None, *{src})"
+
+
+def _dropout(attr: Attr) -> Args:
+    noise = attr("noise_shape")
+    return [*_pos(attr, "rate"), *([("noise_shape", _with_batch(noise))] if noise else [])]
+
+
 KERAS_LAYERS: dict[str, KerasLayer] = {
     "conv2d": KerasLayer("Conv2D", _conv, "kernel_regularizer"),
     "depthwise_conv2d": KerasLayer("DepthwiseConv2D", _depthwise, "depthwise_regularizer"),
@@ -130,5 +147,5 @@ KERAS_LAYERS: dict[str, KerasLayer] = {
         ],
         "kernel_regularizer",
     ),
-    "dropout": KerasLayer("Dropout", lambda a: _pos(a, "rate")),
+    "dropout": KerasLayer("Dropout", _dropout),
 }

@@ -227,6 +227,29 @@ class KerasLayerNorm(nn.LayerNorm):
         return y.movedim(-1, 1)
 
 
+class KerasDropout(nn.Module):
+    """Keras' Dropout with a noise_shape (Keras' order, channels last, batch excluded: 1 shares
+    one mask value along that axis, the axis' size or None draws one per element) on an NC...
+    tensor: identity in eval; in training one mask of the broadcast shape, its axes put in
+    this tensor's order (channels to dim 1), kept values scaled by 1 / (1 - rate)."""
+
+    def __init__(self, rate: float, noise_shape) -> None:
+        super().__init__()
+        self.rate = rate
+        shared = [d == 1 for d in noise_shape]
+        self.shared = shared[-1:] + shared[:-1]  # channels-last -> NC... order
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = [x.shape[0]]
+        for dim, shared in enumerate(self.shared):
+            shape.append(1 if shared else x.shape[dim + 1])
+        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * mask / keep
+
+
 def broadcast_shape(*shapes):
     """The shape of an element-wise op over shapes that broadcast (aligned on the right)."""
     rank = max(len(s) for s in shapes)

@@ -370,6 +370,14 @@ def _reshape_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
     return out if const is not UNSET and len(const) == 1 else f"{out}.movedim(-1, 1)"
 
 
+def _dropout_module(ctx: Ctx) -> str:
+    noise = ctx.attr("noise_shape")
+    if noise is None:
+        return f"nn.Dropout({ctx.attr('rate')})"
+    # the mask's axes follow the tensor's (channels in dim 1): KerasDropout reorders them
+    return f"{ctx.helper('KerasDropout')}({ctx.attr('rate')}, {noise})"
+
+
 TORCH_OPS: dict[str, TorchOp] = {
     "conv2d": TorchOp(
         _conv_forward,
@@ -445,5 +453,5 @@ TORCH_OPS: dict[str, TorchOp] = {
         lambda c: f"(*{c.shape}[:-1], {c.module}.out_features)",
         {"kernel": Binding("weight", lambda a: a.T, lambda a, shape: a.T), **_BIAS},
     ),
-    "dropout": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", lambda c: f"nn.Dropout({c.attr('rate')})"),
+    "dropout": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", _dropout_module),
 }

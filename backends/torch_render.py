@@ -607,6 +607,7 @@ _HELPER_ORDER = [
     "reshape_shape",
     "KerasBatchNorm",
     "KerasLayerNorm",
+    "KerasDropout",
     "broadcast_shape",
     "torch_dim",
     "concat_shape",

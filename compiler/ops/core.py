@@ -82,11 +82,21 @@ class ReshapeAttrs:
     ]
 
 
+NoiseShape = Annotated[
+    tuple[PosInt | None, ...],
+    BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v),
+    Field(min_length=1, description="a list of 1, the axis' size or null, one per axis"),
+]
+
+
 @dataclass(frozen=True, slots=True)
 class DropoutAttrs:
     __pydantic_config__ = ATTRS_CONFIG
 
     rate: Annotated[Float, Field(ge=0, lt=1)]
+    # Keras' noise_shape without the batch axis: 1 shares one mask value along the axis,
+    # the axis' size or null draws one per element (e.g. [1, 1, 1]: whole samples)
+    noise_shape: NoiseShape | None = None
 
 
 def _same(a: object, ins: list[Shape]) -> tuple[object, Shape]:
@@ -95,6 +105,28 @@ def _same(a: object, ins: list[Shape]) -> tuple[object, Shape]:
 
 def _elementwise_flops(a: object, ins: list[Shape], out: Shape) -> int:
     return prod(out)
+
+
+def _dropout_infer(a: DropoutAttrs, ins: list[Shape]) -> tuple[DropoutAttrs, Shape]:
+    shape = ins[0]
+    if a.noise_shape is None:
+        return a, shape
+    given = "[" + ", ".join("null" if d is None else str(d) for d in a.noise_shape) + "]"
+    if len(a.noise_shape) != len(shape):
+        raise ShapeError(
+            f"noise_shape {given} has {len(a.noise_shape)} entries, the input {shape} has "
+            f"{len(shape)} axes (batch excluded)",
+            hint="give one entry per input axis, the batch left out: 1 (one mask value shared "
+            "along the axis), the axis' size or null (one per element)",
+        )
+    for axis, (d, size) in enumerate(zip(a.noise_shape, shape, strict=True)):
+        if d is not None and d not in (1, size):
+            raise ShapeError(
+                f"noise_shape {given}: entry {axis} is {d}, but that input axis has size {size}",
+                hint=f"use 1 (one mask value shared along the axis), {size} or null "
+                "(one per element)",
+            )
+    return a, shape
 
 
 def _input_infer(a: InputAttrs, ins: list[Shape]) -> tuple[InputAttrs, Shape]:
@@ -183,4 +215,12 @@ register(OpDef("activation", "Activation", ActivationAttrs, _same, flops=_elemen
 register(OpDef("dense", "Dense", DenseAttrs, _dense_infer, _dense_weights, _dense_flops))
 register(OpDef("flatten", "Flatten", NoAttrs, _flatten_infer, doc="row-major over (H, W, C)"))
 register(OpDef("reshape", "Reshape", ReshapeAttrs, _reshape_infer))
-register(OpDef("dropout", "Dropout", DropoutAttrs, _same, doc="identity at inference"))
+register(
+    OpDef(
+        "dropout",
+        "Dropout",
+        DropoutAttrs,
+        _dropout_infer,
+        doc="identity at inference; in training one mask of noise_shape's shape (1: shared)",
+    )
+)

@@ -273,6 +273,19 @@ inputs:
 layers:
   - {op: dropout, name: drop, rate: 0.25}
 """,
+        """\
+# noise shapes: whole samples (EfficientNet), per channel, and a size or null per element
+archc: 1
+name: dropout_noise_shape
+inputs:
+  - {name: x, shape: [5, 3, 2]}
+layers:
+  - {op: dropout, name: per_sample, rate: 0.2, noise_shape: [1, 1, 1]}
+  - {op: dropout, name: per_channel, rate: 0.5, noise_shape: [1, 1, null]}
+  - {op: dropout, name: per_row, rate: 0.1, noise_shape: [5, 1, 2]}
+  - {op: flatten, name: flat}
+  - {op: dropout, name: flat_drop, rate: 0.3, noise_shape: [1]}
+""",
     ],
     "add": [
         """\

@@ -281,7 +281,10 @@ def reshape(b: Builder, x: str) -> str | None:
 
 
 def dropout(b: Builder, x: str) -> str | None:
-    return b.add("dropout", [x], b.shapes[x], rate=b.pick([0.0, 0.25, 0.5]))
+    attrs: dict[str, Any] = {"rate": b.pick([0.0, 0.25, 0.5])}
+    if b.flag(0.5):  # per axis: shared (1), or per element (the size or null)
+        attrs["noise_shape"] = [b.pick([1, n, None]) for n in b.shapes[x]]
+    return b.add("dropout", [x], b.shapes[x], **attrs)
 
 
 def _pool(op: str) -> Callable[[Builder, str], str | None]:

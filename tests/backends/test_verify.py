@@ -439,6 +439,72 @@ def test_dense_on_a_rank_three_input(spec: Callable[..., Compiled]) -> None:
     assert report.layers_checked == 2
 
 
+def shared_axes(y: np.ndarray) -> tuple[bool, ...]:
+    """Per non-batch axis of a channels-last array: is it constant along that axis?"""
+    return tuple(bool(np.all(y == y.take([0], axis=a))) for a in range(1, y.ndim))
+
+
+def training_outputs(compiled: Compiled, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one-layer model's output in training mode, in Keras and PyTorch (channels-last)."""
+    km = keras_backend.build(compiled)
+    tm = torch_backend.build(compiled).train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        t = tm(torch.from_numpy(channels_first(x).copy())).numpy()
+    return np.asarray(km(x, training=True)), channels_last(t)
+
+
+def check_dropout_masks(compiled: Compiled, rate: float, shared: tuple[bool, ...]) -> None:
+    """On all-ones input, a training-mode output is the mask scaled by 1 / (1 - rate): every
+    value is 0 or 1 / keep, about `rate` of them 0, one value along each shared axis (a
+    noise_shape entry of 1) and different values along the others, in both frameworks."""
+    shape = compiled.graph.node(compiled.graph.inputs[0]).shape
+    ones = np.ones((64, *shape), np.float32)
+    for framework, y in zip(("keras", "torch"), training_outputs(compiled, ones), strict=True):
+        keep = 1.0 - rate
+        assert np.all(np.isclose(y, 0.0) | np.isclose(y, 1.0 / keep, rtol=1e-6)), framework
+        assert abs(np.isclose(y, 0.0).mean() - rate) < 0.15, framework
+        assert shared_axes(y) == shared, framework
+
+
+NOISE_SHAPES = {  # noise_shape on a (5, 7, 4) input -> which axes share one mask value
+    "per-sample": ("[1, 1, 1]", (True, True, True)),
+    "per-channel": ("[1, 1, null]", (True, True, False)),
+    "per-height-and-channel": ("[null, 1, 4]", (False, True, False)),
+    "per-pixel": ("[5, 7, 1]", (False, False, True)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOISE_SHAPES))
+def test_dropout_noise_shape_in_training(spec: Callable[..., Compiled], case: str) -> None:
+    """Keras' Dropout(rate, noise_shape=(None, *noise_shape)) and KerasDropout draw one mask
+    of the same shape: the PyTorch mask's axes in NCHW order. At inference both are the
+    identity (verify)."""
+    noise, shared = NOISE_SHAPES[case]
+    compiled = spec([5, 7, 4], f"- {{op: dropout, name: drop, rate: 0.5, noise_shape: {noise}}}")
+    check_dropout_masks(compiled, 0.5, shared)
+    checked(compiled)
+
+
+def _dropout_mask_in_keras_order(ctx: Any) -> str:
+    """KerasDropout handed noise_shape rotated the other way, so that its reordering cancels
+    out: the channels-last mask laid over the NCHW tensor as it is."""
+    noise = ctx.const("noise_shape")
+    return f"{ctx.helper('KerasDropout')}({ctx.attr('rate')}, {(*noise[1:], noise[0])!r})"
+
+
+def test_dropout_mask_in_keras_order_is_caught(
+    spec: Callable[..., Compiled], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training-time mutant verify cannot see (it runs in inference mode): the test above
+    catches it."""
+    compiled = spec([5, 7, 4], "- {op: dropout, name: drop, rate: 0.5, noise_shape: [1, 1, null]}")
+    check_dropout_masks(compiled, 0.5, (True, True, False))
+    _emitter("dropout", module=_dropout_mask_in_keras_order)(monkeypatch)
+    with pytest.raises(AssertionError, match="torch"):
+        check_dropout_masks(compiled, 0.5, (True, True, False))
+
+
 ACTIVATION_FORMULAS = {  # Keras 3's definitions, written out with numpy
     "hard_sigmoid": lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0,
     "hard_swish": lambda x: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0,
@@ -816,6 +882,13 @@ MUTANTS = {
                 ),
             },
         ),
+    ),
+    "dropout-at-inference": (
+        [7, 9, 3],
+        "- {op: conv2d, name: conv, filters: 3, kernel: 1}\n"
+        "- {op: dropout, name: drop, rate: 0.5, noise_shape: [1, 1, 1]}",
+        "drop",
+        _emitter("dropout", forward=lambda ctx, xs, mod: f"F.dropout({xs[0]}, 0.5, True)"),
     ),
     "depthwise-layout": (
         [7, 9, 3],

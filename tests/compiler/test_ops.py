@@ -360,7 +360,23 @@ CASES: dict[str, list[Case]] = {
         Case("explicit", "op: reshape, target_shape: [2, 24]", ((4, 4, 3),), (2, 24)),
         Case("to-vector", "op: reshape, target_shape: [-1]", ((4, 4, 3),), (48,)),
     ],
-    "dropout": [Case("vector", "op: dropout, rate: 0.5", ((7,),), (7,))],
+    "dropout": [
+        Case("vector", "op: dropout, rate: 0.5", ((7,),), (7,)),
+        Case(
+            "per-sample-noise-shape",
+            "op: dropout, rate: 0.2, noise_shape: [1, 1, 1]",
+            ((5, 7, 3),),
+            (5, 7, 3),
+            attrs={"noise_shape": (1, 1, 1)},
+        ),
+        Case(
+            "per-channel-noise-shape",
+            "op: dropout, rate: 0.2, noise_shape: [1, 7, null]",
+            ((5, 7, 3),),
+            (5, 7, 3),
+            attrs={"noise_shape": (1, 7, None)},
+        ),
+    ],
     "add": merge_cases("add"),
     "multiply": merge_cases("multiply"),
     "subtract": merge_cases("subtract"),
@@ -575,6 +591,19 @@ SHAPE_ERRORS: list[tuple[str, str, tuple[Shape, ...], str]] = [
         "reshape 'layer': cannot reshape (4, 4, 3) (48 values) into (5, -1)",
     ),
     (
+        "dropout-noise-shape-too-short",
+        "op: dropout, rate: 0.5, noise_shape: [1, 1]",
+        ((5, 7, 3),),
+        "dropout 'layer': noise_shape [1, 1] has 2 entries, the input (5, 7, 3) has 3 axes "
+        "(batch excluded)",
+    ),
+    (
+        "dropout-noise-shape-wrong-size",
+        "op: dropout, rate: 0.5, noise_shape: [1, 5, null]",
+        ((5, 7, 3),),
+        "dropout 'layer': noise_shape [1, 5, null]: entry 1 is 5, but that input axis has size 7",
+    ),
+    (
         "reshape-two-inferred",
         "op: reshape, target_shape: [-1, -1]",
         ((4, 4, 3),),
@@ -630,6 +659,10 @@ def test_window_larger_than_input(body: str, shape: Shape, fragment: str) -> Non
         ),
         ("op: dense, units: -3", "invalid dense.units -3: input should be greater than 0"),
         ("op: dropout, rate: 1.0", "invalid dropout.rate 1.0: input should be less than 1"),
+        (
+            "op: dropout, rate: 0.5, noise_shape: [1, 0, 1]",
+            "invalid dropout.noise_shape [1, 0, 1]: input should be greater than 0",
+        ),
         (
             "op: batch_norm, momentum: 2.0",
             "invalid batch_norm.momentum 2.0: input should be less than or equal to 1",
