@@ -389,6 +389,52 @@ def verify(
     run_guarded(body, as_json)
 
 
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Weights to read: .weights.h5 or .keras (Keras), .safetensors or .pt (PyTorch).",
+)
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="File to write, in the other framework's format (replaced atomically).",
+)
+@set_option
+@variant_option
+def weights(
+    spec: str, source: str, target: str, sets: tuple[str, ...], variant: str | None
+) -> None:
+    """Convert a weights file of SPEC's model between Keras and PyTorch, by layer name.
+
+    The file must hold exactly the model's weights (same names and shapes)."""
+    overrides = parse_sets(sets)
+
+    def body() -> int:
+        from backends.weights import FormatError, convert
+
+        try:
+            done = convert(spec, source, target, overrides, variant=variant, from_text=True)
+        except FormatError as exc:
+            raise click.UsageError(f"{exc.message}\n  hint: {exc.hint}") from None
+        frameworks = {"keras": "Keras", "torch": "PyTorch"}
+        click.echo(
+            f"{done.target} (written: {done.layers} layers, {done.arrays} arrays, "
+            f"{frameworks[done.source_format.framework]} -> "
+            f"{frameworks[done.target_format.framework]}, from {done.source})"
+        )
+        return EXIT_OK
+
+    run_guarded(body)
+
+
 def _unraisable(info: Any) -> None:
     """Ctrl-C that lands in a callback (a weakref's, a __del__) cannot propagate from there:
     deliver it again a moment later, from another thread, so that it interrupts the code that

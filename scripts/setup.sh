@@ -11,8 +11,10 @@ stamp=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat .venv/.archc-setup 2>/dev/null)" != "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   # tensorflow-cpu and the CPU build of torch are pinned here; pyproject.toml keeps the
-  # honest ranges that real users install from.
+  # honest ranges that real users install from. The torch extra brings safetensors and keras
+  # brings h5py: `archc weights` reads and writes both formats with them.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check \
     -c constraints.txt -e ".[torch,dev]" tensorflow-cpu keras
+  .venv/bin/python -c "import safetensors, h5py"
   echo "$stamp" > .venv/.archc-setup
 fi
