@@ -148,4 +148,7 @@ KERAS_LAYERS: dict[str, KerasLayer] = {
         "kernel_regularizer",
     ),
     "dropout": KerasLayer("Dropout", _dropout),
+    "normalization": KerasLayer(
+        "Normalization", lambda a: _kw(a, ("mean", "mean"), ("variance", "variance"))
+    ),
 }

@@ -64,7 +64,7 @@ GENERATED_NAMES = {
     *("zero_pad_shape", "crop", "reshape_shape", "broadcast_shape", "torch_dim"),
     *("concat_shape", "activate", "KerasConv2d", "KerasDepthwiseConv2d"),
     *("KerasSeparableConv2d", "KerasMaxPool2d", "KerasAvgPool2d", "KerasBatchNorm"),
-    *("KerasLayerNorm", "KerasDropout"),
+    *("KerasLayerNorm", "KerasDropout", "KerasNormalization", "per_channel"),
 }
 RESERVED = GENERATED_NAMES | set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))
 

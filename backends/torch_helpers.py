@@ -227,6 +227,47 @@ class KerasLayerNorm(nn.LayerNorm):
         return y.movedim(-1, 1)
 
 
+def per_channel(value, channels: int) -> list[float]:
+    """A number or one value per channel, as one float per channel."""
+    if isinstance(value, tuple | list):
+        return [float(v) for v in value]
+    return [float(value)] * channels
+
+
+class KerasNormalization(nn.Module):
+    """Keras' Normalization over the channel axis (dim 1 here, at any rank):
+    (x - mean) / max(sqrt(variance), 1e-7), 1e-7 being keras.config.epsilon()'s default.
+    Without fixed values, mean, variance and count are buffers: Keras' non-trainable weights,
+    which Keras' adapt() or a weights file set (mean 0, variance 1 and count 0 at first; count,
+    an integer in Keras, is a float buffer here, as only those count as weights). Fixed values
+    are constants (no weights, as in Keras)."""
+
+    def __init__(self, channels: int, mean=None, variance=None) -> None:
+        super().__init__()
+        self.fixed: tuple[list[float], list[float]] = ([], [])
+        if mean is None or variance is None:
+            self.register_buffer("mean", torch.zeros(channels))
+            self.register_buffer("variance", torch.ones(channels))
+            self.register_buffer("count", torch.zeros(()))
+        else:  # one value per channel
+            self.fixed = (per_channel(mean, channels), per_channel(variance, channels))
+
+    def reset_parameters(self) -> None:
+        if hasattr(self, "mean"):
+            nn.init.zeros_(self.mean)
+            nn.init.ones_(self.variance)
+            nn.init.zeros_(self.count)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "mean"):
+            mean, variance = self.mean, self.variance
+        else:
+            mean = torch.tensor(self.fixed[0], dtype=x.dtype, device=x.device)
+            variance = torch.tensor(self.fixed[1], dtype=x.dtype, device=x.device)
+        shape = [-1] + [1] * (x.dim() - 2)  # per channel (dim 1)
+        return (x - mean.view(shape)) / torch.clamp(variance.view(shape).sqrt(), min=1e-7)
+
+
 class KerasDropout(nn.Module):
     """Keras' Dropout with a noise_shape (Keras' order, channels last, batch excluded: 1 shares
     one mask value along that axis, the axis' size or None draws one per element) on an NC...

@@ -378,6 +378,15 @@ def _dropout_module(ctx: Ctx) -> str:
     return f"{ctx.helper('KerasDropout')}({ctx.attr('rate')}, {noise})"
 
 
+def _normalization_module(ctx: Ctx) -> str:
+    args = [f"{ctx.shape}[-1]", *_kw(ctx, ("mean", "mean"), ("variance", "variance"))]
+    return f"{ctx.helper('KerasNormalization')}({', '.join(args)})"
+
+
+def _count_to_keras(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.asarray(np.rint(a), np.int64)  # Keras' count is an integer
+
+
 TORCH_OPS: dict[str, TorchOp] = {
     "conv2d": TorchOp(
         _conv_forward,
@@ -454,4 +463,13 @@ TORCH_OPS: dict[str, TorchOp] = {
         {"kernel": Binding("weight", lambda a: a.T, lambda a, shape: a.T), **_BIAS},
     ),
     "dropout": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", _dropout_module),
+    "normalization": TorchOp(
+        lambda c, xs, m: f"{m}({xs[0]})",
+        _normalization_module,
+        weights={
+            "mean": Binding("mean"),
+            "variance": Binding("variance"),
+            "count": Binding("count", lambda a: np.asarray(a, np.float32), _count_to_keras),
+        },
+    ),
 }

@@ -544,7 +544,14 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
             for st in walk(s.body) + [x for b in s.blocks.values() for x in walk(b.body)]
         ),
         own_reset=[
-            h for h in ("KerasDepthwiseConv2d", "KerasBatchNorm", "KerasLayerNorm") if h in needed
+            h
+            for h in (
+                "KerasDepthwiseConv2d",
+                "KerasBatchNorm",
+                "KerasLayerNorm",
+                "KerasNormalization",
+            )
+            if h in needed
         ],
         torch_input_shape=input_shape(graph.node(graph.inputs[0]).shape or ()),
         **variants_context(compiled),
@@ -607,6 +614,8 @@ _HELPER_ORDER = [
     "reshape_shape",
     "KerasBatchNorm",
     "KerasLayerNorm",
+    "per_channel",
+    "KerasNormalization",
     "KerasDropout",
     "broadcast_shape",
     "torch_dim",
@@ -624,6 +633,7 @@ _NEEDS: dict[str, set[str]] = {
     "torch_pads": {"pair"},
     "zero_pad_shape": {"torch_pads", "pair"},
     "crop": {"torch_pads", "pair"},
+    "KerasNormalization": {"per_channel"},
 }
 
 

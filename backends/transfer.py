@@ -61,7 +61,7 @@ def keras_to_torch(keras_model: Any, torch_model: Any, graph: Graph) -> int:
                     f"{tuple(target.shape)}"
                 )
             with torch.no_grad():
-                target.copy_(torch.from_numpy(np.ascontiguousarray(array)))
+                target.copy_(torch.from_numpy(np.array(array, order="C")))  # 0-d stays 0-d
             copied += 1
     return copied
 
@@ -78,6 +78,9 @@ def torch_to_keras(torch_model: Any, keras_model: Any, graph: Graph) -> int:
             binding = TORCH_OPS[node.op].weights[weight.name]
             value = _tensor(module, binding.key).detach().cpu().numpy()
             values.append(binding.to_keras(value, weight.shape))
-        keras_model.get_layer(node.name).set_weights(values)
+        layer = keras_model.get_layer(node.name)
+        layer.set_weights(values)
+        if hasattr(layer, "finalize_state"):  # Normalization computes with copies made here
+            layer.finalize_state()
         copied += len(values)
     return copied

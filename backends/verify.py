@@ -57,16 +57,21 @@ def randomize_keras(model: Any, graph: Graph, seed: int = 0) -> None:
     for node in graph.nodes:
         if not node.weights:
             continue
-        values = []
+        values: list[np.ndarray] = []
         for w in node.weights:
-            if w.name in ("gamma", "moving_variance"):
+            if w.name in ("gamma", "moving_variance", "variance"):
                 values.append(rng.uniform(0.5, 1.5, w.shape))
-            elif w.name in ("beta", "moving_mean", "bias"):
+            elif w.name in ("beta", "moving_mean", "bias", "mean"):
                 values.append(rng.normal(0.0, 0.2, w.shape))
+            elif w.name == "count":
+                values.append(rng.integers(1, 1000, w.shape))
             else:
                 fan_in = int(np.prod(w.shape[:-1])) or 1
                 values.append(rng.normal(0.0, 1.0 / np.sqrt(fan_in), w.shape))
-        model.get_layer(node.name).set_weights([v.astype(np.float32) for v in values])
+        layer = model.get_layer(node.name)
+        layer.set_weights([v if v.dtype.kind == "i" else v.astype(np.float32) for v in values])
+        if hasattr(layer, "finalize_state"):  # Normalization computes with copies made here
+            layer.finalize_state()
 
 
 def channels_last(array: np.ndarray) -> np.ndarray:

@@ -175,7 +175,7 @@ def field_types(attrs: type) -> dict[str, Any]:
 
 
 def load_all() -> dict[str, OpDef]:
-    from . import conv, core, merge, pool, resize  # noqa: F401  (registration side effects)
+    from . import conv, core, merge, pool, resize, scale  # noqa: F401  (registration side effects)
 
     return REGISTRY
 

@@ -287,6 +287,25 @@ layers:
   - {op: dropout, name: flat_drop, rate: 0.3, noise_shape: [1]}
 """,
     ],
+    "normalization": [
+        """\
+# stored statistics (Keras' mean, variance and count weights), then fixed per-channel values
+# (ImageNet's, ConvNeXt's stem), fixed numbers, and stored statistics of a flat tensor
+archc: 1
+name: normalization
+inputs:
+  - {name: x, shape: [5, 7, 3]}
+layers:
+  - {op: normalization, name: stored}
+  - op: normalization
+    name: imagenet
+    mean: [123.675, 116.28, 103.53]
+    variance: [3409.976025, 3262.6944, 3291.890625]
+  - {op: normalization, name: numbers, mean: 0.5, variance: 4}
+  - {op: flatten, name: flat}
+  - {op: normalization, name: stored_flat}
+""",
+    ],
     "add": [
         """\
 # three inputs by name, one of them the graph input

@@ -237,6 +237,17 @@ def layer_norm(b: Builder, x: str) -> str:
     return b.add("layer_norm", [x], b.shapes[x], **b.trainable(attrs))
 
 
+def normalization(b: Builder, x: str) -> str:
+    attrs: dict[str, Any] = {}
+    c = b.shapes[x][-1]
+    if b.flag(0.3):  # fixed numbers
+        attrs = {"mean": b.pick([0.0, 0.5, -2.0]), "variance": b.pick([1.0, 4.0, 0.25])}
+    elif b.flag(0.4):  # fixed per channel
+        attrs["mean"] = [b.pick([0.0, 1.5, -0.5]) for _ in range(c)]
+        attrs["variance"] = [b.pick([1.0, 2.0, 0.5]) for _ in range(c)]
+    return b.add("normalization", [x], b.shapes[x], **attrs)
+
+
 def batch_norm(b: Builder, x: str) -> str:
     attrs: dict[str, Any] = {}
     if b.flag(0.4):
@@ -414,6 +425,7 @@ EMITTERS: dict[str, Callable[[Builder, str], str | None]] = {
     "depthwise_conv2d": depthwise_conv2d,
     "batch_norm": batch_norm,
     "layer_norm": layer_norm,
+    "normalization": normalization,
     "separable_conv2d": separable_conv2d,
     "upsample2d": upsample2d,
     "cropping2d": cropping2d,

@@ -505,6 +505,58 @@ def test_dropout_mask_in_keras_order_is_caught(
         check_dropout_masks(compiled, 0.5, (True, True, False))
 
 
+def test_normalization_adapted_in_keras_moves_to_pytorch(spec: Callable[..., Compiled]) -> None:
+    """Keras' own adapt() sets mean and variance from data; transferred by name, both compute
+    (x - mean) / sqrt(variance) with numpy's statistics of the data; count (which Keras 3
+    keeps for older saved models, adapt() leaves it) moves as it is; the round trip back to a
+    fresh Keras model (which computes with copies made when its weights are set) is exact."""
+    compiled = spec([5, 7, 3], "- {op: normalization, name: norm}")
+    graph = compiled.graph
+    km, tm = keras_backend.build(compiled), torch_backend.build(compiled).eval()
+    data = randn(8, 5, 7, 3) * np.float32([1.0, 3.0, 0.5]) + np.float32([2.0, -1.0, 0.0])
+    layer = km.get_layer("norm")
+    layer.adapt(data)
+    mean, variance, _ = layer.get_weights()
+    layer.set_weights([mean, variance, np.int64(8 * 5 * 7)])
+    assert transfer.keras_to_torch(km, tm, graph) == 3
+    assert tm.get_submodule("norm").count.item() == 8 * 5 * 7
+    flat = data.reshape(-1, 3).astype(np.float64)
+    x = randn(2, 5, 7, 3, seed=2)
+    want = (x - flat.mean(axis=0)) / np.sqrt(flat.var(axis=0))
+    with torch.no_grad():
+        got = channels_last(tm(torch.from_numpy(channels_first(x).copy())).numpy())
+    np.testing.assert_allclose(np.asarray(km(x, training=False)), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    back = keras_backend.build(compiled)
+    assert transfer.torch_to_keras(tm, back, graph) == 3
+    _assert_same_weights(km, back, graph)
+    np.testing.assert_array_equal(np.asarray(back(x, training=False)), np.asarray(km(x)))
+    checked(compiled)
+
+
+def test_normalization_with_fixed_values(spec: Callable[..., Compiled]) -> None:
+    """Fixed mean and variance are constants (no weights in either framework); a zero variance
+    divides by Keras' epsilon, max(sqrt(0), 1e-7)."""
+    compiled = spec(
+        [5, 7, 3],
+        """
+        - {op: normalization, name: fixed, mean: [1.0, 2.0, -3.0], variance: [4.0, 0.0, 0.25]}
+        - {op: normalization, name: numbers, mean: 0.5, variance: 9, inputs: x}
+        """,
+        outputs=["fixed", "numbers"],
+    )
+    assert compiled.graph.counts == Counts(0, 0, 0)
+    x = randn(2, 5, 7, 3)
+    k_out, t_out, tm = both_outputs(compiled, [x])
+    assert not list(tm.parameters()) and not list(tm.buffers())
+    std = np.maximum(np.sqrt([4.0, 0.0, 0.25]), 1e-7)
+    want = {"fixed": (x - np.array([1.0, 2.0, -3.0])) / std, "numbers": (x - 0.5) / 3.0}
+    for name in ("fixed", "numbers"):
+        np.testing.assert_allclose(k_out[name], want[name], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(t_out[name], want[name], rtol=1e-5, atol=1e-5)
+    checked(compiled)
+
+
 ACTIVATION_FORMULAS = {  # Keras 3's definitions, written out with numpy
     "hard_sigmoid": lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0,
     "hard_swish": lambda x: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0,
@@ -889,6 +941,18 @@ MUTANTS = {
         "- {op: dropout, name: drop, rate: 0.5, noise_shape: [1, 1, 1]}",
         "drop",
         _emitter("dropout", forward=lambda ctx, xs, mod: f"F.dropout({xs[0]}, 0.5, True)"),
+    ),
+    "normalization-epsilon-in-the-root": (
+        [7, 9, 3],  # lowered as a frozen BatchNorm would be: sqrt(variance + 1e-3)
+        "- {op: conv2d, name: conv, filters: 3, kernel: 1}\n- {op: normalization, name: norm}",
+        "norm",
+        _emitter(
+            "normalization",
+            forward=lambda ctx, xs, mod: (
+                f"({xs[0]} - {mod}.mean.view(-1, 1, 1)) / "
+                f"({mod}.variance.view(-1, 1, 1) + 0.001).sqrt()"
+            ),
+        ),
     ),
     "depthwise-layout": (
         [7, 9, 3],

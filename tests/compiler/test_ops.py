@@ -377,6 +377,31 @@ CASES: dict[str, list[Case]] = {
             attrs={"noise_shape": (1, 7, None)},
         ),
     ],
+    "normalization": [
+        Case(
+            "stored-statistics",
+            "op: normalization",
+            ((5, 7, 3),),
+            (5, 7, 3),
+            2 * 3 + 1,  # Keras' mean (C,), variance (C,) and count (), none trainable
+            2 * 3 + 1,
+            weights=(("mean", (3,), False), ("variance", (3,), False), ("count", (), False)),
+        ),
+        Case(
+            "fixed-per-channel",
+            "op: normalization, mean: [1.0, 2.0, 3.0], variance: [4.0, 0.25, 1.0]",
+            ((5, 7, 3),),
+            (5, 7, 3),
+            attrs={"mean": (1.0, 2.0, 3.0), "variance": (4.0, 0.25, 1.0)},
+        ),
+        Case(
+            "fixed-numbers",
+            "op: normalization, mean: 127.5, variance: 16256.25",
+            ((6,),),
+            (6,),
+            attrs={"mean": 127.5, "variance": 16256.25},
+        ),
+    ],
     "add": merge_cases("add"),
     "multiply": merge_cases("multiply"),
     "subtract": merge_cases("subtract"),
@@ -460,6 +485,7 @@ def test_extra_pixel_goes_bottom_right() -> None:
         ("op: batch_norm", (16, 16, 64), (256, 128, 128)),
         ("op: dense, units: 10", (784,), (7850, 7850, 0)),
         ("op: depthwise_conv2d, kernel: 3, use_bias: false", (112, 112, 32), (288, 288, 0)),
+        ("op: normalization", (224, 224, 3), (7, 0, 7)),  # EfficientNetB0's normalization
     ],
 )
 def test_published_keras_counts(body: str, shape: Shape, counts: tuple[int, int, int]) -> None:
@@ -604,6 +630,24 @@ SHAPE_ERRORS: list[tuple[str, str, tuple[Shape, ...], str]] = [
         "dropout 'layer': noise_shape [1, 5, null]: entry 1 is 5, but that input axis has size 7",
     ),
     (
+        "normalization-mean-without-variance",
+        "op: normalization, mean: [1.0, 2.0, 3.0]",
+        ((5, 7, 3),),
+        "normalization 'layer': mean is given without variance",
+    ),
+    (
+        "normalization-wrong-length",
+        "op: normalization, mean: [1.0, 2.0], variance: [1.0, 1.0]",
+        ((5, 7, 3),),
+        "normalization 'layer': mean has 2 values, the input (5, 7, 3) has 3 channels",
+    ),
+    (
+        "normalization-number-and-list",
+        "op: normalization, mean: 0.5, variance: [1.0, 1.0, 1.0]",
+        ((5, 7, 3),),
+        "normalization 'layer': one of mean and variance is a number, the other a list",
+    ),
+    (
         "reshape-two-inferred",
         "op: reshape, target_shape: [-1, -1]",
         ((4, 4, 3),),
@@ -662,6 +706,11 @@ def test_window_larger_than_input(body: str, shape: Shape, fragment: str) -> Non
         (
             "op: dropout, rate: 0.5, noise_shape: [1, 0, 1]",
             "invalid dropout.noise_shape [1, 0, 1]: input should be greater than 0",
+        ),
+        (
+            "op: normalization, mean: 0.0, variance: -1.0",
+            "invalid normalization.variance -1.0: input should be a non-negative number, or a "
+            "list of them (one per channel)",
         ),
         (
             "op: batch_norm, momentum: 2.0",
