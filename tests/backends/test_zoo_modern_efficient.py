@@ -1,13 +1,15 @@
-"""Reference zoo: specs/efficientnet.yaml is keras.applications' EfficientNetB0-B7, exactly.
+"""Reference zoo: specs/efficientnet.yaml and specs/efficientnet_v2.yaml are
+keras.applications' EfficientNetB0-B7 and EfficientNetV2B0 / V2S, exactly.
 
-Per variant: `archc check --json` gives keras.applications' counts (the table below, each entry
-checked against a keras.applications model built offline with weights=None, except B7: its
-count is checked, its reference is not built, to keep the suite's runtime modest), and the
-compiled graph has the reference's weight-bearing layers, by name, in order. For the default
-model (B0, also at an odd, non-square size): the archc Keras model has every layer of the
-reference, by name, in order, with the same weight shapes, and once the reference's randomised
-weights, BN statistics and Normalization statistics are copied in by layer name, it computes the
-reference's outputs; and Keras == PyTorch layer by layer (`verify`).
+Per spec and variant: `archc check --json` gives keras.applications' counts (the table below,
+each entry checked against a keras.applications model built offline with weights=None, except
+B7: its count is checked, its reference is not built, to keep the suite's runtime modest), and
+the compiled graph has the reference's weight-bearing layers, by name, in order. For the
+default models (and EfficientNetB0 at an odd, non-square size, EfficientNetV2S at 96x96): the
+archc Keras model has every layer of the reference, by name, in order, with the same weight
+shapes, and once the reference's randomised weights, BN statistics and Normalization
+statistics are copied in by layer name, it computes the reference's outputs; and Keras ==
+PyTorch layer by layer (`verify`).
 
 References are independent of archc: their weights are randomised by their own variable names.
 Nothing here measures time.
@@ -44,6 +46,11 @@ REFERENCE: dict[str, dict[str | None, tuple[str, Counts]]] = {
         "b6": ("EfficientNetB6", Counts(43_265_143, 43_040_704, 224_439)),
         "b7": ("EfficientNetB7", Counts(66_658_687, 66_347_960, 310_727)),
     },
+    "efficientnet_v2": {
+        None: ("EfficientNetV2B0", Counts(7_200_312, 7_139_704, 60_608)),
+        "b0": ("EfficientNetV2B0", Counts(7_200_312, 7_139_704, 60_608)),
+        "s": ("EfficientNetV2S", Counts(21_612_360, 21_458_488, 153_872)),
+    },
 }
 CASES = [(spec, variant) for spec, table in REFERENCE.items() for variant in table]
 NOT_BUILT = {("efficientnet", "b7")}  # counted, never built here (the largest)
@@ -51,9 +58,12 @@ ODD = (97, 75, 3)  # odd, non-square: every strided EfficientNet pad is correct_
 FIDELITY = [  # spec, variant, input shape (None: the variant's default size)
     ("efficientnet", None, None),
     ("efficientnet", None, ODD),
+    ("efficientnet_v2", None, None),
+    ("efficientnet_v2", "s", (96, 96, 3)),  # S's [-1, 1] rescaling and stage table, small
 ]
 FEATURES = {  # a layer near the end whose output is compared too (ConvNeXt: after pooling)
     "efficientnet": "top_activation",
+    "efficientnet_v2": "top_activation",
 }
 BATCH = 2
 ATOL = RTOL = 1e-5
