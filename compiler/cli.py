@@ -199,7 +199,21 @@ set_option = click.option(
 variant_option = click.option("--variant", default=None, help="Use a named scale variant.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Lists each command with its whole first sentence (click cuts it to fit one line)."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.short_help or cmd.get_short_help_str(limit=10**6)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="archc")
 def cli() -> None:
     """archc: compile a YAML architecture spec into verified Keras and PyTorch models."""
@@ -245,9 +259,81 @@ def schema() -> None:
     run_guarded(body)
 
 
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the reference as JSON.")
+def ops(name: str | None, as_json: bool) -> None:
+    """List every op a spec can use, with its attributes (type, default) and what it does;
+    NAME: one op in detail."""
+
+    def body() -> int:
+        from .diagnostics import did_you_mean
+        from .schema import op_reference
+
+        every = op_reference()
+        chosen = [op for op in every if op.name == name] if name is not None else every
+        if name is not None and not chosen:
+            names = [op.name for op in every]
+            hint = did_you_mean(name, names) or "ops: " + ", ".join(names)
+            raise click.BadParameter(f"unknown op {short_repr(name)}; {hint}", param_hint="NAME")
+        if as_json:
+            one = name is not None
+            click.echo(
+                json.dumps(
+                    chosen[0].as_json() if one else {"ops": [o.as_json() for o in chosen]}, indent=2
+                )
+            )
+        else:
+            _print_ops(chosen, detail=name is not None)
+        return EXIT_OK
+
+    run_guarded(body)
+
+
+def _print_ops(chosen: Sequence[Any], detail: bool) -> None:
+    """`archc ops` as text: per op a heading, then one row per attribute (name, default or
+    'required', type in words), wrapped to the terminal."""
+    import shutil
+    import textwrap
+
+    from .schema import ITEM_KEYS
+
+    width = min(max(shutil.get_terminal_size((100, 24)).columns, 60), 120)
+
+    def table(rows: list[tuple[str, ...]], indent: int) -> None:
+        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]) - 1)]
+        left = indent + sum(w + 2 for w in widths)
+        for row in rows:
+            lines = textwrap.wrap(row[-1], max(width - left, 20)) or [""]
+            cells = "".join(f"{c:<{w}}  " for c, w in zip(row, widths, strict=False))
+            click.echo(" " * indent + cells + lines[0])
+            for line in lines[1:]:
+                click.echo(" " * left + line)
+
+    for i, op in enumerate(chosen):
+        if i:
+            click.echo()
+        head = f"{op.name}: {op.doc}" if op.doc else op.name
+        click.echo("\n".join(textwrap.wrap(head, width, subsequent_indent="    ")))
+        click.echo(f"    layer type {op.title}; inputs: {op.inputs}")
+        if op.attributes:
+            table([(a.name, a.default_text, a.meaning) for a in op.attributes], 4)
+        else:
+            click.echo("    no attributes")
+        if detail:
+            click.echo("    every op item also takes:")
+            table(list(ITEM_KEYS.items()), 8)
+
+
 @cli.command(name="compile")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--backend", "backend_name", required=True, type=click.Choice(["keras", "torch"]))
+@click.option(
+    "--backend",
+    "backend_name",
+    required=True,
+    type=click.Choice(["keras", "torch"]),
+    help="Framework of the generated code.",
+)
 @click.option(
     "-o",
     "--out",
@@ -321,7 +407,13 @@ def compile_cmd(
     show_default=True,
     help="Absolute tolerance (plus 1e-5 relative to each layer's largest value).",
 )
-@click.option("--batch", type=click.IntRange(1, 64), default=3, show_default=True)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 64),
+    default=3,
+    show_default=True,
+    help="Samples in the random batch.",
+)
 @click.option(
     "--seed",
     type=click.IntRange(0, MAX_SEED),
@@ -341,7 +433,13 @@ def compile_cmd(
     help="Also run the same SGD steps in both (BatchNorm in training mode, L2 on) and compare "
     "the loss, every gradient, updated weight and moving statistic.",
 )
-@click.option("--steps", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option(
+    "--steps",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="SGD steps of --train.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(
     spec: str,
