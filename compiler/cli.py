@@ -562,6 +562,54 @@ def weights(
     run_guarded(body)
 
 
+@cli.command(name="graph")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    "out_file",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Picture to write (replaced atomically): .svg (laid out by Graphviz' dot), .html "
+    "(one self-contained page, collapsible groups) or .dot (Graphviz source).",
+)
+@set_option
+@variant_option
+def graph_cmd(spec: str, out_file: str, sets: tuple[str, ...], variant: str | None) -> None:
+    """Draw SPEC's network: blocks and repeats as groups, output shapes on the edges,
+    parameters per layer (no framework needed)."""
+    from .graph import FORMATS, suffix
+
+    if suffix(out_file) is None:
+        raise click.UsageError(
+            f"cannot tell the picture's format from {short_repr(out_file)}: "
+            f"the file name must end in {', '.join(FORMATS)}"
+        )
+    overrides = parse_sets(sets)
+
+    def body() -> int:
+        from .api import compile_spec
+        from .graph import LayoutError, note_for, picture, write
+
+        compiled = compile_spec(spec, overrides, variant=variant, from_text=True)
+        graph = compiled.graph
+        note = note_for(variant, [(k, compiled.params[k]) for k in sorted(compiled.overrides)])
+        try:
+            path = write(graph, out_file, note)
+        except LayoutError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return EXIT_SPEC
+        c = graph.counts
+        click.echo(
+            f"{path} (written: {len(graph.nodes)} layers, {len(picture(graph).groups)} groups, "
+            f"{c.total:,} params)"
+        )
+        return EXIT_OK
+
+    run_guarded(body)
+
+
 def _unraisable(info: Any) -> None:
     """Ctrl-C that lands in a callback (a weakref's, a __del__) cannot propagate from there:
     deliver it again a moment later, from another thread, so that it interrupts the code that
