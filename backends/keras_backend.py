@@ -8,6 +8,7 @@ model is the generated module, imported (there is no second implementation to ke
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -120,7 +121,8 @@ class _Function:
             args.append(f"trainable={self.src(step.trainable)}")
         args.append(f"name={self.src(step.name)}")
         call = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
-        self.out(f"x = layers.{layer.cls}({', '.join(args)})({call})")
+        cls = layer.cls if layer.custom else f"layers.{layer.cls}"
+        self.out(f"x = {cls}({', '.join(args)})({call})")
         self.prev = "x"
 
     def rank(self, step: OpStep) -> int | None:
@@ -196,6 +198,19 @@ def _repeats(s: Structure) -> bool:
     return any(isinstance(step, LoopStep) for step in steps)
 
 
+def _custom_layers(s: Structure) -> list[str]:
+    """The classes of keras_helpers that the spec's ops use, in a fixed order."""
+    steps = walk(s.body) + [step for b in s.blocks.values() for step in walk(b.body)]
+    ops = {step.op for step in steps if isinstance(step, OpStep)}
+    return sorted({KERAS_LAYERS[op].cls for op in ops if KERAS_LAYERS[op].custom})
+
+
+def _layer_source(cls: str) -> str:
+    from . import keras_helpers  # imports Keras: only for specs that use such a layer
+
+    return inspect.getsource(getattr(keras_helpers, cls)).rstrip() + "\n"
+
+
 def _build_doc(s: Structure) -> str:
     doc = s.compiled.loaded.spec.doc.strip() or "The network of the spec."
     return f"{doc}\n\nTakes channels-last input of shape (batch, *INPUT_SHAPE)."
@@ -214,13 +229,15 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     functions.append(text)
     uses_regularizers |= reg
     used = functions_used_by(s)
+    helpers = [helper_source("make_divisible")] if "make_divisible" in used else []
+    helpers += [_layer_source(cls) for cls in _custom_layers(s)]
     ctx = header_context(compiled, out_dir)
     ctx.update(
         functions=functions,
         uses_regularizers=uses_regularizers,
         uses_sys=_repeats(s),
         uses_math=bool(used & {"ceil", "floor"}),
-        helpers=[helper_source("make_divisible")] if "make_divisible" in used else [],
+        helpers=helpers,
         **variants_context(compiled),
     )
     return formatted(environment().get_template("keras.py.jinja").render(ctx))

@@ -25,6 +25,7 @@ class KerasLayer:
     args: Callable[[Attr], Args]
     regularizes: str = ""  # the keyword taking the L2 regularizer of `kernel_l2`
     shaped: Shaped | None = None  # arguments that depend on the input's rank
+    custom: bool = False  # a class of keras_helpers, which the generated file defines
 
 
 def _kw(attr: Attr, *pairs: tuple[str, str]) -> Args:
@@ -135,6 +136,7 @@ KERAS_LAYERS: dict[str, KerasLayer] = {
         "UpSampling2D", lambda a: [*_pos(a, "size"), *_kw(a, ("interpolation", "interpolation"))]
     ),
     "cropping2d": KerasLayer("Cropping2D", lambda a: _pos(a, "cropping")),
+    "layer_scale": KerasLayer("LayerScale", lambda a: _pos(a, "init_value"), custom=True),
     "rescaling": KerasLayer(
         "Rescaling", lambda a: [*_pos(a, "scale"), *_kw(a, ("offset", "offset"))]
     ),

@@ -59,12 +59,13 @@ GENERATED_NAMES = {
     "inner3",
     "name",
     "module",
-    # helpers generated files may carry (backends/py_helpers.py, backends/torch_helpers.py)
+    # helpers generated files may carry (backends/py_helpers.py, backends/torch_helpers.py,
+    # backends/keras_helpers.py)
     *("keras_layer", "pair", "window_shape", "same_pad", "same_pads", "torch_pads"),
     *("zero_pad_shape", "crop", "reshape_shape", "broadcast_shape", "torch_dim"),
     *("concat_shape", "activate", "KerasConv2d", "KerasDepthwiseConv2d"),
     *("KerasSeparableConv2d", "KerasMaxPool2d", "KerasAvgPool2d", "KerasBatchNorm"),
-    *("KerasLayerNorm", "KerasDropout", "KerasNormalization", "per_channel"),
+    *("KerasLayerNorm", "KerasDropout", "KerasNormalization", "per_channel", "LayerScale"),
 }
 RESERVED = GENERATED_NAMES | set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))
 

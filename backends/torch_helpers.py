@@ -268,6 +268,22 @@ class KerasNormalization(nn.Module):
         return (x - mean.view(shape)) / torch.clamp(variance.view(shape).sqrt(), min=1e-7)
 
 
+class LayerScale(nn.Module):
+    """ConvNeXt's LayerScale: x * gamma, one trainable value per channel (dim 1 here, at any
+    rank), starting at init_value; the parameter is `weight` (Keras' gamma), as in LayerNorm."""
+
+    def __init__(self, channels: int, init_value: float = 1e-6) -> None:
+        super().__init__()
+        self.init_value = float(init_value)
+        self.weight = nn.Parameter(torch.full((channels,), self.init_value))
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.weight, self.init_value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight.view([-1] + [1] * (x.dim() - 2))
+
+
 class KerasDropout(nn.Module):
     """Keras' Dropout with a noise_shape (Keras' order, channels last, batch excluded: 1 shares
     one mask value along that axis, the axis' size or None draws one per element) on an NC...

@@ -84,6 +84,10 @@ def _kw(ctx: Ctx, *pairs: tuple[str, str]) -> list[str]:
     return [f"{kw}={src}" for key, kw in pairs if (src := ctx.attr(key)) is not None]
 
 
+def _pos(ctx: Ctx, *keys: str) -> list[str]:
+    return [src for key in keys if (src := ctx.attr(key)) is not None]
+
+
 def _padding(ctx: Ctx, plain: str, keras: str) -> tuple[str, list[str]]:
     """The class and padding argument: PyTorch's own for 'valid', and for 'same' at stride 1
     (it splits as TF does); the Keras helper where the stride may be larger."""
@@ -378,6 +382,11 @@ def _dropout_module(ctx: Ctx) -> str:
     return f"{ctx.helper('KerasDropout')}({ctx.attr('rate')}, {noise})"
 
 
+def _layer_scale_module(ctx: Ctx) -> str:
+    args = [f"{ctx.shape}[-1]", *_pos(ctx, "init_value")]
+    return f"{ctx.helper('LayerScale')}({', '.join(args)})"
+
+
 def _normalization_module(ctx: Ctx) -> str:
     args = [f"{ctx.shape}[-1]", *_kw(ctx, ("mean", "mean"), ("variance", "variance"))]
     return f"{ctx.helper('KerasNormalization')}({', '.join(args)})"
@@ -463,6 +472,11 @@ TORCH_OPS: dict[str, TorchOp] = {
         {"kernel": Binding("weight", lambda a: a.T, lambda a, shape: a.T), **_BIAS},
     ),
     "dropout": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", _dropout_module),
+    "layer_scale": TorchOp(
+        lambda c, xs, m: f"{m}({xs[0]})",
+        _layer_scale_module,
+        weights={"gamma": Binding("weight")},
+    ),
     "normalization": TorchOp(
         lambda c, xs, m: f"{m}({xs[0]})",
         _normalization_module,

@@ -550,6 +550,7 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
                 "KerasBatchNorm",
                 "KerasLayerNorm",
                 "KerasNormalization",
+                "LayerScale",
             )
             if h in needed
         ],
@@ -616,6 +617,7 @@ _HELPER_ORDER = [
     "KerasLayerNorm",
     "per_channel",
     "KerasNormalization",
+    "LayerScale",
     "KerasDropout",
     "broadcast_shape",
     "torch_dim",

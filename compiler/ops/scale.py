@@ -1,4 +1,4 @@
-"""Per-channel affine ops: normalization (fixed or stored statistics)."""
+"""Per-channel affine ops: normalization (fixed or stored statistics), layer_scale."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import Field, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from ..ir import Shape, Weight
-from . import ATTRS_CONFIG, OpDef, ShapeError, register
+from . import ATTRS_CONFIG, Float, OpDef, ShapeError, register
 
 
 def _what(minimum: float | None) -> str:
@@ -70,6 +70,13 @@ class NormalizationAttrs:
     variance: PerChannelNonNeg | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LayerScaleAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
+    init_value: Float = 1e-6  # gamma's initial value (ConvNeXt's)
+
+
 def _normalization_infer(
     a: NormalizationAttrs, ins: list[Shape]
 ) -> tuple[NormalizationAttrs, Shape]:
@@ -114,5 +121,16 @@ register(
         _normalization_weights,
         lambda a, i, o: 2 * prod(o),
         doc="(x - mean) / max(sqrt(variance), 1e-7) per channel (last axis), Keras' rule",
+    )
+)
+register(
+    OpDef(
+        "layer_scale",
+        "LayerScale",
+        LayerScaleAttrs,
+        lambda a, i: (a, i[0]),
+        lambda a, i, o: [Weight("gamma", (i[0][-1],), True)],
+        lambda a, i, o: prod(o),
+        doc="x * gamma per channel (last axis), gamma trainable from init_value (ConvNeXt)",
     )
 )

@@ -306,6 +306,21 @@ layers:
   - {op: normalization, name: stored_flat}
 """,
     ],
+    "layer_scale": [
+        """\
+# ConvNeXt's LayerScale on an image (its init value), Keras' default, frozen, on a vector
+archc: 1
+name: layer_scale
+inputs:
+  - {name: x, shape: [5, 7, 4]}
+layers:
+  - {op: layer_scale, name: scale, init_value: 0.000001}
+  - {op: layer_scale, name: scale_default}
+  - {op: layer_scale, name: frozen, init_value: 0.5, trainable: false}
+  - {op: global_avg_pool2d, name: pool}
+  - {op: layer_scale, name: scale_vector, init_value: 2.0}
+""",
+    ],
     "add": [
         """\
 # three inputs by name, one of them the graph input

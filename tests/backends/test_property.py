@@ -248,6 +248,11 @@ def normalization(b: Builder, x: str) -> str:
     return b.add("normalization", [x], b.shapes[x], **attrs)
 
 
+def layer_scale(b: Builder, x: str) -> str:
+    attrs = {"init_value": b.pick([1e-6, 0.1, 1.0])} if b.flag(0.7) else {}
+    return b.add("layer_scale", [x], b.shapes[x], **b.trainable(attrs))
+
+
 def batch_norm(b: Builder, x: str) -> str:
     attrs: dict[str, Any] = {}
     if b.flag(0.4):
@@ -426,6 +431,7 @@ EMITTERS: dict[str, Callable[[Builder, str], str | None]] = {
     "batch_norm": batch_norm,
     "layer_norm": layer_norm,
     "normalization": normalization,
+    "layer_scale": layer_scale,
     "separable_conv2d": separable_conv2d,
     "upsample2d": upsample2d,
     "cropping2d": cropping2d,

@@ -557,6 +557,36 @@ def test_normalization_with_fixed_values(spec: Callable[..., Compiled]) -> None:
     checked(compiled)
 
 
+def test_layer_scale_multiplies_each_channel_by_gamma(
+    spec: Callable[..., Compiled], tmp_path: Path
+) -> None:
+    """ConvNeXt's LayerScale: both start with gamma = init_value (Keras' own initializer, and
+    PyTorch's), compute x * gamma per channel with transferred values, and the Keras model
+    (its class defined in the generated file) saves and reloads as .keras."""
+    import keras
+
+    compiled = spec([5, 7, 4], "- {op: layer_scale, name: scale, init_value: 0.001}")
+    km, tm = keras_backend.build(compiled), torch_backend.build(compiled)
+    fresh = np.full(4, 0.001, np.float32)
+    np.testing.assert_array_equal(km.get_layer("scale").get_weights()[0], fresh)
+    np.testing.assert_array_equal(tm.get_submodule("scale").weight.detach().numpy(), fresh)
+    km, tm = paired(compiled)
+    gamma = tm.get_submodule("scale").weight.detach().numpy()
+    np.testing.assert_array_equal(gamma, km.get_layer("scale").get_weights()[0])
+    assert np.ptp(gamma) > 0.1  # random, one value per channel
+    x = randn(2, 5, 7, 4)
+    with torch.no_grad():
+        got = channels_last(tm(torch.from_numpy(channels_first(x).copy())).numpy())
+    np.testing.assert_allclose(np.asarray(km(x)), x * gamma, rtol=1e-6)
+    np.testing.assert_allclose(got, x * gamma, rtol=1e-6)
+    path = tmp_path / "scale.keras"
+    km.save(path)
+    again = keras.saving.load_model(path)
+    assert type(again.get_layer("scale")).__name__ == "LayerScale"
+    np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(km(x)))
+    checked(compiled)
+
+
 ACTIVATION_FORMULAS = {  # Keras 3's definitions, written out with numpy
     "hard_sigmoid": lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0,
     "hard_swish": lambda x: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0,
@@ -953,6 +983,12 @@ MUTANTS = {
                 f"({mod}.variance.view(-1, 1, 1) + 0.001).sqrt()"
             ),
         ),
+    ),
+    "layer-scale-on-the-last-dim": (
+        [7, 3, 3],  # width == channels: PyTorch's last dim (the width) broadcasts silently
+        "- {op: conv2d, name: conv, filters: 3, kernel: 1}\n- {op: layer_scale, name: scale}",
+        "scale",
+        _emitter("layer_scale", forward=lambda ctx, xs, mod: f"{xs[0]} * {mod}.weight"),
     ),
     "depthwise-layout": (
         [7, 9, 3],

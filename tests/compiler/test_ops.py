@@ -402,6 +402,26 @@ CASES: dict[str, list[Case]] = {
             attrs={"mean": 127.5, "variance": 16256.25},
         ),
     ],
+    "layer_scale": [
+        Case(
+            "image-default-init",
+            "op: layer_scale",
+            ((5, 7, 3),),
+            (5, 7, 3),
+            3,  # gamma, one per channel, trainable
+            weights=(("gamma", (3,), True),),
+            attrs={"init_value": 1e-6},
+        ),
+        Case(
+            "vector",
+            "op: layer_scale, init_value: 0.1",
+            ((12,),),
+            (12,),
+            12,
+            weights=(("gamma", (12,), True),),
+            attrs={"init_value": 0.1},
+        ),
+    ],
     "add": merge_cases("add"),
     "multiply": merge_cases("multiply"),
     "subtract": merge_cases("subtract"),
