@@ -110,14 +110,22 @@ def verify_training(
 
 # -- one step in each framework ---------------------------------------------------------------
 def _keras_float64(compiled: Compiled) -> Any:
+    """The generated Keras model built in float64 (floatx and the dtype policy, which layers
+    read, both set for the build and put back after)."""
     import keras
 
-    before = keras.config.floatx()
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     try:
-        return keras_backend.build(compiled)
+        model = keras_backend.build(compiled)
     finally:
-        keras.config.set_floatx(before)
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+    dtypes = {str(w.dtype) for w in model.weights}
+    if dtypes - {"float64"}:
+        raise RuntimeError(f"the Keras model was not built in float64 (weights: {dtypes})")
+    return model
 
 
 def _trainable(km: Any, graph: Graph) -> Iterator[tuple[Node, str, Any]]:

@@ -519,7 +519,8 @@ class Gen:
         if kind == "float":
             return self.pick([0.01, 1, "${drop / 10 + 0.001}"])
         if kind == "list[int]":
-            return self.pick([[3, 1], [1, 1], "${widths}"])
+            # bodies read ks[1]: a list computed from `widths` (1 to 3 items) must have two
+            return self.pick([[3, 1], [1, 1], "${widths + [3]}"])
         raise AssertionError(kind)
 
     def repeat(self, sc: Scope) -> list[dict[str, Any]]:
