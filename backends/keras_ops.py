@@ -99,6 +99,14 @@ def _dropout(attr: Attr) -> Args:
     return [*_pos(attr, "rate"), *([("noise_shape", _with_batch(noise))] if noise else [])]
 
 
+def _per_sample(attr: Attr, rank: int | None, x: str) -> Args:
+    """Stochastic depth as Keras' Dropout: a noise shape of ones but the batch, one mask value
+    per sample (as ConvNeXt's StochasticDepth layer: x / keep * floor(keep + uniform))."""
+    if rank is None:  # the item sees inputs of several ranks: Keras' own shape tells
+        return [("noise_shape", f"(None,) + (1,) * (len({x}.shape) - 1)")]
+    return [("noise_shape", "(None" + ", 1" * rank + ")")]
+
+
 KERAS_LAYERS: dict[str, KerasLayer] = {
     "conv2d": KerasLayer("Conv2D", _conv, "kernel_regularizer"),
     "depthwise_conv2d": KerasLayer("DepthwiseConv2D", _depthwise, "depthwise_regularizer"),
@@ -150,6 +158,7 @@ KERAS_LAYERS: dict[str, KerasLayer] = {
         "kernel_regularizer",
     ),
     "dropout": KerasLayer("Dropout", _dropout),
+    "stochastic_depth": KerasLayer("Dropout", lambda a: _pos(a, "rate"), shaped=_per_sample),
     "normalization": KerasLayer(
         "Normalization", lambda a: _kw(a, ("mean", "mean"), ("variance", "variance"))
     ),

@@ -382,6 +382,12 @@ def _dropout_module(ctx: Ctx) -> str:
     return f"{ctx.helper('KerasDropout')}({ctx.attr('rate')}, {noise})"
 
 
+def _stochastic_depth_module(ctx: Ctx) -> str:
+    """A noise shape of ones: one mask value per sample (KerasDropout, as Keras' Dropout)."""
+    ones = repr((1,) * ctx.rank) if ctx.rank is not None else f"(1,) * len({ctx.shape})"
+    return f"{ctx.helper('KerasDropout')}({ctx.attr('rate')}, {ones})"
+
+
 def _layer_scale_module(ctx: Ctx) -> str:
     args = [f"{ctx.shape}[-1]", *_pos(ctx, "init_value")]
     return f"{ctx.helper('LayerScale')}({', '.join(args)})"
@@ -472,6 +478,7 @@ TORCH_OPS: dict[str, TorchOp] = {
         {"kernel": Binding("weight", lambda a: a.T, lambda a, shape: a.T), **_BIAS},
     ),
     "dropout": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", _dropout_module),
+    "stochastic_depth": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", _stochastic_depth_module),
     "layer_scale": TorchOp(
         lambda c, xs, m: f"{m}({xs[0]})",
         _layer_scale_module,

@@ -107,6 +107,13 @@ def _elementwise_flops(a: object, ins: list[Shape], out: Shape) -> int:
     return prod(out)
 
 
+@dataclass(frozen=True, slots=True)
+class StochasticDepthAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
+    rate: Annotated[Float, Field(ge=0, lt=1)]  # the probability of dropping a whole sample
+
+
 def _dropout_infer(a: DropoutAttrs, ins: list[Shape]) -> tuple[DropoutAttrs, Shape]:
     shape = ins[0]
     if a.noise_shape is None:
@@ -222,5 +229,15 @@ register(
         DropoutAttrs,
         _dropout_infer,
         doc="identity at inference; in training one mask of noise_shape's shape (1: shared)",
+    )
+)
+register(
+    OpDef(
+        "stochastic_depth",
+        "Dropout",  # Keras' Dropout with noise_shape (None, 1, ..., 1) drops whole samples
+        StochasticDepthAttrs,
+        _same,
+        doc="identity at inference; in training each sample kept (scaled by 1 / (1 - rate)) "
+        "or dropped whole",
     )
 )

@@ -287,6 +287,21 @@ layers:
   - {op: dropout, name: flat_drop, rate: 0.3, noise_shape: [1]}
 """,
     ],
+    "stochastic_depth": [
+        """\
+# ConvNeXt's residual branch (per-sample drop) on an image, then on a vector
+archc: 1
+name: stochastic_depth
+inputs:
+  - {name: x, shape: [5, 7, 4]}
+layers:
+  - {op: conv2d, name: branch, filters: 4, kernel: 3, padding: same}
+  - {op: stochastic_depth, name: drop_path, rate: 0.1}
+  - {op: add, name: residual, inputs: [x, drop_path]}
+  - {op: global_avg_pool2d, name: pool}
+  - {op: stochastic_depth, name: drop_vector, rate: 0.5}
+""",
+    ],
     "normalization": [
         """\
 # stored statistics (Keras' mean, variance and count weights), then fixed per-channel values

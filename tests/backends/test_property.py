@@ -303,6 +303,10 @@ def dropout(b: Builder, x: str) -> str | None:
     return b.add("dropout", [x], b.shapes[x], **attrs)
 
 
+def stochastic_depth(b: Builder, x: str) -> str | None:
+    return b.add("stochastic_depth", [x], b.shapes[x], rate=b.pick([0.0, 0.1, 0.5]))
+
+
 def _pool(op: str) -> Callable[[Builder, str], str | None]:
     def emit(b: Builder, x: str) -> str | None:
         shape = b.shapes[x]
@@ -441,6 +445,7 @@ EMITTERS: dict[str, Callable[[Builder, str], str | None]] = {
     "flatten": flatten,
     "reshape": reshape,
     "dropout": dropout,
+    "stochastic_depth": stochastic_depth,
     "max_pool2d": _pool("max_pool2d"),
     "avg_pool2d": _pool("avg_pool2d"),
     "global_avg_pool2d": _global_pool("global_avg_pool2d"),

@@ -505,6 +505,57 @@ def test_dropout_mask_in_keras_order_is_caught(
         check_dropout_masks(compiled, 0.5, (True, True, False))
 
 
+def test_stochastic_depth_drops_whole_samples(
+    spec: Callable[..., Compiled], tmp_path: Path
+) -> None:
+    """Keras' Dropout(rate, noise_shape=(None, 1, 1, 1)) is ConvNeXt's StochasticDepth: each
+    sample kept whole (scaled by 1 / keep) or dropped whole; KerasDropout with a noise shape
+    of ones is the same in PyTorch. A block called on an image and on a vector (the
+    generated code takes the rank from the tensor) does it at both ranks."""
+    import keras
+
+    compiled = spec([5, 7, 4], "- {op: stochastic_depth, name: drop_path, rate: 0.5}")
+    check_dropout_masks(compiled, 0.5, (True, True, True))
+    checked(compiled)
+    text = tiny(
+        [5, 7, 4],
+        """
+        - {block: drop, args: {tag: image}}
+        - {op: global_avg_pool2d, name: pool}
+        - {block: drop, args: {tag: vector}}
+        """,
+    )
+    text += "blocks:\n  drop:\n    args: {tag: {type: str}}\n    body:\n"
+    text += "      - {op: stochastic_depth, name: '${tag}_drop', rate: 0.5}\n"
+    path = tmp_path / "blocks.yaml"
+    path.write_text(text, encoding="utf-8")
+    compiled = compile_spec(path)
+    keras_source = keras_backend.render(compiled)
+    assert "noise_shape=(None,) + (1,) * (len(inputs.shape) - 1)" in keras_source
+    km, tm = keras_backend.build(compiled), torch_backend.build(compiled).train()
+    probe = keras.Model(km.inputs, [km.get_layer("image_drop").output, km.output])
+    ones = np.ones((64, 5, 7, 4), np.float32)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        t_vector = tm(torch.from_numpy(channels_first(ones).copy())).numpy()
+    k_image, k_vector = (np.asarray(y) for y in probe(ones, training=True))
+    for y in (k_image, k_vector, t_vector):
+        assert shared_axes(y) == (True,) * (y.ndim - 1)
+        assert 0 < np.isclose(y, 0.0).mean() < 1
+    checked(compiled)
+
+
+def test_per_element_stochastic_depth_is_caught(
+    spec: Callable[..., Compiled], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training-time mutant verify cannot see: per-element dropout (nn.Dropout) where whole
+    samples must be dropped; the mask test above catches it."""
+    compiled = spec([5, 7, 4], "- {op: stochastic_depth, name: drop_path, rate: 0.5}")
+    _emitter("stochastic_depth", module=lambda ctx: f"nn.Dropout({ctx.attr('rate')})")(monkeypatch)
+    with pytest.raises(AssertionError, match="torch"):
+        check_dropout_masks(compiled, 0.5, (True, True, True))
+
+
 def test_normalization_adapted_in_keras_moves_to_pytorch(spec: Callable[..., Compiled]) -> None:
     """Keras' own adapt() sets mean and variance from data; transferred by name, both compute
     (x - mean) / sqrt(variance) with numpy's statistics of the data; count (which Keras 3
@@ -989,6 +1040,13 @@ MUTANTS = {
         "- {op: conv2d, name: conv, filters: 3, kernel: 1}\n- {op: layer_scale, name: scale}",
         "scale",
         _emitter("layer_scale", forward=lambda ctx, xs, mod: f"{xs[0]} * {mod}.weight"),
+    ),
+    "stochastic-depth-scales-at-inference": (
+        [7, 9, 3],  # the old dropout convention: kept values unscaled, x * keep at inference
+        "- {op: conv2d, name: conv, filters: 3, kernel: 1}\n"
+        "- {op: stochastic_depth, name: drop_path, rate: 0.2}",
+        "drop_path",
+        _emitter("stochastic_depth", forward=lambda ctx, xs, mod: f"{mod}({xs[0]}) * 0.8"),
     ),
     "depthwise-layout": (
         [7, 9, 3],

@@ -422,6 +422,10 @@ CASES: dict[str, list[Case]] = {
             attrs={"init_value": 0.1},
         ),
     ],
+    "stochastic_depth": [
+        Case("image", "op: stochastic_depth, rate: 0.1", ((5, 7, 3),), (5, 7, 3)),
+        Case("vector", "op: stochastic_depth, rate: 0.5", ((7,),), (7,), attrs={"rate": 0.5}),
+    ],
     "add": merge_cases("add"),
     "multiply": merge_cases("multiply"),
     "subtract": merge_cases("subtract"),
@@ -723,6 +727,10 @@ def test_window_larger_than_input(body: str, shape: Shape, fragment: str) -> Non
         ),
         ("op: dense, units: -3", "invalid dense.units -3: input should be greater than 0"),
         ("op: dropout, rate: 1.0", "invalid dropout.rate 1.0: input should be less than 1"),
+        (
+            "op: stochastic_depth, rate: -0.1",
+            "invalid stochastic_depth.rate -0.1: input should be greater than or equal to 0",
+        ),
         (
             "op: dropout, rate: 0.5, noise_shape: [1, 0, 1]",
             "invalid dropout.noise_shape [1, 0, 1]: input should be greater than 0",
