@@ -121,6 +121,14 @@ def register(name: str, loader: Callable[[], Backend]) -> None:
     _loaded.pop(name, None)
 
 
+def check_generation(compiled: Compiled) -> None:
+    """Render every backend's source (no framework is imported): a spec a backend cannot
+    generate is refused here with its located error (E120), so `archc check` never passes a
+    spec that `archc compile` then refuses."""
+    for name in REGISTRY:
+        backend(name).render(compiled)
+
+
 class VerificationError(SpecError):
     """A generated model does not match the IR (exit 1, like a spec error)."""
 

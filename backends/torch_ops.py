@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # bindings run on arrays; rendering source (archc check) needs no numpy
+    import numpy as np
 
 UNSET = object()
 
@@ -398,7 +399,15 @@ def _normalization_module(ctx: Ctx) -> str:
     return f"{ctx.helper('KerasNormalization')}({', '.join(args)})"
 
 
+def _count_to_torch(a: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return np.asarray(a, np.float32)  # a float buffer: PyTorch counts floating-point buffers
+
+
 def _count_to_keras(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    import numpy as np
+
     return np.asarray(np.rint(a), np.int64)  # Keras' count is an integer
 
 
@@ -490,7 +499,7 @@ TORCH_OPS: dict[str, TorchOp] = {
         weights={
             "mean": Binding("mean"),
             "variance": Binding("variance"),
-            "count": Binding("count", lambda a: np.asarray(a, np.float32), _count_to_keras),
+            "count": Binding("count", _count_to_torch, _count_to_keras),
         },
     ),
 }

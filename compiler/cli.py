@@ -229,10 +229,13 @@ def check(spec: str, sets: tuple[str, ...], variant: str | None, as_json: bool) 
     overrides = parse_sets(sets)
 
     def body() -> int:
+        from backends.compile import check_generation
+
         from .api import compile_spec
         from .summary import table, to_json
 
         compiled = compile_spec(spec, overrides, variant=variant, from_text=True)
+        check_generation(compiled)  # what a backend would refuse is refused here, located
         if as_json:
             click.echo(json.dumps(to_json(compiled.graph), indent=2))
         else:

@@ -1,0 +1,43 @@
+"""`archc check` renders every backend's source (no framework imported), so a spec that a
+backend cannot generate is refused by check, at its location, never first by compile; and
+rendering gives the same source whatever torch is installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from backends.torch_render import _MODULE_ATTRS
+
+STRUCTURED = Path(__file__).parent / "structured"
+
+
+def test_check_refuses_what_the_torch_backend_cannot_generate(archc: Any) -> None:
+    result = archc("check", STRUCTURED / "outer_id_in_repeat.yaml")
+    assert result.exit_code == 1
+    assert "outer_id_in_repeat.yaml:14:9: error[E120]: torch backend: 'a' is defined" in (
+        result.stderr
+    )
+
+
+def test_check_refuses_a_reference_no_backend_can_generate(archc: Any, tmp_path: Path) -> None:
+    spec = tmp_path / "text_ref.yaml"
+    spec.write_text(
+        "archc: 1\nname: text_ref\ninputs:\n  - {name: img, shape: [4, 4, 2]}\n"
+        "layers:\n  - {op: conv2d, name: c1, filters: 2, kernel: 1}\n"
+        "  - repeat: 1\n    body:\n"
+        "      - {op: add, name: 'a${i}', inputs: [prev, 'c${i + 1}']}\n",
+        encoding="utf-8",
+    )
+    result = archc("check", spec)
+    assert result.exit_code == 1
+    assert "text_ref.yaml:9:" in result.stderr and "error[E120]" in result.stderr
+
+
+def test_module_attribute_names_cover_the_installed_torch() -> None:
+    # spec names that would shadow nn.Module's own attributes are renamed: the list is kept
+    # in the source (rendering imports no torch), so it must cover the torch in use
+    installed = set(dir(nn.Module)) | set(vars(nn.Module()))
+    assert installed <= _MODULE_ATTRS, sorted(installed - _MODULE_ATTRS)
