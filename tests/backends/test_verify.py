@@ -10,6 +10,7 @@ means something. Nothing here measures time.
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 from collections.abc import Callable
 from dataclasses import replace
@@ -437,6 +438,48 @@ def test_dense_on_a_rank_three_input(spec: Callable[..., Compiled]) -> None:
     assert compiled.graph.node("fc2").shape == (5, 3, 3)
     report = checked(compiled)
     assert report.layers_checked == 2
+
+
+CONVNEXT_BLOCK = """
+- {op: conv2d, name: dw, filters: 6, kernel: 7, padding: same, groups: 6}
+- {op: layer_norm, name: ln, epsilon: 1.0e-6}
+- {op: dense, name: pw1, units: 24}
+- {op: activation, name: gelu, fn: gelu}
+- {op: dense, name: pw2, units: 6}
+- {op: layer_scale, name: scale, init_value: 1.0e-6}
+- {op: add, name: residual, inputs: [x, scale]}
+"""
+
+
+def test_dense_and_layer_norm_on_an_image_are_channels_last(
+    spec: Callable[..., Compiled],
+) -> None:
+    """ConvNeXt's block applies LayerNormalization and Dense (its pointwise MLP) to (H, W, C)
+    tensors: per pixel, over the channels. PyTorch holds the channels in dim 1, so both go
+    over dim 1 (movedim to channels-last and back), with Keras' (in, out) kernel as Linear's
+    (out, in) weight. Checked on a (5, 7, 6) input against numpy from Keras' weights."""
+    compiled = spec([5, 7, 6], CONVNEXT_BLOCK, outputs=["ln", "pw1", "pw2", "residual"])
+    assert compiled.graph.node("pw1").shape == (5, 7, 24)
+    x = randn(2, 5, 7, 6)
+    km, tm = paired(compiled)
+    k_out = keras_layer_outputs(km, compiled.graph, [x])
+    t_out = torch_layer_outputs(tm, compiled.graph, [x])
+    w = {name: km.get_layer(name).get_weights() for name in ("ln", "pw1", "pw2", "scale")}
+    state = tm.state_dict()
+    np.testing.assert_array_equal(state["pw1.weight"].numpy(), w["pw1"][0].T)
+    np.testing.assert_array_equal(state["pw2.weight"].numpy(), w["pw2"][0].T)
+    h = np.asarray(km.get_layer("dw")(x), np.float64)  # numpy from here on
+    mean, var = h.mean(axis=-1, keepdims=True), h.var(axis=-1, keepdims=True)
+    ln = (h - mean) / np.sqrt(var + 1e-6) * w["ln"][0] + w["ln"][1]
+    pw1 = ln @ w["pw1"][0] + w["pw1"][1]
+    erf = np.vectorize(math.erf)
+    gelu = 0.5 * pw1 * (1.0 + erf(pw1 / math.sqrt(2.0)))
+    pw2 = gelu @ w["pw2"][0] + w["pw2"][1]
+    want = {"ln": ln, "pw1": pw1, "pw2": pw2, "residual": x + pw2 * w["scale"][0]}
+    for name, value in want.items():
+        np.testing.assert_allclose(k_out[name], value, rtol=1e-4, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(t_out[name], value, rtol=1e-4, atol=1e-4, err_msg=name)
+    checked(compiled)
 
 
 def shared_axes(y: np.ndarray) -> tuple[bool, ...]:
@@ -1047,6 +1090,24 @@ MUTANTS = {
         "- {op: stochastic_depth, name: drop_path, rate: 0.2}",
         "drop_path",
         _emitter("stochastic_depth", forward=lambda ctx, xs, mod: f"{mod}({xs[0]}) * 0.8"),
+    ),
+    "dense-over-the-width": (
+        [5, 4, 4],  # width == channels: Linear over the NCHW tensor's last dim runs silently
+        "- {op: conv2d, name: conv, filters: 4, kernel: 1}\n- {op: dense, name: pw, units: 4}",
+        "pw",
+        _emitter("dense", forward=lambda ctx, xs, mod: f"{mod}({xs[0]})"),
+    ),
+    "dense-kernel-untransposed": (
+        [5, 7, 4],  # a square kernel loads either way: (in, out) read as Linear's (out, in)
+        "- {op: layer_norm, name: ln, epsilon: 1.0e-6}\n- {op: dense, name: pw, units: 4}",
+        "pw",
+        _emitter(
+            "dense",
+            weights={
+                **torch_ops.TORCH_OPS["dense"].weights,
+                "kernel": torch_ops.Binding("weight", lambda a: a, lambda a, shape: a),
+            },
+        ),
     ),
     "depthwise-layout": (
         [7, 9, 3],
