@@ -8,6 +8,7 @@ their types are checked after expansion against the op's attribute dataclass.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import typing
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -374,7 +375,28 @@ class OpInfo:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
     return [_plain(x) for x in value] if isinstance(value, tuple | list) else value
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A type's JSON Schema with its own `$defs` (an enum, a nested model) put in place: the
+    references would dangle once it is embedded in the spec's schema."""
+    defs = schema.pop("$defs", {})
+
+    def put(node: Any) -> Any:
+        if isinstance(node, list):
+            return [put(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return {**put(defs[ref.removeprefix("#/$defs/")]), **rest}
+        return {k: put(v) for k, v in node.items()}
+
+    return dict(put(schema))
 
 
 def _attribute(field: dataclasses.Field[Any], hint: Any) -> AttributeInfo:
@@ -382,9 +404,7 @@ def _attribute(field: dataclasses.Field[Any], hint: Any) -> AttributeInfo:
 
     from .ops import describe
 
-    typed = TypeAdapter(hint).json_schema()
-    if "$defs" in typed:  # would dangle once the schema is embedded in the spec's
-        raise NotImplementedError(f"attribute '{field.name}': a type with JSON Schema $defs")
+    typed = _inline(TypeAdapter(hint).json_schema())
     extra = _extra_form(hint)
     if extra is not None:
         form, what = extra

@@ -10,6 +10,8 @@ op's attribute type accepts must be accepted by the schema.
 from __future__ import annotations
 
 import ast
+import dataclasses
+import enum
 import json
 import math
 import re
@@ -362,6 +364,27 @@ def test_an_attribute_description_gives_its_type_and_default() -> None:
             d for d in defs.values() if d["properties"].get("op", {}).get("const") == op.name
         )
         assert f"layer type {op.title}; inputs: " in item["description"]
+
+
+def test_an_attribute_type_with_definitions_is_inlined() -> None:
+    """An enum inside a union has its own `$defs` in pydantic's schema: the attribute's
+    schema carries it in place (a reference would dangle in the spec's schema)."""
+
+    class Mode(enum.Enum):
+        FAST = "fast"
+        SLOW = "slow"
+
+    @dataclasses.dataclass(frozen=True)
+    class Attrs:
+        mode: Mode | None = Mode.FAST
+
+    from compiler.schema import _attribute, computed
+
+    attr = _attribute(dataclasses.fields(Attrs)[0], Mode | None)
+    assert attr.default == "fast" and not attr.required
+    assert "$ref" not in json.dumps(attr.schema) and "$defs" not in attr.schema
+    check = jsonschema.Draft202012Validator(computed(attr.schema))
+    assert [check.is_valid(v) for v in ("fast", None, "${m}", "medium")] == [True] * 3 + [False]
 
 
 def test_no_number_in_the_schema_is_infinite() -> None:
