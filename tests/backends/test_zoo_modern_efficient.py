@@ -1,18 +1,22 @@
-"""Reference zoo: specs/efficientnet.yaml and specs/efficientnet_v2.yaml are
-keras.applications' EfficientNetB0-B7 and EfficientNetV2B0 / V2S, exactly.
+"""Reference zoo: specs/efficientnet.yaml, specs/efficientnet_v2.yaml and specs/convnext.yaml
+are keras.applications' EfficientNetB0-B7, EfficientNetV2B0 / V2S and ConvNeXtTiny / Small /
+Base, exactly.
 
 Per spec and variant: `archc check --json` gives keras.applications' counts (the table below,
 each entry checked against a keras.applications model built offline with weights=None, except
 B7: its count is checked, its reference is not built, to keep the suite's runtime modest), and
-the compiled graph has the reference's weight-bearing layers, by name, in order. For the
-default models (and EfficientNetB0 at an odd, non-square size, EfficientNetV2S at 96x96): the
-archc Keras model has every layer of the reference, by name, in order, with the same weight
-shapes, and once the reference's randomised weights, BN statistics and Normalization
-statistics are copied in by layer name, it computes the reference's outputs; and Keras ==
-PyTorch layer by layer (`verify`).
+the compiled graph has the reference's weight-bearing layers, by name, in order, with their
+weight shapes. For the default models (and EfficientNetB0 at an odd, non-square size,
+EfficientNetV2S at 96x96): the archc Keras model has every layer of the reference, by name, in
+order (ConvNeXt: plus its residual adds, which keras computes with `+`, no layer), and once the
+reference's randomised weights, BN statistics, Normalization statistics and LayerScale gammas
+are copied in by layer name, it computes the reference's outputs; and Keras == PyTorch layer
+by layer (`verify`).
 
 References are independent of archc: their weights are randomised by their own variable names.
-Nothing here measures time.
+keras.applications wraps ConvNeXt's stem and each downsampling pair in a Sequential model; the
+layers inside are compared (archc has them inline, without the wrappers). Nothing here measures
+time.
 """
 
 from __future__ import annotations
@@ -51,6 +55,12 @@ REFERENCE: dict[str, dict[str | None, tuple[str, Counts]]] = {
         "b0": ("EfficientNetV2B0", Counts(7_200_312, 7_139_704, 60_608)),
         "s": ("EfficientNetV2S", Counts(21_612_360, 21_458_488, 153_872)),
     },
+    "convnext": {
+        None: ("ConvNeXtTiny", Counts(28_589_128, 28_589_128, 0)),
+        "tiny": ("ConvNeXtTiny", Counts(28_589_128, 28_589_128, 0)),
+        "small": ("ConvNeXtSmall", Counts(50_223_688, 50_223_688, 0)),
+        "base": ("ConvNeXtBase", Counts(88_591_464, 88_591_464, 0)),
+    },
 }
 CASES = [(spec, variant) for spec, table in REFERENCE.items() for variant in table]
 NOT_BUILT = {("efficientnet", "b7")}  # counted, never built here (the largest)
@@ -60,10 +70,12 @@ FIDELITY = [  # spec, variant, input shape (None: the variant's default size)
     ("efficientnet", None, ODD),
     ("efficientnet_v2", None, None),
     ("efficientnet_v2", "s", (96, 96, 3)),  # S's [-1, 1] rescaling and stage table, small
+    ("convnext", None, None),
 ]
 FEATURES = {  # a layer near the end whose output is compared too (ConvNeXt: after pooling)
     "efficientnet": "top_activation",
     "efficientnet_v2": "top_activation",
+    "convnext": "convnext_tiny_head_gap",
 }
 BATCH = 2
 ATOL = RTOL = 1e-5
@@ -116,8 +128,8 @@ def randomize(model: Any, seed: int) -> None:
         for w in layer.weights:
             shape = tuple(int(d) for d in w.shape)
             name = w.path.rsplit("/", 1)[-1]
-            if name == "variable" and type(layer).__name__ == "LayerScale":
-                name = "gamma"  # LayerScale's one weight is unnamed
+            if type(layer).__name__ == "LayerScale":  # its gamma, unnamed in keras.applications
+                name = "gamma"
             if name in ("gamma", "moving_variance", "variance"):
                 value = rng.uniform(0.5, 1.5, shape)
             elif name in ("beta", "moving_mean", "bias", "mean"):
@@ -216,8 +228,14 @@ def test_archc_keras_model_computes_what_keras_applications_computes(
     assert keras_counts(ours) == keras_counts(ref)
     if shape is None:
         assert keras_counts(ref) == REFERENCE[spec][variant][1]
-    if spec != "convnext":  # every layer, as keras names it, in keras' order
-        assert [layer.name for layer in ours.layers] == [layer.name for layer in ref.layers]
+    ours_names = [layer.name for layer in ours.layers]
+    if spec == "convnext":  # every layer keras has inside and outside its Sequential blocks,
+        # in keras' order; plus the residual adds, which keras computes with `+` (no layer)
+        assert [n for n in ours_names if not n.endswith("_add")] == [x.name for x in leaves(ref)]
+        extra = {type(ours.get_layer(n)).__name__ for n in ours_names if n.endswith("_add")}
+        assert extra == {"Add"}
+    else:  # every layer, as keras names it, in keras' order
+        assert ours_names == [layer.name for layer in ref.layers]
 
     randomize(ref, seed=1)
     for layer in leaves(ref):
@@ -240,12 +258,15 @@ def test_archc_keras_model_computes_what_keras_applications_computes(
 def test_keras_and_pytorch_agree_layer_by_layer(spec: str) -> None:
     compiled = compile_spec(spec_path(spec))
     report = verify(compiled)  # raises on any count or output that differs
-    # and it compared something: every layer with weights, layer by layer, except those with
-    # a built-in activation (PyTorch applies it outside the module): the squeeze-excite convs,
-    # checked through the layers after them
+    # and it compared something: every layer with weights, layer by layer, except those whose
+    # Keras output no PyTorch module computes alone, checked through the layers after them:
+    # the squeeze-excite convs (activation applied after the module) and ConvNeXt's pointwise
+    # Dense layers (applied to channels-last views)
     weighted = {n.name: n for n in compiled.graph.nodes if n.weights}
     unchecked = set(weighted) - {name for name, _, _ in report.rows}
-    assert {weighted[n].attrs.activation for n in unchecked} <= {"swish", "sigmoid"}
+    for name in unchecked:
+        node = weighted[name]
+        assert node.attrs.activation != "linear" or node.op == "dense", name
     assert report.layers_checked >= len(weighted) - len(unchecked) > 50
 
 
