@@ -110,6 +110,7 @@ def _per_sample(attr: Attr, rank: int | None, x: str) -> Args:
 KERAS_LAYERS: dict[str, KerasLayer] = {
     "conv2d": KerasLayer("Conv2D", _conv, "kernel_regularizer"),
     "depthwise_conv2d": KerasLayer("DepthwiseConv2D", _depthwise, "depthwise_regularizer"),
+    "conv2d_transpose": KerasLayer("Conv2DTranspose", _conv),
     "separable_conv2d": KerasLayer("SeparableConv2D", _separable),
     "batch_norm": KerasLayer(
         "BatchNormalization",

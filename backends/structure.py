@@ -66,6 +66,7 @@ GENERATED_NAMES = {
     *("concat_shape", "activate", "KerasConv2d", "KerasDepthwiseConv2d"),
     *("KerasSeparableConv2d", "KerasMaxPool2d", "KerasAvgPool2d", "KerasBatchNorm"),
     *("KerasLayerNorm", "KerasDropout", "KerasNormalization", "per_channel", "LayerScale"),
+    *("KerasConvTranspose2d", "transposed_shape"),
 }
 RESERVED = GENERATED_NAMES | set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))
 

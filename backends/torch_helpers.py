@@ -116,6 +116,43 @@ class KerasSeparableConv2d(nn.Module):
         return self.pointwise(self.depthwise(x))
 
 
+class KerasConvTranspose2d(nn.ConvTranspose2d):
+    """Keras' Conv2DTranspose: the full transposed convolution, (n - 1) * s + k, then cut to
+    Keras' size: 'same' crops k - s as TF splits it (the extra pixel bottom/right, which
+    PyTorch's symmetric padding cannot do); where s > k both paddings are s - k short, which
+    output_padding adds (bias only, as in Keras). Keras' Glorot fans (PyTorch's equal them)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size, stride=1, padding="valid", bias=True
+    ) -> None:
+        kernel, strides = pair(kernel_size), pair(stride)
+        extra = (max(strides[0] - kernel[0], 0), max(strides[1] - kernel[1], 0))
+        super().__init__(in_channels, out_channels, kernel, strides, 0, extra, bias=bias)
+        same = padding == "same"
+        h, w = (max(k - s, 0) if same else 0 for k, s in zip(kernel, strides, strict=True))
+        self.crops = ((h // 2, h - h // 2), (w // 2, w - w // 2))  # TF's split
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv_transpose2d(
+            x, self.weight, self.bias, self.stride, 0, self.output_padding, self.groups
+        )
+        (top, bottom), (left, right) = self.crops
+        return y[:, :, top : y.shape[2] - bottom, left : y.shape[3] - right]
+
+
+def transposed_shape(shape, channels, kernel, strides=1, padding="valid"):
+    """(height, width, channels) after Keras' Conv2DTranspose."""
+    out = []
+    for size, k, s in zip(shape[:2], pair(kernel), pair(strides), strict=True):
+        out.append(size * s if padding == "same" else (size - 1) * s + max(k, s))
+    return (*out, channels)
+
+
 class KerasMaxPool2d(nn.MaxPool2d):
     """Keras' MaxPooling2D with 'same' padding: -inf (TF's split), never zeros."""
 

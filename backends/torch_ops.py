@@ -383,6 +383,19 @@ def _dropout_module(ctx: Ctx) -> str:
     return f"{ctx.helper('KerasDropout')}({ctx.attr('rate')}, {noise})"
 
 
+def _transpose_module(ctx: Ctx) -> str:
+    cls = ctx.helper("KerasConvTranspose2d")
+    args = [f"{ctx.shape}[-1]", ctx.attr("filters") or "", ctx.attr("kernel") or ""]
+    args += _kw(ctx, ("strides", "stride"), ("padding", "padding"), ("use_bias", "bias"))
+    return f"{cls}({', '.join(args)})"
+
+
+def _transpose_shape(ctx: Ctx) -> str:
+    args = [ctx.shape, f"{ctx.module}.out_channels", ctx.attr("kernel") or ""]
+    args += [ctx.attr("strides") or "1", ctx.attr("padding") or '"valid"']
+    return f"{ctx.helper('transposed_shape')}({', '.join(args)})"
+
+
 def _stochastic_depth_module(ctx: Ctx) -> str:
     """A noise shape of ones: one mask value per sample (KerasDropout, as Keras' Dropout)."""
     ones = repr((1,) * ctx.rank) if ctx.rank is not None else f"(1,) * len({ctx.shape})"
@@ -426,6 +439,15 @@ TORCH_OPS: dict[str, TorchOp] = {
         _depthwise_module,
         lambda c: _window_shape(c, f"{c.module}.out_channels", "kernel", "strides"),
         {"depthwise_kernel": Binding("weight", _dw_to_torch, _dw_to_keras), **_BIAS},
+    ),
+    "conv2d_transpose": TorchOp(
+        _conv_forward,
+        _transpose_module,
+        _transpose_shape,
+        {  # Keras' (kh, kw, out, in) is ConvTranspose2d's (in, out, kh, kw)
+            "kernel": Binding("weight", lambda a: a.transpose(3, 2, 0, 1), _conv_kernel_to_keras),
+            **_BIAS,
+        },
     ),
     "separable_conv2d": TorchOp(
         _conv_forward,

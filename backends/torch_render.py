@@ -671,6 +671,7 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
                 "KerasLayerNorm",
                 "KerasNormalization",
                 "LayerScale",
+                "KerasConvTranspose2d",
             )
             if h in needed
         ],
@@ -727,6 +728,8 @@ _HELPER_ORDER = [
     "KerasConv2d",
     "KerasDepthwiseConv2d",
     "KerasSeparableConv2d",
+    "KerasConvTranspose2d",
+    "transposed_shape",
     "KerasMaxPool2d",
     "KerasAvgPool2d",
     "torch_pads",
@@ -750,6 +753,8 @@ _NEEDS: dict[str, set[str]] = {
     "KerasConv2d": {"same_pads"},
     "KerasDepthwiseConv2d": {"KerasConv2d", "same_pads"},
     "KerasSeparableConv2d": {"KerasDepthwiseConv2d"},
+    "KerasConvTranspose2d": {"pair"},
+    "transposed_shape": {"pair"},
     "KerasMaxPool2d": {"pair", "same_pads"},
     "KerasAvgPool2d": {"pair", "same_pads"},
     "torch_pads": {"pair"},

@@ -1,4 +1,4 @@
-"""Convolutions: conv2d and depthwise_conv2d (channels-last, TF 'same' padding split)."""
+"""Convolutions: conv2d, depthwise, separable and transposed (channels-last, TF 'same' split)."""
 
 from __future__ import annotations
 
@@ -69,6 +69,18 @@ class SeparableConv2DAttrs:
     use_bias: Bool = True
     activation: Activation = "linear"
     pads: Pads = NO_PADS
+
+
+@dataclass(frozen=True, slots=True)
+class Conv2DTransposeAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
+    filters: PosInt
+    kernel: Pair
+    strides: Pair = (1, 1)
+    padding: Padding = "valid"
+    use_bias: Bool = True
+    activation: Activation = "linear"
 
 
 def _window(a: Any, shape: Shape, op: str) -> tuple[int, int, Pads]:
@@ -155,6 +167,32 @@ def _sep_flops(a: SeparableConv2DAttrs, ins: list[Shape], out: Shape) -> int:
     return 2 * (depthwise + pointwise) + (out[0] * out[1] * a.filters if a.use_bias else 0)
 
 
+def transposed_out(n: int, k: int, s: int, padding: str) -> int:
+    """Keras' Conv2DTranspose output size on one axis: n * s ('same'), or the full transposed
+    convolution, (n - 1) * s + k, and at least n * s ('valid')."""
+    return n * s if padding == "same" else (n - 1) * s + max(k, s)
+
+
+def _transpose_infer(
+    a: Conv2DTransposeAttrs, ins: list[Shape]
+) -> tuple[Conv2DTransposeAttrs, Shape]:
+    h, w, _ = spatial(ins[0], "conv2d_transpose")
+    ho = transposed_out(h, a.kernel[0], a.strides[0], a.padding)
+    wo = transposed_out(w, a.kernel[1], a.strides[1], a.padding)
+    return a, (ho, wo, a.filters)
+
+
+def _transpose_weights(a: Conv2DTransposeAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
+    ws = [Weight("kernel", (*a.kernel, a.filters, ins[0][2]), True)]  # Keras' (kh, kw, out, in)
+    return [*ws, Weight("bias", (a.filters,), True)] if a.use_bias else ws
+
+
+def _transpose_flops(a: Conv2DTransposeAttrs, ins: list[Shape], out: Shape) -> int:
+    h, w, c = ins[0]
+    macs = h * w * c * a.kernel[0] * a.kernel[1] * a.filters  # every input pixel, scattered
+    return 2 * macs + (out[0] * out[1] * a.filters if a.use_bias else 0)
+
+
 register(
     OpDef(
         "conv2d",
@@ -189,5 +227,17 @@ register(
         _sep_flops,
         computed=("pads",),
         doc="one layer: depthwise (kh, kw, C, M), then pointwise (1, 1, C*M, filters) and bias",
+    )
+)
+register(
+    OpDef(
+        "conv2d_transpose",
+        "Conv2DTranspose",
+        Conv2DTransposeAttrs,
+        _transpose_infer,
+        _transpose_weights,
+        _transpose_flops,
+        doc="transposed 2-D convolution; kernel (kh, kw, filters, in); output n * s ('same') "
+        "or (n - 1) * s + max(k, s) ('valid')",
     )
 )

@@ -60,6 +60,34 @@ layers:
   - {op: conv2d, name: one_by_one, filters: 2, kernel: 1, use_bias: false, kernel_l2: 0.01}
 """,
     ],
+    "conv2d_transpose": [
+        """\
+# 'same' with an odd kernel (TF crops k - s = 1 at the bottom/right), 'valid' with an even
+# one and non-square strides, a stride above the kernel, relu, no bias
+archc: 1
+name: conv2d_transpose
+inputs:
+  - {name: x, shape: [5, 7, 3]}
+layers:
+  - {op: conv2d_transpose, name: up_same, filters: 4, kernel: 3, strides: 2, padding: same}
+  - op: conv2d_transpose
+    name: up_valid
+    filters: 2
+    kernel: [4, 2]
+    strides: [2, 3]
+    activation: relu
+    inputs: x
+  - op: conv2d_transpose
+    name: up_sparse
+    filters: 2
+    kernel: 2
+    strides: 3
+    padding: same
+    use_bias: false
+    inputs: x
+outputs: [up_same, up_valid, up_sparse]
+""",
+    ],
     "separable_conv2d": [
         """\
 # strided 'same' (uneven TF pads), depth multiplier 2, bias; then valid without bias, relu

@@ -202,6 +202,24 @@ def separable_conv2d(b: Builder, x: str) -> str | None:
     return b.add("separable_conv2d", [x], (ho, wo, filters), filters=filters, **attrs)
 
 
+def conv2d_transpose(b: Builder, x: str) -> str | None:
+    shape = b.shapes[x]
+    if len(shape) != 3:
+        return None
+    kernel, strides = [b.int(1, 4), b.int(1, 4)], [b.int(1, 3), b.int(1, 3)]
+    padding = b.pick(["same", "valid"])
+    out = tuple(
+        n * s if padding == "same" else (n - 1) * s + max(k, s)
+        for n, k, s in zip(shape[:2], kernel, strides, strict=True)
+    )
+    filters = b.int(1, 5)
+    attrs = {"kernel": _pair(b, kernel), "strides": _pair(b, strides), "padding": padding}
+    if b.flag(0.3):
+        attrs["use_bias"] = False
+    attrs = b.trainable(_activation(b, {"filters": filters, **attrs}))
+    return b.add("conv2d_transpose", [x], (*out, filters), **attrs)
+
+
 def upsample2d(b: Builder, x: str) -> str | None:
     shape = b.shapes[x]
     if len(shape) != 3:
@@ -437,6 +455,7 @@ EMITTERS: dict[str, Callable[[Builder, str], str | None]] = {
     "normalization": normalization,
     "layer_scale": layer_scale,
     "separable_conv2d": separable_conv2d,
+    "conv2d_transpose": conv2d_transpose,
     "upsample2d": upsample2d,
     "cropping2d": cropping2d,
     "rescaling": rescaling,

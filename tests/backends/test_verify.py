@@ -482,6 +482,114 @@ def test_dense_and_layer_norm_on_an_image_are_channels_last(
     checked(compiled)
 
 
+def transposed_conv(x: np.ndarray, kernel: np.ndarray, strides: tuple[int, int], padding: str):
+    """A transposed convolution written out: every input pixel scatters kernel * value to
+    (i * s + a, j * s + b), channels-last, Keras' kernel (kh, kw, out, in); 'same' keeps
+    n * s of the result, dropping (k - s) // 2 first (TF's split); 'valid' keeps
+    (n - 1) * s + max(k, s) (zeros past the full result)."""
+    n, h, w, _ = x.shape
+    kh, kw, out, _ = kernel.shape
+    (sh, sw) = strides
+    full = np.zeros((n, (h - 1) * sh + max(kh, sh), (w - 1) * sw + max(kw, sw), out))
+    for i in range(h):
+        for j in range(w):
+            contrib = np.einsum("nc,abfc->nabf", x[:, i, j].astype(np.float64), kernel)
+            full[:, i * sh : i * sh + kh, j * sw : j * sw + kw] += contrib
+    if padding == "valid":
+        return full
+    top, left = max(kh - sh, 0) // 2, max(kw - sw, 0) // 2
+    return full[:, top : top + h * sh, left : left + w * sw]
+
+
+@pytest.mark.parametrize(
+    ("kernel", "strides", "padding"),
+    [
+        (3, 2, "same"),  # k - s odd: TF crops 0 at the top, 1 at the bottom
+        (4, 2, "same"),  # k - s even
+        (5, 2, "same"),
+        (2, 3, "same"),  # s > k: nothing to crop, the last s - k rows are the bias
+        ([3, 4], [1, 3], "same"),
+        (3, 2, "valid"),
+        (4, 1, "valid"),
+        ([1, 2], 3, "valid"),
+    ],
+)
+def test_conv_transpose_against_a_formula_and_keras(
+    spec: Callable[..., Compiled], kernel: Any, strides: Any, padding: str
+) -> None:
+    """Keras' Conv2DTranspose (output n * s for 'same', (n - 1) * s + max(k, s) for 'valid')
+    and KerasConvTranspose2d against the transposed convolution written out in numpy, with
+    Keras' (kh, kw, out, in) kernel as ConvTranspose2d's (in, out, kh, kw); odd, non-square
+    input."""
+    compiled = spec(
+        [5, 7, 3],
+        f"- {{op: conv2d_transpose, name: up, filters: 4, kernel: {kernel}, "
+        f"strides: {strides}, padding: {padding}}}",
+    )
+    x = randn(2, 5, 7, 3)
+    km, tm = paired(compiled)
+    k_kernel, k_bias = km.get_layer("up").get_weights()
+    np.testing.assert_array_equal(
+        tm.get_submodule("up").weight.detach().numpy(), k_kernel.transpose(3, 2, 0, 1)
+    )
+    s = strides if isinstance(strides, list) else [strides, strides]
+    want = transposed_conv(x, k_kernel, (s[0], s[1]), padding) + k_bias
+    assert compiled.graph.node("up").shape == want.shape[1:]
+    k_out = keras_layer_outputs(km, compiled.graph, [x])["up"]
+    t_out = torch_layer_outputs(tm, compiled.graph, [x])["up"]
+    np.testing.assert_allclose(k_out, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(t_out, want, rtol=1e-5, atol=1e-5)
+    checked(compiled)
+
+
+def test_conv_transpose_starts_from_keras_initial_values(spec: Callable[..., Compiled]) -> None:
+    """Glorot-uniform with Keras' fans of its (kh, kw, out, in) kernel: fan_in = kh*kw*out,
+    fan_out = kh*kw*in (PyTorch's of (in, out, kh, kw) are the same); zero bias."""
+    compiled = spec([5, 7, 3], "- {op: conv2d_transpose, name: up, filters: 8, kernel: [3, 2]}")
+    torch.manual_seed(0)
+    up = torch_backend.build(compiled).get_submodule("up")
+    limit = math.sqrt(6.0 / (3 * 2 * 8 + 3 * 2 * 3))
+    weight = up.weight.detach().numpy()
+    assert weight.shape == (3, 8, 3, 2)
+    assert np.abs(weight).max() <= limit and np.abs(weight).max() > 0.9 * limit
+    assert not up.bias.detach().numpy().any()
+
+
+MODERN_OPS = """
+- {op: normalization, name: stored}
+- {op: normalization, name: fixed, mean: [1.0, 2.0, 3.0], variance: [4.0, 1.0, 0.25]}
+- {op: conv2d_transpose, name: up, filters: 6, kernel: 3, strides: 2, padding: same}
+- {op: layer_norm, name: ln, epsilon: 1.0e-6}
+- {op: dense, name: pw, units: 6}
+- {op: layer_scale, name: scale}
+- {op: stochastic_depth, name: drop_path, rate: 0.1}
+- {op: dropout, name: drop, rate: 0.2, noise_shape: [1, 1, null]}
+"""
+
+
+def test_new_helpers_script_and_export(spec: Callable[..., Compiled], tmp_path: Path) -> None:
+    """The helpers these ops copy into generated files work with torch.jit.script and
+    torch.export.export (as the zoo's do) and compute what the module computes."""
+    import importlib.util
+
+    compiled = spec([5, 7, 3], MODERN_OPS)
+    path = tmp_path / "modern_ops_torch.py"  # on disk: TorchScript reads the source
+    path.write_text(torch_backend.render(compiled), encoding="utf-8")
+    found = importlib.util.spec_from_file_location("_modern_ops_torch", path)
+    assert found is not None and found.loader is not None
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
+    torch.manual_seed(0)
+    model = module.build_model().eval()
+    x = torch.randn(2, 3, 5, 7)
+    with torch.no_grad():
+        want = model(x)
+        torch.testing.assert_close(torch.jit.script(model)(x), want, rtol=1e-5, atol=1e-6)
+        exported = torch.export.export(model, (x,))
+        torch.testing.assert_close(exported.module()(x), want, rtol=1e-5, atol=1e-6)
+    checked(compiled)
+
+
 def shared_axes(y: np.ndarray) -> tuple[bool, ...]:
     """Per non-batch axis of a channels-last array: is it constant along that axis?"""
     return tuple(bool(np.all(y == y.take([0], axis=a))) for a in range(1, y.ndim))
@@ -1106,6 +1214,32 @@ MUTANTS = {
             weights={
                 **torch_ops.TORCH_OPS["dense"].weights,
                 "kernel": torch_ops.Binding("weight", lambda a: a, lambda a, shape: a),
+            },
+        ),
+    ),
+    "conv-transpose-pytorch-same": (
+        [5, 7, 3],  # PyTorch's usual 'same' upsampling: padding=1, output_padding=1 crops the
+        # top row where TF crops the bottom one (k - s = 1)
+        "- {op: conv2d_transpose, name: up, filters: 4, kernel: 3, strides: 2, padding: same}",
+        "up",
+        _emitter(
+            "conv2d_transpose",
+            module=lambda ctx: (
+                f"nn.ConvTranspose2d({ctx.shape}[-1], 4, 3, 2, padding=1, output_padding=1)"
+            ),
+        ),
+    ),
+    "conv-transpose-kernel-as-conv2d": (
+        [5, 7, 4],  # in == out: Conv2D's (out, in) order loads silently, transposed
+        "- {op: conv2d_transpose, name: up, filters: 4, kernel: 2, strides: 2}",
+        "up",
+        _emitter(
+            "conv2d_transpose",
+            weights={
+                **torch_ops.TORCH_OPS["conv2d_transpose"].weights,
+                "kernel": torch_ops.Binding(
+                    "weight", lambda a: a.transpose(2, 3, 0, 1), lambda a, shape: a
+                ),
             },
         ),
     ),

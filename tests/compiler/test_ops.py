@@ -187,6 +187,42 @@ def conv_cases() -> list[Case]:
     ]
 
 
+def transposed_out(n: int, k: int, s: int, padding: str) -> int:
+    """Keras' Conv2DTranspose output size: n * s ('same'), or the full transposed
+    convolution, (n - 1) * s + k, and at least n * s ('valid')."""
+    return n * s if padding == "same" else (n - 1) * s + max(k, s)
+
+
+def transpose_cases() -> list[Case]:
+    return [
+        Case(
+            "valid-odd-kernel",
+            "op: conv2d_transpose, filters: 4, kernel: 3, strides: 2",
+            ((5, 7, 6),),
+            (transposed_out(5, 3, 2, "valid"), transposed_out(7, 3, 2, "valid"), 4),
+            conv_params(3, 3, 6, 4),
+            weights=(kernel(3, 3, 4, 6), bias(4)),  # Keras' (kh, kw, filters, in)
+        ),
+        Case(
+            "same-even-kernel-no-bias",
+            "op: conv2d_transpose, filters: 2, kernel: 4, strides: 2, padding: same, "
+            "use_bias: false",
+            ((5, 7, 3),),
+            (10, 14, 2),
+            conv_params(4, 4, 3, 2, bias=False),
+            weights=(kernel(4, 4, 2, 3),),
+        ),
+        Case(
+            "valid-stride-above-kernel",
+            "op: conv2d_transpose, filters: 2, kernel: [1, 2], strides: [3, 3]",
+            ((5, 7, 3),),
+            (transposed_out(5, 1, 3, "valid"), transposed_out(7, 2, 3, "valid"), 2),
+            conv_params(1, 2, 3, 2),
+            weights=(kernel(1, 2, 2, 3), bias(2)),
+        ),
+    ]
+
+
 def depthwise_cases() -> list[Case]:
     return [
         Case(
@@ -263,6 +299,7 @@ CASES: dict[str, list[Case]] = {
     ],
     "conv2d": conv_cases(),
     "depthwise_conv2d": depthwise_cases(),
+    "conv2d_transpose": transpose_cases(),
     "batch_norm": [
         Case(
             "image",
@@ -600,6 +637,13 @@ SHAPE_ERRORS: list[tuple[str, str, tuple[Shape, ...], str]] = [
         "op: conv2d, filters: 4, kernel: 1",
         ((12,),),
         "conv2d 'layer': conv2d needs a 3-D input (height, width, channels), got shape (12,)",
+    ),
+    (
+        "conv-transpose-on-a-vector",
+        "op: conv2d_transpose, filters: 4, kernel: 2",
+        ((12,),),
+        "conv2d_transpose 'layer': conv2d_transpose needs a 3-D input (height, width, "
+        "channels), got shape (12,)",
     ),
     (
         "add-different-shapes",
