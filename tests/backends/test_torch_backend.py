@@ -53,6 +53,9 @@ TORCH_KEY = {
     "beta": "bias",
     "moving_mean": "running_mean",
     "moving_variance": "running_var",
+    "mean": "mean",  # normalization's statistics: buffers of KerasNormalization
+    "variance": "variance",
+    "count": "count",
 }
 # one Keras layer that is two PyTorch convolutions (weights load by the layer's name)
 SEPARABLE_KEY = {
