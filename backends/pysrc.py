@@ -168,6 +168,23 @@ class _Rewrite(ast.NodeTransformer):
             return ast.Call(ast.Name("tuple"), [ast.Call(ast.Name("range"), args, [])], [])
         return ast.Call(ast.Name(name), args, [])
 
+    def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
+        """`xs + [3]` -> `(*xs, 3)`: sequences are tuples, and that is how Python (and ruff)
+        writes a concatenation with a literal (in the sandbox both sides are then lists)."""
+        left, right = self.visit(node.left), self.visit(node.right)
+        if isinstance(node.op, ast.Add) and (
+            isinstance(node.left, ast.List) or isinstance(node.right, ast.List)
+        ):
+
+            def items(side: ast.expr, literal: bool) -> list[ast.expr]:
+                return list(side.elts) if literal else [ast.Starred(side)]  # type: ignore[attr-defined]
+
+            return ast.Tuple(
+                items(left, isinstance(node.left, ast.List))
+                + items(right, isinstance(node.right, ast.List))
+            )
+        return ast.BinOp(left, node.op, right)
+
     def visit_List(self, node: ast.List) -> ast.expr:
         return ast.Tuple([self.visit(e) for e in node.elts])
 
