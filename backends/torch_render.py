@@ -37,7 +37,7 @@ from .structure import (
     step_names,
     walk,
 )
-from .torch_ops import TORCH_OPS, UNSET, torch_pads
+from .torch_ops import TORCH_OPS, UNSET, activation, torch_pads
 from .writer import (
     PY_TYPES,
     Lines,
@@ -261,6 +261,7 @@ class _Class:
         self.flags: dict[str, str] = {}  # condition source -> its flag attribute
         self.loops_with_input: set[int] = set()  # repeats whose iterations read the input
         self.block: Block | None = None  # the spec block this class is (or is inside)
+        self.heads: set[int] = set()  # ids of the model's softmax output steps (see _heads)
 
     def _shape_name(self, name: str) -> Any:
         import ast
@@ -440,7 +441,15 @@ class _Class:
             self.r.helpers.add("keras_layer")
             self.init(f"self.{attr} = keras_layer({module}, {self.src(step.name)}{extra})")
         xs = [self.tensor(r, step) for r in step.inputs]
-        self.fwd(f"x = {emitter.forward(ctx, xs, f'self.{attr}')}")
+        if id(step) in self.heads:  # the softmax apart: build_model(logits=True) leaves it out
+            key = "fn" if step.op == "activation" else "activation"
+            line = emitter.forward(_Linear(ctx, key), xs, f"self.{attr}")
+            if line != "x":
+                self.fwd(f"x = {line}")
+            self.fwd("if not self.logits:")
+            self.fwd(f"    x = {activation(ctx, key, 'x')}")
+        else:
+            self.fwd(f"x = {emitter.forward(ctx, xs, f'self.{attr}')}")
         self.prev = "x"
         new_shape = emitter.shape(ctx) if emitter.shape is not None else None
         if new_shape is not None:
@@ -589,6 +598,37 @@ class _Renderer:
         return out.text()
 
 
+class _Linear:
+    """An op's context whose activation (attribute `key`) reads 'linear': a head's softmax is
+    written apart, under `if not self.logits`."""
+
+    def __init__(self, ctx: _Ctx, key: str) -> None:
+        self._ctx, self._key = ctx, key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+    def const(self, key: str, default: Any = UNSET) -> Any:
+        return "linear" if key == self._key else self._ctx.const(key, default)
+
+    def attr(self, key: str) -> str | None:
+        return repr("linear") if key == self._key else self._ctx.attr(key)
+
+
+def _heads(s: Structure) -> set[int]:
+    """The model's top-level op steps that end in a softmax (a constant `activation: softmax`
+    or `fn: softmax`) and whose every node is a model output: the classifier heads."""
+    outputs = set(s.compiled.graph.outputs)
+    found = set()
+    for step in s.body:
+        if not isinstance(step, OpStep) or not step.nodes:
+            continue
+        key = "fn" if step.op == "activation" else "activation"
+        if step.attrs.get(key) == "softmax" and all(n.name in outputs for n in step.nodes):
+            found.add(id(step))
+    return found
+
+
 def _model_class(r: _Renderer, cls_name: str) -> str:
     s = r.s
     compiled = s.compiled
@@ -602,6 +642,10 @@ def _model_class(r: _Renderer, cls_name: str) -> str:
         cls.defined.add(var)
     cls.init(f"shape = {s.inputs[-1][0].rstrip('_')}_shape")
     cls.prev = s.inputs[-1][0]
+    cls.heads = _heads(s) if "logits" not in {k.split(":")[0] for k in kw} else set()
+    if cls.heads:
+        kw.append("logits: bool = False")
+        cls.init("self.logits = logits")
     cls.steps(s.body)
     outs = [cls.tensor(ref, Step(("outputs",), None, None)) for ref in s.outputs]
     cls.init(
@@ -612,9 +656,16 @@ def _model_class(r: _Renderer, cls_name: str) -> str:
     inputs = ", ".join(f"{v}: Tensor" for v, _ in s.inputs)
     out = Lines()
     with out.indented(f"class {cls_name}(nn.Module):"):
+        logits = (
+            "\n\nlogits=True leaves out the final softmax: the model returns logits, as "
+            "nn.CrossEntropyLoss wants them."
+            if cls.heads
+            else ""
+        )
         out.doc(
             (spec.doc.strip() or "The network of the spec.")
             + "\n\nTakes NCHW input of shape (batch, *INPUT_SHAPE)."
+            + logits
         )
         out()
         with out.indented(

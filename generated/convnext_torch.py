@@ -263,6 +263,9 @@ class Convnext(nn.Module):
     """ConvNeXt Tiny, Small and Base as in keras.applications (Tiny by default).
 
     Takes NCHW input of shape (batch, *INPUT_SHAPE).
+
+    logits=True leaves out the final softmax: the model returns logits, as
+    nn.CrossEntropyLoss wants them.
     """
 
     def __init__(
@@ -275,6 +278,7 @@ class Convnext(nn.Module):
         drop_path_rate: float = 0.0,
         layer_scale_init_value: float = 1e-06,
         drop_rates: tuple[float, ...] | None = None,
+        logits: bool = False,
     ) -> None:
         super().__init__()
         if drop_rates is None:
@@ -288,6 +292,7 @@ class Convnext(nn.Module):
             )
         input_layer_shape = input_shape
         shape = input_layer_shape
+        self.logits = logits
         self.prestem_normalization = keras_layer(
             KerasNormalization(
                 shape[-1],
@@ -333,7 +338,9 @@ class Convnext(nn.Module):
         x = self.stage(x)
         x = x.mean((2, 3))
         x = self.head_layernorm(x)
-        x = F.softmax(self.head_dense(x), dim=1)
+        x = self.head_dense(x)
+        if not self.logits:
+            x = F.softmax(x, dim=1)
         return x
 
     def reset_parameters(self) -> None:

@@ -169,6 +169,9 @@ class Densenet121(nn.Module):
     """DenseNet-121 as in keras.applications.
 
     Takes NCHW input of shape (batch, *INPUT_SHAPE).
+
+    logits=True leaves out the final softmax: the model returns logits, as
+    nn.CrossEntropyLoss wants them.
     """
 
     def __init__(
@@ -178,10 +181,12 @@ class Densenet121(nn.Module):
         blocks: tuple[int, ...] = (6, 12, 24, 16),
         growth_rate: int = 32,
         reduction: float = 0.5,
+        logits: bool = False,
     ) -> None:
         super().__init__()
         input_layer_shape = input_shape
         shape = input_layer_shape
+        self.logits = logits
         shape = (shape[0] + 6, shape[1] + 6, shape[2])
         self.conv1_conv = keras_layer(
             nn.Conv2d(shape[-1], 64, 7, stride=2, padding=(3, 3), bias=False), "conv1_conv"
@@ -220,7 +225,9 @@ class Densenet121(nn.Module):
         x = self.bn(x)
         x = F.relu(x)
         x = x.mean((2, 3))
-        x = F.softmax(self.predictions(x), dim=1)
+        x = self.predictions(x)
+        if not self.logits:
+            x = F.softmax(x, dim=1)
         return x
 
     def reset_parameters(self) -> None:

@@ -439,6 +439,9 @@ class Efficientnet(nn.Module):
     """EfficientNet B0-B7 as in keras.applications (B0 by default, the others as variants).
 
     Takes NCHW input of shape (batch, *INPUT_SHAPE).
+
+    logits=True leaves out the final softmax: the model returns logits, as
+    nn.CrossEntropyLoss wants them.
     """
 
     def __init__(
@@ -458,6 +461,7 @@ class Efficientnet(nn.Module):
         se_ratio: float = 0.25,
         activation: str = "swish",
         stage_repeats: tuple[int, ...] | None = None,
+        logits: bool = False,
     ) -> None:
         super().__init__()
         if input_shape is None:
@@ -466,6 +470,7 @@ class Efficientnet(nn.Module):
             stage_repeats = tuple([math.ceil(depth_coefficient * r) for r in repeats])
         input_layer_shape = input_shape
         shape = input_layer_shape
+        self.logits = logits
         self.rescaling_scale = 1.0 / 255.0
         self.normalization = keras_layer(KerasNormalization(shape[-1]), "normalization")
         self.stem_conv_pad = keras_layer(
@@ -536,7 +541,9 @@ class Efficientnet(nn.Module):
         x = x.mean((2, 3))
         if self.top_dropout is not None:
             x = self.top_dropout(x)
-        x = F.softmax(self.predictions(x), dim=1)
+        x = self.predictions(x)
+        if not self.logits:
+            x = F.softmax(x, dim=1)
         return x
 
     def reset_parameters(self) -> None:

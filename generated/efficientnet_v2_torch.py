@@ -532,6 +532,9 @@ class EfficientnetV2(nn.Module):
     """EfficientNetV2 B0 and S as in keras.applications (B0 by default, S as a variant).
 
     Takes NCHW input of shape (batch, *INPUT_SHAPE).
+
+    logits=True leaves out the final softmax: the model returns logits, as
+    nn.CrossEntropyLoss wants them.
     """
 
     def __init__(
@@ -554,6 +557,7 @@ class EfficientnetV2(nn.Module):
         se_ratios: tuple[float, ...] = (0.0, 0.0, 0.0, 0.25, 0.25, 0.25),
         strides: tuple[int, ...] = (1, 2, 2, 2, 1, 2),
         stage_repeats: tuple[int, ...] | None = None,
+        logits: bool = False,
     ) -> None:
         super().__init__()
         if input_shape is None:
@@ -562,6 +566,7 @@ class EfficientnetV2(nn.Module):
             stage_repeats = tuple([math.ceil(depth_coefficient * r) for r in repeats])
         input_layer_shape = input_shape
         shape = input_layer_shape
+        self.logits = logits
         self.rescaling_scale = 1.0 / 255 if normalize_input else 1.0 / 128.0
         self.rescaling_offset = 0.0 if normalize_input else -1.0
         self.normalization = None
@@ -646,7 +651,9 @@ class EfficientnetV2(nn.Module):
         x = x.mean((2, 3))
         if self.top_dropout is not None:
             x = self.top_dropout(x)
-        x = F.softmax(self.predictions(x), dim=1)
+        x = self.predictions(x)
+        if not self.logits:
+            x = F.softmax(x, dim=1)
         return x
 
     def reset_parameters(self) -> None:

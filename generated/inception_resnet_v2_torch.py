@@ -466,6 +466,9 @@ class InceptionResnetV2(nn.Module):
     """Inception-ResNet-v2 as in keras.applications.
 
     Takes NCHW input of shape (batch, *INPUT_SHAPE).
+
+    logits=True leaves out the final softmax: the model returns logits, as
+    nn.CrossEntropyLoss wants them.
     """
 
     def __init__(
@@ -474,10 +477,12 @@ class InceptionResnetV2(nn.Module):
         classes: int = 1000,
         repeats: tuple[int, ...] = (10, 20, 10),
         scales: tuple[float, ...] = (0.17, 0.1, 0.2),
+        logits: bool = False,
     ) -> None:
         super().__init__()
         input_layer_shape = input_shape
         shape = input_layer_shape
+        self.logits = logits
         self.conv_bn = ConvBn(shape, filters=32, kernel=(3, 3), strides=2, padding="valid", idx=0)
         shape = self.conv_bn.out_shape
         self.conv_bn_ = ConvBn(shape, filters=32, kernel=(3, 3), padding="valid", idx=1)
@@ -551,7 +556,9 @@ class InceptionResnetV2(nn.Module):
         x = self.block8(x)
         x = self.conv_bn_____(x)
         x = x.mean((2, 3))
-        x = F.softmax(self.predictions(x), dim=1)
+        x = self.predictions(x)
+        if not self.logits:
+            x = F.softmax(x, dim=1)
         return x
 
     def reset_parameters(self) -> None:

@@ -209,6 +209,9 @@ class Mobilenet(nn.Module):
     """MobileNet v1 as in keras.applications, with its width multiplier alpha.
 
     Takes NCHW input of shape (batch, *INPUT_SHAPE).
+
+    logits=True leaves out the final softmax: the model returns logits, as
+    nn.CrossEntropyLoss wants them.
     """
 
     def __init__(
@@ -221,10 +224,12 @@ class Mobilenet(nn.Module):
         filters: tuple[int, ...] = (64, 128, 256, 512, 1024),
         repeats: tuple[int, ...] = (1, 2, 2, 6, 2),
         strides: tuple[int, ...] = (1, 2, 2, 2, 2),
+        logits: bool = False,
     ) -> None:
         super().__init__()
         input_layer_shape = input_shape
         shape = input_layer_shape
+        self.logits = logits
         self.conv1 = keras_layer(
             KerasConv2d(shape[-1], int(32 * alpha), 3, stride=2, padding="same", bias=False),
             "conv1",
@@ -266,7 +271,8 @@ class Mobilenet(nn.Module):
         x = self.dropout(x)
         x = self.conv_preds(x)
         x = x.movedim(1, -1).reshape(x.shape[0], *self.reshape_2_target_shape).movedim(-1, 1)
-        x = F.softmax(x, dim=1)
+        if not self.logits:
+            x = F.softmax(x, dim=1)
         return x
 
     def reset_parameters(self) -> None:

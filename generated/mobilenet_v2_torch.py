@@ -248,6 +248,9 @@ class MobilenetV2(nn.Module):
     """MobileNetV2 as in keras.applications, with its width multiplier alpha.
 
     Takes NCHW input of shape (batch, *INPUT_SHAPE).
+
+    logits=True leaves out the final softmax: the model returns logits, as
+    nn.CrossEntropyLoss wants them.
     """
 
     def __init__(
@@ -259,10 +262,12 @@ class MobilenetV2(nn.Module):
         filters: tuple[int, ...] = (16, 24, 32, 64, 96, 160, 320),
         repeats: tuple[int, ...] = (1, 2, 3, 4, 3, 3, 1),
         strides: tuple[int, ...] = (1, 2, 2, 2, 1, 2, 1),
+        logits: bool = False,
     ) -> None:
         super().__init__()
         input_layer_shape = input_shape
         shape = input_layer_shape
+        self.logits = logits
         self.Conv1 = keras_layer(
             KerasConv2d(
                 shape[-1], make_divisible(32 * alpha, 8), 3, stride=2, padding="same", bias=False
@@ -314,7 +319,9 @@ class MobilenetV2(nn.Module):
         x = self.Conv_1_bn(x)
         x = F.relu6(x)
         x = x.mean((2, 3))
-        x = F.softmax(self.predictions(x), dim=1)
+        x = self.predictions(x)
+        if not self.logits:
+            x = F.softmax(x, dim=1)
         return x
 
     def reset_parameters(self) -> None:

@@ -351,6 +351,9 @@ class MobilenetV3(nn.Module):
     minimalistic.
 
     Takes NCHW input of shape (batch, *INPUT_SHAPE).
+
+    logits=True leaves out the final softmax: the model returns logits, as
+    nn.CrossEntropyLoss wants them.
     """
 
     def __init__(
@@ -371,6 +374,7 @@ class MobilenetV3(nn.Module):
         activations: tuple[str, ...] | None = None,
         last_point_ch: int | None = None,
         activation: str | None = None,
+        logits: bool = False,
     ) -> None:
         super().__init__()
         if expansions is None:
@@ -415,6 +419,7 @@ class MobilenetV3(nn.Module):
             activation = "relu" if minimalistic else "hard_swish"
         input_layer_shape = input_shape
         shape = input_layer_shape
+        self.logits = logits
         self.use_rescaling = include_preprocessing
         if self.use_rescaling:
             self.rescaling_scale = 1 / 127.5
@@ -490,7 +495,8 @@ class MobilenetV3(nn.Module):
             x = self.dropout(x)
         x = self.logits(x)
         x = x.movedim(1, -1).flatten(1)
-        x = F.softmax(x, dim=1)
+        if not self.logits:
+            x = F.softmax(x, dim=1)
         return x
 
     def reset_parameters(self) -> None:

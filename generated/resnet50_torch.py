@@ -155,6 +155,9 @@ class Resnet50(nn.Module):
     """Post-activation bottleneck ResNet, exactly keras.applications.ResNet50 (include_top).
 
     Takes NCHW input of shape (batch, *INPUT_SHAPE).
+
+    logits=True leaves out the final softmax: the model returns logits, as
+    nn.CrossEntropyLoss wants them.
     """
 
     def __init__(
@@ -163,6 +166,7 @@ class Resnet50(nn.Module):
         classes: int = 1000,
         depth: int = 50,
         blocks: tuple[int, ...] | None = None,
+        logits: bool = False,
     ) -> None:
         super().__init__()
         if blocks is None:
@@ -171,6 +175,7 @@ class Resnet50(nn.Module):
             )
         input_layer_shape = input_shape
         shape = input_layer_shape
+        self.logits = logits
         shape = (shape[0] + 6, shape[1] + 6, shape[2])
         self.conv1_conv = keras_layer(
             nn.Conv2d(shape[-1], 64, 7, stride=2, padding=(3, 3)), "conv1_conv"
@@ -213,7 +218,9 @@ class Resnet50(nn.Module):
         x = self.pool1_pool(x)
         x = self.stack(x)
         x = x.mean((2, 3))
-        x = F.softmax(self.predictions(x), dim=1)
+        x = self.predictions(x)
+        if not self.logits:
+            x = F.softmax(x, dim=1)
         return x
 
     def reset_parameters(self) -> None:

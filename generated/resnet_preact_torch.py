@@ -161,6 +161,9 @@ class Rnpa(nn.Module):
     """Pre-activation bottleneck ResNet (He et al. 2016), as in the seed's Keras code.
 
     Takes NCHW input of shape (batch, *INPUT_SHAPE).
+
+    logits=True leaves out the final softmax: the model returns logits, as
+    nn.CrossEntropyLoss wants them.
     """
 
     def __init__(
@@ -170,10 +173,12 @@ class Rnpa(nn.Module):
         num_stages: int = 5,
         use_final_conv: bool = False,
         reg: float = 0.0,
+        logits: bool = False,
     ) -> None:
         super().__init__()
         input_3_shape = input_shape
         shape = input_3_shape
+        self.logits = logits
         self.conv0 = keras_layer(
             KerasConv2d(shape[-1], 128, 3, stride=2, padding="same", bias=False), "conv0", l2=reg
         )
@@ -211,7 +216,9 @@ class Rnpa(nn.Module):
             x = self.convF(x)
         x = self.avg_pool(x)
         x = x.movedim(1, -1).flatten(1)
-        x = F.softmax(self.fc10(x), dim=1)
+        x = self.fc10(x)
+        if not self.logits:
+            x = F.softmax(x, dim=1)
         return x
 
     def reset_parameters(self) -> None:

@@ -14,7 +14,7 @@ if [ "$(cat .venv/.archc-setup 2>/dev/null)" != "$stamp" ]; then
   # honest ranges that real users install from. The torch extra brings safetensors and keras
   # brings h5py: `archc weights` reads and writes both formats with them.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    -c constraints.txt -e ".[torch,dev]" tensorflow-cpu keras
+    -c constraints.txt -e ".[torch,dev,examples]" tensorflow-cpu keras
   .venv/bin/python -c "import safetensors, h5py"
   echo "$stamp" > .venv/.archc-setup
 fi
