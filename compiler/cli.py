@@ -232,7 +232,7 @@ def check(spec: str, sets: tuple[str, ...], variant: str | None, as_json: bool) 
         from backends.compile import check_generation
 
         from .api import compile_spec
-        from .summary import table, to_json
+        from .summary import macs_line, table, to_json
 
         compiled = compile_spec(spec, overrides, variant=variant, from_text=True)
         check_generation(compiled)  # what a backend would refuse is refused here, located
@@ -242,6 +242,7 @@ def check(spec: str, sets: tuple[str, ...], variant: str | None, as_json: bool) 
             text = table(compiled.graph)  # may refuse the graph: print nothing before that
             click.echo(f'Model: "{compiled.graph.name}"')
             click.echo(text)
+            click.echo(macs_line(compiled.graph))
             if compiled.expect is not None:
                 click.echo("expect: ok (counts equal the spec's expect:)")
         return EXIT_OK

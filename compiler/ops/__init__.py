@@ -108,7 +108,11 @@ class OpDef:
     attrs: type
     infer: ShapeRule
     weights: WeightRule = lambda a, i, o: []
-    flops: FlopRule = lambda a, i, o: 0
+    flops: FlopRule = lambda a, i, o: 0  # a rough total: element-wise work counted too
+    # multiply-accumulates of convolutions, dense layers and attention matmuls (the work of
+    # matrix units; 2 x MACs is the FLOP count torch.utils.flop_counter and papers report);
+    # every other op has none
+    macs: FlopRule = lambda a, i, o: 0
     min_inputs: int = 1
     max_inputs: int | None = 1
     computed: tuple[str, ...] = ()

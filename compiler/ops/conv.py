@@ -112,9 +112,12 @@ def _conv_weights(a: Conv2DAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
     return ws
 
 
+def _conv_macs(a: Conv2DAttrs, ins: list[Shape], out: Shape) -> int:
+    return out[0] * out[1] * a.filters * a.kernel[0] * a.kernel[1] * (ins[0][2] // a.groups)
+
+
 def _conv_flops(a: Conv2DAttrs, ins: list[Shape], out: Shape) -> int:
-    macs = out[0] * out[1] * a.filters * a.kernel[0] * a.kernel[1] * (ins[0][2] // a.groups)
-    return 2 * macs + (out[0] * out[1] * a.filters if a.use_bias else 0)
+    return 2 * _conv_macs(a, ins, out) + (out[0] * out[1] * a.filters if a.use_bias else 0)
 
 
 def _dw_infer(a: DepthwiseConv2DAttrs, ins: list[Shape]) -> tuple[DepthwiseConv2DAttrs, Shape]:
@@ -135,9 +138,12 @@ def _dw_weights(a: DepthwiseConv2DAttrs, ins: list[Shape], out: Shape) -> list[W
     return ws
 
 
+def _dw_macs(a: DepthwiseConv2DAttrs, ins: list[Shape], out: Shape) -> int:
+    return out[0] * out[1] * out[2] * a.kernel[0] * a.kernel[1]  # one input channel each
+
+
 def _dw_flops(a: DepthwiseConv2DAttrs, ins: list[Shape], out: Shape) -> int:
-    macs = out[0] * out[1] * out[2] * a.kernel[0] * a.kernel[1]
-    return 2 * macs + (out[0] * out[1] * out[2] if a.use_bias else 0)
+    return 2 * _dw_macs(a, ins, out) + (out[0] * out[1] * out[2] if a.use_bias else 0)
 
 
 def _sep_infer(a: SeparableConv2DAttrs, ins: list[Shape]) -> tuple[SeparableConv2DAttrs, Shape]:
@@ -160,11 +166,15 @@ def _sep_weights(a: SeparableConv2DAttrs, ins: list[Shape], out: Shape) -> list[
     return [*ws, Weight("bias", (a.filters,), True)] if a.use_bias else ws
 
 
-def _sep_flops(a: SeparableConv2DAttrs, ins: list[Shape], out: Shape) -> int:
+def _sep_macs(a: SeparableConv2DAttrs, ins: list[Shape], out: Shape) -> int:
     mid = ins[0][2] * a.depth_multiplier
     depthwise = out[0] * out[1] * mid * a.kernel[0] * a.kernel[1]
     pointwise = out[0] * out[1] * mid * a.filters
-    return 2 * (depthwise + pointwise) + (out[0] * out[1] * a.filters if a.use_bias else 0)
+    return depthwise + pointwise
+
+
+def _sep_flops(a: SeparableConv2DAttrs, ins: list[Shape], out: Shape) -> int:
+    return 2 * _sep_macs(a, ins, out) + (out[0] * out[1] * a.filters if a.use_bias else 0)
 
 
 def transposed_out(n: int, k: int, s: int, padding: str) -> int:
@@ -187,10 +197,13 @@ def _transpose_weights(a: Conv2DTransposeAttrs, ins: list[Shape], out: Shape) ->
     return [*ws, Weight("bias", (a.filters,), True)] if a.use_bias else ws
 
 
-def _transpose_flops(a: Conv2DTransposeAttrs, ins: list[Shape], out: Shape) -> int:
+def _transpose_macs(a: Conv2DTransposeAttrs, ins: list[Shape], out: Shape) -> int:
     h, w, c = ins[0]
-    macs = h * w * c * a.kernel[0] * a.kernel[1] * a.filters  # every input pixel, scattered
-    return 2 * macs + (out[0] * out[1] * a.filters if a.use_bias else 0)
+    return h * w * c * a.kernel[0] * a.kernel[1] * a.filters  # every input pixel, scattered
+
+
+def _transpose_flops(a: Conv2DTransposeAttrs, ins: list[Shape], out: Shape) -> int:
+    return 2 * _transpose_macs(a, ins, out) + (out[0] * out[1] * a.filters if a.use_bias else 0)
 
 
 register(
@@ -201,6 +214,7 @@ register(
         _conv_infer,
         _conv_weights,
         _conv_flops,
+        macs=_conv_macs,
         computed=("pads",),
         doc="2-D convolution; kernel (kh, kw, in/groups, filters)",
     )
@@ -213,6 +227,7 @@ register(
         _dw_infer,
         _dw_weights,
         _dw_flops,
+        macs=_dw_macs,
         computed=("pads",),
         doc="depthwise 2-D convolution; kernel (kh, kw, channels, depth_multiplier)",
     )
@@ -225,6 +240,7 @@ register(
         _sep_infer,
         _sep_weights,
         _sep_flops,
+        macs=_sep_macs,
         computed=("pads",),
         doc="one layer: depthwise (kh, kw, C, M), then pointwise (1, 1, C*M, filters) and bias",
     )
@@ -237,6 +253,7 @@ register(
         _transpose_infer,
         _transpose_weights,
         _transpose_flops,
+        macs=_transpose_macs,
         doc="transposed 2-D convolution; kernel (kh, kw, filters, in); output n * s ('same') "
         "or (n - 1) * s + max(k, s) ('valid')",
     )

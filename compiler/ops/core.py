@@ -164,6 +164,10 @@ def _dense_weights(a: DenseAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
     return [*ws, Weight("bias", (a.units,), True)] if a.use_bias else ws
 
 
+def _dense_macs(a: DenseAttrs, ins: list[Shape], out: Shape) -> int:
+    return prod(ins[0][:-1]) * ins[0][-1] * a.units  # every row, in x units
+
+
 def _dense_flops(a: DenseAttrs, ins: list[Shape], out: Shape) -> int:
     rows = prod(ins[0][:-1])
     return rows * (2 * ins[0][-1] * a.units + (a.units if a.use_bias else 0))
@@ -219,7 +223,11 @@ register(
     )
 )
 register(OpDef("activation", "Activation", ActivationAttrs, _same, flops=_elementwise_flops))
-register(OpDef("dense", "Dense", DenseAttrs, _dense_infer, _dense_weights, _dense_flops))
+register(
+    OpDef(
+        "dense", "Dense", DenseAttrs, _dense_infer, _dense_weights, _dense_flops, macs=_dense_macs
+    )
+)
 register(OpDef("flatten", "Flatten", NoAttrs, _flatten_infer, doc="row-major over (H, W, C)"))
 register(OpDef("reshape", "Reshape", ReshapeAttrs, _reshape_infer))
 register(

@@ -72,6 +72,7 @@ def test_check_cli_json(archc) -> None:
         "op": "add",
         "output_shape": [16, 16, 128],
         "params": 0,
+        "macs": 0,  # an add: element-wise work only
         "inputs": ["conv1c", "relu0"],
     }
     assert data["layers"][-1]["output_shape"] == [10]
