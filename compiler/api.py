@@ -41,18 +41,20 @@ def compile_spec(
     *,
     variant: str | None = None,
     from_text: bool = False,
+    fill: tuple[int, int] | None = None,
 ) -> Compiled:
     """Load, expand and infer a spec; raise SpecError listing every problem found.
 
     `overrides` maps parameter names to values (or to command-line strings when from_text).
     The spec's `expect:` applies when nothing is overridden; a variant's when it is chosen.
+    `fill` (height, width) sizes the inputs declared with unknown sizes (see `at_size`).
     """
     loaded = path if isinstance(path, LoadedSpec) else load(path)
     problems = check_static(loaded)
     if problems:
         raise SpecError(problems)
     params = resolve(loaded, overrides, variant=variant, from_text=from_text)
-    graph = infer(expand(loaded, params))
+    graph = infer(expand(loaded, params, fill))
     expect: Expect | None = None
     source: tuple[str | int, ...] | None = None
     if not overrides:
@@ -64,6 +66,19 @@ def compile_spec(
     check_sizes(graph)  # before counts are compared, and formatted, with the spec's expect:
     check_expect(compiled, graph.counts, "the IR")
     return compiled
+
+
+def unknown_sizes(graph: Graph) -> bool:
+    """Whether an input's height or width is unknown (declared null): the model runs at any."""
+    return any(None in (graph.node(n).shape or ()) for n in graph.inputs)
+
+
+def at_size(compiled: Compiled, size: tuple[int, int]) -> Compiled:
+    """The spec compiled again with its unknown input heights and widths set to `size`: the
+    same network, every shape known (parameter counts never depend on the size; expressions
+    reading in_shape or prev_shape see the sizes). Raises SpecError where the network refuses
+    that size (too small, or branches that no longer meet)."""
+    return compile_spec(compiled.loaded, compiled.params, variant=compiled.variant, fill=size)
 
 
 def check_expect(compiled: Compiled, counts: Counts, what: str) -> None:

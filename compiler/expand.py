@@ -24,7 +24,7 @@ from .diagnostics import (
     short_repr,
 )
 from .expr import ExprError
-from .infer import infer_node
+from .infer import infer_node, unknown_axes
 from .ir import Expansion, Graph, Node, Origin, Shape
 from .load import LoadedSpec
 from .names import SHAPE_NAMES, check_name
@@ -47,10 +47,13 @@ class _Abort(Exception):
 
 
 class _Expander(References):
-    def __init__(self, loaded: LoadedSpec, params: dict[str, Any]):
+    def __init__(
+        self, loaded: LoadedSpec, params: dict[str, Any], fill: tuple[int, int] | None = None
+    ):
         self.spec = loaded.spec
         self.doc = loaded.doc
         self.params = params
+        self.fill = fill  # (height, width) given to inputs whose sizes are unknown (null)
         self.ops = load_all()
         self.nodes: list[Node] = []
         self.defined: dict[str, Location] = {}
@@ -87,7 +90,11 @@ class _Expander(References):
             return True, render(value, env)
         except ExprError as exc:
             unknown = [n for n in SHAPE_NAMES if n in env and env[n] is None]
-            if not any(re.search(rf"\b{n}\b", str(value)) for n in unknown):
+            reads = _reads_unknown_size(value, env)
+            if reads is not None:
+                message = f"{what} needs known sizes: {exc.message}; {reads} until the model runs"
+                self.error("E075", message, where, scope, UNKNOWN_SIZE_HINT)
+            elif not any(re.search(rf"\b{n}\b", str(value)) for n in unknown):
                 self.error("E030", f"{what}: {exc.message}", where, scope, exc.hint)
             # else: the shape is unknown because of an error already reported upstream
             return False, None
@@ -142,17 +149,35 @@ class _Expander(References):
         if (
             not isinstance(shape, list)
             or not shape
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+            or not all(
+                d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
+                for d in shape
+            )
         ):
             self.error(
                 "E040",
                 f"input shape must be a list of positive integers, got {short_repr(shape)}",
                 (*where, "shape"),
                 scope,
-                hint="for example shape: [32, 32, 3] (height, width, channels; batch excluded)",
+                hint="for example shape: [32, 32, 3] (height, width, channels; batch excluded); "
+                "null for a height or width known only when the model runs",
             )
             self.broken.add(decl.name)
             return decl.name
+        unknown = [k for k, d in enumerate(shape) if d is None]
+        if unknown and (len(shape) != 3 or 2 in unknown):
+            given = "[" + ", ".join("null" if d is None else repr(d) for d in shape) + "]"
+            self.error(
+                "E040",
+                f"input shape {given}: only an image's height and width may be unknown (null)",
+                (*where, "shape"),
+                scope,
+                hint="write [height, width, channels] with known channels, e.g. [null, null, 3]",
+            )
+            self.broken.add(decl.name)
+            return decl.name
+        if unknown and self.fill is not None:  # compiled at a size (verify, compile's check)
+            shape = [self.fill[k] if d is None else d for k, d in enumerate(shape)]
         added = self.add_node(decl.name, where, "input", InputAttrs(tuple(shape)), (), True, scope)
         if added is None:
             self.broken.add(decl.name)
@@ -352,7 +377,14 @@ class _Expander(References):
             return None
         attrs, problems = validate_attributes(opdef, resolved)
         for key, message, hint in problems:
-            self.error("E032", message, given[key][1] if key in given else where, scope, hint)
+            source = given[key][1] if key in given else where
+            reads = _reads_unknown_size(given[key][0], scope.env) if key in given else None
+            if reads is not None and _has_none(resolved[key]):  # `pool: ${prev_shape[0]}`
+                message = f"{opdef.name}.{key} needs known sizes but is "
+                message += f"{short_repr(resolved[key])}; {reads} until the model runs"
+                self.error("E075", message, source, scope, UNKNOWN_SIZE_HINT)
+                continue
+            self.error("E032", message, source, scope, hint)
         return attrs
 
     def call(self, item: BlockCall, where: PathKey, scope: Scope) -> None:
@@ -501,9 +533,34 @@ def _label(item: Any) -> str:
     return item.name if isinstance(item.name, str) else item.op
 
 
-def expand(loaded: LoadedSpec, params: dict[str, Any]) -> Graph:
-    """Expand a validated spec with resolved parameters into an (un-inferred) Graph."""
-    expander = _Expander(loaded, params)
+UNKNOWN_SIZE_HINT = (
+    "give the input a size (inputs: shape: [224, 224, 3]), or compute this from sizes that "
+    "are known (the channels: prev_shape[-1])"
+)
+
+
+def _has_none(value: Any) -> bool:
+    return value is None or (isinstance(value, list | tuple) and any(map(_has_none, value)))
+
+
+def _reads_unknown_size(text: Any, env: dict[str, Any]) -> str | None:
+    """Where an expression reads in_shape or prev_shape while it holds an unknown size (None):
+    what it read ('prev_shape is (None, 32, 64): its height is unknown')."""
+    for name in SHAPE_NAMES:
+        shape = env.get(name)
+        if shape is not None and None in shape and re.search(rf"\b{name}\b", str(text)):
+            axes = unknown_axes(tuple(shape))
+            verb = "are" if " and " in axes else "is"
+            return f"{name} is {tuple(shape)}: its {axes} {verb} unknown"
+    return None
+
+
+def expand(
+    loaded: LoadedSpec, params: dict[str, Any], fill: tuple[int, int] | None = None
+) -> Graph:
+    """Expand a validated spec with resolved parameters into an (un-inferred) Graph; `fill`
+    gives inputs of unknown height and width (null) that size instead."""
+    expander = _Expander(loaded, params, fill)
     try:
         return expander.run()
     except RecursionError:

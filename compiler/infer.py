@@ -25,17 +25,49 @@ def shape_diagnostic(
     return Diagnostic("E070", msg, node.origin.location, node.origin.describe(), exc.hint, related)
 
 
+AXES = ("height", "width")  # the axes of an image whose size may be unknown (None)
+
+
+def unknown_axes(shape: Shape) -> str:
+    """'height', 'width' or 'height and width': the unknown (None) sizes of a shape."""
+    return " and ".join(a for a, d in zip(AXES, shape, strict=False) if d is None) or "size"
+
+
+def needs_sizes(node: Node, in_shapes: list[Shape], by_name: Mapping[str, Node]) -> Diagnostic:
+    """E075: an op whose rule needs concrete sizes (flatten, reshape, ...) met unknown ones."""
+    i = next(k for k, s in enumerate(in_shapes) if None in s)
+    source = by_name[node.inputs[i]].origin.location
+    related = ((f"input '{node.inputs[i]}' {in_shapes[i]} from", source),) if source else ()
+    return Diagnostic(
+        "E075",
+        f"{node.op} '{node.name}' needs a known {unknown_axes(in_shapes[i])}; the input is "
+        f"{in_shapes[i]}",
+        node.origin.location,
+        node.origin.describe(),
+        "give the input a size (inputs: shape: [224, 224, 3]), or use global pooling "
+        "(global_avg_pool2d) before this layer: it works at any size",
+        related,
+    )
+
+
 def infer_node(node: Node, in_shapes: list[Shape], by_name: Mapping[str, Node]) -> Node:
     """The node with its computed attributes, output shape, weights and FLOPs: every op rule
-    runs here, once per node. Raises SpecError (E070, E071) on a user mistake."""
+    runs here, once per node. Raises SpecError (E070, E071, E075) on a user mistake.
+
+    Unknown sizes (None) reach only the rules of ops declared `unknown_sizes`; FLOPs of a
+    layer that sees one are unknown (None): they grow with the size."""
     opdef = load_all()[node.op]
+    unknown = any(None in s for s in in_shapes)
+    if unknown and not opdef.unknown_sizes:
+        raise SpecError([needs_sizes(node, in_shapes, by_name)])
     try:
         attrs, shape = opdef.infer(node.attrs, in_shapes)
         weights = tuple(opdef.weights(attrs, in_shapes, shape))
-        flops = opdef.flops(attrs, in_shapes, shape)
+        sized = not unknown and None not in shape
+        flops = opdef.flops(attrs, in_shapes, shape) if sized else None
     except ShapeError as exc:
         raise SpecError([shape_diagnostic(node, exc, in_shapes, by_name)]) from None
-    if any(d <= 0 for d in shape):
+    if any(d is not None and d <= 0 for d in shape):
         raise SpecError(
             [
                 Diagnostic(

@@ -10,6 +10,9 @@ from typing import Any
 from .diagnostics import Location
 
 Shape = tuple[int, ...]
+# An image's height and width may be None: unknown until the model runs (an input declared
+# `shape: [null, null, 3]`). Shapes stay typed as ints for the rules on known sizes; the
+# op rules that accept unknown sizes (`OpDef.unknown_sizes`) test for None themselves.
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,7 @@ class Node:
     trainable: bool = True
     shape: Shape | None = None
     weights: tuple[Weight, ...] = ()
-    flops: int = 0
+    flops: int | None = 0  # None: unknown (the layer sees an unknown height or width)
 
     @property
     def counts(self) -> Counts:
@@ -119,5 +122,8 @@ class Graph:
         )
 
     @property
-    def flops(self) -> int:
-        return sum(n.flops for n in self.nodes)
+    def flops(self) -> int | None:
+        """Every layer's FLOPs summed; None (unknown) when any layer's are: a partial sum
+        would read as the whole network's."""
+        per = [n.flops for n in self.nodes]
+        return None if None in per else sum(f for f in per if f is not None)

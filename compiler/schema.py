@@ -96,7 +96,7 @@ class Variant(_Strict):
 
 class InputDecl(_Strict):
     name: str
-    shape: list[int | Expr] | Expr
+    shape: list[int | Expr | None] | Expr  # null: a height or width unknown until run
 
 
 class _ItemBase(_Strict):
@@ -482,7 +482,8 @@ STRUCTURE_KEYS: dict[str, dict[str, str]] = {
     },
     "InputDecl": {
         "name": "the input's name (its Keras layer name)",
-        "shape": "channels-last, batch excluded, e.g. [224, 224, 3]",
+        "shape": "channels-last, batch excluded, e.g. [224, 224, 3]; null for a height or "
+        "width known only when the model runs, e.g. [null, null, 3]",
         "dtype": "float, or int for integer token ids (read by an embedding layer)",
     },
     "BlockDef": {

@@ -40,9 +40,9 @@ def check_sizes(graph: Graph) -> None:
     them), at the first layer that has one: the layers after it only inherit it."""
     for node in graph.nodes:
         sizes = {
-            "output size": max(node.shape or (0,)),
+            "output size": max((d for d in node.shape or () if d is not None), default=0),
             "parameter count": node.counts.total,
-            "FLOP count": node.flops,
+            "FLOP count": node.flops or 0,  # None: unknown (an unknown height or width)
         }
         for what, n in sizes.items():
             if abs(n).bit_length() > MAX_INT_BITS:
@@ -116,7 +116,7 @@ def to_json(graph: Graph) -> dict[str, Any]:
         "input_shape": list(first.shape or ()) if first else None,
         "params": graph.counts.as_dict(),
         "macs": total_macs(graph),
-        "flops": graph.flops,
+        "flops": graph.flops,  # null where a layer sees an unknown height or width
         "layers": [
             {
                 "name": n.name,

@@ -85,7 +85,8 @@ L2 = (
     ]
     | None
 )
-Pads = tuple[tuple[int, int], tuple[int, int]]
+# TF's (before, after) pads on height and width; None where they depend on an unknown size
+Pads = tuple[tuple[int | None, int | None], tuple[int | None, int | None]]
 NO_PADS: Pads = ((0, 0), (0, 0))
 
 ATTRS_CONFIG = ConfigDict(extra="forbid")
@@ -101,6 +102,11 @@ class OpDef:
 
     `infer(attrs, in_shapes)` returns the attrs with computed fields filled in (for example the
     explicit pads of a `same` convolution) and the output shape (batch excluded).
+
+    An image's height and width may be None (unknown until the model runs). Only an op with
+    `unknown_sizes=True` sees such shapes (its rule gives None where the size depends on
+    them, and its weights never do); any other op is refused there with a located error
+    (`compiler.infer`), and no op's FLOPs are counted there (they depend on the size).
     """
 
     name: str
@@ -117,6 +123,7 @@ class OpDef:
     max_inputs: int | None = 1
     computed: tuple[str, ...] = ()
     doc: str = ""
+    unknown_sizes: bool = False  # the rule handles None (unknown) heights and widths
 
     @property
     def user_fields(self) -> list[dataclasses.Field[Any]]:
@@ -191,6 +198,36 @@ def spatial(shape: Shape, op: str) -> tuple[int, int, int]:
             hint="flatten/reshape produced a non-image tensor before this layer?",
         )
     return shape  # type: ignore[return-value]
+
+
+Size = int | None  # a size on one axis; None: an image's height or width, unknown until run
+
+
+def image_shape(h: Size, w: Size, c: int) -> Shape:
+    """(height, width, channels) where height or width may be None (unknown). `Shape` stays
+    typed `tuple[int, ...]` so that rules on known sizes are checked as before; the rules
+    that may see None test for it, and build their shapes here."""
+    return (h, w, c)  # type: ignore[return-value]
+
+
+def times(n: Size, factor: int, extra: int = 0) -> Size:
+    """n * factor + extra, or None where n is unknown."""
+    return None if n is None else n * factor + extra
+
+
+def window_size(
+    n: Size, k: int, s: int, d: int, padding: str, axis: str, what: str
+) -> tuple[Size, tuple[Size, Size]]:
+    """`window_out` where the size may be unknown: then the output size is unknown too, and
+    so are TF's 'same' pads, except at stride 1 (k - 1 in total, whatever the size)."""
+    if n is not None:
+        return window_out(n, k, s, d, padding, axis, what)
+    if padding == "valid":
+        return None, (0, 0)
+    if s == 1:
+        pad = (k - 1) * d
+        return None, (pad // 2, pad - pad // 2)
+    return None, (None, None)
 
 
 def window_out(

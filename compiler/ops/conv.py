@@ -19,9 +19,11 @@ from . import (
     Pair,
     PosInt,
     ShapeError,
+    Size,
+    image_shape,
     register,
     spatial,
-    window_out,
+    window_size,
 )
 
 
@@ -83,15 +85,17 @@ class Conv2DTransposeAttrs:
     activation: Activation = "linear"
 
 
-def _window(a: Any, shape: Shape, op: str) -> tuple[int, int, Pads]:
+def _window(a: Any, shape: Shape, op: str) -> tuple[Size, Size, Pads]:
+    """Output height and width (None where unknown) and TF's pads (None where they depend on
+    an unknown size: 'same' at a stride above 1)."""
     h, w, _ = spatial(shape, op)
     if max(a.strides) > 1 and max(a.dilation) > 1:
         raise ShapeError(
             f"strides {a.strides} with dilation {a.dilation} is not supported",
             hint="Keras rejects strides > 1 together with dilation > 1; use one of them",
         )
-    ho, ph = window_out(h, a.kernel[0], a.strides[0], a.dilation[0], a.padding, "height", "kernel")
-    wo, pw = window_out(w, a.kernel[1], a.strides[1], a.dilation[1], a.padding, "width", "kernel")
+    ho, ph = window_size(h, a.kernel[0], a.strides[0], a.dilation[0], a.padding, "height", "kernel")
+    wo, pw = window_size(w, a.kernel[1], a.strides[1], a.dilation[1], a.padding, "width", "kernel")
     return ho, wo, (ph, pw)
 
 
@@ -102,7 +106,7 @@ def _conv_infer(a: Conv2DAttrs, ins: list[Shape]) -> tuple[Conv2DAttrs, Shape]:
         raise ShapeError(
             f"groups={a.groups} must divide both input channels ({c}) and filters ({a.filters})"
         )
-    return dataclasses.replace(a, pads=pads), (ho, wo, a.filters)
+    return dataclasses.replace(a, pads=pads), image_shape(ho, wo, a.filters)
 
 
 def _conv_weights(a: Conv2DAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
@@ -128,7 +132,7 @@ def _dw_infer(a: DepthwiseConv2DAttrs, ins: list[Shape]) -> tuple[DepthwiseConv2
             hint="TensorFlow's depthwise convolution supports only equal strides; "
             "use one stride for both axes",
         )
-    return dataclasses.replace(a, pads=pads), (ho, wo, ins[0][2] * a.depth_multiplier)
+    return dataclasses.replace(a, pads=pads), image_shape(ho, wo, ins[0][2] * a.depth_multiplier)
 
 
 def _dw_weights(a: DepthwiseConv2DAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
@@ -154,7 +158,7 @@ def _sep_infer(a: SeparableConv2DAttrs, ins: list[Shape]) -> tuple[SeparableConv
             hint="TensorFlow's depthwise convolution supports only equal strides; "
             "use one stride for both axes",
         )
-    return dataclasses.replace(a, pads=pads), (ho, wo, a.filters)
+    return dataclasses.replace(a, pads=pads), image_shape(ho, wo, a.filters)
 
 
 def _sep_weights(a: SeparableConv2DAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
@@ -177,9 +181,11 @@ def _sep_flops(a: SeparableConv2DAttrs, ins: list[Shape], out: Shape) -> int:
     return 2 * _sep_macs(a, ins, out) + (out[0] * out[1] * a.filters if a.use_bias else 0)
 
 
-def transposed_out(n: int, k: int, s: int, padding: str) -> int:
+def transposed_out(n: Size, k: int, s: int, padding: str) -> Size:
     """Keras' Conv2DTranspose output size on one axis: n * s ('same'), or the full transposed
-    convolution, (n - 1) * s + k, and at least n * s ('valid')."""
+    convolution, (n - 1) * s + k, and at least n * s ('valid'); None where n is unknown."""
+    if n is None:
+        return None
     return n * s if padding == "same" else (n - 1) * s + max(k, s)
 
 
@@ -189,7 +195,7 @@ def _transpose_infer(
     h, w, _ = spatial(ins[0], "conv2d_transpose")
     ho = transposed_out(h, a.kernel[0], a.strides[0], a.padding)
     wo = transposed_out(w, a.kernel[1], a.strides[1], a.padding)
-    return a, (ho, wo, a.filters)
+    return a, image_shape(ho, wo, a.filters)
 
 
 def _transpose_weights(a: Conv2DTransposeAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
@@ -216,6 +222,7 @@ register(
         _conv_flops,
         macs=_conv_macs,
         computed=("pads",),
+        unknown_sizes=True,
         doc="2-D convolution; kernel (kh, kw, in/groups, filters)",
     )
 )
@@ -229,6 +236,7 @@ register(
         _dw_flops,
         macs=_dw_macs,
         computed=("pads",),
+        unknown_sizes=True,
         doc="depthwise 2-D convolution; kernel (kh, kw, channels, depth_multiplier)",
     )
 )
@@ -242,6 +250,7 @@ register(
         _sep_flops,
         macs=_sep_macs,
         computed=("pads",),
+        unknown_sizes=True,
         doc="one layer: depthwise (kh, kw, C, M), then pointwise (1, 1, C*M, filters) and bias",
     )
 )
@@ -254,6 +263,7 @@ register(
         _transpose_weights,
         _transpose_flops,
         macs=_transpose_macs,
+        unknown_sizes=True,
         doc="transposed 2-D convolution; kernel (kh, kw, filters, in); output n * s ('same') "
         "or (n - 1) * s + max(k, s) ('valid')",
     )

@@ -127,6 +127,11 @@ def _dropout_infer(a: DropoutAttrs, ins: list[Shape]) -> tuple[DropoutAttrs, Sha
             "along the axis), the axis' size or null (one per element)",
         )
     for axis, (d, size) in enumerate(zip(a.noise_shape, shape, strict=True)):
+        if d is not None and d != 1 and size is None:
+            raise ShapeError(
+                f"noise_shape {given}: entry {axis} is {d}, but that input axis' size is unknown",
+                hint="use 1 (one mask value shared along the axis) or null (one per element)",
+            )
         if d is not None and d not in (1, size):
             raise ShapeError(
                 f"noise_shape {given}: entry {axis} is {d}, but that input axis has size {size}",
@@ -208,6 +213,7 @@ register(
         _same,
         _bn_weights,
         lambda a, i, o: 2 * prod(o),
+        unknown_sizes=True,
         doc="batch normalization over the channel (last) axis; Keras epsilon/momentum",
     )
 )
@@ -219,13 +225,30 @@ register(
         _same,
         _ln_weights,
         lambda a, i, o: 5 * prod(o),
+        unknown_sizes=True,
         doc="layer normalization over the channel (last) axis; Keras epsilon (1e-3)",
     )
 )
-register(OpDef("activation", "Activation", ActivationAttrs, _same, flops=_elementwise_flops))
 register(
     OpDef(
-        "dense", "Dense", DenseAttrs, _dense_infer, _dense_weights, _dense_flops, macs=_dense_macs
+        "activation",
+        "Activation",
+        ActivationAttrs,
+        _same,
+        flops=_elementwise_flops,
+        unknown_sizes=True,
+    )
+)
+register(  # on an image, per pixel: any height and width
+    OpDef(
+        "dense",
+        "Dense",
+        DenseAttrs,
+        _dense_infer,
+        _dense_weights,
+        _dense_flops,
+        macs=_dense_macs,
+        unknown_sizes=True,
     )
 )
 register(OpDef("flatten", "Flatten", NoAttrs, _flatten_infer, doc="row-major over (H, W, C)"))
@@ -236,6 +259,7 @@ register(
         "Dropout",
         DropoutAttrs,
         _dropout_infer,
+        unknown_sizes=True,
         doc="identity at inference; in training one mask of noise_shape's shape (1: shared)",
     )
 )
@@ -245,6 +269,7 @@ register(
         "Dropout",  # Keras' Dropout with noise_shape (None, 1, ..., 1) drops whole samples
         StochasticDepthAttrs,
         _same,
+        unknown_sizes=True,
         doc="identity at inference; in training each sample kept (scaled by 1 / (1 - rate)) "
         "or dropped whole",
     )

@@ -20,15 +20,26 @@ class ConcatAttrs:
     axis: Annotated[int, Strict()] = -1
 
 
+def _broadcast(x: int | None, y: int | None) -> int | None:
+    """One axis' size after broadcasting; an unknown size (None) against 1 or another unknown
+    stays unknown, against a known size n it can only be n (or 1) when the model runs."""
+    if x is None or y is None:
+        known = x if y is None else y
+        return None if known in (None, 1) else known
+    return max(x, y)
+
+
 def _elementwise_infer(a: NoAttrs, ins: list[Shape]) -> tuple[NoAttrs, Shape]:
     """Broadcasting as Keras (and numpy) does it, batch excluded: shapes align on the right
-    (channels); on each axis the sizes are equal or one of them is 1."""
-    out = list(ins[0])
+    (channels); on each axis the sizes are equal or one of them is 1. Only known sizes are
+    checked: an unknown one (None) is checked when the model runs."""
+    out: list[int | None] = list(ins[0])
     for i, s in enumerate(ins[1:], start=1):
         rank = max(len(out), len(s))
-        left = [1] * (rank - len(out)) + out
-        right = [1] * (rank - len(s)) + list(s)
-        if any(x != y and 1 not in (x, y) for x, y in zip(left, right, strict=True)):
+        left: list[int | None] = [*[1] * (rank - len(out)), *out]
+        right: list[int | None] = [*[1] * (rank - len(s)), *s]
+        pairs = zip(left, right, strict=True)
+        if any(x != y and 1 not in (x, y) and None not in (x, y) for x, y in pairs):
             raise ShapeError(
                 f"inputs of shapes {ins[0]} and {s} cannot be broadcast together",
                 hint="element-wise ops need equal sizes on each axis, or 1 on one side (a "
@@ -36,8 +47,8 @@ def _elementwise_infer(a: NoAttrs, ins: list[Shape]) -> tuple[NoAttrs, Shape]:
                 "on one branch",
                 inputs=(0, i),
             )
-        out = [max(x, y) for x, y in zip(left, right, strict=True)]
-    return a, tuple(out)
+        out = [_broadcast(x, y) for x, y in zip(left, right, strict=True)]
+    return a, tuple(out)  # type: ignore[arg-type]
 
 
 def _concat_infer(a: ConcatAttrs, ins: list[Shape]) -> tuple[ConcatAttrs, Shape]:
@@ -48,19 +59,30 @@ def _concat_infer(a: ConcatAttrs, ins: list[Shape]) -> tuple[ConcatAttrs, Shape]
             hint=f"use an axis in [{-rank}, {rank - 1}] (batch excluded; -1 is channels)",
         )
     axis = a.axis % rank
-    for i, s in enumerate(ins[1:], start=1):
-        mismatch = len(s) != rank or any(
-            x != y for k, (x, y) in enumerate(zip(s, ins[0], strict=True)) if k != axis
-        )
-        if mismatch:
+    out: list[int | None] = list(ins[0])  # where one input knows a size, the others have it
+    known_from = [0] * rank  # the input each known size comes from
+    for i, s in enumerate(ins[1:], start=1):  # unknown sizes (None) are checked when run
+        if len(s) != rank:
             raise ShapeError(
                 f"cannot concatenate shapes {ins[0]} and {s} on axis {a.axis}",
                 hint="all dimensions except the concatenation axis must match",
                 inputs=(0, i),
             )
-    out = list(ins[0])
-    out[axis] = sum(s[axis] for s in ins)
-    return ConcatAttrs(a.axis), tuple(out)
+        for k, (x, y) in enumerate(zip(out, s, strict=True)):
+            if k == axis:
+                continue
+            if x is not None and y is not None and x != y:
+                j = known_from[k]
+                raise ShapeError(
+                    f"cannot concatenate shapes {ins[j]} and {s} on axis {a.axis}",
+                    hint="all dimensions except the concatenation axis must match",
+                    inputs=(j, i),
+                )
+            if x is None and y is not None:
+                out[k], known_from[k] = y, i
+    sizes = [s[axis] for s in ins]
+    out[axis] = None if None in sizes else sum(sizes)
+    return ConcatAttrs(a.axis), tuple(out)  # type: ignore[arg-type]
 
 
 def _merge_flops(a: object, ins: list[Shape], out: Shape) -> int:
@@ -77,6 +99,7 @@ for _name, _title in (("add", "Add"), ("multiply", "Multiply"), ("subtract", "Su
             flops=_merge_flops,
             min_inputs=2,
             max_inputs=2 if _name == "subtract" else None,
+            unknown_sizes=True,
             doc="element-wise, broadcasting as Keras does (sizes equal or 1 on each axis)",
         )
     )
@@ -88,6 +111,7 @@ register(
         _concat_infer,
         min_inputs=2,
         max_inputs=None,
+        unknown_sizes=True,
         doc="concatenate on a logical axis (-1: channels)",
     )
 )

@@ -19,9 +19,11 @@ from . import (
     Pads,
     Pair,
     ShapeError,
+    image_shape,
     register,
     spatial,
-    window_out,
+    times,
+    window_size,
 )
 
 
@@ -66,9 +68,10 @@ class ZeroPad2DAttrs:
 def _pool_infer(a: Pool2DAttrs, ins: list[Shape]) -> tuple[Pool2DAttrs, Shape]:
     h, w, c = spatial(ins[0], "pooling")
     strides = a.strides or a.pool
-    ho, ph = window_out(h, a.pool[0], strides[0], 1, a.padding, "height", "pool size")
-    wo, pw = window_out(w, a.pool[1], strides[1], 1, a.padding, "width", "pool size")
-    return dataclasses.replace(a, strides=strides, pads=(ph, pw)), (ho, wo, c)
+    ho, ph = window_size(h, a.pool[0], strides[0], 1, a.padding, "height", "pool size")
+    wo, pw = window_size(w, a.pool[1], strides[1], 1, a.padding, "width", "pool size")
+    pads = (ph, pw)  # None where they depend on an unknown size
+    return dataclasses.replace(a, strides=strides, pads=pads), image_shape(ho, wo, c)
 
 
 def _pool_flops(a: Pool2DAttrs, ins: list[Shape], out: Shape) -> int:
@@ -83,7 +86,7 @@ def _gap_infer(a: GlobalPoolAttrs, ins: list[Shape]) -> tuple[GlobalPoolAttrs, S
 def _zpad_infer(a: ZeroPad2DAttrs, ins: list[Shape]) -> tuple[ZeroPad2DAttrs, Shape]:
     h, w, c = spatial(ins[0], "zero_pad2d")
     (t, b), (left, r) = a.padding
-    return a, (h + t + b, w + left + r, c)
+    return a, image_shape(times(h, 1, t + b), times(w, 1, left + r), c)
 
 
 def _gap_flops(a: GlobalPoolAttrs, ins: list[Shape], out: Shape) -> int:
@@ -99,6 +102,7 @@ for _name, _title in (("max_pool2d", "MaxPooling2D"), ("avg_pool2d", "AveragePoo
             _pool_infer,
             flops=_pool_flops,
             computed=("pads",),
+            unknown_sizes=True,
             doc="2-D pooling; strides default to the pool size",
         )
     )
@@ -109,6 +113,7 @@ register(
         GlobalPoolAttrs,
         _gap_infer,
         flops=_gap_flops,
+        unknown_sizes=True,
         doc="mean over height and width",
     )
 )
@@ -119,6 +124,7 @@ register(
         GlobalPoolAttrs,
         _gap_infer,
         flops=_gap_flops,
+        unknown_sizes=True,
         doc="maximum over height and width",
     )
 )
@@ -128,6 +134,7 @@ register(
         "ZeroPadding2D",
         ZeroPad2DAttrs,
         _zpad_infer,
+        unknown_sizes=True,
         doc="zero padding: n, [h, w] or [[top, bottom], [left, right]]",
     )
 )

@@ -120,6 +120,7 @@ register(
         _normalization_infer,
         _normalization_weights,
         lambda a, i, o: 2 * prod(o),
+        unknown_sizes=True,
         doc="(x - mean) / max(sqrt(variance), 1e-7) per channel (last axis), Keras' rule",
     )
 )
@@ -131,6 +132,7 @@ register(
         lambda a, i: (a, i[0]),
         lambda a, i, o: [Weight("gamma", (i[0][-1],), True)],
         lambda a, i, o: prod(o),
+        unknown_sizes=True,
         doc="x * gamma per channel (last axis), gamma trainable from init_value (ConvNeXt)",
     )
 )
