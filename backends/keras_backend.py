@@ -8,15 +8,19 @@ model is the generated module, imported (there is no second implementation to ke
 
 from __future__ import annotations
 
-import ast
 import os
-from pathlib import Path
 from typing import Any
 
 from compiler.api import Compiled
 from compiler.ir import Counts, Graph
 
-from .codegen import environment, header_context, helper_source, import_source
+from .codegen import (
+    KERAS_HELPER_MODULES,
+    environment,
+    header_context,
+    helper_source,
+    import_source,
+)
 from .keras_ops import KERAS_LAYERS
 from .pysrc import literal
 from .structure import (
@@ -122,6 +126,8 @@ class _Function:
             args.append(f"trainable={self.src(step.trainable)}")
         args.append(f"name={self.src(step.name)}")
         call = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
+        if layer.call is not None:  # a layer called with arguments of its own (attention)
+            call = layer.call(attr, ins)
         cls = layer.cls if layer.custom else f"layers.{layer.cls}"
         self.out(f"x = {cls}({', '.join(args)})({call})")
         self.prev = "x"
@@ -180,7 +186,8 @@ def _build_model(s: Structure) -> tuple[str, bool]:
         computed_defaults(out, fn.values, spec.params, computed)
         for (var, shape), input_decl in zip(s.inputs, spec.inputs, strict=True):
             name = literal(input_decl.name)
-            out(f"{var} = keras.Input(shape={fn.src(shape)}, name={name})")
+            dtype = ', dtype="int32"' if input_decl.dtype == "int" else ""
+            out(f"{var} = keras.Input(shape={fn.src(shape)}{dtype}, name={name})")
         fn.prev = s.inputs[-1][0]
         fn.steps(s.body)
         ins = [v for v, _ in s.inputs]
@@ -206,21 +213,24 @@ def _custom_layers(s: Structure) -> list[str]:
     return sorted({KERAS_LAYERS[op].cls for op in ops if KERAS_LAYERS[op].custom})
 
 
+def _uses_keras_layers(s: Structure) -> bool:
+    """Whether the generated file uses keras.layers (not only classes it defines)."""
+    steps = walk(s.body) + [step for b in s.blocks.values() for step in walk(b.body)]
+    return any(isinstance(st, OpStep) and not KERAS_LAYERS[st.op].custom for st in steps)
+
+
 def _layer_source(cls: str) -> str:
-    """A class of keras_helpers (decorators included), read from its file without importing
-    it: rendering, and so `archc check`, imports no framework."""
-    text = Path(__file__).with_name("keras_helpers.py").read_text(encoding="utf-8")
-    for node in ast.parse(text).body:
-        if isinstance(node, ast.ClassDef) and node.name == cls:
-            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
-            lines = text.splitlines(keepends=True)[start - 1 : node.end_lineno]
-            return "".join(lines).rstrip() + "\n"
-    raise KeyError(f"backends/keras_helpers.py has no class {cls}")
+    """A Keras layer class of keras_helpers or keras_sequence_helpers, read without importing
+    it (rendering, and so `archc check`, imports no framework)."""
+    return helper_source(cls, KERAS_HELPER_MODULES)
 
 
 def _build_doc(s: Structure) -> str:
     doc = s.compiled.loaded.spec.doc.strip() or "The network of the spec."
-    return f"{doc}\n\nTakes channels-last input of shape (batch, *INPUT_SHAPE)."
+    graph = s.compiled.graph
+    tokens = graph.node(graph.inputs[0]).attrs.dtype == "int"
+    what = "integer token ids" if tokens else "channels-last input"
+    return f"{doc}\n\nTakes {what} of shape (batch, *INPUT_SHAPE)."
 
 
 def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) -> str:
@@ -242,6 +252,7 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     ctx.update(
         functions=functions,
         uses_regularizers=uses_regularizers,
+        uses_layers=_uses_keras_layers(s),
         uses_sys=_repeats(s),
         uses_math=bool(used & {"ceil", "floor"}),
         helpers=helpers,
@@ -265,7 +276,10 @@ def output_shapes(model: Any, graph: Graph) -> list[tuple[int, ...]]:
     """Run the model once on zeros (batch 1); the shapes of its outputs, batch excluded."""
     import numpy as np
 
-    xs = [np.zeros((1, *(graph.node(n).shape or ())), np.float32) for n in graph.inputs]
+    xs = [
+        np.zeros((1, *(node.shape or ())), np.int32 if node.attrs.dtype == "int" else np.float32)
+        for node in map(graph.node, graph.inputs)
+    ]
     ys = model(xs if len(xs) > 1 else xs[0], training=False)
     ys = ys if isinstance(ys, list | tuple) else [ys]
     return [tuple(int(d) for d in y.shape[1:]) for y in ys]

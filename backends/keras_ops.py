@@ -26,6 +26,8 @@ class KerasLayer:
     regularizes: str = ""  # the keyword taking the L2 regularizer of `kernel_l2`
     shaped: Shaped | None = None  # arguments that depend on the input's rank
     custom: bool = False  # a class of keras_helpers, which the generated file defines
+    # the call's arguments from the inputs' sources (default: the input, or a list of them)
+    call: Callable[[Attr, list[str]], str] | None = None
 
 
 def _kw(attr: Attr, *pairs: tuple[str, str]) -> Args:
@@ -164,3 +166,6 @@ KERAS_LAYERS: dict[str, KerasLayer] = {
         "Normalization", lambda a: _kw(a, ("mean", "mean"), ("variance", "variance"))
     ),
 }
+
+# the sequence and attention ops: backends/keras_sequence.py adds them to KERAS_LAYERS
+from . import keras_sequence  # noqa: E402, F401

@@ -68,6 +68,12 @@ GENERATED_NAMES = {
     *("KerasLayerNorm", "KerasDropout", "KerasNormalization", "per_channel", "LayerScale"),
     *("KerasConvTranspose2d", "transposed_shape"),
 }
+# sequences and attention (backends/torch_sequence_helpers.py, keras_sequence_helpers.py)
+GENERATED_NAMES |= {
+    *("to_channels_last", "from_channels_last", "steps_out", "same_pads_1d", "glorot_"),
+    *("KerasConv1d", "KerasPool1d", "KerasEmbedding", "PositionalEmbedding", "ClassToken"),
+    *("KerasMultiHeadAttention", "take_axis", "slice_axis", "permute_axes", "Take", "Slice"),
+}
 RESERVED = GENERATED_NAMES | set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))
 
 

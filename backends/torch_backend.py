@@ -57,12 +57,18 @@ def output_shapes(model: Any, graph: Graph) -> list[tuple[int, ...]]:
     tensors = [*model.parameters(), *model.buffers()]
     device = tensors[0].device if tensors else torch.device("cpu")
     xs = [
-        torch.zeros(1, *input_shape(graph.node(n).shape or ()), device=device) for n in graph.inputs
+        torch.zeros(
+            1,
+            *input_shape(graph.node(n).shape or ()),
+            device=device,
+            dtype=torch.long if graph.node(n).attrs.dtype == "int" else None,
+        )
+        for n in graph.inputs
     ]
     with torch.no_grad():
         ys = model(*xs)
     ys = ys if isinstance(ys, tuple) else (ys,)
-    return [(*y.shape[2:], y.shape[1]) if y.dim() > 2 else tuple(y.shape[1:]) for y in ys]
+    return [(*y.shape[2:], y.shape[1]) if y.dim() > 3 else tuple(y.shape[1:]) for y in ys]
 
 
 def counts(model: Any) -> Counts:

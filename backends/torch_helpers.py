@@ -206,8 +206,9 @@ def reshape_shape(shape, target):
 
 
 class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm over dim 1 at any rank, as Keras': gamma (scale) and beta (center) apart,
-    and in training the moving variance follows the biased batch variance."""
+    """BatchNorm over the channels (dim 1 of an image, the last dim of a (N, T, C) sequence),
+    as Keras': gamma (scale) and beta (center) apart, and in training the moving variance
+    follows the biased batch variance."""
 
     def __init__(self, channels: int, eps: float, momentum: float, scale=True, center=True):
         super().__init__(channels, eps, momentum)
@@ -227,6 +228,11 @@ class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
         pass
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:  # a sequence (N, T, C): its channels are last
+            return self.normalize(x.transpose(1, 2)).transpose(1, 2)
+        return self.normalize(x)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
         mean, var = self.running_mean, self.running_var
         momentum = self.momentum if self.momentum is not None else 0.0
         if not self.training or mean is None or var is None:
@@ -243,8 +249,8 @@ class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 class KerasLayerNorm(nn.LayerNorm):
-    """Keras' LayerNormalization over the channel axis (dim 1 here, at any rank): Keras'
-    epsilon, gamma (scale) and beta (center) apart."""
+    """Keras' LayerNormalization over the channel axis (dim 1 of an image, the last dim of a
+    vector or a (N, T, C) sequence): Keras' epsilon, gamma (scale) and beta (center) apart."""
 
     def __init__(self, channels: int, eps: float, scale=True, center=True) -> None:
         super().__init__(channels, eps)
@@ -260,6 +266,8 @@ class KerasLayerNorm(nn.LayerNorm):
             nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() <= 3:  # a vector or a sequence: channels last, as F.layer_norm takes them
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         y = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
         return y.movedim(-1, 1)
 
@@ -272,7 +280,7 @@ def per_channel(value, channels: int) -> list[float]:
 
 
 class KerasNormalization(nn.Module):
-    """Keras' Normalization over the channel axis (dim 1 here, at any rank):
+    """Keras' Normalization over the channel axis (dim 1 of an image, the last dim otherwise):
     (x - mean) / max(sqrt(variance), 1e-7), 1e-7 being keras.config.epsilon()'s default.
     Without fixed values, mean, variance and count are buffers: Keras' non-trainable weights,
     which Keras' adapt() or a weights file set (mean 0, variance 1 and count 0 at first; count,
@@ -301,13 +309,14 @@ class KerasNormalization(nn.Module):
         else:
             mean = torch.tensor(self.fixed[0], dtype=x.dtype, device=x.device)
             variance = torch.tensor(self.fixed[1], dtype=x.dtype, device=x.device)
-        shape = [-1] + [1] * (x.dim() - 2)  # per channel (dim 1)
+        shape = [-1] + [1] * (x.dim() - 2) if x.dim() > 3 else [-1]  # per channel
         return (x - mean.view(shape)) / torch.clamp(variance.view(shape).sqrt(), min=1e-7)
 
 
 class LayerScale(nn.Module):
-    """ConvNeXt's LayerScale: x * gamma, one trainable value per channel (dim 1 here, at any
-    rank), starting at init_value; the parameter is `weight` (Keras' gamma), as in LayerNorm."""
+    """ConvNeXt's LayerScale: x * gamma, one trainable value per channel (dim 1 of an image,
+    the last dim otherwise), starting at init_value; the parameter is `weight` (Keras' gamma),
+    as in LayerNorm."""
 
     def __init__(self, channels: int, init_value: float = 1e-6) -> None:
         super().__init__()
@@ -318,20 +327,22 @@ class LayerScale(nn.Module):
         nn.init.constant_(self.weight, self.init_value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.weight.view([-1] + [1] * (x.dim() - 2))
+        return x * self.weight.view([-1] + [1] * (x.dim() - 2) if x.dim() > 3 else [-1])
 
 
 class KerasDropout(nn.Module):
     """Keras' Dropout with a noise_shape (Keras' order, channels last, batch excluded: 1 shares
-    one mask value along that axis, the axis' size or None draws one per element) on an NC...
-    tensor: identity in eval; in training one mask of the broadcast shape, its axes put in
-    this tensor's order (channels to dim 1), kept values scaled by 1 / (1 - rate)."""
+    one mask value along that axis, the axis' size or None draws one per element): identity
+    in eval; in training one mask of the broadcast shape, its axes put in this tensor's order
+    (an image's channels to dim 1), kept values scaled by 1 / (1 - rate)."""
 
     def __init__(self, rate: float, noise_shape) -> None:
         super().__init__()
         self.rate = rate
         shared = [d == 1 for d in noise_shape]
-        self.shared = shared[-1:] + shared[:-1]  # channels-last -> NC... order
+        if len(shared) >= 3:  # an image: channels-last -> NC... order
+            shared = shared[-1:] + shared[:-1]
+        self.shared = shared
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0.0:
@@ -352,9 +363,11 @@ def broadcast_shape(*shapes):
 
 
 def torch_dim(axis: int, rank: int) -> int:
-    """A channels-last axis of a rank-`rank` value (batch excluded) as a dim of the NC...
-    tensor: the channel axis is dim 1."""
+    """A channels-last axis of a rank-`rank` value (batch excluded) as a dim of the tensor:
+    an image's channel axis is dim 1; vectors and sequences keep their order."""
     axis %= rank
+    if rank <= 2:
+        return axis + 1
     return 1 if axis == rank - 1 else axis + 2
 
 
@@ -365,8 +378,8 @@ def concat_shape(shapes, axis: int):
 
 def activate(x: torch.Tensor, fn: str) -> torch.Tensor:
     """A Keras activation chosen by name at build time (channels on dim 1)."""
-    if fn == "softmax":
-        return F.softmax(x, dim=1)
+    if fn == "softmax":  # over the channels: dim 1 of an image, the last dim otherwise
+        return F.softmax(x, dim=1 if x.dim() > 3 else -1)
     table = {
         "linear": lambda t: t,
         "relu": F.relu,

@@ -1,8 +1,9 @@
 """One emitter per op for PyTorch: module, forward expression, shape rule and weight bindings.
 
-Generated models take NCHW tensors (the channel axis is dim 1 at any rank); the IR's logical
-layout is channels-last, and the shapes generated constructors track are channels-last
-tuples, batch excluded, as the IR's. An emitter gets a `Ctx` that gives the item's attributes
+Generated models hold images channels first, (N, C, H, W), and vectors and sequences as they
+are, (N, C) and (N, T, C) (`torch_dims`, the layout rule); the IR's logical layout is
+channels-last, and the shapes generated constructors track are channels-last tuples, batch
+excluded, as the IR's. An emitter gets a `Ctx` that gives the item's attributes
 as source and knows what the compiled graph saw (the input's rank).
 """
 
@@ -74,7 +75,20 @@ def activation(ctx: Ctx, key: str, x: str) -> str:
     fn = ctx.const(key, "linear")
     if fn is UNSET:
         return f"{ctx.helper('activate')}({x}, {ctx.hoisted(key, repr('linear'))})"
+    if fn == "softmax" and ctx.out_rank != 1:  # over the channels, where they are held
+        if ctx.out_rank is None:
+            return f"F.softmax({x}, dim=1 if {x}.dim() > 3 else -1)"
+        return f"F.softmax({x}, dim={1 if ctx.out_rank >= 3 else -1})"
     return _ACT[fn].format(x=x)
+
+
+def torch_dims(rank: int) -> list[int]:
+    """The layout rule: the dim of each channels-last axis (batch excluded) in the tensor as
+    PyTorch holds it. Images (rank >= 3) hold their channels in dim 1, (N, C, H, W); vectors
+    and sequences keep the logical order, (N, C) and (N, T, C)."""
+    if rank <= 2:
+        return [axis + 1 for axis in range(rank)]
+    return [axis + 2 for axis in range(rank - 1)] + [1]
 
 
 def _is_one(value: Any) -> bool:
@@ -199,10 +213,14 @@ def _ln_module(ctx: Ctx) -> str:
 
 
 def _dense_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
-    if ctx.rank == 1:
+    if ctx.rank is not None and ctx.rank <= 2:  # vectors and sequences: channels last
         return activation(ctx, "activation", f"{mod}({xs[0]})")
     # Keras' Dense works on the last (channel) axis at any rank
-    return activation(ctx, "activation", f"{mod}({xs[0]}.movedim(1, -1)).movedim(-1, 1)")
+    moved = f"{mod}({xs[0]}.movedim(1, -1)).movedim(-1, 1)"
+    if ctx.rank is None:
+        last, first = ctx.helper("to_channels_last"), ctx.helper("from_channels_last")
+        moved = f"{first}({mod}({last}({xs[0]})))"
+    return activation(ctx, "activation", moved)
 
 
 def _dense_module(ctx: Ctx) -> str:
@@ -212,13 +230,21 @@ def _dense_module(ctx: Ctx) -> str:
 
 def _elementwise(symbol: str) -> Callable[[Ctx, list[str], str], str]:
     """`a + b`: broadcasting as Keras does; an input of lower rank first gets size-1 axes
-    where its channels-last shape lacks them (after the channels, which are dim 1 here)."""
+    where its channels-last shape lacks them: after the channels (dim 1) of an image, before
+    the channels of a sequence; a sequence broadcast over an image gets its channels first."""
 
     def forward(ctx: Ctx, xs: list[str], mod: str) -> str:
         items = []
         for x, rank in zip(xs, ctx.in_ranks, strict=True):
             missing = ctx.out_rank - rank if ctx.out_rank and rank else 0
-            items.append(f"{x}[:, :{', None' * missing}]" if missing > 0 else x)
+            if missing <= 0:
+                items.append(x)
+            elif ctx.out_rank is not None and ctx.out_rank <= 2:
+                items.append(f"{x}[:{', None' * missing}]")
+            elif rank == 2:  # (N, W, C) -> (N, C, 1, W)
+                items.append(f"{x}.movedim(-1, 1)[:, :{', None' * missing}]")
+            else:
+                items.append(f"{x}[:, :{', None' * missing}]")
         return f" {symbol} ".join(items)
 
     return forward
@@ -233,11 +259,9 @@ def _broadcast_shape(ctx: Ctx) -> str | None:
 def _concat_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
     axis = ctx.const("axis", -1)
     items = "[" + ", ".join(xs) + "]"
-    if axis == -1:
-        return f"torch.cat({items}, dim=1)"
     if axis is not UNSET and ctx.rank is not None:
-        axis %= ctx.rank
-        return f"torch.cat({items}, dim={1 if axis == ctx.rank - 1 else axis + 2})"
+        dim = torch_dims(ctx.rank)[axis % ctx.rank]
+        return f"torch.cat({items}, dim={-1 if ctx.rank == 2 and dim == 2 else dim})"
     dim = f"{ctx.helper('torch_dim')}({ctx.hoisted('axis', '-1')}, {xs[0]}.dim() - 1)"
     return f"torch.cat({items}, dim={dim})"
 
@@ -361,18 +385,28 @@ def _rescale_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
     return f"{xs[0]} * {scale} + {ctx.hoisted('offset', '0.0')}"
 
 
+def _channels_last(ctx: Ctx, x: str) -> str:
+    """x in the logical channels-last order (Keras flattens and reshapes in that order)."""
+    if ctx.rank is None:
+        return f"{ctx.helper('to_channels_last')}({x})"
+    return x if ctx.rank <= 2 else f"{x}.movedim(1, -1)"
+
+
 def _flatten_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
     if ctx.rank == 1:
         return xs[0]
-    return f"{xs[0]}.movedim(1, -1).flatten(1)"  # Keras flattens channels-last
+    return f"{_channels_last(ctx, xs[0])}.flatten(1)"
 
 
 def _reshape_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
     target = ctx.hoisted("target_shape", "()")
-    x = xs[0] if ctx.rank == 1 else f"{xs[0]}.movedim(1, -1)"
-    out = f"{x}.reshape({xs[0]}.shape[0], *{target})"
+    out = f"{_channels_last(ctx, xs[0])}.reshape({xs[0]}.shape[0], *{target})"
     const = ctx.const("target_shape")
-    return out if const is not UNSET and len(const) == 1 else f"{out}.movedim(-1, 1)"
+    if (const is not UNSET and len(const) == 1) or ctx.out_rank == 2:
+        return out  # a vector or a sequence: channels last as it is
+    if ctx.out_rank is None:
+        return f"{ctx.helper('from_channels_last')}({out})"
+    return f"{out}.movedim(-1, 1)"
 
 
 def _dropout_module(ctx: Ctx) -> str:
@@ -525,3 +559,6 @@ TORCH_OPS: dict[str, TorchOp] = {
         },
     ),
 }
+
+# the sequence and attention ops: backends/torch_sequence.py adds them to TORCH_OPS
+from . import torch_sequence  # noqa: E402, F401

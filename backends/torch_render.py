@@ -38,6 +38,9 @@ from .structure import (
     walk,
 )
 from .torch_ops import TORCH_OPS, UNSET, activation, torch_pads
+from .torch_sequence import HELPERS as SEQUENCE_HELPERS
+from .torch_sequence import NEEDS as SEQUENCE_NEEDS
+from .torch_sequence import OWN_RESET
 from .writer import (
     PY_TYPES,
     Lines,
@@ -433,7 +436,7 @@ class _Class:
         if emitter.module is not None:
             extra = ""
             l2 = step.attrs.get("kernel_l2")
-            if l2 is not None and step.op in ("conv2d", "depthwise_conv2d", "dense"):
+            if l2 is not None and step.op in ("conv2d", "depthwise_conv2d", "dense", "conv1d"):
                 extra += f", l2={self.src(l2)}"
             if step.trainable is not True:
                 extra += f", trainable={self.src(step.trainable)}"
@@ -664,7 +667,7 @@ def _model_class(r: _Renderer, cls_name: str) -> str:
         )
         out.doc(
             (spec.doc.strip() or "The network of the spec.")
-            + "\n\nTakes NCHW input of shape (batch, *INPUT_SHAPE)."
+            + f"\n\nTakes {input_words(compiled)} of shape (batch, *INPUT_SHAPE)."
             + logits
         )
         out()
@@ -725,7 +728,10 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
                 "KerasConvTranspose2d",
             )
             if h in needed
-        ],
+        ]
+        + [h for h in OWN_RESET if h in needed],
+        input_words=input_words(compiled),
+        input_dtypes=input_dtypes(compiled),
         torch_input_shape=input_shape(graph.node(graph.inputs[0]).shape or ()),
         **variants_context(compiled),
     )
@@ -815,6 +821,28 @@ _NEEDS: dict[str, set[str]] = {
 }
 
 
+_HELPER_ORDER += SEQUENCE_HELPERS  # torch_sequence_helpers' helpers, after these
+_NEEDS.update(SEQUENCE_NEEDS)
+
+
+def input_words(compiled: Compiled) -> str:
+    """What the model's first input is, in its docstrings."""
+    node = compiled.graph.node(compiled.graph.inputs[0])
+    if node.attrs.dtype == "int":
+        return "integer token ids"
+    return "NCHW input" if len(node.shape or ()) >= 3 else "channels-last input"
+
+
+def input_dtypes(compiled: Compiled) -> list[str]:
+    """Each input's torch dtype, where some input holds token ids (none otherwise)."""
+    graph = compiled.graph
+    dtypes = [graph.node(n).attrs.dtype for n in graph.inputs]
+    if "int" not in dtypes:
+        return []
+    return ["torch.int64" if d == "int" else "torch.float32" for d in dtypes]
+
+
 def input_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Channels-last logical shape -> the NC... shape a PyTorch model takes."""
-    return (shape[-1], *shape[:-1])
+    """Channels-last logical shape -> the shape a PyTorch model takes: images channels first
+    (C, H, W); vectors and sequences (T, C) as they are."""
+    return shape if len(shape) <= 2 else (shape[-1], *shape[:-1])

@@ -75,19 +75,35 @@ def randomize_keras(model: Any, graph: Graph, seed: int = 0) -> None:
 
 
 def channels_last(array: np.ndarray) -> np.ndarray:
-    return array if array.ndim <= 2 else np.moveaxis(array, 1, -1)
+    """A batch as PyTorch holds it -> channels-last (images move; vectors, sequences stay)."""
+    return array if array.ndim <= 3 else np.moveaxis(array, 1, -1)
 
 
 def channels_first(array: np.ndarray) -> np.ndarray:
-    return array if array.ndim <= 2 else np.moveaxis(array, -1, 1)
+    """A channels-last batch -> as PyTorch holds it (images channels first)."""
+    return array if array.ndim <= 3 else np.moveaxis(array, -1, 1)
+
+
+def vocabulary(graph: Graph, name: str) -> int:
+    """The number of token ids an integer input may hold: the smallest input_dim of the
+    embeddings that read it."""
+    sizes = [n.attrs.input_dim for n in graph.nodes if name in n.inputs and n.op == "embedding"]
+    return min(sizes, default=1)
 
 
 def inputs_for(graph: Graph, batch: int, seed: int) -> list[np.ndarray]:
+    """A seeded batch for every input: standard normal values, or for an input of token ids
+    (dtype: int) random ids below its vocabulary."""
     rng = np.random.default_rng(seed)
-    return [
-        rng.standard_normal((batch, *(graph.node(n).shape or ()))).astype(np.float32)
-        for n in graph.inputs
-    ]
+    out = []
+    for n in graph.inputs:
+        node = graph.node(n)
+        shape = (batch, *(node.shape or ()))
+        if node.attrs.dtype == "int":
+            out.append(rng.integers(0, vocabulary(graph, n), shape).astype(np.int32))
+        else:
+            out.append(rng.standard_normal(shape).astype(np.float32))
+    return out
 
 
 def keras_layer_outputs(model: Any, graph: Graph, xs: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -117,7 +133,7 @@ def torch_layer_outputs(model: Any, graph: Graph, xs: list[np.ndarray]) -> dict[
         node = graph.node(name)
         rank = len(graph.node(node.inputs[0]).shape or ()) if node.inputs else 0
         if getattr(node.attrs, "activation", "linear") != "linear" or (
-            node.op == "dense" and rank > 1
+            node.op == "dense" and rank > 2
         ):
             continue  # the module's output is not the layer's
 

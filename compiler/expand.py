@@ -178,7 +178,8 @@ class _Expander(References):
             return decl.name
         if unknown and self.fill is not None:  # compiled at a size (verify, compile's check)
             shape = [self.fill[k] if d is None else d for k, d in enumerate(shape)]
-        added = self.add_node(decl.name, where, "input", InputAttrs(tuple(shape)), (), True, scope)
+        attrs = InputAttrs(tuple(shape), decl.dtype)
+        added = self.add_node(decl.name, where, "input", attrs, (), True, scope)
         if added is None:
             self.broken.add(decl.name)
         return decl.name

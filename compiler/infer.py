@@ -120,7 +120,51 @@ def infer(graph: Graph) -> Graph:
                 for n in unused
             ]
         )
+    _check_token_ids(graph)
     return dataclasses.replace(graph, nodes=tuple(nodes))
+
+
+def _check_token_ids(graph: Graph) -> None:
+    """Integer token ids (an input with `dtype: int`) are read by embedding layers only, and
+    an embedding reads nothing else: frameworks do not agree on anything else (Keras casts
+    floats to indices, PyTorch refuses them)."""
+    by_name = {n.name: n for n in graph.nodes}
+    ints = {n.name for n in graph.nodes if n.op == "input" and n.attrs.dtype == "int"}
+    problems = []
+    for node in graph.nodes:
+        if node.op == "embedding":
+            floats = [i for i in node.inputs if i not in ints]
+            if floats:
+                loc = by_name[floats[0]].origin.location
+                related = ((f"'{floats[0]}' defined at", loc),) if loc is not None else ()
+                problems.append(
+                    Diagnostic(
+                        "E074",
+                        f"embedding '{node.name}' reads '{floats[0]}', which is not an input of "
+                        "integer token ids",
+                        node.origin.location,
+                        node.origin.describe(),
+                        "an embedding looks up token ids: read a graph input declared with "
+                        "`dtype: int`",
+                        related,
+                    )
+                )
+        else:
+            for name in node.inputs:
+                if name in ints:
+                    problems.append(
+                        Diagnostic(
+                            "E074",
+                            f"{node.op} '{node.name}' reads '{name}', an input of integer "
+                            "token ids",
+                            node.origin.location,
+                            node.origin.describe(),
+                            "token ids are read by an embedding layer (op: embedding) first; "
+                            "or declare the input without `dtype: int`",
+                        )
+                    )
+    if problems:
+        raise SpecError(problems)
 
 
 def _unused(graph: Graph) -> list[Node]:

@@ -97,6 +97,7 @@ class Variant(_Strict):
 class InputDecl(_Strict):
     name: str
     shape: list[int | Expr | None] | Expr  # null: a height or width unknown until run
+    dtype: Literal["float", "int"] = "float"  # int: token ids (for embedding)
 
 
 class _ItemBase(_Strict):

@@ -54,8 +54,8 @@ def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1
 
 
 class KerasLayerNorm(nn.LayerNorm):
-    """Keras' LayerNormalization over the channel axis (dim 1 here, at any rank): Keras'
-    epsilon, gamma (scale) and beta (center) apart."""
+    """Keras' LayerNormalization over the channel axis (dim 1 of an image, the last dim of a
+    vector or a (N, T, C) sequence): Keras' epsilon, gamma (scale) and beta (center) apart."""
 
     def __init__(self, channels: int, eps: float, scale=True, center=True) -> None:
         super().__init__(channels, eps)
@@ -71,6 +71,8 @@ class KerasLayerNorm(nn.LayerNorm):
             nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() <= 3:  # a vector or a sequence: channels last, as F.layer_norm takes them
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         y = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
         return y.movedim(-1, 1)
 
@@ -83,7 +85,7 @@ def per_channel(value, channels: int) -> list[float]:
 
 
 class KerasNormalization(nn.Module):
-    """Keras' Normalization over the channel axis (dim 1 here, at any rank):
+    """Keras' Normalization over the channel axis (dim 1 of an image, the last dim otherwise):
     (x - mean) / max(sqrt(variance), 1e-7), 1e-7 being keras.config.epsilon()'s default.
     Without fixed values, mean, variance and count are buffers: Keras' non-trainable weights,
     which Keras' adapt() or a weights file set (mean 0, variance 1 and count 0 at first; count,
@@ -112,13 +114,14 @@ class KerasNormalization(nn.Module):
         else:
             mean = torch.tensor(self.fixed[0], dtype=x.dtype, device=x.device)
             variance = torch.tensor(self.fixed[1], dtype=x.dtype, device=x.device)
-        shape = [-1] + [1] * (x.dim() - 2)  # per channel (dim 1)
+        shape = [-1] + [1] * (x.dim() - 2) if x.dim() > 3 else [-1]  # per channel
         return (x - mean.view(shape)) / torch.clamp(variance.view(shape).sqrt(), min=1e-7)
 
 
 class LayerScale(nn.Module):
-    """ConvNeXt's LayerScale: x * gamma, one trainable value per channel (dim 1 here, at any
-    rank), starting at init_value; the parameter is `weight` (Keras' gamma), as in LayerNorm."""
+    """ConvNeXt's LayerScale: x * gamma, one trainable value per channel (dim 1 of an image,
+    the last dim otherwise), starting at init_value; the parameter is `weight` (Keras' gamma),
+    as in LayerNorm."""
 
     def __init__(self, channels: int, init_value: float = 1e-6) -> None:
         super().__init__()
@@ -129,20 +132,22 @@ class LayerScale(nn.Module):
         nn.init.constant_(self.weight, self.init_value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.weight.view([-1] + [1] * (x.dim() - 2))
+        return x * self.weight.view([-1] + [1] * (x.dim() - 2) if x.dim() > 3 else [-1])
 
 
 class KerasDropout(nn.Module):
     """Keras' Dropout with a noise_shape (Keras' order, channels last, batch excluded: 1 shares
-    one mask value along that axis, the axis' size or None draws one per element) on an NC...
-    tensor: identity in eval; in training one mask of the broadcast shape, its axes put in
-    this tensor's order (channels to dim 1), kept values scaled by 1 / (1 - rate)."""
+    one mask value along that axis, the axis' size or None draws one per element): identity
+    in eval; in training one mask of the broadcast shape, its axes put in this tensor's order
+    (an image's channels to dim 1), kept values scaled by 1 / (1 - rate)."""
 
     def __init__(self, rate: float, noise_shape) -> None:
         super().__init__()
         self.rate = rate
         shared = [d == 1 for d in noise_shape]
-        self.shared = shared[-1:] + shared[:-1]  # channels-last -> NC... order
+        if len(shared) >= 3:  # an image: channels-last -> NC... order
+            shared = shared[-1:] + shared[:-1]
+        self.shared = shared
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0.0:

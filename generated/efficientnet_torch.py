@@ -176,8 +176,9 @@ def reshape_shape(shape, target):
 
 
 class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm over dim 1 at any rank, as Keras': gamma (scale) and beta (center) apart,
-    and in training the moving variance follows the biased batch variance."""
+    """BatchNorm over the channels (dim 1 of an image, the last dim of a (N, T, C) sequence),
+    as Keras': gamma (scale) and beta (center) apart, and in training the moving variance
+    follows the biased batch variance."""
 
     def __init__(self, channels: int, eps: float, momentum: float, scale=True, center=True):
         super().__init__(channels, eps, momentum)
@@ -197,6 +198,11 @@ class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
         pass
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:  # a sequence (N, T, C): its channels are last
+            return self.normalize(x.transpose(1, 2)).transpose(1, 2)
+        return self.normalize(x)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
         mean, var = self.running_mean, self.running_var
         momentum = self.momentum if self.momentum is not None else 0.0
         if not self.training or mean is None or var is None:
@@ -220,7 +226,7 @@ def per_channel(value, channels: int) -> list[float]:
 
 
 class KerasNormalization(nn.Module):
-    """Keras' Normalization over the channel axis (dim 1 here, at any rank):
+    """Keras' Normalization over the channel axis (dim 1 of an image, the last dim otherwise):
     (x - mean) / max(sqrt(variance), 1e-7), 1e-7 being keras.config.epsilon()'s default.
     Without fixed values, mean, variance and count are buffers: Keras' non-trainable weights,
     which Keras' adapt() or a weights file set (mean 0, variance 1 and count 0 at first; count,
@@ -249,21 +255,23 @@ class KerasNormalization(nn.Module):
         else:
             mean = torch.tensor(self.fixed[0], dtype=x.dtype, device=x.device)
             variance = torch.tensor(self.fixed[1], dtype=x.dtype, device=x.device)
-        shape = [-1] + [1] * (x.dim() - 2)  # per channel (dim 1)
+        shape = [-1] + [1] * (x.dim() - 2) if x.dim() > 3 else [-1]  # per channel
         return (x - mean.view(shape)) / torch.clamp(variance.view(shape).sqrt(), min=1e-7)
 
 
 class KerasDropout(nn.Module):
     """Keras' Dropout with a noise_shape (Keras' order, channels last, batch excluded: 1 shares
-    one mask value along that axis, the axis' size or None draws one per element) on an NC...
-    tensor: identity in eval; in training one mask of the broadcast shape, its axes put in
-    this tensor's order (channels to dim 1), kept values scaled by 1 / (1 - rate)."""
+    one mask value along that axis, the axis' size or None draws one per element): identity
+    in eval; in training one mask of the broadcast shape, its axes put in this tensor's order
+    (an image's channels to dim 1), kept values scaled by 1 / (1 - rate)."""
 
     def __init__(self, rate: float, noise_shape) -> None:
         super().__init__()
         self.rate = rate
         shared = [d == 1 for d in noise_shape]
-        self.shared = shared[-1:] + shared[:-1]  # channels-last -> NC... order
+        if len(shared) >= 3:  # an image: channels-last -> NC... order
+            shared = shared[-1:] + shared[:-1]
+        self.shared = shared
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0.0:
@@ -285,8 +293,8 @@ def broadcast_shape(*shapes):
 
 def activate(x: torch.Tensor, fn: str) -> torch.Tensor:
     """A Keras activation chosen by name at build time (channels on dim 1)."""
-    if fn == "softmax":
-        return F.softmax(x, dim=1)
+    if fn == "softmax":  # over the channels: dim 1 of an image, the last dim otherwise
+        return F.softmax(x, dim=1 if x.dim() > 3 else -1)
     table = {
         "linear": lambda t: t,
         "relu": F.relu,

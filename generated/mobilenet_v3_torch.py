@@ -128,8 +128,9 @@ def zero_pad_shape(shape, padding, sign=1):
 
 
 class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm over dim 1 at any rank, as Keras': gamma (scale) and beta (center) apart,
-    and in training the moving variance follows the biased batch variance."""
+    """BatchNorm over the channels (dim 1 of an image, the last dim of a (N, T, C) sequence),
+    as Keras': gamma (scale) and beta (center) apart, and in training the moving variance
+    follows the biased batch variance."""
 
     def __init__(self, channels: int, eps: float, momentum: float, scale=True, center=True):
         super().__init__(channels, eps, momentum)
@@ -149,6 +150,11 @@ class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
         pass
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:  # a sequence (N, T, C): its channels are last
+            return self.normalize(x.transpose(1, 2)).transpose(1, 2)
+        return self.normalize(x)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
         mean, var = self.running_mean, self.running_var
         momentum = self.momentum if self.momentum is not None else 0.0
         if not self.training or mean is None or var is None:
@@ -173,8 +179,8 @@ def broadcast_shape(*shapes):
 
 def activate(x: torch.Tensor, fn: str) -> torch.Tensor:
     """A Keras activation chosen by name at build time (channels on dim 1)."""
-    if fn == "softmax":
-        return F.softmax(x, dim=1)
+    if fn == "softmax":  # over the channels: dim 1 of an image, the last dim otherwise
+        return F.softmax(x, dim=1 if x.dim() > 3 else -1)
     table = {
         "linear": lambda t: t,
         "relu": F.relu,

@@ -186,7 +186,16 @@ def field_types(attrs: type) -> dict[str, Any]:
 
 
 def load_all() -> dict[str, OpDef]:
-    from . import conv, core, merge, pool, resize, scale  # noqa: F401  (registration side effects)
+    from . import (  # noqa: F401  (registration side effects)
+        attention,
+        conv,
+        core,
+        merge,
+        pool,
+        resize,
+        scale,
+        sequence,
+    )
 
     return REGISTRY
 

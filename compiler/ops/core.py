@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, Strict
 
@@ -28,6 +28,7 @@ class InputAttrs:
     __pydantic_config__ = ATTRS_CONFIG
 
     shape: ShapeT
+    dtype: Literal["float", "int"] = "float"  # int: token ids, which only embedding reads
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ A new op is not done until it has a case here: tests fail when the registry has 
 
 from __future__ import annotations
 
+from tests.backends.sequence_op_cases import SEQUENCE_OP_CASES
+
 OP_CASES: dict[str, list[str]] = {
     "conv2d": [
         """\
@@ -529,3 +531,4 @@ layers:
 """,
     ],
 }
+OP_CASES.update(SEQUENCE_OP_CASES)  # sequences and attention: sequence_op_cases.py

@@ -34,6 +34,7 @@ from compiler.api import Compiled, compile_spec
 from compiler.ir import Counts
 from compiler.load import loads
 from compiler.ops import load_all
+from tests.backends.sequence_property import SEQUENCE_EMITTERS, SEQUENCE_WEIGHTS
 from tests.conftest import ROOT, RUFF
 
 # random specs legitimately include softmax over a size-1 axis; Keras warns about it
@@ -479,6 +480,9 @@ EMITTERS: dict[str, Callable[[Builder, str], str | None]] = {
 
 # how often each op is drawn, relative to 1 (branches add activations, BNs and convs anyway)
 WEIGHTS = {"conv2d": 4, "depthwise_conv2d": 2, "max_pool2d": 2, "avg_pool2d": 2, "concat": 2}
+# sequences and attention: tests/backends/sequence_property.py
+EMITTERS.update(SEQUENCE_EMITTERS)
+WEIGHTS.update(SEQUENCE_WEIGHTS)
 
 
 @st.composite

@@ -31,10 +31,12 @@ from backends import torch_backend
 from backends.codegen import import_source
 from backends.compile import compile_to_file
 from backends.torch_ops import TORCH_OPS
+from backends.verify import vocabulary
 from compiler.api import compile_spec
 from compiler.ir import Counts, Graph
 from compiler.ops import load_all
 from tests.backends.op_cases import OP_CASES
+from tests.backends.sequence_op_cases import SEQUENCE_TORCH_KEY
 from tests.conftest import ROOT, SEED, SPECS, without_spec_path
 
 GOLDEN = ROOT / "generated" / "resnet_preact_torch.py"
@@ -57,6 +59,7 @@ TORCH_KEY = {
     "variance": "variance",
     "count": "count",
 }
+TORCH_KEY.update(SEQUENCE_TORCH_KEY)  # sequences and attention (sequence_op_cases.py)
 # one Keras layer that is two PyTorch convolutions (weights load by the layer's name)
 SEPARABLE_KEY = {
     "depthwise_kernel": "depthwise.weight",
@@ -120,8 +123,17 @@ def check_keras_layers(model: nn.Module, graph: Graph) -> None:
 
 
 def nchw(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """A channels-last logical shape as PyTorch lays it out (channels first)."""
-    return (shape[-1], *shape[:-1])
+    """A channels-last logical shape as PyTorch lays it out: images channels first; vectors
+    and sequences (T, C) as they are."""
+    return shape if len(shape) <= 2 else (shape[-1], *shape[:-1])
+
+
+def random_input(graph: Graph, name: str, batch: int, gen: torch.Generator | None = None):
+    """A batch for one input, as the model takes it: normal values, or token ids."""
+    shape = (batch, *nchw(graph.node(name).shape or ()))
+    if graph.node(name).attrs.dtype == "int":
+        return torch.randint(0, vocabulary(graph, name), shape, generator=gen)
+    return torch.randn(*shape, generator=gen)
 
 
 def keras_fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -189,7 +201,7 @@ def ruff_ok(source: str) -> None:
 def outputs_equal(a: nn.Module, b: nn.Module, graph: Graph, seed: int = 0) -> None:
     """Two models with the same state compute exactly the same outputs on one NCHW batch."""
     gen = torch.Generator().manual_seed(seed)
-    xs = [torch.randn(3, *nchw(graph.node(n).shape), generator=gen) for n in graph.inputs]
+    xs = [random_input(graph, n, 3, gen) for n in graph.inputs]
     a.eval()
     b.eval()
     with torch.no_grad():
@@ -447,7 +459,7 @@ def test_op_case_generated_model_matches_ir(op: str, i: int, tmp_path: Path) -> 
     check_keras_layers(model, graph)
     # the outputs have the IR's shapes, channels first
     model.eval()
-    xs = [torch.randn(2, *nchw(graph.node(n).shape)) for n in graph.inputs]
+    xs = [random_input(graph, n, 2) for n in graph.inputs]
     with torch.no_grad():
         ys = model(*xs)
     ys = ys if isinstance(ys, tuple) else (ys,)

@@ -36,6 +36,7 @@ from compiler.api import Compiled, compile_spec
 from compiler.diagnostics import SpecError
 from compiler.ir import Counts, Graph
 from compiler.load import loads
+from tests.backends.sequence_mutants import SEQUENCE_MUTANTS
 from tests.conftest import SEED
 
 SEED_COUNTS = Counts(96_133, 93_957, 2_176)
@@ -1121,7 +1122,7 @@ MUTANTS = {
         _emitter(
             "add",  # a lower-rank input's new axes put last, not after the channels
             forward=lambda ctx, xs, mod: " + ".join(
-                f"{x}[..., None]" if r and r < 3 else x
+                f"{x}.movedim(-1, 1)[..., None]" if r == 2 else x
                 for x, r in zip(xs, ctx.in_ranks, strict=True)
             ),
         ),
@@ -1258,6 +1259,7 @@ MUTANTS = {
         ),
     ),
 }
+MUTANTS.update(SEQUENCE_MUTANTS)  # sequences and attention: tests/backends/sequence_mutants.py
 
 
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))

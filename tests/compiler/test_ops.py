@@ -19,6 +19,7 @@ from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Graph, Node
 from compiler.load import loads
 from compiler.ops import load_all
+from tests.compiler.sequence_cases import NEEDS_SEQUENCE, SEQUENCE_INPUT, Tokens, sequence_cases
 
 Shape = tuple[int, ...]
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -65,7 +66,10 @@ def dense_params(n_in: int, units: int, bias: bool = True) -> int:
 
 
 def spec_text(body: str, inputs: tuple[Shape, ...]) -> str:
-    decls = ", ".join(f"{{name: in{i}, shape: {list(s)}}}" for i, s in enumerate(inputs))
+    decls = ", ".join(
+        f"{{name: in{i}, shape: {list(s)}{', dtype: int' if isinstance(s, Tokens) else ''}}}"
+        for i, s in enumerate(inputs)
+    )
     return f"archc: 1\nname: t\ninputs: [{decls}]\nlayers:\n  - {{name: {LAYER}, {body}}}\n"
 
 
@@ -507,6 +511,7 @@ CASES: dict[str, list[Case]] = {
         ),
     ],
 }
+CASES.update(sequence_cases(Case))  # sequences and attention: tests/compiler/sequence_cases.py
 
 
 def test_every_registered_op_has_cases() -> None:
@@ -809,7 +814,7 @@ def test_missing_required_attributes_are_named(op: str) -> None:
     required = REQUIRED[op]
     merge = load_all()[op].min_inputs > 1
     body = f"op: {op}, inputs: [in0, in1]" if merge else f"op: {op}"
-    shapes = ((4, 4, 3),) * (2 if merge else 1)
+    shapes = (SEQUENCE_INPUT if op in NEEDS_SEQUENCE else (4, 4, 3),) * (2 if merge else 1)
     if not required:
         compile_layer(body, *shapes)
         return
