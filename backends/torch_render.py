@@ -649,6 +649,7 @@ def _model_class(r: _Renderer, cls_name: str) -> str:
     if cls.heads:
         kw.append("logits: bool = False")
         cls.init("self.logits = logits")
+        cls.attrs.add("logits")  # a layer called 'logits' gets another attribute name
     cls.steps(s.body)
     outs = [cls.tensor(ref, Step(("outputs",), None, None)) for ref in s.outputs]
     cls.init(

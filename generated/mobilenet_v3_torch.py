@@ -475,7 +475,7 @@ class MobilenetV3(nn.Module):
         self.dropout = None
         if dropout_rate > 0:
             self.dropout = keras_layer(nn.Dropout(dropout_rate), "dropout")
-        self.logits = keras_layer(
+        self.logits_ = keras_layer(
             nn.Conv2d(shape[-1], classes, 1, padding="same", bias=True), "logits"
         )
         self.keras_layers = {
@@ -499,7 +499,7 @@ class MobilenetV3(nn.Module):
         x = activate(x, self.conv_2_act_fn)
         if self.dropout is not None:
             x = self.dropout(x)
-        x = self.logits(x)
+        x = self.logits_(x)
         x = x.movedim(1, -1).flatten(1)
         if not self.logits:
             x = F.softmax(x, dim=1)

@@ -68,6 +68,17 @@ def test_logits_scripts() -> None:
     assert torch.allclose(scripted(x), model(x))
 
 
+def test_a_layer_called_logits_does_not_hide_the_flag() -> None:
+    # MobileNetV3's classifier conv is called 'logits' (keras.applications' name)
+    spec = HEAD_AS_LAYER.replace("name: fc,", "name: logits,")
+    module = module_of(spec, "named_logits")
+    model = module.build_model(logits=True).eval()
+    x = torch.randn(2, 6)
+    with torch.no_grad():
+        assert not torch.allclose(model(x).sum(1), torch.ones(2), atol=1e-3)
+        assert torch.allclose(module.build_model().eval()(x).sum(1), torch.ones(2))
+
+
 def test_a_model_without_a_softmax_output_has_no_logits_argument() -> None:
     module = module_of(NO_SOFTMAX, "no_logits")
     with pytest.raises(TypeError, match="logits"):
