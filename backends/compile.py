@@ -17,7 +17,7 @@ from compiler.api import Compiled, check_expect, compile_spec
 from compiler.diagnostics import Diagnostic, Location, SpecError
 from compiler.ir import Counts, Graph
 
-from . import memory
+from . import memory, sizes
 from .codegen import (
     import_source,
     read_spec_header,
@@ -269,10 +269,11 @@ def too_big(compiled: Compiled, short: memory.Shortfall, what: str, instead: str
 
 
 def build_within_memory(
-    compiled: Compiled, module: Any, mod: Backend, backend_name: str
+    compiled: Compiled, module: Any, mod: Backend, backend_name: str, graph: Graph | None = None
 ) -> tuple[Any, memory.Shortfall | None]:
-    """The generated module's model, built for real when it fits, else abstractly."""
-    short = memory.shortfall(compiled.graph)
+    """The generated module's model, built for real when it fits, else abstractly; `graph`
+    is the one it will run (the spec at a size, where the input's sizes are unknown)."""
+    short = memory.shortfall(graph or compiled.graph)
     if short is None:
         return module.build_model(), None
     model = mod.build_abstract(module)
@@ -385,12 +386,15 @@ def compile_to_file(
     counts = None
     abstract = None
     if verify:
+        # unknown input sizes: the model (built for any size) runs at the first size of
+        # backends.sizes, and its outputs are compared with the spec's at that size
+        (probe,) = sizes.runs(compiled, count=1)
         module = import_source(source, path.stem)
-        model, abstract = build_within_memory(compiled, module, mod, backend_name)
+        model, abstract = build_within_memory(compiled, module, mod, backend_name, probe.graph)
         what = f"the generated {backend_name} model"
         counts = verify_model(compiled, model, mod, what)
-        want = [compiled.graph.node(o).shape for o in compiled.graph.outputs]
-        got = mod.output_shapes(model, compiled.graph)
+        want = [probe.graph.node(o).shape for o in probe.graph.outputs]
+        got = mod.output_shapes(model, probe.graph)
         if got != want:
             raise VerificationError(
                 [

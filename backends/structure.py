@@ -66,7 +66,7 @@ GENERATED_NAMES = {
     *("concat_shape", "activate", "KerasConv2d", "KerasDepthwiseConv2d"),
     *("KerasSeparableConv2d", "KerasMaxPool2d", "KerasAvgPool2d", "KerasBatchNorm"),
     *("KerasLayerNorm", "KerasDropout", "KerasNormalization", "per_channel", "LayerScale"),
-    *("KerasConvTranspose2d", "transposed_shape"),
+    *("KerasConvTranspose2d", "transposed_shape", "upsample_shape"),
 }
 # sequences and attention (backends/torch_sequence_helpers.py, keras_sequence_helpers.py)
 GENERATED_NAMES |= {

@@ -27,10 +27,14 @@ def pair(value: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1):
-    """(height, width, channels) after a convolution or pooling window, Keras' rule."""
+    """(height, width, channels) after a convolution or pooling window, Keras' rule; an
+    unknown size (None: known only when the model runs) stays unknown."""
     out = []
     for size, k, s, d in zip(shape[:2], pair(kernel), pair(strides), pair(dilation), strict=True):
-        out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
+        if size is None:
+            out.append(None)
+        else:
+            out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
     return (*out, channels)
 
 
@@ -146,10 +150,13 @@ class KerasConvTranspose2d(nn.ConvTranspose2d):
 
 
 def transposed_shape(shape, channels, kernel, strides=1, padding="valid"):
-    """(height, width, channels) after Keras' Conv2DTranspose."""
+    """(height, width, channels) after Keras' Conv2DTranspose (None: unknown stays so)."""
     out = []
     for size, k, s in zip(shape[:2], pair(kernel), pair(strides), strict=True):
-        out.append(size * s if padding == "same" else (size - 1) * s + max(k, s))
+        if size is None:
+            out.append(None)
+        else:
+            out.append(size * s if padding == "same" else (size - 1) * s + max(k, s))
     return (*out, channels)
 
 
@@ -187,9 +194,18 @@ def torch_pads(padding) -> tuple[int, int, int, int]:
 
 
 def zero_pad_shape(shape, padding, sign=1):
-    """The shape after padding (sign 1) or cropping (sign -1) by a Keras padding value."""
+    """The shape after padding (sign 1) or cropping (sign -1) by a Keras padding value (None:
+    an unknown size stays unknown)."""
     left, right, top, bottom = torch_pads(padding)
-    return (shape[0] + sign * (top + bottom), shape[1] + sign * (left + right), shape[2])
+    h, w = shape[0], shape[1]
+    h = None if h is None else h + sign * (top + bottom)
+    return (h, None if w is None else w + sign * (left + right), shape[2])
+
+
+def upsample_shape(shape, size):
+    """The shape after Keras' UpSampling2D by size (n or (h, w)); None stays unknown."""
+    h, w = (None if n is None else n * f for n, f in zip(shape[:2], pair(size), strict=True))
+    return (h, w, shape[2])
 
 
 def crop(x: torch.Tensor, cropping) -> torch.Tensor:
@@ -356,10 +372,15 @@ class KerasDropout(nn.Module):
 
 
 def broadcast_shape(*shapes):
-    """The shape of an element-wise op over shapes that broadcast (aligned on the right)."""
+    """The shape of an element-wise op over shapes that broadcast (aligned on the right); an
+    unknown size (None) gives way to a known one above 1."""
     rank = max(len(s) for s in shapes)
     padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
-    return tuple(max(sizes) for sizes in zip(*padded, strict=True))
+    out = []
+    for sizes in zip(*padded, strict=True):
+        known = max((n for n in sizes if n is not None), default=None)
+        out.append(None if None in sizes and known in (None, 1) else known)
+    return tuple(out)
 
 
 def torch_dim(axis: int, rank: int) -> int:
@@ -372,8 +393,16 @@ def torch_dim(axis: int, rank: int) -> int:
 
 
 def concat_shape(shapes, axis: int):
+    """The shape after concatenating on a channels-last axis; off that axis, the size an input
+    knows (None: unknown in all of them), on it the sum (None if one is unknown)."""
     axis %= len(shapes[0])
-    return tuple(sum(s[axis] for s in shapes) if i == axis else d for i, d in enumerate(shapes[0]))
+    out = []
+    for i, sizes in enumerate(zip(*shapes, strict=True)):
+        if i == axis:
+            out.append(None if None in sizes else sum(sizes))
+        else:
+            out.append(next((n for n in sizes if n is not None), None))
+    return tuple(out)
 
 
 def activate(x: torch.Tensor, fn: str) -> torch.Tensor:

@@ -28,6 +28,7 @@ class Ctx(Protocol):
     out_rank: int | None
     broadcasts: bool  # the compiled graph saw inputs of different shapes
     fold: tuple[int, int] | None  # a symmetric zero pad before a 'valid' conv, done by it
+    unknown: bool  # the compiled graph saw an unknown height or width (None) in an input
 
     def attr(self, key: str) -> str | None: ...  # None when the spec leaves the default
     def const(self, key: str, default: Any = UNSET) -> Any: ...  # UNSET unless a constant
@@ -267,9 +268,12 @@ def _concat_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
 
 
 def _concat_shape(ctx: Ctx) -> str:
-    if ctx.const("axis", -1) == -1:
+    if ctx.const("axis", -1) == -1 and not ctx.unknown:
         total = " + ".join(f"{s}[-1]" for s in ctx.shapes)
         return f"(*{ctx.shape}[:-1], {total})"
+    if ctx.unknown:  # the helper takes a size any input knows (None: unknown in all)
+        shapes = ", ".join(ctx.shapes)
+        return f"{ctx.helper('concat_shape')}(({shapes}), {ctx.attr('axis') or '-1'})"
     shapes = "(" + ", ".join(ctx.shapes) + ",)"
     return f"{ctx.helper('concat_shape')}({shapes}, {ctx.attr('axis')})"
 
@@ -326,8 +330,8 @@ def _zpad_module(ctx: Ctx) -> str:
 
 def _zpad_shape(ctx: Ctx) -> str:
     padding = ctx.const("padding", 1)
-    if padding is UNSET:
-        return f"{ctx.helper('zero_pad_shape')}({ctx.shape}, {ctx.attr('padding')})"
+    if padding is UNSET or ctx.unknown:  # the helper keeps an unknown size (None) unknown
+        return f"{ctx.helper('zero_pad_shape')}({ctx.shape}, {ctx.attr('padding') or '1'})"
     left, r, t, b = _torch_pads(padding)
     return f"({ctx.shape}[0] + {t + b}, {ctx.shape}[1] + {left + r}, {ctx.shape}[2])"
 
@@ -350,6 +354,8 @@ def _upsample_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
 
 def _upsample_shape(ctx: Ctx) -> str:
     size = ctx.const("size", 2)
+    if ctx.unknown:  # the helper keeps an unknown size (None) unknown
+        return f"{ctx.helper('upsample_shape')}({ctx.shape}, {ctx.attr('size') or '2'})"
     if size is UNSET:
         factor = f"{ctx.helper('pair')}({ctx.attr('size')})"
         return f"({ctx.shape}[0] * {factor}[0], {ctx.shape}[1] * {factor}[1], {ctx.shape}[2])"
@@ -369,9 +375,9 @@ def _crop_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
 
 def _crop_shape(ctx: Ctx) -> str:
     crop = ctx.const("cropping", 0)
-    if crop is UNSET:
+    if crop is UNSET or ctx.unknown:  # the helper keeps an unknown size (None) unknown
         ctx.helper("torch_pads")
-        return f"{ctx.helper('zero_pad_shape')}({ctx.shape}, {ctx.attr('cropping')}, -1)"
+        return f"{ctx.helper('zero_pad_shape')}({ctx.shape}, {ctx.attr('cropping') or '0'}, -1)"
     left, right, top, bottom = _torch_pads(crop)
     s = ctx.shape
     return f"({s}[0] - {top + bottom}, {s}[1] - {left + right}, {s}[2])"

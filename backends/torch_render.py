@@ -13,7 +13,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from compiler.api import Compiled
+from compiler.api import Compiled, unknown_sizes
 from compiler.diagnostics import Diagnostic, SpecError
 
 from .codegen import environment, header_context, helper_source
@@ -220,6 +220,9 @@ class _Ctx:
         outs = {len(node.shape or ()) for node in step.nodes}
         self.out_rank = outs.pop() if len(outs) == 1 else None
         self.broadcasts = any(len(set(s)) > 1 for s in seen)
+        # an input of unknown height or width (null): spatial sizes may be None anywhere, also
+        # in steps the compiled parameters leave out (another value may take them)
+        self.unknown = unknown_sizes(graph)
 
     def attr(self, key: str) -> str | None:
         if key not in self.step.attrs:
@@ -792,6 +795,7 @@ _HELPER_ORDER = [
     "KerasAvgPool2d",
     "torch_pads",
     "zero_pad_shape",
+    "upsample_shape",
     "crop",
     "reshape_shape",
     "KerasBatchNorm",
@@ -817,6 +821,7 @@ _NEEDS: dict[str, set[str]] = {
     "KerasAvgPool2d": {"pair", "same_pads"},
     "torch_pads": {"pair"},
     "zero_pad_shape": {"torch_pads", "pair"},
+    "upsample_shape": {"pair"},
     "crop": {"torch_pads", "pair"},
     "KerasNormalization": {"per_channel"},
 }

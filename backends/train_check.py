@@ -33,7 +33,7 @@ from compiler.api import Compiled, compile_spec
 from compiler.diagnostics import Diagnostic
 from compiler.ir import Graph, Node
 
-from . import keras_backend, memory, torch_backend
+from . import keras_backend, memory, sizes, torch_backend
 from .compile import VerificationError, too_big
 from .torch_ops import TORCH_OPS
 from .transfer import keras_to_torch
@@ -73,15 +73,19 @@ def verify_training(
     batch: int = 4,
     seed: int = 0,
     learning_rate: float = LEARNING_RATE,
+    input_size: tuple[int, int] | None = None,
 ) -> TrainReport:
     """Run `steps` SGD steps in both frameworks; raise VerificationError (E111) at the first
-    loss, gradient, weight or moving statistic that differs."""
+    loss, gradient, weight or moving statistic that differs. Where the input's height and
+    width are unknown, the models (built for any size) train at `input_size`, or at the
+    first size `backends.sizes` finds."""
     compiled = (
         spec
         if isinstance(spec, Compiled)
         else compile_spec(spec, overrides, variant=variant, from_text=from_text)
     )
-    graph = compiled.graph
+    (run,) = sizes.runs(compiled, [input_size] if input_size else (), count=1)
+    graph = run.graph  # compiled's, or the spec at a size where its sizes are unknown
     short = memory.shortfall(graph, batch, models=4)  # two models and their gradients
     if short is not None:
         raise too_big(

@@ -10,17 +10,17 @@ proven is what `archc compile` writes.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from compiler.api import Compiled, compile_spec
+from compiler.api import Compiled, compile_spec, unknown_sizes
 from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Counts, Graph
 
-from . import keras_backend, memory, torch_backend
+from . import keras_backend, memory, sizes, torch_backend
 from .compile import VerificationError, too_big, verify_model
 from .transfer import keras_to_torch
 
@@ -38,6 +38,7 @@ class Report:
     first_bad: str | None = None
     odd_input: dict[str, Any] | None = None
     rows: list[tuple[str, float, float]] = field(default_factory=list)  # name, diff, limit
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # run at, for unknown sizes
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class Report:
             "layers_checked": self.layers_checked,
             "first_diverging_layer": self.first_bad,
             **({"odd_input": self.odd_input} if self.odd_input is not None else {}),
+            **({"input_sizes": [list(s) for s in self.sizes]} if self.sizes else {}),
         }
 
 
@@ -189,12 +191,17 @@ def verify(
     batch: int = 3,
     seed: int = 0,
     odd_input: bool = False,
+    input_sizes: Sequence[tuple[int, int]] = (),
 ) -> Report:
     """Build both backends, transfer weights, compare every layer; raise on any mismatch.
 
     With odd_input, the spec is also verified at an odd, non-square input size when its input
     shape is a `list[int]` parameter and the network accepts such a size (TF 'same' padding
     and pooling only differ from the naive rule there).
+
+    Where the input's height and width are unknown, the models (built once, for any size)
+    run at two sizes (`backends.sizes`; `input_sizes` chooses them): a module that baked in
+    the first size fails at the second. An odd size is then one the network accepts.
     """
     if not 0 <= atol < float("inf"):
         raise ValueError(f"atol must be a finite, non-negative number, got {atol!r}")
@@ -203,7 +210,8 @@ def verify(
         if isinstance(spec, Compiled)
         else compile_spec(spec, overrides, variant=variant, from_text=from_text)
     )
-    short = memory.shortfall(compiled.graph, batch, models=2)
+    runs = sizes.runs(compiled, input_sizes)  # [compiled] where every size is known
+    short = next((s for r in runs if (s := memory.shortfall(r.graph, batch, models=2))), None)
     if short is not None:
         raise too_big(
             compiled,
@@ -213,13 +221,19 @@ def verify(
             "output shapes on PyTorch's meta device; verify a smaller variant (fewer or "
             "narrower layers) for the numbers",
         )
-    report = _verify_compiled(compiled, atol, batch, seed)
+    report = _verify_compiled(compiled, atol, batch, seed, runs)
+    if unknown_sizes(compiled.graph):
+        report.sizes = [size for r in runs if (size := sizes.input_size(r)) is not None]
     if odd_input:
         other, why = _odd_input(compiled)
         if other is None:
             report.odd_input = {"skipped": why}
         else:
-            odd = _verify_compiled(other, atol, batch, seed + 1)
+            odd = (
+                _verify_compiled(compiled, atol, batch, seed + 1, [other])
+                if unknown_sizes(compiled.graph)
+                else _verify_compiled(other, atol, batch, seed + 1)
+            )
             report.odd_input = {
                 "shape": list(other.graph.node(other.graph.inputs[0]).shape or ()),
                 "layers_checked": odd.layers_checked,
@@ -231,6 +245,12 @@ def verify(
 def _odd_input(compiled: Compiled) -> tuple[Compiled | None, str]:
     """The spec compiled at an odd, non-square input size near its own, if it allows one;
     otherwise None and why not."""
+    if unknown_sizes(compiled.graph):
+        odd = sizes.odd_run(compiled)
+        if odd is None:
+            tried = ", ".join(map(sizes.text, sizes.ODD_CANDIDATES))
+            return None, f"the network accepts none of the odd sizes tried ({tried})"
+        return odd, ""
     spec = compiled.loaded.spec
     shape = spec.inputs[0].shape
     m = re.fullmatch(r"\$\{\s*(\w+)\s*\}", shape) if isinstance(shape, str) else None
@@ -251,20 +271,60 @@ def _odd_input(compiled: Compiled) -> tuple[Compiled | None, str]:
     return None, "the network accepts no odd, non-square size near its own"
 
 
-def _verify_compiled(compiled: Compiled, atol: float, batch: int, seed: int) -> Report:
-    graph = compiled.graph
+def _verify_compiled(
+    compiled: Compiled,
+    atol: float,
+    batch: int,
+    seed: int,
+    runs: Sequence[Compiled] = (),
+) -> Report:
+    """Build the models of `compiled` once and compare them at each of `runs` (the spec
+    compiled at the sizes to run at, where its input's sizes are unknown; else itself)."""
     km = keras_backend.build(compiled)
     tm = torch_backend.build(compiled)
     report = Report(
-        graph.counts,
+        compiled.graph.counts,
         verify_model(compiled, km, keras_backend, "the keras model"),
         verify_model(compiled, tm, torch_backend, "the torch model"),
     )
-    randomize_keras(km, graph, seed)
-    keras_to_torch(km, tm, graph)
+    randomize_keras(km, compiled.graph, seed)
+    keras_to_torch(km, tm, compiled.graph)
+    for k, run in enumerate(runs or [compiled]):
+        _compare_run(report, run.graph, km, tm, atol, batch, seed + k, run is not compiled)
+    return report
+
+
+def _compare_run(
+    report: Report,
+    graph: Graph,
+    km: Any,
+    tm: Any,
+    atol: float,
+    batch: int,
+    seed: int,
+    sized: bool,
+) -> None:
+    """Run both models on one seeded batch of `graph`'s input shapes; compare every layer."""
+    size = "x".join(map(str, graph.node(graph.inputs[0]).shape or ()))
     xs = inputs_for(graph, batch, seed)
-    k_out = keras_layer_outputs(km, graph, xs)
-    t_out = torch_layer_outputs(tm, graph, xs)
+    try:
+        k_out = keras_layer_outputs(km, graph, xs)
+        t_out = torch_layer_outputs(tm, graph, xs)
+    except Exception as exc:  # a model that cannot run at a size the IR accepts
+        if not sized:
+            raise
+        raise VerificationError(
+            [
+                Diagnostic(
+                    "E112",
+                    f"a generated model fails at input {size}, which the spec accepts: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                    hint="the model's unknown sizes are fixed somewhere (a module that keeps "
+                    "the first size it saw?); this is a bug in the backend if the spec is valid",
+                )
+            ]
+        ) from None
+    first: tuple[str, float, float] | None = None
     for node in graph.nodes:
         if node.name not in t_out:
             continue
@@ -272,12 +332,12 @@ def _verify_compiled(compiled: Compiled, atol: float, batch: int, seed: int) -> 
         report.rows.append((node.name, diff, limit))
         report.layers_checked += 1
         report.max_abs_diff = max(report.max_abs_diff, diff)
-        if diff > limit and report.first_bad is None:
-            report.first_bad = node.name
-    if report.first_bad is not None:
-        node = graph.node(report.first_bad)
-        diff, limit = next((d, lim) for n, d, lim in report.rows if n == report.first_bad)
-        size = "x".join(map(str, graph.node(graph.inputs[0]).shape or ()))
+        if diff > limit and first is None:
+            first = (node.name, diff, limit)
+    if first is not None:
+        report.first_bad = first[0]
+        node = graph.node(first[0])
+        diff, limit = first[1], first[2]
         suspects = _unchecked_before(graph, node.name, set(t_out))
         hint = "the layers before it agree; check this op's Keras<->PyTorch rule"
         if suspects:
@@ -298,4 +358,3 @@ def _verify_compiled(compiled: Compiled, atol: float, batch: int, seed: int) -> 
                 )
             ]
         )
-    return report

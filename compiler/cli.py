@@ -193,6 +193,15 @@ def _finite(value: float) -> float:
     return value
 
 
+def _sizes(values: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    from backends.sizes import parse_size
+
+    try:
+        return tuple(parse_size(v) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 set_option = click.option(
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a spec parameter."
 )
@@ -432,6 +441,16 @@ def compile_cmd(
     help="Also verify at an odd, non-square input size, where the spec allows one.",
 )
 @click.option(
+    "--input-size",
+    "input_sizes",
+    metavar="HxW",
+    multiple=True,
+    callback=lambda ctx, param, value: _sizes(value),
+    help="For a spec whose input height and width are unknown (null): a size to run the "
+    "models at (repeatable; default: the first two of 64x64, 96x80, 96x64, 128x96, ... that "
+    "the network accepts).",
+)
+@click.option(
     "--train",
     is_flag=True,
     help="Also run the same SGD steps in both (BatchNorm in training mode, L2 on) and compare "
@@ -453,6 +472,7 @@ def verify(
     batch: int,
     seed: int,
     odd_input: bool,
+    input_sizes: tuple[tuple[int, int], ...],
     train: bool,
     steps: int,
     as_json: bool,
@@ -473,10 +493,17 @@ def verify(
             batch=batch,
             seed=seed,
             odd_input=odd_input,
+            input_sizes=input_sizes,
         )
         trained = (
             verify_training(
-                spec, overrides, variant=variant, from_text=True, steps=steps, seed=seed
+                spec,
+                overrides,
+                variant=variant,
+                from_text=True,
+                steps=steps,
+                seed=seed,
+                input_size=input_sizes[0] if input_sizes else None,
             )
             if train
             else None
@@ -496,6 +523,9 @@ def verify(
                 f"outputs: {report.layers_checked} layers agree, "
                 f"max|Δ| = {report.max_abs_diff:.3g} (atol {atol:g})"
             )
+            if report.sizes:
+                shown = " and ".join(f"{h}x{w}" for h, w in report.sizes)
+                click.echo(f"sizes: the input's height and width are unknown; run at {shown}")
             odd = report.odd_input
             if odd and "shape" in odd:
                 size = "x".join(map(str, odd["shape"]))

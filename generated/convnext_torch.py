@@ -46,10 +46,14 @@ def pair(value: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1):
-    """(height, width, channels) after a convolution or pooling window, Keras' rule."""
+    """(height, width, channels) after a convolution or pooling window, Keras' rule; an
+    unknown size (None: known only when the model runs) stays unknown."""
     out = []
     for size, k, s, d in zip(shape[:2], pair(kernel), pair(strides), pair(dilation), strict=True):
-        out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
+        if size is None:
+            out.append(None)
+        else:
+            out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
     return (*out, channels)
 
 

@@ -48,10 +48,14 @@ def pair(value: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1):
-    """(height, width, channels) after a convolution or pooling window, Keras' rule."""
+    """(height, width, channels) after a convolution or pooling window, Keras' rule; an
+    unknown size (None: known only when the model runs) stays unknown."""
     out = []
     for size, k, s, d in zip(shape[:2], pair(kernel), pair(strides), pair(dilation), strict=True):
-        out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
+        if size is None:
+            out.append(None)
+        else:
+            out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
     return (*out, channels)
 
 
@@ -220,10 +224,15 @@ class KerasDropout(nn.Module):
 
 
 def broadcast_shape(*shapes):
-    """The shape of an element-wise op over shapes that broadcast (aligned on the right)."""
+    """The shape of an element-wise op over shapes that broadcast (aligned on the right); an
+    unknown size (None) gives way to a known one above 1."""
     rank = max(len(s) for s in shapes)
     padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
-    return tuple(max(sizes) for sizes in zip(*padded, strict=True))
+    out = []
+    for sizes in zip(*padded, strict=True):
+        known = max((n for n in sizes if n is not None), default=None)
+        out.append(None if None in sizes and known in (None, 1) else known)
+    return tuple(out)
 
 
 def activate(x: torch.Tensor, fn: str) -> torch.Tensor:

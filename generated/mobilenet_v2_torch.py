@@ -49,10 +49,14 @@ def pair(value: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1):
-    """(height, width, channels) after a convolution or pooling window, Keras' rule."""
+    """(height, width, channels) after a convolution or pooling window, Keras' rule; an
+    unknown size (None: known only when the model runs) stays unknown."""
     out = []
     for size, k, s, d in zip(shape[:2], pair(kernel), pair(strides), pair(dilation), strict=True):
-        out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
+        if size is None:
+            out.append(None)
+        else:
+            out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
     return (*out, channels)
 
 
@@ -114,9 +118,12 @@ def torch_pads(padding) -> tuple[int, int, int, int]:
 
 
 def zero_pad_shape(shape, padding, sign=1):
-    """The shape after padding (sign 1) or cropping (sign -1) by a Keras padding value."""
+    """The shape after padding (sign 1) or cropping (sign -1) by a Keras padding value (None:
+    an unknown size stays unknown)."""
     left, right, top, bottom = torch_pads(padding)
-    return (shape[0] + sign * (top + bottom), shape[1] + sign * (left + right), shape[2])
+    h, w = shape[0], shape[1]
+    h = None if h is None else h + sign * (top + bottom)
+    return (h, None if w is None else w + sign * (left + right), shape[2])
 
 
 class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):

@@ -57,10 +57,14 @@ def pair(value: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1):
-    """(height, width, channels) after a convolution or pooling window, Keras' rule."""
+    """(height, width, channels) after a convolution or pooling window, Keras' rule; an
+    unknown size (None: known only when the model runs) stays unknown."""
     out = []
     for size, k, s, d in zip(shape[:2], pair(kernel), pair(strides), pair(dilation), strict=True):
-        out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
+        if size is None:
+            out.append(None)
+        else:
+            out.append(-(-size // s) if padding == "same" else (size - (k - 1) * d - 1) // s + 1)
     return (*out, channels)
 
 
@@ -122,9 +126,12 @@ def torch_pads(padding) -> tuple[int, int, int, int]:
 
 
 def zero_pad_shape(shape, padding, sign=1):
-    """The shape after padding (sign 1) or cropping (sign -1) by a Keras padding value."""
+    """The shape after padding (sign 1) or cropping (sign -1) by a Keras padding value (None:
+    an unknown size stays unknown)."""
     left, right, top, bottom = torch_pads(padding)
-    return (shape[0] + sign * (top + bottom), shape[1] + sign * (left + right), shape[2])
+    h, w = shape[0], shape[1]
+    h = None if h is None else h + sign * (top + bottom)
+    return (h, None if w is None else w + sign * (left + right), shape[2])
 
 
 class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -171,10 +178,15 @@ class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def broadcast_shape(*shapes):
-    """The shape of an element-wise op over shapes that broadcast (aligned on the right)."""
+    """The shape of an element-wise op over shapes that broadcast (aligned on the right); an
+    unknown size (None) gives way to a known one above 1."""
     rank = max(len(s) for s in shapes)
     padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
-    return tuple(max(sizes) for sizes in zip(*padded, strict=True))
+    out = []
+    for sizes in zip(*padded, strict=True):
+        known = max((n for n in sizes if n is not None), default=None)
+        out.append(None if None in sizes and known in (None, 1) else known)
+    return tuple(out)
 
 
 def activate(x: torch.Tensor, fn: str) -> torch.Tensor:
