@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from .diagnostics import Diagnostic, SpecError, did_you_mean, short_repr
 from .ops import load_all
-from .schema import PATTERN_MEANING, Spec
+from .schema import ITEM_KEYS, PATTERN_MEANING, Spec
 from .yaml_loader import Document, PathKey, load_file, load_text
 
 
@@ -47,11 +47,68 @@ def validate(doc: Document) -> LoadedSpec:
                 )
             ]
         )
+    missing = _missing_required(doc)
     try:
         spec = Spec.model_validate(doc.data)
     except ValidationError as exc:
-        raise SpecError(_diagnostics(exc, doc)) from None
+        raise SpecError(_sorted([*_diagnostics(exc, doc), *missing])) from None
+    if missing:
+        raise SpecError(missing)
     return LoadedSpec(doc, spec)
+
+
+def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
+    def key(d: Diagnostic) -> tuple[int, int]:
+        return (d.location.line, d.location.col) if d.location is not None else (0, 0)
+
+    return sorted(diags, key=key)
+
+
+def _missing_required(doc: Document) -> list[Diagnostic]:
+    """Required op attributes that neither the item nor the spec's `defaults:` for its op give
+    (E011): an item may leave a required attribute to `defaults:` (e.g. every activation's
+    `fn`). Read from the raw document, so these are reported beside any schema error."""
+    ops = load_all()
+    data = doc.data if isinstance(doc.data, dict) else {}
+    raw_defaults = data.get("defaults")
+    defaults = raw_defaults if isinstance(raw_defaults, dict) else {}
+    out = []
+
+    def items(seq: Any, path: PathKey) -> None:
+        if not isinstance(seq, list):
+            return
+        for i, item in enumerate(seq):
+            if not isinstance(item, dict):
+                continue
+            where = (*path, i)
+            if isinstance(item.get("body"), list):
+                items(item["body"], (*where, "body"))
+            op = ops.get(item["op"]) if isinstance(item.get("op"), str) else None
+            if op is None:
+                continue
+            given = defaults.get(op.name)
+            supplied = set(given) if isinstance(given, dict) else set()
+            need = f" ('{op.name}' requires: {', '.join(sorted(op.required))})"
+            known = {f.name for f in op.user_fields} | set(ITEM_KEYS)
+            unknown = [k for k in item if isinstance(k, str) and k not in known]
+            for key in sorted(op.required - set(item) - supplied):
+                if any(did_you_mean(k, [key]) for k in unknown):
+                    continue  # a misspelt key: reported once, as unknown, with "did you mean"
+                out.append(
+                    Diagnostic(
+                        "E011",
+                        f"missing required key '{key}'{_owner(data, where)}",
+                        doc.loc(where),
+                        hint=f"add '{key}: ...'{need}, or give it in defaults: {op.name}:",
+                    )
+                )
+
+    items(data.get("layers"), ("layers",))
+    blocks = data.get("blocks")
+    for name, block in blocks.items() if isinstance(blocks, dict) else ():
+        if isinstance(block, dict):
+            items(block.get("body"), ("blocks", name, "body"))
+    return out
 
 
 def _walk(data: Any, loc: tuple[Any, ...]) -> tuple[PathKey, tuple[Any, ...]]:

@@ -149,11 +149,13 @@ def _item_model_name(op: OpDef) -> str:
 
 
 def _op_item_model(op: OpDef) -> type[BaseModel]:
-    """Attribute values may be expressions: here only their names and presence are checked."""
+    """Attribute values may be expressions: here only their names are checked. A required
+    attribute may come from `defaults:`, so its presence is checked with the spec's defaults
+    in view (compiler.load._missing_required); the JSON Schema still lists it as required."""
     fields: dict[str, Any] = {"op": (Literal[op.name], ...)}
     for f in op.user_fields:
         has_default = f.default is not dataclasses.MISSING
-        fields[f.name] = (Any, f.default if has_default else ...)
+        fields[f.name] = (Any, f.default if has_default else None)
     fields["trainable"] = (bool | Expr, True)
     return create_model(_item_model_name(op), __base__=_ItemBase, __doc__=op.doc or None, **fields)
 
@@ -583,6 +585,9 @@ def json_schema() -> dict[str, Any]:
         }
         for a in op.attributes:
             model["properties"][a.name] = _attribute_schema(a)
+        # required on the item here (JSON Schema cannot see `defaults:`), though a spec may
+        # give them in defaults: instead, which the compiler accepts
+        model["required"] = ["op", *[a.name for a in op.attributes if a.required]]
     for name, words in STRUCTURE_KEYS.items():
         _describe_keys(schema if name == "Spec" else defs[name], words)
     defs["ParamDecl"]["allOf"] = _param_rules()

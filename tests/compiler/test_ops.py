@@ -821,6 +821,10 @@ def test_missing_required_attributes_are_named(op: str) -> None:
     found = layer_errors(body, *shapes)
     need = f" ('{op}' requires: {', '.join(required)})"
     assert [(d.code, d.message, d.hint) for d in found] == [
-        ("E011", f"missing required key '{key}' in op '{op}'", f"add '{key}: ...'{need}")
+        (
+            "E011",
+            f"missing required key '{key}' in op '{op}'",
+            f"add '{key}: ...'{need}, or give it in defaults: {op}:",
+        )
         for key in required
     ]
