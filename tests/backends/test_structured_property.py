@@ -549,7 +549,13 @@ class Gen:
         inner = Scope(
             kind="body",
             prev=Tensor(entry.tok, None),
-            inp=None if sc.inp is None or sc.inp.hw != entry.hw else replace(sc.inp, hw=None),
+            # a repeat nested in a repeat at the top level: its body class cannot read the
+            # model's input in PyTorch (E120, input_in_top_repeat.yaml) unless ALL_FEATURES
+            inp=None
+            if sc.inp is None
+            or sc.inp.hw != entry.hw
+            or (sc.kind == "body" and sc.block_depth == 0 and not ALL_FEATURES)
+            else replace(sc.inp, hw=None),
             in_tok=sc.in_tok if not sc.concrete else "in_shape[-1]",
             concrete=False,
             prefix=sc.prefix,
@@ -831,6 +837,14 @@ def _open(file: str, check: str, reason: str) -> Any:
         ("computed_call_input.yaml", "ruff"),
         ("computed_same_tensor.yaml", "ruff"),
         ("only_skipped_layers.yaml", "verify"),
+        _open(
+            "input_in_top_repeat.yaml",
+            "torch",
+            "torch_render: the multi-item body of a repeat nested in a top-level repeat is a "
+            "class that cannot see the model's input (E120 'a repeat's body refers to the "
+            "input of the block around it'), though the spec compiles and Keras generates it; "
+            "found by the long fuzzing profile",
+        ),
         _open(
             "outer_id_in_repeat.yaml",
             "torch",
