@@ -7,6 +7,7 @@
 #
 #   bash scripts/fuzz.sh            # ~13,000 cases (hours on 2 cores)
 #   bash scripts/fuzz.sh -x -k torch  # extra pytest arguments select a part
+#   ARCHC_FUZZ_EXAMPLES=300 bash scripts/fuzz.sh   # fewer cases per property
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

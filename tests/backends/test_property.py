@@ -42,7 +42,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:You are using a softmax over axi
 
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile("archc-ci", max_examples=25, derandomize=True, **_COMMON)
-settings.register_profile("archc-long", max_examples=2000, **_COMMON)
+LONG_EXAMPLES = int(os.environ.get("ARCHC_FUZZ_EXAMPLES", "2000"))  # scripts/fuzz.sh
+settings.register_profile("archc-long", max_examples=LONG_EXAMPLES, **_COMMON)
 LONG = os.environ.get("HYPOTHESIS_PROFILE", "") == "long"
 PROFILE = settings.get_profile("archc-long" if LONG else "archc-ci")
 # the cheap properties (no Keras) afford more examples than the cross-backend one

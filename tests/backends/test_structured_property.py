@@ -47,7 +47,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:You are using a softmax over axi
 
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile("archc-structured-ci", max_examples=25, derandomize=True, **_COMMON)
-settings.register_profile("archc-structured-long", max_examples=2000, **_COMMON)
+LONG_EXAMPLES = int(os.environ.get("ARCHC_FUZZ_EXAMPLES", "2000"))  # scripts/fuzz.sh
+settings.register_profile("archc-structured-long", max_examples=LONG_EXAMPLES, **_COMMON)
 LONG = os.environ.get("HYPOTHESIS_PROFILE", "") == "long"
 PROFILE = settings.get_profile("archc-structured-long" if LONG else "archc-structured-ci")
 CHEAP = settings(PROFILE, max_examples=PROFILE.max_examples * (1 if LONG else 2))
