@@ -13,9 +13,11 @@ and every moving statistic are compared in graph order; the first that differs i
 Both run in float64 (Keras' floatx and `model.double()`: the generated code is the same).
 In float32 the frameworks' summation orders differ by ~1e-5 relative once gradients are
 summed over a batch and through BatchNorm, the size of a small L2 penalty's gradient; in
-float64 they agree to ~1e-13, so the tolerance, max|Δ| ≤ 1e-10 + 1e-8 · max|value| per
-array, sits five orders of magnitude above rounding and far below any rule difference (a
-momentum not converted is off by ~0.5, a biased variance by 1/n, an L2 term by 2·l2·w).
+float64 they agree to ~1e-13, except that Keras keeps an L2 factor as a float32 constant
+(0.0005 becomes 0.000500000024: penalties differ by ~5e-8 relative). The tolerance,
+max|Δ| ≤ 1e-10 + 1e-6 · max|value| per array, sits well above both and far below any rule
+difference (a momentum not converted is off by ~0.5, a biased variance by 1/n, an L2 term
+left out by all of it).
 
 Dropout and stochastic depth draw random masks no two frameworks share: their rates are set
 to 0 in both models for the run (and reported).
@@ -40,7 +42,7 @@ from .transfer import keras_to_torch
 from .verify import channels_first, inputs_for, randomize_keras
 
 ATOL = 1e-10
-RTOL = 1e-8
+RTOL = 1e-6
 LEARNING_RATE = 0.01
 RANDOM_OPS = ("dropout", "stochastic_depth")
 

@@ -45,7 +45,10 @@ def small() -> Compiled:
 
 
 def test_the_seed_trains_the_same_in_both_frameworks() -> None:
-    report = verify_training(str(SEED), steps=3)
+    # L2 on: the seed's `reg` puts a kernel_l2 on every conv (0 by default)
+    penalised = compile_spec(SEED, {"reg": 5e-4}).graph.nodes
+    assert sum(getattr(n.attrs, "kernel_l2", None) == 5e-4 for n in penalised) == 16
+    report = verify_training(str(SEED), {"reg": 5e-4}, steps=3)
     # per step: the loss, 15 conv kernels + 8 BN gamma/beta pairs + ... every trainable
     # weight's gradient, then every weight and moving statistic after the update
     assert len(report.losses) == 3
@@ -123,6 +126,8 @@ def test_a_broken_training_rule_is_caught_and_named(
 
 
 def test_cli_verify_train(archc: Any) -> None:
-    result = archc("verify", SEED, "--train", "--steps", "2", "--no-odd-input")
+    result = archc(
+        "verify", SEED, "--train", "--steps", "2", "--no-odd-input", "--set", "reg=0.0005"
+    )
     assert result.exit_code == 0, result.output
     assert "training: 2 SGD steps" in result.output
