@@ -122,14 +122,22 @@ class _Function:
         if layer.regularizes and l2 is not None:
             args.append(f"{layer.regularizes}=regularizers.L2({self.src(l2)})")
             self.uses_regularizers = True
-        if step.trainable is not True:
+        # Keras' attention builds its projections (sublayers) when first called, and a
+        # layer's `trainable` reaches only the sublayers it has: freeze it after the call
+        frozen_after = step.trainable is not True and layer.call is not None
+        if step.trainable is not True and not frozen_after:
             args.append(f"trainable={self.src(step.trainable)}")
         args.append(f"name={self.src(step.name)}")
         call = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
         if layer.call is not None:  # a layer called with arguments of its own (attention)
             call = layer.call(attr, ins)
         cls = layer.cls if layer.custom else f"layers.{layer.cls}"
-        self.out(f"x = {cls}({', '.join(args)})({call})")
+        if frozen_after:
+            self.out(f"layer = {cls}({', '.join(args)})")
+            self.out(f"x = layer({call})")
+            self.out(f"layer.trainable = {self.src(step.trainable)}  # sublayers too, now built")
+        else:
+            self.out(f"x = {cls}({', '.join(args)})({call})")
         self.prev = "x"
 
     def rank(self, step: OpStep) -> int | None:

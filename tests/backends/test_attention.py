@@ -304,3 +304,29 @@ def test_four_inputs_are_an_arity_error(tmp_path: Path) -> None:
     (diag,) = info.value.diagnostics
     assert "'multi_head_attention' takes" in diag.message
     assert diag.location is not None and diag.location.line == 6
+
+
+FROZEN = """
+archc: 1
+name: frozen_attention
+inputs:
+  - {name: x, shape: [4, 2]}
+layers:
+  - {op: multi_head_attention, name: att, num_heads: 1, key_dim: 2, trainable: false}
+"""
+
+
+def test_a_frozen_attention_layer_freezes_its_projections_in_keras() -> None:
+    # found by the long fuzzing profile: `trainable=False` given to Keras' MultiHeadAttention
+    # when it is made reaches none of the projections it builds at its first call.
+    # Parameters: q, k, v kernels (2, 1, 2) and biases (1, 2), output kernel (1, 2, 2) and bias
+    frozen = 3 * (2 * 1 * 2 + 1 * 2) + (1 * 2 * 2 + 2)
+    compiled = compile_spec(loads(FROZEN, "frozen.yaml"))
+    model = keras_backend.build(compiled)
+    assert keras_backend.counts(model).as_dict() == {
+        "total": frozen,
+        "trainable": 0,
+        "non_trainable": frozen,
+    }
+    assert torch_backend.counts(torch_backend.build(compiled)).non_trainable == frozen
+    verify(compiled)

@@ -550,12 +550,10 @@ class Gen:
         inner = Scope(
             kind="body",
             prev=Tensor(entry.tok, None),
-            # a repeat nested in a repeat at the top level: its body class cannot read the
-            # model's input in PyTorch (E120, input_in_top_repeat.yaml) unless ALL_FEATURES
+            # a repeat nested in a repeat: its body class cannot read the model's or the
+            # block's input in PyTorch (E120, input_in_top_repeat.yaml) unless ALL_FEATURES
             inp=None
-            if sc.inp is None
-            or sc.inp.hw != entry.hw
-            or (sc.kind == "body" and sc.block_depth == 0 and not ALL_FEATURES)
+            if sc.inp is None or sc.inp.hw != entry.hw or (sc.kind == "body" and not ALL_FEATURES)
             else replace(sc.inp, hw=None),
             in_tok=sc.in_tok if not sc.concrete else "in_shape[-1]",
             concrete=False,
@@ -838,6 +836,14 @@ def _open(file: str, check: str, reason: str) -> Any:
         ("computed_call_input.yaml", "ruff"),
         ("computed_same_tensor.yaml", "ruff"),
         ("only_skipped_layers.yaml", "verify"),
+        _open(
+            "fuzz_conditional_conv_in_repeat.yaml",
+            "verify",
+            "verify: Keras and PyTorch disagree in shape at a conv whose `when` reads "
+            "prev_shape, in a block called from a repeat inside a block (both models build, "
+            "count and shape their outputs as the IR does); found by the long fuzzing "
+            "profile, not diagnosed yet",
+        ),
         _open(
             "input_in_top_repeat.yaml",
             "torch",
