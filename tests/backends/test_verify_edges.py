@@ -83,3 +83,18 @@ def test_inputs_computed_as_a_list_of_names() -> None:
     assert compiled.graph.node("both").inputs == ("a", "a")
     assert compiled.graph.node("both").shape == (5, 7, 4)
     verify(compiled)  # Keras == PyTorch, generated from the expression
+
+
+def test_overflow_both_frameworks_share_is_agreement() -> None:
+    # a network that squares its activations again and again overflows float32: the same
+    # infinities (or NaNs) at the same places in both frameworks agree; the finite rest is
+    # compared as ever, and an overflow in one framework only is a disagreement
+    from backends.verify import _compare
+
+    inf, nan = np.inf, np.nan
+    a = np.array([1.0, inf, -inf, nan], np.float32)
+    assert _compare(a, a.copy(), 1e-5)[0] == 0.0
+    assert _compare(a, np.array([1.5, inf, -inf, nan], np.float32), 1e-5)[0] == 0.5
+    for other in ([1.0, 3.0, -inf, nan], [1.0, -inf, -inf, nan], [1.0, inf, -inf, inf]):
+        diff, limit = _compare(a, np.array(other, np.float32), 1e-5)
+        assert diff == inf and limit == 0.0
