@@ -65,6 +65,7 @@ def infer_node(node: Node, in_shapes: list[Shape], by_name: Mapping[str, Node]) 
         weights = tuple(opdef.weights(attrs, in_shapes, shape))
         sized = not unknown and None not in shape
         flops = opdef.flops(attrs, in_shapes, shape) if sized else None
+        macs = opdef.macs(attrs, in_shapes, shape) if sized else None
     except ShapeError as exc:
         raise SpecError([shape_diagnostic(node, exc, in_shapes, by_name)]) from None
     if any(d is not None and d <= 0 for d in shape):
@@ -79,7 +80,9 @@ def infer_node(node: Node, in_shapes: list[Shape], by_name: Mapping[str, Node]) 
                 )
             ]
         )
-    return dataclasses.replace(node, attrs=attrs, shape=shape, weights=weights, flops=flops)
+    return dataclasses.replace(
+        node, attrs=attrs, shape=shape, weights=weights, flops=flops, macs=macs
+    )
 
 
 def infer(graph: Graph) -> Graph:

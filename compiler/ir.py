@@ -65,6 +65,7 @@ class Node:
     shape: Shape | None = None
     weights: tuple[Weight, ...] = ()
     flops: int | None = 0  # None: unknown (the layer sees an unknown height or width)
+    macs: int | None = 0  # multiply-accumulates (OpDef.macs); None where flops are
 
     @property
     def counts(self) -> Counts:
@@ -125,5 +126,13 @@ class Graph:
     def flops(self) -> int | None:
         """Every layer's FLOPs summed; None (unknown) when any layer's are: a partial sum
         would read as the whole network's."""
-        per = [n.flops for n in self.nodes]
-        return None if None in per else sum(f for f in per if f is not None)
+        return _known_sum([n.flops for n in self.nodes])
+
+    @property
+    def macs(self) -> int | None:
+        """Every layer's multiply-accumulates summed; None when any layer's are unknown."""
+        return _known_sum([n.macs for n in self.nodes])
+
+
+def _known_sum(per: list[int | None]) -> int | None:
+    return None if None in per else sum(f for f in per if f is not None)

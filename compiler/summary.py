@@ -77,29 +77,8 @@ def table(graph: Graph) -> str:
     return "\n".join(lines)
 
 
-def layer_macs(graph: Graph) -> dict[str, int | None]:
-    """Multiply-accumulates per layer (convolutions, dense layers, attention matmuls; 0 for
-    every other op): None where a size they depend on is unknown."""
-    ops = load_all()
-    out: dict[str, int | None] = {}
-    for node in graph.nodes:
-        ins = [graph.node(i).shape for i in node.inputs]
-        known = [s for s in ins if s is not None and None not in s]
-        shape = node.shape
-        if shape is None or None in shape or len(known) != len(ins):
-            out[node.name] = None
-        else:
-            out[node.name] = ops[node.op].macs(node.attrs, known, shape)
-    return out
-
-
-def total_macs(graph: Graph) -> int | None:
-    per = layer_macs(graph).values()
-    return None if None in per else sum(m for m in per if m is not None)
-
-
 def macs_line(graph: Graph) -> str:
-    total = total_macs(graph)
+    total = graph.macs
     what = "unknown (an input size is unknown)" if total is None else f"{total:,}"
     return (
         f"MACs: {what} (multiply-accumulates of convolutions, dense layers and attention, "
@@ -110,12 +89,11 @@ def macs_line(graph: Graph) -> str:
 def to_json(graph: Graph) -> dict[str, Any]:
     check_sizes(graph)
     first = graph.node(graph.inputs[0]) if graph.inputs else None
-    macs = layer_macs(graph)
     return {
         "name": graph.name,
         "input_shape": list(first.shape or ()) if first else None,
         "params": graph.counts.as_dict(),
-        "macs": total_macs(graph),
+        "macs": graph.macs,
         "flops": graph.flops,  # null where a layer sees an unknown height or width
         "layers": [
             {
@@ -123,7 +101,7 @@ def to_json(graph: Graph) -> dict[str, Any]:
                 "op": n.op,
                 "output_shape": list(n.shape or ()),
                 "params": n.counts.total,
-                "macs": macs[n.name],
+                "macs": n.macs,
                 "inputs": list(n.inputs),
             }
             for n in graph.nodes
