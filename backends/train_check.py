@@ -37,8 +37,7 @@ from compiler.ir import Graph, Node
 
 from . import keras_backend, memory, sizes, torch_backend
 from .compile import VerificationError, too_big
-from .torch_ops import TORCH_OPS
-from .transfer import keras_to_torch
+from .transfer import bound_tensors, keras_to_torch
 from .verify import channels_first, inputs_for, randomize_keras
 
 ATOL = 1e-10
@@ -195,16 +194,8 @@ def _torch_step(
 
 def _bound(tm: Any, graph: Graph) -> Iterator[tuple[Node, str, Any, Any, tuple[int, ...]]]:
     """(node, weight name, PyTorch tensor, binding, Keras shape) of every IR weight."""
-    for node in graph.nodes:
-        if not node.weights:
-            continue
-        module = tm.get_submodule(tm.keras_layers[node.name])
-        for weight in node.weights:
-            binding = TORCH_OPS[node.op].weights[weight.name]
-            tensor = module
-            for part in binding.key.split("."):
-                tensor = getattr(tensor, part)
-            yield node, weight.name, tensor, binding, weight.shape
+    for node, weight, tensor, binding in bound_tensors(tm, graph):
+        yield node, weight.name, tensor, binding, weight.shape
 
 
 def _weights(km: Any, tm: Any, graph: Graph) -> Iterator[tuple[Node, str, Any, Any]]:
@@ -220,18 +211,18 @@ def _weights(km: Any, tm: Any, graph: Graph) -> Iterator[tuple[Node, str, Any, A
 
 
 def _random_layers_off(km: Any, tm: Any, graph: Graph) -> list[str]:
-    """Set every dropout-like layer's rate to 0 in both models; their names."""
+    """Set every dropout-like layer's rate to 0 in both models (the PyTorch module found by
+    its Keras name, as transfer finds it); their names."""
     names = []
     for node in graph.nodes:
         if node.op not in RANDOM_OPS or not getattr(node.attrs, "rate", 0):
             continue
         km.get_layer(node.name).rate = 0.0
+        module = tm.get_submodule(tm.keras_layers[node.name])
+        for attr in ("p", "rate"):  # nn.Dropout's, KerasDropout's
+            if hasattr(module, attr):
+                setattr(module, attr, 0.0)
         names.append(node.name)
-    for module in tm.modules():
-        if "drop" in type(module).__name__.lower() or "stochastic" in type(module).__name__.lower():
-            for attr in ("p", "rate"):
-                if isinstance(getattr(module, attr, None), float):
-                    setattr(module, attr, 0.0)
     return names
 
 

@@ -7,13 +7,14 @@ the PyTorch parameter or buffer it is, and the layout change both ways) to the m
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from compiler.ir import Graph, Node
+from compiler.ir import Graph, Node, Weight
 
-from .torch_ops import TORCH_OPS
+from .torch_ops import TORCH_OPS, Binding
 
 
 def _module(torch_model: Any, node: Node) -> Any:
@@ -28,6 +29,18 @@ def _tensor(module: Any, key: str) -> Any:
     for part in key.split("."):
         module = getattr(module, part)
     return module
+
+
+def bound_tensors(torch_model: Any, graph: Graph) -> Iterator[tuple[Node, Weight, Any, Binding]]:
+    """(node, IR weight, the PyTorch parameter or buffer it is, its binding) for every weight
+    of the graph, through the op's bindings and `keras_layers`."""
+    for node in graph.nodes:
+        if not node.weights:
+            continue
+        module = _module(torch_model, node)
+        for weight in node.weights:
+            binding = TORCH_OPS[node.op].weights[weight.name]
+            yield node, weight, _tensor(module, binding.key), binding
 
 
 def _keras_arrays(layer: Any, node: Node) -> list[np.ndarray]:
