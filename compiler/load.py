@@ -58,6 +58,8 @@ def validate(doc: Document) -> LoadedSpec:
 
 
 def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """In the order of the file (diagnostics without a place first)."""
+
     def key(d: Diagnostic) -> tuple[int, int]:
         return (d.location.line, d.location.col) if d.location is not None else (0, 0)
 
@@ -266,7 +268,7 @@ def _diagnostics(exc: ValidationError, doc: Document) -> list[Diagnostic]:
             listing = ", ".join(alternatives[:-1]) + " or " + alternatives[-1]
             message = f"invalid {key} {_describe(value)}: expected {listing}"
         out.append(Diagnostic("E015", message, doc.loc(path), hint=hint))
-    return sorted(out, key=lambda d: (d.location.line, d.location.col) if d.location else (0, 0))
+    return _sorted(out)
 
 
 _ALTERNATIVES = {
