@@ -19,6 +19,7 @@ import torch
 
 from compiler.ir import Counts
 from tests.conftest import ROOT
+from tests.zoo import keras_counts
 
 GENERATED = ROOT / "generated"
 
@@ -40,14 +41,6 @@ def torch_counts(model: torch.nn.Module) -> Counts:
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     buffers = sum(b.numel() for b in model.buffers() if b.is_floating_point())
     return Counts(trainable + frozen + buffers, trainable, frozen + buffers)
-
-
-def keras_counts(model: Any) -> Counts:
-    def size(weights: list[Any]) -> int:
-        return sum(int(np.prod(w.shape)) for w in weights)
-
-    t, n = size(model.trainable_weights), size(model.non_trainable_weights)
-    return Counts(t + n, t, n)
 
 
 def module(name: str) -> Any:

@@ -26,6 +26,7 @@ from compiler.api import compile_spec
 from compiler.ir import Counts
 from compiler.load import load
 from tests.conftest import ROOT, RUFF, SPECS
+from tests.zoo import keras_counts, taps
 
 TABLE = {  # the issue's table: total / trainable / non-trainable
     "mobilenet_v2": Counts(3_538_984, 3_504_872, 34_112),
@@ -47,13 +48,6 @@ ATOL = RTOL = 1e-5
 
 def spec_path(spec: str) -> Path:
     return SPECS / f"{spec}.yaml"
-
-
-def keras_counts(model: Any) -> Counts:
-    """Counts straight from Keras' trainable_weights / non_trainable_weights."""
-    t = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    n = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
-    return Counts(t + n, t, n)
 
 
 def build_reference(spec: str, variant: str | None, shape: tuple[int, ...] = SIZE) -> Any:
@@ -91,13 +85,6 @@ def randomize(model: Any, seed: int) -> None:
 
 def weighted(model: Any) -> set[str]:
     return {layer.name for layer in model.layers if layer.weights}
-
-
-def taps(model: Any, names: list[str], x: np.ndarray) -> list[np.ndarray]:
-    import keras
-
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
-    return [keras.ops.convert_to_numpy(y) for y in probe(x, training=False)]
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from compiler.api import compile_spec
 from compiler.ir import Counts
 from compiler.load import load
 from tests.conftest import ROOT, RUFF, SPECS
+from tests.zoo import keras_counts, taps
 
 # keras.applications' counts, total / trainable / non-trainable (weights=None, Keras 3.15);
 # None is the spec's default (the first variant's model)
@@ -83,13 +84,6 @@ ATOL = RTOL = 1e-5
 
 def spec_path(spec: str) -> Path:
     return SPECS / f"{spec}.yaml"
-
-
-def keras_counts(model: Any) -> Counts:
-    """Counts straight from Keras' trainable_weights / non_trainable_weights."""
-    t = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    n = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
-    return Counts(t + n, t, n)
 
 
 def build_reference(spec: str, variant: str | None, shape: tuple[int, ...] | None) -> Any:
@@ -152,13 +146,6 @@ def refresh(layer: Any) -> None:
     built or loaded; set_weights alone leaves them stale."""
     if type(layer).__name__ == "Normalization" and layer.weights:
         layer.finalize_state()
-
-
-def taps(model: Any, names: list[str], x: np.ndarray) -> list[np.ndarray]:
-    import keras
-
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
-    return [keras.ops.convert_to_numpy(y) for y in probe(x, training=False)]
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from compiler.api import compile_spec
 from compiler.ir import Counts
 from compiler.load import load
 from tests.conftest import ROOT, RUFF, SPECS
+from tests.zoo import keras_counts, taps
 
 TABLE = {  # the issue's table (keras.applications' counts): total / trainable / non-trainable
     "mobilenet": Counts(4_253_864, 4_231_976, 21_888),
@@ -84,13 +85,6 @@ def spec_path(spec: str) -> Path:
     return SPECS / f"{spec}.yaml"
 
 
-def keras_counts(model: Any) -> Counts:
-    """Counts straight from Keras' trainable_weights / non_trainable_weights."""
-    t = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    n = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
-    return Counts(t + n, t, n)
-
-
 def build_reference(spec: str, variant: str | None, shape: tuple[int, ...]) -> Any:
     import keras
 
@@ -135,13 +129,6 @@ def weight_shapes(model: Any) -> dict[str, list[tuple[int, ...]]]:
         for layer in model.layers
         if layer.weights
     }
-
-
-def taps(model: Any, names: list[str], x: np.ndarray) -> list[np.ndarray]:
-    import keras
-
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
-    return [keras.ops.convert_to_numpy(y) for y in probe(x, training=False)]
 
 
 def sample(spec: str, shape: tuple[int, ...]) -> np.ndarray:
