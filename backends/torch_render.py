@@ -56,6 +56,7 @@ from .writer import (
 )
 
 _SHAPES = re.compile(r"\w*shape")  # the shapes constructors track
+_INNER = ("inner", "inner2", "inner3")  # the iterations of nested repeats
 # Attributes of nn.Module (torch 2.13's dir(nn.Module) and an instance's vars, listed here so
 # that rendering needs no torch and gives the same source on every machine; a test checks the
 # installed torch has no other) and those generated modules set: spec names must not shadow them.
@@ -265,7 +266,11 @@ class _Class:
         self.values = Values(r.s, self._shape_name)
         self.defined: set[str] = set()  # tensor variables forward has defined
         self.flags: dict[str, str] = {}  # condition source -> its flag attribute
-        self.loops_with_input: set[int] = set()  # repeats whose iterations read the input
+        # a repeat's body class: the class around it, and the tensors of that class its
+        # forward takes after x (the input, ids set before the repeat: each iteration sees the
+        # ids of the scope around it; an id it sets is its own, as in the compiler)
+        self.outer: _Class | None = None
+        self.free: list[str] = []
         self.block: Block | None = None  # the spec block this class is (or is inside)
         self.heads: set[int] = set()  # ids of the model's softmax output steps (see _heads)
 
@@ -324,22 +329,20 @@ class _Class:
             return self.prev
         if ref.kind == "input":
             if not self.input_var:
-                raise _error(
-                    self.s,
-                    step,
-                    "a repeat's body refers to the input of the block around it",
-                    "move the repeated layers into a block of their own",
-                )
+                assert self.outer is not None  # a model's or a block's class has its input
+                self.input_var = self.take(self.outer.tensor(ref, step))
             return self.input_var
         if ref.kind == "var":
-            if ref.var not in self.defined:
+            if ref.var in self.defined:
+                return ref.var
+            if self.outer is None:
                 raise _error(
                     self.s,
                     step,
-                    f"'{ref.var}' is defined outside this repeat",
-                    "move the repeated layers and what they refer to into one block",
+                    f"'{ref.var}' is not set before this point of the generated code",
+                    "refer to a layer of the same block or level by its id or name",
                 )
-            return ref.var
+            return self.take(self.outer.tensor(ref, step))
         assert ref.a is not None and ref.b is not None
         a, b = self.tensor(ref.a, step), self.tensor(ref.b, step)
         if a == b:  # both names are the same tensor here
@@ -354,6 +357,13 @@ class _Class:
             self.flags[test] = flag
             self.init(f"self.{flag} = {test}")
         return f"({self.tensor(ref.a, step)} if self.{flag} else {self.tensor(ref.b, step)})"
+
+    def take(self, var: str) -> str:
+        """A tensor of the class around this repeat body: forward takes it after x."""
+        if var not in self.free:
+            self.free.append(var)
+            self.defined.add(var)
+        return var
 
     def ensure_x(self) -> None:
         if self.prev != "x":
@@ -485,21 +495,35 @@ class _Class:
         attr = self.attr_for(step)
         if step.input is not None:
             self.init(f"shape = {self.shape_of(step.input)}")
+        containers = [len(self.init_lines.lines)]
         self.init(f"self.{attr} = nn.Sequential()")
-        self.loop_init(step, f"self.{attr}", 0)
+        free, depth = self.loop_init(step, f"self.{attr}", 0, containers)
         source = self.tensor(step.input, step) if step.input is not None else self.prev
-        if id(step) in self.loops_with_input:  # each iteration also reads the block input
+        if free:  # each iteration also reads tensors from before the repeat: forward calls
+            for at in containers:  # them in loops, from nn.ModuleLists (no forward of one x)
+                line = self.init_lines.lines[at]
+                self.init_lines.lines[at] = line.replace("nn.Sequential()", "nn.ModuleList()")
             if source == self.prev:
                 self.ensure_x()
             else:
                 self.fwd(f"x = {source}")
-            with self.fwd.indented(f"for layer in self.{attr}:"):
-                self.fwd(f"x = layer(x, {self.input_var})")
+            level, outer = self.fwd.level, f"self.{attr}"
+            for inner in _INNER[:depth]:  # nested repeats: nn.Sequentials in nn.Sequentials
+                self.fwd(f"for {inner} in {outer}:")
+                self.fwd.level, outer = self.fwd.level + 1, inner
+            with self.fwd.indented(f"for layer in {outer}:"):
+                self.fwd(f"x = layer(x, {', '.join(free)})")
+            self.fwd.level = level
         else:
             self.fwd(f"x = self.{attr}({_bare(source)})")
         self.prev = "x"
 
-    def loop_init(self, step: LoopStep, target: str, depth: int) -> None:
+    def loop_init(
+        self, step: LoopStep, target: str, depth: int, containers: list[int]
+    ) -> tuple[list[str], int]:
+        """Builds a repeat's iterations into `target` (an nn.Sequential, of nn.Sequentials for
+        nested repeats, whose lines it adds to `containers`); gives the tensors their forward
+        takes after x and how deep in `target` they are."""
         with self.init_lines.indented(
             f"for {step.var} in range({loop_bounds(self.src(step.count), step.start)}):"
         ):
@@ -512,17 +536,20 @@ class _Class:
                 self.init(f"block = {block.cls}({args})")
                 self.init(f"{target}.append(block)")
                 self.init("shape = block.out_shape")
-            elif plain and isinstance(only, LoopStep) and only.input is None and depth < 3:
-                inner = ["inner", "inner2", "inner3"][depth]
+                return [], depth
+            if plain and isinstance(only, LoopStep) and only.input is None and depth < 3:
+                inner = _INNER[depth]
+                containers.append(len(self.init_lines.lines))
                 self.init(f"{inner} = nn.Sequential()")
-                self.loop_init(only, inner, depth + 1)
+                found = self.loop_init(only, inner, depth + 1, containers)
                 self.init(f"{target}.append({inner})")
-            else:
-                cls, names = self.r.body_class(step, self, depth)
-                args = ", ".join(["shape", *(n if "=" in n else f"{n}={n}" for n in names)])
-                self.init(f"layer = {cls}({args})")
-                self.init(f"{target}.append(layer)")
-                self.init("shape = layer.out_shape")
+                return found
+            cls, names, free = self.r.body_class(step, self)
+            args = ", ".join(["shape", *(n if "=" in n else f"{n}={n}" for n in names)])
+            self.init(f"layer = {cls}({args})")
+            self.init(f"{target}.append(layer)")
+            self.init("shape = layer.out_shape")
+            return free, depth
 
 
 class _Renderer:
@@ -551,10 +578,12 @@ class _Renderer:
         cls.steps(block.body)
         cls.init("self.out_shape = shape")
         signature = ", ".join(args + (["*", *kw] if kw else []))
-        self.classes.append(self.class_source(cls, block.doc, signature, "inputs"))
+        self.classes.append(self.class_source(cls, block.doc, signature, "inputs: Tensor"))
 
-    def body_class(self, step: LoopStep, outer: _Class, depth: int) -> tuple[str, list[str]]:
-        """A class for one iteration of a repeat whose body is more than one block call."""
+    def body_class(self, step: LoopStep, outer: _Class) -> tuple[str, list[str], list[str]]:
+        """A class for one iteration of a repeat whose body is more than one block call: its
+        name, its constructor's arguments, and the tensors of `outer` its forward takes after
+        x (the input, ids set before the repeat)."""
         label = step.label if len(step.label) > 1 else f"repeat_{step.label}"  # not class I
         name = class_name(label, self.class_names | RESERVED)
         self.class_names.add(name)
@@ -565,31 +594,28 @@ class _Renderer:
                 names |= set(self.s.blocks[st.block].params)
         bound = {st.item.var for st in walk(step.body) if isinstance(st, LoopStep)}
         spec_names = [n for n in self.s.names if n in names - bound]
-        # the block input, when the body refers to it, comes in as forward's second argument
-        takes_input = depth == 0 and bool(outer.input_var) and _reads_input(step.body)
-        cls = _Class(self, name, "in_shape", "inputs" if takes_input else "")
-        cls.block = outer.block
-        cls.prev = "x"
-        if takes_input:
-            cls.defined.add("inputs")
-            names.add("in_shape")
-        kw = [f"{self.s.name(n)}: {self.py_type(n, outer.block)}" for n in spec_names]
-        args = [f"{self.s.name(n)}" for n in spec_names]
-        if "in_shape" in names:
-            kw.append("in_shape: tuple[int, ...]")
+        cls = _Class(self, name, "in_shape", "")
+        cls.block, cls.outer, cls.prev = outer.block, outer, "x"
         cls.steps(step.body)
         cls.init("self.out_shape = shape")
+        kw = [f"{self.s.name(n)}: {self.py_type(n, outer.block)}" for n in spec_names]
+        args = [f"{self.s.name(n)}" for n in spec_names]
+        if "in_shape" in names or cls.input_var:
+            kw.append("in_shape: tuple[int, ...]")
+            args.append(f"in_shape={outer.in_shape}")
+        init = "\n".join(prune_dead_stores(cls.init_lines.lines, _SHAPES))
+        for var in cls.free:  # the shapes of ids set before the repeat, where init reads them
+            shape = f"{var.rstrip('_')}_shape"
+            if var != cls.input_var and re.search(rf"\b{shape}\b", init):
+                kw.append(f"{shape}: tuple[int, ...]")
+                args.append(f"{shape}={shape}")
         signature = ", ".join(["self", "shape: tuple[int, ...]", *(["*", *kw] if kw else [])])
         doc = f"One iteration of the repeat '{step.label}'."
-        fwd_args = "x: Tensor, inputs" if takes_input else "x"
+        fwd_args = ", ".join(f"{v}: Tensor" for v in ["x", *cls.free])
         self.classes.append(self.class_source(cls, doc, signature, fwd_args))
-        if "in_shape" in names:
-            args.append(f"in_shape={outer.in_shape}")
-        if takes_input:
-            outer.loops_with_input.add(id(step))
-        return name, args
+        return name, args, cls.free
 
-    def class_source(self, cls: _Class, doc: str, signature: str, fwd_arg: str) -> str:
+    def class_source(self, cls: _Class, doc: str, signature: str, fwd_args: str) -> str:
         out = Lines()
         with out.indented(f"class {cls.name}(nn.Module):"):
             out.doc(doc or f"The spec's block '{cls.name}'.")
@@ -598,7 +624,7 @@ class _Renderer:
                 out("super().__init__()")
                 out.lines += prune_dead_stores(cls.init_lines.lines, _SHAPES)
             out()
-            with out.indented(f"def forward(self, {fwd_arg}: Tensor) -> Tensor:"):
+            with out.indented(f"def forward(self, {fwd_args}) -> Tensor:"):
                 out.lines += cls.fwd.lines
                 out(f"return {cls.prev}")
         return out.text()
@@ -745,23 +771,6 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
 def _bare(source: str) -> str:
     """A computed reference's conditional without its parentheses, as a call's argument."""
     return source[1:-1] if source.startswith("(") and source.endswith(")") else source
-
-
-def _reads_input(steps: list[Step]) -> bool:
-    """Whether any step refers to `input` (the block's input)."""
-
-    def reads(ref: Ref | None) -> bool:
-        if ref is None:
-            return False
-        if ref.kind == "choice":
-            return reads(ref.a) or reads(ref.b)
-        return ref.kind == "input"
-
-    for step in walk(steps):
-        refs = step.inputs if isinstance(step, OpStep) else [step.input]  # type: ignore[attr-defined]
-        if any(reads(r) for r in refs):
-            return True
-    return False
 
 
 def _foldable(pad: Step, conv: Step) -> tuple[int, int] | None:
