@@ -32,9 +32,12 @@ from .structure import (
     Step,
     Structure,
     analyse,
+    any_auto_names,
     functions_used_by,
     model_name,
+    name_source,
     runs,
+    uses_auto_names,
     walk,
 )
 from .writer import (
@@ -127,7 +130,7 @@ class _Function:
         frozen_after = step.trainable is not True and layer.call is not None
         if step.trainable is not True and not frozen_after:
             args.append(f"trainable={self.src(step.trainable)}")
-        args.append(f"name={self.src(step.name)}")
+        args.append(f"name={name_source(self.src, step)}")
         call = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
         if layer.call is not None:  # a layer called with arguments of its own (attention)
             call = layer.call(attr, ins)
@@ -155,6 +158,8 @@ class _Function:
             if key in step.args:
                 args.append(f"{self.s.name(key)}={self.src(coerce_constant(step.args[key], decl))}")
         args += [f"{self.s.name(p)}={self.s.name(p)}" for p in block.params]
+        if uses_auto_names(self.s, block.body):
+            args.append("names=names")
         self.out(f"x = {block.func}({', '.join(args)})")
         self.prev = "x"
 
@@ -172,6 +177,8 @@ class _Function:
 def _block_function(s: Structure, block: Block) -> tuple[str, bool]:
     out = Lines()
     args, computed = block_signature(s, block)
+    if uses_auto_names(s, block.body):
+        args.append("names: KerasNames")
     fn = _Function(s, out, "inputs")
     with out.indented(
         f"def {block.func}({', '.join(['inputs', *(['*', *args] if args else [])])}):"
@@ -192,6 +199,8 @@ def _build_model(s: Structure) -> tuple[str, bool]:
     with out.indented(f"def build_model({', '.join(args)}) -> keras.Model:"):
         out.doc(_build_doc(s))
         computed_defaults(out, fn.values, spec.params, computed)
+        if uses_auto_names(s, s.body):
+            out("names = KerasNames()  # Keras' automatic layer names, counted in this model")
         for (var, shape), input_decl in zip(s.inputs, spec.inputs, strict=True):
             name = literal(input_decl.name)
             dtype = ', dtype="int32"' if input_decl.dtype == "int" else ""
@@ -255,6 +264,8 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     uses_regularizers |= reg
     used = functions_used_by(s)
     helpers = [helper_source("make_divisible")] if "make_divisible" in used else []
+    if any_auto_names(s):
+        helpers.append(helper_source("KerasNames"))
     helpers += [_layer_source(cls) for cls in _custom_layers(s)]
     ctx = header_context(compiled, out_dir)
     ctx.update(

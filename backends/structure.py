@@ -22,7 +22,7 @@ from compiler.api import Compiled
 from compiler.diagnostics import Diagnostic, SpecError
 from compiler.expr import ExprError, parse
 from compiler.ir import Node
-from compiler.names import SHAPE_NAMES
+from compiler.names import SHAPE_NAMES, keras_name
 from compiler.ops import load_all
 from compiler.schema import BlockCall, ParamDecl, Repeat
 from compiler.template import is_template, split_template
@@ -58,6 +58,7 @@ GENERATED_NAMES = {
     "inner2",
     "inner3",
     "name",
+    "names",
     "module",
     # helpers generated files may carry (backends/py_helpers.py, backends/torch_helpers.py,
     # backends/keras_helpers.py)
@@ -66,7 +67,7 @@ GENERATED_NAMES = {
     *("concat_shape", "activate", "KerasConv2d", "KerasDepthwiseConv2d"),
     *("KerasSeparableConv2d", "KerasMaxPool2d", "KerasAvgPool2d", "KerasBatchNorm"),
     *("KerasLayerNorm", "KerasDropout", "KerasNormalization", "per_channel", "LayerScale"),
-    *("KerasConvTranspose2d", "transposed_shape", "upsample_shape"),
+    *("KerasConvTranspose2d", "transposed_shape", "upsample_shape", "KerasNames"),
 }
 # sequences and attention (backends/torch_sequence_helpers.py, keras_sequence_helpers.py)
 GENERATED_NAMES |= {
@@ -101,6 +102,9 @@ class Step:
 class OpStep(Step):
     op: str = ""
     name: Any = None  # a spec value (template); for unnamed layers the compiled name
+    # `auto_names: keras`: the Keras class name of a layer that may be unnamed (no name, or a
+    # template that may give None), which generated code numbers as Keras does (KerasNames)
+    auto: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)  # given + per-op defaults
     inputs: list[Ref] = field(default_factory=list)
     trainable: Any = True
@@ -298,8 +302,10 @@ class _Walker:
         attrs.update({k: getattr(item, k) for k in item.model_fields_set & user})
         inputs = self.inputs_of(item, path, scope)
         nodes = self.by_item.get(path, [])
-        name = item.name
-        if name is None:
+        name, auto = item.name, None
+        if self.spec.auto_names == "keras" and (name is None or _may_be_none(name)):
+            auto = keras_name(item.op)
+        elif name is None:
             if scope.dynamic or len(nodes) != 1:
                 raise _error(
                     self.compiled,
@@ -314,6 +320,7 @@ class _Walker:
             item.when,
             op=item.op,
             name=name,
+            auto=auto,
             attrs=attrs,
             inputs=inputs,
             trainable=item.trainable,
@@ -476,6 +483,41 @@ def runs(steps: list[Step]) -> list[tuple[Any, list[Step]]]:
         else:
             out.append((when, [step]))
     return out
+
+
+def _may_be_none(name: Any) -> bool:
+    """Whether a name template may give None (an automatic name): it says None."""
+    return is_template(name) and re.search(r"\bNone\b", name) is not None
+
+
+def uses_auto_names(s: Structure, steps: list[Step], seen: frozenset[str] = frozenset()) -> bool:
+    """Whether the steps (and the blocks they call) make layers with automatic Keras names:
+    their generated code takes the model's KerasNames counter."""
+    for step in walk(steps):
+        if isinstance(step, OpStep) and step.auto is not None:
+            return True
+        if (
+            isinstance(step, CallStep)
+            and step.block not in seen
+            and uses_auto_names(s, s.blocks[step.block].body, seen | {step.block})
+        ):
+            return True
+    return False
+
+
+def any_auto_names(s: Structure) -> bool:
+    """Whether generated code needs the KerasNames helper."""
+    return any(uses_auto_names(s, body) for body in [s.body, *(b.body for b in s.blocks.values())])
+
+
+def name_source(src: Any, step: OpStep) -> str:
+    """Generated code for a layer's name: its template's source (`src` renders spec values),
+    or the next Keras automatic name (`names("conv2d")`, `names("conv2d", <template>)` when
+    a template may give None)."""
+    if step.auto is None:
+        return str(src(step.name))
+    given = f", {src(step.name)}" if step.name is not None else ""
+    return f"names({step.auto!r}{given})"
 
 
 def walk(steps: list[Step]) -> list[Step]:

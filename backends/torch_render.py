@@ -15,6 +15,7 @@ from typing import Any
 
 from compiler.api import Compiled, unknown_sizes
 from compiler.diagnostics import Diagnostic, SpecError
+from compiler.names import keras_name
 
 from .codegen import environment, header_context, helper_source
 from .pysrc import constant, is_constant, literal
@@ -29,12 +30,15 @@ from .structure import (
     Step,
     Structure,
     analyse,
+    any_auto_names,
     class_name,
     functions_used_by,
     identifier,
     model_name,
+    name_source,
     runs,
     step_names,
+    uses_auto_names,
     walk,
 )
 from .torch_ops import TORCH_OPS, UNSET, activation, torch_pads
@@ -57,6 +61,9 @@ from .writer import (
 
 _SHAPES = re.compile(r"\w*shape")  # the shapes constructors track
 _INNER = ("inner", "inner2", "inner3")  # the iterations of nested repeats
+# the Keras classes (snake-case names) of ops that are modules here: automatic names of these
+# classes are counted even where a layer of one is not a module (see _Class.count_name)
+_MODULE_CLASSES = frozenset(keras_name(op) for op, e in TORCH_OPS.items() if e.module is not None)
 # Attributes of nn.Module (torch 2.13's dir(nn.Module) and an instance's vars, listed here so
 # that rendering needs no torch and gives the same source on every machine; a test checks the
 # installed torch has no other) and those generated modules set: spec names must not shadow them.
@@ -265,7 +272,11 @@ class _Class:
         self.prev = input_var
         self.values = Values(r.s, self._shape_name)
         self.defined: set[str] = set()  # tensor variables forward has defined
-        self.flags: dict[str, str] = {}  # condition source -> its flag attribute
+        # (condition source, the conditional groups it was made in) -> its flag attribute: a
+        # flag set inside an `if` of the constructor exists only where that `if` held
+        self.flags: dict[tuple[str, tuple[int, ...]], str] = {}
+        self.groups: tuple[int, ...] = ()  # the conditional groups being rendered, outermost first
+        self.group_count = 0
         # a repeat's body class: the class around it, and the tensors of that class its
         # forward takes after x (the input, ids set before the repeat: each iteration sees the
         # ids of the scope around it; an id it sets is its own, as in the compiler)
@@ -348,13 +359,14 @@ class _Class:
         if a == b:  # both names are the same tensor here
             return a
         test = self.src(ref.test)
-        flag = self.flags.get(test)
-        if flag is None:  # one flag per condition
+        visible = (self.flags.get((test, self.groups[:k])) for k in range(len(self.groups), -1, -1))
+        flag = next((f for f in visible if f is not None), None)
+        if flag is None:  # one flag per condition (where the constructor sets it)
             flag = f"use_{self.tensor(ref.a, step)}"
             while flag in self.attrs:
                 flag += "_"
             self.attrs.add(flag)
-            self.flags[test] = flag
+            self.flags[(test, self.groups)] = flag
             self.init(f"self.{flag} = {test}")
         return f"({self.tensor(ref.a, step)} if self.{flag} else {self.tensor(ref.b, step)})"
 
@@ -404,11 +416,15 @@ class _Class:
         for var in (v for step in group for v in step.saves if v in self.s.used):
             if var not in self.defined:  # bound on both paths (TorchScript needs it); a spec
                 self.fwd(f"{var} = x")  # only reads it where the condition held
+                self.init(f"{var.rstrip('_')}_shape = shape")  # (an iteration may take both)
                 self.defined.add(var)
+        self.group_count += 1
+        outer, self.groups = self.groups, (*self.groups, self.group_count)
         with self.init_lines.indented(f"if {init_test}:"), self.fwd.indented(f"if {fwd_test}:"):
             for step in group:
                 self.step(step)
             self.prev = "x"
+        self.groups = outer
 
     def has_module(self, step: Step) -> bool:
         if isinstance(step, OpStep):
@@ -444,6 +460,7 @@ class _Class:
             names = [n if re.fullmatch(r"\w+", str(n)) else "" for n in (pad.name, step.name)]
             if all(names):  # (names from templates are left out of comments)
                 self.fwd(f"# {names[0]}: folded into {names[1]}'s padding")
+            self.count_name(pad, "the pad folded into the next convolution")
             step = replace(step, inputs=pad.inputs)
         ctx = _Ctx(self, step, attr, [self.shape_of(r) for r in step.inputs], fold and fold[1])
         if emitter.module is not None:
@@ -455,7 +472,10 @@ class _Class:
                 extra += f", trainable={self.src(step.trainable)}"
             module = emitter.module(ctx)
             self.r.helpers.add("keras_layer")
-            self.init(f"self.{attr} = keras_layer({module}, {self.src(step.name)}{extra})")
+            name = name_source(self.src, step)
+            self.init(f"self.{attr} = keras_layer({module}, {name}{extra})")
+        else:
+            self.count_name(step, "a function here, a layer in Keras")
         xs = [self.tensor(r, step) for r in step.inputs]
         if id(step) in self.heads:  # the softmax apart: build_model(logits=True) leaves it out
             key = "fn" if step.op == "activation" else "activation"
@@ -473,13 +493,20 @@ class _Class:
         elif ctx.shape != "shape":  # the input's shape, which is not the running one
             self.init(f"shape = {ctx.shape}")
 
+    def count_name(self, step: OpStep, why: str) -> None:
+        """An automatic Keras name of a layer this class makes no module for: counted all the
+        same where a later module of its Keras class is numbered after it."""
+        if step.auto is not None and step.auto in _MODULE_CLASSES:
+            self.init(f"{name_source(self.src, step)}  # {why}")
+
     def block_args(self, block: Block, step: CallStep) -> list[str]:
         args = []
         for key, decl in block.args.items():
             if key in step.args:
                 value = self.src(coerce_constant(step.args[key], decl))
                 args.append(f"{self.s.name(key)}={value}")
-        return args + [f"{self.s.name(p)}={self.s.name(p)}" for p in block.params]
+        args += [f"{self.s.name(p)}={self.s.name(p)}" for p in block.params]
+        return args + (["names=names"] if uses_auto_names(self.s, block.body) else [])
 
     def call(self, step: CallStep) -> None:
         block = self.s.blocks[step.block]
@@ -572,6 +599,8 @@ class _Renderer:
         cls.block = block
         args = ["self", "in_shape: tuple[int, ...]"]
         kw, computed = block_signature(self.s, block)
+        if uses_auto_names(self.s, block.body):
+            kw.append("names: KerasNames")
         computed_defaults(cls.init_lines, cls.values, block.args, computed)
         cls.init("shape = in_shape")
         cls.defined.add("inputs")
@@ -604,6 +633,9 @@ class _Renderer:
             kw.append("in_shape: tuple[int, ...]")
             args.append(f"in_shape={outer.in_shape}")
         init = "\n".join(prune_dead_stores(cls.init_lines.lines, _SHAPES))
+        if uses_auto_names(self.s, step.body):
+            kw.append("names: KerasNames")
+            args.append("names=names")
         for var in cls.free:  # the shapes of ids set before the repeat, where init reads them
             shape = f"{var.rstrip('_')}_shape"
             if var != cls.input_var and re.search(rf"\b{shape}\b", init):
@@ -669,6 +701,8 @@ def _model_class(r: _Renderer, cls_name: str) -> str:
     cls = _Class(r, cls_name, first, s.inputs[0][0])
     kw, computed = param_signature(s)
     computed_defaults(cls.init_lines, cls.values, spec.params, computed)
+    if uses_auto_names(s, s.body):
+        cls.init("names = KerasNames()  # Keras' automatic layer names, counted in this model")
     for var, shape in s.inputs:
         cls.init(f"{var.rstrip('_')}_shape = {cls.src(shape)}")
         cls.defined.add(var)
@@ -731,6 +765,8 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
             needed.add(name)
             todo += _NEEDS.get(name, ())
     helpers = [helper_source(h) for h in _HELPER_ORDER if h in needed]
+    if any_auto_names(s):
+        helpers.insert(0, helper_source("KerasNames"))
     if "make_divisible" in used:
         helpers.insert(0, helper_source("make_divisible"))
     ctx = header_context(compiled, out_dir)

@@ -292,11 +292,37 @@ def _verify_compiled(
         verify_model(compiled, km, keras_backend, "the keras model"),
         verify_model(compiled, tm, torch_backend, "the torch model"),
     )
+    _check_names(compiled.graph, km, tm)
     randomize_keras(km, compiled.graph, seed)
     keras_to_torch(km, tm, compiled.graph)
     for k, run in enumerate(runs or [compiled]):
         _compare_run(report, run.graph, km, tm, atol, batch, seed + k, run is not compiled)
     return report
+
+
+def _check_names(graph: Graph, km: Any, tm: Any) -> None:
+    """Every layer of the IR is a Keras layer of its name, and every layer with weights a
+    PyTorch module that carries the name (weights move, and outputs compare, by name)."""
+    keras_names = {layer.name for layer in km.layers}
+    for node in graph.nodes:
+        if node.name not in keras_names:
+            what = "the keras model"
+        elif node.weights and node.name not in tm.keras_layers:
+            what = "the torch model"
+        else:
+            continue
+        raise VerificationError(
+            [
+                Diagnostic(
+                    "E113",
+                    f"{what} has no layer named '{node.name}' ({node.op}), the IR's name",
+                    node.origin.location,
+                    node.origin.describe(),
+                    hint="the generated models name layers differently from the IR; this is a "
+                    "bug in the backend if the spec is valid",
+                )
+            ]
+        )
 
 
 def _compare_run(

@@ -27,7 +27,7 @@ from .expr import ExprError
 from .infer import infer_node, unknown_axes
 from .ir import Expansion, Graph, Node, Origin, Shape
 from .load import LoadedSpec
-from .names import SHAPE_NAMES, check_name
+from .names import SHAPE_NAMES, check_name, keras_name
 from .ops import load_all
 from .ops.core import InputAttrs
 from .params import ParamTypeError, coerce
@@ -256,6 +256,15 @@ class _Expander(References):
         return list(shape) if shape is not None else None
 
     def auto_name(self, op: str) -> str:
+        """The name of a layer the spec leaves unnamed. `auto_names: keras`: the name Keras
+        gives it (the class's snake-case name, numbered per class after the first: conv2d,
+        conv2d_1, ...; across the whole model, in creation order); else `{op}_{n}` from 1,
+        skipping names the spec uses."""
+        if self.spec.auto_names == "keras":
+            base = keras_name(op)
+            n = self.counters.get(base, 0)
+            self.counters[base] = n + 1
+            return base if n == 0 else f"{base}_{n}"
         while True:
             n = self.counters.get(op, 0) + 1
             self.counters[op] = n
@@ -312,6 +321,16 @@ class _Expander(References):
         name, ok = None, True
         if item.name is not None:
             ok, name = self.render(item.name, scope.env, (*where, "name"), scope, "name")
+            if ok and name is None and self.spec.auto_names == "archc":
+                self.error(
+                    "E041",
+                    "the name template gave None (no name)",
+                    (*where, "name"),
+                    scope,
+                    hint="a name that may be left out takes Keras' automatic names: "
+                    "auto_names: keras at the top of the spec",
+                )
+                ok = False
         inputs = self.refs(item, where, scope)
         if inputs is not None and not any(i in self.broken for i in inputs):
             ok = self.check_arity(opdef, item, inputs, where, scope) and ok

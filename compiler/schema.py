@@ -176,6 +176,14 @@ class Spec(_Strict):
         Field(pattern=NAME_PATTERN, description="model name: " + PATTERN_MEANING[NAME_PATTERN]),
     ]
     doc: str = ""
+    auto_names: Literal["archc", "keras"] = Field(
+        "archc",
+        description="names of layers the spec leaves unnamed (or whose name template gives "
+        "None): 'archc' names them {op}_{n} from 1; 'keras' as Keras does (the layer class's "
+        "snake-case name, numbered per class after the first: conv2d, conv2d_1, ...; across "
+        "the whole model in creation order), so a model written to match a Keras one needs "
+        "no counters",
+    )
     params: dict[str, ParamDecl] = {}
     variants: dict[str, Variant] = {}
     inputs: Annotated[list[InputDecl], Field(min_length=1)]

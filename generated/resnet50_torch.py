@@ -109,6 +109,7 @@ class Bottleneck(nn.Module):
         shape = in_shape
         self.conv0 = None
         self.bn0 = None
+        shortcut_shape = shape
         if conv_shortcut:
             self.conv0 = keras_layer(
                 nn.Conv2d(shape[-1], 4 * filters, 1, stride=stride), f"{prefix}_0_conv"

@@ -113,6 +113,7 @@ class PreactBottleneck(nn.Module):
         )
         preact_shape = shape
         self.conv0 = None
+        shortcut_shape = shape
         if conv_shortcut:
             self.conv0 = keras_layer(
                 nn.Conv2d(shape[-1], 4 * filters, 1, stride=stride), f"{prefix}_0_conv"

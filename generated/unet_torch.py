@@ -209,6 +209,7 @@ class Unet(nn.Module):
         enc1_shape = shape
         self.pool2 = None
         self.double_conv__ = None
+        enc2_shape = shape
         if depth >= 2:
             self.pool2 = keras_layer(nn.MaxPool2d(2), "pool2")
             shape = window_shape(shape, shape[-1], 2, 2, "valid")
@@ -217,6 +218,7 @@ class Unet(nn.Module):
             enc2_shape = shape
         self.pool3 = None
         self.double_conv___ = None
+        enc3_shape = shape
         if depth >= 3:
             self.pool3 = keras_layer(nn.MaxPool2d(2), "pool3")
             shape = window_shape(shape, shape[-1], 2, 2, "valid")
