@@ -22,7 +22,7 @@ from .codegen import (
     import_source,
 )
 from .keras_ops import KERAS_LAYERS
-from .pysrc import literal
+from .pysrc import ShapeRef, literal
 from .structure import (
     Block,
     CallStep,
@@ -65,7 +65,11 @@ class _Function:
         self.out = out
         self.input_var = input_var
         self.prev = input_var
-        self.values = Values(structure, keras_shapes(lambda: self.input_var, lambda: self.prev))
+        self.values = Values(
+            structure,
+            keras_shapes(lambda: self.input_var, lambda: self.prev),
+            lambda ref: ShapeRef(self.ref(ref), 1),  # shape('name'): the tensor's, batch off
+        )
         self.uses_regularizers = False
 
     def src(self, value: Any) -> str:
@@ -93,6 +97,7 @@ class _Function:
             if when is None:
                 self.step(run[0])
                 continue
+            self.values.step = run[0]
             self.ensure_x()
             with self.out.indented(f"if {self.src(when)}:"):
                 for step in run:
@@ -100,6 +105,7 @@ class _Function:
                 self.prev = "x"
 
     def step(self, step: Step) -> None:
+        self.values.step = step
         if isinstance(step, OpStep):
             self.op(step)
         elif isinstance(step, CallStep):
@@ -107,7 +113,7 @@ class _Function:
         elif isinstance(step, LoopStep):
             self.loop(step)
         for var in step.saves:
-            if var in self.s.used:
+            if var in self.s.used or var in self.s.shaped:
                 self.out(f"{var} = {self.prev}")
 
     def op(self, step: OpStep) -> None:

@@ -100,6 +100,27 @@ def functions_used(value: Any) -> set[str]:
     return out
 
 
+SHAPE_OF = "shape:"  # resolver key of `shape('name')`: SHAPE_OF + name
+
+
+def shape_calls(value: Any) -> list[str | None]:
+    """The layer names a value's `shape('name')` calls read (None: an argument that is not a
+    plain string, which generated code cannot resolve statically)."""
+    if isinstance(value, list):
+        return [n for v in value for n in shape_calls(v)]
+    if not is_template(value):
+        return []
+    out: list[str | None] = []
+    for is_expr, text in split_template(value):
+        if is_expr:
+            for n in ast.walk(parse(text)):
+                if isinstance(n, ast.Call) and _is_call(n, "shape"):
+                    arg = n.args[0] if len(n.args) == 1 else None
+                    ok = isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                    out.append(arg.value if ok else None)  # type: ignore[union-attr]
+    return out
+
+
 # names the rewrite itself writes: a loop variable must not hide them
 _INTRODUCED = {"math", "tuple", "range"}
 
@@ -161,6 +182,8 @@ class _Rewrite(ast.NodeTransformer):
 
     def visit_Call(self, node: ast.Call) -> ast.expr:
         name = node.func.id  # type: ignore[attr-defined]  # parse() allows plain names only
+        if name == "shape":  # an earlier layer's shape, where generated code keeps it
+            return _shape_source(self.resolve, node).whole()
         args = [self.visit(a) for a in node.args]
         if name in MATH_FUNCTIONS:
             return ast.Call(ast.Attribute(ast.Name("math"), name), args, [])
@@ -194,7 +217,18 @@ class _Rewrite(ast.NodeTransformer):
             replacement = self.resolve(node.value.id)
             if isinstance(replacement, ShapeRef):
                 return replacement.index(self.visit(node.slice))
+        if _is_call(node.value, "shape"):
+            return _shape_source(self.resolve, node.value).index(self.visit(node.slice))
         return ast.Subscript(self.visit(node.value), self.visit(node.slice))
+
+
+def _shape_source(resolve: Resolver, call: Any) -> ShapeRef:
+    """What `shape('name')` is in generated code (the resolver says, under SHAPE_OF)."""
+    name = call.args[0].value
+    found = resolve(SHAPE_OF + name)
+    if found is None:
+        raise Unresolved(f"shape({name!r})")
+    return found if isinstance(found, ShapeRef) else ShapeRef(ast.unparse(found), 0)
 
 
 class ShapeRef(ast.Name):

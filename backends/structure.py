@@ -28,7 +28,7 @@ from compiler.schema import BlockCall, ParamDecl, Repeat
 from compiler.template import is_template, split_template
 from compiler.yaml_loader import PathKey
 
-from .pysrc import functions_used, value_names
+from .pysrc import functions_used, shape_calls, value_names
 
 # Names the generated modules define or use themselves; spec names that collide get a '_'.
 GENERATED_NAMES = {
@@ -96,6 +96,8 @@ class Step:
     item: Any
     when: Any  # a spec value, or None
     saves: list[str] = field(default_factory=list)  # variables that also hold the output
+    # `shape('name')` in the step's values: what each name refers to where the step is
+    shapes: dict[str, Ref] = field(default_factory=dict)
 
 
 @dataclass
@@ -150,6 +152,7 @@ class Structure:
     outputs: list[Ref]
     params: list[str]  # spec params, in declaration order
     used: set[str] = field(default_factory=set)  # variables some reference reads
+    shaped: set[str] = field(default_factory=set)  # variables whose shape shape() reads
 
     def name(self, spec_name: str) -> str:
         return self.names.get(spec_name, spec_name)
@@ -198,6 +201,7 @@ class _Walker:
             self.by_item.setdefault(node.origin.item, []).append(node)
         self.input_vars: dict[str, str] = {}
         self.used: set[str] = set()  # variables a reference reads (ids nothing reads are not)
+        self.shaped: set[str] = set()  # variables whose shape a shape('name') reads
 
     def py(self, spec_name: str) -> str:
         if spec_name not in self.names:
@@ -244,7 +248,9 @@ class _Walker:
             "${'shortcut' if conv_shortcut else 'input'}",
         )
 
-    def _literal(self, name: str, path: PathKey, scope: _Scope) -> Ref:
+    def _literal(self, name: str, path: PathKey, scope: _Scope, shape: bool = False) -> Ref:
+        """The reference `name` (`shape`: only its shape is read)."""
+        used = self.shaped if shape else self.used
         if name == "prev":
             return Ref("prev")
         if name == "input":
@@ -252,7 +258,7 @@ class _Walker:
             return Ref("input")
         for s in scope.chain():
             if name in s.ids:
-                self.used.add(s.ids[name])
+                used.add(s.ids[name])
                 return Ref("var", s.ids[name])
         if name in self.input_vars and scope.chain()[-1].top:
             return Ref("var", self.input_vars[name])
@@ -273,7 +279,7 @@ class _Walker:
         if var is None:
             var = self.fresh(name, "t")
             step.saves.append(var)
-        self.used.add(var)
+        used.add(var)
         return Ref("var", var)
 
     # -- items --------------------------------------------------------------------------------
@@ -287,6 +293,15 @@ class _Walker:
             step = self.loop(item, path, scope)
         else:
             step = self.op(item, path, scope)
+        for name in shape_calls(step_values(step)):
+            if name is None:
+                raise _error(
+                    self.compiled,
+                    path,
+                    "shape() of a computed name cannot be generated as code",
+                    "call shape() with a name written out: shape('stem_conv'), shape('prev')",
+                )
+            step.shapes[name] = self._literal(name, path, scope, shape=True)
         if item.id is not None:
             # items that share an id share its variable: the last one that ran holds it
             var = scope.ids.get(item.id) or self.fresh(item.id, "t")
@@ -414,6 +429,7 @@ class _Walker:
             outputs,
             list(self.spec.params),
             self.used,
+            self.shaped,
         )
 
     def _params_used(self) -> None:
@@ -529,19 +545,26 @@ def walk(steps: list[Step]) -> list[Step]:
     return out
 
 
-def step_names(step: Step) -> set[str]:
-    """Spec names read by one step's own values (not by its loop body)."""
+def step_values(step: Step) -> list[Any]:
+    """One step's own spec values (not its loop body's), references' tests aside."""
     values: list[Any] = [step.when]
     if isinstance(step, OpStep):
         values += [step.name, step.trainable, *step.attrs.values()]
-        values += [t for r in step.inputs for t in ref_tests(r)]
     elif isinstance(step, CallStep):
         values += list(step.args.values())
     elif isinstance(step, LoopStep):
         values.append(step.count)
+    return [v for v in values if v is not None]
+
+
+def step_names(step: Step) -> set[str]:
+    """Spec names read by one step's own values (not by its loop body)."""
+    values = step_values(step)
+    if isinstance(step, OpStep):
+        values += [t for r in step.inputs for t in ref_tests(r)]
     if isinstance(step, CallStep | LoopStep) and step.input is not None:
         values += ref_tests(step.input)
-    return set().union(*(value_names(v) for v in values if v is not None))
+    return set().union(*(value_names(v) for v in values))
 
 
 def functions_used_by(s: Structure) -> set[str]:
@@ -551,13 +574,7 @@ def functions_used_by(s: Structure) -> set[str]:
     steps = walk(s.body) + [st for b in s.blocks.values() for st in walk(b.body)]
     values += [d.default for b in s.blocks.values() for d in b.args.values()]
     for step in steps:
-        values.append(step.when)
-        if isinstance(step, OpStep):
-            values += [step.name, step.trainable, *step.attrs.values()]
-        elif isinstance(step, CallStep):
-            values += list(step.args.values())
-        elif isinstance(step, LoopStep):
-            values.append(step.count)
+        values += step_values(step)
     return set().union(*(functions_used(v) for v in values if v is not None))
 
 

@@ -18,7 +18,7 @@ from compiler.diagnostics import Diagnostic, SpecError
 from compiler.names import keras_name
 
 from .codegen import environment, header_context, helper_source
-from .pysrc import constant, is_constant, literal
+from .pysrc import ShapeRef, constant, is_constant, literal
 from .structure import (
     GENERATED_NAMES,
     RESERVED,
@@ -270,8 +270,10 @@ class _Class:
         self.in_shape = in_shape
         self.input_var = input_var
         self.prev = input_var
-        self.values = Values(r.s, self._shape_name)
+        # shape('name'): the shape the constructor tracks for what the reference names
+        self.values = Values(r.s, self._shape_name, lambda ref: ShapeRef(self.shape_of(ref), 0))
         self.defined: set[str] = set()  # tensor variables forward has defined
+        self.bound: set[str] = set()  # variables whose shape the constructor has set
         # (condition source, the conditional groups it was made in) -> its flag attribute: a
         # flag set inside an `if` of the constructor exists only where that `if` held
         self.flags: dict[tuple[str, tuple[int, ...]], str] = {}
@@ -391,6 +393,7 @@ class _Class:
             nxt = groups[i + 1][1][0] if i + 1 < len(groups) else None
             fold = _foldable(run[0], nxt) if when is None and nxt is not None else None
             if fold is not None:  # a zero pad that the next convolution does
+                self.values.step = nxt
                 self.op(nxt, fold=(run[0], fold))  # type: ignore[arg-type]
                 self.save(nxt)  # type: ignore[arg-type]
                 i += 2
@@ -398,6 +401,7 @@ class _Class:
             if when is None:
                 self.step(run[0])
             else:
+                self.values.step = run[0]  # the first step's `when` is the group's
                 self.conditional(run, when)
             i += 1
 
@@ -413,10 +417,13 @@ class _Class:
             self.init(f"self.{flag} = {self.src(when)}")
             init_test = fwd_test = f"self.{flag}"
         self.ensure_x()
-        for var in (v for step in group for v in step.saves if v in self.s.used):
-            if var not in self.defined:  # bound on both paths (TorchScript needs it); a spec
-                self.fwd(f"{var} = x")  # only reads it where the condition held
-                self.init(f"{var.rstrip('_')}_shape = shape")  # (an iteration may take both)
+        for var in (v for step in group for v in step.saves):
+            if var in self.bound or (var not in self.s.used and var not in self.s.shaped):
+                continue
+            self.bound.add(var)  # bound on both paths (TorchScript needs it; an iteration
+            self.init(f"{var.rstrip('_')}_shape = shape")  # may take either); a spec reads
+            if var in self.s.used:  # it only where the condition held
+                self.fwd(f"{var} = x")
                 self.defined.add(var)
         self.group_count += 1
         outer, self.groups = self.groups, (*self.groups, self.group_count)
@@ -432,6 +439,7 @@ class _Class:
         return True
 
     def step(self, step: Step) -> None:
+        self.values.step = step
         if isinstance(step, OpStep):
             self.op(step)
         elif isinstance(step, CallStep):
@@ -443,8 +451,10 @@ class _Class:
     def save(self, step: Step) -> None:
         """Variables that also hold a step's output (ids, layers referred to by name)."""
         for var in step.saves:
-            if var in self.s.used:
+            if var in self.s.used or var in self.s.shaped:
                 self.init(f"{var.rstrip('_')}_shape = shape")
+                self.bound.add(var)
+            if var in self.s.used:
                 self.fwd(f"{var} = {self.prev}")
                 self.defined.add(var)
 
@@ -632,15 +642,17 @@ class _Renderer:
         if "in_shape" in names or cls.input_var:
             kw.append("in_shape: tuple[int, ...]")
             args.append(f"in_shape={outer.in_shape}")
-        init = "\n".join(prune_dead_stores(cls.init_lines.lines, _SHAPES))
         if uses_auto_names(self.s, step.body):
             kw.append("names: KerasNames")
             args.append("names=names")
-        for var in cls.free:  # the shapes of ids set before the repeat, where init reads them
-            shape = f"{var.rstrip('_')}_shape"
-            if var != cls.input_var and re.search(rf"\b{shape}\b", init):
-                kw.append(f"{shape}: tuple[int, ...]")
-                args.append(f"{shape}={shape}")
+        # other shapes from around the repeat that the constructor reads: those of ids set
+        # before it (whose tensors forward takes, or shape('name') reads), the input's
+        init = "\n".join(prune_dead_stores(cls.init_lines.lines, _SHAPES))
+        known = {*re.findall(r"^\s*(\w+) =", init, re.M), *(k.split(":")[0] for k in kw)}
+        reads = re.findall(r"(?<![.\w])(\w+_shape)\b(?!\s*\()", init)  # (not window_shape())
+        for shape in sorted(set(reads) - known):
+            kw.append(f"{shape}: tuple[int, ...]")
+            args.append(f"{shape}={outer.in_shape if shape == 'in_shape' else shape}")
         signature = ", ".join(["self", "shape: tuple[int, ...]", *(["*", *kw] if kw else [])])
         doc = f"One iteration of the repeat '{step.label}'."
         fwd_args = ", ".join(f"{v}: Tensor" for v in ["x", *cls.free])
@@ -817,6 +829,8 @@ def _foldable(pad: Step, conv: Step) -> tuple[int, int] | None:
     if pad.op != "zero_pad2d" or conv.op not in ("conv2d", "depthwise_conv2d"):
         return None
     if pad.when is not None or conv.when is not None or pad.saves or conv.inputs != [Ref("prev")]:
+        return None
+    if pad.shapes or conv.shapes:  # shape('name') in their values: rendered apart
         return None
     padding = pad.attrs.get("padding", 1)
     if conv.attrs.get("padding", "valid") != "valid" or not is_constant(padding):

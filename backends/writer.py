@@ -20,8 +20,8 @@ from compiler.names import SHAPE_NAMES
 from compiler.schema import ParamDecl
 from compiler.template import is_template
 
-from .pysrc import ShapeRef, literal, source, value_ast
-from .structure import Block, Structure
+from .pysrc import SHAPE_OF, ShapeRef, literal, source, value_ast
+from .structure import Block, Ref, Step, Structure
 
 LINE_LENGTH = 100
 
@@ -69,13 +69,23 @@ class Values:
     """Spec values as source in one place of the generated code: spec names are renamed to
     their Python variables; `in_shape`/`prev_shape` are what `shapes` says they are there."""
 
-    def __init__(self, structure: Structure, shapes: Callable[[str], ast.expr]):
+    def __init__(
+        self,
+        structure: Structure,
+        shapes: Callable[[str], ast.expr],
+        ref_shape: Callable[[Ref], ast.expr] | None = None,
+    ):
         self.structure = structure
         self.shapes = shapes
+        self.ref_shape = ref_shape  # `shape('name')`: the shape of what a reference names
+        self.step: Step | None = None  # the step whose values are rendered
 
     def resolve(self, name: str) -> ast.expr | None:
         if name in SHAPE_NAMES:
             return self.shapes(name)
+        if name.startswith(SHAPE_OF):
+            ref = self.step.shapes.get(name[len(SHAPE_OF) :]) if self.step else None
+            return self.ref_shape(ref) if ref is not None and self.ref_shape else None
         if name in self.structure.names:
             return ast.Name(self.structure.names[name])
         return None

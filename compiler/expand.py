@@ -8,6 +8,7 @@ quietly, so each independent mistake is reported once and nothing cascades.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +24,7 @@ from .diagnostics import (
     did_you_mean,
     short_repr,
 )
-from .expr import ExprError
+from .expr import SHAPE_FUNCTION, ExprError
 from .infer import infer_node, unknown_axes
 from .ir import Expansion, Graph, Node, Origin, Shape
 from .load import LoadedSpec
@@ -255,6 +256,25 @@ class _Expander(References):
         shape = self.shapes.get(name) if name is not None else None
         return list(shape) if shape is not None else None
 
+    def layer_shape(self, scope: Scope, name: Any) -> list[int | None]:
+        """`shape('name')` in an item's values: the output shape (batch excluded) of what the
+        reference `name` names there ('prev', 'input', an id, an earlier layer)."""
+        if not isinstance(name, str):
+            raise ExprError(f"shape() takes a layer name, got {short_repr(name)}")
+        node = {"prev": scope.prev, "input": scope.input}.get(name) or scope.ids.get(name)
+        if node is None and name in self.defined:
+            node = name
+        if node is None:
+            known = [*scope.ids, *self.defined, "prev", "input"]
+            raise ExprError(
+                f"shape('{name}'): no layer '{name}' before this item",
+                hint=did_you_mean(name, known) or "name a layer, an id, 'prev' or 'input'",
+            )
+        shape = self.shapes.get(node)
+        if shape is None:
+            raise ExprError(f"shape('{name}'): the layer '{node}' has errors (above)")
+        return list(shape)
+
     def auto_name(self, op: str) -> str:
         """The name of a layer the spec leaves unnamed. `auto_names: keras`: the name Keras
         gives it (the class's snake-case name, numbered per class after the first: conv2d,
@@ -290,6 +310,7 @@ class _Expander(References):
             raise _Abort
         scope.env["prev_shape"] = self.shape_value(scope.prev)
         scope.env["in_shape"] = self.shape_value(scope.input)
+        scope.env[SHAPE_FUNCTION] = functools.partial(self.layer_shape, scope)
         if item.when is not None:
             ok, cond = self.render(item.when, scope.env, (*where, "when"), scope, "when")
             if not ok:

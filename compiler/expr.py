@@ -87,6 +87,17 @@ def _ord(text: Any) -> int:
     return ord(text)
 
 
+def _shape(name: Any) -> Any:
+    """`shape('layer')` where no layers are (a parameter's default, a block argument's): the
+    expander binds the real one per item (SHAPE_FUNCTION in the environment)."""
+    raise ExprError(
+        "shape('layer') reads an earlier layer's output shape: it is available in an item's "
+        "values (attributes, name, when, a call's arguments, a repeat's count), not here"
+    )
+
+
+SHAPE_FUNCTION = "__shape__"  # the environment key of the per-item shape('layer') function
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "abs": abs,
     "bool": bool,
@@ -102,6 +113,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "ord": _ord,
     "range": _range,
     "round": round,
+    "shape": _shape,
     "str": _str,
     "sum": _sum,
 }
@@ -272,8 +284,9 @@ class _Interpreter:
             return consts[node.id]
         if node.id in FUNCTIONS:
             raise ExprError(f"'{node.id}' is a function; call it as {node.id}(...)")
-        hint = did_you_mean(node.id, self.env) or (
-            "names in scope: " + ", ".join(sorted(self.env)) if self.env else "no names in scope"
+        names = [n for n in self.env if n != SHAPE_FUNCTION]
+        hint = did_you_mean(node.id, names) or (
+            "names in scope: " + ", ".join(sorted(names)) if names else "no names in scope"
         )
         raise ExprError(f"unknown name '{node.id}'", hint=hint, name=node.id)
 
@@ -463,8 +476,11 @@ class _Interpreter:
     def _Call(self, node: ast.Call) -> Any:
         name = node.func.id  # type: ignore[attr-defined]  # checked in parse()
         args = [self.run(a) for a in node.args]
+        fn = FUNCTIONS[name]
+        if name == "shape":
+            fn = self.env.get(SHAPE_FUNCTION, fn)
         try:
-            return FUNCTIONS[name](*args)
+            return fn(*args)
         except ExprError:
             raise
         except (TypeError, ValueError, OverflowError, ZeroDivisionError) as exc:

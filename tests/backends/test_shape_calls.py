@@ -1,0 +1,120 @@
+"""`shape('name')` in expressions: the output shape (batch excluded) of what a reference names
+where the item is ('prev', 'input', an id, an earlier layer), in the compiler and in both
+generated models, whatever build_model's parameters are.
+
+Expected counts come from the layers' formulas (conv: k*k*in*out + out; dense: in*out + out).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backends import keras_backend, torch_backend
+from backends.codegen import import_source
+from backends.compile import check_generation
+from backends.verify import verify
+from compiler.api import compile_spec
+from compiler.diagnostics import SpecError
+from compiler.load import loads
+
+SPEC = Path(__file__).with_name("shape_calls.yaml")
+
+
+def expected_total(stages: int, width: int) -> int:
+    """tests/backends/shape_calls.yaml by its layers: the image has 3 channels and 8x8 pixels."""
+    total = 3 * 3 * 3 * width + width  # stem_conv
+    channels = width  # after the pool
+    for i in range(stages):
+        widen = width * (i + 2)  # shape('stem')[-1] * (i + 2): the stem's width, not prev's
+        total += channels * widen + widen
+        total += widen * 3 + 3  # back: shape('input')[-1], the model's input: 3
+        channels = 3
+    reduce = max(1, int(3 * 0.5))  # se: shape('input') is the block's input (3 channels)
+    total += 3 * reduce + reduce + reduce * 3 + 3
+    return total + 3 * 4 + 4  # head: shape('pool')[0] = 8 / 2 units, on 3 channels
+
+
+@pytest.mark.parametrize(("stages", "width"), [(2, 8), (3, 5), (1, 2)])
+def test_the_compiler_reads_the_named_layers_shapes(stages: int, width: int) -> None:
+    compiled = compile_spec(str(SPEC), {"stages": stages, "width": width})
+    assert compiled.graph.counts.total == expected_total(stages, width)
+    assert expected_total(2, 8) == 616
+
+
+def test_both_generated_models_read_them_for_other_parameters() -> None:
+    compiled = compile_spec(str(SPEC))
+    torch_mod = import_source(torch_backend.render(compiled), "shape_calls_torch")
+    keras_mod = import_source(keras_backend.render(compiled), "shape_calls_keras")
+    for stages, width in [(3, 5), (1, 2)]:
+        want = expected_total(stages, width)
+        model = torch_mod.build_model(stages=stages, width=width)
+        assert torch_backend.counts(model).total == want
+        assert keras_backend.counts(keras_mod.build_model(stages=stages, width=width)).total == want
+    verify(str(SPEC), {"stages": 3, "width": 5})
+
+
+def _diagnostic(text: str) -> tuple[str, str, str]:
+    with pytest.raises(SpecError) as info:
+        check_generation(compile_spec(loads(text, "bad.yaml")))
+    diag = info.value.diagnostics[0]
+    return diag.code, diag.message, diag.hint
+
+
+HEAD = "archc: 1\nname: bad\ninputs:\n  - {name: img, shape: [8, 8, 3]}\n"
+
+
+def test_an_unknown_name_is_a_located_error_with_a_suggestion() -> None:
+    text = HEAD + (
+        "layers:\n  - {op: conv2d, name: stem_conv, filters: 4, kernel: 1}\n"
+        "  - {op: conv2d, name: c, filters: \"${shape('stem_cnv')[-1]}\", kernel: 1}\n"
+    )
+    code, message, hint = _diagnostic(text)
+    assert code == "E030" and "no layer 'stem_cnv' before this item" in message
+    assert "stem_conv" in hint
+
+
+def test_shape_outside_items_says_where_it_is_available() -> None:
+    text = (
+        HEAD.replace(
+            "inputs:", "params:\n  w: {type: int, default: \"${shape('img')[-1]}\"}\ninputs:"
+        )
+        + "layers:\n  - {op: conv2d, name: c, filters: '${w}', kernel: 1}\n"
+    )
+    code, message, _ = _diagnostic(text)
+    assert code in ("E030", "E021") and "available in an item's values" in message
+
+
+def test_a_computed_name_is_refused_by_the_backends_at_check() -> None:
+    text = HEAD + (
+        "layers:\n  - {op: conv2d, name: c0, filters: 4, kernel: 1}\n"
+        "  - repeat: 1\n    body:\n"
+        "      - {op: conv2d, name: 'd${i}', filters: \"${shape('c' + str(i))[-1]}\", kernel: 1}\n"
+    )
+    code, message, hint = _diagnostic(text)
+    assert code == "E120" and "shape() of a computed name" in message
+    assert "shape('stem_conv')" in hint
+
+
+# -- a mutant: shape('name') read as the running shape (prev) must be caught ------------------
+def test_mutant_reading_prev_instead_of_the_named_layer_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from compiler import expand
+
+    real = expand._Expander.layer_shape
+
+    def prev_shape(self: expand._Expander, scope: expand.Scope, name: object) -> object:
+        return real(self, scope, "prev")
+
+    monkeypatch.setattr(expand._Expander, "layer_shape", prev_shape)
+    with pytest.raises(SpecError) as info:  # the widths no longer fit: se_mul cannot broadcast
+        compile_spec(str(SPEC))
+    assert info.value.diagnostics[0].code == "E070"
+    # and where they still fit, the counts are wrong: the head reads the pool's height
+    head = SPEC.read_text(encoding="utf-8").replace("shape('input')", "shape('prev')")
+    head = head.replace("se, args", "se, when: false, args")
+    total = compile_spec(loads(head, "head_only.yaml")).graph.counts.total
+    monkeypatch.undo()
+    assert compile_spec(loads(head, "head_only.yaml")).graph.counts.total != total
