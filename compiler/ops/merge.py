@@ -48,7 +48,7 @@ class AddAttrs:
         default=None,
         metadata={
             "doc": "one coefficient per input: inputs[0] * scales[0] + inputs[1] * scales[1] "
-            "+ ..., summed left to right, a coefficient of 1 not multiplied; left out: all 1"
+            "+ ..., summed left to right, a coefficient of 1 not multiplied (left out: all 1)"
         },
     )
 
