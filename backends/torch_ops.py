@@ -259,18 +259,20 @@ def _elementwise(symbol: str) -> Callable[[Ctx, list[str], str], str]:
     return forward
 
 
-def _scales(ctx: Ctx, n: int) -> list[str | None]:
+def _scales(ctx: Ctx, n: int) -> list[str | None] | None:
     """Each input's coefficient as source, None where it is 1 (not multiplied, as Keras'
-    ScaledAdd): constants inline, a computed one read from the list kept by the constructor."""
+    ScaledAdd): constants inline, a computed one read from the list kept by the constructor;
+    None where the whole list is computed (it may come out None: a plain sum)."""
     const = ctx.const("scales", None)
     if const is None:
         return [None] * n
     if const is not UNSET:
         return [None if s == 1 else literal(float(s)) for s in const]
     tree = ast.parse(ctx.attr("scales") or "()", mode="eval").body
-    items = tree.elts if isinstance(tree, ast.Tuple) and len(tree.elts) == n else [None] * n
+    if not isinstance(tree, ast.Tuple) or len(tree.elts) != n:
+        return None
     out: list[str | None] = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(tree.elts):
         value = item.value if isinstance(item, ast.Constant) else None
         if isinstance(value, int | float) and not isinstance(value, bool):
             out.append(None if value == 1 else literal(float(value)))
@@ -283,9 +285,12 @@ def _add_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
     """`x0 + x1 * 0.17`: the inputs broadcast, each times its coefficient, summed left to
     right (Keras' order: the same float32 operations)."""
     items = _broadcast_inputs(ctx, xs)
-    terms = [
-        x if s is None else f"{x} * {s}" for x, s in zip(items, _scales(ctx, len(xs)), strict=True)
-    ]
+    scales = _scales(ctx, len(xs))
+    if scales is None:  # a computed list, or None: chosen when the model runs
+        kept = ctx.hoisted("scales", "None")
+        scaled = " + ".join(f"{x} * {kept}[{i}]" for i, x in enumerate(items))
+        return f"({' + '.join(items)} if {kept} is None else {scaled})"
+    terms = [x if s is None else f"{x} * {s}" for x, s in zip(items, scales, strict=True)]
     return " + ".join(terms)
 
 

@@ -174,6 +174,26 @@ layers:
     verify(compiled)
 
 
+@pytest.mark.parametrize("plain", [True, False])
+def test_a_computed_list_of_scales_may_come_out_none(tmp_path: Path, plain: bool) -> None:
+    """`scales: ${...}` as a whole: a list, or None (a plain sum), decided when built."""
+    text = tiny(
+        [5, 7, 4],
+        '- {op: add, name: s, inputs: [x, y], scales: "${None if plain else [2, 0.5]}"}',
+        y=[5, 7, 4],
+    )
+    text = text.replace("inputs:", "params:\n  plain: {type: bool, default: true}\ninputs:", 1)
+    path = tmp_path / "computed.yaml"
+    path.write_text(text, encoding="utf-8")
+    compiled = compile_spec(path, {"plain": plain})
+    assert compiled.graph.node("s").attrs.scales == (None if plain else (2.0, 0.5))
+    x, y = randn(2, 5, 7, 4), randn(2, 5, 7, 4, seed=2)
+    want = x + y if plain else x * np.float32(2) + y * np.float32(0.5)
+    k_out, t_out = outputs(compiled, [x, y])
+    np.testing.assert_array_equal(k_out, want)
+    np.testing.assert_array_equal(t_out, want)
+
+
 def test_saved_keras_model_reloads_with_its_scales(spec: Spec, tmp_path: Path) -> None:
     import keras
 
