@@ -21,7 +21,7 @@ from .codegen import (
     helper_source,
     import_source,
 )
-from .keras_ops import KERAS_LAYERS
+from .keras_ops import keras_layer
 from .pysrc import ShapeRef, literal
 from .structure import (
     Block,
@@ -117,7 +117,7 @@ class _Function:
                 self.out(f"{var} = {self.prev}")
 
     def op(self, step: OpStep) -> None:
-        layer = KERAS_LAYERS[step.op]
+        layer = keras_layer(step.op, step.attrs)
 
         def attr(key: str) -> str | None:
             return self.src(step.attrs[key]) if key in step.attrs else None
@@ -232,14 +232,14 @@ def _repeats(s: Structure) -> bool:
 def _custom_layers(s: Structure) -> list[str]:
     """The classes of keras_helpers that the spec's ops use, in a fixed order."""
     steps = walk(s.body) + [step for b in s.blocks.values() for step in walk(b.body)]
-    ops = {step.op for step in steps if isinstance(step, OpStep)}
-    return sorted({KERAS_LAYERS[op].cls for op in ops if KERAS_LAYERS[op].custom})
+    layers = [keras_layer(st.op, st.attrs) for st in steps if isinstance(st, OpStep)]
+    return sorted({layer.cls for layer in layers if layer.custom})
 
 
 def _uses_keras_layers(s: Structure) -> bool:
     """Whether the generated file uses keras.layers (not only classes it defines)."""
     steps = walk(s.body) + [step for b in s.blocks.values() for step in walk(b.body)]
-    return any(isinstance(st, OpStep) and not KERAS_LAYERS[st.op].custom for st in steps)
+    return any(isinstance(st, OpStep) and not keras_layer(st.op, st.attrs).custom for st in steps)
 
 
 def _layer_source(cls: str) -> str:

@@ -29,3 +29,30 @@ class LayerScale(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "init_value": self.init_value}
+
+
+@keras.saving.register_keras_serializable(package="archc")
+class ScaledAdd(keras.layers.Layer):
+    """inputs[0] * scales[0] + inputs[1] * scales[1] + ..., summed left to right, broadcasting
+    as keras.layers.Add (an input of lower rank gets its new axes after the batch axis); a
+    scale of 1 is not multiplied. scales (1, s) computes keras.applications'
+    InceptionResNetV2 CustomScaleLayer(s): inputs[0] + inputs[1] * s. None: a plain sum."""
+
+    def __init__(self, scales=None, **kwargs):
+        super().__init__(**kwargs)
+        self.scales = None if scales is None else tuple(float(s) for s in scales)
+
+    def call(self, inputs):
+        scales = (1.0,) * len(inputs) if self.scales is None else self.scales
+        rank = max(len(x.shape) for x in inputs)
+        total = None
+        for x, scale in zip(inputs, scales, strict=True):
+            for _ in range(rank - len(x.shape)):
+                x = keras.ops.expand_dims(x, 1)
+            term = x if scale == 1.0 else x * scale
+            total = term if total is None else total + term
+        return total
+
+    def get_config(self):
+        scales = None if self.scales is None else list(self.scales)
+        return {**super().get_config(), "scales": scales}

@@ -10,8 +10,9 @@ moving_mean, moving_variance, depthwise_kernel), so weights bind by layer and we
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 Attr = Callable[[str], str | None]  # attribute -> Python source, None when not set
 Args = list[tuple[str | None, str]]  # (keyword or None for positional, source)
@@ -28,6 +29,8 @@ class KerasLayer:
     custom: bool = False  # a class of keras_helpers, which the generated file defines
     # the call's arguments from the inputs' sources (default: the input, or a list of them)
     call: Callable[[Attr, list[str]], str] | None = None
+    # (attribute, layer): the layer an item that sets the attribute becomes instead
+    variant: tuple[str, KerasLayer] | None = None
 
 
 def _kw(attr: Attr, *pairs: tuple[str, str]) -> Args:
@@ -129,7 +132,14 @@ KERAS_LAYERS: dict[str, KerasLayer] = {
         lambda a: _kw(a, ("epsilon", "epsilon"), ("center", "center"), ("scale", "scale")),
     ),
     "activation": KerasLayer("Activation", lambda a: _pos(a, "fn")),
-    "add": KerasLayer("Add", lambda a: []),
+    "add": KerasLayer(
+        "Add",
+        lambda a: [],
+        variant=(
+            "scales",
+            KerasLayer("ScaledAdd", lambda a: _kw(a, ("scales", "scales")), custom=True),
+        ),
+    ),
     "multiply": KerasLayer("Multiply", lambda a: []),
     "subtract": KerasLayer("Subtract", lambda a: []),
     "concat": KerasLayer("Concatenate", _concat),
@@ -166,6 +176,16 @@ KERAS_LAYERS: dict[str, KerasLayer] = {
         "Normalization", lambda a: _kw(a, ("mean", "mean"), ("variance", "variance"))
     ),
 }
+
+
+def keras_layer(op: str, attrs: Mapping[str, Any]) -> KerasLayer:
+    """The layer an op item with these (spec) attributes becomes: the op's, or its variant
+    where the item sets the variant's attribute (an add with scales is a ScaledAdd)."""
+    layer = KERAS_LAYERS[op]
+    if layer.variant is not None and attrs.get(layer.variant[0]) is not None:
+        return layer.variant[1]
+    return layer
+
 
 # the sequence and attention ops: backends/keras_sequence.py adds them to KERAS_LAYERS
 from . import keras_sequence  # noqa: E402, F401

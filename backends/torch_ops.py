@@ -9,9 +9,12 @@ as source and knows what the compiled graph saw (the input's rank).
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from .pysrc import literal
 
 if TYPE_CHECKING:  # bindings run on arrays; rendering source (archc check) needs no numpy
     import numpy as np
@@ -229,26 +232,66 @@ def _dense_module(ctx: Ctx) -> str:
     return f"nn.Linear({', '.join(args)})"
 
 
+def _broadcast_inputs(ctx: Ctx, xs: list[str]) -> list[str]:
+    """Broadcasting as Keras does: an input of lower rank first gets size-1 axes where its
+    channels-last shape lacks them: after the channels (dim 1) of an image, before the
+    channels of a sequence; a sequence broadcast over an image gets its channels first."""
+    items = []
+    for x, rank in zip(xs, ctx.in_ranks, strict=True):
+        missing = ctx.out_rank - rank if ctx.out_rank and rank else 0
+        if missing <= 0:
+            items.append(x)
+        elif ctx.out_rank is not None and ctx.out_rank <= 2:
+            items.append(f"{x}[:{', None' * missing}]")
+        elif rank == 2:  # (N, W, C) -> (N, C, 1, W)
+            items.append(f"{x}.movedim(-1, 1)[:, :{', None' * missing}]")
+        else:
+            items.append(f"{x}[:, :{', None' * missing}]")
+    return items
+
+
 def _elementwise(symbol: str) -> Callable[[Ctx, list[str], str], str]:
-    """`a + b`: broadcasting as Keras does; an input of lower rank first gets size-1 axes
-    where its channels-last shape lacks them: after the channels (dim 1) of an image, before
-    the channels of a sequence; a sequence broadcast over an image gets its channels first."""
+    """`a + b`, the inputs broadcast (`_broadcast_inputs`)."""
 
     def forward(ctx: Ctx, xs: list[str], mod: str) -> str:
-        items = []
-        for x, rank in zip(xs, ctx.in_ranks, strict=True):
-            missing = ctx.out_rank - rank if ctx.out_rank and rank else 0
-            if missing <= 0:
-                items.append(x)
-            elif ctx.out_rank is not None and ctx.out_rank <= 2:
-                items.append(f"{x}[:{', None' * missing}]")
-            elif rank == 2:  # (N, W, C) -> (N, C, 1, W)
-                items.append(f"{x}.movedim(-1, 1)[:, :{', None' * missing}]")
-            else:
-                items.append(f"{x}[:, :{', None' * missing}]")
-        return f" {symbol} ".join(items)
+        return f" {symbol} ".join(_broadcast_inputs(ctx, xs))
 
     return forward
+
+
+def _scales(ctx: Ctx, n: int) -> list[str | None] | None:
+    """Each input's coefficient as source, None where it is 1 (not multiplied, as Keras'
+    ScaledAdd): constants inline, a computed one read from the list kept by the constructor;
+    None where the whole list is computed (it may come out None: a plain sum)."""
+    const = ctx.const("scales", None)
+    if const is None:
+        return [None] * n
+    if const is not UNSET:
+        return [None if s == 1 else literal(float(s)) for s in const]
+    tree = ast.parse(ctx.attr("scales") or "()", mode="eval").body
+    if not isinstance(tree, ast.Tuple) or len(tree.elts) != n:
+        return None
+    out: list[str | None] = []
+    for i, item in enumerate(tree.elts):
+        value = item.value if isinstance(item, ast.Constant) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out.append(None if value == 1 else literal(float(value)))
+        else:
+            out.append(f"{ctx.hoisted('scales', '()')}[{i}]")
+    return out
+
+
+def _add_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+    """`x0 + x1 * 0.17`: the inputs broadcast, each times its coefficient, summed left to
+    right (Keras' order: the same float32 operations)."""
+    items = _broadcast_inputs(ctx, xs)
+    scales = _scales(ctx, len(xs))
+    if scales is None:  # a computed list, or None: chosen when the model runs
+        kept = ctx.hoisted("scales", "None")
+        scaled = " + ".join(f"{x} * {kept}[{i}]" for i, x in enumerate(items))
+        return f"({' + '.join(items)} if {kept} is None else {scaled})"
+    terms = [x if s is None else f"{x} * {s}" for x, s in zip(items, scales, strict=True)]
+    return " + ".join(terms)
 
 
 def _broadcast_shape(ctx: Ctx) -> str | None:
@@ -517,7 +560,7 @@ TORCH_OPS: dict[str, TorchOp] = {
         weights={"gamma": Binding("weight"), "beta": Binding("bias")},
     ),
     "activation": TorchOp(lambda c, xs, m: activation(c, "fn", xs[0])),
-    "add": TorchOp(_elementwise("+"), shape=_broadcast_shape),
+    "add": TorchOp(_add_forward, shape=_broadcast_shape),
     "multiply": TorchOp(_elementwise("*"), shape=_broadcast_shape),
     "subtract": TorchOp(_elementwise("-"), shape=_broadcast_shape),
     "concat": TorchOp(_concat_forward, shape=_concat_shape),

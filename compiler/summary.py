@@ -59,7 +59,7 @@ def table(graph: Graph) -> str:
     lines.append("=" * LINE)
     for k, node in enumerate(graph.nodes):
         conns = [f"{i}[0][0]" for i in node.inputs] or [""]
-        title = ops[node.op].title
+        title = ops[node.op].layer_type(node.attrs)
         lines.append(
             _row(
                 [f"{node.name} ({title})", shape_text(node.shape), str(node.counts.total), conns[0]]

@@ -11,11 +11,38 @@ from keras import layers
 
 SPEC = {
     "path": "../specs/inception_resnet_v2.yaml",
-    "sha256": "de4a316ac78cf1cabf48404d7c43f867eaee46edfc971224b944b4108d1ef10b",
+    "sha256": "13c2c462649d1ca337bd624e70cf3360e3a5ee25feec076501bdf0fe66ca34a5",
     "archc": "0.1.0",
 }
 PARAMS = {"total": 55873736, "trainable": 55813192, "non_trainable": 60544}
 INPUT_SHAPE = (299, 299, 3)
+
+
+@keras.saving.register_keras_serializable(package="archc")
+class ScaledAdd(keras.layers.Layer):
+    """inputs[0] * scales[0] + inputs[1] * scales[1] + ..., summed left to right, broadcasting
+    as keras.layers.Add (an input of lower rank gets its new axes after the batch axis); a
+    scale of 1 is not multiplied. scales (1, s) computes keras.applications'
+    InceptionResNetV2 CustomScaleLayer(s): inputs[0] + inputs[1] * s. None: a plain sum."""
+
+    def __init__(self, scales=None, **kwargs):
+        super().__init__(**kwargs)
+        self.scales = None if scales is None else tuple(float(s) for s in scales)
+
+    def call(self, inputs):
+        scales = (1.0,) * len(inputs) if self.scales is None else self.scales
+        rank = max(len(x.shape) for x in inputs)
+        total = None
+        for x, scale in zip(inputs, scales, strict=True):
+            for _ in range(rank - len(x.shape)):
+                x = keras.ops.expand_dims(x, 1)
+            term = x if scale == 1.0 else x * scale
+            total = term if total is None else total + term
+        return total
+
+    def get_config(self):
+        scales = None if self.scales is None else list(self.scales)
+        return {**super().get_config(), "scales": scales}
 
 
 def conv_bn(
@@ -80,8 +107,9 @@ def block35(inputs, *, idx: int, base: int, k: int, scale: float, activate_: boo
     b2_ = x
     x = layers.Concatenate(name=f"block35_{idx}_mixed")([b0_, b1_, b2_])
     x = layers.Conv2D(inputs.shape[-1], 1, use_bias=True, name=f"block35_{idx}_conv")(x)
-    x = layers.Rescaling(scale, name=f"block35_{idx}_scale")(x)
-    x = layers.Add(name="custom_scale_layer" + ("_" + str(k) if k > 0 else ""))([inputs, x])
+    x = ScaledAdd(scales=(1, scale), name=f"custom_scale_layer{('_' + str(k) if k > 0 else '')}")(
+        [inputs, x]
+    )
     if activate_:
         x = layers.Activation("relu", name=f"block35_{idx}_ac")(x)
     return x
@@ -110,8 +138,9 @@ def block17(inputs, *, idx: int, base: int, k: int, scale: float, activate_: boo
     b1___ = x
     x = layers.Concatenate(name=f"block17_{idx}_mixed")([b0___, b1___])
     x = layers.Conv2D(inputs.shape[-1], 1, use_bias=True, name=f"block17_{idx}_conv")(x)
-    x = layers.Rescaling(scale, name=f"block17_{idx}_scale")(x)
-    x = layers.Add(name="custom_scale_layer" + ("_" + str(k) if k > 0 else ""))([inputs, x])
+    x = ScaledAdd(scales=(1, scale), name=f"custom_scale_layer{('_' + str(k) if k > 0 else '')}")(
+        [inputs, x]
+    )
     if activate_:
         x = layers.Activation("relu", name=f"block17_{idx}_ac")(x)
     return x
@@ -144,8 +173,9 @@ def block8(inputs, *, idx: int, base: int, k: int, scale: float, activate_: bool
     b1_____ = x
     x = layers.Concatenate(name=f"block8_{idx}_mixed")([b0_____, b1_____])
     x = layers.Conv2D(inputs.shape[-1], 1, use_bias=True, name=f"block8_{idx}_conv")(x)
-    x = layers.Rescaling(scale, name=f"block8_{idx}_scale")(x)
-    x = layers.Add(name="custom_scale_layer" + ("_" + str(k) if k > 0 else ""))([inputs, x])
+    x = ScaledAdd(scales=(1, scale), name=f"custom_scale_layer{('_' + str(k) if k > 0 else '')}")(
+        [inputs, x]
+    )
     if activate_:
         x = layers.Activation("relu", name=f"block8_{idx}_ac")(x)
     return x

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 SPEC = {
     "path": "../specs/inception_resnet_v2.yaml",
-    "sha256": "de4a316ac78cf1cabf48404d7c43f867eaee46edfc971224b944b4108d1ef10b",
+    "sha256": "13c2c462649d1ca337bd624e70cf3360e3a5ee25feec076501bdf0fe66ca34a5",
     "archc": "0.1.0",
 }
 PARAMS = {"total": 55873736, "trainable": 55813192, "non_trainable": 60544}
@@ -253,7 +253,7 @@ class Block35(nn.Module):
             nn.Conv2d(shape[-1], in_shape[-1], 1, bias=True), f"block35_{idx}_conv"
         )
         shape = (*shape[:-1], self.block35_conv.out_channels)
-        self.block35_scale_scale = scale
+        self.custom_scale_layer_scales = (1, scale)
         shape = in_shape
         self.use_block35_ac = activate_
         if self.use_block35_ac:
@@ -272,8 +272,7 @@ class Block35(nn.Module):
         b2_ = x
         x = torch.cat([b0_, b1_, b2_], dim=1)
         x = self.block35_conv(x)
-        x = x * self.block35_scale_scale
-        x = inputs + x
+        x = inputs + x * self.custom_scale_layer_scales[1]
         if self.use_block35_ac:
             x = F.relu(x)
         return x
@@ -346,7 +345,7 @@ class Block17(nn.Module):
             nn.Conv2d(shape[-1], in_shape[-1], 1, bias=True), f"block17_{idx}_conv"
         )
         shape = (*shape[:-1], self.block17_conv.out_channels)
-        self.block17_scale_scale = scale
+        self.custom_scale_layer_scales = (1, scale)
         shape = in_shape
         self.use_block17_ac = activate_
         if self.use_block17_ac:
@@ -362,8 +361,7 @@ class Block17(nn.Module):
         b1___ = x
         x = torch.cat([b0___, b1___], dim=1)
         x = self.block17_conv(x)
-        x = x * self.block17_scale_scale
-        x = inputs + x
+        x = inputs + x * self.custom_scale_layer_scales[1]
         if self.use_block17_ac:
             x = F.relu(x)
         return x
@@ -449,7 +447,7 @@ class Block8(nn.Module):
             nn.Conv2d(shape[-1], in_shape[-1], 1, bias=True), f"block8_{idx}_conv"
         )
         shape = (*shape[:-1], self.block8_conv.out_channels)
-        self.block8_scale_scale = scale
+        self.custom_scale_layer_scales = (1, scale)
         shape = in_shape
         self.use_block8_ac = activate_
         if self.use_block8_ac:
@@ -465,8 +463,7 @@ class Block8(nn.Module):
         b1_____ = x
         x = torch.cat([b0_____, b1_____], dim=1)
         x = self.block8_conv(x)
-        x = x * self.block8_scale_scale
-        x = inputs + x
+        x = inputs + x * self.custom_scale_layer_scales[1]
         if self.use_block8_ac:
             x = F.relu(x)
         return x

@@ -124,6 +124,9 @@ class OpDef:
     computed: tuple[str, ...] = ()
     doc: str = ""
     unknown_sizes: bool = False  # the rule handles None (unknown) heights and widths
+    # the Keras layer type where it depends on the attributes (an add with scales is a
+    # ScaledAdd); None: always `title`
+    titled: Callable[[Any], str] | None = None
 
     @property
     def user_fields(self) -> list[dataclasses.Field[Any]]:
@@ -136,6 +139,10 @@ class OpDef:
             for f in self.user_fields
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         }
+
+    def layer_type(self, attrs: Any) -> str:
+        """The Keras layer type of a node with these (resolved) attributes."""
+        return self.title if self.titled is None else self.titled(attrs)
 
     def adapter(self) -> TypeAdapter[Any]:
         return _adapter(self.attrs)

@@ -1,16 +1,56 @@
-"""Ops with several inputs, referenced by name: add, multiply, subtract, concat."""
+"""Ops with several inputs, referenced by name: add (optionally scaled), multiply, subtract,
+concat."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from math import prod
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-from pydantic import Strict
+from pydantic import Field, PlainValidator, Strict, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from ..ir import Shape
 from . import ATTRS_CONFIG, OpDef, ShapeError, register
 from .core import NoAttrs
+
+_SCALES = "a list of numbers, one per input"
+
+
+def _scales(value: Any) -> tuple[float, ...]:
+    """A validator: a list of finite numbers (one error for any mistake, in a user's words)."""
+    items = list(value) if isinstance(value, list | tuple) else None
+    if not items or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in items
+    ):
+        raise PydanticCustomError("scales", f"input should be {_SCALES}")
+    return tuple(float(v) for v in items)
+
+
+Scales = Annotated[
+    tuple[float, ...],
+    PlainValidator(_scales),
+    WithJsonSchema(
+        {"type": "array", "items": {"type": "number"}, "minItems": 1, "description": _SCALES}
+    ),
+    Field(description=_SCALES),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AddAttrs:
+    __pydantic_config__ = ATTRS_CONFIG
+
+    # keras.applications' InceptionResNetV2 residual (CustomScaleLayer: x + branch * scale)
+    # is scales [1, scale]
+    scales: Scales | None = field(
+        default=None,
+        metadata={
+            "doc": "one coefficient per input: inputs[0] * scales[0] + inputs[1] * scales[1] "
+            "+ ..., summed left to right, a coefficient of 1 not multiplied (left out: all 1)"
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +69,10 @@ def _broadcast(x: int | None, y: int | None) -> int | None:
     return max(x, y)
 
 
-def _elementwise_infer(a: NoAttrs, ins: list[Shape]) -> tuple[NoAttrs, Shape]:
+A = TypeVar("A")
+
+
+def _elementwise_infer(a: A, ins: list[Shape]) -> tuple[A, Shape]:
     """Broadcasting as Keras (and numpy) does it, batch excluded: shapes align on the right
     (channels); on each axis the sizes are equal or one of them is 1. Only known sizes are
     checked: an unknown one (None) is checked when the model runs."""
@@ -85,11 +128,42 @@ def _concat_infer(a: ConcatAttrs, ins: list[Shape]) -> tuple[ConcatAttrs, Shape]
     return ConcatAttrs(a.axis), tuple(out)  # type: ignore[arg-type]
 
 
+def _add_infer(a: AddAttrs, ins: list[Shape]) -> tuple[AddAttrs, Shape]:
+    if a.scales is not None and len(a.scales) != len(ins):
+        raise ShapeError(
+            f"scales has {len(a.scales)} values for {len(ins)} inputs",
+            hint="give one number per input, in the order of inputs (1 leaves an input as "
+            "it is), or leave scales out for a plain sum",
+        )
+    return _elementwise_infer(a, ins)
+
+
 def _merge_flops(a: object, ins: list[Shape], out: Shape) -> int:
     return prod(out) * (len(ins) - 1)
 
 
-for _name, _title in (("add", "Add"), ("multiply", "Multiply"), ("subtract", "Subtract")):
+def _add_flops(a: AddAttrs, ins: list[Shape], out: Shape) -> int:
+    """The sums, and one multiplication per element for each coefficient other than 1."""
+    scaled = sum(s != 1.0 for s in a.scales or ())
+    return prod(out) * (len(ins) - 1 + scaled)
+
+
+_ELEMENTWISE = "element-wise, broadcasting as Keras does (sizes equal or 1 on each axis)"
+register(
+    OpDef(
+        "add",
+        "Add",
+        AddAttrs,
+        _add_infer,
+        flops=_add_flops,
+        min_inputs=2,
+        max_inputs=None,
+        unknown_sizes=True,
+        doc=f"{_ELEMENTWISE}; with scales, each input times its coefficient (one layer, ScaledAdd)",
+        titled=lambda a: "Add" if a.scales is None else "ScaledAdd",
+    )
+)
+for _name, _title in (("multiply", "Multiply"), ("subtract", "Subtract")):
     register(
         OpDef(
             _name,
@@ -100,7 +174,7 @@ for _name, _title in (("add", "Add"), ("multiply", "Multiply"), ("subtract", "Su
             min_inputs=2,
             max_inputs=2 if _name == "subtract" else None,
             unknown_sizes=True,
-            doc="element-wise, broadcasting as Keras does (sizes equal or 1 on each axis)",
+            doc=_ELEMENTWISE,
         )
     )
 register(

@@ -378,6 +378,22 @@ layers:
   - {op: conv2d, name: c2, filters: 3, kernel: 1, inputs: x}
   - {op: add, name: sum, inputs: [c1, c2, x]}
 """,
+        """\
+# per-input coefficients (one layer): a residual scaled as InceptionResNetV2's, a computed
+# coefficient, three inputs with a broadcast (1, 1, C) gate
+archc: 1
+name: add_scales
+params:
+  scale: {type: float, default: 0.17}
+inputs:
+  - {name: x, shape: [7, 5, 3]}
+layers:
+  - {op: conv2d, name: up, filters: 3, kernel: 1}
+  - {op: add, name: residual, inputs: [x, up], scales: [1, 0.17]}
+  - {op: add, name: computed, inputs: [residual, up], scales: [1, "${scale * 2}"]}
+  - {op: global_avg_pool2d, name: gate, keepdims: true}
+  - {op: add, name: three, inputs: [gate, x, computed], scales: [-0.5, 1, 2]}
+""",
     ],
     "multiply": [
         """\

@@ -67,7 +67,7 @@ def inbound_names(layer: Any) -> list[str]:
 
 
 def class_name(node: Node) -> str:
-    return load_all()[node.op].title
+    return load_all()[node.op].layer_type(node.attrs)
 
 
 def cli(*args: str | Path, seed: str = "0", cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -407,6 +407,15 @@ def _elementwise(op: str) -> Callable[[Builder, str], str | None]:
     return emit
 
 
+def _add(b: Builder, x: str) -> str | None:
+    """A plain sum, or (one time in three) one coefficient per input (`scales`)."""
+    name = _elementwise("add")(b, x)
+    if name is not None and b.flag(0.35):
+        n = len(b.items[-1]["inputs"])
+        b.items[-1]["scales"] = [b.pick([1, 1.0, 0.17, -2.0, 0.5]) for _ in range(n)]
+    return name
+
+
 def _subtract(b: Builder, x: str) -> str | None:
     """x minus a same-shape branch, or minus (or from) a broadcast per-channel mean."""
     shape = b.shapes[x]
@@ -472,7 +481,7 @@ EMITTERS: dict[str, Callable[[Builder, str], str | None]] = {
     "global_avg_pool2d": _global_pool("global_avg_pool2d"),
     "global_max_pool2d": _global_pool("global_max_pool2d"),
     "zero_pad2d": zero_pad2d,
-    "add": _elementwise("add"),
+    "add": _add,
     "multiply": _elementwise("multiply"),
     "subtract": _subtract,
     "concat": concat,

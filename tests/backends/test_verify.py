@@ -1129,6 +1129,13 @@ MUTANTS = {
             ),
         ),
     ),
+    "add-scale-on-the-wrong-input": (  # more add mutants: tests/backends/test_scaled_add.py
+        [7, 9, 3],
+        "- {op: conv2d, name: up, filters: 3, kernel: 1}\n"
+        "- {op: add, name: residual, inputs: [x, up], scales: [1, 0.17]}",
+        "residual",
+        _emitter("add", forward=lambda ctx, xs, mod: f"{xs[0]} * 0.17 + {xs[1]}"),
+    ),
     "layer-norm-pytorch-eps": (
         [7, 9, 3],
         "- {op: conv2d, name: conv, filters: 3, kernel: 1}\n- {op: layer_norm, name: ln}",

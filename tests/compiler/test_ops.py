@@ -467,7 +467,24 @@ CASES: dict[str, list[Case]] = {
         Case("image", "op: stochastic_depth, rate: 0.1", ((5, 7, 3),), (5, 7, 3)),
         Case("vector", "op: stochastic_depth, rate: 0.5", ((7,),), (7,), attrs={"rate": 0.5}),
     ],
-    "add": merge_cases("add"),
+    "add": [
+        *merge_cases("add"),
+        # per-input coefficients: the same shape rule, no weights
+        Case(
+            "scales",
+            "op: add, inputs: [in0, in1], scales: [1, 0.17]",
+            ((4, 4, 3), (4, 4, 3)),
+            (4, 4, 3),
+            attrs={"scales": (1.0, 0.17)},
+        ),
+        Case(
+            "scales-broadcast-three",
+            "op: add, inputs: [in0, in1, in2], scales: [0.5, -2, 1]",
+            ((8, 1, 16), (1, 6, 16), (16,)),
+            (8, 6, 16),
+            attrs={"scales": (0.5, -2.0, 1.0)},
+        ),
+    ],
     "multiply": merge_cases("multiply"),
     "subtract": merge_cases("subtract"),
     "concat": [
@@ -533,6 +550,25 @@ def test_op(op: str, case: Case) -> None:
     assert counts.trainable == case.total - case.non_trainable
     for key, value in case.attrs.items():
         assert getattr(node.attrs, key) == value, key
+
+
+def test_scaled_add_counts_one_multiplication_per_coefficient_other_than_one() -> None:
+    """FLOPs as for every merge (one addition per element and extra input), plus one
+    multiplication per element for each coefficient that is not 1; no MACs, no weights."""
+    n = 4 * 6 * 3
+    shapes = ((4, 6, 3), (4, 6, 3), (4, 6, 3))
+    plain = compile_layer("op: add, inputs: [in0, in1, in2]", *shapes).node(LAYER)
+    assert (plain.flops, plain.macs) == (2 * n, 0)
+    ones = compile_layer("op: add, inputs: [in0, in1, in2], scales: [1, 1, 1]", *shapes)
+    assert ones.node(LAYER).flops == 2 * n
+    scaled = compile_layer("op: add, inputs: [in0, in1, in2], scales: [1, 0.5, 3]", *shapes)
+    assert (scaled.node(LAYER).flops, scaled.node(LAYER).macs) == (2 * n + 2 * n, 0)
+
+
+@pytest.mark.parametrize("scales", ["[1, '${0.1 * 2}']", "'${[1, 0.1 * 2]}'", "'${[1.0] + [0.2]}'"])
+def test_scales_may_be_computed(scales: str) -> None:
+    graph = compile_layer(f"op: add, inputs: [in0, in1], scales: {scales}", (3,), (3,))
+    assert graph.node(LAYER).attrs.scales == (1.0, 0.1 * 2)
 
 
 def test_extra_pixel_goes_bottom_right() -> None:
@@ -656,6 +692,18 @@ SHAPE_ERRORS: list[tuple[str, str, tuple[Shape, ...], str]] = [
         ((4, 4, 3), (4, 4, 5)),
         "add 'layer': inputs of shapes (4, 4, 3) and (4, 4, 5) cannot be broadcast together "
         "(inputs 'in0' and 'in1')",
+    ),
+    (
+        "add-scales-too-many",
+        "op: add, inputs: [in0, in1], scales: [1, 0.2, 3]",
+        ((4, 4, 3), (4, 4, 3)),
+        "add 'layer': scales has 3 values for 2 inputs",
+    ),
+    (
+        "add-scales-too-few",
+        "op: add, inputs: [in0, in1, in2], scales: [1, 0.2]",
+        ((3,), (3,), (3,)),
+        "add 'layer': scales has 2 values for 3 inputs",
     ),
     (
         "multiply-third-input-differs",
@@ -788,6 +836,22 @@ def test_window_larger_than_input(body: str, shape: Shape, fragment: str) -> Non
             "op: normalization, mean: 0.0, variance: -1.0",
             "invalid normalization.variance -1.0: input should be a non-negative number, or a "
             "list of them (one per channel)",
+        ),
+        (
+            "op: add, inputs: [in0, in0], scales: [1, true]",
+            "invalid add.scales [1, True]: input should be a list of numbers, one per input",
+        ),
+        (
+            "op: add, inputs: [in0, in0], scales: [1, '0.5']",
+            "invalid add.scales [1, '0.5']: input should be a list of numbers, one per input",
+        ),
+        (
+            "op: add, inputs: [in0, in0], scales: 0.5",
+            "invalid add.scales 0.5: input should be a list of numbers, one per input",
+        ),
+        (
+            "op: add, inputs: [in0, in0], scales: [1, .inf]",
+            "invalid add.scales [1, inf]: input should be a list of numbers, one per input",
         ),
         (
             "op: batch_norm, momentum: 2.0",
