@@ -16,6 +16,7 @@ from typing import Any
 from compiler.api import Compiled, unknown_sizes
 from compiler.diagnostics import Diagnostic, SpecError
 
+from . import initializers
 from .codegen import environment, header_context, helper_source
 from .pysrc import constant, is_constant, literal
 from .structure import (
@@ -444,6 +445,11 @@ class _Class:
             if step.trainable is not True:
                 extra += f", trainable={self.src(step.trainable)}"
             module = emitter.module(ctx)
+            given = initializers.given(step)
+            if given:  # reset_parameters draws with them (keras_init_)
+                kw = [f"{k}={initializers.source(self.s, step, k, self.src, '')}" for k in given]
+                module = f"with_initializers({', '.join([module, *kw])})"
+                self.r.helpers.update(("with_initializers", "keras_init_"))
             self.r.helpers.add("keras_layer")
             self.init(f"self.{attr} = keras_layer({module}, {self.src(step.name)}{extra})")
         xs = [self.tensor(r, step) for r in step.inputs]
@@ -734,6 +740,7 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
             if h in needed
         ]
         + [h for h in OWN_RESET if h in needed],
+        initializers="keras_init_" in needed,
         input_words=input_words(compiled),
         input_dtypes=input_dtypes(compiled),
         torch_input_shape=input_shape(graph.node(graph.inputs[0]).shape or ()),
@@ -804,6 +811,8 @@ _HELPER_ORDER = [
     "KerasNormalization",
     "LayerScale",
     "KerasDropout",
+    *("VarianceScaling", "RandomNormal", "TruncatedNormal", "RandomUniform", "Constant"),
+    *("keras_initializer", "with_initializers", "keras_init_"),
     "broadcast_shape",
     "torch_dim",
     "concat_shape",
@@ -824,6 +833,10 @@ _NEEDS: dict[str, set[str]] = {
     "upsample_shape": {"pair"},
     "crop": {"torch_pads", "pair"},
     "KerasNormalization": {"per_channel"},
+    "keras_init_": {"keras_initializer"},
+    "keras_initializer": {
+        *("VarianceScaling", "RandomNormal", "TruncatedNormal", "RandomUniform", "Constant"),
+    },
 }
 
 
