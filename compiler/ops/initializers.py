@@ -145,18 +145,31 @@ def _initializer(value: Any) -> str | Config:
     raise _fail("input should be an initializer's name or a mapping with a 'class'")
 
 
+ARGUMENT_WORDS = {
+    "scale": "the variance is scale / n",
+    "mode": "n: the kernel's fan_in, fan_out or their mean (Keras' fans)",
+    "distribution": "truncated_normal (cut at 2 standard deviations, variance kept), "
+    "untruncated_normal or uniform",
+    "value": "every value",
+    "mean": "the normal's mean",
+    "stddev": "the normal's standard deviation (before the cut, for TruncatedNormal)",
+    "minval": "the lowest value",
+    "maxval": "the highest value (exclusive)",
+}
+
+
 def _schema() -> dict[str, Any]:
     number: dict[str, Any] = {"type": "number"}
     configs = []
     for name, cls in CLASSES.items():
-        props: dict[str, Any] = {"class": {"const": name}}
+        props: dict[str, Any] = {"class": {"const": name, "description": "Keras' class"}}
         for f in dataclasses.fields(cls):
             prop: dict[str, Any] = dict(number)
             if "choices" in f.metadata:
                 prop = {"enum": list(f.metadata["choices"])}
             elif f.metadata.get("rule") == "positive":
                 prop = {**number, "exclusiveMinimum": 0}
-            props[f.name] = {**prop, "default": f.default}
+            props[f.name] = {**prop, "default": f.default, "description": ARGUMENT_WORDS[f.name]}
         configs.append(
             {
                 "type": "object",
@@ -176,7 +189,7 @@ Initializer = Annotated[
 ]
 
 
-KERNEL_DOC = "initial values of the kernel (Keras' glorot_uniform by default)"
-BIAS_DOC = "initial values of the bias (Keras' zeros by default)"
-DEPTHWISE_DOC = "initial values of the depthwise kernel (kh, kw, C, M); glorot_uniform"
-POINTWISE_DOC = "initial values of the pointwise kernel (1, 1, C * M, filters); glorot_uniform"
+KERNEL_DOC = "initial values of the kernel"
+BIAS_DOC = "initial values of the bias"
+DEPTHWISE_DOC = "initial values of the depthwise kernel"
+POINTWISE_DOC = "initial values of the pointwise kernel"
