@@ -229,15 +229,15 @@ def import_source(text: str, name: str) -> ModuleType:
     return module
 
 
-HELPER_MODULES = ("py_helpers", "torch_helpers", "torch_sequence_helpers")
+HELPER_MODULES = ("py_helpers", "torch_helpers", "torch_sequence_helpers", "torch_init_helpers")
 # the Keras layers generated Keras files may define (they share names with PyTorch helpers)
 KERAS_HELPER_MODULES = ("keras_helpers", "keras_sequence_helpers")
 
 
 def helper_source(name: str, modules: tuple[str, ...] = HELPER_MODULES) -> str:
     """The source of a helper that generated modules carry (py_helpers, torch_helpers,
-    torch_sequence_helpers; or the Keras layers of `KERAS_HELPER_MODULES`), read from the
-    file without importing it: rendering source needs no framework."""
+    torch_sequence_helpers, torch_init_helpers; or the Keras layers of `KERAS_HELPER_MODULES`),
+    read from the file without importing it: rendering source needs no framework."""
     for module in modules:
         found = _definitions(module).get(name)
         if found is not None:

@@ -14,6 +14,7 @@ from typing import Any
 from compiler.api import Compiled
 from compiler.ir import Counts, Graph
 
+from . import initializers
 from .codegen import (
     KERAS_HELPER_MODULES,
     environment,
@@ -54,6 +55,7 @@ from .writer import (
 )
 
 NAME = "keras"
+_INIT = "keras.initializers."  # a configured initializer is keras.initializers.<class>(...)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is first imported
 
 
@@ -127,6 +129,8 @@ class _Function:
         if layer.shaped is not None:
             pairs += layer.shaped(attr, self.rank(step), ins[0])
         args = [src if kw is None else f"{kw}={src}" for kw, src in pairs]
+        for key in initializers.given(step):  # Keras' keywords: the attributes' names
+            args.append(f"{key}={initializers.source(self.s, step, key, self.src, _INIT)}")
         l2 = step.attrs.get("kernel_l2")
         if layer.regularizes and l2 is not None:
             args.append(f"{layer.regularizes}=regularizers.L2({self.src(l2)})")

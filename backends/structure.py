@@ -75,6 +75,11 @@ GENERATED_NAMES |= {
     *("KerasConv1d", "KerasPool1d", "KerasEmbedding", "PositionalEmbedding", "ClassToken"),
     *("KerasMultiHeadAttention", "take_axis", "slice_axis", "permute_axes", "Take", "Slice"),
 }
+# initializers (backends/torch_init_helpers.py)
+GENERATED_NAMES |= {
+    *("VarianceScaling", "RandomNormal", "TruncatedNormal", "RandomUniform", "Constant"),
+    *("keras_initializer", "with_initializers", "keras_init_"),
+}
 RESERVED = GENERATED_NAMES | set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))
 
 

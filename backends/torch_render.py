@@ -17,6 +17,7 @@ from compiler.api import Compiled, unknown_sizes
 from compiler.diagnostics import Diagnostic, SpecError
 from compiler.names import keras_name
 
+from . import initializers
 from .codegen import environment, header_context, helper_source
 from .pysrc import ShapeRef, constant, is_constant, literal
 from .structure import (
@@ -481,6 +482,11 @@ class _Class:
             if step.trainable is not True:
                 extra += f", trainable={self.src(step.trainable)}"
             module = emitter.module(ctx)
+            given = initializers.given(step)
+            if given:  # reset_parameters draws with them (keras_init_)
+                kw = [f"{k}={initializers.source(self.s, step, k, self.src, '')}" for k in given]
+                module = f"with_initializers({', '.join([module, *kw])})"
+                self.r.helpers.update(("with_initializers", "keras_init_"))
             self.r.helpers.add("keras_layer")
             name = name_source(self.src, step)
             self.init(f"self.{attr} = keras_layer({module}, {name}{extra})")
@@ -808,6 +814,7 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
             if h in needed
         ]
         + [h for h in OWN_RESET if h in needed],
+        initializers="keras_init_" in needed,
         input_words=input_words(compiled),
         input_dtypes=input_dtypes(compiled),
         torch_input_shape=input_shape(graph.node(graph.inputs[0]).shape or ()),
@@ -863,6 +870,8 @@ _HELPER_ORDER = [
     "KerasNormalization",
     "LayerScale",
     "KerasDropout",
+    *("VarianceScaling", "RandomNormal", "TruncatedNormal", "RandomUniform", "Constant"),
+    *("keras_initializer", "with_initializers", "keras_init_"),
     "broadcast_shape",
     "torch_dim",
     "concat_shape",
@@ -883,6 +892,10 @@ _NEEDS: dict[str, set[str]] = {
     "upsample_shape": {"pair"},
     "crop": {"torch_pads", "pair"},
     "KerasNormalization": {"per_channel"},
+    "keras_init_": {"keras_initializer"},
+    "keras_initializer": {
+        *("VarianceScaling", "RandomNormal", "TruncatedNormal", "RandomUniform", "Constant"),
+    },
 }
 
 

@@ -313,14 +313,20 @@ def _print_ops(chosen: Sequence[Any], detail: bool) -> None:
 
     width = min(max(shutil.get_terminal_size((100, 24)).columns, 60), 120)
 
-    def table(rows: list[tuple[str, ...]], indent: int) -> None:
-        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]) - 1)]
+    def table(rows: list[tuple[str, ...]], indent: int, cap: int = 16) -> None:
+        """Columns as wide as their cells up to `cap`; a row with a longer cell starts its
+        last column on the next line (as argparse does with long options)."""
+        columns = range(len(rows[0]) - 1)
+        widths = [max([len(r[k]) for r in rows if len(r[k]) <= cap] or [cap]) for k in columns]
         left = indent + sum(w + 2 for w in widths)
         for row in rows:
             lines = textwrap.wrap(row[-1], max(width - left, 20)) or [""]
-            cells = "".join(f"{c:<{w}}  " for c, w in zip(row, widths, strict=False))
-            click.echo(" " * indent + cells + lines[0])
-            for line in lines[1:]:
+            if any(len(c) > w for c, w in zip(row, widths, strict=False)):
+                click.echo(" " * indent + "  ".join(row[:-1]))
+            else:
+                cells = "".join(f"{c:<{w}}  " for c, w in zip(row, widths, strict=False))
+                click.echo(" " * indent + cells + lines.pop(0))
+            for line in lines:
                 click.echo(" " * left + line)
 
     for i, op in enumerate(chosen):

@@ -13,7 +13,7 @@ from keras import layers
 
 SPEC = {
     "path": "../specs/efficientnet.yaml",
-    "sha256": "06d5254b467775f312ef6386ae33f238f47fdbe630ee7a15371ab83c571cafeb",
+    "sha256": "96608545fad3e022302c1e60089e00465679271b5daaedc6d0c2f73db193eb34",
     "archc": "0.1.0",
 }
 PARAMS = {"total": 5330571, "trainable": 5288548, "non_trainable": 42023}
@@ -107,6 +107,9 @@ def mbconv(
             1,
             padding="same",
             use_bias=False,
+            kernel_initializer=keras.initializers.VarianceScaling(
+                scale=2.0, mode="fan_out", distribution="truncated_normal"
+            ),
             name=f"{prefix}expand_conv",
         )(x)
         x = layers.BatchNormalization(name=f"{prefix}expand_bn")(x)
@@ -124,6 +127,9 @@ def mbconv(
         strides=stride,
         padding="valid" if stride == 2 else "same",
         use_bias=False,
+        depthwise_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
         name=f"{prefix}dwconv",
     )(x)
     x = layers.BatchNormalization(name=f"{prefix}bn")(x)
@@ -137,6 +143,9 @@ def mbconv(
         padding="same",
         use_bias=True,
         activation=activation,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
         name=f"{prefix}se_reduce",
     )(x)
     x = layers.Conv2D(
@@ -145,10 +154,22 @@ def mbconv(
         padding="same",
         use_bias=True,
         activation="sigmoid",
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
         name=f"{prefix}se_expand",
     )(x)
     x = layers.Multiply(name=f"{prefix}se_excite")([expanded, x])
-    x = layers.Conv2D(filters, 1, padding="same", use_bias=False, name=f"{prefix}project_conv")(x)
+    x = layers.Conv2D(
+        filters,
+        1,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
+        name=f"{prefix}project_conv",
+    )(x)
     x = layers.BatchNormalization(name=f"{prefix}project_bn")(x)
     if stride == 1 and inputs.shape[-1] == filters and (drop_rate > 0):
         x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{prefix}drop")(x)
@@ -192,6 +213,9 @@ def build_model(
         strides=2,
         padding="valid",
         use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
         name="stem_conv",
     )(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
@@ -214,6 +238,9 @@ def build_model(
         1,
         padding="same",
         use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
         name="top_conv",
     )(x)
     x = layers.BatchNormalization(name="top_bn")(x)
@@ -221,7 +248,14 @@ def build_model(
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout_rate > 0:
         x = layers.Dropout(dropout_rate, name="top_dropout")(x)
-    x = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    x = layers.Dense(
+        classes,
+        activation="softmax",
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=0.3333333333333333, mode="fan_out", distribution="uniform"
+        ),
+        name="predictions",
+    )(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     return keras.Model(input_layer, x, name="efficientnet")

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 SPEC = {
     "path": "../specs/efficientnet.yaml",
-    "sha256": "06d5254b467775f312ef6386ae33f238f47fdbe630ee7a15371ab83c571cafeb",
+    "sha256": "96608545fad3e022302c1e60089e00465679271b5daaedc6d0c2f73db193eb34",
     "archc": "0.1.0",
 }
 PARAMS = {"total": 5330571, "trainable": 5288548, "non_trainable": 42023}
@@ -291,6 +291,127 @@ class KerasDropout(nn.Module):
         return x * mask / keep
 
 
+class VarianceScaling:
+    """Keras' VarianceScaling: variance scale / n, n the kernel's fan_in, fan_out or their
+    mean (at least 1); truncated_normal as Keras draws it, cut at two standard deviations with
+    the deviation divided by 0.87962566103423978 (the standard deviation of a unit normal cut
+    there) so that the values keep the variance; uniform within +-sqrt(3 * variance)."""
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal") -> None:
+        self.scale, self.mode, self.distribution = scale, mode, distribution
+
+    def __call__(self, tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:
+        n = (fan_in + fan_out) / 2.0  # fan_avg
+        if self.mode == "fan_in":
+            n = float(fan_in)
+        elif self.mode == "fan_out":
+            n = float(fan_out)
+        variance = self.scale / max(1.0, n)
+        if self.distribution == "truncated_normal":
+            std = math.sqrt(variance) / 0.87962566103423978
+            nn.init.trunc_normal_(tensor, 0.0, std, -2.0 * std, 2.0 * std)
+        elif self.distribution == "untruncated_normal":
+            nn.init.normal_(tensor, 0.0, math.sqrt(variance))
+        else:
+            limit = math.sqrt(3.0 * variance)
+            nn.init.uniform_(tensor, -limit, limit)
+
+
+class RandomNormal:
+    """Keras' RandomNormal: N(mean, stddev)."""
+
+    def __init__(self, mean=0.0, stddev=0.05) -> None:
+        self.mean, self.stddev = mean, stddev
+
+    def __call__(self, tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:
+        nn.init.normal_(tensor, self.mean, self.stddev)
+
+
+class TruncatedNormal:
+    """Keras' TruncatedNormal: N(mean, stddev), values beyond two stddev drawn again (stddev
+    is the normal's, before the cut, unlike VarianceScaling's)."""
+
+    def __init__(self, mean=0.0, stddev=0.05) -> None:
+        self.mean, self.stddev = mean, stddev
+
+    def __call__(self, tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:
+        low, high = self.mean - 2.0 * self.stddev, self.mean + 2.0 * self.stddev
+        nn.init.trunc_normal_(tensor, self.mean, self.stddev, low, high)
+
+
+class RandomUniform:
+    """Keras' RandomUniform: U(minval, maxval)."""
+
+    def __init__(self, minval=-0.05, maxval=0.05) -> None:
+        self.minval, self.maxval = minval, maxval
+
+    def __call__(self, tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:
+        nn.init.uniform_(tensor, self.minval, self.maxval)
+
+
+class Constant:
+    """Keras' Constant (zeros and ones are Constant(0.0) and Constant(1.0))."""
+
+    def __init__(self, value=0.0) -> None:
+        self.value = value
+
+    def __call__(self, tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:
+        nn.init.constant_(tensor, self.value)
+
+
+def keras_initializer(initializer):
+    """An initializer given by Keras' name ("he_normal") as the object the name stands for;
+    an initializer object as it is."""
+    if not isinstance(initializer, str):
+        return initializer
+    families = {"glorot": (1.0, "fan_avg"), "he": (2.0, "fan_in"), "lecun": (1.0, "fan_in")}
+    family, _, kind = initializer.rpartition("_")  # glorot_uniform, he_normal, ...
+    if family in families:
+        scale, mode = families[family]
+        return VarianceScaling(scale, mode, "uniform" if kind == "uniform" else "truncated_normal")
+    if initializer in ("zeros", "ones"):
+        return Constant(1.0 if initializer == "ones" else 0.0)
+    if initializer == "random_normal":
+        return RandomNormal()
+    if initializer == "truncated_normal":
+        return TruncatedNormal()
+    if initializer == "random_uniform":
+        return RandomUniform()
+    raise ValueError(f"unknown Keras initializer {initializer!r}")
+
+
+def with_initializers(module, **initializers):
+    """Give a module its Keras layer's initializers, by Keras' keywords (kernel_initializer,
+    bias_initializer, depthwise_initializer, pointwise_initializer): a name or an object."""
+    module.initializers = initializers
+    return module
+
+
+def keras_init_(layer) -> None:
+    """Draw the weights of a layer `with_initializers` as Keras draws them: the fans are Keras'
+    of its kernel layout. PyTorch's (out, in, *window) weights have them as they are (and a
+    transposed convolution's (in, out, *window) those of Keras' (*window, out, in)); Keras'
+    depthwise kernel (kh, kw, C, M) is held (C * M, 1, kh, kw). A separable convolution's
+    depthwise part is `depthwise`; its pointwise part holds the bias."""
+    depthwise = getattr(layer, "depthwise", layer)
+    conv = getattr(layer, "pointwise", layer)
+    with torch.no_grad():
+        for keyword, initializer in layer.initializers.items():
+            draw = keras_initializer(initializer)
+            if keyword == "bias_initializer":
+                if conv.bias is not None:
+                    draw(conv.bias, conv.bias.numel(), conv.bias.numel())
+            elif keyword == "depthwise_initializer":
+                window = math.prod(depthwise.kernel_size)
+                channels = depthwise.in_channels
+                multiplier = depthwise.out_channels // channels
+                draw(depthwise.weight, window * channels, window * multiplier)
+            else:  # kernel_initializer, pointwise_initializer
+                weight = conv.weight
+                window = math.prod(weight.shape[2:])
+                draw(weight, window * weight.shape[1], window * weight.shape[0])
+
+
 def broadcast_shape(*shapes):
     """The shape of an element-wise op over shapes that broadcast (aligned on the right); an
     unknown size (None) gives way to a known one above 1."""
@@ -351,7 +472,12 @@ class Mbconv(nn.Module):
         self.expand_bn = None
         if expansion != 1:
             self.expand_conv = keras_layer(
-                nn.Conv2d(shape[-1], in_shape[-1] * expansion, 1, padding="same", bias=False),
+                with_initializers(
+                    nn.Conv2d(shape[-1], in_shape[-1] * expansion, 1, padding="same", bias=False),
+                    kernel_initializer=VarianceScaling(
+                        scale=2.0, mode="fan_out", distribution="truncated_normal"
+                    ),
+                ),
                 f"{prefix}expand_conv",
             )
             shape = (*shape[:-1], self.expand_conv.out_channels)
@@ -380,14 +506,19 @@ class Mbconv(nn.Module):
                 ),
             )
         self.dwconv = keras_layer(
-            KerasDepthwiseConv2d(
-                shape[-1],
-                shape[-1],
-                kernel,
-                stride=stride,
-                padding="valid" if stride == 2 else "same",
-                groups=shape[-1],
-                bias=False,
+            with_initializers(
+                KerasDepthwiseConv2d(
+                    shape[-1],
+                    shape[-1],
+                    kernel,
+                    stride=stride,
+                    padding="valid" if stride == 2 else "same",
+                    groups=shape[-1],
+                    bias=False,
+                ),
+                depthwise_initializer=VarianceScaling(
+                    scale=2.0, mode="fan_out", distribution="truncated_normal"
+                ),
             ),
             f"{prefix}dwconv",
         )
@@ -401,21 +532,37 @@ class Mbconv(nn.Module):
         self.se_reshape_target_shape = (1, 1, shape[-1])
         shape = reshape_shape(shape, (1, 1, shape[-1]))
         self.se_reduce = keras_layer(
-            nn.Conv2d(
-                shape[-1], max(1, int(in_shape[-1] * se_ratio)), 1, padding="same", bias=True
+            with_initializers(
+                nn.Conv2d(
+                    shape[-1], max(1, int(in_shape[-1] * se_ratio)), 1, padding="same", bias=True
+                ),
+                kernel_initializer=VarianceScaling(
+                    scale=2.0, mode="fan_out", distribution="truncated_normal"
+                ),
             ),
             f"{prefix}se_reduce",
         )
         self.se_reduce_activation = activation
         shape = (*shape[:-1], self.se_reduce.out_channels)
         self.se_expand = keras_layer(
-            nn.Conv2d(shape[-1], in_shape[-1] * expansion, 1, padding="same", bias=True),
+            with_initializers(
+                nn.Conv2d(shape[-1], in_shape[-1] * expansion, 1, padding="same", bias=True),
+                kernel_initializer=VarianceScaling(
+                    scale=2.0, mode="fan_out", distribution="truncated_normal"
+                ),
+            ),
             f"{prefix}se_expand",
         )
         shape = (*shape[:-1], self.se_expand.out_channels)
         shape = broadcast_shape(expanded_shape, shape)
         self.project_conv = keras_layer(
-            nn.Conv2d(shape[-1], filters, 1, padding="same", bias=False), f"{prefix}project_conv"
+            with_initializers(
+                nn.Conv2d(shape[-1], filters, 1, padding="same", bias=False),
+                kernel_initializer=VarianceScaling(
+                    scale=2.0, mode="fan_out", distribution="truncated_normal"
+                ),
+            ),
+            f"{prefix}project_conv",
         )
         shape = (*shape[:-1], self.project_conv.out_channels)
         self.project_bn = keras_layer(
@@ -498,8 +645,13 @@ class Efficientnet(nn.Module):
         )
         shape = zero_pad_shape(shape, ((shape[0] % 2, 1), (shape[1] % 2, 1)))
         self.stem_conv = keras_layer(
-            nn.Conv2d(
-                shape[-1], make_divisible(32 * width_coefficient, 8), 3, stride=2, bias=False
+            with_initializers(
+                nn.Conv2d(
+                    shape[-1], make_divisible(32 * width_coefficient, 8), 3, stride=2, bias=False
+                ),
+                kernel_initializer=VarianceScaling(
+                    scale=2.0, mode="fan_out", distribution="truncated_normal"
+                ),
             ),
             "stem_conv",
         )
@@ -525,12 +677,17 @@ class Efficientnet(nn.Module):
                 shape = block.out_shape
             self.stage.append(inner)
         self.top_conv = keras_layer(
-            nn.Conv2d(
-                shape[-1],
-                make_divisible(1280 * width_coefficient, 8),
-                1,
-                padding="same",
-                bias=False,
+            with_initializers(
+                nn.Conv2d(
+                    shape[-1],
+                    make_divisible(1280 * width_coefficient, 8),
+                    1,
+                    padding="same",
+                    bias=False,
+                ),
+                kernel_initializer=VarianceScaling(
+                    scale=2.0, mode="fan_out", distribution="truncated_normal"
+                ),
             ),
             "top_conv",
         )
@@ -541,7 +698,15 @@ class Efficientnet(nn.Module):
         self.top_dropout = None
         if dropout_rate > 0:
             self.top_dropout = keras_layer(nn.Dropout(dropout_rate), "top_dropout")
-        self.predictions = keras_layer(nn.Linear(shape[-1], classes), "predictions")
+        self.predictions = keras_layer(
+            with_initializers(
+                nn.Linear(shape[-1], classes),
+                kernel_initializer=VarianceScaling(
+                    scale=0.3333333333333333, mode="fan_out", distribution="uniform"
+                ),
+            ),
+            "predictions",
+        )
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -568,7 +733,8 @@ class Efficientnet(nn.Module):
 
     def reset_parameters(self) -> None:
         """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        for convolutions and dense layers), zero biases, BatchNorm 1 and 0; then the layers
+        whose initializers the spec gives draw with them."""
         for module in self.modules():
             if isinstance(module, KerasDepthwiseConv2d | KerasBatchNorm | KerasNormalization):
                 module.reset_parameters()  # rules of their own
@@ -576,6 +742,9 @@ class Efficientnet(nn.Module):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        for module in self.modules():  # then the initializers the spec gives, as Keras draws
+            if hasattr(module, "initializers"):
+                keras_init_(module)
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

@@ -13,7 +13,7 @@ from keras import layers
 
 SPEC = {
     "path": "../specs/efficientnet_v2.yaml",
-    "sha256": "2b0da8fd9867de6f9fb25381cdcdba2892212784a0544250256f7a770971f214",
+    "sha256": "5c8a1664fac454318595469524c622601e316e589f5507c9058bc25c032bf0c7",
     "archc": "0.1.0",
 }
 PARAMS = {"total": 7200312, "trainable": 7139704, "non_trainable": 60608}
@@ -46,6 +46,9 @@ def squeeze_excite(inputs, *, prefix: str, width: int, se_ratio: float, activati
         padding="same",
         use_bias=True,
         activation=activation,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
         name=f"{prefix}se_reduce",
     )(x)
     x = layers.Conv2D(
@@ -54,6 +57,9 @@ def squeeze_excite(inputs, *, prefix: str, width: int, se_ratio: float, activati
         padding="same",
         use_bias=True,
         activation="sigmoid",
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
         name=f"{prefix}se_expand",
     )(x)
     x = layers.Multiply(name=f"{prefix}se_excite")([inputs, x])
@@ -84,6 +90,9 @@ def fused_mbconv(
             strides=stride,
             padding="same",
             use_bias=False,
+            kernel_initializer=keras.initializers.VarianceScaling(
+                scale=2.0, mode="fan_out", distribution="truncated_normal"
+            ),
             name=f"{prefix}expand_conv",
         )(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}expand_bn")(x)
@@ -98,6 +107,9 @@ def fused_mbconv(
         strides=1 if expansion != 1 else stride,
         padding="same",
         use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
         name=f"{prefix}project_conv",
     )(x)
     x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}project_bn")(x)
@@ -133,12 +145,22 @@ def mbconv(
             1,
             padding="same",
             use_bias=False,
+            kernel_initializer=keras.initializers.VarianceScaling(
+                scale=2.0, mode="fan_out", distribution="truncated_normal"
+            ),
             name=f"{prefix}expand_conv",
         )(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}expand_bn")(x)
         x = layers.Activation(activation, name=f"{prefix}expand_activation")(x)
     x = layers.DepthwiseConv2D(
-        kernel, strides=stride, padding="same", use_bias=False, name=f"{prefix}dwconv2"
+        kernel,
+        strides=stride,
+        padding="same",
+        use_bias=False,
+        depthwise_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
+        name=f"{prefix}dwconv2",
     )(x)
     x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}bn")(x)
     x = layers.Activation(activation, name=f"{prefix}activation")(x)
@@ -146,7 +168,16 @@ def mbconv(
         x = squeeze_excite(
             x, prefix=prefix, width=inputs.shape[-1], se_ratio=se_ratio, activation=activation
         )
-    x = layers.Conv2D(filters, 1, padding="same", use_bias=False, name=f"{prefix}project_conv")(x)
+    x = layers.Conv2D(
+        filters,
+        1,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
+        name=f"{prefix}project_conv",
+    )(x)
     x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}project_bn")(x)
     if stride == 1 and inputs.shape[-1] == filters and (drop_rate > 0):
         x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{prefix}drop")(x)
@@ -201,6 +232,9 @@ def build_model(
         strides=2,
         padding="same",
         use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
         name="stem_conv",
     )(x)
     x = layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
@@ -236,6 +270,9 @@ def build_model(
         1,
         padding="same",
         use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="truncated_normal"
+        ),
         name="top_conv",
     )(x)
     x = layers.BatchNormalization(momentum=0.9, name="top_bn")(x)
@@ -243,7 +280,15 @@ def build_model(
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout_rate > 0:
         x = layers.Dropout(dropout_rate, name="top_dropout")(x)
-    x = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    x = layers.Dense(
+        classes,
+        activation="softmax",
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=0.3333333333333333, mode="fan_out", distribution="uniform"
+        ),
+        bias_initializer=keras.initializers.Constant(value=0.0),
+        name="predictions",
+    )(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     return keras.Model(input_layer, x, name="efficientnet_v2")

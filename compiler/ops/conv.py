@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..ir import Shape, Weight
@@ -25,6 +25,13 @@ from . import (
     spatial,
     window_size,
 )
+from .initializers import (
+    BIAS_DOC,
+    DEPTHWISE_DOC,
+    KERNEL_DOC,
+    POINTWISE_DOC,
+    Initializer,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,8 @@ class Conv2DAttrs:
     use_bias: Bool = True
     activation: Activation = "linear"
     kernel_l2: L2 = None
+    kernel_initializer: Initializer = field(default="glorot_uniform", metadata={"doc": KERNEL_DOC})
+    bias_initializer: Initializer = field(default="zeros", metadata={"doc": BIAS_DOC})
     pads: Pads = NO_PADS
 
 
@@ -55,6 +64,10 @@ class DepthwiseConv2DAttrs:
     use_bias: Bool = True
     activation: Activation = "linear"
     kernel_l2: L2 = None
+    depthwise_initializer: Initializer = field(
+        default="glorot_uniform", metadata={"doc": DEPTHWISE_DOC}
+    )
+    bias_initializer: Initializer = field(default="zeros", metadata={"doc": BIAS_DOC})
     pads: Pads = NO_PADS
 
 
@@ -70,6 +83,13 @@ class SeparableConv2DAttrs:
     dilation: Pair = (1, 1)
     use_bias: Bool = True
     activation: Activation = "linear"
+    depthwise_initializer: Initializer = field(
+        default="glorot_uniform", metadata={"doc": DEPTHWISE_DOC}
+    )
+    pointwise_initializer: Initializer = field(
+        default="glorot_uniform", metadata={"doc": POINTWISE_DOC}
+    )
+    bias_initializer: Initializer = field(default="zeros", metadata={"doc": BIAS_DOC})
     pads: Pads = NO_PADS
 
 
@@ -83,6 +103,8 @@ class Conv2DTransposeAttrs:
     padding: Padding = "valid"
     use_bias: Bool = True
     activation: Activation = "linear"
+    kernel_initializer: Initializer = field(default="glorot_uniform", metadata={"doc": KERNEL_DOC})
+    bias_initializer: Initializer = field(default="zeros", metadata={"doc": BIAS_DOC})
 
 
 def _window(a: Any, shape: Shape, op: str) -> tuple[Size, Size, Pads]:

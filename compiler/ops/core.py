@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import prod
 from typing import Annotated, Literal
 
@@ -21,6 +21,7 @@ from . import (
     ShapeT,
     register,
 )
+from .initializers import BIAS_DOC, KERNEL_DOC, Initializer
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,8 @@ class DenseAttrs:
     use_bias: Bool = True
     activation: Activation = "linear"
     kernel_l2: L2 = None
+    kernel_initializer: Initializer = field(default="glorot_uniform", metadata={"doc": KERNEL_DOC})
+    bias_initializer: Initializer = field(default="zeros", metadata={"doc": BIAS_DOC})
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ Axes are the IR's: batch excluded, 0-based, negative from the end (-1 is the cha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import prod
 from typing import Annotated
 
@@ -27,6 +27,7 @@ from . import (
     register,
     window_out,
 )
+from .initializers import BIAS_DOC, KERNEL_DOC, Initializer
 
 
 def sequence(shape: Shape, op: str) -> tuple[int, int]:
@@ -63,6 +64,8 @@ class Conv1DAttrs:
     use_bias: Bool = True
     activation: Activation = "linear"
     kernel_l2: L2 = None
+    kernel_initializer: Initializer = field(default="glorot_uniform", metadata={"doc": KERNEL_DOC})
+    bias_initializer: Initializer = field(default="zeros", metadata={"doc": BIAS_DOC})
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,6 +136,8 @@ def test_ops_json_of_one_op() -> None:
         "use_bias",
         "activation",
         "kernel_l2",
+        "kernel_initializer",
+        "bias_initializer",
     ]
 
 
