@@ -28,6 +28,7 @@ from compiler.schema import BlockCall, ParamDecl, Repeat
 from compiler.template import is_template, split_template
 from compiler.yaml_loader import PathKey
 
+from .keras_ops import keras_layer
 from .pysrc import functions_used, shape_calls, value_names
 
 # Names the generated modules define or use themselves; spec names that collide get a '_'.
@@ -324,7 +325,7 @@ class _Walker:
         nodes = self.by_item.get(path, [])
         name, auto = item.name, None
         if self.spec.auto_names == "keras" and (name is None or _may_be_none(name)):
-            auto = keras_name(item.op)
+            auto = keras_name(keras_layer(item.op, attrs).cls)
         elif name is None:
             if scope.dynamic or len(nodes) != 1:
                 raise _error(

@@ -19,6 +19,7 @@ from compiler.names import keras_name
 
 from . import initializers
 from .codegen import environment, header_context, helper_source
+from .keras_ops import KERAS_LAYERS
 from .pysrc import ShapeRef, constant, is_constant, literal
 from .structure import (
     GENERATED_NAMES,
@@ -64,7 +65,9 @@ _SHAPES = re.compile(r"\w*shape")  # the shapes constructors track
 _INNER = ("inner", "inner2", "inner3")  # the iterations of nested repeats
 # the Keras classes (snake-case names) of ops that are modules here: automatic names of these
 # classes are counted even where a layer of one is not a module (see _Class.count_name)
-_MODULE_CLASSES = frozenset(keras_name(op) for op, e in TORCH_OPS.items() if e.module is not None)
+_MODULE_CLASSES = frozenset(
+    keras_name(KERAS_LAYERS[op].cls) for op, e in TORCH_OPS.items() if e.module is not None
+)
 # Attributes of nn.Module (torch 2.13's dir(nn.Module) and an instance's vars, listed here so
 # that rendering needs no torch and gives the same source on every machine; a test checks the
 # installed torch has no other) and those generated modules set: spec names must not shadow them.

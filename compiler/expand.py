@@ -275,13 +275,13 @@ class _Expander(References):
             raise ExprError(f"shape('{name}'): the layer '{node}' has errors (above)")
         return list(shape)
 
-    def auto_name(self, op: str) -> str:
+    def auto_name(self, op: str, layer_class: str) -> str:
         """The name of a layer the spec leaves unnamed. `auto_names: keras`: the name Keras
         gives it (the class's snake-case name, numbered per class after the first: conv2d,
         conv2d_1, ...; across the whole model, in creation order); else `{op}_{n}` from 1,
         skipping names the spec uses."""
         if self.spec.auto_names == "keras":
-            base = keras_name(op)
+            base = keras_name(layer_class)
             n = self.counters.get(base, 0)
             self.counters[base] = n + 1
             return base if n == 0 else f"{base}_{n}"
@@ -374,7 +374,7 @@ class _Expander(References):
                 name = None
             return self.mark_broken(scope, name)
         if name is None:
-            name = self.auto_name(opdef.name)
+            name = self.auto_name(opdef.name, opdef.layer_type(attrs))
         added = self.add_node(name, where, opdef.name, attrs, inputs or (), trainable, scope)
         if added is None:
             return self.mark_broken(scope, None)

@@ -13,30 +13,14 @@ from .schema import RESERVED_REFS
 
 SHAPE_NAMES = ("in_shape", "prev_shape")  # bound in expressions to the current shapes
 
-# The snake-case names Keras gives each op's layer class (Keras' automatic layer names,
-# `auto_names: keras`), where they are not the op's own name. A test holds every op against
-# the class the Keras backend emits, named by Keras' own function.
-_KERAS_NAMES = {
-    "avg_pool1d": "average_pooling1d",
-    "avg_pool2d": "average_pooling2d",
-    "batch_norm": "batch_normalization",
-    "concat": "concatenate",
-    "global_avg_pool1d": "global_average_pooling1d",
-    "global_avg_pool2d": "global_average_pooling2d",
-    "global_max_pool1d": "global_max_pooling1d",
-    "global_max_pool2d": "global_max_pooling2d",
-    "layer_norm": "layer_normalization",
-    "max_pool1d": "max_pooling1d",
-    "max_pool2d": "max_pooling2d",
-    "stochastic_depth": "dropout",
-    "upsample2d": "up_sampling2d",
-    "zero_pad2d": "zero_padding2d",
-}
 
-
-def keras_name(op: str) -> str:
-    """The name Keras gives the first unnamed layer of op's class (later ones: `_1`, `_2`)."""
-    return _KERAS_NAMES.get(op, op)
+def keras_name(layer_class: str) -> str:
+    """The name Keras gives the first unnamed layer of a class (later ones: `_1`, `_2`): its
+    snake-case name, as Keras writes it (keras.src.utils.naming.to_snake_case; a test holds
+    the two equal over every op's layer class)."""
+    name = re.sub(r"\W+", "", layer_class)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
