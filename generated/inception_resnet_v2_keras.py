@@ -11,11 +11,28 @@ from keras import layers
 
 SPEC = {
     "path": "../specs/inception_resnet_v2.yaml",
-    "sha256": "13c2c462649d1ca337bd624e70cf3360e3a5ee25feec076501bdf0fe66ca34a5",
+    "sha256": "03f4c30cf8c721c7d86f854a10bb8bb9983312d9d109f8c1352764c6e02e9c07",
     "archc": "0.1.0",
 }
 PARAMS = {"total": 55873736, "trainable": 55813192, "non_trainable": 60544}
 INPUT_SHAPE = (299, 299, 3)
+
+
+class KerasNames:
+    """Keras' automatic layer names, counted per model rather than per process: the first
+    unnamed layer of a class gets the class's snake-case name (conv2d), later ones a number
+    (conv2d_1, conv2d_2, ...), in the order the layers are made."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, base: str, name: str | None = None) -> str:
+        """`name` when there is one, else the next automatic name of the class `base`."""
+        if name is not None:
+            return name
+        n = self.counts.get(base, 0)
+        self.counts[base] = n + 1
+        return base if n == 0 else f"{base}_{n}"
 
 
 @keras.saving.register_keras_serializable(package="archc")
@@ -52,58 +69,57 @@ def conv_bn(
     kernel: tuple[int, ...],
     strides: int = 1,
     padding: str = "same",
-    idx: int = -1,
     name_: str = "",
-    suffix: str | None = None,
+    names: KerasNames,
 ):
     """keras' conv2d_bn: conv (no bias), BatchNormalization(scale=False), relu; named <name>,
-    <name>_bn, <name>_ac, or, without a name, by Keras' auto-name number idx.
+    <name>_bn, <name>_ac, or, without a name, by Keras' automatic names.
     """
-    if suffix is None:
-        suffix = "_" + str(idx) if idx > 0 else ""
     x = layers.Conv2D(
         filters,
         kernel,
         strides=strides,
         padding=padding,
         use_bias=False,
-        name=name_ if name_ else "conv2d" + suffix,
+        name=names("conv2d", name_ if name_ else None),
     )(inputs)
     x = layers.BatchNormalization(
-        scale=False, name=name_ + "_bn" if name_ else "batch_normalization" + suffix
+        scale=False, name=names("batch_normalization", name_ + "_bn" if name_ else None)
     )(x)
-    x = layers.Activation("relu", name=name_ + "_ac" if name_ else "activation" + suffix)(x)
+    x = layers.Activation("relu", name=names("activation", name_ + "_ac" if name_ else None))(x)
     return x
 
 
-def mixed_5b(inputs, *, base: int):
+def mixed_5b(inputs, *, names: KerasNames):
     """Inception-A (35 x 35 x 320); 1x1 | 1x1, 5x5 | 1x1, 3x3, 3x3 | 3x3 average, 1x1."""
-    x = conv_bn(inputs, filters=96, kernel=(1, 1), idx=base)
+    x = conv_bn(inputs, filters=96, kernel=(1, 1), names=names)
     b0 = x
-    x = conv_bn(inputs, filters=48, kernel=(1, 1), idx=base + 1)
-    x = conv_bn(x, filters=64, kernel=(5, 5), idx=base + 2)
+    x = conv_bn(inputs, filters=48, kernel=(1, 1), names=names)
+    x = conv_bn(x, filters=64, kernel=(5, 5), names=names)
     b1 = x
-    x = conv_bn(inputs, filters=64, kernel=(1, 1), idx=base + 3)
-    x = conv_bn(x, filters=96, kernel=(3, 3), idx=base + 4)
-    x = conv_bn(x, filters=96, kernel=(3, 3), idx=base + 5)
+    x = conv_bn(inputs, filters=64, kernel=(1, 1), names=names)
+    x = conv_bn(x, filters=96, kernel=(3, 3), names=names)
+    x = conv_bn(x, filters=96, kernel=(3, 3), names=names)
     b2 = x
-    x = layers.AveragePooling2D(3, strides=1, padding="same", name="average_pooling2d")(inputs)
-    x = conv_bn(x, filters=64, kernel=(1, 1), idx=base + 6)
+    x = layers.AveragePooling2D(3, strides=1, padding="same", name=names("average_pooling2d"))(
+        inputs
+    )
+    x = conv_bn(x, filters=64, kernel=(1, 1), names=names)
     b3 = x
     x = layers.Concatenate(name="mixed_5b")([b0, b1, b2, b3])
     return x
 
 
-def block35(inputs, *, idx: int, base: int, k: int, scale: float, activate_: bool = True):
+def block35(inputs, *, idx: int, k: int, scale: float, activate_: bool = True, names: KerasNames):
     """Inception-ResNet-A (35 x 35); branches 1x1 | 1x1, 3x3 | 1x1, 3x3, 3x3."""
-    x = conv_bn(inputs, filters=32, kernel=(1, 1), idx=base)
+    x = conv_bn(inputs, filters=32, kernel=(1, 1), names=names)
     b0_ = x
-    x = conv_bn(inputs, filters=32, kernel=(1, 1), idx=base + 1)
-    x = conv_bn(x, filters=32, kernel=(3, 3), idx=base + 2)
+    x = conv_bn(inputs, filters=32, kernel=(1, 1), names=names)
+    x = conv_bn(x, filters=32, kernel=(3, 3), names=names)
     b1_ = x
-    x = conv_bn(inputs, filters=32, kernel=(1, 1), idx=base + 3)
-    x = conv_bn(x, filters=48, kernel=(3, 3), idx=base + 4)
-    x = conv_bn(x, filters=64, kernel=(3, 3), idx=base + 5)
+    x = conv_bn(inputs, filters=32, kernel=(1, 1), names=names)
+    x = conv_bn(x, filters=48, kernel=(3, 3), names=names)
+    x = conv_bn(x, filters=64, kernel=(3, 3), names=names)
     b2_ = x
     x = layers.Concatenate(name=f"block35_{idx}_mixed")([b0_, b1_, b2_])
     x = layers.Conv2D(inputs.shape[-1], 1, use_bias=True, name=f"block35_{idx}_conv")(x)
@@ -115,26 +131,26 @@ def block35(inputs, *, idx: int, base: int, k: int, scale: float, activate_: boo
     return x
 
 
-def mixed_6a(inputs, *, base: int):
+def mixed_6a(inputs, *, names: KerasNames):
     """Reduction-A (17 x 17 x 1088); 3x3/2 | 1x1, 3x3, 3x3/2 | 3x3/2 max."""
-    x = conv_bn(inputs, filters=384, kernel=(3, 3), strides=2, padding="valid", idx=base)
+    x = conv_bn(inputs, filters=384, kernel=(3, 3), strides=2, padding="valid", names=names)
     b0__ = x
-    x = conv_bn(inputs, filters=256, kernel=(1, 1), idx=base + 1)
-    x = conv_bn(x, filters=256, kernel=(3, 3), idx=base + 2)
-    x = conv_bn(x, filters=384, kernel=(3, 3), strides=2, padding="valid", idx=base + 3)
+    x = conv_bn(inputs, filters=256, kernel=(1, 1), names=names)
+    x = conv_bn(x, filters=256, kernel=(3, 3), names=names)
+    x = conv_bn(x, filters=384, kernel=(3, 3), strides=2, padding="valid", names=names)
     b1__ = x
-    x = layers.MaxPooling2D(3, strides=2, name="max_pooling2d_2")(inputs)
+    x = layers.MaxPooling2D(3, strides=2, name=names("max_pooling2d"))(inputs)
     x = layers.Concatenate(name="mixed_6a")([b0__, b1__, x])
     return x
 
 
-def block17(inputs, *, idx: int, base: int, k: int, scale: float, activate_: bool = True):
+def block17(inputs, *, idx: int, k: int, scale: float, activate_: bool = True, names: KerasNames):
     """Inception-ResNet-B (17 x 17); branches 1x1 | 1x1, 1x7, 7x1."""
-    x = conv_bn(inputs, filters=192, kernel=(1, 1), idx=base)
+    x = conv_bn(inputs, filters=192, kernel=(1, 1), names=names)
     b0___ = x
-    x = conv_bn(inputs, filters=128, kernel=(1, 1), idx=base + 1)
-    x = conv_bn(x, filters=160, kernel=(1, 7), idx=base + 2)
-    x = conv_bn(x, filters=192, kernel=(7, 1), idx=base + 3)
+    x = conv_bn(inputs, filters=128, kernel=(1, 1), names=names)
+    x = conv_bn(x, filters=160, kernel=(1, 7), names=names)
+    x = conv_bn(x, filters=192, kernel=(7, 1), names=names)
     b1___ = x
     x = layers.Concatenate(name=f"block17_{idx}_mixed")([b0___, b1___])
     x = layers.Conv2D(inputs.shape[-1], 1, use_bias=True, name=f"block17_{idx}_conv")(x)
@@ -146,30 +162,30 @@ def block17(inputs, *, idx: int, base: int, k: int, scale: float, activate_: boo
     return x
 
 
-def mixed_7a(inputs, *, base: int):
+def mixed_7a(inputs, *, names: KerasNames):
     """Reduction-B (8 x 8 x 2080); 1x1, 3x3/2 | 1x1, 3x3/2 | 1x1, 3x3, 3x3/2 | 3x3/2 max."""
-    x = conv_bn(inputs, filters=256, kernel=(1, 1), idx=base)
-    x = conv_bn(x, filters=384, kernel=(3, 3), strides=2, padding="valid", idx=base + 1)
+    x = conv_bn(inputs, filters=256, kernel=(1, 1), names=names)
+    x = conv_bn(x, filters=384, kernel=(3, 3), strides=2, padding="valid", names=names)
     b0____ = x
-    x = conv_bn(inputs, filters=256, kernel=(1, 1), idx=base + 2)
-    x = conv_bn(x, filters=288, kernel=(3, 3), strides=2, padding="valid", idx=base + 3)
+    x = conv_bn(inputs, filters=256, kernel=(1, 1), names=names)
+    x = conv_bn(x, filters=288, kernel=(3, 3), strides=2, padding="valid", names=names)
     b1____ = x
-    x = conv_bn(inputs, filters=256, kernel=(1, 1), idx=base + 4)
-    x = conv_bn(x, filters=288, kernel=(3, 3), idx=base + 5)
-    x = conv_bn(x, filters=320, kernel=(3, 3), strides=2, padding="valid", idx=base + 6)
+    x = conv_bn(inputs, filters=256, kernel=(1, 1), names=names)
+    x = conv_bn(x, filters=288, kernel=(3, 3), names=names)
+    x = conv_bn(x, filters=320, kernel=(3, 3), strides=2, padding="valid", names=names)
     b2__ = x
-    x = layers.MaxPooling2D(3, strides=2, name="max_pooling2d_3")(inputs)
+    x = layers.MaxPooling2D(3, strides=2, name=names("max_pooling2d"))(inputs)
     x = layers.Concatenate(name="mixed_7a")([b0____, b1____, b2__, x])
     return x
 
 
-def block8(inputs, *, idx: int, base: int, k: int, scale: float, activate_: bool = True):
+def block8(inputs, *, idx: int, k: int, scale: float, activate_: bool = True, names: KerasNames):
     """Inception-ResNet-C (8 x 8); branches 1x1 | 1x1, 1x3, 3x1."""
-    x = conv_bn(inputs, filters=192, kernel=(1, 1), idx=base)
+    x = conv_bn(inputs, filters=192, kernel=(1, 1), names=names)
     b0_____ = x
-    x = conv_bn(inputs, filters=192, kernel=(1, 1), idx=base + 1)
-    x = conv_bn(x, filters=224, kernel=(1, 3), idx=base + 2)
-    x = conv_bn(x, filters=256, kernel=(3, 1), idx=base + 3)
+    x = conv_bn(inputs, filters=192, kernel=(1, 1), names=names)
+    x = conv_bn(x, filters=224, kernel=(1, 3), names=names)
+    x = conv_bn(x, filters=256, kernel=(3, 1), names=names)
     b1_____ = x
     x = layers.Concatenate(name=f"block8_{idx}_mixed")([b0_____, b1_____])
     x = layers.Conv2D(inputs.shape[-1], 1, use_bias=True, name=f"block8_{idx}_conv")(x)
@@ -191,33 +207,32 @@ def build_model(
 
     Takes channels-last input of shape (batch, *INPUT_SHAPE).
     """
+    names = KerasNames()  # Keras' automatic layer names, counted in this model
     input_layer = keras.Input(shape=input_shape, name="input_layer")
-    x = conv_bn(input_layer, filters=32, kernel=(3, 3), strides=2, padding="valid", idx=0)
-    x = conv_bn(x, filters=32, kernel=(3, 3), padding="valid", idx=1)
-    x = conv_bn(x, filters=64, kernel=(3, 3), idx=2)
-    x = layers.MaxPooling2D(3, strides=2, name="max_pooling2d")(x)
-    x = conv_bn(x, filters=80, kernel=(1, 1), padding="valid", idx=3)
-    x = conv_bn(x, filters=192, kernel=(3, 3), padding="valid", idx=4)
-    x = layers.MaxPooling2D(3, strides=2, name="max_pooling2d_1")(x)
-    x = mixed_5b(x, base=5)
+    x = conv_bn(input_layer, filters=32, kernel=(3, 3), strides=2, padding="valid", names=names)
+    x = conv_bn(x, filters=32, kernel=(3, 3), padding="valid", names=names)
+    x = conv_bn(x, filters=64, kernel=(3, 3), names=names)
+    x = layers.MaxPooling2D(3, strides=2, name=names("max_pooling2d"))(x)
+    x = conv_bn(x, filters=80, kernel=(1, 1), padding="valid", names=names)
+    x = conv_bn(x, filters=192, kernel=(3, 3), padding="valid", names=names)
+    x = layers.MaxPooling2D(3, strides=2, name=names("max_pooling2d"))(x)
+    x = mixed_5b(x, names=names)
     for i in range(repeats[0]):
-        x = block35(x, idx=i + 1, base=12 + 6 * i, k=i, scale=scales[0])
-    x = mixed_6a(x, base=12 + 6 * repeats[0])
+        x = block35(x, idx=i + 1, k=i, scale=scales[0], names=names)
+    x = mixed_6a(x, names=names)
     for i in range(repeats[1]):
-        x = block17(
-            x, idx=i + 1, base=16 + 6 * repeats[0] + 4 * i, k=repeats[0] + i, scale=scales[1]
-        )
-    x = mixed_7a(x, base=16 + 6 * repeats[0] + 4 * repeats[1])
+        x = block17(x, idx=i + 1, k=repeats[0] + i, scale=scales[1], names=names)
+    x = mixed_7a(x, names=names)
     for i in range(repeats[2]):
         x = block8(
             x,
             idx=i + 1,
-            base=23 + 6 * repeats[0] + 4 * repeats[1] + 4 * i,
             k=repeats[0] + repeats[1] + i,
             scale=1.0 if i == repeats[2] - 1 else scales[2],
             activate_=i < repeats[2] - 1,
+            names=names,
         )
-    x = conv_bn(x, filters=1536, kernel=(1, 1), name_="conv_7b")
+    x = conv_bn(x, filters=1536, kernel=(1, 1), name_="conv_7b", names=names)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dense(classes, activation="softmax", name="predictions")(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks

@@ -13,11 +13,28 @@ from torch import Tensor, nn
 
 SPEC = {
     "path": "../specs/inception_resnet_v2.yaml",
-    "sha256": "13c2c462649d1ca337bd624e70cf3360e3a5ee25feec076501bdf0fe66ca34a5",
+    "sha256": "03f4c30cf8c721c7d86f854a10bb8bb9983312d9d109f8c1352764c6e02e9c07",
     "archc": "0.1.0",
 }
 PARAMS = {"total": 55873736, "trainable": 55813192, "non_trainable": 60544}
 INPUT_SHAPE = (3, 299, 299)
+
+
+class KerasNames:
+    """Keras' automatic layer names, counted per model rather than per process: the first
+    unnamed layer of a class gets the class's snake-case name (conv2d), later ones a number
+    (conv2d_1, conv2d_2, ...), in the order the layers are made."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, base: str, name: str | None = None) -> str:
+        """`name` when there is one, else the next automatic name of the class `base`."""
+        if name is not None:
+            return name
+        n = self.counts.get(base, 0)
+        self.counts[base] = n + 1
+        return base if n == 0 else f"{base}_{n}"
 
 
 def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable: bool = True):
@@ -135,7 +152,7 @@ class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 class ConvBn(nn.Module):
     """keras' conv2d_bn: conv (no bias), BatchNormalization(scale=False), relu; named <name>,
-    <name>_bn, <name>_ac, or, without a name, by Keras' auto-name number idx.
+    <name>_bn, <name>_ac, or, without a name, by Keras' automatic names.
     """
 
     def __init__(
@@ -146,22 +163,19 @@ class ConvBn(nn.Module):
         kernel: tuple[int, ...],
         strides: int = 1,
         padding: str = "same",
-        idx: int = -1,
         name_: str = "",
-        suffix: str | None = None,
+        names: KerasNames,
     ) -> None:
         super().__init__()
-        if suffix is None:
-            suffix = "_" + str(idx) if idx > 0 else ""
         shape = in_shape
         self.conv2d = keras_layer(
             KerasConv2d(shape[-1], filters, kernel, stride=strides, padding=padding, bias=False),
-            name_ if name_ else "conv2d" + suffix,
+            names("conv2d", name_ if name_ else None),
         )
         shape = window_shape(shape, self.conv2d.out_channels, kernel, strides, padding)
         self.batch_norm = keras_layer(
             KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01, scale=False),
-            name_ + "_bn" if name_ else "batch_normalization" + suffix,
+            names("batch_normalization", name_ + "_bn" if name_ else None),
         )
         self.out_shape = shape
 
@@ -175,27 +189,27 @@ class ConvBn(nn.Module):
 class Mixed5b(nn.Module):
     """Inception-A (35 x 35 x 320); 1x1 | 1x1, 5x5 | 1x1, 3x3, 3x3 | 3x3 average, 1x1."""
 
-    def __init__(self, in_shape: tuple[int, ...], *, base: int) -> None:
+    def __init__(self, in_shape: tuple[int, ...], *, names: KerasNames) -> None:
         super().__init__()
         shape = in_shape
-        self.conv_bn = ConvBn(shape, filters=96, kernel=(1, 1), idx=base)
+        self.conv_bn = ConvBn(shape, filters=96, kernel=(1, 1), names=names)
         shape = self.conv_bn.out_shape
         b0_shape = shape
-        self.conv_bn_ = ConvBn(in_shape, filters=48, kernel=(1, 1), idx=base + 1)
+        self.conv_bn_ = ConvBn(in_shape, filters=48, kernel=(1, 1), names=names)
         shape = self.conv_bn_.out_shape
-        self.conv_bn__ = ConvBn(shape, filters=64, kernel=(5, 5), idx=base + 2)
+        self.conv_bn__ = ConvBn(shape, filters=64, kernel=(5, 5), names=names)
         shape = self.conv_bn__.out_shape
         b1_shape = shape
-        self.conv_bn___ = ConvBn(in_shape, filters=64, kernel=(1, 1), idx=base + 3)
+        self.conv_bn___ = ConvBn(in_shape, filters=64, kernel=(1, 1), names=names)
         shape = self.conv_bn___.out_shape
-        self.conv_bn____ = ConvBn(shape, filters=96, kernel=(3, 3), idx=base + 4)
+        self.conv_bn____ = ConvBn(shape, filters=96, kernel=(3, 3), names=names)
         shape = self.conv_bn____.out_shape
-        self.conv_bn_____ = ConvBn(shape, filters=96, kernel=(3, 3), idx=base + 5)
+        self.conv_bn_____ = ConvBn(shape, filters=96, kernel=(3, 3), names=names)
         shape = self.conv_bn_____.out_shape
         b2_shape = shape
-        self.average_pooling2d = keras_layer(KerasAvgPool2d(3, stride=1), "average_pooling2d")
+        self.avg_pool2d = keras_layer(KerasAvgPool2d(3, stride=1), names("average_pooling2d"))
         shape = (*in_shape[:-1], in_shape[-1])
-        self.conv_bn______ = ConvBn(shape, filters=64, kernel=(1, 1), idx=base + 6)
+        self.conv_bn______ = ConvBn(shape, filters=64, kernel=(1, 1), names=names)
         shape = self.conv_bn______.out_shape
         b3_shape = shape
         shape = (*b0_shape[:-1], b0_shape[-1] + b1_shape[-1] + b2_shape[-1] + b3_shape[-1])
@@ -211,7 +225,7 @@ class Mixed5b(nn.Module):
         x = self.conv_bn____(x)
         x = self.conv_bn_____(x)
         b2 = x
-        x = self.average_pooling2d(inputs)
+        x = self.avg_pool2d(inputs)
         x = self.conv_bn______(x)
         b3 = x
         x = torch.cat([b0, b1, b2, b3], dim=1)
@@ -226,26 +240,26 @@ class Block35(nn.Module):
         in_shape: tuple[int, ...],
         *,
         idx: int,
-        base: int,
         k: int,
         scale: float,
         activate_: bool = True,
+        names: KerasNames,
     ) -> None:
         super().__init__()
         shape = in_shape
-        self.conv_bn = ConvBn(shape, filters=32, kernel=(1, 1), idx=base)
+        self.conv_bn = ConvBn(shape, filters=32, kernel=(1, 1), names=names)
         shape = self.conv_bn.out_shape
         b0_shape = shape
-        self.conv_bn_ = ConvBn(in_shape, filters=32, kernel=(1, 1), idx=base + 1)
+        self.conv_bn_ = ConvBn(in_shape, filters=32, kernel=(1, 1), names=names)
         shape = self.conv_bn_.out_shape
-        self.conv_bn__ = ConvBn(shape, filters=32, kernel=(3, 3), idx=base + 2)
+        self.conv_bn__ = ConvBn(shape, filters=32, kernel=(3, 3), names=names)
         shape = self.conv_bn__.out_shape
         b1_shape = shape
-        self.conv_bn___ = ConvBn(in_shape, filters=32, kernel=(1, 1), idx=base + 3)
+        self.conv_bn___ = ConvBn(in_shape, filters=32, kernel=(1, 1), names=names)
         shape = self.conv_bn___.out_shape
-        self.conv_bn____ = ConvBn(shape, filters=48, kernel=(3, 3), idx=base + 4)
+        self.conv_bn____ = ConvBn(shape, filters=48, kernel=(3, 3), names=names)
         shape = self.conv_bn____.out_shape
-        self.conv_bn_____ = ConvBn(shape, filters=64, kernel=(3, 3), idx=base + 5)
+        self.conv_bn_____ = ConvBn(shape, filters=64, kernel=(3, 3), names=names)
         shape = self.conv_bn_____.out_shape
         b2_shape = shape
         shape = (*b0_shape[:-1], b0_shape[-1] + b1_shape[-1] + b2_shape[-1])
@@ -281,24 +295,24 @@ class Block35(nn.Module):
 class Mixed6a(nn.Module):
     """Reduction-A (17 x 17 x 1088); 3x3/2 | 1x1, 3x3, 3x3/2 | 3x3/2 max."""
 
-    def __init__(self, in_shape: tuple[int, ...], *, base: int) -> None:
+    def __init__(self, in_shape: tuple[int, ...], *, names: KerasNames) -> None:
         super().__init__()
         shape = in_shape
         self.conv_bn = ConvBn(
-            shape, filters=384, kernel=(3, 3), strides=2, padding="valid", idx=base
+            shape, filters=384, kernel=(3, 3), strides=2, padding="valid", names=names
         )
         shape = self.conv_bn.out_shape
         b0_shape = shape
-        self.conv_bn_ = ConvBn(in_shape, filters=256, kernel=(1, 1), idx=base + 1)
+        self.conv_bn_ = ConvBn(in_shape, filters=256, kernel=(1, 1), names=names)
         shape = self.conv_bn_.out_shape
-        self.conv_bn__ = ConvBn(shape, filters=256, kernel=(3, 3), idx=base + 2)
+        self.conv_bn__ = ConvBn(shape, filters=256, kernel=(3, 3), names=names)
         shape = self.conv_bn__.out_shape
         self.conv_bn___ = ConvBn(
-            shape, filters=384, kernel=(3, 3), strides=2, padding="valid", idx=base + 3
+            shape, filters=384, kernel=(3, 3), strides=2, padding="valid", names=names
         )
         shape = self.conv_bn___.out_shape
         b1_shape = shape
-        self.max_pooling2d_2 = keras_layer(nn.MaxPool2d(3, stride=2), "max_pooling2d_2")
+        self.max_pool2d = keras_layer(nn.MaxPool2d(3, stride=2), names("max_pooling2d"))
         shape = window_shape(in_shape, in_shape[-1], 3, 2, "valid")
         shape = (*b0_shape[:-1], b0_shape[-1] + b1_shape[-1] + shape[-1])
         self.out_shape = shape
@@ -310,7 +324,7 @@ class Mixed6a(nn.Module):
         x = self.conv_bn__(x)
         x = self.conv_bn___(x)
         b1__ = x
-        x = self.max_pooling2d_2(inputs)
+        x = self.max_pool2d(inputs)
         x = torch.cat([b0__, b1__, x], dim=1)
         return x
 
@@ -323,21 +337,21 @@ class Block17(nn.Module):
         in_shape: tuple[int, ...],
         *,
         idx: int,
-        base: int,
         k: int,
         scale: float,
         activate_: bool = True,
+        names: KerasNames,
     ) -> None:
         super().__init__()
         shape = in_shape
-        self.conv_bn = ConvBn(shape, filters=192, kernel=(1, 1), idx=base)
+        self.conv_bn = ConvBn(shape, filters=192, kernel=(1, 1), names=names)
         shape = self.conv_bn.out_shape
         b0_shape = shape
-        self.conv_bn_ = ConvBn(in_shape, filters=128, kernel=(1, 1), idx=base + 1)
+        self.conv_bn_ = ConvBn(in_shape, filters=128, kernel=(1, 1), names=names)
         shape = self.conv_bn_.out_shape
-        self.conv_bn__ = ConvBn(shape, filters=160, kernel=(1, 7), idx=base + 2)
+        self.conv_bn__ = ConvBn(shape, filters=160, kernel=(1, 7), names=names)
         shape = self.conv_bn__.out_shape
-        self.conv_bn___ = ConvBn(shape, filters=192, kernel=(7, 1), idx=base + 3)
+        self.conv_bn___ = ConvBn(shape, filters=192, kernel=(7, 1), names=names)
         shape = self.conv_bn___.out_shape
         b1_shape = shape
         shape = (*b0_shape[:-1], b0_shape[-1] + b1_shape[-1])
@@ -370,33 +384,33 @@ class Block17(nn.Module):
 class Mixed7a(nn.Module):
     """Reduction-B (8 x 8 x 2080); 1x1, 3x3/2 | 1x1, 3x3/2 | 1x1, 3x3, 3x3/2 | 3x3/2 max."""
 
-    def __init__(self, in_shape: tuple[int, ...], *, base: int) -> None:
+    def __init__(self, in_shape: tuple[int, ...], *, names: KerasNames) -> None:
         super().__init__()
         shape = in_shape
-        self.conv_bn = ConvBn(shape, filters=256, kernel=(1, 1), idx=base)
+        self.conv_bn = ConvBn(shape, filters=256, kernel=(1, 1), names=names)
         shape = self.conv_bn.out_shape
         self.conv_bn_ = ConvBn(
-            shape, filters=384, kernel=(3, 3), strides=2, padding="valid", idx=base + 1
+            shape, filters=384, kernel=(3, 3), strides=2, padding="valid", names=names
         )
         shape = self.conv_bn_.out_shape
         b0_shape = shape
-        self.conv_bn__ = ConvBn(in_shape, filters=256, kernel=(1, 1), idx=base + 2)
+        self.conv_bn__ = ConvBn(in_shape, filters=256, kernel=(1, 1), names=names)
         shape = self.conv_bn__.out_shape
         self.conv_bn___ = ConvBn(
-            shape, filters=288, kernel=(3, 3), strides=2, padding="valid", idx=base + 3
+            shape, filters=288, kernel=(3, 3), strides=2, padding="valid", names=names
         )
         shape = self.conv_bn___.out_shape
         b1_shape = shape
-        self.conv_bn____ = ConvBn(in_shape, filters=256, kernel=(1, 1), idx=base + 4)
+        self.conv_bn____ = ConvBn(in_shape, filters=256, kernel=(1, 1), names=names)
         shape = self.conv_bn____.out_shape
-        self.conv_bn_____ = ConvBn(shape, filters=288, kernel=(3, 3), idx=base + 5)
+        self.conv_bn_____ = ConvBn(shape, filters=288, kernel=(3, 3), names=names)
         shape = self.conv_bn_____.out_shape
         self.conv_bn______ = ConvBn(
-            shape, filters=320, kernel=(3, 3), strides=2, padding="valid", idx=base + 6
+            shape, filters=320, kernel=(3, 3), strides=2, padding="valid", names=names
         )
         shape = self.conv_bn______.out_shape
         b2_shape = shape
-        self.max_pooling2d_3 = keras_layer(nn.MaxPool2d(3, stride=2), "max_pooling2d_3")
+        self.max_pool2d = keras_layer(nn.MaxPool2d(3, stride=2), names("max_pooling2d"))
         shape = window_shape(in_shape, in_shape[-1], 3, 2, "valid")
         shape = (*b0_shape[:-1], b0_shape[-1] + b1_shape[-1] + b2_shape[-1] + shape[-1])
         self.out_shape = shape
@@ -412,7 +426,7 @@ class Mixed7a(nn.Module):
         x = self.conv_bn_____(x)
         x = self.conv_bn______(x)
         b2__ = x
-        x = self.max_pooling2d_3(inputs)
+        x = self.max_pool2d(inputs)
         x = torch.cat([b0____, b1____, b2__, x], dim=1)
         return x
 
@@ -425,21 +439,21 @@ class Block8(nn.Module):
         in_shape: tuple[int, ...],
         *,
         idx: int,
-        base: int,
         k: int,
         scale: float,
         activate_: bool = True,
+        names: KerasNames,
     ) -> None:
         super().__init__()
         shape = in_shape
-        self.conv_bn = ConvBn(shape, filters=192, kernel=(1, 1), idx=base)
+        self.conv_bn = ConvBn(shape, filters=192, kernel=(1, 1), names=names)
         shape = self.conv_bn.out_shape
         b0_shape = shape
-        self.conv_bn_ = ConvBn(in_shape, filters=192, kernel=(1, 1), idx=base + 1)
+        self.conv_bn_ = ConvBn(in_shape, filters=192, kernel=(1, 1), names=names)
         shape = self.conv_bn_.out_shape
-        self.conv_bn__ = ConvBn(shape, filters=224, kernel=(1, 3), idx=base + 2)
+        self.conv_bn__ = ConvBn(shape, filters=224, kernel=(1, 3), names=names)
         shape = self.conv_bn__.out_shape
-        self.conv_bn___ = ConvBn(shape, filters=256, kernel=(3, 1), idx=base + 3)
+        self.conv_bn___ = ConvBn(shape, filters=256, kernel=(3, 1), names=names)
         shape = self.conv_bn___.out_shape
         b1_shape = shape
         shape = (*b0_shape[:-1], b0_shape[-1] + b1_shape[-1])
@@ -487,58 +501,55 @@ class InceptionResnetV2(nn.Module):
         logits: bool = False,
     ) -> None:
         super().__init__()
+        names = KerasNames()  # Keras' automatic layer names, counted in this model
         input_layer_shape = input_shape
         shape = input_layer_shape
         self.logits = logits
-        self.conv_bn = ConvBn(shape, filters=32, kernel=(3, 3), strides=2, padding="valid", idx=0)
+        self.conv_bn = ConvBn(
+            shape, filters=32, kernel=(3, 3), strides=2, padding="valid", names=names
+        )
         shape = self.conv_bn.out_shape
-        self.conv_bn_ = ConvBn(shape, filters=32, kernel=(3, 3), padding="valid", idx=1)
+        self.conv_bn_ = ConvBn(shape, filters=32, kernel=(3, 3), padding="valid", names=names)
         shape = self.conv_bn_.out_shape
-        self.conv_bn__ = ConvBn(shape, filters=64, kernel=(3, 3), idx=2)
+        self.conv_bn__ = ConvBn(shape, filters=64, kernel=(3, 3), names=names)
         shape = self.conv_bn__.out_shape
-        self.max_pooling2d = keras_layer(nn.MaxPool2d(3, stride=2), "max_pooling2d")
+        self.max_pool2d = keras_layer(nn.MaxPool2d(3, stride=2), names("max_pooling2d"))
         shape = window_shape(shape, shape[-1], 3, 2, "valid")
-        self.conv_bn___ = ConvBn(shape, filters=80, kernel=(1, 1), padding="valid", idx=3)
+        self.conv_bn___ = ConvBn(shape, filters=80, kernel=(1, 1), padding="valid", names=names)
         shape = self.conv_bn___.out_shape
-        self.conv_bn____ = ConvBn(shape, filters=192, kernel=(3, 3), padding="valid", idx=4)
+        self.conv_bn____ = ConvBn(shape, filters=192, kernel=(3, 3), padding="valid", names=names)
         shape = self.conv_bn____.out_shape
-        self.max_pooling2d_1 = keras_layer(nn.MaxPool2d(3, stride=2), "max_pooling2d_1")
+        self.max_pool2d_ = keras_layer(nn.MaxPool2d(3, stride=2), names("max_pooling2d"))
         shape = window_shape(shape, shape[-1], 3, 2, "valid")
-        self.mixed_5b = Mixed5b(shape, base=5)
+        self.mixed_5b = Mixed5b(shape, names=names)
         shape = self.mixed_5b.out_shape
         self.block35 = nn.Sequential()
         for i in range(repeats[0]):
-            block = Block35(shape, idx=i + 1, base=12 + 6 * i, k=i, scale=scales[0])
+            block = Block35(shape, idx=i + 1, k=i, scale=scales[0], names=names)
             self.block35.append(block)
             shape = block.out_shape
-        self.mixed_6a = Mixed6a(shape, base=12 + 6 * repeats[0])
+        self.mixed_6a = Mixed6a(shape, names=names)
         shape = self.mixed_6a.out_shape
         self.block17 = nn.Sequential()
         for i in range(repeats[1]):
-            block = Block17(
-                shape,
-                idx=i + 1,
-                base=16 + 6 * repeats[0] + 4 * i,
-                k=repeats[0] + i,
-                scale=scales[1],
-            )
+            block = Block17(shape, idx=i + 1, k=repeats[0] + i, scale=scales[1], names=names)
             self.block17.append(block)
             shape = block.out_shape
-        self.mixed_7a = Mixed7a(shape, base=16 + 6 * repeats[0] + 4 * repeats[1])
+        self.mixed_7a = Mixed7a(shape, names=names)
         shape = self.mixed_7a.out_shape
         self.block8 = nn.Sequential()
         for i in range(repeats[2]):
             block = Block8(
                 shape,
                 idx=i + 1,
-                base=23 + 6 * repeats[0] + 4 * repeats[1] + 4 * i,
                 k=repeats[0] + repeats[1] + i,
                 scale=1.0 if i == repeats[2] - 1 else scales[2],
                 activate_=i < repeats[2] - 1,
+                names=names,
             )
             self.block8.append(block)
             shape = block.out_shape
-        self.conv_bn_____ = ConvBn(shape, filters=1536, kernel=(1, 1), name_="conv_7b")
+        self.conv_bn_____ = ConvBn(shape, filters=1536, kernel=(1, 1), name_="conv_7b", names=names)
         shape = self.conv_bn_____.out_shape
         shape = shape[-1:]
         self.predictions = keras_layer(nn.Linear(shape[-1], classes), "predictions")
@@ -551,10 +562,10 @@ class InceptionResnetV2(nn.Module):
         x = self.conv_bn(input_layer)
         x = self.conv_bn_(x)
         x = self.conv_bn__(x)
-        x = self.max_pooling2d(x)
+        x = self.max_pool2d(x)
         x = self.conv_bn___(x)
         x = self.conv_bn____(x)
-        x = self.max_pooling2d_1(x)
+        x = self.max_pool2d_(x)
         x = self.mixed_5b(x)
         x = self.block35(x)
         x = self.mixed_6a(x)
