@@ -656,10 +656,7 @@ class _Renderer:
             args.append("names=names")
         # other shapes from around the repeat that the constructor reads: those of ids set
         # before it (whose tensors forward takes, or shape('name') reads), the input's
-        init = "\n".join(prune_dead_stores(cls.init_lines.lines, _SHAPES))
-        known = {*re.findall(r"^\s*(\w+) =", init, re.M), *(k.split(":")[0] for k in kw)}
-        reads = re.findall(r"(?<![.\w])(\w+_shape)\b(?!\s*\()", init)  # (not window_shape())
-        for shape in sorted(set(reads) - known):
+        for shape in _read_first(prune_dead_stores(cls.init_lines.lines, _SHAPES), kw):
             kw.append(f"{shape}: tuple[int, ...]")
             args.append(f"{shape}={outer.in_shape if shape == 'in_shape' else shape}")
         signature = ", ".join(["self", "shape: tuple[int, ...]", *(["*", *kw] if kw else [])])
@@ -824,6 +821,22 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
         **variants_context(compiled),
     )
     return formatted(environment().get_template("torch.py.jinja").render(ctx))
+
+
+def _read_first(lines: list[str], params: list[str]) -> list[str]:
+    """The `*_shape` variables that constructor lines read before they set them (not params,
+    not helper calls like window_shape(...), not attributes like self.out_shape)."""
+    known = {p.split(":")[0] for p in params}
+    found: list[str] = []
+    for line in lines:
+        target = re.match(r"\s*(\w+) = (.*)", line)
+        text = target.group(2) if target else line
+        for name in re.findall(r"(?<![.\w])(\w+_shape)\b(?!\s*\()", text):
+            if name not in known and name not in found:
+                found.append(name)
+        if target:
+            known.add(target.group(1))
+    return sorted(found)
 
 
 def _bare(source: str) -> str:
