@@ -15,6 +15,7 @@ import ast
 import builtins
 import keyword
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -378,11 +379,12 @@ class _Walker:
         inner = _Scope(parent=scope, dynamic=True)
         body = self.items(item.body, (*path, "body"), inner)
         scope.uses_input |= inner.uses_input
+        reads = set().union(*(step_names(step) for step in walk(body)))
         return LoopStep(
             path,
             item,
             item.when,
-            var=self.py(item.var),
+            var=self.py(item.var) if item.var in reads else "_",  # `_`: no iteration reads it
             label=item.name or item.var,
             start=item.start,
             count=item.repeat,
@@ -512,24 +514,30 @@ def _may_be_none(name: Any) -> bool:
     return is_template(name) and re.search(r"\bNone\b", name) is not None
 
 
-def uses_auto_names(s: Structure, steps: list[Step], seen: frozenset[str] = frozenset()) -> bool:
-    """Whether the steps (and the blocks they call) make layers with automatic Keras names:
-    their generated code takes the model's KerasNames counter."""
+def uses_auto_names(
+    s: Structure,
+    steps: list[Step],
+    counts: Callable[[OpStep], bool] = lambda step: True,
+    seen: frozenset[str] = frozenset(),
+) -> bool:
+    """Whether the steps (and the blocks they call) make layers with automatic Keras names
+    that generated code `counts`: then it takes the model's KerasNames counter."""
     for step in walk(steps):
-        if isinstance(step, OpStep) and step.auto is not None:
+        if isinstance(step, OpStep) and step.auto is not None and counts(step):
             return True
         if (
             isinstance(step, CallStep)
             and step.block not in seen
-            and uses_auto_names(s, s.blocks[step.block].body, seen | {step.block})
+            and uses_auto_names(s, s.blocks[step.block].body, counts, seen | {step.block})
         ):
             return True
     return False
 
 
-def any_auto_names(s: Structure) -> bool:
+def any_auto_names(s: Structure, counts: Callable[[OpStep], bool] = lambda step: True) -> bool:
     """Whether generated code needs the KerasNames helper."""
-    return any(uses_auto_names(s, body) for body in [s.body, *(b.body for b in s.blocks.values())])
+    bodies = [s.body, *(b.body for b in s.blocks.values())]
+    return any(uses_auto_names(s, body, counts) for body in bodies)
 
 
 def name_source(src: Any, step: OpStep) -> str:

@@ -68,6 +68,14 @@ _INNER = ("inner", "inner2", "inner3")  # the iterations of nested repeats
 _MODULE_CLASSES = frozenset(
     keras_name(KERAS_LAYERS[op].cls) for op, e in TORCH_OPS.items() if e.module is not None
 )
+
+
+def _counted(step: OpStep) -> bool:
+    """Whether PyTorch code counts a layer's automatic Keras name: a module's, or one of a
+    class some module has (_Class.count_name)."""
+    return TORCH_OPS[step.op].module is not None or step.auto in _MODULE_CLASSES
+
+
 # Attributes of nn.Module (torch 2.13's dir(nn.Module) and an instance's vars, listed here so
 # that rendering needs no torch and gives the same source on every machine; a test checks the
 # installed torch has no other) and those generated modules set: spec names must not shadow them.
@@ -525,7 +533,7 @@ class _Class:
                 value = self.src(coerce_constant(step.args[key], decl))
                 args.append(f"{self.s.name(key)}={value}")
         args += [f"{self.s.name(p)}={self.s.name(p)}" for p in block.params]
-        return args + (["names=names"] if uses_auto_names(self.s, block.body) else [])
+        return args + (["names=names"] if uses_auto_names(self.s, block.body, _counted) else [])
 
     def call(self, step: CallStep) -> None:
         block = self.s.blocks[step.block]
@@ -618,7 +626,7 @@ class _Renderer:
         cls.block = block
         args = ["self", "in_shape: tuple[int, ...]"]
         kw, computed = block_signature(self.s, block)
-        if uses_auto_names(self.s, block.body):
+        if uses_auto_names(self.s, block.body, _counted):
             kw.append("names: KerasNames")
         computed_defaults(cls.init_lines, cls.values, block.args, computed)
         cls.init("shape = in_shape")
@@ -651,7 +659,7 @@ class _Renderer:
         if "in_shape" in names or cls.input_var:
             kw.append("in_shape: tuple[int, ...]")
             args.append(f"in_shape={outer.in_shape}")
-        if uses_auto_names(self.s, step.body):
+        if uses_auto_names(self.s, step.body, _counted):
             kw.append("names: KerasNames")
             args.append("names=names")
         # other shapes from around the repeat that the constructor reads: those of ids set
@@ -719,7 +727,7 @@ def _model_class(r: _Renderer, cls_name: str) -> str:
     cls = _Class(r, cls_name, first, s.inputs[0][0])
     kw, computed = param_signature(s)
     computed_defaults(cls.init_lines, cls.values, spec.params, computed)
-    if uses_auto_names(s, s.body):
+    if uses_auto_names(s, s.body, _counted):
         cls.init("names = KerasNames()  # Keras' automatic layer names, counted in this model")
     for var, shape in s.inputs:
         cls.init(f"{var.rstrip('_')}_shape = {cls.src(shape)}")
@@ -783,7 +791,7 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
             needed.add(name)
             todo += _NEEDS.get(name, ())
     helpers = [helper_source(h) for h in _HELPER_ORDER if h in needed]
-    if any_auto_names(s):
+    if any_auto_names(s, _counted):
         helpers.insert(0, helper_source("KerasNames"))
     if "make_divisible" in used:
         helpers.insert(0, helper_source("make_divisible"))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -134,7 +135,12 @@ class Gen:
 
     # -- expressions ------------------------------------------------------------------------
     def width(self, sc: Scope) -> tuple[Any, str]:
-        """A channel count: (spec value, token). Concrete scopes get numbers."""
+        """A channel count: (spec value, token). Concrete scopes get numbers; some are the
+        channels of an earlier layer or id, read with shape('name')."""
+        named = [(n, t) for n, t in [*sc.ids.items(), *sc.names.items()] if t.cond is None]
+        if named and self.flag(0.15):
+            n, t = self.pick(named)
+            return f"${{shape({n!r})[-1]}}", t.tok
         if sc.concrete:
             if self.flag(0.3):
                 return "${f}", str(self.values["f"])
@@ -327,7 +333,7 @@ class Gen:
                 *("pad_conv", "merge", "merge", "merge"),
             ]
         )
-        keep = "${prev_shape[-1]}"
+        keep = self.pick(["${prev_shape[-1]}", "${shape('prev')[-1]}"])
         if kind == "batch_norm":
             item: dict[str, Any] = {"op": "batch_norm", "name": name}
             if sc.floats or self.flag(0.3):
@@ -697,14 +703,24 @@ class Gen:
             layers.append({"op": "dense", "name": "head", "units": "${f}", "activation": "softmax"})
         else:  # at least one layer that runs (only_skipped_layers.yaml)
             layers.append({"op": "activation", "name": "last", "fn": "tanh"})
-        return {
-            "archc": 1,
-            "name": "structured",
+        spec: dict[str, Any] = {"archc": 1, "name": "structured"}
+        if self.flag(0.3):  # Keras' automatic names for some layers nothing refers to by name
+            spec["auto_names"] = "keras"
+            self.drop_names(layers)
+        return spec | {
             "params": self.params,
             "inputs": [{"name": "img", "shape": [h, w, c]}],
             **({"blocks": self.blocks} if self.blocks else {}),
             "layers": layers,
         }
+
+    def drop_names(self, layers: list[dict[str, Any]]) -> None:
+        items = _walk(layers) + [i for b in self.blocks.values() for i in _walk(b["body"])]
+        refs = " ".join(str(i.get("inputs", "")) for i in items)  # names references may read
+        for item in items:
+            name = item.get("name")
+            if "op" in item and name not in re.findall(r"\w+", refs) and self.flag(0.5):
+                del item["name"]
 
 
 def _walk(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -865,6 +881,10 @@ def _open(file: str, check: str, reason: str) -> Any:
         ("outer_id_under_false_when.yaml", "verify"),
         ("choice_in_two_conditionals.yaml", "torch"),
         ("choice_in_two_conditionals.yaml", "verify"),
+        ("unused_loop_variable.yaml", "ruff"),
+        ("unused_loop_variable.yaml", "verify"),
+        ("auto_names_without_modules.yaml", "ruff"),
+        ("auto_names_without_modules.yaml", "verify"),
         ("input_in_repeat_in_block.yaml", "script"),
         ("computed_call_input.yaml", "ruff"),
         ("computed_same_tensor.yaml", "ruff"),
