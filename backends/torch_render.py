@@ -347,7 +347,8 @@ class _Class:
         if ref.kind == "var":
             return f"{ref.var.rstrip('_')}_shape"
         assert ref.a is not None and ref.b is not None
-        return f"({self.shape_of(ref.a)} if {self.src(ref.test)} else {self.shape_of(ref.b)})"
+        a, b = self.shape_of(ref.a), self.shape_of(ref.b)
+        return a if a == b else f"({a} if {self.src(ref.test)} else {b})"
 
     def tensor(self, ref: Ref, step: Step) -> str:
         if ref.kind == "prev":

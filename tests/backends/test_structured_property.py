@@ -885,6 +885,7 @@ def _open(file: str, check: str, reason: str) -> Any:
         ("unused_loop_variable.yaml", "verify"),
         ("auto_names_without_modules.yaml", "ruff"),
         ("auto_names_without_modules.yaml", "verify"),
+        ("computed_same_shape.yaml", "ruff"),
         ("input_in_repeat_in_block.yaml", "script"),
         ("computed_call_input.yaml", "ruff"),
         ("computed_same_tensor.yaml", "ruff"),
