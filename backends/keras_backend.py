@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from compiler.api import Compiled
+from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Counts, Graph
 
 from . import initializers
@@ -120,6 +121,16 @@ class _Function:
 
     def op(self, step: OpStep) -> None:
         layer = keras_layer(step.op, step.attrs)
+        if layer.wrong is not None:
+            graph = self.s.compiled.graph
+            for node in step.nodes:
+                shapes = [graph.node(i).shape or () for i in node.inputs]
+                why = layer.wrong(node.attrs, shapes)
+                if why is not None:
+                    loc = self.s.compiled.loaded.doc.loc(step.path)
+                    hint = "use a head size (key_dim, value_dim) of 2 or more, or another "
+                    hint += "number of heads"
+                    raise SpecError([Diagnostic("E121", f"keras backend: {why}", loc, hint=hint)])
 
         def attr(key: str) -> str | None:
             return self.src(step.attrs[key]) if key in step.attrs else None

@@ -31,6 +31,9 @@ class KerasLayer:
     call: Callable[[Attr, list[str]], str] | None = None
     # (attribute, layer): the layer an item that sets the attribute becomes instead
     variant: tuple[str, KerasLayer] | None = None
+    # why Keras would compute a node (its attributes, its inputs' shapes) wrongly, or None:
+    # `archc check` refuses such a spec at the item (E121) rather than verify failing later
+    wrong: Callable[[Any, list[tuple[int, ...]]], str | None] | None = None
 
 
 def _kw(attr: Attr, *pairs: tuple[str, str]) -> Args:

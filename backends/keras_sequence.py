@@ -9,6 +9,7 @@ multi_head_attention is Keras' MultiHeadAttention, called as Keras calls it:
 from __future__ import annotations
 
 import ast
+from typing import Any
 
 from .keras_ops import KERAS_LAYERS, Args, Attr, KerasLayer
 
@@ -72,6 +73,34 @@ def _attention_call(attr: Attr, ins: list[str]) -> str:
     return ", ".join(args)
 
 
+def _attention_wrong(attrs: Any, shapes: list[tuple[int, ...]]) -> str | None:
+    """Keras 3's TensorFlow `ops.add` (which EinsumDense adds its bias with) treats a bias that
+    squeezes to one axis of length n as tf.nn.bias_add's channels-first bias when n equals
+    x.shape[1]: it adds it along axis 1, not by numpy's broadcasting. A projection with head
+    size 1 has a (heads, 1) bias for (batch, steps, heads, 1) projections, so where a sequence
+    has as many steps as there are heads Keras adds the bias per step, not per head."""
+    heads = attrs.num_heads
+    if not attrs.use_bias:
+        return None
+    query = shapes[0]
+    value = shapes[1] if len(shapes) > 1 else query
+    key = shapes[2] if len(shapes) > 2 else value
+    value_dim = attrs.value_dim or attrs.key_dim
+    for what, size, steps in (
+        ("query", attrs.key_dim, query[0]),
+        ("key", attrs.key_dim, key[0]),
+        ("value", value_dim, value[0]),
+    ):
+        if heads > 1 and size == 1 and steps == heads:
+            return (
+                f"Keras (TensorFlow) adds the {what} projection's bias along the wrong axis "
+                f"here: head size 1 with {heads} heads over {steps} steps (its ops.add takes "
+                f"the ({heads}, 1) bias for a channels-first one), so Keras' numbers would be "
+                "wrong"
+            )
+    return None
+
+
 SEQUENCE_LAYERS: dict[str, KerasLayer] = {
     "conv1d": KerasLayer("Conv1D", _conv1d, "kernel_regularizer"),
     "max_pool1d": KerasLayer("MaxPooling1D", _pool1d),
@@ -94,6 +123,8 @@ SEQUENCE_LAYERS: dict[str, KerasLayer] = {
         custom=True,
     ),
     "permute": KerasLayer("Permute", lambda a: [(None, keras_dims(a("dims") or "()"))]),
-    "multi_head_attention": KerasLayer("MultiHeadAttention", _attention, call=_attention_call),
+    "multi_head_attention": KerasLayer(
+        "MultiHeadAttention", _attention, call=_attention_call, wrong=_attention_wrong
+    ),
 }
 KERAS_LAYERS.update(SEQUENCE_LAYERS)

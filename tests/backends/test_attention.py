@@ -330,3 +330,81 @@ def test_a_frozen_attention_layer_freezes_its_projections_in_keras() -> None:
     }
     assert torch_backend.counts(torch_backend.build(compiled)).non_trainable == frozen
     verify(compiled)
+
+
+# -- a Keras (TensorFlow) bug archc check refuses: E121 -----------------------------------------
+def _formula(layer: Any, x: np.ndarray) -> np.ndarray:
+    """Multi-head self-attention of x by the layer's own weights, written out in numpy."""
+    w = {v.path.split("/", 1)[1]: np.asarray(v) for v in layer.weights}
+    q, k, v = (
+        np.einsum("btc,chd->bthd", x, w[f"{p}/kernel"]) + w[f"{p}/bias"]
+        for p in ("query", "key", "value")
+    )
+    scores = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    a = np.exp(scores - scores.max(-1, keepdims=True))
+    a /= a.sum(-1, keepdims=True)
+    heads = np.einsum("bhqk,bkhd->bqhd", a, v)
+    return (
+        np.einsum("bqhd,hdo->bqo", heads, w["attention_output/kernel"]) + w["attention_output/bias"]
+    )
+
+
+@pytest.mark.parametrize(("steps", "wrong"), [(3, True), (4, False)])
+def test_keras_misplaces_a_head_size_1_bias_when_steps_equal_heads(steps: int, wrong: bool) -> None:
+    import keras
+
+    layer = keras.layers.MultiHeadAttention(num_heads=3, key_dim=1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, steps, 2)).astype("float32")
+    layer(x, x)
+    for v in layer.weights:
+        v.assign(rng.normal(size=v.shape).astype("float32"))
+    diff = np.abs(np.asarray(layer(x, x)) - _formula(layer, x)).max()
+    assert (diff > 1e-2) == wrong, diff
+
+
+def _mha_spec(steps: int, bias: bool = True) -> str:
+    return textwrap.dedent(
+        f"""\
+        archc: 1
+        name: head_size_one
+        inputs:
+          - {{name: x, shape: [{steps}, 2]}}
+        layers:
+          - {{op: dense, name: d, units: 2}}
+          - op: multi_head_attention
+            name: attn
+            num_heads: 3
+            key_dim: 1
+            use_bias: {str(bias).lower()}
+        """
+    )
+
+
+def test_check_refuses_what_keras_would_compute_wrongly(archc: Any, tmp_path: Path) -> None:
+    spec = tmp_path / "head_size_one.yaml"
+    spec.write_text(_mha_spec(3), encoding="utf-8")
+    result = archc("check", spec)
+    assert result.exit_code == 1
+    assert "head_size_one.yaml:7:5: error[E121]: keras backend:" in result.stderr
+    assert "query projection's bias along the wrong axis" in result.stderr
+    assert "key_dim" in result.stderr  # the hint
+
+
+@pytest.mark.parametrize(("steps", "bias"), [(4, True), (3, False)])
+def test_head_size_1_elsewhere_is_accepted_and_agrees(steps: int, bias: bool) -> None:
+    verify(compile_spec(loads(_mha_spec(steps, bias), "head_size_one.yaml")))
+
+
+def test_mutant_without_the_refusal_fails_verify(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from backends.compile import VerificationError
+    from backends.keras_ops import KERAS_LAYERS
+
+    layer = dataclasses.replace(KERAS_LAYERS["multi_head_attention"], wrong=None)
+    monkeypatch.setitem(KERAS_LAYERS, "multi_head_attention", layer)
+    with pytest.raises(VerificationError) as info:
+        verify(compile_spec(loads(_mha_spec(3), "head_size_one.yaml")))
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E110" and "'attn'" in diag.message
