@@ -32,6 +32,22 @@ class LayerScale(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="archc")
+class GELU(keras.layers.Layer):
+    """keras.activations.gelu as a layer with its `approximate` argument (Activation("gelu")
+    is the exact one): 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) when approximate."""
+
+    def __init__(self, approximate=False, **kwargs):
+        super().__init__(**kwargs)
+        self.approximate = bool(approximate)
+
+    def call(self, inputs):
+        return keras.activations.gelu(inputs, approximate=self.approximate)
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
+
+
+@keras.saving.register_keras_serializable(package="archc")
 class ScaledAdd(keras.layers.Layer):
     """inputs[0] * scales[0] + inputs[1] * scales[1] + ..., summed left to right, broadcasting
     as keras.layers.Add (an input of lower rank gets its new axes after the batch axis); a

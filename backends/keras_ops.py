@@ -29,8 +29,8 @@ class KerasLayer:
     custom: bool = False  # a class of keras_helpers, which the generated file defines
     # the call's arguments from the inputs' sources (default: the input, or a list of them)
     call: Callable[[Attr, list[str]], str] | None = None
-    # (attribute, layer): the layer an item that sets the attribute becomes instead
-    variant: tuple[str, KerasLayer] | None = None
+    # (attribute, layer), ...: the layer an item that sets the attribute becomes instead
+    variants: tuple[tuple[str, KerasLayer], ...] = ()
     # why Keras would compute a node (its attributes, its inputs' shapes) wrongly, or None:
     # `archc check` refuses such a spec at the item (E121) rather than verify failing later
     wrong: Callable[[Any, list[tuple[int, ...]]], str | None] | None = None
@@ -115,6 +115,9 @@ def _per_sample(attr: Attr, rank: int | None, x: str) -> Args:
     return [("noise_shape", "(None" + ", 1" * rank + ")")]
 
 
+_GELU = KerasLayer("GELU", lambda a: _kw(a, ("approximate", "approximate")), custom=True)
+_SCALED_ADD = KerasLayer("ScaledAdd", lambda a: _kw(a, ("scales", "scales")), custom=True)
+
 KERAS_LAYERS: dict[str, KerasLayer] = {
     "conv2d": KerasLayer("Conv2D", _conv, "kernel_regularizer"),
     "depthwise_conv2d": KerasLayer("DepthwiseConv2D", _depthwise, "depthwise_regularizer"),
@@ -134,14 +137,18 @@ KERAS_LAYERS: dict[str, KerasLayer] = {
         "LayerNormalization",
         lambda a: _kw(a, ("epsilon", "epsilon"), ("center", "center"), ("scale", "scale")),
     ),
-    "activation": KerasLayer("Activation", lambda a: _pos(a, "fn")),
+    "activation": KerasLayer(
+        "Activation",
+        lambda a: _pos(a, "fn"),
+        variants=(  # Keras' layer with a slope; archc's GELU layer (keras_helpers)
+            ("alpha", KerasLayer("LeakyReLU", lambda a: _kw(a, ("alpha", "negative_slope")))),
+            ("approximate", _GELU),
+        ),
+    ),
     "add": KerasLayer(
         "Add",
         lambda a: [],
-        variant=(
-            "scales",
-            KerasLayer("ScaledAdd", lambda a: _kw(a, ("scales", "scales")), custom=True),
-        ),
+        variants=(("scales", _SCALED_ADD),),
     ),
     "multiply": KerasLayer("Multiply", lambda a: []),
     "subtract": KerasLayer("Subtract", lambda a: []),
@@ -185,8 +192,9 @@ def keras_layer(op: str, attrs: Mapping[str, Any]) -> KerasLayer:
     """The layer an op item with these (spec) attributes becomes: the op's, or its variant
     where the item sets the variant's attribute (an add with scales is a ScaledAdd)."""
     layer = KERAS_LAYERS[op]
-    if layer.variant is not None and attrs.get(layer.variant[0]) is not None:
-        return layer.variant[1]
+    for key, variant in layer.variants:
+        if attrs.get(key) is not None:
+            return variant
     return layer
 
 

@@ -77,6 +77,8 @@ _ACT = {
 
 def activation(ctx: Ctx, key: str, x: str) -> str:
     fn = ctx.const(key, "linear")
+    if key == "fn" and (ctx.attr("alpha") is not None or ctx.attr("approximate") is not None):
+        return _tuned(ctx, fn, x)  # the activation op's leaky_relu slope, gelu approximation
     if fn is UNSET:
         return f"{ctx.helper('activate')}({x}, {ctx.hoisted(key, repr('linear'))})"
     if fn == "softmax" and ctx.out_rank != 1:  # over the channels, where they are held
@@ -84,6 +86,19 @@ def activation(ctx: Ctx, key: str, x: str) -> str:
             return f"F.softmax({x}, dim=1 if {x}.dim() > 3 else -1)"
         return f"F.softmax({x}, dim={1 if ctx.out_rank >= 3 else -1})"
     return _ACT[fn].format(x=x)
+
+
+def _tuned(ctx: Ctx, fn: Any, x: str) -> str:
+    """leaky_relu with its slope (`alpha`), gelu exact or by tanh (`approximate`); the
+    compiler allows each only with its function."""
+    alpha = ctx.attr("alpha")
+    if alpha is not None:
+        return f"F.leaky_relu({x}, {alpha})"
+    if ctx.const("approximate") is True:
+        return f'F.gelu({x}, approximate="tanh")'
+    if ctx.const("approximate") is False:
+        return f"F.gelu({x})"
+    return f'F.gelu({x}, approximate="tanh" if {ctx.attr("approximate")} else "none")'
 
 
 def torch_dims(rank: int) -> list[int]:

@@ -37,7 +37,7 @@ def validate_attributes(
         return opdef.adapter().validate_python(resolved), []
     except ValidationError as exc:
         types = field_types(opdef.attrs)
-        problems = []
+        problems: list[tuple[str, str, str]] = []
         for err in exc.errors():
             key = str(err["loc"][0]) if err["loc"] else ""
             got = resolved.get(key)
@@ -45,6 +45,10 @@ def validate_attributes(
             msg = f"{err['msg'][0].lower()}{err['msg'][1:]}"
             if err["type"] in ("too_long", "too_short") and "[height, width]" in what:
                 msg = f"expected 2 values [height, width], got {len(got or ())}"
+            if not key:  # a rule between attributes (the attribute class's __post_init__)
+                rule = msg.removeprefix("value error, ")
+                problems.append((key, f"invalid {opdef.name}: {rule}", ""))
+                continue
             hint = f"'{key}' of {opdef.name}: {what}" if what else ""
             problems.append((key, f"invalid {opdef.name}.{key} {short_repr(got)}: {msg}", hint))
         return None, problems

@@ -56,6 +56,22 @@ class ActivationAttrs:
     __pydantic_config__ = ATTRS_CONFIG
 
     fn: Activation
+    alpha: Float | None = field(
+        default=None,
+        metadata={
+            "doc": "leaky_relu's slope below zero (Keras' LeakyReLU negative_slope); "
+            "null: Keras' leaky_relu, 0.2"
+        },
+    )
+    approximate: Bool | None = field(
+        default=None, metadata={"doc": "gelu by its tanh approximation (true) or exact"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.alpha is not None and self.fn != "leaky_relu":
+            raise ValueError("alpha is leaky_relu's slope: it needs fn: leaky_relu")
+        if self.approximate is not None and self.fn != "gelu":
+            raise ValueError("approximate is gelu's: it needs fn: gelu")
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +255,11 @@ register(
         "Activation",
         ActivationAttrs,
         _same,
+        titled=lambda a: (
+            "LeakyReLU"
+            if a.alpha is not None
+            else ("GELU" if a.approximate is not None else "Activation")
+        ),
         flops=_elementwise_flops,
         unknown_sizes=True,
     )

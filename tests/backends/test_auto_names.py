@@ -64,8 +64,8 @@ def test_every_op_is_named_as_keras_names_its_layer_class() -> None:
             continue
         layer = KERAS_LAYERS[op]  # the class the Keras backend emits, named by Keras
         assert keras_name(opdef.title) == to_snake_case(layer.cls), op
-        if layer.variant is not None:  # e.g. an add with scales is a ScaledAdd
-            assert keras_name(layer.variant[1].cls) == to_snake_case(layer.variant[1].cls), op
+        for _, variant in layer.variants:  # e.g. an add with scales is a ScaledAdd
+            assert keras_name(variant.cls) == to_snake_case(variant.cls), op
     for cls in ("Conv2DTranspose", "UpSampling2D", "ReLU", "PReLU", "MultiHeadAttention"):
         assert keras_name(cls) == to_snake_case(cls)
 

@@ -285,7 +285,12 @@ def batch_norm(b: Builder, x: str) -> str:
 
 
 def activation(b: Builder, x: str) -> str:
-    return b.add("activation", [x], b.shapes[x], fn=b.pick(ACTIVATIONS))
+    attrs: dict[str, Any] = {"fn": b.pick(ACTIVATIONS)}
+    if attrs["fn"] == "leaky_relu" and b.flag(0.5):  # the function's own arguments
+        attrs["alpha"] = b.pick([0.0, 0.1, 0.3])
+    if attrs["fn"] == "gelu" and b.flag(0.5):
+        attrs["approximate"] = b.flag()
+    return b.add("activation", [x], b.shapes[x], **attrs)
 
 
 def dense(b: Builder, x: str) -> str | None:
