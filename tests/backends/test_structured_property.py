@@ -716,7 +716,8 @@ class Gen:
 
     def drop_names(self, layers: list[dict[str, Any]]) -> None:
         items = _walk(layers) + [i for b in self.blocks.values() for i in _walk(b["body"])]
-        refs = " ".join(str(i.get("inputs", "")) for i in items)  # names references may read
+        # what references and shape('name') calls may read: every value but the names
+        refs = " ".join(str({k: v for k, v in i.items() if k != "name"}) for i in items)
         for item in items:
             name = item.get("name")
             if "op" in item and name not in re.findall(r"\w+", refs) and self.flag(0.5):
