@@ -58,6 +58,11 @@ from .writer import (
 NAME = "keras"
 _INIT = "keras.initializers."  # a configured initializer is keras.initializers.<class>(...)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is first imported
+# TensorFlow's oneDNN CPU convolution returns garbage (up to 1e38) for some strided 'valid'
+# convolutions (a 1x2 kernel, stride 2, over a width of 3: tests/backends/strided_valid_conv.yaml,
+# found by the long fuzzing profile); its Eigen path is right and no slower here. archc builds
+# and verifies Keras models on that path unless the variable is set.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 class _Function:

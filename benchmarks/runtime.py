@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TensorFlow's path archc verifies on
 # Idle OpenMP threads sleep instead of spinning: when other processes share the 2 cores, the
 # spinning default made torch's 2-thread runs 3-8x slower and their timings noise (measured:
 # seed forward 0.4-1.1 s spinning vs 0.08-0.15 s passive, ResNet50 batch 8 3.3-4.8 s vs 1.5 s).

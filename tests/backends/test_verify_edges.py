@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -98,3 +100,20 @@ def test_overflow_both_frameworks_share_is_agreement() -> None:
     for other in ([1.0, 3.0, -inf, nan], [1.0, -inf, -inf, nan], [1.0, inf, -inf, inf]):
         diff, limit = _compare(a, np.array(other, np.float32), 1e-5)
         assert diff == inf and limit == 0.0
+
+
+def test_archc_runs_tensorflow_on_the_path_that_convolves_right() -> None:
+    """TensorFlow's oneDNN CPU convolution returns garbage for a 1x2, stride-2 convolution
+    over a width of 3 (tests/backends/strided_valid_conv.yaml: values up to 1e38 where the
+    sum is ~1); archc verify, in a fresh process whose environment does not choose a path,
+    runs on TensorFlow's Eigen path and agrees with PyTorch."""
+    import os
+    import subprocess
+    import sys
+
+    spec = Path(__file__).with_name("strided_valid_conv.yaml")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    cmd = [sys.executable, "-m", "compiler", "verify", str(spec)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "1 layers agree" in run.stdout
