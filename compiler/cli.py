@@ -47,7 +47,19 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum: int, frame: object) -> None:
+    _received.append(signum)
     raise Terminated
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+# the signals received while a command body ran: a library may turn the KeyboardInterrupt
+# into an error of its own (pydantic-core building a validator reports a SchemaError), which
+# is still the user's Ctrl-C, not a bug
+_received: list[int] = []
 
 
 # Installed before anything else is imported, so that a signal during the imports is clean too.
@@ -96,7 +108,8 @@ def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
     so that files being written are cleaned up; they exit 130 and 143, saying whether a file
     had already been replaced when the signal came."""
     mark = len(_written())
-    previous = _on_signals({signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _terminate})
+    _received.clear()
+    previous = _on_signals({signal.SIGINT: _interrupt, signal.SIGTERM: _terminate})
     try:
         try:
             code = fn() or EXIT_OK
@@ -109,15 +122,12 @@ def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
     except (click.ClickException, click.exceptions.Exit):
         raise
     except KeyboardInterrupt as exc:
-        code, word = SIGNALS[signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT]
-        written = _written()[mark:]
-        if written:
-            what = f"{', '.join(map(str, written))} {'was' if len(written) == 1 else 'were'}"
-            click.echo(f"{word} ({what} written)", err=True)
-        else:
-            click.echo(f"{word} (nothing was written)", err=True)
+        signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        code = _report_signal(signum, mark)
     except Exception as exc:  # MemoryError included
-        if out_of_memory(exc):
+        if _received:  # the signal, wrapped by a library
+            code = _report_signal(_received[-1], mark)
+        elif out_of_memory(exc):
             click.echo(
                 "error: out of memory building or running the model; for a very large model, "
                 "compile with --no-verify",
@@ -128,6 +138,18 @@ def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
             report_bug(exc)
             code = EXIT_BUG
     sys.exit(code)
+
+
+def _report_signal(signum: int, mark: int) -> int:
+    """Say which signal stopped the command and what had been written; its exit code."""
+    code, word = SIGNALS[signum]
+    written = _written()[mark:]
+    if written:
+        what = f"{', '.join(map(str, written))} {'was' if len(written) == 1 else 'were'}"
+        click.echo(f"{word} ({what} written)", err=True)
+    else:
+        click.echo(f"{word} (nothing was written)", err=True)
+    return code
 
 
 def _written() -> list[Any]:
