@@ -59,8 +59,8 @@ class ActivationAttrs:
     alpha: Float | None = field(
         default=None,
         metadata={
-            "doc": "leaky_relu's slope below zero (Keras' LeakyReLU negative_slope); "
-            "null: Keras' leaky_relu, 0.2"
+            "doc": "leaky_relu's slope below zero (Keras' LeakyReLU negative_slope; "
+            "null: Keras' leaky_relu with 0.2)"
         },
     )
     approximate: Bool | None = field(
