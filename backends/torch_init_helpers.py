@@ -83,10 +83,7 @@ class Constant:
 
 
 def keras_initializer(initializer):
-    """An initializer given by Keras' name ("he_normal") as the object the name stands for;
-    an initializer object as it is."""
-    if not isinstance(initializer, str):
-        return initializer
+    """An initializer given by Keras' name ("he_normal") as the object the name stands for."""
     families = {"glorot": (1.0, "fan_avg"), "he": (2.0, "fan_in"), "lecun": (1.0, "fan_in")}
     family, _, kind = initializer.rpartition("_")  # glorot_uniform, he_normal, ...
     if family in families:
@@ -104,8 +101,9 @@ def keras_initializer(initializer):
 
 
 def with_initializers(module, **initializers):
-    """Give a module its Keras layer's initializers, by Keras' keywords (kernel_initializer,
-    bias_initializer, depthwise_initializer, pointwise_initializer): a name or an object."""
+    """Give a module its Keras layer's initializers (objects of the classes above), by Keras'
+    keywords (kernel_initializer, bias_initializer, depthwise_initializer,
+    pointwise_initializer)."""
     module.initializers = initializers
     return module
 
@@ -119,8 +117,7 @@ def keras_init_(layer) -> None:
     depthwise = getattr(layer, "depthwise", layer)
     conv = getattr(layer, "pointwise", layer)
     with torch.no_grad():
-        for keyword, initializer in layer.initializers.items():
-            draw = keras_initializer(initializer)
+        for keyword, draw in layer.initializers.items():
             if keyword == "bias_initializer":
                 if conv.bias is not None:
                     draw(conv.bias, conv.bias.numel(), conv.bias.numel())

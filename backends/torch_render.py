@@ -496,7 +496,7 @@ class _Class:
             module = emitter.module(ctx)
             given = initializers.given(step)
             if given:  # reset_parameters draws with them (keras_init_)
-                kw = [f"{k}={initializers.source(self.s, step, k, self.src, '')}" for k in given]
+                kw = [f"{k}={self.initializer(step, k)}" for k in given]
                 module = f"with_initializers({', '.join([module, *kw])})"
                 self.r.helpers.update(("with_initializers", "keras_init_"))
             self.r.helpers.add("keras_layer")
@@ -520,6 +520,17 @@ class _Class:
             self.init(f"shape = {new_shape}")
         elif ctx.shape != "shape":  # the input's shape, which is not the running one
             self.init(f"shape = {ctx.shape}")
+
+    def initializer(self, step: OpStep, key: str) -> str:
+        """An initializer attribute as an object: a mapping as the class it names (the file
+        carries that class only), a name (or an expression giving one) through
+        keras_initializer (which carries every class a name may stand for)."""
+        config = initializers.config(self.s, step, key)
+        if config is None:
+            self.r.helpers.add("keras_initializer")
+            return f"keras_initializer({self.src(step.attrs[key])})"
+        self.r.helpers.add(type(config).__name__)
+        return initializers.source(self.s, step, key, self.src, "")
 
     def count_name(self, step: OpStep, why: str) -> None:
         """An automatic Keras name of a layer this class makes no module for: counted all the
@@ -917,7 +928,6 @@ _NEEDS: dict[str, set[str]] = {
     "upsample_shape": {"pair"},
     "crop": {"torch_pads", "pair"},
     "KerasNormalization": {"per_channel"},
-    "keras_init_": {"keras_initializer"},
     "keras_initializer": {
         *("VarianceScaling", "RandomNormal", "TruncatedNormal", "RandomUniform", "Constant"),
     },

@@ -249,38 +249,6 @@ class VarianceScaling:
             nn.init.uniform_(tensor, -limit, limit)
 
 
-class RandomNormal:
-    """Keras' RandomNormal: N(mean, stddev)."""
-
-    def __init__(self, mean=0.0, stddev=0.05) -> None:
-        self.mean, self.stddev = mean, stddev
-
-    def __call__(self, tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:
-        nn.init.normal_(tensor, self.mean, self.stddev)
-
-
-class TruncatedNormal:
-    """Keras' TruncatedNormal: N(mean, stddev), values beyond two stddev drawn again (stddev
-    is the normal's, before the cut, unlike VarianceScaling's)."""
-
-    def __init__(self, mean=0.0, stddev=0.05) -> None:
-        self.mean, self.stddev = mean, stddev
-
-    def __call__(self, tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:
-        low, high = self.mean - 2.0 * self.stddev, self.mean + 2.0 * self.stddev
-        nn.init.trunc_normal_(tensor, self.mean, self.stddev, low, high)
-
-
-class RandomUniform:
-    """Keras' RandomUniform: U(minval, maxval)."""
-
-    def __init__(self, minval=-0.05, maxval=0.05) -> None:
-        self.minval, self.maxval = minval, maxval
-
-    def __call__(self, tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:
-        nn.init.uniform_(tensor, self.minval, self.maxval)
-
-
 class Constant:
     """Keras' Constant (zeros and ones are Constant(0.0) and Constant(1.0))."""
 
@@ -291,30 +259,10 @@ class Constant:
         nn.init.constant_(tensor, self.value)
 
 
-def keras_initializer(initializer):
-    """An initializer given by Keras' name ("he_normal") as the object the name stands for;
-    an initializer object as it is."""
-    if not isinstance(initializer, str):
-        return initializer
-    families = {"glorot": (1.0, "fan_avg"), "he": (2.0, "fan_in"), "lecun": (1.0, "fan_in")}
-    family, _, kind = initializer.rpartition("_")  # glorot_uniform, he_normal, ...
-    if family in families:
-        scale, mode = families[family]
-        return VarianceScaling(scale, mode, "uniform" if kind == "uniform" else "truncated_normal")
-    if initializer in ("zeros", "ones"):
-        return Constant(1.0 if initializer == "ones" else 0.0)
-    if initializer == "random_normal":
-        return RandomNormal()
-    if initializer == "truncated_normal":
-        return TruncatedNormal()
-    if initializer == "random_uniform":
-        return RandomUniform()
-    raise ValueError(f"unknown Keras initializer {initializer!r}")
-
-
 def with_initializers(module, **initializers):
-    """Give a module its Keras layer's initializers, by Keras' keywords (kernel_initializer,
-    bias_initializer, depthwise_initializer, pointwise_initializer): a name or an object."""
+    """Give a module its Keras layer's initializers (objects of the classes above), by Keras'
+    keywords (kernel_initializer, bias_initializer, depthwise_initializer,
+    pointwise_initializer)."""
     module.initializers = initializers
     return module
 
@@ -328,8 +276,7 @@ def keras_init_(layer) -> None:
     depthwise = getattr(layer, "depthwise", layer)
     conv = getattr(layer, "pointwise", layer)
     with torch.no_grad():
-        for keyword, initializer in layer.initializers.items():
-            draw = keras_initializer(initializer)
+        for keyword, draw in layer.initializers.items():
             if keyword == "bias_initializer":
                 if conv.bias is not None:
                     draw(conv.bias, conv.bias.numel(), conv.bias.numel())
