@@ -77,8 +77,6 @@ _ACT = {
 
 def activation(ctx: Ctx, key: str, x: str) -> str:
     fn = ctx.const(key, "linear")
-    if key == "fn" and (ctx.attr("alpha") is not None or ctx.attr("approximate") is not None):
-        return _tuned(ctx, fn, x)  # the activation op's leaky_relu slope, gelu approximation
     if fn is UNSET:
         return f"{ctx.helper('activate')}({x}, {ctx.hoisted(key, repr('linear'))})"
     if fn == "softmax" and ctx.out_rank != 1:  # over the channels, where they are held
@@ -88,9 +86,17 @@ def activation(ctx: Ctx, key: str, x: str) -> str:
     return _ACT[fn].format(x=x)
 
 
-def _tuned(ctx: Ctx, fn: Any, x: str) -> str:
-    """leaky_relu with its slope (`alpha`), gelu exact or by tanh (`approximate`); the
-    compiler allows each only with its function."""
+def _activation_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+    """The activation op: its function, or leaky_relu with its slope (`alpha`) and gelu exact
+    or by tanh (`approximate`), the arguments only this op has."""
+    if ctx.attr("alpha") is None and ctx.attr("approximate") is None:
+        return activation(ctx, "fn", xs[0])
+    return _tuned(ctx, xs[0])
+
+
+def _tuned(ctx: Ctx, x: str) -> str:
+    """leaky_relu with `alpha`, gelu with `approximate` (the compiler allows each only with
+    its function)."""
     alpha = ctx.attr("alpha")
     if alpha is not None:
         return f"F.leaky_relu({x}, {alpha})"
@@ -574,7 +580,7 @@ TORCH_OPS: dict[str, TorchOp] = {
         _ln_module,
         weights={"gamma": Binding("weight"), "beta": Binding("bias")},
     ),
-    "activation": TorchOp(lambda c, xs, m: activation(c, "fn", xs[0])),
+    "activation": TorchOp(_activation_forward),
     "add": TorchOp(_add_forward, shape=_broadcast_shape),
     "multiply": TorchOp(_elementwise("*"), shape=_broadcast_shape),
     "subtract": TorchOp(_elementwise("-"), shape=_broadcast_shape),

@@ -100,8 +100,8 @@ def test_an_argument_of_another_function_is_a_located_error(
 @pytest.mark.parametrize(
     ("extra", "mutant"),
     [
-        (", alpha: 0.1", lambda ctx, fn, x: f"F.leaky_relu({x}, 0.2)"),  # Keras' default slope
-        (", approximate: true", lambda ctx, fn, x: f"F.gelu({x})"),  # the exact one
+        (", alpha: 0.1", lambda ctx, x: f"F.leaky_relu({x}, 0.2)"),  # Keras' default slope
+        (", approximate: true", lambda ctx, x: f"F.gelu({x})"),  # the exact one
     ],
 )
 def test_mutant_ignoring_the_argument_is_caught(
