@@ -12,7 +12,6 @@ import os
 from typing import Any
 
 from compiler.api import Compiled
-from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Counts, Graph
 
 from . import initializers
@@ -36,6 +35,7 @@ from .structure import (
     analyse,
     any_auto_names,
     functions_used_by,
+    located_error,
     model_name,
     name_source,
     runs,
@@ -130,12 +130,11 @@ class _Function:
             graph = self.s.compiled.graph
             for node in step.nodes:
                 shapes = [graph.node(i).shape or () for i in node.inputs]
-                why = layer.wrong(node.attrs, shapes)
-                if why is not None:
-                    loc = self.s.compiled.loaded.doc.loc(step.path)
-                    hint = "use a head size (key_dim, value_dim) of 2 or more, or another "
-                    hint += "number of heads"
-                    raise SpecError([Diagnostic("E121", f"keras backend: {why}", loc, hint=hint)])
+                wrong = layer.wrong(node.attrs, shapes)
+                if wrong is not None:
+                    why, hint = wrong
+                    message = f"keras backend: {why}"
+                    raise located_error(self.s.compiled, step.path, message, hint, "E121")
 
         def attr(key: str) -> str | None:
             return self.src(step.attrs[key]) if key in step.attrs else None

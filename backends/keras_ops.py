@@ -31,9 +31,9 @@ class KerasLayer:
     call: Callable[[Attr, list[str]], str] | None = None
     # (attribute, layer), ...: the layer an item that sets the attribute becomes instead
     variants: tuple[tuple[str, KerasLayer], ...] = ()
-    # why Keras would compute a node (its attributes, its inputs' shapes) wrongly, or None:
-    # `archc check` refuses such a spec at the item (E121) rather than verify failing later
-    wrong: Callable[[Any, list[tuple[int, ...]]], str | None] | None = None
+    # (why Keras would compute a node wrongly, what to change) from its attributes and its
+    # inputs' shapes, or None: `archc check` refuses such an item (E121), not verify later
+    wrong: Callable[[Any, list[tuple[int, ...]]], tuple[str, str] | None] | None = None
 
 
 def _kw(attr: Attr, *pairs: tuple[str, str]) -> Args:

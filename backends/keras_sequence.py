@@ -73,7 +73,7 @@ def _attention_call(attr: Attr, ins: list[str]) -> str:
     return ", ".join(args)
 
 
-def _attention_wrong(attrs: Any, shapes: list[tuple[int, ...]]) -> str | None:
+def _attention_wrong(attrs: Any, shapes: list[tuple[int, ...]]) -> tuple[str, str] | None:
     """Keras 3's TensorFlow `ops.add` (which EinsumDense adds its bias with) treats a bias that
     squeezes to one axis of length n as tf.nn.bias_add's channels-first bias when n equals
     x.shape[1]: it adds it along axis 1, not by numpy's broadcasting. A projection with head
@@ -92,11 +92,15 @@ def _attention_wrong(attrs: Any, shapes: list[tuple[int, ...]]) -> str | None:
         ("value", value_dim, value[0]),
     ):
         if heads > 1 and size == 1 and steps == heads:
-            return (
+            why = (
                 f"Keras (TensorFlow) adds the {what} projection's bias along the wrong axis "
                 f"here: head size 1 with {heads} heads over {steps} steps (its ops.add takes "
                 f"the ({heads}, 1) bias for a channels-first one), so Keras' numbers would be "
                 "wrong"
+            )
+            return (
+                why,
+                "use a head size (key_dim, value_dim) of 2 or more, or another number of heads",
             )
     return None
 

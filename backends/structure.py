@@ -166,9 +166,12 @@ class Structure:
         return self.names.get(spec_name, spec_name)
 
 
-def _error(compiled: Compiled, path: PathKey, message: str, hint: str) -> SpecError:
+def located_error(
+    compiled: Compiled, path: PathKey, message: str, hint: str, code: str = "E120"
+) -> SpecError:
+    """A backend's refusal of the spec item at `path` (E120: code cannot express it)."""
     loc = compiled.loaded.doc.loc(path)
-    return SpecError([Diagnostic("E120", message, loc, hint=hint)])
+    return SpecError([Diagnostic(code, message, loc, hint=hint)])
 
 
 def model_name(s: Structure) -> str:
@@ -228,7 +231,7 @@ class _Walker:
             parts = split_template(raw)
             if len(parts) == 1 and parts[0][0]:
                 return self._choice(parse(parts[0][1]).body, path, scope)
-            raise _error(
+            raise located_error(
                 self.compiled,
                 path,
                 "a reference built from text and expressions cannot be generated as code",
@@ -248,7 +251,7 @@ class _Walker:
                 a=self._choice(node.body, path, scope),
                 b=self._choice(node.orelse, path, scope),
             )
-        raise _error(
+        raise located_error(
             self.compiled,
             path,
             f"the reference '${{{ast.unparse(node)}}}' cannot be generated as code",
@@ -275,7 +278,7 @@ class _Walker:
         if step is not None and is_template(getattr(step, "name", None)):
             step = None  # named by a template: which expansion is meant is not static
         if step is None:
-            raise _error(
+            raise located_error(
                 self.compiled,
                 path,
                 f"'{name}' is not a layer of this block or of this level of the spec, "
@@ -303,7 +306,7 @@ class _Walker:
             step = self.op(item, path, scope)
         for name in shape_calls(step_values(step)):
             if name is None:
-                raise _error(
+                raise located_error(
                     self.compiled,
                     path,
                     "shape() of a computed name cannot be generated as code",
@@ -330,7 +333,7 @@ class _Walker:
             auto = keras_name(keras_layer(item.op, attrs).cls)
         elif name is None:
             if scope.dynamic or len(nodes) != 1:
-                raise _error(
+                raise located_error(
                     self.compiled,
                     path,
                     f"this {item.op} layer needs a name: it is inside a block or a repeat",

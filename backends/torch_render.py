@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from compiler.api import Compiled, unknown_sizes
-from compiler.diagnostics import Diagnostic, SpecError
+from compiler.diagnostics import SpecError
 from compiler.names import keras_name
 
 from . import initializers
@@ -36,6 +36,7 @@ from .structure import (
     class_name,
     functions_used_by,
     identifier,
+    located_error,
     model_name,
     name_source,
     runs,
@@ -210,8 +211,7 @@ _MODULE_ATTRS = frozenset(
 
 
 def _error(s: Structure, step: Step, message: str, hint: str = "") -> SpecError:
-    loc = s.compiled.loaded.doc.loc(step.path)
-    return SpecError([Diagnostic("E120", f"torch backend: {message}", loc, hint=hint)])
+    return located_error(s.compiled, step.path, f"torch backend: {message}", hint)
 
 
 class _Ctx:
