@@ -23,13 +23,13 @@ def test_check_reports_a_backend_refusal_at_its_location(archc: Any, monkeypatch
         raise torch_render._error(self.s, step, "cannot generate this repeat", "a hint")
 
     monkeypatch.setattr(torch_render._Renderer, "body_class", refuse)
-    result = archc("check", STRUCTURED / "outer_id_in_repeat.yaml")
+    spec = STRUCTURED / "outer_id_in_repeat.yaml"
+    result = archc("check", spec)
     assert result.exit_code == 1
-    # the repeat item: line 10 of the file, its mapping starts at column 5
-    assert (
-        "outer_id_in_repeat.yaml:10:5: error[E120]: torch backend: cannot generate this repeat"
-        in result.stderr
-    )
+    lines = spec.read_text(encoding="utf-8").splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.strip().startswith("- repeat:"))
+    where = f"outer_id_in_repeat.yaml:{line}:5"  # the repeat item's mapping, at column 5
+    assert f"{where}: error[E120]: torch backend: cannot generate this repeat" in result.stderr
     assert "a hint" in result.stderr
 
 

@@ -40,7 +40,11 @@ def expected_total(stages: int, width: int) -> int:
 def test_the_compiler_reads_the_named_layers_shapes(stages: int, width: int) -> None:
     compiled = compile_spec(str(SPEC), {"stages": stages, "width": width})
     assert compiled.graph.counts.total == expected_total(stages, width)
-    assert expected_total(2, 8) == 616
+
+
+def test_the_formula_equals_a_count_by_hand() -> None:
+    # defaults: stem 224, widen0 144, back0 51, widen1 96, back1 75, se 4 + 6, head 16
+    assert expected_total(2, 8) == 224 + 144 + 51 + 96 + 75 + 4 + 6 + 16 == 616
 
 
 def test_both_generated_models_read_them_for_other_parameters() -> None:

@@ -857,10 +857,6 @@ EXAMPLES = Path(__file__).parent / "structured"
 CHECKS = {"torch": check_torch, "verify": check_verify, "ruff": check_ruff, "script": check_script}
 
 
-def _open(file: str, check: str, reason: str) -> Any:
-    return pytest.param(file, check, marks=pytest.mark.xfail(strict=True, reason=reason))
-
-
 @pytest.mark.parametrize(
     ("file", "check"),
     [
@@ -896,7 +892,6 @@ def _open(file: str, check: str, reason: str) -> Any:
         ("computed_call_input.yaml", "ruff"),
         ("computed_same_tensor.yaml", "ruff"),
         ("only_skipped_layers.yaml", "verify"),
-        # open (none now): _open(file, check, reason) marks one a strict xfail
     ],
 )
 def test_found_examples(file: str, check: str) -> None:
