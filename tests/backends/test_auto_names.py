@@ -19,7 +19,7 @@ from keras.src.utils.naming import to_snake_case
 from backends import keras_backend, torch_render
 from backends.codegen import helper_source, import_source
 from backends.compile import VerificationError
-from backends.keras_ops import KERAS_LAYERS
+from backends.keras_ops import KERAS_LAYERS, keras_layer
 from backends.verify import verify
 from compiler.api import compile_spec
 from compiler.diagnostics import SpecError
@@ -68,6 +68,25 @@ def test_every_op_is_named_as_keras_names_its_layer_class() -> None:
             assert keras_name(variant.cls) == to_snake_case(variant.cls), op
     for cls in ("Conv2DTranspose", "UpSampling2D", "ReLU", "PReLU", "MultiHeadAttention"):
         assert keras_name(cls) == to_snake_case(cls)
+
+
+# one spec attribute setting per Keras variant (an op's layer class chosen by an attribute)
+VARIANT_ATTRS = {
+    ("add", "scales"): {"scales": [1, 0.5]},
+    ("activation", "alpha"): {"fn": "leaky_relu", "alpha": 0.1},
+    ("activation", "approximate"): {"fn": "gelu", "approximate": True},
+}
+
+
+def test_the_compiler_and_the_keras_backend_choose_the_same_variant_class() -> None:
+    """The compiler names a layer by OpDef.layer_type (resolved attributes); the Keras backend
+    makes keras_layer(op, attributes).cls: the same class for each variant."""
+    ops = load_all()
+    variants = {(op, key) for op, layer in KERAS_LAYERS.items() for key, _ in layer.variants}
+    assert variants == set(VARIANT_ATTRS)  # a new variant needs its setting here
+    for (op, _), attrs in VARIANT_ATTRS.items():
+        resolved = ops[op].adapter().validate_python(attrs)
+        assert ops[op].layer_type(resolved) == keras_layer(op, attrs).cls, op
 
 
 @pytest.mark.parametrize(("blocks", "extra"), [(2, True), (3, False), (0, True)])
