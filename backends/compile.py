@@ -17,7 +17,7 @@ from compiler.api import Compiled, check_expect, compile_spec
 from compiler.diagnostics import Diagnostic, Location, SpecError
 from compiler.ir import Counts, Graph
 
-from . import memory, sizes
+from . import conform, memory, sizes
 from .codegen import (
     import_source,
     read_spec_header,
@@ -288,8 +288,12 @@ def build_within_memory(
     return model, short
 
 
-def verify_model(compiled: Compiled, model: Any, mod: Counting, what: str) -> Counts:
-    """Counts of a built model must equal the IR's (and the spec's expect:)."""
+def verify_model(
+    compiled: Compiled, model: Any, mod: Counting, what: str, backend_name: str
+) -> Counts:
+    """A built model must be the IR's network: its counts equal the IR's (and the spec's
+    expect:), and each of its layers its IR node (`conform`: same op, attributes, names,
+    nothing extra)."""
     got = mod.counts(model)
     want = compiled.graph.counts
     if got != want:
@@ -313,6 +317,10 @@ def verify_model(compiled: Compiled, model: Any, mod: Counting, what: str) -> Co
                 )
             ]
         )
+    try:
+        conform.check(backend_name, compiled, model)
+    except conform.ConformanceError as exc:
+        raise VerificationError(exc.diagnostics) from None
     check_expect(compiled, got, what)
     return got
 
@@ -328,7 +336,7 @@ def live_model(
     mod = backend(backend_name)
     compiled = compile_spec(str(spec), overrides, variant=variant)
     model = mod.build(compiled)
-    verify_model(compiled, model, mod, f"the {backend_name} model")
+    verify_model(compiled, model, mod, f"the {backend_name} model", backend_name)
     return model
 
 
@@ -392,7 +400,7 @@ def compile_to_file(
         module = import_source(source, path.stem)
         model, abstract = build_within_memory(compiled, module, mod, backend_name, probe.graph)
         what = f"the generated {backend_name} model"
-        counts = verify_model(compiled, model, mod, what)
+        counts = verify_model(compiled, model, mod, what, backend_name)
         want = [probe.graph.node(o).shape for o in probe.graph.outputs]
         got = mod.output_shapes(model, probe.graph)
         if got != want:

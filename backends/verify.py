@@ -289,8 +289,8 @@ def _verify_compiled(
     tm = torch_backend.build(compiled)
     report = Report(
         compiled.graph.counts,
-        verify_model(compiled, km, keras_backend, "the keras model"),
-        verify_model(compiled, tm, torch_backend, "the torch model"),
+        verify_model(compiled, km, keras_backend, "the keras model", "keras"),
+        verify_model(compiled, tm, torch_backend, "the torch model", "torch"),
     )
     _check_names(compiled.graph, km, tm)
     randomize_keras(km, compiled.graph, seed)

@@ -1,0 +1,454 @@
+"""A built model held against the IR itself, layer by layer (E114).
+
+`verify` proves that the Keras and the PyTorch model compute the same numbers; both could
+still be the same wrong network (an expression translated to another value, a `when` lost in
+both renderers). This check reads each built model back, with no generated source involved,
+and compares it with the compiled graph:
+
+- Keras: the model's layers are exactly the IR's nodes (same names, nothing missing, nothing
+  extra); each layer is of the class the node's op makes, and its `get_config()` holds the
+  node's resolved attributes: the op's Keras emitter (`keras_ops`) is applied to the node's
+  *values* (not to the spec's expressions, which the generated file translated), and every
+  argument it gives is compared with the layer's own configuration, with its `trainable`
+  flag, its L2 factor and its initializers.
+- PyTorch: the modules tagged as Keras layers (`model.keras_layers`) are IR nodes, every node
+  with weights has one, each module is frozen as the node is, and the hyper-parameters
+  PyTorch modules keep (channels, kernel, strides, dilation, groups, bias, epsilon, momentum,
+  rates, heads) equal the node's, read from the module's own attributes by `_TORCH_READ`.
+  What a PyTorch model computes in `forward` without a module (an activation function, an
+  add) is not an attribute; `verify` holds it to the Keras model, which this check holds to
+  the IR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+from compiler.api import Compiled
+from compiler.diagnostics import Diagnostic, SpecError
+from compiler.ir import Graph, Node
+
+from .pysrc import literal
+
+INITIALIZERS = (
+    "kernel_initializer",
+    "depthwise_initializer",
+    "pointwise_initializer",
+    "bias_initializer",
+)
+HINT = "this is a bug in archc's {backend} backend, not in the spec; please report it"
+
+
+class ConformanceError(SpecError):
+    """A built model is not the network the IR describes."""
+
+
+def _error(node: Node | None, backend: str, message: str) -> Diagnostic:
+    where = node.origin.location if node is not None else None
+    return Diagnostic("E114", message, where, hint=HINT.format(backend=backend))
+
+
+def _values(node: Node) -> dict[str, Any]:
+    """The node's resolved attributes (computed ones too: an emitter may read them)."""
+    attrs = node.attrs
+    if not dataclasses.is_dataclass(attrs):
+        return {}
+    return {f.name: getattr(attrs, f.name) for f in dataclasses.fields(attrs)}
+
+
+def _plain(value: Any) -> Any:
+    """Lists as tuples, recursively, so that a configuration compares with IR values."""
+    if isinstance(value, list | tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as values: tuples and lists alike, floats to float32's precision (a framework
+    may keep a hyper-parameter as float32), ints and floats of one value alike."""
+    a, b = _plain(a), _plain(b)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+    return bool(a == b)
+
+
+# -- Keras ------------------------------------------------------------------------------------
+def keras(compiled: Compiled, model: Any, graph: Graph | None = None) -> None:
+    """Hold a built Keras model against the IR (raises ConformanceError, E114)."""
+    graph = graph or compiled.graph
+    layers = {layer.name: layer for layer in model.layers}
+    errors: list[Diagnostic] = []
+    for node in graph.nodes:
+        layer = layers.pop(node.name, None)
+        if layer is None:
+            errors.append(_error(node, "keras", f"the Keras model has no layer '{node.name}'"))
+            continue
+        diffs = keras_layer_differences(node, layer, graph)
+        errors += [_error(node, "keras", m) for m in diffs]
+    for name, layer in layers.items():
+        errors.append(
+            _error(
+                None,
+                "keras",
+                f"the Keras model has a layer the IR does not: '{name}' ({type(layer).__name__})",
+            )
+        )
+    if errors:
+        raise ConformanceError(errors)
+
+
+def keras_layer_differences(node: Node, layer: Any, graph: Graph) -> list[str]:
+    """How a Keras layer differs from its IR node (empty when it is the node)."""
+    from .keras_ops import keras_layer
+
+    where = f"layer '{node.name}'"
+    cls = type(layer).__name__
+    if node.op == "input":
+        return _keras_input(node, layer)
+    values = _values(node)
+    spec = keras_layer(node.op, values)
+    if cls != spec.cls:
+        return [f"{where} is a {cls}, the IR's {node.op} is a {spec.cls}"]
+    config = layer.get_config()
+
+    def attr(key: str) -> str | None:
+        value = values.get(key)
+        return None if value is None else literal(value)
+
+    pairs = spec.args(attr)
+    if spec.shaped is not None:
+        rank = len(graph.node(node.inputs[0]).shape or ())
+        pairs += spec.shaped(attr, rank, "x")
+    wanted = _bind(type(layer), pairs)
+    diffs = []
+    for kw, want in wanted.items():
+        if kw not in config:
+            diffs.append(f"{where} ({cls}) has no '{kw}' in its configuration")
+        elif not _same_keras(kw, config[kw], want, layer):
+            diffs.append(f"{where} has {kw}={config[kw]!r}, the IR says {want!r}")
+    diffs += _keras_extras(node, layer, config, spec.regularizes, values)
+    return diffs
+
+
+def _keras_input(node: Node, layer: Any) -> list[str]:
+    cls = type(layer).__name__
+    if cls != "InputLayer":
+        return [f"layer '{node.name}' is a {cls}, the IR's input is an InputLayer"]
+    config = layer.get_config()
+    shape = tuple(config.get("batch_shape") or config.get("batch_input_shape") or ())[1:]
+    want = node.attrs.shape
+    if not same(shape, want):
+        return [f"input '{node.name}' has shape {shape}, the IR says {want}"]
+    return []
+
+
+def _bind(cls: type, pairs: list[tuple[str | None, str]]) -> dict[str, Any]:
+    """The emitter's (keyword or positional, source) arguments as keyword: value, positional
+    ones bound to the names of the layer class's constructor."""
+    params = [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.name != "self" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    out: dict[str, Any] = {}
+    position = 0
+    for kw, src in pairs:
+        value = eval(src, {"__builtins__": {}}, {})  # literals of IR values, built above
+        if kw is None:
+            kw = params[position]
+            position += 1
+        out[kw] = value
+    return out
+
+
+def _same_keras(kw: str, got: Any, want: Any, layer: Any) -> bool:
+    if kw == "target_shape" and -1 in tuple(got):  # the IR's is resolved; Keras' at build
+        got = tuple(layer.output.shape[1:])
+    if isinstance(want, int) and isinstance(got, list | tuple) and len(got) == 1:
+        got = got[0]  # a 1-D layer's kernel, strides, pool; attention's output_shape
+    if kw == "activation":  # Keras serializes an alias by its function's name (swish: silu)
+        import keras
+
+        return bool(keras.activations.get(got) is keras.activations.get(want))
+    return same(got, want)
+
+
+def _keras_extras(
+    node: Node, layer: Any, config: dict[str, Any], regularizes: str, values: dict[str, Any]
+) -> list[str]:
+    """trainable, the L2 factor and the initializers: arguments every layer may take."""
+    import keras
+
+    where = f"layer '{node.name}'"
+    diffs = []
+    if bool(layer.trainable) is not node.trainable:
+        diffs.append(f"{where} has trainable={layer.trainable}, the IR says {node.trainable}")
+    if regularizes:
+        l2 = values.get("kernel_l2") or 0.0
+        reg = getattr(layer, regularizes, None)
+        got = 0.0 if reg is None else float(reg.get_config().get("l2", 0.0))
+        if not same(got, l2):
+            diffs.append(f"{where} has an L2 factor of {got}, the IR says {l2}")
+    for k in INITIALIZERS:
+        if values.get(k) is None or k not in config:
+            continue
+        want = keras.initializers.get(_keras_initializer(values[k]))
+        got = keras.initializers.get(config[k])
+        if type(got) is not type(want) or not same(got.get_config(), want.get_config()):
+            diffs.append(f"{where} has {k}={config[k]!r}, the IR says {values[k]!r}")
+    return diffs
+
+
+def _keras_initializer(value: Any) -> Any:
+    """An IR initializer (a Keras name, or {class: ..., args}) as keras.initializers.get takes
+    it."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        args = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return {"class_name": type(value).__name__, "config": args}
+    return value
+
+
+# -- PyTorch ----------------------------------------------------------------------------------
+Reader = Callable[[Any], dict[str, Any]]
+
+
+def _conv_read(m: Any) -> dict[str, Any]:
+    return {
+        "filters": m.out_channels,
+        "kernel": tuple(m.kernel_size),
+        "strides": tuple(m.stride),
+        "dilation": tuple(m.dilation),
+        "use_bias": m.bias is not None,
+    }
+
+
+def torch(compiled: Compiled, model: Any, graph: Graph | None = None) -> None:
+    """Hold a built PyTorch model against the IR (raises ConformanceError, E114)."""
+    graph = graph or compiled.graph
+    errors: list[Diagnostic] = []
+    tagged: dict[str, str] = dict(model.keras_layers)
+    names = {node.name for node in graph.nodes}
+    for name, path in tagged.items():
+        if name not in names:
+            errors.append(
+                _error(
+                    None,
+                    "torch",
+                    f"the PyTorch model has a module the IR does not: '{name}' ({path})",
+                )
+            )
+    for node in graph.nodes:
+        found = tagged.get(node.name)
+        if found is None:
+            if node.weights:
+                errors.append(
+                    _error(node, "torch", f"the PyTorch model has no module for '{node.name}'")
+                )
+            continue
+        module = model.get_submodule(found)
+        errors += [_error(node, "torch", m) for m in torch_module_differences(node, module)]
+    errors += [_error(None, "torch", m) for m in _untagged(model, set(tagged.values()))]
+    if errors:
+        raise ConformanceError(errors)
+
+
+_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+
+
+def _untagged(model: Any, tagged: set[str]) -> list[str]:
+    """Modules outside every Keras layer's module that compute something: a torch.nn layer
+    (not a container) or a module holding parameters or buffers of its own."""
+    found = []
+    for path, m in model.named_modules():
+        if not path or any(path == t or path.startswith(t + ".") for t in tagged):
+            continue
+        cls = type(m)
+        own = any(True for _ in m.parameters(recurse=False)) or any(
+            True for _ in m.buffers(recurse=False)
+        )
+        layer = cls.__module__.startswith("torch.nn") and cls.__name__ not in _CONTAINERS
+        if own or layer:
+            found.append(
+                f"the PyTorch model has a module the IR does not: '{path}' ({cls.__name__})"
+            )
+    return found
+
+
+def torch_module_differences(node: Node, module: Any) -> list[str]:
+    """How a PyTorch module differs from its IR node (empty when it is the node)."""
+    where = f"module '{node.name}'"
+    diffs = []
+    frozen = not any(p.requires_grad for p in module.parameters())
+    if node.weights and any(True for _ in module.parameters()) and frozen == node.trainable:
+        diffs.append(
+            f"{where} is {'frozen' if frozen else 'trainable'}, the IR says "
+            f"{'trainable' if node.trainable else 'frozen'}"
+        )
+    known = _TORCH_READ.get(node.op)
+    cls = type(module).__name__
+    if known is None:
+        return [*diffs, f"{where} is a {cls}, but the IR's {node.op} makes no module"]
+    classes, read = known
+    if cls not in classes:
+        return [*diffs, f"{where} is a {cls}, the IR's {node.op} is a {' or '.join(classes)}"]
+    values = _values(node)
+    for key, got in read(module).items():
+        want = values[key]
+        if want is not None and not same(got, want):
+            diffs.append(f"{where} has {key}={got!r}, the IR says {want!r}")
+    return diffs
+
+
+def _padding(m: Any) -> str:
+    """'same' or 'valid' as a convolution module holds it: Keras' helper classes keep a flag,
+    nn.Conv2d keeps PyTorch's "same"; a folded zero pad before a 'valid' convolution is a
+    padding of numbers."""
+    if hasattr(m, "same"):
+        return "same" if m.same else "valid"
+    return "same" if m.padding == "same" else "valid"
+
+
+def _pair(value: Any) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, tuple | list) else (value, value)
+
+
+def _conv(m: Any) -> dict[str, Any]:
+    return {
+        "filters": m.out_channels,
+        "kernel": tuple(m.kernel_size),
+        "strides": tuple(m.stride),
+        "dilation": tuple(m.dilation),
+        "groups": m.groups,
+        "padding": _padding(m),
+        "use_bias": m.bias is not None,
+    }
+
+
+def _depthwise(m: Any) -> dict[str, Any]:
+    return {
+        "kernel": tuple(m.kernel_size),
+        "strides": tuple(m.stride),
+        "dilation": tuple(m.dilation),
+        "padding": _padding(m),
+        "depth_multiplier": m.out_channels // m.in_channels,
+        "use_bias": m.bias is not None,
+    }
+
+
+def _separable(m: Any) -> dict[str, Any]:
+    read = _depthwise(m.depthwise)
+    read["use_bias"] = m.pointwise.bias is not None
+    read["filters"] = m.pointwise.out_channels
+    return read
+
+
+def _transpose(m: Any) -> dict[str, Any]:
+    (top, bottom), (left, right) = m.crops
+    kernel, strides = tuple(m.kernel_size), tuple(m.stride)
+    cropped = any((top, bottom, left, right))
+    same = cropped or all(k <= s for k, s in zip(kernel, strides, strict=True))
+    read = {"filters": m.out_channels, "kernel": kernel, "strides": strides}
+    read["use_bias"] = m.bias is not None
+    if cropped:  # only 'same' crops; where k <= s both paddings give one size
+        read["padding"] = "same" if same else "valid"
+    return read
+
+
+def _conv1d(m: Any) -> dict[str, Any]:
+    return {
+        "filters": m.out_channels,
+        "kernel": m.kernel_size[0],
+        "strides": m.stride[0],
+        "dilation": m.dilation[0],
+        "groups": m.groups,
+        "padding": _padding(m),
+        "use_bias": m.bias is not None,
+    }
+
+
+def _pool2d(m: Any) -> dict[str, Any]:
+    keras_same = type(m).__name__.startswith("Keras")  # the helpers pad as 'same' does
+    return {
+        "pool": _pair(m.kernel_size),
+        "strides": _pair(m.stride),
+        "padding": "same" if keras_same else "valid",
+    }
+
+
+def _pool1d(m: Any) -> dict[str, Any]:
+    return {"pool": m.pool, "strides": m.stride, "padding": "same" if m.same else "valid"}
+
+
+def _norm(m: Any) -> dict[str, Any]:
+    return {"epsilon": m.eps, "center": m.bias is not None, "scale": m.weight is not None}
+
+
+def _batch_norm(m: Any) -> dict[str, Any]:
+    return {**_norm(m), "momentum": 1.0 - m.momentum}  # PyTorch's is Keras' 1 - momentum
+
+
+def _dropout(m: Any) -> dict[str, Any]:
+    return {"rate": m.p if hasattr(m, "p") else m.rate}
+
+
+def _attention(m: Any) -> dict[str, Any]:
+    return {
+        "num_heads": m.num_heads,
+        "key_dim": m.key_dim,
+        "use_bias": m.query_bias is not None,
+        "causal": m.causal,
+    }
+
+
+def _nothing(m: Any) -> dict[str, Any]:
+    return {}
+
+
+# op -> (the module classes it may be, what the module holds in the IR's terms, read from
+# PyTorch's own attributes); an op not listed makes no module (it is computed in forward)
+_TORCH_READ: dict[str, tuple[tuple[str, ...], Reader]] = {
+    "conv2d": (("Conv2d", "KerasConv2d"), _conv),
+    "depthwise_conv2d": (("KerasDepthwiseConv2d",), _depthwise),
+    "separable_conv2d": (("KerasSeparableConv2d",), _separable),
+    "conv2d_transpose": (("KerasConvTranspose2d",), _transpose),
+    "conv1d": (("KerasConv1d",), _conv1d),
+    "max_pool2d": (("MaxPool2d", "KerasMaxPool2d"), _pool2d),
+    "avg_pool2d": (("AvgPool2d", "KerasAvgPool2d"), _pool2d),
+    "max_pool1d": (("KerasPool1d",), _pool1d),
+    "avg_pool1d": (("KerasPool1d",), _pool1d),
+    "batch_norm": (("KerasBatchNorm",), _batch_norm),
+    "layer_norm": (("KerasLayerNorm",), _norm),
+    "dense": (("Linear",), lambda m: {"units": m.out_features, "use_bias": m.bias is not None}),
+    "dropout": (("Dropout", "KerasDropout"), _dropout),
+    "stochastic_depth": (("KerasDropout",), _dropout),
+    "layer_scale": (("LayerScale",), lambda m: {"init_value": m.init_value}),
+    "normalization": (("KerasNormalization",), _nothing),
+    "zero_pad2d": (("ZeroPad2d",), _nothing),
+    "embedding": (
+        ("KerasEmbedding",),
+        lambda m: {"input_dim": m.num_embeddings, "output_dim": m.embedding_dim},
+    ),
+    "positional_embedding": (("PositionalEmbedding",), _nothing),
+    "class_token": (("ClassToken",), _nothing),
+    "multi_head_attention": (("KerasMultiHeadAttention",), _attention),
+}
+
+
+def check(backend: str, compiled: Compiled, model: Any, graph: Graph | None = None) -> None:
+    """Hold a built model of the named backend against the IR (E114)."""
+    if backend == "keras":
+        keras(compiled, model, graph)
+    elif backend == "torch":
+        torch(compiled, model, graph)

@@ -1,0 +1,220 @@
+"""`compile` holds each built model against the IR itself (E114), not only against the other
+backend: renderer mutants that leave counts and output shapes alone (a constant, an activation,
+a dropped `when`, an extra layer) are caught by `compile_to_file`'s own check, in each backend.
+
+The mutants change what the renderers write; the check reads the built model back (Keras'
+`get_config()`, PyTorch's module attributes), so none of them is seen through the code that
+made the mistake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backends import conform, keras_backend, torch_backend, torch_ops, torch_render
+from backends.compile import compile_to_file
+from backends.keras_ops import KerasLayer
+from backends.torch_ops import TorchOp
+from compiler.api import compile_spec
+from compiler.diagnostics import SpecError
+
+# every mutant below changes something no count and no output shape sees: a weightless,
+# shape-keeping layer, or a hyper-parameter of a layer with weights
+SPEC = """\
+archc: 1
+name: conform_case
+params:
+  deep: {type: bool, default: false}
+inputs:
+  - {name: image, shape: [12, 10, 3]}
+layers:
+  - {op: conv2d, name: c1, filters: 4, kernel: 3, strides: 2, activation: relu}
+  - {op: dropout, name: drop_deep, rate: 0.1, when: "${deep}"}
+  - {op: activation, name: act_deep, fn: tanh, when: "${deep}"}
+  - {op: batch_norm, name: bn, momentum: 0.9, epsilon: 0.01}
+  - {op: activation, name: act, fn: relu}
+  - {op: global_avg_pool2d, name: gap}
+  - {op: dropout, name: drop, rate: 0.25}
+  - {op: dense, name: out, units: 3, activation: softmax}
+"""
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path) -> Path:
+    path = tmp_path / "conform_case.yaml"
+    path.write_text(SPEC)
+    return path
+
+
+def compile_error(spec_file: Path, backend: str) -> list[str]:
+    """The E114 messages `compile` gives (it must refuse: nothing is written)."""
+    with pytest.raises(SpecError) as info:
+        compile_to_file(spec_file, backend, spec_file.parent / "out")
+    assert not (spec_file.parent / "out").exists() or not any((spec_file.parent / "out").iterdir())
+    codes = {d.code for d in info.value.diagnostics}
+    assert codes == {"E114"}, [d.format() for d in info.value.diagnostics]
+    return [d.message for d in info.value.diagnostics]
+
+
+@pytest.mark.parametrize("backend", ["keras", "torch"])
+def test_the_unmutated_renderers_pass(spec_file: Path, backend: str) -> None:
+    result = compile_to_file(spec_file, backend, spec_file.parent / "out")
+    assert result.counts is not None and result.path.exists()
+
+
+# -- Keras mutants: the renderer's layer arguments (keras_backend's own keras_layer) ------------
+def _keras_mutant(
+    monkeypatch: pytest.MonkeyPatch, op: str, change: Callable[[list[Any]], list[Any]]
+) -> None:
+    real = keras_backend.keras_layer
+
+    def mutated(name: str, attrs: Any) -> KerasLayer:
+        layer = real(name, attrs)
+        if name != op:
+            return layer
+        args = layer.args
+        return KerasLayer(layer.cls, lambda a: change(args(a)), layer.regularizes)
+
+    monkeypatch.setattr(keras_backend, "keras_layer", mutated)
+
+
+def _replace(keyword: str | None, value: str) -> Callable[[list[Any]], list[Any]]:
+    return lambda pairs: [(kw, value if kw == keyword else src) for kw, src in pairs]
+
+
+@pytest.mark.parametrize(
+    ("op", "change", "expected"),
+    [
+        (
+            "batch_norm",
+            _replace("momentum", "0.99"),
+            "layer 'bn' has momentum=0.99, the IR says 0.9",
+        ),
+        ("dropout", lambda pairs: [(None, "0.5")], "layer 'drop' has rate=0.5, the IR says 0.25"),
+        (
+            "conv2d",
+            _replace("activation", "'linear'"),
+            "layer 'c1' has activation='linear', the IR says 'relu'",
+        ),
+        ("activation", lambda pairs: [(None, "'gelu'")], "layer 'act' has activation='gelu'"),
+    ],
+    ids=["constant", "rate", "fused activation", "activation"],
+)
+def test_keras_renderer_mutants_are_caught_by_compile(
+    spec_file: Path, monkeypatch: pytest.MonkeyPatch, op: str, change: Any, expected: str
+) -> None:
+    _keras_mutant(monkeypatch, op, change)
+    messages = compile_error(spec_file, "keras")
+    assert any(m.startswith(expected) for m in messages), messages
+
+
+def _always(real: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A renderer that loses every `when`: each step runs unconditionally."""
+    return lambda steps: [(None, [step]) for _, run in real(steps) for step in run]
+
+
+@pytest.mark.parametrize("backend", ["keras", "torch"])
+def test_a_dropped_when_is_caught_by_compile(
+    spec_file: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    renderer = keras_backend if backend == "keras" else torch_render
+    monkeypatch.setattr(renderer, "runs", _always(renderer.runs))
+    messages = compile_error(spec_file, backend)
+    assert any("'drop_deep'" in m and "the IR does not" in m for m in messages), messages
+
+
+def test_an_extra_keras_layer_is_caught_by_compile(
+    spec_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = keras_backend._Function.op
+
+    def op(self: Any, step: Any) -> None:
+        real(self, step)
+        if step.name == "act":
+            self.out('x = layers.Activation("linear", name="extra")(x)')
+
+    monkeypatch.setattr(keras_backend._Function, "op", op)
+    messages = compile_error(spec_file, "keras")
+    assert messages == ["the Keras model has a layer the IR does not: 'extra' (Activation)"]
+
+
+# -- PyTorch mutants: the op emitters' module source (TORCH_OPS) ------------------------------
+def _torch_mutant(monkeypatch: pytest.MonkeyPatch, op: str, module: Callable[[Any], str]) -> None:
+    real = torch_ops.TORCH_OPS[op]
+    monkeypatch.setitem(
+        torch_ops.TORCH_OPS, op, TorchOp(real.forward, module, real.shape, real.weights)
+    )
+
+
+@pytest.mark.parametrize(
+    ("op", "module", "expected"),
+    [
+        (
+            "batch_norm",
+            lambda c: f"{c.helper('KerasBatchNorm')}({c.shape}[-1], eps=0.01, momentum=0.01)",
+            "module 'bn' has momentum=0.99, the IR says 0.9",
+        ),
+        (
+            "batch_norm",
+            lambda c: f"{c.helper('KerasBatchNorm')}({c.shape}[-1], eps=0.001, momentum=0.1)",
+            "module 'bn' has epsilon=0.001, the IR says 0.01",
+        ),
+        ("dropout", lambda c: "nn.Dropout(0.5)", "module 'drop' has rate=0.5, the IR says 0.25"),
+        ("dense", lambda c: f"nn.Linear({c.shape}[-1], 3, bias=False)", None),
+        ("activation", lambda c: "nn.ReLU()", "module 'act' is a ReLU, but the IR's activation"),
+    ],
+    ids=["momentum", "epsilon", "rate", "bias", "module for a function"],
+)
+def test_torch_renderer_mutants_are_caught_by_compile(
+    spec_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    op: str,
+    module: Callable[[Any], str],
+    expected: str | None,
+) -> None:
+    _torch_mutant(monkeypatch, op, module)
+    if expected is None:  # fewer weights: the counts see it first (E091)
+        with pytest.raises(SpecError) as info:
+            compile_to_file(spec_file, "torch", spec_file.parent / "out")
+        assert {d.code for d in info.value.diagnostics} == {"E091"}
+        return
+    messages = compile_error(spec_file, "torch")
+    assert any(m.startswith(expected) for m in messages), messages
+
+
+def test_an_untagged_torch_module_is_caught(spec_file: Path) -> None:
+    """A module that is no Keras layer (here an nn.ReLU added after the build) is an error."""
+    import torch.nn as nn
+
+    compiled = compile_spec(str(spec_file))
+    model = torch_backend.build(compiled)
+    conform.check("torch", compiled, model)
+    model.extra = nn.ReLU()
+    with pytest.raises(conform.ConformanceError) as info:
+        conform.check("torch", compiled, model)
+    assert [d.message for d in info.value.diagnostics] == [
+        "the PyTorch model has a module the IR does not: 'extra' (ReLU)"
+    ]
+
+
+def test_a_frozen_module_the_ir_trains_is_caught(spec_file: Path) -> None:
+    compiled = compile_spec(str(spec_file))
+    model = torch_backend.build(compiled)
+    model.get_submodule(model.keras_layers["c1"]).requires_grad_(False)
+    with pytest.raises(conform.ConformanceError) as info:
+        conform.check("torch", compiled, model)
+    assert [d.message for d in info.value.diagnostics] == [
+        "module 'c1' is frozen, the IR says trainable"
+    ]
+
+
+def test_same_compares_values_not_representations() -> None:
+    assert conform.same((3, 3), [3, 3])
+    assert conform.same(0.9, 0.8999999761581421)  # float32's 0.9
+    assert not conform.same(0.9, 0.99)
+    assert not conform.same(True, 1)
+    assert not conform.same((1, 2), (1, 2, 3))
