@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .diagnostics import Diagnostic, SpecError
 from .ir import Expansion, Graph, Node
 
 FORMATS = (".svg", ".html", ".dot")
@@ -493,7 +494,7 @@ def render(graph: Graph, fmt: str, note: str = "") -> str:
 
 def write(graph: Graph, path: str | Path, note: str = "") -> Path:
     """Render and write atomically (a temp file renamed over the target; a failed layout
-    leaves the old file as it was)."""
+    leaves the old file as it was). A path that cannot be written is E095, as compile's."""
     from backends.codegen import write_atomic  # no framework: Jinja2 and the compiler
 
     target = Path(path)
@@ -501,8 +502,29 @@ def write(graph: Graph, path: str | Path, note: str = "") -> Path:
     if fmt is None:
         raise ValueError(f"{target}: not one of {', '.join(FORMATS)}")
     text = render(graph, fmt, note)
-    write_atomic(target, text)
+    try:
+        write_atomic(target, text)
+    except OSError as exc:
+        raise SpecError(
+            [
+                Diagnostic(
+                    "E095",
+                    f"cannot write {target}: {_why_unwritable(target, exc)}",
+                    hint="choose a writable path with -o FILE",
+                )
+            ]
+        ) from None
     return target
+
+
+def _why_unwritable(target: Path, exc: OSError) -> str:
+    """The reason, in words: a folder on the way that is a file, else the system's words."""
+    for folder in target.parents:  # the nearest first
+        if folder.exists():
+            if not folder.is_dir():
+                return f"{folder} is a file, not a folder"
+            break
+    return exc.strerror or str(exc)
 
 
 def note_for(variant: str | None, overrides: Iterable[tuple[str, Any]]) -> str:

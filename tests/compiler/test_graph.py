@@ -588,3 +588,27 @@ def test_html_screenshot_draws_the_layers_and_collapses_groups(archc, browser, t
     _, height, rows = png_pixels(screenshot(browser, url, tmp_path / "c.png", size, profile))
     assert y + h <= height
     check_drawn(rows, (x + 4, y + 4, x + w - 4, y + h - 4), "#e2e8f0", "collapsed stages")
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_an_unwritable_output_path_is_e095_as_compile_gives(archc, tmp_path, where) -> None:
+    """-o under a regular file, or in /proc (where no file can be created, root or not): the
+    error compile gives for its output folder (E095, the path named), exit 1, not exit 3."""
+    blocker = tmp_path / "some_file"
+    blocker.write_text("not a folder\n", encoding="utf-8")
+    if where == "proc":
+        if not Path("/proc/self").is_dir():
+            pytest.skip("needs Linux' /proc")
+        out = Path("/proc") / "x.dot"
+    else:
+        out = blocker / "x.dot"
+    result = archc("graph", SEED, "-o", out)
+    assert result.exit_code == 1, result.output
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"error[E095]: cannot write {out}: "), result.stderr
+    if where == "under-a-file":
+        assert first.endswith(f"{blocker} is a file, not a folder")
+    assert "hint: " in result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.output
+    assert blocker.read_text(encoding="utf-8") == "not a folder\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["some_file"]
