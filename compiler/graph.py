@@ -448,8 +448,16 @@ def model_json(graph: Graph, note: str = "") -> dict[str, Any]:
 
 
 def _script(text: str) -> str:
-    """Text safe inside <script>: no `</` can close the element early."""
+    """Code safe inside <script>: no `</` can close the element early."""
     return text.replace("</", "<\\/")
+
+
+def _json_script(data: Any) -> str:
+    """JSON safe inside <script>, whatever its strings hold: no `<` at all (`\\u003c` in a
+    string is the same string), so that neither `</script` ends the element nor `<!--` then
+    `<script` keeps the browser from ending it (the data would swallow the page's scripts)."""
+    text = json.dumps(data, ensure_ascii=False, indent=1)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def dagre_source() -> str:
@@ -463,12 +471,11 @@ def dagre_source() -> str:
 
 def to_html(graph: Graph, note: str = "") -> str:
     page = (ASSETS / "page.html").read_text(encoding="utf-8")
-    data = json.dumps(model_json(graph, note), ensure_ascii=False, indent=1)
     parts = {
         "@TITLE@": _h(title(graph, note)),
         "@DAGRE@": _script(dagre_source()),
         "@VIEWER@": _script((ASSETS / "viewer.js").read_text(encoding="utf-8")),
-        "@MODEL@": _script(data),
+        "@MODEL@": _json_script(model_json(graph, note)),
     }
     return re.sub("|".join(map(re.escape, parts)), lambda m: parts[m.group(0)], page)
 
