@@ -50,7 +50,7 @@ class Edge:
     source: str
     target: str
     shape: str  # the producer's output shape, as drawn
-    skip: bool  # an input of a merge that is not the layer just before it
+    skip: bool  # an input of a merge other than its main one (see edges())
 
 
 @dataclass(slots=True)
@@ -215,12 +215,21 @@ def _has_nodes(groups: dict[str, Group], gid: str) -> bool:
 
 
 def edges(graph: Graph) -> list[Edge]:
+    """One edge per input. A merge's main input is the one that comes through the longest
+    chain of layers (a residual block's body, not its shortcut: an identity, or a projection
+    of one or two layers; a U-Net's upsampling path, not the encoder's skip), of equals the
+    one written last; its other inputs are skips. Where the spec writes the shortcut does
+    not matter (a projection written after the body is the layer just before the add)."""
     order = {n.name: i for i, n in enumerate(graph.nodes)}
+    depth: dict[str, int] = {}  # layers on the longest chain from a graph input
+    for node in graph.nodes:  # in topological order
+        depth[node.name] = 1 + max((depth[i] for i in node.inputs), default=0)
     out = []
     for node in graph.nodes:
-        merge = len(set(node.inputs)) > 1
+        sources = set(node.inputs)
+        main = max(sources, key=lambda s: (depth[s], order[s])) if len(sources) > 1 else None
         for name in node.inputs:
-            skip = merge and order[name] != order[node.name] - 1
+            skip = main is not None and name != main
             out.append(Edge(name, node.name, shape_text(graph.node(name).shape), skip))
     return out
 

@@ -754,3 +754,73 @@ def test_html_draws_with_markup_in_its_data_and_a_malformed_fragment(
     draw(archc, out, spec=spec)
     boxes = html_boxes(dump_dom(browser, out.as_uri() + "#%E0%A4%A", (600, 600), tmp_path / "p"))
     assert set(boxes) == {"image", "conv", "flat", "fc"}
+
+
+# A projection block written body first: the shortcut's 1x1 conv and BN come after the body,
+# just before the add. The body is the main path, the shortcut the skip (as in an identity
+# block), wherever the spec writes it.
+PROJECTION = """archc: 1
+name: net
+inputs:
+  - {name: image, shape: [8, 8, 3]}
+blocks:
+  projection:
+    body:
+      - {op: conv2d, name: body_a, filters: 4, kernel: 1}
+      - {op: batch_norm, name: body_a_bn}
+      - {op: activation, fn: relu, name: body_a_relu}
+      - {op: conv2d, name: body_b, filters: 8, kernel: 3, padding: same}
+      - {op: batch_norm, name: body_b_bn, id: body}
+      - {op: conv2d, name: short, inputs: input, filters: 8, kernel: 1}
+      - {op: batch_norm, name: short_bn}
+      - {op: add, name: merge, inputs: [body, prev]}
+layers:
+  - {op: conv2d, name: stem, filters: 4, kernel: 3}
+  - {block: projection}
+  - {op: flatten, name: flat}
+"""
+
+
+def test_projection_shortcut_is_the_skip_and_the_body_the_main_path(archc, tmp_path) -> None:
+    import json
+
+    spec = tmp_path / "projection.yaml"
+    spec.write_text(PROJECTION, encoding="utf-8")
+    main = {
+        ("image", "stem"),
+        ("stem", "body_a"),
+        ("body_a", "body_a_bn"),
+        ("body_a_bn", "body_a_relu"),
+        ("body_a_relu", "body_b"),
+        ("body_b", "body_b_bn"),
+        ("body_b_bn", "merge"),  # the body's edge into the add
+        ("stem", "short"),  # one producer, one input: not a merge's
+        ("short", "short_bn"),
+        ("merge", "flat"),
+    }
+    skip = {("short_bn", "merge")}
+    dot = tmp_path / "projection.dot"
+    draw(archc, dot, spec=spec)
+    drawn = re.findall(r'^\s*"(\w+)" -> "(\w+)" \[.*?\];$', dot.read_text(), re.M)
+    skipped = re.findall(r'^\s*"(\w+)" -> "(\w+)" \[.*class=skip.*\];$', dot.read_text(), re.M)
+    assert set(skipped) == skip
+    assert set(drawn) - skip == main
+    page = tmp_path / "projection.html"
+    draw(archc, page, spec=spec)
+    model = json.loads(_scripts(page.read_text(encoding="utf-8"))[0][1])
+    flags = {(e["source"], e["target"]): e["skip"] for e in model["edges"]}
+    assert flags == {edge: edge in skip for edge in main | skip}
+
+
+def test_resnet50_projection_and_identity_blocks_skip_their_shortcuts(archc, tmp_path) -> None:
+    """resnet50's first block of a stack projects its shortcut (written before the body), the
+    others add their input: in both, the only skip edge into the add is the shortcut's."""
+    out = tmp_path / "resnet50.dot"
+    draw(archc, out, spec=SPECS / "resnet50.yaml")
+    skipped = set(re.findall(r'^\s*"(\w+)" -> "(\w+)" \[.*class=skip.*\];$', out.read_text(), re.M))
+    assert ("conv3_block1_0_bn", "conv3_block1_add") in skipped  # projection
+    assert ("conv3_block1_3_bn", "conv3_block1_add") not in skipped
+    assert ("conv3_block1_out", "conv3_block2_add") in skipped  # identity
+    assert ("conv3_block2_3_bn", "conv3_block2_add") not in skipped
+    blocks = [3, 4, 6, 3]  # resnet50's blocks per stack, conv2..conv5
+    assert len(skipped) == sum(blocks)  # one shortcut per block, nothing else
