@@ -397,16 +397,6 @@ def to_svg(graph: Graph, note: str = "") -> str:
     return svg[:at] + mark + svg[at:] if at >= 0 else svg
 
 
-def dot_version() -> str | None:
-    """`dot -V`'s version, or None without Graphviz."""
-    dot = shutil.which("dot")
-    if dot is None:
-        return None
-    done = subprocess.run([dot, "-V"], capture_output=True, check=False)
-    match = re.search(r"version (\S+)", done.stderr.decode(errors="replace"))
-    return match.group(1) if match else None
-
-
 # --------------------------------------------------------------------------------------- HTML
 
 
