@@ -1,5 +1,8 @@
-"""The `archc` command line. Exit codes: 0 ok, 1 spec or verification error, 2 usage, 3 bug,
-130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM, handled like Ctrl-C)."""
+"""The `archc` command line. Exit codes: 0 ok, 1 spec or verification error (or output that
+cannot be written: a full disk), 2 usage, 3 bug, 130 interrupted (SIGINT, Ctrl-C), 141 the
+reader of the output went away (a closed pipe, `archc ops | head -1`: quietly, with the code
+of a process that SIGPIPE stopped, as the shell reports for `yes | head -1`), 143 terminated
+(SIGTERM, handled like Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -66,11 +69,12 @@ _received: list[int] = []
 _previous_handlers = _on_signals(_leave_now)
 
 import atexit  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import threading  # noqa: E402
 import traceback  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, NoReturn  # noqa: E402
 
 import click  # noqa: E402
 
@@ -78,7 +82,45 @@ from . import __version__  # noqa: E402
 from .diagnostics import SpecError, printable, short_repr, shorten  # noqa: E402
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
+EXIT_PIPE = 128 + getattr(signal, "SIGPIPE", 13)  # 141: the reader closed the pipe
 MAX_SEED = 2**32 - 1  # numpy's classic seed range; the odd-size check uses seed + 1
+
+
+class OutputError(Exception):
+    """Writing the standard output failed (a closed pipe, a full disk): told apart from the
+    other OSErrors of a command, which are archc's to explain."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def out(message: Any = "", nl: bool = True) -> None:
+    """click.echo to the standard output; a failed write is OutputError."""
+    try:
+        click.echo(message, nl=nl)
+    except OSError as exc:
+        raise OutputError(exc) from exc
+
+
+def output_failed(exc: BaseException) -> NoReturn:
+    """Leave as Unix tools do when the output cannot be written: a closed pipe (the reader
+    has what it wanted) quietly, exit 141; any other failure (ENOSPC, EIO) with one line,
+    exit 1. The standard output is pointed at the null device first, so that the interpreter
+    does not fail again flushing it at exit."""
+    error = exc.error if isinstance(exc, OutputError) else exc
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (an in-process runner)
+        pass
+    if isinstance(error, BrokenPipeError):
+        sys.exit(EXIT_PIPE)
+    reason = getattr(error, "strerror", None) or str(error)
+    with contextlib.suppress(OSError):  # the error output fails too: the exit code says it
+        click.echo(f"error: cannot write the output: {reason}", err=True)
+    sys.exit(EXIT_SPEC)
 
 
 def parse_sets(values: Sequence[str]) -> dict[str, str]:
@@ -97,7 +139,7 @@ def report(exc: SpecError, as_json: bool = False) -> None:
     n = len(exc.diagnostics)
     click.echo(f"{n} error{'s' if n != 1 else ''}", err=True)
     if as_json:
-        click.echo(json.dumps({"errors": [d.to_json() for d in exc.diagnostics]}, indent=2))
+        out(json.dumps({"errors": [d.to_json() for d in exc.diagnostics]}, indent=2))
 
 
 def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
@@ -119,6 +161,8 @@ def run_guarded(fn: Callable[[], int | None], as_json: bool = False) -> None:
     except SpecError as exc:
         report(exc, as_json)
         code = EXIT_SPEC
+    except OutputError as exc:
+        output_failed(exc)
     except (click.ClickException, click.exceptions.Exit):
         raise
     except KeyboardInterrupt as exc:
@@ -231,7 +275,21 @@ variant_option = click.option("--variant", default=None, help="Use a named scale
 
 
 class _Group(click.Group):
-    """Lists each command with its whole first sentence (click cuts it to fit one line)."""
+    """Lists each command with its whole first sentence (click cuts it to fit one line); help,
+    version and usage text that cannot be written ends as a command's output does
+    (output_failed), not with click's traceback or its exit 1 for a closed pipe."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)  # --help, --version
+        except (OSError, OutputError) as exc:
+            output_failed(exc)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # a command's --help; its body (run_guarded)
+        except (OSError, OutputError) as exc:
+            output_failed(exc)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
@@ -268,14 +326,14 @@ def check(spec: str, sets: tuple[str, ...], variant: str | None, as_json: bool) 
         compiled = compile_spec(spec, overrides, variant=variant, from_text=True)
         check_generation(compiled)  # what a backend would refuse is refused here, located
         if as_json:
-            click.echo(json.dumps(to_json(compiled.graph), indent=2))
+            out(json.dumps(to_json(compiled.graph), indent=2))
         else:
             text = table(compiled.graph)  # may refuse the graph: print nothing before that
-            click.echo(f'Model: "{compiled.graph.name}"')
-            click.echo(text)
-            click.echo(macs_line(compiled.graph))
+            out(f'Model: "{compiled.graph.name}"')
+            out(text)
+            out(macs_line(compiled.graph))
             if compiled.expect is not None:
-                click.echo("expect: ok (counts equal the spec's expect:)")
+                out("expect: ok (counts equal the spec's expect:)")
         return EXIT_OK
 
     run_guarded(body, as_json)
@@ -288,7 +346,7 @@ def schema() -> None:
     def body() -> int:
         from .schema import json_schema
 
-        click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+        out(json.dumps(json_schema(), indent=2, sort_keys=True))
         return EXIT_OK
 
     run_guarded(body)
@@ -313,7 +371,7 @@ def ops(name: str | None, as_json: bool) -> None:
             raise click.BadParameter(f"unknown op {short_repr(name)}; {hint}", param_hint="NAME")
         if as_json:
             one = name is not None
-            click.echo(
+            out(
                 json.dumps(
                     chosen[0].as_json() if one else {"ops": [o.as_json() for o in chosen]}, indent=2
                 )
@@ -344,25 +402,25 @@ def _print_ops(chosen: Sequence[Any], detail: bool) -> None:
         for row in rows:
             lines = textwrap.wrap(row[-1], max(width - left, 20)) or [""]
             if any(len(c) > w for c, w in zip(row, widths, strict=False)):
-                click.echo(" " * indent + "  ".join(row[:-1]))
+                out(" " * indent + "  ".join(row[:-1]))
             else:
                 cells = "".join(f"{c:<{w}}  " for c, w in zip(row, widths, strict=False))
-                click.echo(" " * indent + cells + lines.pop(0))
+                out(" " * indent + cells + lines.pop(0))
             for line in lines:
-                click.echo(" " * left + line)
+                out(" " * left + line)
 
     for i, op in enumerate(chosen):
         if i:
-            click.echo()
+            out()
         head = f"{op.name}: {op.doc}" if op.doc else op.name
-        click.echo("\n".join(textwrap.wrap(head, width, subsequent_indent="    ")))
-        click.echo(f"    layer type {op.title}; inputs: {op.inputs}")
+        out("\n".join(textwrap.wrap(head, width, subsequent_indent="    ")))
+        out(f"    layer type {op.title}; inputs: {op.inputs}")
         if op.attributes:
             table([(a.name, a.default_text, a.meaning) for a in op.attributes], 4)
         else:
-            click.echo("    no attributes")
+            out("    no attributes")
         if detail:
-            click.echo("    every op item also takes:")
+            out("    every op item also takes:")
             table(list(ITEM_KEYS.items()), 8)
 
 
@@ -416,7 +474,7 @@ def compile_cmd(
         )
         c = result.compiled.graph.counts
         if check:
-            click.echo(f"{result.path} is up to date")
+            out(f"{result.path} is up to date")
             return EXIT_OK
         state = "written" if result.changed else "unchanged"
         verified = (
@@ -427,7 +485,7 @@ def compile_cmd(
         if result.abstract is not None:
             short = result.abstract.describe()
             verified += f" on PyTorch's meta device, without values: the model {short}"
-        click.echo(
+        out(
             f"{result.path} ({state}; {c.total:,} params: {c.trainable:,} trainable, "
             f"{c.non_trainable:,} non-trainable; {verified})"
         )
@@ -537,42 +595,42 @@ def verify(
             else None
         )
         if as_json:
-            out = report.as_json()
+            as_dict = report.as_json()
             if trained is not None:
-                out["train"] = trained.as_json()
-            click.echo(json.dumps(out, indent=2))
+                as_dict["train"] = trained.as_json()
+            out(json.dumps(as_dict, indent=2))
         else:
             c = report.ir
-            click.echo(
+            out(
                 f"counts: IR = keras = torch = {c.total:,} "
                 f"({c.trainable:,} trainable, {c.non_trainable:,} non-trainable)"
             )
-            click.echo(
+            out(
                 f"outputs: {report.layers_checked} layers agree, "
                 f"max|Δ| = {report.max_abs_diff:.3g} (atol {atol:g})"
             )
             if report.sizes:
                 shown = " and ".join(f"{h}x{w}" for h, w in report.sizes)
-                click.echo(f"sizes: the input's height and width are unknown; run at {shown}")
+                out(f"sizes: the input's height and width are unknown; run at {shown}")
             odd = report.odd_input
             if odd and "shape" in odd:
                 size = "x".join(map(str, odd["shape"]))
-                click.echo(
+                out(
                     f"odd input {size}: {odd['layers_checked']} layers agree, "
                     f"max|Δ| = {odd['max_abs_diff']:.3g}"
                 )
             elif odd:
-                click.echo(f"odd input: skipped ({odd['skipped']})")
+                out(f"odd input: skipped ({odd['skipped']})")
             if trained is not None:
                 off = trained.dropout_off
-                click.echo(
+                out(
                     f"training: {trained.steps} SGD steps (BatchNorm in training mode, L2 on, "
                     f"float64): loss, gradients, weights and moving statistics agree "
                     f"({trained.arrays_checked} arrays, max|Δ| at "
                     f"{trained.max_rel_diff:.2g} of the tolerance)"
                     + (f"; dropout off in {', '.join(off)}" if off else "")
                 )
-            click.echo("models: the generated Keras and PyTorch modules, as compile writes them")
+            out("models: the generated Keras and PyTorch modules, as compile writes them")
         return EXIT_OK
 
     run_guarded(body, as_json)
@@ -614,7 +672,7 @@ def weights(
         except FormatError as exc:
             raise click.UsageError(f"{exc.message}\n  hint: {exc.hint}") from None
         frameworks = {"keras": "Keras", "torch": "PyTorch"}
-        click.echo(
+        out(
             f"{done.target} (written: {done.layers} layers, {done.arrays} arrays, "
             f"{frameworks[done.source_format.framework]} -> "
             f"{frameworks[done.target_format.framework]}, from {done.source})"
@@ -663,7 +721,7 @@ def graph_cmd(spec: str, out_file: str, sets: tuple[str, ...], variant: str | No
             click.echo(f"error: {exc}", err=True)
             return EXIT_SPEC
         c = graph.counts
-        click.echo(
+        out(
             f"{path} (written: {len(graph.nodes)} layers, {len(picture(graph).groups)} groups, "
             f"{c.total:,} params)"
         )
@@ -694,7 +752,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     # (framework clean-ups included); from then on the interpreter only frees memory, and it
     # would put back the default handler, under which Ctrl-C kills the process (-2).
     atexit.register(_on_signals, signal.SIG_IGN)
-    cli.main(args=list(argv) if argv is not None else None, prog_name="archc")
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="archc")
+    except OSError as exc:  # a usage error's message, to an error output that fails
+        output_failed(exc)
 
 
 # The module is defined (click's decorators ran under _leave_now too): put the signals back as

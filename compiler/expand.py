@@ -47,6 +47,11 @@ class _Abort(Exception):
     """Stop expanding (a limit was hit); the collected diagnostics say why."""
 
 
+class _FollowsError(ExprError):
+    """An expression reads a layer that has errors, reported where they are: this one
+    follows from them and is not reported (the report names the root, not its echoes)."""
+
+
 class _Expander(References):
     def __init__(
         self, loaded: LoadedSpec, params: dict[str, Any], fill: tuple[int, int] | None = None
@@ -89,6 +94,8 @@ class _Expander(References):
     ) -> tuple[bool, Any]:
         try:
             return True, render(value, env)
+        except _FollowsError:
+            return False, None
         except ExprError as exc:
             unknown = [n for n in SHAPE_NAMES if n in env and env[n] is None]
             reads = _reads_unknown_size(value, env)
@@ -112,12 +119,23 @@ class _Expander(References):
             children, self.trace = tuple(self.trace), outer
             self.trace.append(Expansion(kind, tuple(where), label, values, True, children))
 
-    def mark_broken(self, scope: Scope, name: str | None) -> None:
+    def mark_broken(self, scope: Scope, name: str | None, item: Any = None) -> None:
+        """An item that failed (reported): its name, or a placeholder, becomes `prev` and,
+        where the item has one, what its id names, so that later references to it are quiet
+        (the layers they feed are broken too, without another error)."""
         if name is None:
-            self._broken_seq += 1
-            name = f"<broken {self._broken_seq}>"
+            name = self.placeholder()
         self.broken.add(name)
         scope.prev = name
+        if getattr(item, "id", None) is not None:
+            scope.ids[item.id] = name
+
+    def placeholder(self) -> str:
+        """A broken name that no layer can have: what a failed item without a name gives."""
+        self._broken_seq += 1
+        name = f"<broken {self._broken_seq}>"
+        self.broken.add(name)
+        return name
 
     # -- graph ----------------------------------------------------------------------------
     def run(self) -> Graph:
@@ -262,7 +280,7 @@ class _Expander(References):
         if not isinstance(name, str):
             raise ExprError(f"shape() takes a layer name, got {short_repr(name)}")
         node = {"prev": scope.prev, "input": scope.input}.get(name) or scope.ids.get(name)
-        if node is None and name in self.defined:
+        if node is None and (name in self.defined or name in self.broken):
             node = name
         if node is None:
             known = [*scope.ids, *self.defined, "prev", "input"]
@@ -271,8 +289,8 @@ class _Expander(References):
                 hint=did_you_mean(name, known) or "name a layer, an id, 'prev' or 'input'",
             )
         shape = self.shapes.get(node)
-        if shape is None:
-            raise ExprError(f"shape('{name}'): the layer '{node}' has errors (above)")
+        if shape is None or node in self.broken:
+            raise _FollowsError(f"shape('{name}'): the layer '{node}' has errors (above)")
         return list(shape)
 
     def auto_name(self, op: str, layer_class: str) -> str:
@@ -314,7 +332,7 @@ class _Expander(References):
         if item.when is not None:
             ok, cond = self.render(item.when, scope.env, (*where, "when"), scope, "when")
             if not ok:
-                return self.mark_broken(scope, None)
+                return self.mark_broken(scope, None, item)
             if not isinstance(cond, bool):
                 self.error(
                     "E031",
@@ -323,7 +341,7 @@ class _Expander(References):
                     scope,
                     hint="write a comparison, e.g. ${stage > 1}",
                 )
-                return self.mark_broken(scope, None)
+                return self.mark_broken(scope, None, item)
             if not cond:
                 kind = "block" if isinstance(item, BlockCall) else "repeat"
                 kind = kind if isinstance(item, BlockCall | Repeat) else "op"
@@ -372,12 +390,12 @@ class _Expander(References):
         if not ok or not good or attrs is None or any(i in self.broken for i in inputs or ()):
             if name is not None and self.name_problem(name, where, scope):
                 name = None
-            return self.mark_broken(scope, name)
+            return self.mark_broken(scope, name, item)
         if name is None:
             name = self.auto_name(opdef.name, opdef.layer_type(attrs))
         added = self.add_node(name, where, opdef.name, attrs, inputs or (), trainable, scope)
         if added is None:
-            return self.mark_broken(scope, None)
+            return self.mark_broken(scope, None, item)
         scope.prev = added
         if item.id is not None:
             scope.ids[item.id] = added
@@ -400,6 +418,22 @@ class _Expander(References):
             (*where, "inputs") if item.inputs is not None else where,
             scope,
             hint="list them by name: inputs: [prev, shortcut]",
+        )
+        return False
+
+    def one_input(self, inputs: tuple[str, ...], what: str, where: PathKey, scope: Scope) -> bool:
+        """A block call or a repeat starts from one input: more (or none) is E052 at its
+        `inputs`, never an input dropped."""
+        if len(inputs) == 1:
+            return True
+        kind = "a repeat" if what == "a repeat" else "a block"
+        self.error(
+            "E052",
+            f"{what} takes 1 input, got {len(inputs)}",
+            (*where, "inputs"),
+            scope,
+            hint=f"{kind} starts from one input; merge them first (an add or concat item), "
+            "or pass one",
         )
         return False
 
@@ -439,7 +473,7 @@ class _Expander(References):
                 hint=did_you_mean(item.block, blocks)
                 or "blocks: " + (", ".join(blocks) or "none declared"),
             )
-            return self.mark_broken(scope, None)
+            return self.mark_broken(scope, None, item)
         if item.block in scope.blocks or len(scope.blocks) >= MAX_BLOCK_DEPTH:
             cycle = " -> ".join((*scope.blocks, item.block))
             self.error(
@@ -449,7 +483,7 @@ class _Expander(References):
                 scope,
                 hint="a block may not call itself, directly or through other blocks",
             )
-            return self.mark_broken(scope, None)
+            return self.mark_broken(scope, None, item)
         block = blocks[item.block]
         env = dict(self.params)
         ok = True
@@ -503,8 +537,10 @@ class _Expander(References):
             if item.inputs is not None
             else ((scope.prev,) if scope.prev is not None else None)
         )
+        if inputs is not None and not self.one_input(inputs, f"block '{item.block}'", where, scope):
+            inputs = None
         if not ok or inputs is None or any(i in self.broken for i in inputs):
-            return self.mark_broken(scope, None)
+            return self.mark_broken(scope, None, item)
         label = f"block {item.block}"
         inner = Scope(
             env, inputs[0], inputs[0], (*scope.path, label), {}, (*scope.blocks, item.block)
@@ -520,7 +556,7 @@ class _Expander(References):
     def repeat(self, item: Repeat, where: PathKey, scope: Scope) -> None:
         ok, count = self.render(item.repeat, scope.env, (*where, "repeat"), scope, "repeat")
         if not ok:
-            return self.mark_broken(scope, None)
+            return self.mark_broken(scope, None, item)
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_REPEAT:
             self.error(
                 "E065",
@@ -528,7 +564,7 @@ class _Expander(References):
                 (*where, "repeat"),
                 scope,
             )
-            return self.mark_broken(scope, None)
+            return self.mark_broken(scope, None, item)
         if not item.var.isidentifier():
             self.error(
                 "E066",
@@ -536,12 +572,14 @@ class _Expander(References):
                 (*where, "var"),
                 scope,
             )
-            return self.mark_broken(scope, None)
+            return self.mark_broken(scope, None, item)
         if item.inputs is not None:
             start = self.refs(item, where, scope)
-            if start is None:
-                return self.mark_broken(scope, None)
-            scope.prev = start[0]
+            if start is not None and not self.one_input(start, "a repeat", where, scope):
+                start = None
+            # a start that failed (reported): the body still runs, from a broken `prev`, so
+            # that the layers it names are known (broken) to the references after it
+            scope.prev = start[0] if start is not None else self.placeholder()
         label = item.name or item.var
         with self.traced("repeat", where, label):
             self.iterations(item, where, scope, count, label)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .diagnostics import Diagnostic, SpecError
 from .ir import Expansion, Graph, Node
 
 FORMATS = (".svg", ".html", ".dot")
@@ -49,7 +50,7 @@ class Edge:
     source: str
     target: str
     shape: str  # the producer's output shape, as drawn
-    skip: bool  # an input of a merge that is not the layer just before it
+    skip: bool  # an input of a merge other than its main one (see edges())
 
 
 @dataclass(slots=True)
@@ -214,12 +215,21 @@ def _has_nodes(groups: dict[str, Group], gid: str) -> bool:
 
 
 def edges(graph: Graph) -> list[Edge]:
+    """One edge per input. A merge's main input is the one that comes through the longest
+    chain of layers (a residual block's body, not its shortcut: an identity, or a projection
+    of one or two layers; a U-Net's upsampling path, not the encoder's skip), of equals the
+    one written last; its other inputs are skips. Where the spec writes the shortcut does
+    not matter (a projection written after the body is the layer just before the add)."""
     order = {n.name: i for i, n in enumerate(graph.nodes)}
+    depth: dict[str, int] = {}  # layers on the longest chain from a graph input
+    for node in graph.nodes:  # in topological order
+        depth[node.name] = 1 + max((depth[i] for i in node.inputs), default=0)
     out = []
     for node in graph.nodes:
-        merge = len(set(node.inputs)) > 1
+        sources = set(node.inputs)
+        main = max(sources, key=lambda s: (depth[s], order[s])) if len(sources) > 1 else None
         for name in node.inputs:
-            skip = merge and order[name] != order[node.name] - 1
+            skip = main is not None and name != main
             out.append(Edge(name, node.name, shape_text(graph.node(name).shape), skip))
     return out
 
@@ -387,16 +397,6 @@ def to_svg(graph: Graph, note: str = "") -> str:
     return svg[:at] + mark + svg[at:] if at >= 0 else svg
 
 
-def dot_version() -> str | None:
-    """`dot -V`'s version, or None without Graphviz."""
-    dot = shutil.which("dot")
-    if dot is None:
-        return None
-    done = subprocess.run([dot, "-V"], capture_output=True, check=False)
-    match = re.search(r"version (\S+)", done.stderr.decode(errors="replace"))
-    return match.group(1) if match else None
-
-
 # --------------------------------------------------------------------------------------- HTML
 
 
@@ -447,8 +447,16 @@ def model_json(graph: Graph, note: str = "") -> dict[str, Any]:
 
 
 def _script(text: str) -> str:
-    """Text safe inside <script>: no `</` can close the element early."""
+    """Code safe inside <script>: no `</` can close the element early."""
     return text.replace("</", "<\\/")
+
+
+def _json_script(data: Any) -> str:
+    """JSON safe inside <script>, whatever its strings hold: no `<` at all (`\\u003c` in a
+    string is the same string), so that neither `</script` ends the element nor `<!--` then
+    `<script` keeps the browser from ending it (the data would swallow the page's scripts)."""
+    text = json.dumps(data, ensure_ascii=False, indent=1)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def dagre_source() -> str:
@@ -462,12 +470,11 @@ def dagre_source() -> str:
 
 def to_html(graph: Graph, note: str = "") -> str:
     page = (ASSETS / "page.html").read_text(encoding="utf-8")
-    data = json.dumps(model_json(graph, note), ensure_ascii=False, indent=1)
     parts = {
         "@TITLE@": _h(title(graph, note)),
         "@DAGRE@": _script(dagre_source()),
         "@VIEWER@": _script((ASSETS / "viewer.js").read_text(encoding="utf-8")),
-        "@MODEL@": _script(data),
+        "@MODEL@": _json_script(model_json(graph, note)),
     }
     return re.sub("|".join(map(re.escape, parts)), lambda m: parts[m.group(0)], page)
 
@@ -493,7 +500,7 @@ def render(graph: Graph, fmt: str, note: str = "") -> str:
 
 def write(graph: Graph, path: str | Path, note: str = "") -> Path:
     """Render and write atomically (a temp file renamed over the target; a failed layout
-    leaves the old file as it was)."""
+    leaves the old file as it was). A path that cannot be written is E095, as compile's."""
     from backends.codegen import write_atomic  # no framework: Jinja2 and the compiler
 
     target = Path(path)
@@ -501,8 +508,29 @@ def write(graph: Graph, path: str | Path, note: str = "") -> Path:
     if fmt is None:
         raise ValueError(f"{target}: not one of {', '.join(FORMATS)}")
     text = render(graph, fmt, note)
-    write_atomic(target, text)
+    try:
+        write_atomic(target, text)
+    except OSError as exc:
+        raise SpecError(
+            [
+                Diagnostic(
+                    "E095",
+                    f"cannot write {target}: {_why_unwritable(target, exc)}",
+                    hint="choose a writable path with -o FILE",
+                )
+            ]
+        ) from None
     return target
+
+
+def _why_unwritable(target: Path, exc: OSError) -> str:
+    """The reason, in words: a folder on the way that is a file, else the system's words."""
+    for folder in target.parents:  # the nearest first
+        if folder.exists():
+            if not folder.is_dir():
+                return f"{folder} is a file, not a folder"
+            break
+    return exc.strerror or str(exc)
 
 
 def note_for(variant: str | None, overrides: Iterable[tuple[str, Any]]) -> str:

@@ -24,8 +24,18 @@
     return d;
   }
 
+  // The URL's fragment, decoded; one that is not valid percent-encoding (#%E0%A4%A, where
+  // decodeURIComponent throws) counts as none, so that the page draws anyway.
+  function fragment() {
+    try {
+      return decodeURIComponent(location.hash.slice(1));
+    } catch (e) {
+      return "";
+    }
+  }
+
   function initial() {
-    const hash = decodeURIComponent(location.hash.slice(1));
+    const hash = fragment();
     if (hash.startsWith("collapsed=")) {
       const ids = hash.slice("collapsed=".length);
       return new Set(ids === "all" ? groups.keys() : ids.split(",").filter((i) => groups.has(i)));

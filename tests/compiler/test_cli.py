@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +176,51 @@ def test_sizes_too_large_for_a_model_are_a_located_error(
         "  hint: check the input shape and the sizes that feed this layer",
     ]
     assert "Model:" not in result.stdout
+
+
+# -- output that cannot be written: a closed pipe, a full disk -----------------------------------
+OUTPUT_COMMANDS = [
+    ["ops"],
+    ["ops", "--json"],
+    ["check", str(SEED.relative_to(ROOT))],
+    ["check", str(SEED.relative_to(ROOT)), "--json"],
+    ["schema"],
+    ["--help"],
+    ["ops", "--help"],
+]
+
+
+def _archc_to(stdout: int, args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "compiler.cli", *args],
+        cwd=ROOT,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("args", OUTPUT_COMMANDS, ids=" ".join)
+def test_a_closed_pipe_is_a_quiet_exit_141(args: list[str]) -> None:
+    """`archc ops | head -1`: the reader is gone; archc stops without a word and exits as a
+    process that SIGPIPE stopped (128 + 13), as `yes | head -1`'s yes. The pipe's reading
+    end is closed before archc starts, so that its very first write fails."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = _archc_to(write_end, args)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 128 + signal.SIGPIPE, proc.stderr
+    assert proc.stderr == ""
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", OUTPUT_COMMANDS, ids=" ".join)
+def test_a_full_disk_is_a_one_line_error_exit_1(args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        proc = _archc_to(full.fileno(), args)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == f"error: cannot write the output: {os.strerror(errno.ENOSPC)}\n"

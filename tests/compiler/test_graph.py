@@ -278,6 +278,134 @@ def test_html_is_self_contained_and_carries_the_model(archc, tmp_path) -> None:
     assert kinds == ["block"] * 5 + ["repeat"]
 
 
+TAGGED = """archc: 1
+name: net
+inputs:
+  - {name: image, shape: [8, 8, 3]}
+blocks:
+  tagged:
+    args:
+      tag: {type: str}
+    body:
+      - {op: conv2d, name: conv, filters: 4, kernel: 1}
+layers:
+  - {block: tagged, args: {tag: "<!--<script>"}}
+  - {op: flatten, name: flat}
+  - {op: dense, name: fc, units: 2}
+"""
+
+
+def _scripts(page: str) -> list[tuple[str, str]]:
+    """The page's script elements, (attributes, text), as a browser that meets no `<!--` in
+    them splits the page: each ends at the first `</script`."""
+    return re.findall(r"<script([^>]*)>(.*?)</script", page, re.S | re.I)
+
+
+def test_html_data_cannot_end_or_escape_its_script_element(archc, tmp_path) -> None:
+    """A block argument "<!--<script>" in the page's JSON: inside a script element `<!--`
+    followed by `<script` makes the browser's tokenizer skip the next `</script>` (HTML's
+    "script data double escaped" state), so the JSON would swallow the scripts after it and
+    the page stay blank. The JSON carries no `<` at all (\\u003c, still the same string)."""
+    import json
+
+    spec = tmp_path / "tagged.yaml"
+    spec.write_text(TAGGED, encoding="utf-8")
+    out = tmp_path / "tagged.html"
+    draw(archc, out, spec=spec)
+    page = out.read_text(encoding="utf-8")
+    assert "<!--" not in page
+    scripts = _scripts(page)
+    assert len(scripts) == 3 == page.count("</script>")
+    (attrs, data), *code = scripts
+    assert 'id="model"' in attrs
+    assert "<" not in data
+    assert all("<!--" not in text and "<script" not in text.lower() for _, text in code)
+    (group,) = json.loads(data)["groups"]
+    assert group["subtitle"] == "tag='<!--<script>'"  # the text itself is unchanged
+
+
+# The viewer run by Node.js in a stand-in for the browser: every DOM object is a stub that
+# takes any call, the model's script text and the URL's fragment are real, dagre lays out.
+NODE_HARNESS = r"""
+const vm = require("vm");
+const [scripts, hash] = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const marks = {};
+function stub(name) {
+  const f = function () {};
+  return new Proxy(f, {
+    get(t, k) {
+      if (k === Symbol.toPrimitive) return () => 0;
+      if (k === Symbol.iterator) return function* () {};
+      return stub(name + "." + String(k));
+    },
+    apply(t, self, args) {
+      if (name === "document.documentElement.setAttribute") marks[args[0]] = args[1];
+      return stub(name + "()");
+    },
+    set() { return true; },
+  });
+}
+const doc = stub("document");
+const document = new Proxy({}, {
+  get(t, k) {
+    if (k === "getElementById") {
+      return (id) => (id === "model" ? { textContent: scripts[0] } : stub("#" + id));
+    }
+    return doc[k];
+  },
+});
+const context = vm.createContext({
+  document, location: { hash }, history: stub("history"), scrollX: 0, scrollY: 0, console,
+  structuredClone, setTimeout, clearTimeout,
+});
+try {
+  for (const code of scripts.slice(1)) vm.runInContext(code, context);
+  console.log(JSON.stringify({ drawn: marks["data-drawn"] ?? null }));
+} catch (e) {
+  console.log(JSON.stringify({ error: String(e) }));
+}
+"""
+
+
+def run_viewer(node: str, page: str, hash: str) -> dict:
+    import json
+
+    scripts = [text for _, text in _scripts(page)]
+    done = subprocess.run(
+        [node, "-e", NODE_HARNESS],
+        input=json.dumps([scripts, hash]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("hash", ["", "#collapsed=all", "#%E0%A4%A", "#collapsed=%"])
+def test_html_viewer_draws_whatever_the_url_fragment(archc, tmp_path, hash: str) -> None:
+    """A fragment that is not valid percent-encoding (decodeURIComponent throws URIError)
+    must not leave the page blank: the viewer draws as without one. Needs Node.js (skips
+    without it); the Chromium tests below draw the real page."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed (the viewer's script runs in it)")
+    out = tmp_path / "seed.html"
+    draw(archc, out)
+    result = run_viewer(node, out.read_text(encoding="utf-8"), hash)
+    expected = table()
+    # what dagre laid out: expanded, every layer, the seed's 6 groups (5 block calls in a
+    # repeat) and the output marker; all collapsed, the stem, the repeat as one box, the head
+    # and the marker
+    stages = {n for n in expected if re.fullmatch(r"(bn|relu|conv|merge)[1-5][abc]?", n)}
+    if hash == "#collapsed=all":
+        count = len(expected) - len(stages) + 1 + 1
+    else:
+        count = len(expected) + 6 + 1
+    assert result == {"drawn": str(count)}, result
+
+
 # ------------------------------------------------------------------------------- errors
 
 
@@ -588,3 +716,111 @@ def test_html_screenshot_draws_the_layers_and_collapses_groups(archc, browser, t
     _, height, rows = png_pixels(screenshot(browser, url, tmp_path / "c.png", size, profile))
     assert y + h <= height
     check_drawn(rows, (x + 4, y + 4, x + w - 4, y + h - 4), "#e2e8f0", "collapsed stages")
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_an_unwritable_output_path_is_e095_as_compile_gives(archc, tmp_path, where) -> None:
+    """-o under a regular file, or in /proc (where no file can be created, root or not): the
+    error compile gives for its output folder (E095, the path named), exit 1, not exit 3."""
+    blocker = tmp_path / "some_file"
+    blocker.write_text("not a folder\n", encoding="utf-8")
+    if where == "proc":
+        if not Path("/proc/self").is_dir():
+            pytest.skip("needs Linux' /proc")
+        out = Path("/proc") / "x.dot"
+    else:
+        out = blocker / "x.dot"
+    result = archc("graph", SEED, "-o", out)
+    assert result.exit_code == 1, result.output
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"error[E095]: cannot write {out}: "), result.stderr
+    if where == "under-a-file":
+        assert first.endswith(f"{blocker} is a file, not a folder")
+    assert "hint: " in result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.output
+    assert blocker.read_text(encoding="utf-8") == "not a folder\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["some_file"]
+
+
+def test_html_draws_with_markup_in_its_data_and_a_malformed_fragment(
+    archc, browser, tmp_path
+) -> None:
+    """The page of a block argument "<!--<script>", opened with a fragment that is not valid
+    percent-encoding: Chromium draws every layer (before, the data swallowed the scripts, and
+    the fragment threw; either left the page blank)."""
+    spec = tmp_path / "tagged.yaml"
+    spec.write_text(TAGGED, encoding="utf-8")
+    out = tmp_path / "tagged.html"
+    draw(archc, out, spec=spec)
+    boxes = html_boxes(dump_dom(browser, out.as_uri() + "#%E0%A4%A", (600, 600), tmp_path / "p"))
+    assert set(boxes) == {"image", "conv", "flat", "fc"}
+
+
+# A projection block written body first: the shortcut's 1x1 conv and BN come after the body,
+# just before the add. The body is the main path, the shortcut the skip (as in an identity
+# block), wherever the spec writes it.
+PROJECTION = """archc: 1
+name: net
+inputs:
+  - {name: image, shape: [8, 8, 3]}
+blocks:
+  projection:
+    body:
+      - {op: conv2d, name: body_a, filters: 4, kernel: 1}
+      - {op: batch_norm, name: body_a_bn}
+      - {op: activation, fn: relu, name: body_a_relu}
+      - {op: conv2d, name: body_b, filters: 8, kernel: 3, padding: same}
+      - {op: batch_norm, name: body_b_bn, id: body}
+      - {op: conv2d, name: short, inputs: input, filters: 8, kernel: 1}
+      - {op: batch_norm, name: short_bn}
+      - {op: add, name: merge, inputs: [body, prev]}
+layers:
+  - {op: conv2d, name: stem, filters: 4, kernel: 3}
+  - {block: projection}
+  - {op: flatten, name: flat}
+"""
+
+
+def test_projection_shortcut_is_the_skip_and_the_body_the_main_path(archc, tmp_path) -> None:
+    import json
+
+    spec = tmp_path / "projection.yaml"
+    spec.write_text(PROJECTION, encoding="utf-8")
+    main = {
+        ("image", "stem"),
+        ("stem", "body_a"),
+        ("body_a", "body_a_bn"),
+        ("body_a_bn", "body_a_relu"),
+        ("body_a_relu", "body_b"),
+        ("body_b", "body_b_bn"),
+        ("body_b_bn", "merge"),  # the body's edge into the add
+        ("stem", "short"),  # one producer, one input: not a merge's
+        ("short", "short_bn"),
+        ("merge", "flat"),
+    }
+    skip = {("short_bn", "merge")}
+    dot = tmp_path / "projection.dot"
+    draw(archc, dot, spec=spec)
+    drawn = re.findall(r'^\s*"(\w+)" -> "(\w+)" \[.*?\];$', dot.read_text(), re.M)
+    skipped = re.findall(r'^\s*"(\w+)" -> "(\w+)" \[.*class=skip.*\];$', dot.read_text(), re.M)
+    assert set(skipped) == skip
+    assert set(drawn) - skip == main
+    page = tmp_path / "projection.html"
+    draw(archc, page, spec=spec)
+    model = json.loads(_scripts(page.read_text(encoding="utf-8"))[0][1])
+    flags = {(e["source"], e["target"]): e["skip"] for e in model["edges"]}
+    assert flags == {edge: edge in skip for edge in main | skip}
+
+
+def test_resnet50_projection_and_identity_blocks_skip_their_shortcuts(archc, tmp_path) -> None:
+    """resnet50's first block of a stack projects its shortcut (written before the body), the
+    others add their input: in both, the only skip edge into the add is the shortcut's."""
+    out = tmp_path / "resnet50.dot"
+    draw(archc, out, spec=SPECS / "resnet50.yaml")
+    skipped = set(re.findall(r'^\s*"(\w+)" -> "(\w+)" \[.*class=skip.*\];$', out.read_text(), re.M))
+    assert ("conv3_block1_0_bn", "conv3_block1_add") in skipped  # projection
+    assert ("conv3_block1_3_bn", "conv3_block1_add") not in skipped
+    assert ("conv3_block1_out", "conv3_block2_add") in skipped  # identity
+    assert ("conv3_block2_3_bn", "conv3_block2_add") not in skipped
+    blocks = [3, 4, 6, 3]  # resnet50's blocks per stack, conv2..conv5
+    assert len(skipped) == sum(blocks)  # one shortcut per block, nothing else
