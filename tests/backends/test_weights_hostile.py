@@ -68,12 +68,50 @@ def raw_zip(path: Path, members: list[tuple[str, bytes, int, int, int]]) -> None
     for name, data, method, size, crc in members:
         encoded = name.encode()
         offset = len(body)
-        body += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0, crc, len(data),
-                            size, len(encoded), 0) + encoded + data  # fmt: skip
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0, crc,
-                               len(data), size, len(encoded), 0, 0, 0, 0, 0, offset) + encoded  # fmt: skip
-    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central),
-                      len(body), 0)  # fmt: skip
+        body += (
+            struct.pack(
+                "<IHHHHHIIIHH",
+                0x04034B50,
+                20,
+                0,
+                method,
+                0,
+                0,
+                crc,
+                len(data),
+                size,
+                len(encoded),
+                0,
+            )
+            + encoded
+            + data
+        )
+        central += (
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                0,
+                method,
+                0,
+                0,
+                crc,
+                len(data),
+                size,
+                len(encoded),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
+            )
+            + encoded
+        )
+    end = struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), len(body), 0
+    )
     path.write_bytes(bytes(body + central + end))
 
 
@@ -184,8 +222,13 @@ def keras_zip(member: Callable[[Path], tuple[bytes, int, int, int]]) -> Callable
     """A .keras file whose model.weights.h5 is (stored bytes, method, declared size, CRC)."""
 
     def build(path: Path) -> None:
-        raw_zip(path, [("metadata.json", b"{}", 0, 2, zlib.crc32(b"{}")),
-                       ("model.weights.h5", *member(path))])  # fmt: skip
+        raw_zip(
+            path,
+            [
+                ("metadata.json", b"{}", 0, 2, zlib.crc32(b"{}")),
+                ("model.weights.h5", *member(path)),
+            ],
+        )
 
     return build
 
@@ -220,7 +263,9 @@ def pt_bomb(path: Path) -> None:
         pickle = next(data for name, data, *_ in records if name.endswith("data.pkl"))
         for name, data, method, size, crc in records:
             if name.endswith("data.pkl"):
-                data = data.replace(b"J" + struct.pack("<i", marker), b"J" + struct.pack("<i", numel))
+                data = data.replace(
+                    b"J" + struct.pack("<i", marker), b"J" + struct.pack("<i", numel)
+                )
                 members.append((name, data, 0, len(data), zlib.crc32(data)))
             elif size == marker * 4:
                 members.append((name, *bomb_member()))
@@ -249,6 +294,27 @@ def big_safetensors(path: Path) -> None:
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text)
         f.truncate(8 + len(text) + BIG)  # sparse: nothing written
+
+
+def huge_header(path: Path) -> None:
+    """A safetensors file whose first 8 bytes declare a BIG JSON header."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", BIG) + b'{"a": 1}')
+        f.truncate(8 + BIG)  # sparse: nothing written
+
+
+def pt_pickle_bomb(path: Path) -> None:
+    """A .pt whose pickle is a deflated record of BIG bytes."""
+    buffer = io.BytesIO()
+    import torch
+
+    torch.save(torch_state(), buffer)
+    with zipfile.ZipFile(buffer) as archive:
+        members = [
+            (name, *bomb_member()) if name.endswith("data.pkl") else (name, data, *rest)
+            for name, data, *rest in stored(archive)
+        ]
+    raw_zip(path, members)
 
 
 def safetensors_variant(value: Callable[[], Any]) -> Callable[[Path], None]:
@@ -318,48 +384,91 @@ for _name, _replace, _code, _says in [
     ("hard_link_loop", hard_loop, "E156", "second link"),
     ("size_lie", dataset((200_000, 200_000), "f4"), "E151", "(200000, 200000)"),
     ("size_lie_1gib", dataset((BIG // 4 // 4096, 4096), "f4"), "E151", "4096)"),
-    ("compressed", dataset(data=np.zeros(KERNEL.shape, "f4"), compression="gzip"),
-     "E156", "compressed"),  # fmt: skip
-    ("huge_chunks", dataset(KERNEL.shape, "f4", chunks=(1 << 20, 64), maxshape=(None, None)),
-     "E156", "chunks"),  # fmt: skip
+    (
+        "compressed",
+        dataset(data=np.zeros(KERNEL.shape, "f4"), compression="gzip"),
+        "E156",
+        "compressed",
+    ),
+    (
+        "huge_chunks",
+        dataset(KERNEL.shape, "f4", chunks=(1 << 20, 64), maxshape=(None, None)),
+        "E156",
+        "chunks",
+    ),
     ("complex", h5_dtype(np.complex64, 1 + 2j), "E156", "complex"),
     ("string", h5_dtype("S4", b"abcd"), "E156", "strings"),
     ("compound", h5_dtype([("a", "f4"), ("b", "f4")]), "E156", "compound"),
     ("vlen", vlen(), "E156", "variable-length"),
     ("vlen_string", vlen(string=True), "E156", "strings"),
-    ("subarray", dataset((KERNEL.shape[0],), np.dtype(("f4", KERNEL.shape[1:]))),
-     "E156", "arrays"),  # fmt: skip
+    (
+        "subarray",
+        dataset((KERNEL.shape[0],), np.dtype(("f4", KERNEL.shape[1:]))),
+        "E156",
+        "arrays",
+    ),
     ("bool", h5_dtype(np.bool_, True), "E156", "bool"),
     ("empty_dataspace", empty, "E156", "empty"),
 ]:
     CASES[f"h5_{_name}"] = ("bad.weights.h5", h5_case(_replace), _code, ("fc10", _says))
 CASES["keras_zip_bomb"] = (
-    "bad.keras", lambda good, secret: keras_zip(lambda path: bomb_member()), "E157",
+    "bad.keras",
+    lambda good, secret: keras_zip(lambda path: bomb_member()),
+    "E157",
     ("model.weights.h5", "1.0 GiB"),
-)  # fmt: skip
+)
 CASES["keras_lying_zip"] = (
-    "bad.keras", lambda good, secret: keras_zip(lambda path: lying_member()), "E150",
+    "bad.keras",
+    lambda good, secret: keras_zip(lambda path: lying_member()),
+    "E150",
     ("model.weights.h5",),
-)  # fmt: skip
+)
 CASES["pt_zip_bomb"] = ("bad.pt", lambda good, secret: pt_bomb, "E157", ("data/", "1.0 GiB"))
-CASES["safetensors_too_big"] = (
-    "bad.safetensors", lambda good, secret: big_safetensors, "E157", ("1.0 GiB",)
-)  # fmt: skip
+CASES["safetensors_size_lie"] = (
+    "bad.safetensors",
+    lambda good, secret: big_safetensors,
+    "E151",
+    (f"'{KEY}'", f"({BIG // 4},)"),
+)
+CASES["safetensors_huge_header"] = (
+    "bad.safetensors",
+    lambda good, secret: huge_header,
+    "E157",
+    ("header", "1.0 GiB"),
+)
+CASES["keras_member_past_the_end"] = (
+    "bad.keras",
+    lambda good, secret: keras_zip(lambda path: (b"\x89HDF", 0, BIG, 0)),
+    "E150",
+    ("model.weights.h5", "two sizes"),
+)
+CASES["pt_pickle_bomb"] = (
+    "bad.pt",
+    lambda good, secret: pt_pickle_bomb,
+    "E157",
+    ("data.pkl", "1.0 GiB"),
+)
 for _name in ("sparse", "sparse_csr", "meta", "quantized", "nested", "complex", "bool"):
     CASES[f"pt_{_name}"] = (
-        "bad.pt", lambda good, secret, n=_name: pt_variant(torch_value(n)), "E156",
+        "bad.pt",
+        lambda good, secret, n=_name: pt_variant(torch_value(n)),
+        "E156",
         (f"'{KEY}'", _name.split("_")[0]),
-    )  # fmt: skip
+    )
 for _name in ("list", "dict"):
     CASES[f"pt_{_name}"] = (
-        "bad.pt", lambda good, secret, n=_name: pt_variant(torch_value(n)), "E150",
+        "bad.pt",
+        lambda good, secret, n=_name: pt_variant(torch_value(n)),
+        "E150",
         (f"'{KEY}'", "not a state dict of tensors"),
-    )  # fmt: skip
+    )
 for _name in ("complex", "bool"):
     CASES[f"safetensors_{_name}"] = (
-        "bad.safetensors", lambda good, secret, n=_name: safetensors_variant(torch_value(n)),
-        "E156", (f"'{KEY}'", _name),
-    )  # fmt: skip
+        "bad.safetensors",
+        lambda good, secret, n=_name: safetensors_variant(torch_value(n)),
+        "E156",
+        (f"'{KEY}'", _name),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -378,6 +487,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         archive.writestr("metadata.json", "{}")
         archive.writestr("model.weights.h5", good.read_bytes())
     files["good.keras"] = root / "good.keras"
+    with zipfile.ZipFile(root / "deflated.keras", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", "{}")
+        archive.writestr("model.weights.h5", good.read_bytes())
+    files["deflated.keras"] = root / "deflated.keras"
     torch.save(torch_state(), root / "good.pt")
     files["good.pt"] = root / "good.pt"
     save_file({k: v.contiguous() for k, v in torch_state().items()}, root / "good.safetensors")
@@ -396,14 +509,34 @@ def output_for(source: Path) -> Path:
 
 
 # -- the tests ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["good.weights.h5", "good.keras", "good.pt", "good.safetensors"])
+@pytest.mark.parametrize(
+    "name", ["good.weights.h5", "good.keras", "deflated.keras", "good.pt", "good.safetensors"]
+)
 def test_the_good_files_convert(
     archc: Any, corpus: dict[str, Path], name: str, tmp_path: Path
 ) -> None:
-    out = tmp_path / ("out.pt" if name.endswith((".h5", ".keras")) else "out.weights.h5")
+    """...and the fc10 kernel arrives: the Keras file's (all 0.5) as the PyTorch (out, in)
+    weight, the PyTorch file's as the Keras (in, out) kernel."""
+    import h5py
+    import torch
+
+    keras = name.endswith((".h5", ".keras"))
+    out = tmp_path / ("out.pt" if keras else "out.weights.h5")
     result = archc("weights", SEED, "--from", corpus[name], "--to", out)
     assert result.exit_code == 0, result.output
-    assert out.is_file()
+    if keras:
+        got = torch.load(out, weights_only=True)[KEY].numpy()
+        np.testing.assert_array_equal(got, np.full(tuple(reversed(KERNEL.shape)), 0.5))
+    else:
+        if name.endswith(".pt"):
+            sent = torch.load(corpus[name], weights_only=True)[KEY].numpy()
+        else:
+            from safetensors.torch import load_file
+
+            sent = load_file(corpus[name])[KEY].numpy()
+        with h5py.File(out) as f:
+            groups = [g for g in f["layers"].values() if g["vars"].attrs.get("name") == "fc10"]
+            np.testing.assert_array_equal(groups[0]["vars/0"][()], sent.T)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -429,7 +562,10 @@ def test_the_link_and_storage_refusals_name_the_other_file(
 ) -> None:
     """The message says which file the weight would have come from; its bytes stay unread."""
     secret = corpus["good.weights.h5"].parent / "secret.bin"
-    for name, other in [("h5_external_storage", secret), ("h5_external_link", secret_h5(secret.parent))]:  # fmt: skip
+    for name, other in [
+        ("h5_external_storage", secret),
+        ("h5_external_link", secret_h5(secret.parent)),
+    ]:
         result = archc("weights", SEED, "--from", corpus[name], "--to", output_for(corpus[name]))
         assert result.exit_code == 1 and str(other) in result.output, result.output
 
@@ -458,7 +594,14 @@ print(json.dumps({"growth_kib": growth, "codes": codes}))
     cases = {name: [str(corpus[name]), str(output_for(corpus[name]))] for name in CASES}
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(SEED), str(corpus["good.weights.h5"]), json.dumps(cases)],
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(SEED),
+            str(corpus["good.weights.h5"]),
+            json.dumps(cases),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -470,3 +613,4 @@ print(json.dumps({"growth_kib": growth, "codes": codes}))
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     assert found["codes"] == {name: CASES[name][2] for name in CASES}
     assert found["growth_kib"] * 1024 < GROWTH_LIMIT, found
+    print(f"peak RSS growth over the hostile corpus: {found['growth_kib'] / 1024:.1f} MiB")
