@@ -674,8 +674,9 @@ def _check_records(path: Path, limits: Limits, described: str) -> bool:
         return False  # torch.load says what is wrong
     mapped = all(info.compress_type == zipfile.ZIP_STORED for info in records)
     for info in records:
-        limit = limits.headers if info.filename.endswith(".pkl") else limits.data
-        if info.file_size > limit and (not mapped or info.filename.endswith(".pkl")):
+        storage = "/data/" in info.filename  # 'archive/data/0'; not data.pkl, version, ...
+        limit = limits.data if storage else limits.headers
+        if info.file_size > limit and not (storage and mapped):
             what = f"its record {_quoted(info.filename)} (unpacked)"
             raise _too_large(path, what, info.file_size, limit, described)
     total = sum(info.file_size for info in records)
