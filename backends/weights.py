@@ -14,6 +14,12 @@ reads, checks and writes files:
   `torch.load(weights_only=True)`) and written from the generated model's `state_dict()`.
 - The file must be the spec's model, exactly: a missing, extra or mis-shaped weight is an
   error naming the layer (or state-dict key) and both shapes, before anything is written.
+- A weights file is untrusted input. Nothing outside it is read (HDF5 external storage,
+  external and soft links, virtual datasets are refused), sizes come before data (a file or
+  archive member larger than the model's weights could take, and every declared shape, are
+  checked before the data is read), and a weight that is not an array of real numbers (a
+  complex, string, compound or variable-length dataset; a sparse, meta, quantized or nested
+  tensor) is an error naming it, never a cast.
 - The output is written to a temp file next to it and renamed over it: an error or Ctrl-C
   leaves the old file (or none) in place.
 """
@@ -23,11 +29,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import math
 import os
 import stat
+import struct
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +46,29 @@ from compiler.diagnostics import Diagnostic, Location, SpecError, short_repr
 from compiler.ir import Graph
 
 # Codes: E150 unreadable file, E151 a weight of another shape, E152 weights missing from the
-# file, E153 weights the model lacks, E154 a file of another model, E155 cannot write.
+# file, E153 weights the model lacks, E154 a file of another model, E155 cannot write, E156 a
+# weight archc does not read (stored or linked outside the file, not an array of real
+# numbers), E157 a file or archive member larger than the model's weights could take.
 MAX_LISTED = 10  # weights named in one message; the rest are counted
+# The most bytes a weights file of a model may take, read before any data: float64 weights
+# and up to seven more copies (an optimizer's slots in a .keras file), headers for every layer
+# and array (an HDF5 group's are a few KB), and a MiB for the rest.
+BYTES_PER_WEIGHT = 64
+BYTES_PER_ARRAY = 16 * 1024
+BYTES_PER_FILE = 1 << 20
+# HDF5 filters that never make data larger: byte shuffling and checksums. Compression is
+# refused (Keras writes none): a small chunk could inflate without bound.
+SAFE_FILTERS = {2: "shuffle", 3: "fletcher32"}  # h5z.FILTER_SHUFFLE, FILTER_FLETCHER32
+# What zipfile raises for a broken, encrypted or unsupported archive or member.
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    ValueError,
+)
 
 
 @dataclass(frozen=True)
@@ -150,12 +180,14 @@ def convert(
     compiled = compile_spec(str(spec), params, variant=variant, from_text=from_text)
     graph = compiled.graph
     described = _described(compiled)
+    limits = size_limits(graph)
     if src_fmt.framework == "keras":
         from . import torch_backend
         from .transfer import keras_to_torch
 
-        layers = read_keras(src, src_fmt)
-        check_keras(layers, graph, src, described)
+        layers = read_keras(
+            src, src_fmt, limits, described, lambda found: check_keras(found, graph, src, described)
+        )
         torch_model = torch_backend.build(compiled)
         arrays = keras_to_torch(_ArrayModel(layers), torch_model, graph)
         write_torch(torch_model, dst, dst_fmt)
@@ -163,9 +195,14 @@ def convert(
         from . import keras_backend, torch_backend
         from .transfer import torch_to_keras
 
-        state = read_torch(src, src_fmt)
         torch_model = torch_backend.build(compiled)
-        check_torch(state, torch_model, graph, src, described)
+        state = read_torch(
+            src,
+            src_fmt,
+            limits,
+            described,
+            lambda found: check_torch(found, torch_model, graph, src, described),
+        )
         torch_model.load_state_dict(state, strict=True)
         keras_model = keras_backend.build(compiled)
         arrays = torch_to_keras(torch_model, keras_model, graph)
@@ -195,19 +232,89 @@ def _unreadable(path: Path, fmt: Format, reason: str, hint: str = "") -> SpecErr
     )
 
 
-def _check_regular(path: Path, fmt: Format) -> None:
-    """Only a regular file is read (a FIFO would wait for a writer forever)."""
+def _check_regular(path: Path, fmt: Format) -> int:
+    """Only a regular file is read (a FIFO would wait for a writer forever); its size."""
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
     except OSError as exc:
         raise _unreadable(path, fmt, exc.strerror or str(exc)) from None
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(info.st_mode):
         raise _unreadable(path, fmt, "not a regular file")
+    return info.st_size
 
 
-def read_keras(path: Path, fmt: Format) -> dict[str, list[Any]]:
+@dataclass(frozen=True)
+class Limits:
+    """The most bytes parts of a weights file of a model may take, checked where the part
+    would be read (or inflated) whole, before it is: `data` for weights and their headers,
+    `headers` for a part without weights (a pickle, a JSON header)."""
+
+    data: int
+    headers: int
+
+
+def size_limits(graph: Graph) -> Limits:
+    weights = [w for node in graph.nodes for w in node.weights]
+    headers = BYTES_PER_ARRAY * (len(graph.nodes) + len(weights)) + BYTES_PER_FILE
+    return Limits(BYTES_PER_WEIGHT * sum(w.size for w in weights) + headers, headers)
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _too_large(path: Path, what: str, size: int, limit: int, described: str) -> SpecError:
+    return SpecError(
+        [
+            Diagnostic(
+                "E157",
+                f"{what} is {_bytes(size)}, more than the weights of {described} can take "
+                f"({_bytes(limit)} at most); nothing was read",
+                WholeFile(str(path), 1, 1),
+                hint="it is not a weights file of this model: convert it with the spec, --set "
+                "values and --variant of the model it was saved from",
+            )
+        ]
+    )
+
+
+KERAS_HINT = (
+    "archc reads only arrays of real numbers stored in the file itself, as Keras writes them: "
+    "save the weights again with Keras (model.save_weights(PATH) or model.save(PATH))"
+)
+TORCH_HINT = (
+    "archc reads only dense CPU tensors of real numbers (floating point or integer) and casts "
+    "nothing else: convert the tensor to one (e.g. .to_dense(), .dequantize()) and save the "
+    "state dict again, torch.save(model.state_dict(), PATH)"
+)
+
+
+def _not_read(path: Path, what: str, problem: str, hint: str) -> SpecError:
+    """E156: a weight archc does not read, named with what is wrong with it."""
+    return SpecError(
+        [Diagnostic("E156", f"{what}: {problem}", WholeFile(str(path), 1, 1), hint=hint)]
+    )
+
+
+def _quoted(text: Any) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return short_repr(str(text), 200)
+
+
+def read_keras(
+    path: Path,
+    fmt: Format,
+    limits: Limits,
+    described: str,
+    check: Callable[[Mapping[str, list[Any]]], None],
+) -> dict[str, list[Any]]:
     """Keras layer name -> its arrays, in get_weights() order (layers without weights are
-    left out). Optimizer state and metrics in a .keras file are not model weights."""
+    left out). Optimizer state and metrics in a .keras file are not model weights. `check`
+    gets the file's datasets (their shapes) before any data is read."""
     import numpy as np
 
     _check_regular(path, fmt)
@@ -217,54 +324,164 @@ def read_keras(path: Path, fmt: Format) -> dict[str, list[Any]]:
         raise _unreadable(
             path, fmt, "h5py is not installed", hint="install Keras (archc's keras extra)"
         ) from None
+    where = "its model.weights.h5: " if fmt.suffix == ".keras" else ""
+    with contextlib.ExitStack() as stack:
+        try:
+            if fmt.suffix == ".keras":
+                source: Any = _keras_member(path, fmt, limits.data, described, stack)
+            else:
+                source = path
+            f = stack.enter_context(h5py.File(source, "r"))
+        except (OSError, ValueError) as exc:
+            raise _unreadable(path, fmt, where + _reason(exc)) from None
+        try:
+            found = _keras_datasets(f, path, fmt)
+            check(found)  # every shape, before any data
+            return {layer: [np.asarray(d[()]) for d in found[layer]] for layer in found}
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise _unreadable(path, fmt, where + _reason(exc)) from None
+
+
+def _keras_member(
+    path: Path, fmt: Format, limit: int, described: str, stack: contextlib.ExitStack
+) -> Any:
+    """A .keras file's model.weights.h5 as a file for h5py: a stored member (as Keras writes
+    it) is read in place, as needed; a compressed one is inflated into memory only when its
+    declared size is the model's (and never more than that, whatever the header says)."""
+    member = "model.weights.h5"
     try:
-        if fmt.suffix == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                names = set(archive.namelist())
-                if "model.weights.h5" not in names:
-                    found = ", ".join(sorted(names)[:5]) or "nothing"
-                    raise _unreadable(
-                        path,
-                        fmt,
-                        f"it holds no model.weights.h5 (it holds {found})",
-                        hint="save the model with model.save(PATH) (weights unsharded)",
-                    )
-                data = archive.read("model.weights.h5")
-            opened = h5py.File(io.BytesIO(data), "r")
-        else:
-            opened = h5py.File(path, "r")
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise _unreadable(path, fmt, _reason(exc)) from None
+        with zipfile.ZipFile(path) as archive:
+            try:
+                info = archive.getinfo(member)
+            except KeyError:
+                found = ", ".join(sorted(archive.namelist())[:5]) or "nothing"
+                raise _unreadable(
+                    path,
+                    fmt,
+                    f"it holds no {member} (it holds {found})",
+                    hint="save the model with model.save(PATH) (weights unsharded)",
+                ) from None
+            if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 1:
+                return _StoredMember.open(path, info, stack)
+            if info.file_size > limit:
+                raise _too_large(path, f"its {member} (unpacked)", info.file_size, limit, described)
+            with archive.open(info) as stream:
+                data = stream.read(limit + 1)  # zipfile stops at the declared size anyway
+    except ZIP_ERRORS as exc:
+        raise _unreadable(path, fmt, f"its {member}: {_reason(exc)}") from None
+    if len(data) > limit:
+        raise _too_large(path, f"its {member} (unpacked)", len(data), limit, described)
+    return io.BytesIO(data)
+
+
+class _StoredMember(io.RawIOBase):
+    """A stored (uncompressed) zip member, read in place from its archive."""
+
+    def __init__(self, fd: int, start: int, size: int):
+        super().__init__()
+        self.fd, self.start, self.size, self.pos = fd, start, size, 0
+
+    @classmethod
+    def open(cls, path: Path, info: zipfile.ZipInfo, stack: contextlib.ExitStack) -> _StoredMember:
+        raw = stack.enter_context(open(path, "rb"))  # noqa: SIM115 (closed by the stack)
+        fd = raw.fileno()
+        header = os.pread(fd, 30, info.header_offset)  # the member's local header
+        if len(header) != 30 or header[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"no local header for {info.filename}")
+        name, extra = struct.unpack("<HH", header[26:30])
+        start = info.header_offset + 30 + name + extra
+        if info.compress_size != info.file_size:
+            raise zipfile.BadZipFile(f"{info.filename} is stored, yet declares two sizes")
+        if start + info.file_size > os.fstat(fd).st_size:
+            raise zipfile.BadZipFile(f"{info.filename} runs past the end of the archive")
+        return stack.enter_context(cls(fd, start, info.file_size))
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), self.size - self.pos))
+        data = os.pread(self.fd, n, self.start + self.pos) if n else b""
+        memoryview(buffer).cast("B")[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+def _keras_datasets(f: Any, path: Path, fmt: Format) -> dict[str, list[Any]]:
+    """Keras layer name -> its datasets (opened, not read), from the file's `layers/.../vars`
+    groups. Only hard links are followed, each group once: a soft or external link, or a
+    second link to a group, is an error; so is a dataset that is not an array of real numbers
+    stored in the file (_dataset_problem)."""
+    import h5py
+
     layers: dict[str, list[Any]] = {}
     unnamed: list[str] = []
-    with opened as f:
+    seen = {h5py.h5o.get_info(f.id).addr: "/"}
+    stack: list[tuple[str, Any]] = [("", f)]
+    while stack:
+        name, group = stack.pop()
+        top, last = name.split("/", 1)[0], name.rsplit("/", 1)[-1]
+        # a layer's variables; not an optimizer's or a metric's
+        is_vars = last == "vars" and top in ("layers", "vars")
+        layer = _name_attribute(group) if is_vars else None
         groups: list[tuple[str, Any]] = []
-
-        def visit(name: str, obj: Any) -> None:
-            top, last = name.split("/", 1)[0], name.rsplit("/", 1)[-1]
-            # a layer's variables; not an optimizer's or a metric's
-            if isinstance(obj, h5py.Group) and last == "vars" and top in ("layers", "vars"):
-                groups.append((name, obj))
-
-        try:
-            f.visititems(visit)
-            for name, group in groups:
-                keys = [k for k in group if isinstance(group[k], h5py.Dataset)]
-                if not keys:
-                    continue
-                if sorted(keys, key=lambda k: (len(k), k)) != [str(i) for i in range(len(keys))]:
-                    raise _unreadable(path, fmt, f"{name} holds {sorted(keys)}, not 0, 1, ...")
-                layer = group.attrs.get("name")
-                if isinstance(layer, bytes):
-                    layer = layer.decode("utf-8", "replace")
-                if not isinstance(layer, str):
-                    unnamed.append(name)
-                    continue
-                if layer in layers:
-                    raise _unreadable(path, fmt, f"two layers are named {short_repr(layer)}")
-                layers[layer] = [np.asarray(group[str(i)][()]) for i in range(len(keys))]
-        except (OSError, KeyError, ValueError) as exc:
-            raise _unreadable(path, fmt, _reason(exc)) from None
+        for key in group:  # link names: nothing is followed yet
+            child = f"{name}/{key}" if name else key
+            link = group.get(key, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                if isinstance(link, h5py.SoftLink):
+                    problem = f"a soft link (to {_quoted(link.path)}), which Keras never writes"
+                elif isinstance(link, h5py.ExternalLink):
+                    problem = (
+                        f"a link into another file ({_quoted(link.filename)}, "
+                        f"{_quoted(link.path)}): archc reads nothing outside the given file"
+                    )
+                else:
+                    problem = "a user-defined link, which Keras never writes"
+                raise _not_read(path, _label(layer, child), problem, KERAS_HINT)
+            obj = group[key]
+            if isinstance(obj, h5py.Group):
+                address = h5py.h5o.get_info(obj.id).addr
+                if address in seen:
+                    raise _not_read(
+                        path,
+                        _label(layer, child),
+                        f"a second link to the group {_quoted(seen[address])} (a loop, or a "
+                        "group linked twice), which Keras never writes",
+                        KERAS_HINT,
+                    )
+                seen[address] = "/" + child
+                groups.append((child, obj))
+        stack.extend(reversed(groups))
+        if not is_vars:
+            continue
+        keys = [k for k in group if isinstance(group[k], h5py.Dataset)]
+        if not keys:
+            continue
+        if sorted(keys, key=lambda k: (len(k), k)) != [str(i) for i in range(len(keys))]:
+            raise _unreadable(path, fmt, f"{name} holds {sorted(keys)}, not 0, 1, ...")
+        if layer is None:
+            unnamed.append(name)
+            continue
+        if layer in layers:
+            raise _unreadable(path, fmt, f"two layers are named {short_repr(layer)}")
+        datasets = [group[str(i)] for i in range(len(keys))]
+        for i, dataset in enumerate(datasets):
+            problem = _dataset_problem(dataset)
+            if problem:
+                raise _not_read(path, _label(layer, f"{name}/{i}", f" [{i}]"), problem, KERAS_HINT)
+        layers[layer] = datasets
     if unnamed:
         raise _unreadable(
             path,
@@ -276,15 +493,104 @@ def read_keras(path: Path, fmt: Format) -> dict[str, list[Any]]:
     return layers
 
 
-def read_torch(path: Path, fmt: Format) -> dict[str, Any]:
-    """A state dict, read without running pickled code."""
+def _label(layer: str | None, path_in_file: str, index: str = "") -> str:
+    """What a message calls an HDF5 object: "layer 'fc10' [0] (layers/dense/vars/0)"."""
+    if layer is None:
+        return path_in_file
+    return f"layer {_quoted(layer)}{index} ({path_in_file})"
+
+
+def _name_attribute(group: Any) -> str | None:
+    """A group's `name` attribute, when it is one string (read only then)."""
+    import h5py
+
+    if "name" not in group.attrs:
+        return None
+    attribute = group.attrs.get_id("name")
+    if attribute.shape not in ((), (1,)) or h5py.check_string_dtype(attribute.dtype) is None:
+        return None
+    value = group.attrs["name"]
+    if attribute.shape == (1,):
+        value = value[0]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+def _dataset_problem(dataset: Any) -> str:
+    """Why a dataset is not read ('' when it is an array of real numbers stored in the file,
+    uncompressed), from its metadata alone."""
+    import h5py
+
+    if dataset.is_virtual:
+        return (
+            "a virtual dataset, whose data lies in other datasets or files: archc reads "
+            "nothing outside the given file"
+        )
+    if dataset.external:
+        files = ", ".join(_quoted(entry[0]) for entry in dataset.external[:3])
+        return (
+            f"its data is stored in another file ({files}, HDF5 external storage): archc "
+            "reads nothing outside the given file"
+        )
+    if dataset.shape is None:
+        return "an empty dataspace, no array"
+    dtype = dataset.dtype
+    what = ""
+    if h5py.check_string_dtype(dtype) is not None:
+        what = "strings"
+    elif h5py.check_vlen_dtype(dtype) is not None:
+        what = "variable-length sequences"
+    elif dtype.names:
+        what = "compound records (fields " + ", ".join(map(_quoted, dtype.names[:5])) + ")"
+    elif dtype.subdtype is not None:
+        what = f"arrays of shape {_shape(dtype.subdtype[1])} in each element"
+    elif dtype.kind == "c":
+        what = f"complex numbers ({dtype}; converting them would drop the imaginary parts)"
+    elif dtype.kind == "b":
+        what = "booleans (bool)"
+    elif dtype.kind not in "fiu":
+        what = f"values of type {_quoted(dtype)}"
+    if what:
+        return f"it holds {what}, not real numbers"
+    plist = dataset.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code, _, _, name = plist.get_filter(i)
+        if code not in SAFE_FILTERS:
+            return (
+                f"it is compressed ({_quoted(name)}), which Keras never does: archc does not "
+                "inflate HDF5 data (a small chunk can inflate without bound)"
+            )
+    if dataset.chunks:
+        chunk = math.prod(dataset.chunks) * dtype.itemsize
+        if chunk > max(math.prod(dataset.shape) * dtype.itemsize, BYTES_PER_FILE):
+            return f"its chunks take {_bytes(chunk)} each, more than the array"
+    return ""
+
+
+@dataclass(frozen=True)
+class _Declared:
+    """A tensor as a file's header declares it, not read yet."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def read_torch(
+    path: Path,
+    fmt: Format,
+    limits: Limits,
+    described: str,
+    check: Callable[[Mapping[str, Any]], None],
+) -> dict[str, Any]:
+    """A state dict, read without running pickled code. `check` gets the file's tensors
+    before their data is read (safetensors: the header; .pt: memory-mapped records)."""
     import torch
 
-    _check_regular(path, fmt)
+    size = _check_regular(path, fmt)
     if fmt.suffix == ".safetensors":
         try:
-            from safetensors import SafetensorError
-            from safetensors.torch import load_file
+            from safetensors import SafetensorError, safe_open
         except ImportError:
             raise _unreadable(
                 path,
@@ -292,15 +598,35 @@ def read_torch(path: Path, fmt: Format) -> dict[str, Any]:
                 "safetensors is not installed",
                 hint="install it (archc's torch extra), or convert a .pt state dict",
             ) from None
+        with open(path, "rb") as raw:
+            header = int.from_bytes(raw.read(8), "little")
+        if limits.headers < header <= size - 8:  # one longer than the file: safetensors says
+            raise _too_large(path, "its header", header, limits.headers, described)
         try:
-            loaded: Any = load_file(str(path), device="cpu")
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            with safe_open(str(path), framework="pt", device="cpu") as opened:
+                declared: dict[str, Any] = {}
+                for key in opened.keys():  # noqa: SIM118 (a safe_open handle, no __iter__)
+                    piece = opened.get_slice(key)
+                    dtype = str(piece.get_dtype())
+                    problem = _safetensors_problem(dtype)
+                    if problem:
+                        raise _not_read(path, _quoted(key), problem, TORCH_HINT)
+                    declared[key] = _Declared(tuple(piece.get_shape()), dtype)
+                check(declared)
+                loaded: Any = {key: opened.get_tensor(key) for key in declared}
+        except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
             raise _unreadable(path, fmt, _reason(exc)) from None
     else:
         import pickle
 
+        if zipfile.is_zipfile(path):
+            mmap = _check_records(path, limits, described)
+        elif size > limits.data:  # the legacy format: read whole
+            raise _too_large(path, "the file", size, limits.data, described)
+        else:
+            mmap = False
         try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as exc:
             raise _unreadable(
                 path,
@@ -328,7 +654,78 @@ def read_torch(path: Path, fmt: Format) -> dict[str, Any]:
             hint="save the model's state dict alone (not a checkpoint with an optimizer or "
             "epoch): torch.save(model.state_dict(), PATH)",
         )
+    for key, value in loaded.items():
+        problem = _tensor_problem(value)
+        if problem:
+            raise _not_read(path, _quoted(key), problem, TORCH_HINT)
+    if fmt.suffix != ".safetensors":
+        check(loaded)  # shapes; a memory-mapped record is read only when copied
     return dict(loaded)
+
+
+def _check_records(path: Path, limits: Limits, described: str) -> bool:
+    """Whether a zip .pt file is memory-mapped: when its records are stored (as torch.save
+    writes them), torch.load maps them and reads only the pickle; otherwise it inflates and
+    reads them all. What is read must fit the model (sizes as declared, before reading)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except ZIP_ERRORS:
+        return False  # torch.load says what is wrong
+    mapped = all(info.compress_type == zipfile.ZIP_STORED for info in records)
+    for info in records:
+        storage = "/data/" in info.filename  # 'archive/data/0'; not data.pkl, version, ...
+        limit = limits.data if storage else limits.headers
+        if info.file_size > limit and not (storage and mapped):
+            what = f"its record {_quoted(info.filename)} (unpacked)"
+            raise _too_large(path, what, info.file_size, limit, described)
+    total = sum(info.file_size for info in records)
+    if not mapped and total > limits.data:
+        raise _too_large(path, "its records (unpacked)", total, limits.data, described)
+    return mapped
+
+
+def _safetensors_problem(dtype: str) -> str:
+    """Why a safetensors dtype ('F32', 'BF16', 'C64', 'BOOL', ...) is not read ('' if it is)."""
+    if dtype.startswith(("F", "BF", "I", "U")):
+        return ""
+    if dtype.startswith("C"):
+        what = f"complex numbers ({dtype}; converting them would drop the imaginary parts)"
+    elif dtype == "BOOL":
+        what = "booleans (BOOL)"
+    else:
+        what = f"values of type {_quoted(dtype)}"
+    return f"it holds {what}, not real numbers"
+
+
+def _tensor_problem(tensor: Any) -> str:
+    """Why a loaded tensor is not read ('' when it is a dense CPU tensor of real numbers)."""
+    import torch
+
+    if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
+        return f"a {_quoted(type(tensor).__name__)}, a tensor subclass"
+    if tensor.is_nested:
+        return "a nested tensor (a list of tensors), not one array"
+    if tensor.layout != torch.strided:
+        return f"a sparse tensor ({str(tensor.layout).removeprefix('torch.')}), not a dense one"
+    if tensor.is_quantized:
+        return f"a quantized tensor ({str(tensor.dtype).removeprefix('torch.')})"
+    if tensor.device.type != "cpu":
+        return f"a tensor without data (on the {tensor.device.type} device)"
+    dtype = tensor.dtype
+    name = str(dtype).removeprefix("torch.")
+    if dtype.is_complex:
+        what = f"complex numbers ({name}; converting them would drop the imaginary parts)"
+    elif dtype == torch.bool:
+        what = "booleans (bool)"
+    elif dtype.is_floating_point or name in _INTEGERS:
+        return ""
+    else:
+        what = f"values of type {_quoted(name)}"
+    return f"it holds {what}, not real numbers"
+
+
+_INTEGERS = frozenset(("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"))
 
 
 def _reason(exc: BaseException) -> str:
