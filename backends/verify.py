@@ -39,6 +39,38 @@ class Report:
     odd_input: dict[str, Any] | None = None
     rows: list[tuple[str, float, float]] = field(default_factory=list)  # name, diff, limit
     sizes: list[tuple[int, int]] = field(default_factory=list)  # run at, for unknown sizes
+    atol: float = ATOL  # a layer's limit: atol + RTOL·max|its Keras output|
+
+    def bound(self) -> dict[str, Any] | None:
+        """The bound applied where the difference is largest: the layer, its max|Δ|, and its
+        limit = atol + rtol·max|y| (y: the layer's Keras output); None with no layer."""
+        if not self.rows:
+            return None
+        name, diff, limit = max(self.rows, key=lambda row: row[1])
+        return {
+            "layer": name,
+            "max_abs_diff": diff,
+            "limit": limit,
+            "atol": self.atol,
+            "rtol": RTOL,
+            "max_abs_value": max(0.0, (limit - self.atol) / RTOL),
+        }
+
+    def agreement(self) -> str:
+        """max|Δ| with the bound that was applied to it (not atol alone: each layer may differ
+        by atol + rtol·max|y|), and the layer closest to its bound where that is another."""
+        bound = self.bound()
+        if bound is None:
+            return f"max|Δ| = {self.max_abs_diff:.3g}"
+        text = (
+            f"max|Δ| = {bound['max_abs_diff']:.3g} at '{bound['layer']}' (its bound "
+            f"{bound['limit']:.3g} = atol {self.atol:g} + rtol {RTOL:g}·max|y| "
+            f"{bound['max_abs_value']:.3g})"
+        )
+        name, diff, limit = max(self.rows, key=lambda row: row[1] / row[2] if row[2] else 0.0)
+        if name != bound["layer"] and diff > 0:
+            text += f"; closest to its bound: '{name}', {diff:.3g} of {limit:.3g}"
+        return text
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +78,7 @@ class Report:
             "keras": self.keras.as_dict(),
             "torch": self.torch.as_dict(),
             "max_abs_diff": self.max_abs_diff,
+            "bound": self.bound(),
             "layers_checked": self.layers_checked,
             "first_diverging_layer": self.first_bad,
             **({"odd_input": self.odd_input} if self.odd_input is not None else {}),
@@ -291,6 +324,7 @@ def _verify_compiled(
         compiled.graph.counts,
         verify_model(compiled, km, keras_backend, "the keras model", "keras"),
         verify_model(compiled, tm, torch_backend, "the torch model", "torch"),
+        atol=atol,
     )
     _check_names(compiled.graph, km, tm)
     randomize_keras(km, compiled.graph, seed)

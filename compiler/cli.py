@@ -605,10 +605,7 @@ def verify(
                 f"counts: IR = keras = torch = {c.total:,} "
                 f"({c.trainable:,} trainable, {c.non_trainable:,} non-trainable)"
             )
-            out(
-                f"outputs: {report.layers_checked} layers agree, "
-                f"max|Δ| = {report.max_abs_diff:.3g} (atol {atol:g})"
-            )
+            out(f"outputs: {report.layers_checked} layers agree, {report.agreement()}")
             if report.sizes:
                 shown = " and ".join(f"{h}x{w}" for h, w in report.sizes)
                 out(f"sizes: the input's height and width are unknown; run at {shown}")

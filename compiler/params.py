@@ -101,6 +101,33 @@ def _set_text(name: str, text: Any) -> str:
     return f"--set {name}={shorten(str(text), 40)}"
 
 
+def _hint(name: str, decl: ParamDecl, raw: Any, src: str) -> str:
+    """How to give parameter `name` a value: its declaration (type and bounds); for a list
+    given on the command line without brackets, the --set that reads it."""
+    bounds = [
+        f"{k}: {short_repr(getattr(decl, k))}" for k in _BOUNDS if getattr(decl, k) is not None
+    ]
+    declared = f"parameter '{name}' is declared as {', '.join([decl.type, *bounds])}"
+    if src != "--set" or not decl.type.startswith("list[") or str(raw).lstrip().startswith("["):
+        return declared
+    items = str(raw).split(",")
+    given = [x.strip() for x in items] if decl.type == "list[str]" else f"[{raw}]"
+    try:  # 16,32,64 -> [16,32,64], where that is a valid value
+        value = coerce(json.loads(given) if isinstance(given, str) else given, decl)
+        return f"{declared}; a list is written in brackets: --set {name}={_json(value)}"
+    except (ValueError, ParamTypeError):
+        example = decl.default if isinstance(decl.default, list) else None
+        shown = _json(example) if example is not None else "[...]"
+        return f"{declared}; a list is written in brackets, e.g. --set {name}={shown}"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+_BOUNDS = ("min", "max", "choices")
+
+
 def resolve(
     loaded: LoadedSpec,
     overrides: Mapping[str, Any] | None = None,
@@ -168,13 +195,6 @@ def resolve(
                 )
             errors.add(Diagnostic("E030", f"{where}: {exc.message}", loc, hint=hint))
         except ParamTypeError as exc:
-            errors.add(
-                Diagnostic(
-                    "E023",
-                    f"{where}: {exc}",
-                    loc,
-                    hint=f"parameter '{name}' is declared as {decl.type}",
-                )
-            )
+            errors.add(Diagnostic("E023", f"{where}: {exc}", loc, hint=_hint(name, decl, raw, src)))
     errors.raise_if_any()
     return values

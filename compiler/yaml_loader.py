@@ -220,6 +220,15 @@ def _syntax_error(exc: yaml.YAMLError, text: str, file: str) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
     problem, context = exc.problem or "", exc.context or ""
+    tab = _indenting_tab(mark, text)
+    if tab is not None:
+        return Diagnostic(
+            "E002",
+            f"YAML syntax error: a tab in the indentation (column {tab}); YAML forbids tabs "
+            "in indentation",
+            Location(file, loc.line, tab),
+            hint="indent with spaces (an editor setting: insert spaces for tabs)",
+        )
     if context and problem.startswith("but "):
         return Diagnostic("E002", f"YAML syntax error: {context} {problem}", loc)
     if problem == "found undefined alias" and mark is not None:
@@ -237,6 +246,19 @@ def _syntax_error(exc: yaml.YAMLError, text: str, file: str) -> Diagnostic:
         cm = exc.context_mark
         hint = f"{context} started at {file}:{cm.line + 1}:{cm.column + 1}"
     return Diagnostic("E002", f"YAML syntax error: {problem or context}", loc, hint=hint)
+
+
+def _indenting_tab(mark: yaml.Mark | None, text: str) -> int | None:
+    """The column of the first tab in the indentation of the line an error was found on,
+    where the error lies in that indentation (or at its end); None otherwise."""
+    lines = text.splitlines()
+    if mark is None or mark.line >= len(lines):
+        return None
+    line = lines[mark.line]
+    indent = line[: len(line) - len(line.lstrip(" \t"))]
+    if "\t" not in indent or mark.column > len(indent):
+        return None
+    return indent.index("\t") + 1
 
 
 def _bad_character(exc: yaml.reader.ReaderError, text: str, file: str) -> Diagnostic:

@@ -1382,6 +1382,9 @@ def test_cli_verify_seed_json(archc) -> None:
     # every layer with a module of its own (16 conv, 16 BN, the average pool) and the output
     assert report["layers_checked"] == 16 + 16 + 1 + 1
     assert report["first_diverging_layer"] is None
+    bound = report["bound"]  # where max|Δ| is, the bound applied: atol + rtol·max|y|
+    assert bound["max_abs_diff"] == report["max_abs_diff"] <= bound["limit"]
+    assert bound["limit"] == pytest.approx(1e-5 + 1e-5 * bound["max_abs_value"])
 
 
 def test_cli_verify_seed_text(archc) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.verify import _compare, verify
+from backends.verify import RTOL, Report, _compare, verify
 from compiler.api import compile_spec
+from compiler.ir import Counts
 from tests.conftest import SEED
 
 
@@ -21,6 +22,47 @@ def test_a_non_finite_difference_never_passes(bad: float) -> None:
 def test_shapes_that_differ_never_pass() -> None:
     diff, limit = _compare(np.zeros((2, 3)), np.zeros((3, 2)), atol=1.0)
     assert not diff <= limit
+
+
+def _report(rows: list[tuple[str, float, float]], atol: float = 1e-5) -> Report:
+    counts = Counts(0, 0, 0)
+    diff = max((row[1] for row in rows), default=0.0)
+    return Report(counts, counts, counts, diff, len(rows), rows=rows, atol=atol)
+
+
+def test_agreement_states_the_bound_applied_not_atol_alone() -> None:
+    # 1.81e-5 is over atol (1e-5) and within the bound 1e-5 + 1e-5 * 2.0 applied to layer 'a'
+    # (its Keras output at most 2.0 in size)
+    report = _report([("a", 1.81e-5, 1e-5 + 1e-5 * 2.0), ("b", 1e-6, 1e-5)])
+    assert RTOL == 1e-5
+    assert report.agreement() == (
+        "max|Δ| = 1.81e-05 at 'a' (its bound 3e-05 = atol 1e-05 + rtol 1e-05·max|y| 2)"
+    )
+    assert report.bound() == {
+        "layer": "a",
+        "max_abs_diff": 1.81e-5,
+        "limit": pytest.approx(3e-5),
+        "atol": 1e-5,
+        "rtol": 1e-5,
+        "max_abs_value": pytest.approx(2.0),
+    }
+
+
+def test_agreement_names_the_layer_closest_to_its_bound_where_that_is_another() -> None:
+    # 'a': 2e-5 of 1e-5 + 1e-5 * 9 = 1e-4 (a fifth); 'b': 9e-6 of 1e-5 (nine tenths)
+    report = _report([("a", 2e-5, 1e-4), ("b", 9e-6, 1e-5)])
+    assert report.agreement() == (
+        "max|Δ| = 2e-05 at 'a' (its bound 0.0001 = atol 1e-05 + rtol 1e-05·max|y| 9); "
+        "closest to its bound: 'b', 9e-06 of 1e-05"
+    )
+
+
+def test_agreement_with_a_zero_atol_and_no_layer() -> None:
+    report = _report([("a", 3e-6, 1e-5 * 0.5)], atol=0.0)
+    assert report.agreement() == (
+        "max|Δ| = 3e-06 at 'a' (its bound 5e-06 = atol 0 + rtol 1e-05·max|y| 0.5)"
+    )
+    assert _report([]).agreement() == "max|Δ| = 0" and _report([]).bound() is None
 
 
 def test_equal_arrays_pass() -> None:

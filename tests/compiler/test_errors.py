@@ -147,7 +147,7 @@ SET_CASES: dict[str, tuple[list[str], Expected]] = {
         ["num_stages=abc"],
         Expected(
             errors=["error[E023]: --set num_stages=abc: expected int, got 'abc'"],
-            hints=["parameter 'num_stages' is declared as int"],
+            hints=["parameter 'num_stages' is declared as int, min: 1"],
         ),
     ),
     "unknown": (
@@ -161,7 +161,27 @@ SET_CASES: dict[str, tuple[list[str], Expected]] = {
         ["nb_classes=0"],
         Expected(
             errors=["error[E023]: --set nb_classes=0: 0 is below the minimum 1"],
-            hints=["parameter 'nb_classes' is declared as int"],
+            hints=["parameter 'nb_classes' is declared as int, min: 1"],
+        ),
+    ),
+    "list-without-brackets": (
+        ["input_shape=32,32,3"],
+        Expected(
+            errors=["error[E023]: --set input_shape=32,32,3: expected list[int], got '32,32,3'"],
+            hints=[
+                "parameter 'input_shape' is declared as list[int]; a list is written in "
+                "brackets: --set input_shape=[32,32,3]"
+            ],
+        ),
+    ),
+    "list-without-brackets-of-words": (
+        ["input_shape=wide"],
+        Expected(  # not a list of ints in brackets either: the default shows the syntax
+            errors=["error[E023]: --set input_shape=wide: expected list[int], got 'wide'"],
+            hints=[
+                "parameter 'input_shape' is declared as list[int]; a list is written in "
+                "brackets, e.g. --set input_shape=[32,32,3]"
+            ],
         ),
     ),
     "not-a-bool": (
@@ -178,7 +198,7 @@ SET_CASES: dict[str, tuple[list[str], Expected]] = {
                 "error[E023]: --set nb_classes=18446744073709551616: "
                 "integer too large (more than 64 bits)"
             ],
-            hints=["parameter 'nb_classes' is declared as int"],
+            hints=["parameter 'nb_classes' is declared as int, min: 1"],
         ),
     ),
     "int-past-python-digit-limit": (

@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from compiler.api import at_size, compile_spec
 from compiler.load import loads
 from tests.conftest import SEED, SPECS
+from tests.reference_models import seed_torch
 
 SPEC_FILES = sorted(p.name for p in SPECS.glob("*.yaml"))
 
@@ -55,10 +56,22 @@ def test_twice_the_macs_are_what_pytorch_counts(spec: str) -> None:
     assert 2 * macs == counted_flops(module, size)
 
 
-def test_the_seed_matches_the_number_in_its_issue() -> None:
-    # FlopCounterMode on the seed's generated PyTorch model, as measured when the convention
-    # was defined (46,335,232), against archc's count from the spec alone
-    assert 2 * compile_spec(SEED).graph.macs == 46_335_232
+# The seed by hand (32x32x3 input; conv0 3x3 stride 2 'same' to 16x16x128; five bottlenecks
+# 128 -> 32 (1x1) -> 32 (3x3) -> 128 (1x1) at 16x16; a 128 -> 5 dense head): every output
+# of a convolution is kh * kw * in multiply-accumulates, a dense layer in * units.
+SEED_MACS = 16 * 16 * 128 * (3 * 3 * 3) + 5 * 16 * 16 * (128 * 32 + 32 * 3 * 3 * 32 + 32 * 128)
+SEED_MACS += 128 * 5
+
+
+def test_the_seed_counts_what_pytorch_counts_on_its_hand_written_twin() -> None:
+    # FlopCounterMode on tests/reference_models.seed_torch (written by hand, not by archc)
+    with torch.device("meta"):
+        model = seed_torch().eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32, device="meta"))
+    assert counter.get_total_flops() == 2 * SEED_MACS
+    assert compile_spec(SEED).graph.macs == SEED_MACS
 
 
 FORMULAS = """
@@ -101,9 +114,9 @@ def test_each_op_counts_its_textbook_formula() -> None:
 
 def test_check_prints_and_json_gives_macs(archc: Any) -> None:
     text = archc("check", SEED).stdout
-    assert "MACs: 23,167,616 (multiply-accumulates" in text
+    assert f"MACs: {SEED_MACS:,} (multiply-accumulates" in text
     data = json.loads(archc("check", SEED, "--json").stdout)
-    assert data["macs"] == 23_167_616
+    assert data["macs"] == SEED_MACS
     per = {layer["name"]: layer["macs"] for layer in data["layers"]}
     assert sum(per.values()) == data["macs"]
     assert per["fc10"] == 128 * 5 and per["merge5"] == 0
