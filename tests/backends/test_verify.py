@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import textwrap
 from collections.abc import Callable
 from dataclasses import replace
@@ -1394,6 +1395,8 @@ def test_cli_verify_seed_text(archc) -> None:
         result.stdout
     )
     assert "34 layers agree" in result.stdout
+    # the bound applied where max|Δ| is (atol + rtol·max|y|), not atol alone
+    assert re.search(r"max\|Δ\| = \S+ at '\w+' \(its bound \S+ = atol 1e-05 \+ rtol", result.stdout)
 
 
 SEED_MUTANTS = {
