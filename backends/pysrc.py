@@ -212,8 +212,8 @@ class _Rewrite(ast.NodeTransformer):
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
         # shape names may resolve to a source that is indexed differently (see ShapeRef)
-        if isinstance(node.value, ast.Name):
-            replacement = self.resolve(node.value.id)
+        if isinstance(node.value, ast.Name) and node.value.id not in self.bound:
+            replacement = self.resolve(node.value.id)  # (a loop variable is not the shape)
             if isinstance(replacement, ShapeRef):
                 return replacement.index(self.visit(node.slice))
         if _is_call(node.value, "shape"):
@@ -294,8 +294,11 @@ class ShapeRef(ast.Name):
 
 
 class _Whole(ast.NodeTransformer):
-    def visit_Name(self, node: ast.Name) -> ast.expr:
-        return node.whole() if isinstance(node, ShapeRef) else node
+    """A shape read whole (`len(in_shape)`): NodeTransformer dispatches on the class's name,
+    and ast.unparse would print a ShapeRef left in the tree as nothing at all."""
+
+    def visit_ShapeRef(self, node: ShapeRef) -> ast.expr:
+        return node.whole()
 
 
 def expr_ast(text: str, resolve: Resolver) -> ast.expr:

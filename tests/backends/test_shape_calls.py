@@ -166,3 +166,18 @@ def test_a_loop_variable_named_like_a_shape_variable_does_not_hide_it(
     assert compile_spec(str(spec)).graph.counts.total == want
     result = compile_to_file(spec, backend, tmp_path / "out")
     assert result.counts.total == want
+
+
+@pytest.mark.parametrize("backend", ["keras", "torch"])
+def test_a_shape_read_whole_is_the_shape(tmp_path: Path, backend: str) -> None:
+    spec = tmp_path / "whole.yaml"
+    units = "${len(in_shape) + sum(prev_shape) + sum(shape('img'))}"
+    spec.write_text(
+        HEAD.replace("[8, 8, 3]", "[6, 5, 3]")
+        + f'layers:\n  - {{op: dense, name: d, units: "{units}"}}\n',
+        encoding="utf-8",
+    )
+    # units 3 + (6 + 5 + 3) + (6 + 5 + 3) = 31 on 3 channels: 3 * 31 + 31
+    want = 3 * 31 + 31
+    assert compile_spec(str(spec)).graph.counts.total == want
+    assert compile_to_file(spec, backend, tmp_path / "out").counts.total == want
