@@ -253,6 +253,7 @@ def parse(source: str) -> ast.Expression:
     return tree
 
 
+_UNBOUND = object()  # a comprehension's variable before its loop binds it
 _FLAT = {int, float, bool, type(None)}  # element types that take no room of their own
 
 
@@ -338,7 +339,14 @@ class _Interpreter:
         if node.id in CONSTANTS:  # never a name in scope (see the module's docstring)
             return CONSTANTS[node.id]
         if node.id in self.env:
-            return self.env[node.id]
+            value = self.env[node.id]
+            if value is _UNBOUND:
+                raise ExprError(
+                    f"'{node.id}' is read before its loop binds it",
+                    hint="a comprehension's variable is known after its own 'for': "
+                    "[a + b for a in xs for b in range(a)]",
+                )
+            return value
         if node.id in FUNCTIONS:
             raise ExprError(f"'{node.id}' is a function; call it as {node.id}(...)")
         names = [n for n in self.env if n != SHAPE_FUNCTION]
@@ -355,9 +363,14 @@ class _Interpreter:
     _Tuple = _List
 
     def _ListComp(self, node: ast.ListComp) -> list[Any]:
+        """As in Python, every loop variable belongs to the whole comprehension (all but the
+        first iterable, which is read outside it), unbound until its own loop binds it."""
         out: list[Any] = []
         self.charge(len(self.env))
-        self._generate(node, 0, dict(self.env), out, [0])
+        scope = dict(self.env)
+        for gen in node.generators:
+            scope |= {t.id: _UNBOUND for t in ast.walk(gen.target) if isinstance(t, ast.Name)}
+        self._generate(node, 0, scope, out, [0])
         return out
 
     def _generate(
@@ -384,7 +397,7 @@ class _Interpreter:
             self.bound(total[0])
             return
         gen = node.generators[level]
-        self.env = scope
+        self.env = scope if level else outer
         try:
             values = self.run(gen.iter)
         finally:

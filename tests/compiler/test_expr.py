@@ -263,6 +263,10 @@ WORK = (
     "expression takes more than 1000000 steps (values computed, and elements made or read by "
     "ranges, comprehensions, functions and operators)"
 )
+UNBOUND = "'%s' is read before its loop binds it"
+UNBOUND_HINT = (
+    "a comprehension's variable is known after its own 'for': [a + b for a in xs for b in range(a)]"
+)
 WORK_HINT = "compute less in one expression: smaller ranges, fewer nested loops"
 
 REJECTED: dict[str, tuple[str, str]] = {
@@ -300,6 +304,10 @@ REJECTED: dict[str, tuple[str, str]] = {
     ),
     "[a for a, b in filters]": ("cannot unpack 32 into 2 names in '(a, b)'", ""),
     "[1 for max in filters]": ("'max' is a function and cannot be a loop variable", ""),
+    # as in Python (where generated code runs it): a loop variable is the comprehension's own
+    # everywhere but in the first iterable, and unbound until its loop binds it
+    "[0 for i in filters for stage in range(stage)]": (UNBOUND % "stage", UNBOUND_HINT),
+    "[i for i in filters if width > 0 for width in range(2)]": (UNBOUND % "width", UNBOUND_HINT),
     "[x for x in filters][3]": (
         "index 3 out of range for list of length 3 in '[x for x in filters][3]'",
         "",
