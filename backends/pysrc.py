@@ -147,7 +147,8 @@ class _Rewrite(ast.NodeTransformer):
     def visit_ListComp(self, node: ast.ListComp) -> ast.expr:
         """`[f(x) for x in xs]` -> `tuple(f(x) for x in xs)` (sequences are tuples). A loop
         variable is renamed when a spec name it would hide resolves to the same identifier."""
-        outer = dict(self.bound)
+        outer = self.bound  # never changed: an inner comprehension's names end with it
+        self.bound = dict(outer)
         names = _bound(node)
         free = _Reads()
         free.visit(node)
@@ -157,9 +158,14 @@ class _Rewrite(ast.NodeTransformer):
         taken = _INTRODUCED | {
             n for name in reads if (r := self.resolve(name)) is not None for n in _names_in(r)
         }
-        for name in names:
+        for name in sorted(names):
             new = name
-            while new in taken or new in outer.values():
+            while (
+                new in taken
+                or new in outer.values()
+                or (new != name and new in names)  # another loop variable's own name
+                or new in [self.bound[n] for n in names if n < name]
+            ):
                 new += "_"
             self.bound[name] = new
         generators = []
@@ -248,8 +254,8 @@ def _names_in(node: ast.expr) -> set[str]:
 def _static_int(node: ast.expr) -> int | None:
     """The value of an index written with integer literals and unary signs only (`-(-1)`)."""
     if isinstance(node, ast.Constant):
-        ok = isinstance(node.value, int) and not isinstance(node.value, bool)
-        return node.value if ok else None
+        value = node.value
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         k = _static_int(node.operand)
         if k is None:

@@ -61,7 +61,8 @@ def test_names_python_reads_as_something_else(
 CONSTANT_NAMED = {
     "parameter in a conditional": (
         'params:\n  "false": {type: int, default: 1}\n',
-        "{op: conv2d, name: c, filters: 4, kernel: 1, activation: \"${'relu' if false else 'linear'}\"}",
+        "{op: conv2d, name: c, filters: 4, kernel: 1,"
+        " activation: \"${'relu' if false else 'linear'}\"}",
     ),
     "parameter in arithmetic": (
         'params:\n  "false": {type: int, default: 1}\n',
