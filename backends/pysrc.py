@@ -17,10 +17,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from compiler.expr import parse
+from compiler.expr import CONSTANTS, parse
 from compiler.template import is_template, split_template
 
-CONSTANT_NAMES = {"true": True, "false": False, "True": True, "False": False, "None": None}
+CONSTANT_NAMES = CONSTANTS  # `true`/`false`: constants everywhere, as in the sandbox
 MATH_FUNCTIONS = {"ceil", "floor"}
 
 # A name in an expression -> the source that replaces it (None: the name is not in scope).
@@ -135,10 +135,10 @@ class _Rewrite(ast.NodeTransformer):
         self.bound: dict[str, str] = {}  # comprehension variable -> its name in the source
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
+        if node.id in CONSTANT_NAMES:  # never a variable (compiler.expr's docstring)
+            return ast.Constant(CONSTANT_NAMES[node.id])
         if node.id in self.bound:
             return ast.Name(self.bound[node.id], node.ctx)
-        if node.id in CONSTANT_NAMES:
-            return ast.Constant(CONSTANT_NAMES[node.id])
         replacement = self.resolve(node.id)
         if replacement is None:
             raise Unresolved(node.id)
@@ -147,20 +147,25 @@ class _Rewrite(ast.NodeTransformer):
     def visit_ListComp(self, node: ast.ListComp) -> ast.expr:
         """`[f(x) for x in xs]` -> `tuple(f(x) for x in xs)` (sequences are tuples). A loop
         variable is renamed when a spec name it would hide resolves to the same identifier."""
-        outer = dict(self.bound)
+        outer = self.bound  # never changed: an inner comprehension's names end with it
+        self.bound = dict(outer)
         names = _bound(node)
         free = _Reads()
         free.visit(node)
+        # what the comprehension's free names and shape('name') calls become in the source
+        reads = [SHAPE_OF + n for n in _shapes_read(node)]
+        reads += sorted(free.names - set(outer) - set(CONSTANT_NAMES))
         taken = _INTRODUCED | {
-            n.id
-            for name in free.names - set(outer) - set(CONSTANT_NAMES)
-            if (r := self.resolve(name)) is not None
-            for n in ast.walk(r)
-            if isinstance(n, ast.Name)
+            n for name in reads if (r := self.resolve(name)) is not None for n in _names_in(r)
         }
-        for name in names:
+        for name in sorted(names):
             new = name
-            while new in taken or new in outer.values():
+            while (
+                new in taken
+                or new in outer.values()
+                or (new != name and new in names)  # another loop variable's own name
+                or new in [self.bound[n] for n in names if n < name]
+            ):
                 new += "_"
             self.bound[name] = new
         generators = []
@@ -213,13 +218,50 @@ class _Rewrite(ast.NodeTransformer):
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
         # shape names may resolve to a source that is indexed differently (see ShapeRef)
-        if isinstance(node.value, ast.Name):
-            replacement = self.resolve(node.value.id)
+        if isinstance(node.value, ast.Name) and node.value.id not in self.bound:
+            replacement = self.resolve(node.value.id)  # (a loop variable is not the shape)
             if isinstance(replacement, ShapeRef):
                 return replacement.index(self.visit(node.slice))
         if _is_call(node.value, "shape"):
             return _shape_source(self.resolve, node.value).index(self.visit(node.slice))
         return ast.Subscript(self.visit(node.value), self.visit(node.slice))
+
+
+def _shapes_read(node: ast.AST) -> list[str]:
+    """The layer names of the `shape('name')` calls in an expression."""
+    return [
+        n.args[0].value
+        for n in ast.walk(node)
+        if isinstance(n, ast.Call)
+        and _is_call(n, "shape")
+        and n.args
+        and isinstance(n.args[0], ast.Constant)
+        and isinstance(n.args[0].value, str)
+    ]
+
+
+def _names_in(node: ast.expr) -> set[str]:
+    """The variables a resolved name's source reads (a ShapeRef holds its source as text)."""
+    out: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ShapeRef):
+            out |= {m.id for m in ast.walk(ast.parse(n.id, mode="eval")) if isinstance(m, ast.Name)}
+        elif isinstance(n, ast.Name):
+            out.add(n.id)
+    return out
+
+
+def _static_int(node: ast.expr) -> int | None:
+    """The value of an index written with integer literals and unary signs only (`-(-1)`)."""
+    if isinstance(node, ast.Constant):
+        value = node.value
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        k = _static_int(node.operand)
+        if k is None:
+            return None
+        return -k if isinstance(node.op, ast.USub) else k
+    return None
 
 
 def _shape_source(resolve: Resolver, call: Any) -> ShapeRef:
@@ -245,12 +287,10 @@ class ShapeRef(ast.Name):
         base = ast.Attribute(ast.Name(self.id), "shape")
         if not self.offset:
             return ast.Subscript(ast.Name(self.id), index)
-        if isinstance(index, ast.Constant) and isinstance(index.value, int):
-            k = index.value
+        k = _static_int(index)  # a known axis: counted past the extra ones, or from the end
+        if k is not None:
             return ast.Subscript(base, ast.Constant(k + self.offset if k >= 0 else k))
-        if isinstance(index, ast.UnaryOp) and isinstance(index.op, ast.USub):
-            return ast.Subscript(base, index)
-        return ast.Subscript(self.whole(), index)
+        return ast.Subscript(self.whole(), index)  # `-i` may be any axis: index the shape
 
     def whole(self) -> ast.expr:
         if not self.offset:
@@ -260,8 +300,11 @@ class ShapeRef(ast.Name):
 
 
 class _Whole(ast.NodeTransformer):
-    def visit_Name(self, node: ast.Name) -> ast.expr:
-        return node.whole() if isinstance(node, ShapeRef) else node
+    """A shape read whole (`len(in_shape)`): NodeTransformer dispatches on the class's name,
+    and ast.unparse would print a ShapeRef left in the tree as nothing at all."""
+
+    def visit_ShapeRef(self, node: ShapeRef) -> ast.expr:
+        return node.whole()
 
 
 def expr_ast(text: str, resolve: Resolver) -> ast.expr:

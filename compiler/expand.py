@@ -28,7 +28,7 @@ from .expr import SHAPE_FUNCTION, ExprError
 from .infer import infer_node, unknown_axes
 from .ir import Expansion, Graph, Node, Origin, Shape
 from .load import LoadedSpec
-from .names import SHAPE_NAMES, check_name, keras_name
+from .names import CONSTANT_HINT, SHAPE_NAMES, check_name, constant_name, keras_name
 from .ops import load_all
 from .ops.core import InputAttrs
 from .params import ParamTypeError, coerce
@@ -571,6 +571,15 @@ class _Expander(References):
                 f"loop variable {short_repr(item.var)} is not a valid name",
                 (*where, "var"),
                 scope,
+            )
+            return self.mark_broken(scope, None, item)
+        if reason := constant_name(item.var):
+            self.error(
+                "E066",
+                f"loop variable '{item.var}' {reason}",
+                (*where, "var"),
+                scope,
+                CONSTANT_HINT,
             )
             return self.mark_broken(scope, None, item)
         if item.inputs is not None:

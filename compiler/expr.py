@@ -5,7 +5,15 @@ node types and functions. Nothing is ever passed to eval/exec; attribute access,
 lambdas and unknown calls are rejected; integer size, exponent, sequence length, the total
 size of any value (items at every depth), the iterations of list comprehensions and the
 expression size are bounded, and checked before a value is built, so that `10**10**10` and
-`[[[0]*9999]*9999]*9999` fail at once.
+`[[[0]*9999]*9999]*9999` fail at once. The total work of one evaluation is bounded too
+(MAX_WORK steps: every node evaluated, every element a range, a comprehension, a function,
+an operator or a size check makes or reads), so that small values computed many times
+(`[max(range(10000)) for i in range(10000)]`) end in an error, not in minutes.
+
+`true` and `false` are constants (as YAML writes them) wherever they appear: nothing can be
+named so (parameters, block arguments and loop variables are refused by the compiler,
+comprehension variables here), so an expression means the same in the sandbox and in the
+Python that backends/pysrc.py translates it to.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ MAX_INT_BITS = 64
 MAX_SEQ_LEN = 10_000
 MAX_TOTAL = 100_000  # items at every depth of one value, characters of its strings included
 MAX_STEPS = 100_000  # iterations of all list comprehensions in one expression, nested ones too
+MAX_WORK = 1_000_000  # nodes evaluated + elements made, read or measured, in one expression
+MAX_ROUND_DIGITS = 400  # round(x, n): |n| beyond a float's 10**308 only costs time
+CONSTANTS = {"true": True, "false": False}  # YAML's spelling; Python's are keywords
 TOO_BIG = (
     f"result larger than {MAX_TOTAL} elements in all (nested lists and strings count each item)"
 )
@@ -58,6 +69,15 @@ def _range(*args: int) -> list[int]:
     if len(r) > MAX_SEQ_LEN:
         raise ExprError(f"range() longer than {MAX_SEQ_LEN}")
     return list(r)
+
+
+def _round(value: Any, *ndigits: Any) -> Any:
+    if ndigits and isinstance(ndigits[0], int) and abs(ndigits[0]) > MAX_ROUND_DIGITS:
+        raise ExprError(
+            f"round(): ndigits {short_repr(ndigits[0])} is out of range "
+            f"[-{MAX_ROUND_DIGITS}, {MAX_ROUND_DIGITS}]"
+        )
+    return round(value, *ndigits)
 
 
 def _str(value: Any) -> str:
@@ -112,7 +132,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min,
     "ord": _ord,
     "range": _range,
-    "round": round,
+    "round": _round,
     "shape": _shape,
     "str": _str,
     "sum": _sum,
@@ -216,6 +236,11 @@ def parse(source: str) -> ast.Expression:
                 raise ExprError(f"keyword arguments are not allowed in '{node.func.id}(...)'")
         if isinstance(node, ast.comprehension):
             for target in ast.walk(node.target):
+                if isinstance(target, ast.Name) and target.id in CONSTANTS:
+                    raise ExprError(
+                        f"'{target.id}' is a constant and cannot be a loop variable",
+                        hint="name the loop variable something else",
+                    )
                 if not isinstance(target, ast.Name | ast.Tuple | ast.Store):
                     raise ExprError(
                         f"a comprehension assigns to plain names only, not "
@@ -228,13 +253,32 @@ def parse(source: str) -> ast.Expression:
     return tree
 
 
+_UNBOUND = object()  # a comprehension's variable before its loop binds it
+_FLAT = {int, float, bool, type(None)}  # element types that take no room of their own
+
+
 class _Interpreter:
     def __init__(self, env: Mapping[str, Any]):
         self.env = env
         self.steps = 0  # list comprehension iterations so far
-        self.sizes: dict[int, tuple[Any, int]] = {}  # id -> (list, size): shared lists count fast
+        self.work = 0  # nodes evaluated and elements made, read or measured so far
+        # id -> (list, size) for the sequences the caller's environment holds: they live as
+        # long as the evaluation, so their sizes are kept; intermediates' sizes are not (a
+        # cache would keep every intermediate alive)
+        self.kept = {id(v) for v in env.values() if isinstance(v, list | tuple)}
+        self.sizes: dict[int, tuple[Any, int]] = {}
+
+    def charge(self, n: int) -> None:
+        self.work += n
+        if self.work > MAX_WORK:
+            raise ExprError(
+                f"expression takes more than {MAX_WORK} steps (values computed, and elements "
+                "made or read by ranges, comprehensions, functions and operators)",
+                hint="compute less in one expression: smaller ranges, fewer nested loops",
+            )
 
     def run(self, node: ast.AST) -> Any:
+        self.charge(1)
         method = getattr(self, "_" + type(node).__name__)
         return self.check(method(node))
 
@@ -256,11 +300,26 @@ class _Interpreter:
             return len(value)
         if not isinstance(value, list | tuple):
             return 1
+        return self._measure(value, {})
+
+    def _measure(self, value: list[Any] | tuple[Any, ...], seen: dict[int, int]) -> int:
+        """`size` of a sequence; `seen` counts a list shared within it once (its items are
+        alive while it is measured, so their ids cannot be reused meanwhile)."""
         hit = self.sizes.get(id(value))
         if hit is not None and hit[0] is value:
             return hit[1]
-        n = len(value) + sum(self.size(v) for v in value if isinstance(v, str | list | tuple))
-        self.sizes[id(value)] = (value, n)
+        self.charge(len(value))
+        n = len(value)
+        if not set(map(type, value)) <= _FLAT:
+            for v in value:
+                if isinstance(v, str):
+                    n += len(v)
+                elif isinstance(v, list | tuple):
+                    if id(v) not in seen:
+                        seen[id(v)] = self._measure(v, seen)
+                    n += seen[id(v)]
+        if id(value) in self.kept:
+            self.sizes[id(value)] = (value, n)
         return n
 
     @staticmethod
@@ -277,11 +336,17 @@ class _Interpreter:
         return node.value
 
     def _Name(self, node: ast.Name) -> Any:
+        if node.id in CONSTANTS:  # never a name in scope (see the module's docstring)
+            return CONSTANTS[node.id]
         if node.id in self.env:
-            return self.env[node.id]
-        consts = {"true": True, "false": False, "True": True, "False": False, "None": None}
-        if node.id in consts:
-            return consts[node.id]
+            value = self.env[node.id]
+            if value is _UNBOUND:
+                raise ExprError(
+                    f"'{node.id}' is read before its loop binds it",
+                    hint="a comprehension's variable is known after its own 'for': "
+                    "[a + b for a in xs for b in range(a)]",
+                )
+            return value
         if node.id in FUNCTIONS:
             raise ExprError(f"'{node.id}' is a function; call it as {node.id}(...)")
         names = [n for n in self.env if n != SHAPE_FUNCTION]
@@ -298,8 +363,14 @@ class _Interpreter:
     _Tuple = _List
 
     def _ListComp(self, node: ast.ListComp) -> list[Any]:
+        """As in Python, every loop variable belongs to the whole comprehension (all but the
+        first iterable, which is read outside it), unbound until its own loop binds it."""
         out: list[Any] = []
-        self._generate(node, 0, dict(self.env), out, [0])
+        self.charge(len(self.env))
+        scope = dict(self.env)
+        for gen in node.generators:
+            scope |= {t.id: _UNBOUND for t in ast.walk(gen.target) if isinstance(t, ast.Name)}
+        self._generate(node, 0, scope, out, [0])
         return out
 
     def _generate(
@@ -326,7 +397,7 @@ class _Interpreter:
             self.bound(total[0])
             return
         gen = node.generators[level]
-        self.env = scope
+        self.env = scope if level else outer
         try:
             values = self.run(gen.iter)
         finally:
@@ -336,11 +407,12 @@ class _Interpreter:
                 f"cannot loop over {type_name(values)} in '{ast.unparse(gen).strip()}'",
                 hint="loop over a list, a string or range(...)",
             )
+        self.charge(len(scope))
+        inner = dict(scope)  # the loop's variables, rebound for each item
         for value in values:
             self.steps += 1
             if self.steps > MAX_STEPS:
                 raise ExprError(f"comprehension runs more than {MAX_STEPS} iterations")
-            inner = dict(scope)
             self._bind(gen.target, value, inner)
             self.env = inner
             try:
@@ -349,8 +421,6 @@ class _Interpreter:
                 self.env = outer
             if keep:
                 self._generate(node, level + 1, inner, out, total)
-        if level:  # an inner loop's sequence is rebuilt for every outer item: let it go
-            self.sizes.pop(id(values), None)
 
     def _bind(self, target: ast.expr, value: Any, scope: dict[str, Any]) -> None:
         if isinstance(target, ast.Name):
@@ -424,10 +494,17 @@ class _Interpreter:
                 return value
         return value
 
+    def read(self, *values: Any) -> None:
+        """Charge the work of reading values (comparing them, a function going through them)."""
+        for v in values:
+            if isinstance(v, str | list | tuple):
+                self.charge(self.size(v))
+
     def _Compare(self, node: ast.Compare) -> bool:
         left = self.run(node.left)
         for op, comp in zip(node.ops, node.comparators, strict=True):
             right = self.run(comp)
+            self.read(left, right)
             try:
                 ok = _CMPOPS[type(op)](left, right)
             except TypeError:
@@ -479,6 +556,7 @@ class _Interpreter:
         fn = FUNCTIONS[name]
         if name == "shape":
             fn = self.env.get(SHAPE_FUNCTION, fn)
+        self.read(*args)
         try:
             return fn(*args)
         except ExprError:

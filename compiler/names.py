@@ -7,11 +7,21 @@ import re
 from typing import Any
 
 from .diagnostics import Diagnostic, did_you_mean
+from .expr import CONSTANTS
 from .load import LoadedSpec
 from .ops import load_all
 from .schema import RESERVED_REFS
 
 SHAPE_NAMES = ("in_shape", "prev_shape")  # bound in expressions to the current shapes
+CONSTANT_HINT = "true and false are constants in expressions; choose another name"
+
+
+def constant_name(name: str) -> str | None:
+    """Why a name a spec binds in expressions (a parameter, a block argument, a loop
+    variable) cannot be `name`, when it is one of the expression constants."""
+    if name in CONSTANTS:
+        return f"is reserved: expressions read '{name}' as the constant {name}"
+    return None
 
 
 def keras_name(layer_class: str) -> str:
@@ -47,13 +57,16 @@ def check_static(loaded: LoadedSpec) -> list[Diagnostic]:
         (("blocks", b, "args", a), a) for b, block in loaded.spec.blocks.items() for a in block.args
     ]
     for path, name in declared:
-        why = ""
+        why, hint = "", ""
         if not _NAME.fullmatch(name) or keyword.iskeyword(name):
             why = "is not a valid name (use letters, digits and underscores)"
         elif name in SHAPE_NAMES:
             why = "is reserved: expressions use it for the current input's shape"
+        elif reason := constant_name(name):
+            why, hint = reason, CONSTANT_HINT
         if why:
-            out.append(Diagnostic("E026", f"'{name}' {why}", loaded.doc.loc(path, key=True)))
+            loc = loaded.doc.loc(path, key=True)
+            out.append(Diagnostic("E026", f"'{name}' {why}", loc, hint=hint))
     for op, attrs in loaded.spec.defaults.items():
         if op not in ops or op == "input":
             out.append(

@@ -13,7 +13,7 @@ import pytest
 
 from backends import keras_backend, torch_backend
 from backends.codegen import import_source
-from backends.compile import check_generation
+from backends.compile import check_generation, compile_to_file
 from backends.verify import verify
 from compiler.api import compile_spec
 from compiler.diagnostics import SpecError
@@ -122,3 +122,62 @@ def test_mutant_reading_prev_instead_of_the_named_layer_is_caught(
     total = compile_spec(loads(head, "head_only.yaml")).graph.counts.total
     monkeypatch.undo()
     assert compile_spec(loads(head, "head_only.yaml")).graph.counts.total != total
+
+
+# -- shapes where generated code must print the index, or keep the names apart -----------------
+SIGNED_INDEX = HEAD.replace("[8, 8, 3]", "[6, 5, 3]") + (
+    "layers:\n"
+    '  - {op: dense, name: d, units: "${in_shape[-(-1)]}"}\n'  # axis 1: 5
+    "  - repeat: 2\n    body:\n"
+    '      - {op: dense, name: "e${i}", units: "${in_shape[-i] + 1}"}\n'  # -0 is axis 0
+)
+
+
+@pytest.mark.parametrize("backend", ["keras", "torch"])
+def test_a_signed_index_means_the_axis_the_sandbox_reads(tmp_path: Path, backend: str) -> None:
+    spec = tmp_path / "signed.yaml"
+    spec.write_text(SIGNED_INDEX, encoding="utf-8")
+    # in_shape is the model's input (6, 5, 3) throughout; dense per pixel over the channels,
+    # in*out + out: d 3 -> 5 (in_shape[1]), e0 5 -> 6 + 1 (in_shape[-0], axis 0), e1 7 -> 3 + 1
+    want = (3 * 5 + 5) + (5 * 7 + 7) + (7 * 4 + 4)
+    assert compile_spec(str(spec)).graph.counts.total == want
+    result = compile_to_file(spec, backend, tmp_path / "out")  # verifies counts and shapes
+    assert result.counts.total == want
+
+
+SHADOWING_LOOP = HEAD + (
+    "layers:\n"
+    "  - {op: conv2d, name: conv, filters: 4, kernel: 3, padding: same, id: stem}\n"
+    "  - {op: conv2d, name: c2, filters: \"${sum([shape('stem')[-1] for stem in range(2)])}\","
+    " kernel: 1}\n"
+    "  - {op: conv2d, name: c3, kernel: 1,"
+    " filters: \"${sum([shape('stem')[-1] + stem_shape for stem_shape in range(2)])}\"}\n"
+)
+
+
+@pytest.mark.parametrize("backend", ["keras", "torch"])
+def test_a_loop_variable_named_like_a_shape_variable_does_not_hide_it(
+    tmp_path: Path, backend: str
+) -> None:
+    spec = tmp_path / "shadow.yaml"
+    spec.write_text(SHADOWING_LOOP, encoding="utf-8")
+    # conv 3x3x3 -> 4; c2: 4 + 4 = 8 filters on 4; c3: (4 + 0) + (4 + 1) = 9 filters on 8
+    want = (3 * 3 * 3 * 4 + 4) + (4 * 8 + 8) + (8 * 9 + 9)
+    assert compile_spec(str(spec)).graph.counts.total == want
+    result = compile_to_file(spec, backend, tmp_path / "out")
+    assert result.counts.total == want
+
+
+@pytest.mark.parametrize("backend", ["keras", "torch"])
+def test_a_shape_read_whole_is_the_shape(tmp_path: Path, backend: str) -> None:
+    spec = tmp_path / "whole.yaml"
+    units = "${len(in_shape) + sum(prev_shape) + sum(shape('img'))}"
+    spec.write_text(
+        HEAD.replace("[8, 8, 3]", "[6, 5, 3]")
+        + f'layers:\n  - {{op: dense, name: d, units: "{units}"}}\n',
+        encoding="utf-8",
+    )
+    # units 3 + (6 + 5 + 3) + (6 + 5 + 3) = 31 on 3 channels: 3 * 31 + 31
+    want = 3 * 31 + 31
+    assert compile_spec(str(spec)).graph.counts.total == want
+    assert compile_to_file(spec, backend, tmp_path / "out").counts.total == want

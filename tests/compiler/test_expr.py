@@ -259,6 +259,15 @@ def test_template_with_braces_names_the_real_problem() -> None:
 # -- what it refuses ------------------------------------------------------------------------------
 
 TOTAL = "result larger than 100000 elements in all (nested lists and strings count each item)"
+WORK = (
+    "expression takes more than 1000000 steps (values computed, and elements made or read by "
+    "ranges, comprehensions, functions and operators)"
+)
+UNBOUND = "'%s' is read before its loop binds it"
+UNBOUND_HINT = (
+    "a comprehension's variable is known after its own 'for': [a + b for a in xs for b in range(a)]"
+)
+WORK_HINT = "compute less in one expression: smaller ranges, fewer nested loops"
 
 REJECTED: dict[str, tuple[str, str]] = {
     # attribute access and dunders
@@ -295,6 +304,10 @@ REJECTED: dict[str, tuple[str, str]] = {
     ),
     "[a for a, b in filters]": ("cannot unpack 32 into 2 names in '(a, b)'", ""),
     "[1 for max in filters]": ("'max' is a function and cannot be a loop variable", ""),
+    # as in Python (where generated code runs it): a loop variable is the comprehension's own
+    # everywhere but in the first iterable, and unbound until its loop binds it
+    "[0 for i in filters for stage in range(stage)]": (UNBOUND % "stage", UNBOUND_HINT),
+    "[i for i in filters if width > 0 for width in range(2)]": (UNBOUND % "width", UNBOUND_HINT),
     "[x for x in filters][3]": (
         "index 3 out of range for list of length 3 in '[x for x in filters][3]'",
         "",
@@ -335,6 +348,26 @@ REJECTED: dict[str, tuple[str, str]] = {
     "[0 for i in range(400) for j in range(400) if j < 0]": (
         "comprehension runs more than 100000 iterations",
         "",
+    ),
+    # total work: 200 ranges of 10,000 numbers are 2,000,000 elements made, though each
+    # value is small and the loop short
+    "[max(range(10000)) for i in range(200)]": (WORK, WORK_HINT),
+    "[len(filters * 3000) for i in range(200)]": (WORK, WORK_HINT),
+    "[filters * 3000 == filters * 3000 for i in range(100)]": (WORK, WORK_HINT),
+    # round()'s ndigits: 10 ** 1000000 would be computed to round 1 to 0
+    "round(1, -1000000)": ("round(): ndigits -1000000 is out of range [-400, 400]", ""),
+    "round(1.5, 10 ** 18)": (
+        "round(): ndigits 1000000000000000000 is out of range [-400, 400]",
+        "",
+    ),
+    # true and false are constants: nothing binds them
+    "[false for false in range(3)]": (
+        "'false' is a constant and cannot be a loop variable",
+        "name the loop variable something else",
+    ),
+    "[1 for i, true in [[1, 2]]]": (
+        "'true' is a constant and cannot be a loop variable",
+        "name the loop variable something else",
     ),
     "[[0] * 9999] * 6 + [[0] * 9999] * 6": (TOTAL, ""),  # 60_000 + 60_000
     "[[[0] * 9999] * 6, [[0] * 9999] * 6]": (TOTAL, ""),
@@ -378,6 +411,21 @@ def test_rejected(source: str, expected: tuple[str, str]) -> None:
     assert (exc.message, exc.hint) == expected
 
 
+def test_true_and_false_are_constants_whatever_is_in_scope() -> None:
+    # the compiler refuses parameters so named; were one ever in scope, generated Python
+    # (where false is False) and the sandbox would still agree
+    env = {"false": 1, "true": 0}
+    assert evaluate("'relu' if false else 'linear'", env) == "linear"
+    assert evaluate("false * 2", env) == 0
+    assert evaluate("true", env) is True
+
+
+def test_round_keeps_its_range() -> None:
+    assert evaluate("round(123456, -400)", {}) == 0
+    assert evaluate("round(2.5, 400)", {}) == 2.5
+    assert evaluate("round(1234, -2)", {}) == 1200  # Python's own: round(1234, -2)
+
+
 def test_unknown_name_without_anything_in_scope() -> None:
     exc = expr_error("width", {})
     assert (exc.message, exc.hint) == ("unknown name 'width'", "no names in scope")
@@ -411,6 +459,7 @@ def test_hostile_expressions_fail_before_building_anything_big(source: str) -> N
         "[[0] * 9999 for i in range(9999)]",  # 800 MB if built
         "[[[0] * 9999] * 9999 for i in range(9999)]",
         "[0 for i in range(9999) for j in range(9999) if j < 0]",  # 10^8 iterations
+        "[max(range(10000)) for i in range(10000)]",  # 10^8 elements made, 3.9 GB if kept
     ],
 )
 def test_hostile_comprehensions_stop_early(source: str) -> None:
