@@ -49,29 +49,24 @@ def build_abstract(module: Any) -> Any:
 
 
 def output_shapes(model: Any, graph: Graph) -> list[tuple[int, ...]]:
-    """The channels-last shapes of the model's outputs (batch excluded) for inputs of the
-    graph's shapes (batch 1), run on the `meta` device: the model is called with stand-ins
-    of its parameters and buffers that have shapes and no values (the model itself is left
-    as it is), so no activation is computed or stored."""
+    """Run the model once on zeros (batch 1, on the model's device: `meta` runs shapes only);
+    the channels-last shapes of its outputs."""
     import torch
-    from torch.func import functional_call
 
     model.eval()
-    stand_ins = {
-        name: tensor.to("meta")
-        for name, tensor in [*model.named_parameters(), *model.named_buffers()]
-    }
-    xs = tuple(
+    tensors = [*model.parameters(), *model.buffers()]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    xs = [
         torch.zeros(
             1,
             *input_shape(graph.node(n).shape or ()),
-            device="meta",
+            device=device,
             dtype=torch.long if graph.node(n).attrs.dtype == "int" else None,
         )
         for n in graph.inputs
-    )
+    ]
     with torch.no_grad():
-        ys = functional_call(model, stand_ins, xs)
+        ys = model(*xs)
     ys = ys if isinstance(ys, tuple) else (ys,)
     return [(*y.shape[2:], y.shape[1]) if y.dim() > 3 else tuple(y.shape[1:]) for y in ys]
 

@@ -1,7 +1,8 @@
-"""compile's output-shape check (E094) reads the shapes the framework's symbolic build
-knows, without running the model on values: a forward pass at full resolution costs more
-time and memory than building the model. The expected shapes come from the frameworks' own
-layers (a Dense or Linear of 3 units outputs 3 features, whatever the spec says)."""
+"""compile's output-shape check (E094): Keras reads the shapes its symbolic build knows,
+without running the model on values (an eager forward pass at full resolution cost Keras
+more time and memory than the build); PyTorch runs the model once at batch 1. The expected
+shapes come from the frameworks' own layers (a Dense or Linear of 3 units outputs 3
+features, whatever the spec says)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from typing import Any
 import keras
 import pytest
 import tensorflow as tf
-import torch
 from torch import nn
 
 from backends import compile as compile_mod
@@ -78,19 +78,12 @@ def test_keras_output_shapes_at_the_probe_size_when_sizes_are_unknown(tmp_path: 
     assert True not in spy.eager
 
 
-def test_torch_output_shapes_run_no_values_and_leave_the_model_as_it_was(
-    tmp_path: Path,
-) -> None:
+def test_torch_output_shapes_are_the_model_s(tmp_path: Path) -> None:
+    # PyTorch runs the model once at batch 1 (eagerly: its meta device costs a second and
+    # more of imports on first use, more than the forward pass of the specs in specs/)
     graph = graph_of(SPEC, tmp_path)
     model = nn.Sequential(nn.Conv2d(4, 2, 3), nn.Flatten(), nn.Linear(32, 3))
-    seen: list[bool] = []
-    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].is_meta))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
     assert torch_backend.output_shapes(model, graph) == [(3,)]  # Linear(32, 3), not 5
-    assert seen == [True]
-    after = model.state_dict()
-    for key, value in before.items():
-        assert after[key].device.type == "cpu" and torch.equal(after[key], value)
 
 
 def test_torch_output_shapes_are_channels_last(tmp_path: Path) -> None:
