@@ -124,9 +124,13 @@ def register(name: str, loader: Callable[[], Backend]) -> None:
 def check_generation(compiled: Compiled) -> None:
     """Render every backend's source (no framework is imported): a spec a backend cannot
     generate is refused here with its located error (E120), so `archc check` never passes a
-    spec that `archc compile` then refuses."""
-    for name in REGISTRY:
-        backend(name).render(compiled)
+    spec that `archc compile` then refuses. The source is not laid out (ruff): only the
+    refusals are wanted."""
+    from .writer import unformatted
+
+    with unformatted():
+        for name in REGISTRY:
+            backend(name).render(compiled)
 
 
 class VerificationError(SpecError):

@@ -317,14 +317,25 @@ def build_abstract(module: Any) -> None:
 
 
 def output_shapes(model: Any, graph: Graph) -> list[tuple[int, ...]]:
-    """Run the model once on zeros (batch 1); the shapes of its outputs, batch excluded."""
-    import numpy as np
+    """The shapes of the model's outputs (batch excluded) for inputs of the graph's shapes,
+    from Keras' symbolic build: the functional model's own output tensors where its inputs
+    have the graph's sizes, else its output spec at those sizes (traced, never run on
+    values: a forward pass at full resolution costs more than the build)."""
+    import keras
 
+    wanted = [(1, *(node.shape or ())) for node in map(graph.node, graph.inputs)]
+    inputs = getattr(model, "inputs", None) or []
+    outputs = getattr(model, "outputs", None)
+    built = [tuple(x.shape) for x in inputs]
+    if outputs and len(built) == len(wanted):
+        same = all(b[1:] == w[1:] for b, w in zip(built, wanted, strict=True))
+        if same and all(d is not None for y in outputs for d in y.shape[1:]):
+            return [tuple(int(d) for d in y.shape[1:]) for y in outputs]
     xs = [
-        np.zeros((1, *(node.shape or ())), np.int32 if node.attrs.dtype == "int" else np.float32)
-        for node in map(graph.node, graph.inputs)
+        keras.KerasTensor(shape, dtype="int32" if node.attrs.dtype == "int" else "float32")
+        for shape, node in zip(wanted, map(graph.node, graph.inputs), strict=True)
     ]
-    ys = model(xs if len(xs) > 1 else xs[0], training=False)
+    ys = model.compute_output_spec(xs if len(xs) > 1 else xs[0], training=False)
     ys = ys if isinstance(ys, list | tuple) else [ys]
     return [tuple(int(d) for d in y.shape[1:]) for y in ys]
 

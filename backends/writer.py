@@ -12,6 +12,7 @@ import subprocess
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from typing import Any
 
@@ -130,8 +131,24 @@ def _ruff() -> str:
     return str(find_ruff_bin())
 
 
+_LAY_OUT = ContextVar("lay_out", default=True)
+
+
+@contextmanager
+def unformatted() -> Iterator[None]:
+    """Within it, `formatted` returns the text as emitted: for `archc check`, which needs
+    only what a backend refuses, not the source's layout."""
+    token = _LAY_OUT.set(False)
+    try:
+        yield
+    finally:
+        _LAY_OUT.reset(token)
+
+
 def formatted(text: str) -> str:
     """`ruff format` of generated source (isolated from any project configuration)."""
+    if not _LAY_OUT.get():
+        return text
     proc = subprocess.run(
         [
             _ruff(),

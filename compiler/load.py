@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from .diagnostics import Diagnostic, SpecError, did_you_mean, short_repr
 from .ops import load_all
-from .schema import ITEM_KEYS, PATTERN_MEANING, Spec
+from .schema import ITEM_KEYS, PATTERN_MEANING, Spec, ops_named, spec_model
 from .yaml_loader import Document, PathKey, load_file, load_text
 
 
@@ -48,10 +48,11 @@ def validate(doc: Document) -> LoadedSpec:
             ]
         )
     missing = _missing_required(doc)
+    model = spec_model(ops_named(doc.data))
     try:
-        spec = Spec.model_validate(doc.data)
+        spec = model.model_validate(doc.data)
     except ValidationError as exc:
-        raise SpecError(_sorted([*_diagnostics(exc, doc), *missing])) from None
+        raise SpecError(_sorted([*_diagnostics(exc, doc, model), *missing])) from None
     if missing:
         raise SpecError(missing)
     return LoadedSpec(doc, spec)
@@ -142,9 +143,9 @@ def _unwrap(ann: Any) -> list[Any]:
 _TAGS = {("call", "BlockCall"), ("loop", "Repeat")}
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """Follow a pydantic loc (which includes union tags) through the Spec model."""
-    current: list[Any] = [Spec]
+def _model_at(loc: tuple[Any, ...], spec: type[Spec]) -> type[BaseModel] | None:
+    """Follow a pydantic loc (which includes union tags) through the spec's model."""
+    current: list[Any] = [spec]
     for comp in loc:
         nxt: list[Any] = []
         for ann in current:
@@ -165,8 +166,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return models[0] if len(models) == 1 else None
 
 
-def _allowed(loc: tuple[Any, ...]) -> list[str]:
-    model = _model_at(loc)
+def _allowed(loc: tuple[Any, ...], spec: type[Spec]) -> list[str]:
+    model = _model_at(loc, spec)
     return list(model.model_fields) if model else []
 
 
@@ -174,7 +175,7 @@ def _describe(value: Any) -> str:
     return short_repr(value, 60)
 
 
-def _diagnostics(exc: ValidationError, doc: Document) -> list[Diagnostic]:
+def _diagnostics(exc: ValidationError, doc: Document, spec: type[Spec]) -> list[Diagnostic]:
     grouped: dict[PathKey, list[Any]] = {}
     out: list[Diagnostic] = []
     errors = exc.errors()
@@ -205,7 +206,7 @@ def _diagnostics(exc: ValidationError, doc: Document) -> list[Diagnostic]:
             )
         elif kind == "extra_forbidden":
             key = str(path[-1]) if path else "?"
-            allowed = [k for k in _allowed(loc[:-1]) if k != "op"]
+            allowed = [k for k in _allowed(loc[:-1], spec) if k != "op"]
             guess = did_you_mean(key, allowed)
             listing = "allowed keys: " + ", ".join(allowed) if allowed else ""
             out.append(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
 import typing
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -27,7 +29,7 @@ from .diagnostics import short_repr
 from .ops import OpDef, load_all
 
 if TYPE_CHECKING:
-    Item = Any  # the discriminated union of items, bound to the op registry below
+    Item = Any  # the discriminated union of items: a spec's own ops (spec_model)
 
 SPEC_VERSION = 1
 RESERVED_REFS = ("prev", "input")
@@ -44,7 +46,9 @@ RefList = Annotated[list[str], Field(min_length=1)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # defer_build: a model's validator is built when it is first used on its own; the models
+    # nested in a spec are checked by the spec model's validator (see spec_model)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 class ParamDecl(_Strict):
@@ -148,10 +152,14 @@ def _item_model_name(op: OpDef) -> str:
     return "".join(p.title() for p in op.name.split("_")) + "Item"
 
 
-def _op_item_model(op: OpDef) -> type[BaseModel]:
-    """Attribute values may be expressions: here only their names are checked. A required
+@functools.cache
+def op_item_model(name: str) -> type[BaseModel]:
+    """The item model of the op called name, built on first use.
+
+    Attribute values may be expressions: here only their names are checked. A required
     attribute may come from `defaults:`, so its presence is checked with the spec's defaults
     in view (compiler.load._missing_required); the JSON Schema still lists it as required."""
+    op = load_all()[name]
     fields: dict[str, Any] = {"op": (Literal[op.name], ...)}
     for f in op.user_fields:
         has_default = f.default is not dataclasses.MISSING
@@ -160,10 +168,33 @@ def _op_item_model(op: OpDef) -> type[BaseModel]:
     return create_model(_item_model_name(op), __base__=_ItemBase, __doc__=op.doc or None, **fields)
 
 
-def item_union() -> Any:
-    ops = [op for name, op in sorted(load_all().items()) if name != "input"]
-    members = [Annotated[_op_item_model(op), Tag(f"op:{op.name}")] for op in ops]
-    members += [Annotated[BlockCall, Tag("call")], Annotated[Repeat, Tag("loop")]]
+def item_ops() -> list[str]:
+    """The ops a layer item may name (graph inputs are declared under `inputs:`)."""
+    return [name for name in sorted(load_all()) if name != "input"]
+
+
+def ops_named(data: Any) -> frozenset[str]:
+    """The registered ops that items anywhere in a raw spec document name: the ops whose
+    item models its validator needs (an item naming another op is reported as unknown)."""
+    known = set(item_ops())
+    found: set[str] = set()
+    todo = [data]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            op = node.get("op")
+            if isinstance(op, str) and op in known:
+                found.add(op)
+            todo += node.values()
+        elif isinstance(node, list):
+            todo += node
+    return frozenset(found)
+
+
+def item_union(ops: Iterable[str], repeat: Any) -> Any:
+    """Items (one model per op of `ops`, block calls, repeats) discriminated by their keys."""
+    members = [Annotated[op_item_model(op), Tag(f"op:{op}")] for op in sorted(ops)]
+    members += [Annotated[BlockCall, Tag("call")], Annotated[repeat, Tag("loop")]]
     return Annotated[Union[tuple(members)], Discriminator(_item_tag)]  # noqa: UP007
 
 
@@ -194,11 +225,38 @@ class Spec(_Strict):
     expect: Expect | None = None
 
 
-if not TYPE_CHECKING:
-    # Bind the forward references once, at import: every model is built exactly once.
-    Item = item_union()
-    for _model in (Repeat, BlockDef, Spec):
-        _model.model_rebuild()
+@functools.cache
+def spec_model(ops: frozenset[str]) -> type[Spec]:
+    """The Spec model whose items may name the ops in `ops` (any other op is unknown, E013).
+
+    One pydantic model per op is costly to build (and most specs use a few of the registry's
+    ops), so a spec is validated by the model of the ops it names (`ops_named`), built once
+    per set; `spec_model(frozenset(item_ops()))` is the whole format (the JSON Schema)."""
+    repeat = create_model(
+        "Repeat",
+        __base__=Repeat,
+        __doc__=Repeat.__doc__,
+        __module__=__name__,
+        body=(list["Item"], ...),  # bound below
+    )
+    item = item_union(ops, repeat)
+    items = Annotated[list[item], Field(min_length=1)]  # type: ignore[valid-type]
+    block_def = create_model(
+        "BlockDef",
+        __base__=BlockDef,
+        __module__=__name__,
+        body=(items, ...),
+    )
+    spec = create_model(
+        "Spec",
+        __base__=Spec,
+        __doc__=Spec.__doc__,
+        __module__=__name__,
+        blocks=(dict[str, block_def], {}),  # type: ignore[valid-type]
+        layers=(items, ...),
+    )
+    repeat.model_rebuild(_types_namespace={"Item": item})
+    return spec
 
 
 # --- The JSON Schema (`archc schema`) and the op reference (`archc ops`) ---------------------
@@ -580,7 +638,7 @@ def _describe_keys(model: dict[str, Any], words: dict[str, str]) -> None:
 def json_schema() -> dict[str, Any]:
     """JSON Schema of the spec format: every key and op attribute typed and described, with
     `${...}` expressions wherever the compiler evaluates them."""
-    schema = Spec.model_json_schema()
+    schema = spec_model(frozenset(item_ops())).model_json_schema()
     defs = schema["$defs"]
     ops = op_reference()
     for op in ops:

@@ -60,3 +60,17 @@ def test_module_attribute_names_cover_the_installed_torch() -> None:
     # in the source (rendering imports no torch), so it must cover the torch in use
     installed = set(dir(nn.Module)) | set(vars(nn.Module()))
     assert installed <= _MODULE_ATTRS, sorted(installed - _MODULE_ATTRS)
+
+
+def test_check_generation_does_not_lay_out_the_source(monkeypatch: Any) -> None:
+    # check needs only what a backend refuses, not its source: the formatter (a ruff
+    # subprocess per backend) does not run; compile still formats (test_generated_code)
+    from backends import writer
+    from backends.compile import check_generation
+    from compiler.api import compile_spec
+
+    def formatter(*args: Any) -> str:
+        raise AssertionError("the formatter ran")
+
+    monkeypatch.setattr(writer, "_ruff", formatter)
+    check_generation(compile_spec(str(STRUCTURED / "outer_id_in_repeat.yaml")))

@@ -423,3 +423,25 @@ def test_no_number_in_the_schema_is_infinite() -> None:
     assert all(
         math.isfinite(v) for s in _subschemas(schema()) for v in s.values() if isinstance(v, float)
     )
+
+
+def test_a_spec_is_validated_without_the_models_of_ops_it_does_not_name() -> None:
+    # one pydantic model per op is costly to build (most of `archc check`'s time once): a
+    # spec's validator holds the item models of its own ops only, and the full format is
+    # built for `archc schema` alone. Counted in a fresh interpreter, where nothing else
+    # has built item models.
+    import subprocess
+    import sys
+
+    code = (
+        "from compiler.load import loads\n"
+        "from compiler.schema import _ItemBase\n"
+        "loads('archc: 1\\nname: m\\ninputs: [{name: x, shape: [3]}]\\n"
+        "layers: [{op: dense, units: 2}, {repeat: 2, body: [{op: dense, units: 2}]}]\\n')\n"
+        "print(sorted(c.__name__ for c in _ItemBase.__subclasses__() "
+        "if c.__name__.endswith('Item')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["['DenseItem']"]

@@ -1,0 +1,119 @@
+"""compile's output-shape check (E094): Keras reads the shapes its symbolic build knows,
+without running the model on values (an eager forward pass at full resolution cost Keras
+more time and memory than the build); PyTorch runs the model once at batch 1. The expected
+shapes come from the frameworks' own layers (a Dense or Linear of 3 units outputs 3
+features, whatever the spec says)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import pytest
+import tensorflow as tf
+from torch import nn
+
+from backends import compile as compile_mod
+from backends import keras_backend, torch_backend
+from backends.compile import VerificationError, compile_to_file
+from compiler.api import compile_spec
+from compiler.ir import Graph
+
+SPEC = """archc: 1
+name: four_to_five
+inputs: [{name: x, shape: [6, 6, 4]}]
+layers:
+  - {op: conv2d, filters: 2, kernel: 3, name: c}
+  - {op: flatten}
+  - {op: dense, units: 5, name: d}
+"""
+IMAGE_SPEC = """archc: 1
+name: image_to_image
+inputs: [{name: x, shape: [null, null, 4]}]
+layers:
+  - {op: conv2d, filters: 2, kernel: 3, name: c}
+"""
+
+
+def graph_of(text: str, tmp_path: Path) -> Graph:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text, encoding="utf-8")
+    return compile_spec(str(spec)).graph
+
+
+class Spy(keras.layers.Layer):
+    """Records whether each call ran on values (eagerly) or symbolically."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eager: list[bool] = []
+
+    def call(self, x: Any) -> Any:
+        self.eager.append(tf.executing_eagerly())
+        return x
+
+
+def test_keras_output_shapes_are_the_symbolic_build_s(tmp_path: Path) -> None:
+    graph = graph_of(SPEC, tmp_path)
+    spy = Spy()
+    x = keras.Input((6, 6, 4))
+    y = keras.layers.Dense(3)(keras.layers.Flatten()(spy(x)))
+    model = keras.Model(x, y)
+    spy.eager.clear()
+    assert keras_backend.output_shapes(model, graph) == [(3,)]  # Dense(3), not the IR's 5
+    assert True not in spy.eager
+
+
+def test_keras_output_shapes_at_the_probe_size_when_sizes_are_unknown(tmp_path: Path) -> None:
+    # a model built for any size: its outputs are measured at the size compile probes
+    (probe,) = compile_mod.sizes.runs(compile_spec(_write(tmp_path, IMAGE_SPEC)), count=1)
+    h, w, _ = probe.graph.node(probe.graph.inputs[0]).shape or ()
+    spy = Spy()
+    x = keras.Input((None, None, 4))
+    model = keras.Model(x, keras.layers.Conv2D(7, 3)(spy(x)))
+    spy.eager.clear()
+    shapes = keras_backend.output_shapes(model, probe.graph)
+    assert shapes == [(h - 2, w - 2, 7)]  # a valid 3x3 convolution of 7 filters
+    assert True not in spy.eager
+
+
+def test_torch_output_shapes_are_the_model_s(tmp_path: Path) -> None:
+    # PyTorch runs the model once at batch 1 (eagerly: its meta device costs a second and
+    # more of imports on first use, more than the forward pass of the specs in specs/)
+    graph = graph_of(SPEC, tmp_path)
+    model = nn.Sequential(nn.Conv2d(4, 2, 3), nn.Flatten(), nn.Linear(32, 3))
+    assert torch_backend.output_shapes(model, graph) == [(3,)]  # Linear(32, 3), not 5
+
+
+def test_torch_output_shapes_are_channels_last(tmp_path: Path) -> None:
+    graph = graph_of(SPEC, tmp_path)
+    model = nn.Conv2d(4, 9, 3, padding=1)
+    assert torch_backend.output_shapes(model, graph) == [(6, 6, 9)]
+
+
+@pytest.mark.parametrize("backend", ["keras", "torch"])
+def test_compile_refuses_outputs_of_another_shape(
+    backend: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    # the generated model is right today; a model with the IR's counts but another output
+    # shape is simulated by the backend's output shapes
+    mod = compile_mod.backend(backend)
+    real = mod.module.output_shapes  # type: ignore[attr-defined]
+
+    def one_more(model: Any, graph: Graph) -> list[tuple[int, ...]]:
+        return [(*s[:-1], s[-1] + 1) for s in real(model, graph)]
+
+    monkeypatch.setattr(mod.module, "output_shapes", one_more)  # type: ignore[attr-defined]
+    spec = Path(_write(tmp_path, SPEC))
+    with pytest.raises(VerificationError) as info:
+        compile_to_file(spec, backend, tmp_path / "out")
+    assert info.value.diagnostics[0].code == "E094"
+    assert "[(6,)]" in info.value.diagnostics[0].message  # what the model computes, 5 + 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text, encoding="utf-8")
+    return str(spec)
