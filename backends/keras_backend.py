@@ -19,6 +19,7 @@ from .codegen import (
     KERAS_HELPER_MODULES,
     environment,
     header_context,
+    input_axes,
     helper_source,
     import_source,
 )
@@ -298,6 +299,7 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
         uses_regularizers=uses_regularizers,
         uses_layers=_uses_keras_layers(s),
         uses_sys=_repeats(s),
+        input_axes=input_axes(compiled, channels_first=False),
         uses_math=bool(used & {"ceil", "floor"}),
         helpers=helpers,
         **variants_context(compiled),

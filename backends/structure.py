@@ -70,7 +70,7 @@ GENERATED_NAMES = {
     *("KerasSeparableConv2d", "KerasMaxPool2d", "KerasAvgPool2d", "KerasBatchNorm"),
     *("KerasLayerNorm", "KerasDropout", "KerasNormalization", "per_channel", "LayerScale"),
     *("KerasConvTranspose2d", "transposed_shape", "upsample_shape", "KerasNames"),
-    *("GELU", "ScaledAdd"),
+    *("GELU", "ScaledAdd", "channels_last"),
 }
 # sequences and attention (backends/torch_sequence_helpers.py, keras_sequence_helpers.py)
 GENERATED_NAMES |= {

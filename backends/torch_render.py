@@ -18,7 +18,7 @@ from compiler.diagnostics import SpecError
 from compiler.names import keras_name
 
 from . import initializers
-from .codegen import environment, header_context, helper_source
+from .codegen import environment, header_context, helper_source, input_axes
 from .keras_ops import KERAS_LAYERS
 from .pysrc import ShapeRef, constant, is_constant, literal
 from .structure import (
@@ -731,7 +731,13 @@ def _heads(s: Structure) -> set[int]:
     return found
 
 
-def _model_class(r: _Renderer, cls_name: str) -> str:
+def kw_names(kw: list[str]) -> set[str]:
+    """The names of a signature's keyword parameters ("name: type = default")."""
+    return {k.split(":")[0].strip() for k in kw}
+
+
+def _model_class(r: _Renderer, cls_name: str) -> tuple[str, bool]:
+    """The model class's source, and whether it takes `logits`."""
     s = r.s
     compiled = s.compiled
     spec = compiled.loaded.spec
@@ -741,12 +747,18 @@ def _model_class(r: _Renderer, cls_name: str) -> str:
     computed_defaults(cls.init_lines, cls.values, spec.params, computed)
     if uses_auto_names(s, s.body, _counted):
         cls.init("names = KerasNames()  # Keras' automatic layer names, counted in this model")
-    for var, shape in s.inputs:
-        cls.init(f"{var.rstrip('_')}_shape = {cls.src(shape)}")
+    graph = compiled.graph
+    for (var, shape), node in zip(s.inputs, graph.inputs, strict=True):
+        given, default = cls.src(shape), graph.node(node).shape or ()
+        if given in kw_names(kw) and len(default) >= 2 and graph.node(node).attrs.dtype != "int":
+            # a shape parameter is channels-last; one given channels-first fails here, saying so
+            r.helpers.add("channels_last")
+            given = f"channels_last({given!r}, {given}, {literal(default)})"
+        cls.init(f"{var.rstrip('_')}_shape = {given}")
         cls.defined.add(var)
     cls.init(f"shape = {s.inputs[-1][0].rstrip('_')}_shape")
     cls.prev = s.inputs[-1][0]
-    cls.heads = _heads(s) if "logits" not in {k.split(":")[0] for k in kw} else set()
+    cls.heads = _heads(s) if "logits" not in kw_names(kw) else set()
     if cls.heads:
         kw.append("logits: bool = False")
         cls.init("self.logits = logits")
@@ -783,7 +795,7 @@ def _model_class(r: _Renderer, cls_name: str) -> str:
         with out.indented(f"def forward(self, {inputs}) -> {returns}:"):
             out.lines += cls.fwd.lines
             out(f"return {', '.join(outs)}")
-    return out.text()
+    return out.text(), bool(cls.heads)
 
 
 def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) -> str:
@@ -793,7 +805,7 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     for block in s.blocks.values():
         r.block_class(block)
     cls_name = class_name(model_name(s), r.class_names | GENERATED_NAMES)
-    model = _model_class(r, cls_name)
+    model, logits = _model_class(r, cls_name)
     used = functions_used_by(s)
     body = "\n\n\n".join([*r.classes, model])
     needed, todo = set(), list(r.helpers)
@@ -836,6 +848,9 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
         + [h for h in OWN_RESET if h in needed],
         initializers="keras_init_" in needed,
         input_words=input_words(compiled),
+        input_axes=input_axes(compiled, channels_first=True),
+        layout_note=layout_note(compiled),
+        logits=logits,
         input_dtypes=input_dtypes(compiled),
         torch_input_shape=input_shape(graph.node(graph.inputs[0]).shape or ()),
         **variants_context(compiled),
@@ -883,6 +898,7 @@ def _foldable(pad: Step, conv: Step) -> tuple[int, int] | None:
 
 
 _HELPER_ORDER = [
+    "channels_last",
     "keras_layer",
     "pair",
     "window_shape",
@@ -944,6 +960,25 @@ def input_words(compiled: Compiled) -> str:
     if node.attrs.dtype == "int":
         return "integer token ids"
     return "NCHW input" if len(node.shape or ()) >= 3 else "channels-last input"
+
+
+def layout_note(compiled: Compiled) -> str:
+    """The module docstring's word on the input layout (docs/ARCHITECTURE.md, "Layouts")."""
+    node = compiled.graph.node(compiled.graph.inputs[0])
+    rank = len(node.shape or ())
+    if node.attrs.dtype == "int" or rank < 2:
+        return ""
+    if rank == 2:
+        return (
+            "Sequences are (batch, steps, channels), channels last as Keras and\n"
+            "nn.MultiheadAttention(batch_first=True) take them, not Conv1d's (batch, channels,\n"
+            "steps): x.transpose(1, 2) turns one into the other (the Conv1d layers here do it\n"
+            "inside). Shape parameters such as input_shape are (steps, channels) too."
+        )
+    return (
+        "The spec's shape parameters (build_model's input_shape, where it has one) stay\n"
+        "channels-last, (height, width, channels), as the spec writes them."
+    )
 
 
 def input_dtypes(compiled: Compiled) -> list[str]:
