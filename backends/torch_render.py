@@ -286,8 +286,9 @@ class _Class:
         self.values = Values(r.s, self._shape_name, lambda ref: ShapeRef(self.shape_of(ref), 0))
         self.defined: set[str] = set()  # tensor variables forward has defined
         self.bound: set[str] = set()  # variables whose shape the constructor has set
-        # (condition source, the conditional groups it was made in) -> its flag attribute: a
-        # flag set inside an `if` of the constructor exists only where that `if` held
+        # (condition source, the conditional groups it was made in) -> what forward tests for
+        # it (a flag attribute, or a conditional module's `is not None`): a flag set inside
+        # an `if` of the constructor exists only where that `if` held
         self.flags: dict[tuple[str, tuple[int, ...]], str] = {}
         self.groups: tuple[int, ...] = ()  # the conditional groups being rendered, outermost first
         self.group_count = 0
@@ -377,13 +378,13 @@ class _Class:
         visible = (self.flags.get((test, self.groups[:k])) for k in range(len(self.groups), -1, -1))
         flag = next((f for f in visible if f is not None), None)
         if flag is None:  # one flag per condition (where the constructor sets it)
-            flag = f"use_{self.tensor(ref.a, step)}"
-            while flag in self.attrs:
-                flag += "_"
-            self.attrs.add(flag)
-            self.flags[(test, self.groups)] = flag
-            self.init(f"self.{flag} = {test}")
-        return f"({self.tensor(ref.a, step)} if self.{flag} else {self.tensor(ref.b, step)})"
+            attr = f"use_{self.tensor(ref.a, step)}"
+            while attr in self.attrs:
+                attr += "_"
+            self.attrs.add(attr)
+            flag = self.flags[(test, self.groups)] = f"self.{attr}"
+            self.init(f"self.{attr} = {test}")
+        return f"({self.tensor(ref.a, step)} if {flag} else {self.tensor(ref.b, step)})"
 
     def take(self, var: str) -> str:
         """A tensor of the class around this repeat body: forward takes it after x."""
@@ -429,6 +430,9 @@ class _Class:
             self.attrs.add(flag)
             self.init(f"self.{flag} = {self.src(when)}")
             init_test = fwd_test = f"self.{flag}"
+        if not re.search(r"(?<![.\w])shape\b", init_test):  # a test of the running shape
+            # may differ later: any other is the same wherever this class tests it again
+            self.flags.setdefault((self.src(when), self.groups), fwd_test)
         self.ensure_x()
         for var in (v for step in group for v in step.saves):
             if var in self.bound or (var not in self.s.used and var not in self.s.shaped):
@@ -522,13 +526,18 @@ class _Class:
             self.init(f"shape = {ctx.shape}")
 
     def initializer(self, step: OpStep, key: str) -> str:
-        """An initializer attribute as an object: a mapping as the class it names (the file
-        carries that class only), a name (or an expression giving one) through
-        keras_initializer (which carries every class a name may stand for)."""
+        """An initializer attribute as an object: a mapping or a name as the class it stands
+        for (the file carries that class only), an expression through keras_initializer
+        (which carries every class a name may stand for)."""
         config = initializers.config(self.s, step, key)
         if config is None:
+            value = step.attrs[key]
+            if is_constant(value):
+                cls, source = named_initializer(constant(value))
+                self.r.helpers.add(cls)
+                return source
             self.r.helpers.add("keras_initializer")
-            return f"keras_initializer({self.src(step.attrs[key])})"
+            return f"keras_initializer({self.src(value)})"
         self.r.helpers.add(type(config).__name__)
         return initializers.source(self.s, step, key, self.src, "")
 
@@ -959,7 +968,31 @@ def input_words(compiled: Compiled) -> str:
     node = compiled.graph.node(compiled.graph.inputs[0])
     if node.attrs.dtype == "int":
         return "integer token ids"
-    return "NCHW input" if len(node.shape or ()) >= 3 else "channels-last input"
+    rank = len(node.shape or ())
+    return "NCHW input" if rank >= 3 else "sequences" if rank == 2 else "channels-last input"
+
+
+_FAMILIES = {"glorot": (1.0, "fan_avg"), "he": (2.0, "fan_in"), "lecun": (1.0, "fan_in")}
+_PLAIN = {
+    "zeros": "Constant(0.0)",
+    "ones": "Constant(1.0)",
+    "random_normal": "RandomNormal()",
+    "random_uniform": "RandomUniform()",
+    "truncated_normal": "TruncatedNormal()",
+}
+
+
+def named_initializer(name: str) -> tuple[str, str]:
+    """A Keras initializer name as (class, source of the object), the object that
+    torch_init_helpers.keras_initializer gives for it at construction (a test holds the two
+    equal): a file whose initializers are constant names carries only their classes."""
+    family, _, kind = name.rpartition("_")
+    if family in _FAMILIES:
+        scale, mode = _FAMILIES[family]
+        distribution = "uniform" if kind == "uniform" else "truncated_normal"
+        return "VarianceScaling", f"VarianceScaling({scale!r}, {mode!r}, {distribution!r})"
+    source = _PLAIN[name]  # the compiler accepts no other name
+    return source.split("(")[0], source
 
 
 def layout_note(compiled: Compiled) -> str:
@@ -972,8 +1005,8 @@ def layout_note(compiled: Compiled) -> str:
         return (
             "Sequences are (batch, steps, channels), channels last as Keras and\n"
             "nn.MultiheadAttention(batch_first=True) take them, not Conv1d's (batch, channels,\n"
-            "steps): x.transpose(1, 2) turns one into the other (the Conv1d layers here do it\n"
-            "inside). Shape parameters such as input_shape are (steps, channels) too."
+            "steps): x.transpose(1, 2) turns one into the other (this model's Conv1d layers, if\n"
+            "any, transpose inside). Shape parameters such as input_shape are (steps, channels)."
         )
     return (
         "The spec's shape parameters (build_model's input_shape, where it has one) stay\n"
