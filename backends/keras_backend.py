@@ -19,9 +19,9 @@ from .codegen import (
     KERAS_HELPER_MODULES,
     environment,
     header_context,
-    input_axes,
     helper_source,
     import_source,
+    input_axes,
 )
 from .keras_ops import keras_layer
 from .pysrc import ShapeRef, literal

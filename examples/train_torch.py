@@ -5,9 +5,9 @@
 
 The model is `build_model(**params)` of a file `archc compile` wrote: `--module` takes a
 module path (generated.first_torch, found from the working folder) or the file's path
-(default: the seed, generated/resnet_preact_torch.py). A plain `Dataset` reads the PNG/JPEG files with Pillow
-(classes in sorted folder order, as Keras' image_dataset_from_directory numbers them), scaled
-to [0, 1], channels first. The loss is cross-entropy on logits plus
+(default: the seed, generated/resnet_preact_torch.py). A plain `Dataset` reads the PNG/JPEG
+files with Pillow (classes in sorted folder order, as Keras' image_dataset_from_directory
+numbers them), scaled to [0, 1], channels first. The loss is cross-entropy on logits plus
 `model.regularization_loss()` (the spec's L2 penalties, which Keras adds to its loss by
 itself); the file's OUTPUT_ACTIVATION says what the model gives: logits ("linear"), or
 probabilities ("softmax"), which `build_model(logits=True)` leaves out. Validation runs on root/val

@@ -49,14 +49,13 @@ def channels_last(name: str, shape, default: tuple) -> tuple:
     that says which layout is expected, here rather than at the first forward pass."""
     shape = tuple(shape)
     channels = default[-1]
-    if len(shape) == len(default) and channels is not None:
-        if shape[0] == channels and shape[-1] != channels:
-            axes = "(steps, channels)" if len(default) == 2 else "(height, width, channels)"
-            raise ValueError(
-                f"{name}={shape} has the channels first; {name} is channels-last, {axes}, as "
-                f"the spec writes it (default {default}), even where the tensors the model "
-                f"takes are channels-first: pass {name}={(*shape[1:], shape[0])}"
-            )
+    if channels is not None and len(shape) == len(default) and shape[0] == channels != shape[-1]:
+        axes = "(steps, channels)" if len(default) == 2 else "(height, width, channels)"
+        raise ValueError(
+            f"{name}={shape} has the channels first; {name} is channels-last, {axes}, as "
+            f"the spec writes it (default {default}), even where the tensors the model "
+            f"takes are channels-first: pass {name}={(*shape[1:], shape[0])}"
+        )
     return shape
 
 

@@ -119,6 +119,9 @@ def readme_first_spec() -> str:
     return re.search(r"^```yaml\n(.*?)^```$", section, re.S | re.M).group(1)
 
 
+TRAIN = ("--epochs", "8", "--lr", "0.1", "--bn-momentum", "0.9")
+
+
 @pytest.fixture(scope="module")
 def user_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder outside the repository: first.yaml compiled into its generated/ (imported by
@@ -157,8 +160,7 @@ def test_the_examples_train_logits_and_softmax_models_from_a_users_folder(
     assert f'OUTPUT_ACTIVATION = "{activation}"' in source
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of the repo's
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), "images", "--module", module]
-        + ["--epochs", "8", "--lr", "0.1", "--bn-momentum", "0.9"],
+        [sys.executable, str(EXAMPLES / script), "images", "--module", module, *TRAIN],
         cwd=user_folder,
         env=env,
         capture_output=True,
@@ -166,5 +168,5 @@ def test_the_examples_train_logits_and_softmax_models_from_a_users_folder(
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    loss, accuracy = final(proc.stdout)
+    _, accuracy = final(proc.stdout)
     assert accuracy >= 0.6, proc.stdout[-2000:]

@@ -259,7 +259,7 @@ def test_a_named_initializer_is_the_object_keras_initializer_gives() -> None:
 
     for name in NAMES:
         cls, source = named_initializer(name)
-        made = eval(source, vars(torch_init_helpers))  # noqa: S307 - our own rendered source
+        made = eval(source, vars(torch_init_helpers))  # our own rendered source
         want = torch_init_helpers.keras_initializer(name)
         assert type(made) is type(want) and type(made).__name__ == cls, name
         assert vars(made) == vars(want), name

@@ -100,4 +100,5 @@ def test_both_files_say_what_the_output_is(spec: str, want: str) -> None:
     compiled = compile_spec(loads(spec, "out.yaml"))
     for backend in (torch_backend, keras_backend):
         module = import_source(backend.render(compiled), f"out_{backend.NAME}_{want}")
-        assert module.OUTPUT_ACTIVATION == want
+        said = module.OUTPUT_ACTIVATION
+        assert said == want
