@@ -968,8 +968,7 @@ def input_words(compiled: Compiled) -> str:
     node = compiled.graph.node(compiled.graph.inputs[0])
     if node.attrs.dtype == "int":
         return "integer token ids"
-    rank = len(node.shape or ())
-    return "NCHW input" if rank >= 3 else "sequences" if rank == 2 else "channels-last input"
+    return "NCHW input" if len(node.shape or ()) >= 3 else "channels-last input"
 
 
 _FAMILIES = {"glorot": (1.0, "fan_avg"), "he": (2.0, "fan_in"), "lecun": (1.0, "fan_in")}

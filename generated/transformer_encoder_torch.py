@@ -2,7 +2,7 @@
 
 Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] below
 (relative to this file's folder), with the variant and overrides SPEC records.
-The model takes sequences of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
+The model takes channels-last input of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
 layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
 by name; initial values and `regularization_loss()` are Keras'.
 
@@ -253,7 +253,7 @@ class EncoderLayer(nn.Module):
 class TransformerEncoder(nn.Module):
     """Transformer encoder layers (post- or pre-norm, relu or gelu).
 
-    Takes sequences of shape (batch, *INPUT_SHAPE).
+    Takes channels-last input of shape (batch, *INPUT_SHAPE).
     """
 
     def __init__(

@@ -333,7 +333,7 @@ def test_a_sequence_model_says_it_takes_steps_then_channels() -> None:
     source = rendered(M5, "torch")
     assert "INPUT_SHAPE = (400, 1)  # (steps, channels): channels last, not Conv1d's" in source
     doc = " ".join((ast.get_docstring(ast.parse(source)) or "").split())
-    assert "takes sequences of shape (batch, *INPUT_SHAPE)" in doc
+    assert "takes channels-last input of shape (batch, *INPUT_SHAPE)" in doc
     assert "Sequences are (batch, steps, channels)" in doc
     assert "not Conv1d's (batch, channels, steps)" in doc
     mod = import_source(source, "m5_torch")
