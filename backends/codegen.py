@@ -51,7 +51,34 @@ def header_context(
         "spec_source": dict_source("SPEC", spec_header(compiled, out_dir)),
         "counts": graph.counts.as_dict(),
         "input_shape": graph.node(graph.inputs[0]).shape,
+        "output_activation": output_activation(compiled),
     }
+
+
+def input_axes(compiled: Compiled, channels_first: bool) -> str:
+    """What INPUT_SHAPE's axes are, said beside it: images channels-last in Keras and
+    channels-first in PyTorch; sequences (steps, channels) in both (docs/ARCHITECTURE.md)."""
+    node = compiled.graph.node(compiled.graph.inputs[0])
+    rank = len(node.shape or ())
+    if node.attrs.dtype == "int":
+        return "(steps,): token ids" if rank == 1 else ""
+    if rank == 2:
+        return "(steps, channels)" + (": channels last, not Conv1d's" if channels_first else "")
+    image = "(channels, height, width)" if channels_first else "(height, width, channels)"
+    return {1: "(features,)", 3: image}.get(rank, "")
+
+
+def output_activation(compiled: Compiled) -> str | tuple[str, ...]:
+    """The activation the output layer applies last ("linear": none), as a generated file's
+    OUTPUT_ACTIVATION tells a training loop which loss fits (softmax: probabilities, linear:
+    logits): one name, or one per output for a model of several."""
+    graph = compiled.graph
+    names = []
+    for name in graph.outputs:
+        node = graph.node(name)
+        fn = getattr(node.attrs, "fn" if node.op == "activation" else "activation", None)
+        names.append(fn if isinstance(fn, str) else "linear")
+    return names[0] if len(names) == 1 else tuple(names)
 
 
 def spec_header(

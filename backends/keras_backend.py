@@ -21,6 +21,7 @@ from .codegen import (
     header_context,
     helper_source,
     import_source,
+    input_axes,
 )
 from .keras_ops import keras_layer
 from .pysrc import ShapeRef, literal
@@ -236,10 +237,18 @@ def _build_model(s: Structure) -> tuple[str, bool]:
         outs = [fn.ref(r) for r in s.outputs]
         model_in = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
         model_out = outs[0] if len(outs) == 1 else "[" + ", ".join(outs) + "]"
+        model = f"keras.Model({model_in}, {model_out}, name={literal(model_name(s))})"
         if _repeats(s):  # the depth is a parameter
             out("# Keras walks the graph recursively, a few frames a layer: allow deep networks")
-            out("sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))")
-        out(f"return keras.Model({model_in}, {model_out}, name={literal(model_name(s))})")
+            out("# while it builds the model, and give the interpreter its own limit back")
+            out("recursion_limit = sys.getrecursionlimit()")
+            out("sys.setrecursionlimit(max(recursion_limit, 20_000))")
+            with out.indented("try:"):
+                out(f"return {model}")
+            with out.indented("finally:"):
+                out("sys.setrecursionlimit(recursion_limit)")
+        else:
+            out(f"return {model}")
     return out.text(), fn.uses_regularizers
 
 
@@ -298,6 +307,7 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
         uses_regularizers=uses_regularizers,
         uses_layers=_uses_keras_layers(s),
         uses_sys=_repeats(s),
+        input_axes=input_axes(compiled, channels_first=False),
         uses_math=bool(used & {"ceil", "floor"}),
         helpers=helpers,
         **variants_context(compiled),

@@ -52,6 +52,9 @@ GENERATED_NAMES = {
     "SPEC",
     "PARAMS",
     "INPUT_SHAPE",
+    "OUTPUT_ACTIVATION",
+    "sys",
+    "recursion_limit",
     "VARIANTS",
     "VARIANT_COUNTS",
     "block",
@@ -70,7 +73,7 @@ GENERATED_NAMES = {
     *("KerasSeparableConv2d", "KerasMaxPool2d", "KerasAvgPool2d", "KerasBatchNorm"),
     *("KerasLayerNorm", "KerasDropout", "KerasNormalization", "per_channel", "LayerScale"),
     *("KerasConvTranspose2d", "transposed_shape", "upsample_shape", "KerasNames"),
-    *("GELU", "ScaledAdd"),
+    *("GELU", "ScaledAdd", "channels_last"),
 }
 # sequences and attention (backends/torch_sequence_helpers.py, keras_sequence_helpers.py)
 GENERATED_NAMES |= {

@@ -16,6 +16,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def channels_last(name: str, shape, default: tuple) -> tuple:
+    """A shape argument as the spec writes it: channels last, (height, width, channels) or
+    (steps, channels). One whose first number is the default's channel count and whose last
+    is not was given channels-first (PyTorch's layout, INPUT_SHAPE's for images): an error
+    that says which layout is expected, here rather than at the first forward pass."""
+    shape = tuple(shape)
+    channels = default[-1]
+    if channels is not None and len(shape) == len(default) and shape[0] == channels != shape[-1]:
+        axes = "(steps, channels)" if len(default) == 2 else "(height, width, channels)"
+        raise ValueError(
+            f"{name}={shape} has the channels first; {name} is channels-last, {axes}, as "
+            f"the spec writes it (default {default}), even where the tensors the model "
+            f"takes are channels-first: pass {name}={(*shape[1:], shape[0])}"
+        )
+    return shape
+
+
 def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable: bool = True):
     """Tag a module with its Keras layer's name, L2 kernel factor and trainable flag."""
     module.keras_name, module.l2, module.keras_trainable = name, l2, trainable

@@ -18,7 +18,7 @@ from compiler.diagnostics import SpecError
 from compiler.names import keras_name
 
 from . import initializers
-from .codegen import environment, header_context, helper_source
+from .codegen import environment, header_context, helper_source, input_axes
 from .keras_ops import KERAS_LAYERS
 from .pysrc import ShapeRef, constant, is_constant, literal
 from .structure import (
@@ -286,8 +286,9 @@ class _Class:
         self.values = Values(r.s, self._shape_name, lambda ref: ShapeRef(self.shape_of(ref), 0))
         self.defined: set[str] = set()  # tensor variables forward has defined
         self.bound: set[str] = set()  # variables whose shape the constructor has set
-        # (condition source, the conditional groups it was made in) -> its flag attribute: a
-        # flag set inside an `if` of the constructor exists only where that `if` held
+        # (condition source, the conditional groups it was made in) -> what forward tests for
+        # it (a flag attribute, or a conditional module's `is not None`): a flag set inside
+        # an `if` of the constructor exists only where that `if` held
         self.flags: dict[tuple[str, tuple[int, ...]], str] = {}
         self.groups: tuple[int, ...] = ()  # the conditional groups being rendered, outermost first
         self.group_count = 0
@@ -377,13 +378,13 @@ class _Class:
         visible = (self.flags.get((test, self.groups[:k])) for k in range(len(self.groups), -1, -1))
         flag = next((f for f in visible if f is not None), None)
         if flag is None:  # one flag per condition (where the constructor sets it)
-            flag = f"use_{self.tensor(ref.a, step)}"
-            while flag in self.attrs:
-                flag += "_"
-            self.attrs.add(flag)
-            self.flags[(test, self.groups)] = flag
-            self.init(f"self.{flag} = {test}")
-        return f"({self.tensor(ref.a, step)} if self.{flag} else {self.tensor(ref.b, step)})"
+            attr = f"use_{self.tensor(ref.a, step)}"
+            while attr in self.attrs:
+                attr += "_"
+            self.attrs.add(attr)
+            flag = self.flags[(test, self.groups)] = f"self.{attr}"
+            self.init(f"self.{attr} = {test}")
+        return f"({self.tensor(ref.a, step)} if {flag} else {self.tensor(ref.b, step)})"
 
     def take(self, var: str) -> str:
         """A tensor of the class around this repeat body: forward takes it after x."""
@@ -429,6 +430,9 @@ class _Class:
             self.attrs.add(flag)
             self.init(f"self.{flag} = {self.src(when)}")
             init_test = fwd_test = f"self.{flag}"
+        if not re.search(r"(?<![.\w])shape\b", init_test):  # a test of the running shape
+            # may differ later: any other is the same wherever this class tests it again
+            self.flags.setdefault((self.src(when), self.groups), fwd_test)
         self.ensure_x()
         for var in (v for step in group for v in step.saves):
             if var in self.bound or (var not in self.s.used and var not in self.s.shaped):
@@ -522,13 +526,18 @@ class _Class:
             self.init(f"shape = {ctx.shape}")
 
     def initializer(self, step: OpStep, key: str) -> str:
-        """An initializer attribute as an object: a mapping as the class it names (the file
-        carries that class only), a name (or an expression giving one) through
-        keras_initializer (which carries every class a name may stand for)."""
+        """An initializer attribute as an object: a mapping or a name as the class it stands
+        for (the file carries that class only), an expression through keras_initializer
+        (which carries every class a name may stand for)."""
         config = initializers.config(self.s, step, key)
         if config is None:
+            value = step.attrs[key]
+            if is_constant(value):
+                cls, source = named_initializer(constant(value))
+                self.r.helpers.add(cls)
+                return source
             self.r.helpers.add("keras_initializer")
-            return f"keras_initializer({self.src(step.attrs[key])})"
+            return f"keras_initializer({self.src(value)})"
         self.r.helpers.add(type(config).__name__)
         return initializers.source(self.s, step, key, self.src, "")
 
@@ -731,7 +740,13 @@ def _heads(s: Structure) -> set[int]:
     return found
 
 
-def _model_class(r: _Renderer, cls_name: str) -> str:
+def kw_names(kw: list[str]) -> set[str]:
+    """The names of a signature's keyword parameters ("name: type = default")."""
+    return {k.split(":")[0].strip() for k in kw}
+
+
+def _model_class(r: _Renderer, cls_name: str) -> tuple[str, bool]:
+    """The model class's source, and whether it takes `logits`."""
     s = r.s
     compiled = s.compiled
     spec = compiled.loaded.spec
@@ -741,12 +756,18 @@ def _model_class(r: _Renderer, cls_name: str) -> str:
     computed_defaults(cls.init_lines, cls.values, spec.params, computed)
     if uses_auto_names(s, s.body, _counted):
         cls.init("names = KerasNames()  # Keras' automatic layer names, counted in this model")
-    for var, shape in s.inputs:
-        cls.init(f"{var.rstrip('_')}_shape = {cls.src(shape)}")
+    graph = compiled.graph
+    for (var, shape), node in zip(s.inputs, graph.inputs, strict=True):
+        given, default = cls.src(shape), graph.node(node).shape or ()
+        if given in kw_names(kw) and len(default) >= 2 and graph.node(node).attrs.dtype != "int":
+            # a shape parameter is channels-last; one given channels-first fails here, saying so
+            r.helpers.add("channels_last")
+            given = f"channels_last({given!r}, {given}, {literal(default)})"
+        cls.init(f"{var.rstrip('_')}_shape = {given}")
         cls.defined.add(var)
     cls.init(f"shape = {s.inputs[-1][0].rstrip('_')}_shape")
     cls.prev = s.inputs[-1][0]
-    cls.heads = _heads(s) if "logits" not in {k.split(":")[0] for k in kw} else set()
+    cls.heads = _heads(s) if "logits" not in kw_names(kw) else set()
     if cls.heads:
         kw.append("logits: bool = False")
         cls.init("self.logits = logits")
@@ -783,7 +804,7 @@ def _model_class(r: _Renderer, cls_name: str) -> str:
         with out.indented(f"def forward(self, {inputs}) -> {returns}:"):
             out.lines += cls.fwd.lines
             out(f"return {', '.join(outs)}")
-    return out.text()
+    return out.text(), bool(cls.heads)
 
 
 def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) -> str:
@@ -793,7 +814,7 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     for block in s.blocks.values():
         r.block_class(block)
     cls_name = class_name(model_name(s), r.class_names | GENERATED_NAMES)
-    model = _model_class(r, cls_name)
+    model, logits = _model_class(r, cls_name)
     used = functions_used_by(s)
     body = "\n\n\n".join([*r.classes, model])
     needed, todo = set(), list(r.helpers)
@@ -836,6 +857,9 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
         + [h for h in OWN_RESET if h in needed],
         initializers="keras_init_" in needed,
         input_words=input_words(compiled),
+        input_axes=input_axes(compiled, channels_first=True),
+        layout_note=layout_note(compiled),
+        logits=logits,
         input_dtypes=input_dtypes(compiled),
         torch_input_shape=input_shape(graph.node(graph.inputs[0]).shape or ()),
         **variants_context(compiled),
@@ -883,6 +907,7 @@ def _foldable(pad: Step, conv: Step) -> tuple[int, int] | None:
 
 
 _HELPER_ORDER = [
+    "channels_last",
     "keras_layer",
     "pair",
     "window_shape",
@@ -944,6 +969,48 @@ def input_words(compiled: Compiled) -> str:
     if node.attrs.dtype == "int":
         return "integer token ids"
     return "NCHW input" if len(node.shape or ()) >= 3 else "channels-last input"
+
+
+_FAMILIES = {"glorot": (1.0, "fan_avg"), "he": (2.0, "fan_in"), "lecun": (1.0, "fan_in")}
+_PLAIN = {
+    "zeros": "Constant(0.0)",
+    "ones": "Constant(1.0)",
+    "random_normal": "RandomNormal()",
+    "random_uniform": "RandomUniform()",
+    "truncated_normal": "TruncatedNormal()",
+}
+
+
+def named_initializer(name: str) -> tuple[str, str]:
+    """A Keras initializer name as (class, source of the object), the object that
+    torch_init_helpers.keras_initializer gives for it at construction (a test holds the two
+    equal): a file whose initializers are constant names carries only their classes."""
+    family, _, kind = name.rpartition("_")
+    if family in _FAMILIES:
+        scale, mode = _FAMILIES[family]
+        distribution = "uniform" if kind == "uniform" else "truncated_normal"
+        return "VarianceScaling", f"VarianceScaling({scale!r}, {mode!r}, {distribution!r})"
+    source = _PLAIN[name]  # the compiler accepts no other name
+    return source.split("(")[0], source
+
+
+def layout_note(compiled: Compiled) -> str:
+    """The module docstring's word on the input layout (docs/ARCHITECTURE.md, "Layouts")."""
+    node = compiled.graph.node(compiled.graph.inputs[0])
+    rank = len(node.shape or ())
+    if node.attrs.dtype == "int" or rank < 2:
+        return ""
+    if rank == 2:
+        return (
+            "Sequences are (batch, steps, channels), channels last as Keras and\n"
+            "nn.MultiheadAttention(batch_first=True) take them, not Conv1d's (batch, channels,\n"
+            "steps): x.transpose(1, 2) turns one into the other (this model's Conv1d layers, if\n"
+            "any, transpose inside). Shape parameters such as input_shape are (steps, channels)."
+        )
+    return (
+        "The spec's shape parameters (build_model's input_shape, where it has one) stay\n"
+        "channels-last, (height, width, channels), as the spec writes them."
+    )
 
 
 def input_dtypes(compiled: Compiled) -> list[str]:

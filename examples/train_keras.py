@@ -3,10 +3,13 @@
     python examples/make_images.py /tmp/images
     python examples/train_keras.py /tmp/images --epochs 5 --save /tmp/seed.weights.h5
 
-The model is `build_model(**params)` of a file `archc compile` wrote (default: the seed,
-generated/resnet_preact_keras.py; its input size and class count come from the spec's
-parameters, e.g. `--param nb_classes=5`). Images are scaled to [0, 1]. Validation runs on
-root/val after every epoch, in inference mode (BatchNorm uses its moving statistics).
+The model is `build_model(**params)` of a file `archc compile` wrote: `--module` takes a
+module path (generated.first_keras, found from the working folder) or the file's path (default:
+the seed, generated/resnet_preact_keras.py; its input size and class count come from the
+spec's parameters, e.g. `--param nb_classes=5`). The loss is cross-entropy (class indices) on
+what the file's OUTPUT_ACTIVATION says the model gives: probabilities (softmax) or logits
+(linear, `from_logits=True`). Images are scaled to [0, 1]. Validation runs on root/val after
+every epoch, in inference mode (BatchNorm uses its moving statistics).
 
 BatchNorm momentum: Keras' default 0.99 keeps 99% of the old moving statistics at every
 step, so after a few hundred steps they have barely left their initial values (mean 0,
@@ -19,12 +22,47 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# the working folder first, as `python -m` has it (its generated/ holds the user's files),
+# then the repository (its generated/ holds the seed's)
+sys.path[:0] = [os.getcwd(), str(ROOT)]
+
+
+def load_module(name: str) -> ModuleType:
+    """A generated file by its module path (generated.first_keras) or by its file path."""
+    if not name.endswith(".py"):
+        return importlib.import_module(name)
+    path = Path(name).resolve()
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"{name}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # TorchScript and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def output_activation(module: ModuleType) -> str:
+    """The generated file's OUTPUT_ACTIVATION, where it is one a classification loss takes:
+    "softmax" (probabilities) or "linear" (logits)."""
+    activation = getattr(module, "OUTPUT_ACTIVATION", None)
+    if activation is None:
+        raise SystemExit(
+            f"{module.__name__} has no OUTPUT_ACTIVATION: regenerate it with `archc compile`"
+        )
+    if activation not in ("softmax", "linear"):
+        raise SystemExit(
+            f"{module.__name__}: the model's output activation is {activation!r}; this script "
+            "trains one-label classifiers, whose output is softmax probabilities or logits"
+        )
+    return activation
 
 
 def parse_params(pairs: list[str]) -> dict[str, object]:
@@ -42,7 +80,11 @@ def parse_params(pairs: list[str]) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="data folder with train/ and val/ (one subfolder a class)")
-    parser.add_argument("--module", default="generated.resnet_preact_keras")
+    parser.add_argument(
+        "--module",
+        default="generated.resnet_preact_keras",
+        help="module path (generated.first_keras) or file path (out/first_keras.py)",
+    )
     parser.add_argument("--param", action="append", default=[], metavar="K=V")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -55,7 +97,9 @@ def main() -> None:
     import keras
 
     keras.utils.set_random_seed(args.seed)
-    model = importlib.import_module(args.module).build_model(**parse_params(args.param))
+    module = load_module(args.module)
+    from_logits = output_activation(module) == "linear"
+    model = module.build_model(**parse_params(args.param))
     if args.bn_momentum is not None:
         for layer in model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -65,7 +109,7 @@ def main() -> None:
     def images(folder: str, shuffle: bool):
         data = keras.utils.image_dataset_from_directory(
             Path(args.root) / folder,
-            label_mode="categorical",
+            label_mode="int",  # class indices: the model may have more outputs than classes
             image_size=(height, width),
             batch_size=args.batch_size,
             shuffle=shuffle,
@@ -76,8 +120,9 @@ def main() -> None:
     train, val = images("train", True), images("val", False)
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=args.lr, momentum=0.9),
-        loss="categorical_crossentropy",  # the model ends in softmax: probabilities
-        metrics=["accuracy"],
+        # softmax: the model gives probabilities; linear: logits
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     model.fit(train, validation_data=val, epochs=args.epochs, verbose=2)
     loss, accuracy = model.evaluate(val, verbose=0)

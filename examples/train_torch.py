@@ -3,11 +3,14 @@
     python examples/make_images.py /tmp/images
     python examples/train_torch.py /tmp/images --epochs 5 --save /tmp/seed.safetensors
 
-The model is `build_model(**params)` of a file `archc compile` wrote (default: the seed,
-generated/resnet_preact_torch.py). A plain `Dataset` reads the PNG/JPEG files with Pillow
-(classes in sorted folder order, as Keras' image_dataset_from_directory numbers them), scaled
-to [0, 1], channels first. The loss is cross-entropy plus `model.regularization_loss()`
-(the spec's L2 penalties, which Keras adds to its loss by itself). Validation runs on root/val
+The model is `build_model(**params)` of a file `archc compile` wrote: `--module` takes a
+module path (generated.first_torch, found from the working folder) or the file's path
+(default: the seed, generated/resnet_preact_torch.py). A plain `Dataset` reads the PNG/JPEG
+files with Pillow (classes in sorted folder order, as Keras' image_dataset_from_directory
+numbers them), scaled to [0, 1], channels first. The loss is cross-entropy on logits plus
+`model.regularization_loss()` (the spec's L2 penalties, which Keras adds to its loss by
+itself); the file's OUTPUT_ACTIVATION says what the model gives: logits ("linear"), or
+probabilities ("softmax"), which `build_model(logits=True)` leaves out. Validation runs on root/val
 after every epoch with `model.eval()`.
 
 `--load FILE` starts from weights (a .safetensors or .pt state dict, e.g. one `archc weights`
@@ -21,8 +24,9 @@ convention) sets PyTorch's momentum to 0.1 on every BatchNorm.
 from __future__ import annotations
 
 import argparse
-import importlib
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +38,7 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from examples.train_keras import parse_params  # noqa: E402
+from examples.train_keras import load_module, output_activation, parse_params  # noqa: E402
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 
@@ -65,13 +69,27 @@ class ImageFolder(Dataset):
         return torch.from_numpy(array).permute(2, 0, 1), label
 
 
-def evaluate(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
+def classifier(module, params: dict[str, object]) -> tuple[nn.Module, Callable]:
+    """The model of a generated file and what turns its output into logits: the output
+    itself for a model that gives logits, or for a softmax that `logits=True` leaves out;
+    the log of a softmax the model cannot leave out (cross-entropy is the same)."""
+    if output_activation(module) == "linear":
+        return module.build_model(**params), lambda y: y
+    model_class = inspect.signature(module.build_model).return_annotation
+    if "logits" in inspect.signature(model_class).parameters:
+        return module.build_model(**params, logits=True), lambda y: y
+    return module.build_model(**params), lambda p: p.clamp_min(1e-30).log()
+
+
+def evaluate(
+    model: nn.Module, loader: DataLoader, to_logits: Callable = lambda y: y
+) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) in inference mode."""
     model.eval()
     loss, correct, seen = 0.0, 0, 0
     with torch.no_grad():
         for x, y in loader:
-            logits = model(x)
+            logits = to_logits(model(x))
             loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
@@ -91,7 +109,11 @@ def load_weights(model: nn.Module, path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="data folder with train/ and val/ (one subfolder a class)")
-    parser.add_argument("--module", default="generated.resnet_preact_torch")
+    parser.add_argument(
+        "--module",
+        default="generated.resnet_preact_torch",
+        help="module path (generated.first_torch) or file path (out/first_torch.py)",
+    )
     parser.add_argument("--param", action="append", default=[], metavar="K=V")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -103,9 +125,9 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
-    module = importlib.import_module(args.module)
-    # logits=True: the softmax head is left out, as nn.CrossEntropyLoss wants
-    model = module.build_model(**parse_params(args.param), logits=True)
+    module = load_module(args.module)
+    # logits, as nn.CrossEntropyLoss wants them
+    model, to_logits = classifier(module, parse_params(args.param))
     if args.load:
         load_weights(model, args.load)
     if args.bn_momentum is not None:
@@ -126,13 +148,13 @@ def main() -> None:
         bar = tqdm(train, desc=f"epoch {epoch}/{args.epochs}", leave=False)
         for x, y in bar:
             optimizer.zero_grad()
-            loss = loss_fn(model(x), y) + model.regularization_loss()
+            loss = loss_fn(to_logits(model(x)), y) + model.regularization_loss()
             loss.backward()
             optimizer.step()
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        val_loss, val_acc = evaluate(model, val)
+        val_loss, val_acc = evaluate(model, val, to_logits)
         print(f"epoch {epoch}: val loss {val_loss:.4f}, val accuracy {val_acc:.4f}")
-    val_loss, val_acc = evaluate(model, val)
+    val_loss, val_acc = evaluate(model, val, to_logits)
     print(f"val loss {val_loss:.4f}, val accuracy {val_acc:.4f}")
     if args.save:
         from safetensors.torch import save_file

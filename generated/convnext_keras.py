@@ -16,7 +16,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 28589128, "trainable": 28589128, "non_trainable": 0}
-INPUT_SHAPE = (224, 224, 3)
+INPUT_SHAPE = (224, 224, 3)  # (height, width, channels)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation ("linear": none)
 VARIANTS = {
     "tiny": {},
     "small": {"model_name": "convnext_small", "depths": (3, 3, 27, 3)},
@@ -132,5 +133,10 @@ def build_model(
     x = layers.LayerNormalization(epsilon=1e-06, name=f"{model_name}_head_layernorm")(x)
     x = layers.Dense(classes, activation="softmax", name=f"{model_name}_head_dense")(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    return keras.Model(input_layer, x, name="convnext")
+    # while it builds the model, and give the interpreter its own limit back
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(recursion_limit, 20_000))
+    try:
+        return keras.Model(input_layer, x, name="convnext")
+    finally:
+        sys.setrecursionlimit(recursion_limit)

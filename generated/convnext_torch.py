@@ -5,6 +5,10 @@ Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] be
 The model takes NCHW input of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
 layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
 by name; initial values and `regularization_loss()` are Keras'.
+
+The spec's shape parameters (build_model's input_shape, where it has one) stay
+channels-last, (height, width, channels), as the spec writes them.
+
 Variants: `build_model(**VARIANTS[name])`; VARIANT_COUNTS has their parameter counts.
 """
 
@@ -18,7 +22,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 28589128, "trainable": 28589128, "non_trainable": 0}
-INPUT_SHAPE = (3, 224, 224)
+INPUT_SHAPE = (3, 224, 224)  # (channels, height, width)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation; logits=True leaves it out
 VARIANTS = {
     "tiny": {},
     "small": {"model_name": "convnext_small", "depths": (3, 3, 27, 3)},
@@ -33,6 +38,23 @@ VARIANT_COUNTS = {
     "small": {"total": 50223688, "trainable": 50223688, "non_trainable": 0},
     "base": {"total": 88591464, "trainable": 88591464, "non_trainable": 0},
 }
+
+
+def channels_last(name: str, shape, default: tuple) -> tuple:
+    """A shape argument as the spec writes it: channels last, (height, width, channels) or
+    (steps, channels). One whose first number is the default's channel count and whose last
+    is not was given channels-first (PyTorch's layout, INPUT_SHAPE's for images): an error
+    that says which layout is expected, here rather than at the first forward pass."""
+    shape = tuple(shape)
+    channels = default[-1]
+    if channels is not None and len(shape) == len(default) and shape[0] == channels != shape[-1]:
+        axes = "(steps, channels)" if len(default) == 2 else "(height, width, channels)"
+        raise ValueError(
+            f"{name}={shape} has the channels first; {name} is channels-last, {axes}, as "
+            f"the spec writes it (default {default}), even where the tensors the model "
+            f"takes are channels-first: pass {name}={(*shape[1:], shape[0])}"
+        )
+    return shape
 
 
 def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable: bool = True):
@@ -299,7 +321,7 @@ class Convnext(nn.Module):
                     for k in range(sum(depths))
                 ]
             )
-        input_layer_shape = input_shape
+        input_layer_shape = channels_last("input_shape", input_shape, (224, 224, 3))
         shape = input_layer_shape
         self.logits = logits
         self.prestem_normalization = keras_layer(

@@ -15,7 +15,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 8062504, "trainable": 7978856, "non_trainable": 83648}
-INPUT_SHAPE = (224, 224, 3)
+INPUT_SHAPE = (224, 224, 3)  # (height, width, channels)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation ("linear": none)
 
 
 def conv_block(inputs, *, prefix: str, growth_rate: int):
@@ -69,5 +70,10 @@ def build_model(
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dense(classes, activation="softmax", name="predictions")(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    return keras.Model(input_layer, x, name="densenet121")
+    # while it builds the model, and give the interpreter its own limit back
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(recursion_limit, 20_000))
+    try:
+        return keras.Model(input_layer, x, name="densenet121")
+    finally:
+        sys.setrecursionlimit(recursion_limit)

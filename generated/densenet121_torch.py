@@ -5,6 +5,9 @@ Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] be
 The model takes NCHW input of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
 layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
 by name; initial values and `regularization_loss()` are Keras'.
+
+The spec's shape parameters (build_model's input_shape, where it has one) stay
+channels-last, (height, width, channels), as the spec writes them.
 """
 
 import torch
@@ -17,7 +20,25 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 8062504, "trainable": 7978856, "non_trainable": 83648}
-INPUT_SHAPE = (3, 224, 224)
+INPUT_SHAPE = (3, 224, 224)  # (channels, height, width)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation; logits=True leaves it out
+
+
+def channels_last(name: str, shape, default: tuple) -> tuple:
+    """A shape argument as the spec writes it: channels last, (height, width, channels) or
+    (steps, channels). One whose first number is the default's channel count and whose last
+    is not was given channels-first (PyTorch's layout, INPUT_SHAPE's for images): an error
+    that says which layout is expected, here rather than at the first forward pass."""
+    shape = tuple(shape)
+    channels = default[-1]
+    if channels is not None and len(shape) == len(default) and shape[0] == channels != shape[-1]:
+        axes = "(steps, channels)" if len(default) == 2 else "(height, width, channels)"
+        raise ValueError(
+            f"{name}={shape} has the channels first; {name} is channels-last, {axes}, as "
+            f"the spec writes it (default {default}), even where the tensors the model "
+            f"takes are channels-first: pass {name}={(*shape[1:], shape[0])}"
+        )
+    return shape
 
 
 def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable: bool = True):
@@ -194,7 +215,7 @@ class Densenet121(nn.Module):
         logits: bool = False,
     ) -> None:
         super().__init__()
-        input_layer_shape = input_shape
+        input_layer_shape = channels_last("input_shape", input_shape, (224, 224, 3))
         shape = input_layer_shape
         self.logits = logits
         shape = (shape[0] + 6, shape[1] + 6, shape[2])

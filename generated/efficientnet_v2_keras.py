@@ -17,7 +17,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 7200312, "trainable": 7139704, "non_trainable": 60608}
-INPUT_SHAPE = (224, 224, 3)
+INPUT_SHAPE = (224, 224, 3)  # (height, width, channels)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation ("linear": none)
 VARIANTS = {
     "b0": {},
     "s": {
@@ -290,5 +291,10 @@ def build_model(
         name="predictions",
     )(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    return keras.Model(input_layer, x, name="efficientnet_v2")
+    # while it builds the model, and give the interpreter its own limit back
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(recursion_limit, 20_000))
+    try:
+        return keras.Model(input_layer, x, name="efficientnet_v2")
+    finally:
+        sys.setrecursionlimit(recursion_limit)

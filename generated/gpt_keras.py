@@ -16,7 +16,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 1057536, "trainable": 1057536, "non_trainable": 0}
-INPUT_SHAPE = (64,)
+INPUT_SHAPE = (64,)  # (steps,): token ids
+OUTPUT_ACTIVATION = "linear"  # the output layer's activation ("linear": none)
 VARIANTS = {
     "gpt2": {"vocab_size": 50257, "context": 1024, "width": 768, "depth": 12, "heads": 12},
     "gpt3": {"vocab_size": 50257, "context": 2048, "width": 12288, "depth": 96, "heads": 96},
@@ -82,5 +83,10 @@ def build_model(
     x = layers.LayerNormalization(epsilon=epsilon, name="ln_f")(x)
     x = layers.Dense(vocab_size, use_bias=False, name="lm_head")(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    return keras.Model(tokens, x, name="gpt")
+    # while it builds the model, and give the interpreter its own limit back
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(recursion_limit, 20_000))
+    try:
+        return keras.Model(tokens, x, name="gpt")
+    finally:
+        sys.setrecursionlimit(recursion_limit)

@@ -5,6 +5,7 @@ Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] be
 The model takes integer token ids of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
 layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
 by name; initial values and `regularization_loss()` are Keras'.
+
 Variants: `build_model(**VARIANTS[name])`; VARIANT_COUNTS has their parameter counts.
 """
 
@@ -20,7 +21,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 1057536, "trainable": 1057536, "non_trainable": 0}
-INPUT_SHAPE = (64,)
+INPUT_SHAPE = (64,)  # (steps,): token ids
+OUTPUT_ACTIVATION = "linear"  # the output layer's activation ("linear": none)
 INPUT_DTYPES = (torch.int64,)  # torch.int64: token ids
 VARIANTS = {
     "gpt2": {"vocab_size": 50257, "context": 1024, "width": 768, "depth": 12, "heads": 12},

@@ -15,7 +15,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 55873736, "trainable": 55813192, "non_trainable": 60544}
-INPUT_SHAPE = (299, 299, 3)
+INPUT_SHAPE = (299, 299, 3)  # (height, width, channels)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation ("linear": none)
 
 
 class KerasNames:
@@ -236,5 +237,10 @@ def build_model(
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dense(classes, activation="softmax", name="predictions")(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    return keras.Model(input_layer, x, name="inception_resnet_v2")
+    # while it builds the model, and give the interpreter its own limit back
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(recursion_limit, 20_000))
+    try:
+        return keras.Model(input_layer, x, name="inception_resnet_v2")
+    finally:
+        sys.setrecursionlimit(recursion_limit)

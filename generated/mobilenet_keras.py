@@ -16,7 +16,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 4253864, "trainable": 4231976, "non_trainable": 21888}
-INPUT_SHAPE = (224, 224, 3)
+INPUT_SHAPE = (224, 224, 3)  # (height, width, channels)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation ("linear": none)
 VARIANTS = {
     "alpha_0.25": {"alpha": 0.25},
     "alpha_0.5": {"alpha": 0.5},
@@ -92,5 +93,10 @@ def build_model(
     x = layers.Reshape((classes,), name="reshape_2")(x)
     x = layers.Activation("softmax", name="predictions")(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    return keras.Model(input_layer, x, name="mobilenet")
+    # while it builds the model, and give the interpreter its own limit back
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(recursion_limit, 20_000))
+    try:
+        return keras.Model(input_layer, x, name="mobilenet")
+    finally:
+        sys.setrecursionlimit(recursion_limit)

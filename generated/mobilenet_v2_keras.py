@@ -16,7 +16,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 3538984, "trainable": 3504872, "non_trainable": 34112}
-INPUT_SHAPE = (224, 224, 3)
+INPUT_SHAPE = (224, 224, 3)  # (height, width, channels)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation ("linear": none)
 VARIANTS = {"alpha_0.5": {"alpha": 0.5}, "alpha_0.75": {"alpha": 0.75}, "alpha_1.4": {"alpha": 1.4}}
 VARIANT_COUNTS = {
     "alpha_0.5": {"total": 1987224, "trainable": 1968680, "non_trainable": 18544},
@@ -123,5 +124,10 @@ def build_model(
     x = layers.GlobalAveragePooling2D(name="global_average_pooling2d")(x)
     x = layers.Dense(classes, activation="softmax", name="predictions")(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    return keras.Model(input_layer, x, name="mobilenet_v2")
+    # while it builds the model, and give the interpreter its own limit back
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(recursion_limit, 20_000))
+    try:
+        return keras.Model(input_layer, x, name="mobilenet_v2")
+    finally:
+        sys.setrecursionlimit(recursion_limit)

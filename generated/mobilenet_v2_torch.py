@@ -5,6 +5,10 @@ Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] be
 The model takes NCHW input of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
 layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
 by name; initial values and `regularization_loss()` are Keras'.
+
+The spec's shape parameters (build_model's input_shape, where it has one) stay
+channels-last, (height, width, channels), as the spec writes them.
+
 Variants: `build_model(**VARIANTS[name])`; VARIANT_COUNTS has their parameter counts.
 """
 
@@ -20,7 +24,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 3538984, "trainable": 3504872, "non_trainable": 34112}
-INPUT_SHAPE = (3, 224, 224)
+INPUT_SHAPE = (3, 224, 224)  # (channels, height, width)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation; logits=True leaves it out
 VARIANTS = {"alpha_0.5": {"alpha": 0.5}, "alpha_0.75": {"alpha": 0.75}, "alpha_1.4": {"alpha": 1.4}}
 VARIANT_COUNTS = {
     "alpha_0.5": {"total": 1987224, "trainable": 1968680, "non_trainable": 18544},
@@ -36,6 +41,23 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     if new < 0.9 * value:
         new += divisor
     return new
+
+
+def channels_last(name: str, shape, default: tuple) -> tuple:
+    """A shape argument as the spec writes it: channels last, (height, width, channels) or
+    (steps, channels). One whose first number is the default's channel count and whose last
+    is not was given channels-first (PyTorch's layout, INPUT_SHAPE's for images): an error
+    that says which layout is expected, here rather than at the first forward pass."""
+    shape = tuple(shape)
+    channels = default[-1]
+    if channels is not None and len(shape) == len(default) and shape[0] == channels != shape[-1]:
+        axes = "(steps, channels)" if len(default) == 2 else "(height, width, channels)"
+        raise ValueError(
+            f"{name}={shape} has the channels first; {name} is channels-last, {axes}, as "
+            f"the spec writes it (default {default}), even where the tensors the model "
+            f"takes are channels-first: pass {name}={(*shape[1:], shape[0])}"
+        )
+    return shape
 
 
 def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable: bool = True):
@@ -278,7 +300,7 @@ class MobilenetV2(nn.Module):
         logits: bool = False,
     ) -> None:
         super().__init__()
-        input_layer_shape = input_shape
+        input_layer_shape = channels_last("input_shape", input_shape, (224, 224, 3))
         shape = input_layer_shape
         self.logits = logits
         self.Conv1 = keras_layer(

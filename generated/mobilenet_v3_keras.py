@@ -16,7 +16,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 5507432, "trainable": 5483032, "non_trainable": 24400}
-INPUT_SHAPE = (224, 224, 3)
+INPUT_SHAPE = (224, 224, 3)  # (height, width, channels)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation ("linear": none)
 VARIANTS = {
     "small": {"model_type": "small"},
     "large_0.75": {"alpha": 0.75},
@@ -224,5 +225,10 @@ def build_model(
     x = layers.Flatten(name="flatten")(x)
     x = layers.Activation("softmax", name="predictions")(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    return keras.Model(input_layer, x, name="mobilenet_v3")
+    # while it builds the model, and give the interpreter its own limit back
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(recursion_limit, 20_000))
+    try:
+        return keras.Model(input_layer, x, name="mobilenet_v3")
+    finally:
+        sys.setrecursionlimit(recursion_limit)

@@ -16,7 +16,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 25636712, "trainable": 25583592, "non_trainable": 53120}
-INPUT_SHAPE = (224, 224, 3)
+INPUT_SHAPE = (224, 224, 3)  # (height, width, channels)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation ("linear": none)
 VARIANTS = {"resnet101": {"depth": 101}, "resnet152": {"depth": 152}}
 VARIANT_COUNTS = {
     "resnet101": {"total": 44707176, "trainable": 44601832, "non_trainable": 105344},
@@ -77,5 +78,10 @@ def build_model(
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dense(classes, activation="softmax", name="predictions")(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    return keras.Model(input_layer, x, name="resnet50")
+    # while it builds the model, and give the interpreter its own limit back
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(recursion_limit, 20_000))
+    try:
+        return keras.Model(input_layer, x, name="resnet50")
+    finally:
+        sys.setrecursionlimit(recursion_limit)

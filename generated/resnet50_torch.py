@@ -5,6 +5,10 @@ Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] be
 The model takes NCHW input of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
 layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
 by name; initial values and `regularization_loss()` are Keras'.
+
+The spec's shape parameters (build_model's input_shape, where it has one) stay
+channels-last, (height, width, channels), as the spec writes them.
+
 Variants: `build_model(**VARIANTS[name])`; VARIANT_COUNTS has their parameter counts.
 """
 
@@ -18,12 +22,30 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 25636712, "trainable": 25583592, "non_trainable": 53120}
-INPUT_SHAPE = (3, 224, 224)
+INPUT_SHAPE = (3, 224, 224)  # (channels, height, width)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation; logits=True leaves it out
 VARIANTS = {"resnet101": {"depth": 101}, "resnet152": {"depth": 152}}
 VARIANT_COUNTS = {
     "resnet101": {"total": 44707176, "trainable": 44601832, "non_trainable": 105344},
     "resnet152": {"total": 60419944, "trainable": 60268520, "non_trainable": 151424},
 }
+
+
+def channels_last(name: str, shape, default: tuple) -> tuple:
+    """A shape argument as the spec writes it: channels last, (height, width, channels) or
+    (steps, channels). One whose first number is the default's channel count and whose last
+    is not was given channels-first (PyTorch's layout, INPUT_SHAPE's for images): an error
+    that says which layout is expected, here rather than at the first forward pass."""
+    shape = tuple(shape)
+    channels = default[-1]
+    if channels is not None and len(shape) == len(default) and shape[0] == channels != shape[-1]:
+        axes = "(steps, channels)" if len(default) == 2 else "(height, width, channels)"
+        raise ValueError(
+            f"{name}={shape} has the channels first; {name} is channels-last, {axes}, as "
+            f"the spec writes it (default {default}), even where the tensors the model "
+            f"takes are channels-first: pass {name}={(*shape[1:], shape[0])}"
+        )
+    return shape
 
 
 def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable: bool = True):
@@ -138,7 +160,6 @@ class Bottleneck(nn.Module):
         self.bn3 = keras_layer(
             KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_3_bn"
         )
-        self.use_shortcut = conv_shortcut
         shape = shortcut_shape if conv_shortcut else in_shape
         self.out_shape = shape
 
@@ -157,7 +178,7 @@ class Bottleneck(nn.Module):
         x = F.relu(x)
         x = self.conv3(x)
         x = self.bn3(x)
-        x = (shortcut if self.use_shortcut else inputs) + x
+        x = (shortcut if self.conv0 is not None else inputs) + x
         x = F.relu(x)
         return x
 
@@ -184,7 +205,7 @@ class Resnet50(nn.Module):
             blocks = (
                 (3, 4, 6, 3) if depth == 50 else (3, 4, 23, 3) if depth == 101 else (3, 8, 36, 3)
             )
-        input_layer_shape = input_shape
+        input_layer_shape = channels_last("input_shape", input_shape, (224, 224, 3))
         shape = input_layer_shape
         self.logits = logits
         shape = (shape[0] + 6, shape[1] + 6, shape[2])

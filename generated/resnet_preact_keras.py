@@ -15,7 +15,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 96133, "trainable": 93957, "non_trainable": 2176}
-INPUT_SHAPE = (32, 32, 3)
+INPUT_SHAPE = (32, 32, 3)  # (height, width, channels)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation ("linear": none)
 
 
 def preact_bottleneck(inputs, *, filters: tuple[int, ...], stage: int, reg: float):
@@ -86,5 +87,10 @@ def build_model(
     x = layers.Flatten(name="flat")(x)
     x = layers.Dense(nb_classes, activation="softmax", name="fc10")(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    return keras.Model(input_3, x, name="rnpa")
+    # while it builds the model, and give the interpreter its own limit back
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(recursion_limit, 20_000))
+    try:
+        return keras.Model(input_3, x, name="rnpa")
+    finally:
+        sys.setrecursionlimit(recursion_limit)

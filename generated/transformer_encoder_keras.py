@@ -16,7 +16,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 18914304, "trainable": 18914304, "non_trainable": 0}
-INPUT_SHAPE = (128, 512)
+INPUT_SHAPE = (128, 512)  # (steps, channels)
+OUTPUT_ACTIVATION = "linear"  # the output layer's activation ("linear": none)
 VARIANTS = {
     "pre_norm_gelu": {"norm_first": True, "activation": "gelu"},
     "base": {"width": 768, "heads": 12, "depth": 12, "activation": "gelu"},
@@ -88,5 +89,10 @@ def build_model(
             epsilon=epsilon,
         )
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    return keras.Model(x_, x, name="transformer_encoder")
+    # while it builds the model, and give the interpreter its own limit back
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(recursion_limit, 20_000))
+    try:
+        return keras.Model(x_, x, name="transformer_encoder")
+    finally:
+        sys.setrecursionlimit(recursion_limit)

@@ -5,6 +5,12 @@ Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] be
 The model takes channels-last input of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
 layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
 by name; initial values and `regularization_loss()` are Keras'.
+
+Sequences are (batch, steps, channels), channels last as Keras and
+nn.MultiheadAttention(batch_first=True) take them, not Conv1d's (batch, channels,
+steps): x.transpose(1, 2) turns one into the other (this model's Conv1d layers, if
+any, transpose inside). Shape parameters such as input_shape are (steps, channels).
+
 Variants: `build_model(**VARIANTS[name])`; VARIANT_COUNTS has their parameter counts.
 """
 
@@ -20,7 +26,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 18914304, "trainable": 18914304, "non_trainable": 0}
-INPUT_SHAPE = (128, 512)
+INPUT_SHAPE = (128, 512)  # (steps, channels): channels last, not Conv1d's
+OUTPUT_ACTIVATION = "linear"  # the output layer's activation ("linear": none)
 VARIANTS = {
     "pre_norm_gelu": {"norm_first": True, "activation": "gelu"},
     "base": {"width": 768, "heads": 12, "depth": 12, "activation": "gelu"},

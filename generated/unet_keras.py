@@ -14,7 +14,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 31049474, "trainable": 31037698, "non_trainable": 11776}
-INPUT_SHAPE = (None, None, 3)
+INPUT_SHAPE = (None, None, 3)  # (height, width, channels)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation ("linear": none)
 VARIANTS = {"bilinear": {"upsampling": "bilinear"}, "small": {"filters": 16, "depth": 3}}
 VARIANT_COUNTS = {
     "bilinear": {"total": 31396674, "trainable": 31384898, "non_trainable": 11776},

@@ -5,6 +5,10 @@ Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] be
 The model takes NCHW input of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
 layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
 by name; initial values and `regularization_loss()` are Keras'.
+
+The spec's shape parameters (build_model's input_shape, where it has one) stay
+channels-last, (height, width, channels), as the spec writes them.
+
 Variants: `build_model(**VARIANTS[name])`; VARIANT_COUNTS has their parameter counts.
 """
 
@@ -18,7 +22,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 31049474, "trainable": 31037698, "non_trainable": 11776}
-INPUT_SHAPE = (3, None, None)
+INPUT_SHAPE = (3, None, None)  # (channels, height, width)
+OUTPUT_ACTIVATION = "softmax"  # the output layer's activation; logits=True leaves it out
 VARIANTS = {"bilinear": {"upsampling": "bilinear"}, "small": {"filters": 16, "depth": 3}}
 VARIANT_COUNTS = {
     "bilinear": {"total": 31396674, "trainable": 31384898, "non_trainable": 11776},

@@ -16,7 +16,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 86567656, "trainable": 86567656, "non_trainable": 0}
-INPUT_SHAPE = (224, 224, 3)
+INPUT_SHAPE = (224, 224, 3)  # (height, width, channels)
+OUTPUT_ACTIVATION = "linear"  # the output layer's activation ("linear": none)
 VARIANTS = {
     "ti16": {"width": 192, "heads": 3, "mlp_dim": 768},
     "s16": {"width": 384, "heads": 6, "mlp_dim": 1536},
@@ -117,5 +118,10 @@ def build_model(
     x = Take(0, name="class_output")(x)
     x = layers.Dense(classes, name="head")(x)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    return keras.Model(image, x, name="vit")
+    # while it builds the model, and give the interpreter its own limit back
+    recursion_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(recursion_limit, 20_000))
+    try:
+        return keras.Model(image, x, name="vit")
+    finally:
+        sys.setrecursionlimit(recursion_limit)

@@ -5,6 +5,10 @@ Regenerate with `archc compile SPEC --backend torch`, SPEC being SPEC["path"] be
 The model takes NCHW input of shape (batch, *INPUT_SHAPE). Its modules carry their Keras
 layer names (`model.keras_layers`: Keras layer name -> module path), so weights transfer
 by name; initial values and `regularization_loss()` are Keras'.
+
+The spec's shape parameters (build_model's input_shape, where it has one) stay
+channels-last, (height, width, channels), as the spec writes them.
+
 Variants: `build_model(**VARIANTS[name])`; VARIANT_COUNTS has their parameter counts.
 """
 
@@ -20,7 +24,8 @@ SPEC = {
     "archc": "0.1.0",
 }
 PARAMS = {"total": 86567656, "trainable": 86567656, "non_trainable": 0}
-INPUT_SHAPE = (3, 224, 224)
+INPUT_SHAPE = (3, 224, 224)  # (channels, height, width)
+OUTPUT_ACTIVATION = "linear"  # the output layer's activation ("linear": none)
 VARIANTS = {
     "ti16": {"width": 192, "heads": 3, "mlp_dim": 768},
     "s16": {"width": 384, "heads": 6, "mlp_dim": 1536},

@@ -193,3 +193,157 @@ def test_generated_torch_models_train(name: str) -> None:
         k for k, v in model.state_dict().items() if k in before and not torch.equal(v, before[k])
     ]
     assert moved == list(before)
+
+
+# -- what a generated file carries and does, nothing more ---------------------------------------
+RESNET20 = """
+archc: 1
+name: resnet20
+params:
+  input_shape: {type: "list[int]", default: [32, 32, 3]}
+  depth: {type: int, default: 1}
+inputs:
+  - {name: image, shape: "${input_shape}"}
+defaults:
+  conv2d: {padding: same, use_bias: false, kernel_initializer: he_normal}
+blocks:
+  basic:
+    args: {filters: {type: int}, stride: {type: int}, p: {type: str}}
+    body:
+      - {op: conv2d, name: "${p}_c1", filters: "${filters}", kernel: 3, strides: "${stride}"}
+      - {op: batch_norm, name: "${p}_bn1"}
+      - {op: activation, name: "${p}_r1", fn: relu}
+      - {op: conv2d, name: "${p}_c2", filters: "${filters}", kernel: 3}
+      - {op: batch_norm, name: "${p}_bn2", id: main}
+      - {op: conv2d, name: "${p}_proj", id: proj, inputs: [input], filters: "${filters}",
+         kernel: 1, strides: "${stride}", when: "${stride > 1}"}
+      - {op: add, name: "${p}_add", inputs: [main, "${'proj' if stride > 1 else 'input'}"]}
+      - {op: activation, name: "${p}_out", fn: relu}
+layers:
+  - {op: conv2d, filters: 16, kernel: 3}
+  - {op: batch_norm}
+  - {op: activation, fn: relu}
+  - repeat: 3
+    var: s
+    body:
+      - repeat: "${depth}"
+        var: i
+        body:
+          - block: basic
+            args: {filters: "${16 * 2 ** s}", stride: "${2 if s > 0 and i == 0 else 1}",
+                   p: "s${s}b${i}"}
+  - {op: global_avg_pool2d}
+  - {op: dense, units: 10, activation: softmax}
+"""
+
+
+def rendered(text: str, backend: str) -> str:
+    from backends import keras_backend, torch_backend
+    from compiler.api import compile_spec
+    from compiler.load import loads
+
+    mod = torch_backend if backend == "torch" else keras_backend
+    return mod.render(compile_spec(loads(text, "resnet20.yaml")))
+
+
+def test_a_resnet20_with_he_normal_carries_only_the_class_it_uses() -> None:
+    """he_normal is Keras' VarianceScaling(2.0, "fan_in", "truncated_normal"): the file
+    defines that class and none of the other four, nor the name table."""
+    tree = ast.parse(rendered(RESNET20, "torch"))
+    defined = {n.name for n in tree.body if isinstance(n, ast.ClassDef | ast.FunctionDef)}
+    others = {"RandomNormal", "TruncatedNormal", "RandomUniform", "Constant"}
+    assert "VarianceScaling" in defined
+    assert not defined & (others | {"keras_initializer"})
+
+
+def test_a_named_initializer_is_the_object_keras_initializer_gives() -> None:
+    from backends import torch_init_helpers
+    from backends.torch_render import named_initializer
+    from compiler.ops.initializers import NAMES
+
+    for name in NAMES:
+        cls, source = named_initializer(name)
+        made = eval(source, vars(torch_init_helpers))  # our own rendered source
+        want = torch_init_helpers.keras_initializer(name)
+        assert type(made) is type(want) and type(made).__name__ == cls, name
+        assert vars(made) == vars(want), name
+
+
+def test_a_condition_is_stored_once() -> None:
+    """The projection's `when` and the add's choice test the same condition: forward tests
+    the module it made (`self.s1b0_proj is not None`), not a flag that stores it again; and
+    the model computes what Keras' does (backends.verify: every layer, weights transferred)."""
+    from backends.verify import verify
+    from compiler.api import compile_spec
+    from compiler.load import loads
+
+    source = rendered(RESNET20, "torch")
+    assert "self.use_" not in source
+    assert "(proj if self.proj is not None else inputs)" in source
+    verify(compile_spec(loads(RESNET20, "resnet20.yaml"), {"input_shape": [12, 12, 3]}))
+
+
+def test_keras_build_model_gives_the_recursion_limit_back() -> None:
+    import sys
+
+    before = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(1_234)
+        module("resnet_preact_keras").build_model(num_stages=2)
+        assert sys.getrecursionlimit() == 1_234
+    finally:
+        sys.setrecursionlimit(before)
+
+
+# -- PyTorch layouts: NCHW images, (N, T, C) sequences, shape parameters channels-last ----------
+M5 = """
+archc: 1
+name: m5
+params:
+  input_shape: {type: "list[int]", default: [400, 1]}
+inputs:
+  - {name: wave, shape: "${input_shape}"}
+layers:
+  - {op: conv1d, filters: 8, kernel: 80, strides: 4, activation: relu}
+  - {op: max_pool1d, pool: 4}
+  - {op: conv1d, filters: 8, kernel: 3, activation: relu}
+  - {op: global_avg_pool1d}
+  - {op: dense, units: 5, activation: softmax}
+"""
+
+
+def test_a_channels_first_input_shape_fails_at_construction_naming_the_layout() -> None:
+    """INPUT_SHAPE is (3, 32, 32); build_model's input_shape is the spec's (32, 32, 3). Given
+    in the file's form, it fails when the model is made, saying what to pass; given
+    channels-last (any channel count), the model takes the NCHW tensor it describes."""
+    mod = module("resnet_preact_torch")
+    assert mod.INPUT_SHAPE == (3, 32, 32)
+    with pytest.raises(ValueError, match=r"channels-last, \(height, width, channels\)") as err:
+        mod.build_model(input_shape=(3, 64, 64))
+    assert "input_shape=(64, 64, 3)" in str(err.value)
+    with torch.no_grad():
+        for shape in ((64, 64, 3), [64, 64, 1], (3, 64, 3)):  # (3, 64, 3): 3 high, RGB
+            model = mod.build_model(input_shape=shape).eval()
+            x = torch.randn(2, shape[-1], shape[0], shape[1])
+            assert tuple(model(x).shape) == (2, 5)
+
+
+def test_a_sequence_model_says_it_takes_steps_then_channels() -> None:
+    """Sequences stay (N, T, C) in PyTorch (docs/ARCHITECTURE.md), Conv1d's (N, C, T) is
+    not: the file says so beside INPUT_SHAPE and in its docstring, takes (2, 400, 1), and a
+    channels-first input_shape fails at construction."""
+    from backends.codegen import import_source
+
+    source = rendered(M5, "torch")
+    assert "INPUT_SHAPE = (400, 1)  # (steps, channels): channels last, not Conv1d's" in source
+    doc = " ".join((ast.get_docstring(ast.parse(source)) or "").split())
+    assert "takes channels-last input of shape (batch, *INPUT_SHAPE)" in doc
+    assert "Sequences are (batch, steps, channels)" in doc
+    assert "not Conv1d's (batch, channels, steps)" in doc
+    mod = import_source(source, "m5_torch")
+    with torch.no_grad():
+        assert tuple(mod.build_model().eval()(torch.randn(2, 400, 1)).shape) == (2, 5)
+        with pytest.raises(RuntimeError):  # Conv1d's layout is not this model's
+            mod.build_model().eval()(torch.randn(2, 1, 400))
+    with pytest.raises(ValueError, match=r"\(steps, channels\).*input_shape=\(400, 1\)"):
+        mod.build_model(input_shape=(1, 400))

@@ -397,8 +397,8 @@ MUTANTS: dict[str, tuple[str, str, str, str, tuple[str, str]]] = {
         "conv2d",
         ("truncated", "kernel"),
     ),
-    "he-as-glorot": (  # the name table: he_* with glorot's scale
-        "keras_initializer",
+    "he-as-glorot": (  # the name table (torch_render's, for a constant name): glorot's scale
+        "_FAMILIES",
         '"he": (2.0, "fan_in")',
         '"he": (1.0, "fan_in")',
         "conv2d",
@@ -428,7 +428,10 @@ def test_mutant_is_caught(tmp_path: Path, mutant: str, monkeypatch: pytest.Monke
     init = KINDS[kind][2][target]
     want = law(init, keras_shape(compiled, *target))
     check_law(torch_draws(compiled, [target])[target], want, "the rule")  # it holds ...
-    monkeypatch.setattr(torch_render, "helper_source", mutated(helper, old, new))
+    if helper == "_FAMILIES":  # the renderer's table, not a helper's source
+        monkeypatch.setitem(torch_render._FAMILIES, "he", (1.0, "fan_in"))
+    else:
+        monkeypatch.setattr(torch_render, "helper_source", mutated(helper, old, new))
     with pytest.raises(AssertionError) as caught:  # ... and the mutant breaks it
         check_law(torch_draws(compiled, [target])[target], want, mutant)
     assert mutant in str(caught.value)  # the check failed, nothing else

@@ -83,3 +83,22 @@ def test_a_model_without_a_softmax_output_has_no_logits_argument() -> None:
     module = module_of(NO_SOFTMAX, "no_logits")
     with pytest.raises(TypeError, match="logits"):
         module.build_model(logits=True)
+
+
+NO_ACTIVATION = NO_SOFTMAX.replace(", activation: sigmoid", "")
+
+
+@pytest.mark.parametrize(
+    ("spec", "want"),
+    [(HEAD_AS_LAYER, "softmax"), (NO_SOFTMAX, "sigmoid"), (NO_ACTIVATION, "linear")],
+)
+def test_both_files_say_what_the_output_is(spec: str, want: str) -> None:
+    """OUTPUT_ACTIVATION: the output layer's activation as the spec gives it ('linear': none),
+    the same in both files, so that a training loop picks its loss (from_logits) from it."""
+    from backends import keras_backend
+
+    compiled = compile_spec(loads(spec, "out.yaml"))
+    for backend in (torch_backend, keras_backend):
+        module = import_source(backend.render(compiled), f"out_{backend.NAME}_{want}")
+        said = module.OUTPUT_ACTIVATION
+        assert said == want
