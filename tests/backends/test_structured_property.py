@@ -311,7 +311,8 @@ class Gen:
             return items, cond
         if self.flag(0.5):
             items = self.keep_op(sc)
-            self.maybe_id(sc, items[-1], sc.prev, None)
+            # a residual add may come with a `when` of its own: an id on it is conditional
+            self.maybe_id(sc, items[-1], sc.prev, items[-1].get("when"))
             if sc.concrete and "id" not in items[-1] and "when" not in items[-1]:
                 sc.names[items[-1]["name"]] = sc.prev
             return items, None
