@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import functools
 import importlib.util
 import itertools
 import os
@@ -24,6 +23,7 @@ import jinja2
 from compiler import __version__
 from compiler.api import Compiled
 
+from .helper_library import KERAS_MODULES, TORCH_MODULES, library, torch_library, torch_modules
 from .pysrc import literal
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -256,31 +256,17 @@ def import_source(text: str, name: str) -> ModuleType:
     return module
 
 
-HELPER_MODULES = ("py_helpers", "torch_helpers", "torch_sequence_helpers", "torch_init_helpers")
+HELPER_MODULES = TORCH_MODULES  # archc's own; ops may add theirs (helper_library)
 # the Keras layers generated Keras files may define (they share names with PyTorch helpers)
-KERAS_HELPER_MODULES = ("keras_helpers", "keras_sequence_helpers")
+KERAS_HELPER_MODULES = KERAS_MODULES
 
 
-def helper_source(name: str, modules: tuple[str, ...] = HELPER_MODULES) -> str:
-    """The source of a helper that generated modules carry (py_helpers, torch_helpers,
-    torch_sequence_helpers, torch_init_helpers; or the Keras layers of `KERAS_HELPER_MODULES`),
-    read from the file without importing it: rendering source needs no framework."""
-    for module in modules:
-        found = _definitions(module).get(name)
-        if found is not None:
-            return found
-    raise KeyError(f"no helper '{name}' in {', '.join(modules)}")
-
-
-@functools.cache
-def _definitions(module: str) -> dict[str, str]:
-    """Top-level functions and classes of a helper module: name -> source (decorators
-    included, as inspect.getsource gives it)."""
-    text = Path(__file__).with_name(f"{module}.py").read_text(encoding="utf-8")
-    lines = text.splitlines(keepends=True)
-    out = {}
-    for node in ast.parse(text).body:
-        if isinstance(node, ast.FunctionDef | ast.ClassDef):
-            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
-            out[node.name] = "".join(lines[start - 1 : node.end_lineno]).rstrip() + "\n"
-    return out
+def helper_source(name: str, modules: tuple[str, ...] | None = None) -> str:
+    """The source of a helper that generated modules carry: one of the PyTorch files'
+    (`helper_library.torch_library`, ops' own helper modules included) or of `modules`
+    (`KERAS_HELPER_MODULES`: the Keras layers), read from the file without importing it:
+    rendering source needs no framework."""
+    found = (torch_library() if modules is None else library(tuple(modules))).helpers.get(name)
+    if found is None:
+        raise KeyError(f"no helper '{name}' in {', '.join(map(str, modules or torch_modules()))}")
+    return found.source

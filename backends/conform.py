@@ -296,7 +296,10 @@ def torch_module_differences(node: Node, module: Any) -> list[str]:
             f"{where} is {'frozen' if frozen else 'trainable'}, the IR says "
             f"{'trainable' if node.trainable else 'frozen'}"
         )
-    known = _TORCH_READ.get(node.op)
+    from .torch_ops import TORCH_OPS
+
+    op = TORCH_OPS.get(node.op)
+    known = op.reads if op is not None and op.reads is not None else _TORCH_READ.get(node.op)
     cls = type(module).__name__
     if known is None:
         return [*diffs, f"{where} is a {cls}, but the IR's {node.op} makes no module"]

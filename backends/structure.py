@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import keyword
 import re
 from collections.abc import Callable
@@ -29,64 +30,63 @@ from compiler.schema import BlockCall, ParamDecl, Repeat
 from compiler.template import is_template, split_template
 from compiler.yaml_loader import PathKey
 
+from .helper_library import helper_names
 from .keras_ops import keras_layer
 from .pysrc import functions_used, shape_calls, value_names
 
-# Names the generated modules define or use themselves; spec names that collide get a '_'.
-GENERATED_NAMES = {
-    "keras",
-    "layers",
-    "regularizers",
-    "math",
-    "torch",
-    "nn",
-    "F",
-    "Tensor",
-    "x",
-    "inputs",
-    "shape",
-    "in_shape",
-    "self",
-    "build_model",
-    "make_divisible",
-    "SPEC",
-    "PARAMS",
-    "INPUT_SHAPE",
-    "OUTPUT_ACTIVATION",
-    "sys",
-    "recursion_limit",
-    "VARIANTS",
-    "VARIANT_COUNTS",
-    "block",
-    "layer",
-    "inner",
-    "inner2",
-    "inner3",
-    "name",
-    "names",
-    "module",
-    # helpers generated files may carry (backends/py_helpers.py, backends/torch_helpers.py,
-    # backends/keras_helpers.py)
-    *("keras_layer", "pair", "window_shape", "same_pad", "same_pads", "torch_pads"),
-    *("zero_pad_shape", "crop", "reshape_shape", "broadcast_shape", "torch_dim"),
-    *("concat_shape", "activate", "KerasConv2d", "KerasDepthwiseConv2d"),
-    *("KerasSeparableConv2d", "KerasMaxPool2d", "KerasAvgPool2d", "KerasBatchNorm"),
-    *("KerasLayerNorm", "KerasDropout", "KerasNormalization", "per_channel", "LayerScale"),
-    *("KerasConvTranspose2d", "transposed_shape", "upsample_shape", "KerasNames"),
-    *("GELU", "ScaledAdd", "channels_last"),
-}
-# sequences and attention (backends/torch_sequence_helpers.py, keras_sequence_helpers.py)
-GENERATED_NAMES |= {
-    *("to_channels_last", "from_channels_last", "steps_out", "same_pads_1d", "glorot_"),
-    *("KerasConv1d", "KerasPool1d", "KerasEmbedding", "PositionalEmbedding", "ClassToken"),
-    *("KerasMultiHeadAttention", "take_axis", "slice_axis", "permute_axes", "Take", "Slice"),
-}
-# initializers (backends/torch_init_helpers.py)
-GENERATED_NAMES |= {
-    *("VarianceScaling", "RandomNormal", "TruncatedNormal", "RandomUniform", "Constant"),
-    *("keras_initializer", "with_initializers", "keras_init_"),
-}
-RESERVED = GENERATED_NAMES | set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))
+# Names the generated modules define or use themselves (besides the helpers they may carry);
+# spec names that collide get a '_'.
+_OWN_NAMES = frozenset(
+    {
+        "keras",
+        "layers",
+        "regularizers",
+        "math",
+        "torch",
+        "nn",
+        "F",
+        "Tensor",
+        "x",
+        "inputs",
+        "shape",
+        "in_shape",
+        "self",
+        "build_model",
+        "SPEC",
+        "PARAMS",
+        "INPUT_SHAPE",
+        "OUTPUT_ACTIVATION",
+        "sys",
+        "recursion_limit",
+        "VARIANTS",
+        "VARIANT_COUNTS",
+        "block",
+        "layer",
+        "inner",
+        "inner2",
+        "inner3",
+        "name",
+        "names",
+        "module",
+    }
+)
+_KEYWORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+
+
+def generated_names() -> frozenset[str]:
+    """Names a generated module defines or uses: the renderers' own and every helper a file
+    may carry (helper_library: the helper modules' top-level definitions, ops' own included)."""
+    return _OWN_NAMES | helper_names()
+
+
+def reserved() -> frozenset[str]:
+    """Names a spec name must not become: generated_names(), keywords and builtins."""
+    return _reserved(helper_names())
+
+
+@functools.cache
+def _reserved(helpers: frozenset[str]) -> frozenset[str]:
+    return _OWN_NAMES | helpers | _KEYWORDS
 
 
 @dataclass
@@ -188,7 +188,7 @@ def class_name(name: str, taken: set[str]) -> str:
     parts = [p for p in re.split(r"[^0-9A-Za-z]+", name) if p]
     out = "".join(p[:1].upper() + p[1:] for p in parts) or "Model"
     out = out if out[0].isalpha() else "Model" + out
-    while out in taken or out in RESERVED:
+    while out in taken or out in reserved():
         out += "_"
     return out
 
@@ -198,7 +198,7 @@ def identifier(text: str, taken: set[str], fallback: str) -> str:
     out = re.sub(r"[^0-9A-Za-z_]+", "_", text).strip("_") or fallback
     if out[0].isdigit():
         out = f"{fallback}_{out}"
-    while out in taken or out in RESERVED or out.startswith("__"):
+    while out in taken or out in reserved() or out.startswith("__"):
         out += "_"
     return out
 

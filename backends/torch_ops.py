@@ -12,7 +12,10 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, get_args
+
+from compiler.ops import Activation, RegistrationError
 
 from .pysrc import literal
 
@@ -50,19 +53,32 @@ class Binding:
 
 @dataclass(frozen=True)
 class TorchOp:
+    """An op's PyTorch side. The helpers its emitters use (`Ctx.helper`) come from archc's
+    helper modules or from `helpers`, a module of the op's own; what a file carries with them,
+    in which order, and which of their classes reset their own parameters is read from the
+    helpers' source (backends/helper_library.py). An op whose attributes include `kernel_l2`
+    tags its module with the factor (its `weight` is the kernel `regularization_loss` reads)."""
+
     forward: Callable[[Ctx, list[str], str], str]  # (ctx, input sources, module) -> expression
     module: Callable[[Ctx], str] | None = None  # constructor source; None: no module
     shape: Callable[[Ctx], str | None] | None = None  # output shape; None: the first input's
     weights: dict[str, Binding] = field(default_factory=dict)
+    helpers: Path | None = None  # a helper module of the op's own (its file)
+    # the classes its module may be and the IR attributes read back from one (conform.py,
+    # E114); None: conform's own table of archc's ops
+    reads: tuple[tuple[str, ...], Callable[[Any], dict[str, Any]]] | None = None
 
 
-_ACT = {
+# Keras' activation functions (compiler.ops.Activation) in PyTorch, declared once: name ->
+# the expression of {x}. Ops inline them; the `activate` helper, which picks one by name when
+# the spec computes it, carries the same table (activate_source).
+ACTIVATIONS = {
     "linear": "{x}",
     "relu": "F.relu({x})",
     "relu6": "F.relu6({x})",
     "sigmoid": "torch.sigmoid({x})",
     "tanh": "torch.tanh({x})",
-    "softmax": "F.softmax({x}, dim=1)",
+    "softmax": "F.softmax({x}, dim=1)",  # over the channels, where they are held (activation)
     "silu": "F.silu({x})",
     "swish": "F.silu({x})",
     "gelu": "F.gelu({x})",  # Keras' "gelu" is the exact one (approximate=False)
@@ -75,6 +91,49 @@ _ACT = {
 }
 
 
+def check_activations(declared: tuple[str, ...], rules: dict[str, str]) -> None:
+    """Every activation the spec language declares has a PyTorch rule, and no rule is for
+    one it does not: raised when the backend is loaded, not at the first spec that uses it."""
+    what = [
+        f"'{a}' of compiler.ops.Activation has no PyTorch rule" for a in declared if a not in rules
+    ]
+    what += [
+        f"'{a}' has a rule but is not in compiler.ops.Activation"
+        for a in rules
+        if a not in declared
+    ]
+    if what:
+        raise RegistrationError(
+            f"activations: {'; '.join(what)} (declare each in both: the name in the literal, "
+            "its PyTorch expression of {x} in backends/torch_ops.ACTIVATIONS)"
+        )
+
+
+check_activations(get_args(Activation), ACTIVATIONS)
+
+
+def activate_source(source: str) -> str:
+    """The `activate` helper's source (torch_helpers.py) with its table written out from
+    ACTIVATIONS: a function as itself where the rule is one call of x (F.relu), a lambda
+    otherwise. Softmax is the helper's own case (its dim depends on the tensor)."""
+    entries = []
+    for name, rule in ACTIVATIONS.items():
+        if name == "softmax":
+            continue
+        call = ast.parse(rule.format(x="t"), mode="eval").body
+        fn = f"lambda t: {rule.format(x='t')}"
+        if isinstance(call, ast.Call) and not call.keywords and len(call.args) == 1:
+            arg = call.args[0]
+            if isinstance(arg, ast.Name) and arg.id == "t":
+                fn = ast.unparse(call.func)
+        entries.append(f'"{name}": {fn}')
+    table = "table = {" + ", ".join(entries) + "}"
+    lines = source.splitlines(keepends=True)
+    (slot,) = [k for k, line in enumerate(lines) if line.strip().startswith("table")]
+    indent = lines[slot][: len(lines[slot]) - len(lines[slot].lstrip())]
+    return "".join([*lines[:slot], f"{indent}{table}\n", *lines[slot + 1 :]])
+
+
 def activation(ctx: Ctx, key: str, x: str) -> str:
     fn = ctx.const(key, "linear")
     if fn is UNSET:
@@ -83,7 +142,7 @@ def activation(ctx: Ctx, key: str, x: str) -> str:
         if ctx.out_rank is None:
             return f"F.softmax({x}, dim=1 if {x}.dim() > 3 else -1)"
         return f"F.softmax({x}, dim={1 if ctx.out_rank >= 3 else -1})"
-    return _ACT[fn].format(x=x)
+    return ACTIVATIONS[fn].format(x=x)
 
 
 def _activation_forward(ctx: Ctx, xs: list[str], mod: str) -> str:

@@ -8,6 +8,7 @@ torch_helpers into the file.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import replace
@@ -19,11 +20,10 @@ from compiler.names import keras_name
 
 from . import initializers
 from .codegen import environment, header_context, helper_source, input_axes
+from .helper_library import torch_library
 from .keras_ops import KERAS_LAYERS
 from .pysrc import ShapeRef, constant, is_constant, literal
 from .structure import (
-    GENERATED_NAMES,
-    RESERVED,
     Block,
     CallStep,
     LoopStep,
@@ -35,19 +35,18 @@ from .structure import (
     any_auto_names,
     class_name,
     functions_used_by,
+    generated_names,
     identifier,
     located_error,
     model_name,
     name_source,
+    reserved,
     runs,
     step_names,
     uses_auto_names,
     walk,
 )
-from .torch_ops import TORCH_OPS, UNSET, activation, torch_pads
-from .torch_sequence import HELPERS as SEQUENCE_HELPERS
-from .torch_sequence import NEEDS as SEQUENCE_NEEDS
-from .torch_sequence import OWN_RESET
+from .torch_ops import TORCH_OPS, UNSET, activate_source, activation, torch_pads
 from .writer import (
     PY_TYPES,
     Lines,
@@ -64,17 +63,24 @@ from .writer import (
 
 _SHAPES = re.compile(r"\w*shape")  # the shapes constructors track
 _INNER = ("inner", "inner2", "inner3")  # the iterations of nested repeats
-# the Keras classes (snake-case names) of ops that are modules here: automatic names of these
-# classes are counted even where a layer of one is not a module (see _Class.count_name)
-_MODULE_CLASSES = frozenset(
-    keras_name(KERAS_LAYERS[op].cls) for op, e in TORCH_OPS.items() if e.module is not None
-)
+
+
+def _module_classes() -> frozenset[str]:
+    """The Keras classes (snake-case names) of ops that are modules here, as the registries
+    declare them now: automatic names of these classes are counted even where a layer of one
+    is not a module (see _Class.count_name)."""
+    return _classes(tuple((op, e.module is not None) for op, e in TORCH_OPS.items()))
+
+
+@functools.cache
+def _classes(ops: tuple[tuple[str, bool], ...]) -> frozenset[str]:
+    return frozenset(keras_name(KERAS_LAYERS[op].cls) for op, module in ops if module)
 
 
 def _counted(step: OpStep) -> bool:
     """Whether PyTorch code counts a layer's automatic Keras name: a module's, or one of a
     class some module has (_Class.count_name)."""
-    return TORCH_OPS[step.op].module is not None or step.auto in _MODULE_CLASSES
+    return TORCH_OPS[step.op].module is not None or step.auto in _module_classes()
 
 
 # Attributes of nn.Module (torch 2.13's dir(nn.Module) and an instance's vars, listed here so
@@ -492,8 +498,8 @@ class _Class:
         ctx = _Ctx(self, step, attr, [self.shape_of(r) for r in step.inputs], fold and fold[1])
         if emitter.module is not None:
             extra = ""
-            l2 = step.attrs.get("kernel_l2")
-            if l2 is not None and step.op in ("conv2d", "depthwise_conv2d", "dense", "conv1d"):
+            l2 = step.attrs.get("kernel_l2")  # only an op with the attribute has it
+            if l2 is not None:
                 extra += f", l2={self.src(l2)}"
             if step.trainable is not True:
                 extra += f", trainable={self.src(step.trainable)}"
@@ -544,7 +550,7 @@ class _Class:
     def count_name(self, step: OpStep, why: str) -> None:
         """An automatic Keras name of a layer this class makes no module for: counted all the
         same where a later module of its Keras class is numbered after it."""
-        if step.auto is not None and step.auto in _MODULE_CLASSES:
+        if step.auto is not None and step.auto in _module_classes():
             self.init(f"{name_source(self.src, step)}  # {why}")
 
     def block_args(self, block: Block, step: CallStep) -> list[str]:
@@ -662,7 +668,7 @@ class _Renderer:
         name, its constructor's arguments, and the tensors of `outer` its forward takes after
         x (the input, ids set before the repeat)."""
         label = step.label if len(step.label) > 1 else f"repeat_{step.label}"  # not class I
-        name = class_name(label, self.class_names | RESERVED)
+        name = class_name(label, self.class_names | reserved())
         self.class_names.add(name)
         names = set()
         for st in walk(step.body):
@@ -813,21 +819,18 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     r = _Renderer(s)
     for block in s.blocks.values():
         r.block_class(block)
-    cls_name = class_name(model_name(s), r.class_names | GENERATED_NAMES)
+    cls_name = class_name(model_name(s), r.class_names | generated_names())
     model, logits = _model_class(r, cls_name)
     used = functions_used_by(s)
     body = "\n\n\n".join([*r.classes, model])
-    needed, todo = set(), list(r.helpers)
-    while todo:  # helpers and the helpers they call
-        name = todo.pop()
-        if name not in needed:
-            needed.add(name)
-            todo += _NEEDS.get(name, ())
-    helpers = [helper_source(h) for h in _HELPER_ORDER if h in needed]
+    used_helpers = set(r.helpers)
     if any_auto_names(s, _counted):
-        helpers.insert(0, helper_source("KerasNames"))
+        used_helpers.add("KerasNames")
     if "make_divisible" in used:
-        helpers.insert(0, helper_source("make_divisible"))
+        used_helpers.add("make_divisible")
+    library = torch_library()
+    carried = library.carried(used_helpers)  # and the helpers they need, in order
+    helpers = [_helper_text(name) for name in carried]
     ctx = header_context(compiled, out_dir)
     graph = compiled.graph
     ctx.update(
@@ -842,20 +845,8 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
             isinstance(st, OpStep) and st.op == "batch_norm" and st.trainable is not True
             for st in walk(s.body) + [x for b in s.blocks.values() for x in walk(b.body)]
         ),
-        own_reset=[
-            h
-            for h in (
-                "KerasDepthwiseConv2d",
-                "KerasBatchNorm",
-                "KerasLayerNorm",
-                "KerasNormalization",
-                "LayerScale",
-                "KerasConvTranspose2d",
-            )
-            if h in needed
-        ]
-        + [h for h in OWN_RESET if h in needed],
-        initializers="keras_init_" in needed,
+        own_reset=library.own_reset(carried),
+        initializers="keras_init_" in carried,
         input_words=input_words(compiled),
         input_axes=input_axes(compiled, channels_first=True),
         layout_note=layout_note(compiled),
@@ -906,61 +897,10 @@ def _foldable(pad: Step, conv: Step) -> tuple[int, int] | None:
     return (top, left) if (left, top) == (right, bottom) else None
 
 
-_HELPER_ORDER = [
-    "channels_last",
-    "keras_layer",
-    "pair",
-    "window_shape",
-    "same_pad",
-    "same_pads",
-    "KerasConv2d",
-    "KerasDepthwiseConv2d",
-    "KerasSeparableConv2d",
-    "KerasConvTranspose2d",
-    "transposed_shape",
-    "KerasMaxPool2d",
-    "KerasAvgPool2d",
-    "torch_pads",
-    "zero_pad_shape",
-    "upsample_shape",
-    "crop",
-    "reshape_shape",
-    "KerasBatchNorm",
-    "KerasLayerNorm",
-    "per_channel",
-    "KerasNormalization",
-    "LayerScale",
-    "KerasDropout",
-    *("VarianceScaling", "RandomNormal", "TruncatedNormal", "RandomUniform", "Constant"),
-    *("keras_initializer", "with_initializers", "keras_init_"),
-    "broadcast_shape",
-    "torch_dim",
-    "concat_shape",
-    "activate",
-]
-_NEEDS: dict[str, set[str]] = {
-    "window_shape": {"pair"},
-    "same_pads": {"same_pad"},
-    "KerasConv2d": {"same_pads"},
-    "KerasDepthwiseConv2d": {"KerasConv2d", "same_pads"},
-    "KerasSeparableConv2d": {"KerasDepthwiseConv2d"},
-    "KerasConvTranspose2d": {"pair"},
-    "transposed_shape": {"pair"},
-    "KerasMaxPool2d": {"pair", "same_pads"},
-    "KerasAvgPool2d": {"pair", "same_pads"},
-    "torch_pads": {"pair"},
-    "zero_pad_shape": {"torch_pads", "pair"},
-    "upsample_shape": {"pair"},
-    "crop": {"torch_pads", "pair"},
-    "KerasNormalization": {"per_channel"},
-    "keras_initializer": {
-        *("VarianceScaling", "RandomNormal", "TruncatedNormal", "RandomUniform", "Constant"),
-    },
-}
-
-
-_HELPER_ORDER += SEQUENCE_HELPERS  # torch_sequence_helpers' helpers, after these
-_NEEDS.update(SEQUENCE_NEEDS)
+def _helper_text(name: str) -> str:
+    """A helper's source as a file carries it (`activate` with its table written out)."""
+    source = helper_source(name)
+    return activate_source(source) if name == "activate" else source
 
 
 def input_words(compiled: Compiled) -> str:

@@ -16,38 +16,6 @@ if TYPE_CHECKING:  # bindings run on arrays; rendering source (archc check) need
 
 from .torch_ops import TORCH_OPS, UNSET, Binding, Ctx, TorchOp, activation, torch_dims
 
-HELPERS = [  # copied into generated files in this order (after torch_helpers' own)
-    "to_channels_last",
-    "from_channels_last",
-    "steps_out",
-    "same_pads_1d",
-    "glorot_",
-    "KerasConv1d",
-    "KerasPool1d",
-    "KerasEmbedding",
-    "PositionalEmbedding",
-    "ClassToken",
-    "KerasMultiHeadAttention",
-    "take_axis",
-    "slice_axis",
-    "permute_axes",
-]
-NEEDS: dict[str, set[str]] = {  # helpers that use other helpers
-    "KerasConv1d": {"same_pads_1d"},
-    "KerasPool1d": {"same_pads_1d"},
-    "KerasMultiHeadAttention": {"glorot_"},
-    "take_axis": {"to_channels_last", "from_channels_last"},
-    "slice_axis": {"to_channels_last", "from_channels_last"},
-    "permute_axes": {"to_channels_last", "from_channels_last"},
-}
-OWN_RESET = [  # modules whose reset_parameters sets Keras' initial values
-    "KerasConv1d",
-    "KerasEmbedding",
-    "PositionalEmbedding",
-    "ClassToken",
-    "KerasMultiHeadAttention",
-]
-
 
 def to_held(array: np.ndarray) -> np.ndarray:
     """A channels-last array (no batch axis) as a tensor of its rank is held."""

@@ -313,6 +313,41 @@ class KerasDropout(nn.Module):
         return x * mask / keep
 
 
+def broadcast_shape(*shapes):
+    """The shape of an element-wise op over shapes that broadcast (aligned on the right); an
+    unknown size (None) gives way to a known one above 1."""
+    rank = max(len(s) for s in shapes)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for sizes in zip(*padded, strict=True):
+        known = max((n for n in sizes if n is not None), default=None)
+        out.append(None if None in sizes and known in (None, 1) else known)
+    return tuple(out)
+
+
+def activate(x: torch.Tensor, fn: str) -> torch.Tensor:
+    """A Keras activation chosen by name at build time (channels on dim 1)."""
+    if fn == "softmax":  # over the channels: dim 1 of an image, the last dim otherwise
+        return F.softmax(x, dim=1 if x.dim() > 3 else -1)
+    table = {
+        "linear": lambda t: t,
+        "relu": F.relu,
+        "relu6": F.relu6,
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "silu": F.silu,
+        "swish": F.silu,
+        "gelu": F.gelu,
+        "hard_sigmoid": F.hardsigmoid,
+        "hard_swish": F.hardswish,
+        "elu": F.elu,
+        "selu": F.selu,
+        "mish": F.mish,
+        "leaky_relu": lambda t: F.leaky_relu(t, 0.2),
+    }
+    return table[fn](x)
+
+
 class VarianceScaling:
     """Keras' VarianceScaling: variance scale / n, n the kernel's fan_in, fan_out or their
     mean (at least 1); truncated_normal as Keras draws it, cut at two standard deviations with
@@ -369,41 +404,6 @@ def keras_init_(layer) -> None:
                 weight = conv.weight
                 window = math.prod(weight.shape[2:])
                 draw(weight, window * weight.shape[1], window * weight.shape[0])
-
-
-def broadcast_shape(*shapes):
-    """The shape of an element-wise op over shapes that broadcast (aligned on the right); an
-    unknown size (None) gives way to a known one above 1."""
-    rank = max(len(s) for s in shapes)
-    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
-    out = []
-    for sizes in zip(*padded, strict=True):
-        known = max((n for n in sizes if n is not None), default=None)
-        out.append(None if None in sizes and known in (None, 1) else known)
-    return tuple(out)
-
-
-def activate(x: torch.Tensor, fn: str) -> torch.Tensor:
-    """A Keras activation chosen by name at build time (channels on dim 1)."""
-    if fn == "softmax":  # over the channels: dim 1 of an image, the last dim otherwise
-        return F.softmax(x, dim=1 if x.dim() > 3 else -1)
-    table = {
-        "linear": lambda t: t,
-        "relu": F.relu,
-        "relu6": F.relu6,
-        "sigmoid": torch.sigmoid,
-        "tanh": torch.tanh,
-        "silu": F.silu,
-        "swish": F.silu,
-        "gelu": F.gelu,
-        "hard_sigmoid": F.hardsigmoid,
-        "hard_swish": F.hardswish,
-        "elu": F.elu,
-        "selu": F.selu,
-        "mish": F.mish,
-        "leaky_relu": lambda t: F.leaky_relu(t, 0.2),
-    }
-    return table[fn](x)
 
 
 class Mbconv(nn.Module):

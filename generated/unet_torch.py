@@ -355,7 +355,7 @@ class Unet(nn.Module):
         """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
         for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
         for module in self.modules():
-            if isinstance(module, KerasBatchNorm | KerasConvTranspose2d):
+            if isinstance(module, KerasConvTranspose2d | KerasBatchNorm):
                 module.reset_parameters()  # rules of their own
             elif isinstance(module, nn.Conv2d | nn.Linear):
                 nn.init.xavier_uniform_(module.weight)

@@ -18,6 +18,11 @@ from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, Wi
 from ..ir import Shape, Weight
 
 
+class RegistrationError(Exception):
+    """An op (or a table an op's backends keep) declared inconsistently: a mistake in archc's
+    source or a plugin's, raised when the declarations are loaded."""
+
+
 class ShapeError(Exception):
     """A user error found by a shape rule. `inputs` names which inputs are involved."""
 

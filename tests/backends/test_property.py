@@ -18,6 +18,7 @@ import math
 import os
 import subprocess
 import tempfile
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from backends.verify import verify
 from compiler.api import Compiled, compile_spec
 from compiler.ir import Counts
 from compiler.load import loads
-from compiler.ops import load_all
+from compiler.ops import Activation, load_all
 from tests.backends.sequence_property import SEQUENCE_EMITTERS, SEQUENCE_WEIGHTS
 from tests.conftest import ROOT, RUFF
 
@@ -50,10 +51,7 @@ PROFILE = settings.get_profile("archc-long" if LONG else "archc-ci")
 CHEAP = settings(PROFILE, max_examples=PROFILE.max_examples * (1 if LONG else 5))
 
 MAX_SIZE = 1500  # values per example in any tensor (batch excluded): keeps Keras fast
-ACTIVATIONS = [
-    *("linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "swish", "gelu"),
-    *("hard_sigmoid", "hard_swish", "elu", "selu", "mish", "leaky_relu"),
-]
+ACTIVATIONS = list(typing.get_args(Activation))
 
 
 # -- the spec builder -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import torch
 from backends import keras_backend, keras_sequence_helpers, torch_backend
 from backends import torch_sequence_helpers as helpers
 from backends.compile import compile_to_file
-from backends.structure import GENERATED_NAMES
+from backends.structure import generated_names
 from backends.torch_ops import torch_dims
 from backends.verify import (
     channels_first,
@@ -378,7 +378,7 @@ def test_sequence_helper_names_are_reserved() -> None:
             if (inspect.isfunction(value) or inspect.isclass(value))
             and value.__module__ == mod.__name__
         }
-        assert defined <= GENERATED_NAMES, defined - GENERATED_NAMES
+        assert defined <= generated_names(), defined - generated_names()
 
 
 def test_initial_values_are_keras(spec: Callable[..., Compiled]) -> None:
