@@ -302,8 +302,8 @@ def _initializer(value: Any, notes: list[str], layer: str, key: str) -> Any:
     if isinstance(value, str):
         return value if value in _INIT_NAMES.values() else None
     cls = value.get("class_name")
-    cfg = {k: v for k, v in (value.get("config") or {}).items() if k not in ("seed",)}
-    if cls in _INIT_NAMES and not any(v is not None for v in cfg.values()):
+    cfg = {k: v for k, v in (value.get("config") or {}).items() if k != "seed" and v is not None}
+    if cls in _INIT_NAMES and not cfg:
         return _INIT_NAMES[cls]
     if cls in _INIT_CLASSES:
         known = _INIT_CLASSES[cls]
@@ -318,7 +318,7 @@ def _initializer(value: Any, notes: list[str], layer: str, key: str) -> Any:
             if cls == "VarianceScaling" and given.get("distribution") == "normal":
                 given["distribution"] = "truncated_normal"  # Keras' alias
             return {"class": cls, **given}
-    notes.append(f"{layer}: {key} {cls} is not carried (archc has no such initializer)")
+    notes.append(f"{key} {cls} is not carried (archc has no such initializer): {layer}")
     return None
 
 
@@ -503,7 +503,7 @@ def _batch_norm(layer: _Layer) -> tuple[str, dict[str, Any]]:
     for key, cls in _BN_INITS.items():
         value = layer.get(key)
         if isinstance(value, dict) and value.get("class_name") != cls:
-            layer.notes.append(f"{layer.name}: {key} {value.get('class_name')} is not carried")
+            layer.notes.append(f"{key} {value.get('class_name')} is not carried: {layer.name}")
     return "batch_norm", {
         "epsilon": layer.get("epsilon"),
         "momentum": layer.get("momentum"),
@@ -1113,7 +1113,9 @@ def _common(shown_items: list[tuple[Item, dict[str, Any]]]) -> dict[str, dict[st
         by_op.setdefault(item.op, []).append(shown)
     out: dict[str, dict[str, Any]] = {}
     for op, all_shown in by_op.items():
-        optional = _defaults(op)  # an attribute the op requires stays on every line
+        # an attribute the op requires stays on every line; one whose default is null stays
+        # with the items that set it (an item could not write null back)
+        optional = {k for k, v in _defaults(op).items() if v is not None}
         keys = sorted(
             {k for shown in all_shown for k in shown if k in optional}, key=_field_order(op)
         )
@@ -1176,9 +1178,10 @@ def render(
     if not re.match(r"[A-Za-z]", name):
         name = "model_" + name
     lines = [
-        f"# Imported by `archc import keras {origin}` (Keras {keras.__version__}), one layer",
-        "# a line. Every layer keeps its Keras name, so the Keras model's weights move by name",
-        "# (`archc weights`); attributes equal to the op's defaults are left out.",
+        f"# Imported by `archc import keras` (Keras {keras.__version__}) from {origin}",
+        "# One layer a line. Every layer keeps its Keras name, so the Keras model's weights",
+        "# move by name (`archc weights`). Attributes equal to the op's defaults are left out;",
+        "# `defaults:` holds the values most layers of an op share.",
     ]
     if imported.containers:
         lines.append(
@@ -1186,8 +1189,13 @@ def render(
             + ", ".join(imported.containers)
             + "."
         )
-    for note in imported.notes:
-        lines.append(f"# note: {note}")
+    grouped: dict[str, list[str]] = {}
+    for note in imported.notes:  # "what: layer", one line per what
+        what, _, layer = note.rpartition(": ")
+        grouped.setdefault(what, []).append(layer)
+    for what, layers in grouped.items():
+        shown = ", ".join(layers[:3]) + (f" and {len(layers) - 3} more" if len(layers) > 3 else "")
+        lines.append(f"# note: {what} ({shown})")
     lines += [
         "archc: 1",
         f"name: {_scalar(name)}",
@@ -1255,7 +1263,8 @@ def import_keras(model: str, out: str | os.PathLike[str], flat: bool = True) -> 
     imported = convert(source)
     keras_model = source.load()
     counts = keras_counts(keras_model)
-    written = render(imported, counts, model, flat)
+    origin = model if source.application else Path(model).name
+    written = render(imported, counts, origin, flat)
     from .codegen import write_atomic
 
     write_atomic(Path(out), written.text)

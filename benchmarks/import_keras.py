@@ -30,6 +30,26 @@ ENV.update(
 )
 
 
+# the models measured first (the rest follow by name)
+FIRST = [
+    "ResNet50",
+    "ResNet50V2",
+    "MobileNet",
+    "MobileNetV2",
+    "MobileNetV3Small",
+    "DenseNet121",
+    "EfficientNetB0",
+    "EfficientNetV2B0",
+    "ConvNeXtTiny",
+    "InceptionResNetV2",
+    "VGG16",
+    "Xception",
+    "NASNetMobile",
+    "InceptionV3",
+    "MobileNetV3Large",
+]
+
+
 def applications() -> list[str]:
     out = subprocess.run(
         [
@@ -80,7 +100,7 @@ def run(name: str, timeout: float) -> dict[str, object]:
             row["max_abs_output"] = float(m.group(2))
         m = re.search(r"^weights: (\d+) arrays moved .*\((.*)\)", text, re.M)
         if m:
-            row["arrays_moved"] = int(m.group(1))
+            row["arrays_moved"], row["weights_route"] = int(m.group(1)), m.group(2)
         m = re.search(r"^check: counts equal the Keras model's: ([\d,]+)", text, re.M)
         if m:
             row["params"] = int(m.group(1).replace(",", ""))
@@ -115,7 +135,7 @@ def main(argv: list[str]) -> None:
     timeout = 1200.0
     if argv[:1] == ["--timeout"]:
         timeout, argv = float(argv[1]), argv[2:]
-    names = argv or applications()
+    names = argv or sorted(applications(), key=lambda n: (n not in FIRST, FIRST.index(n) if n in FIRST else 0, n))
     rows = []
     for name in names:
         row = run(name, timeout)
