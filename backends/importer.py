@@ -177,7 +177,9 @@ def open_source(model: str) -> Source:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _source_error(model, f"cannot read {model}: {exc}", "give a UTF-8 JSON file") from None
+        raise _source_error(
+            model, f"cannot read {model}: {exc}", "give a UTF-8 JSON file"
+        ) from None
     doc = _parse_json(text, model)
 
     def load_json() -> Any:
@@ -284,7 +286,8 @@ _INIT_NAMES = {
     "Zeros": "zeros",
     "Ones": "ones",
 }
-_INIT_CLASSES = {  # configured classes archc takes as a mapping: their keys and defaults
+# configured classes archc takes as a mapping: their keys and defaults
+_INIT_CLASSES: dict[str, dict[str, Any]] = {
     "VarianceScaling": {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"},
     "RandomNormal": {"mean": 0.0, "stddev": 0.05},
     "TruncatedNormal": {"mean": 0.0, "stddev": 0.05},
@@ -376,8 +379,7 @@ class _Layer:
         if value not in allowed:
             raise _Unsupported(
                 "E171",
-                f"{key} {short_repr(value)} is not supported"
-                + (f" ({why})" if why else ""),
+                f"{key} {short_repr(value)} is not supported" + (f" ({why})" if why else ""),
                 f"archc supports {key} {' or '.join(map(short_repr, allowed))}",
             )
         return value
@@ -737,8 +739,8 @@ class _Walker:
         the top: they become the spec's inputs). Returns its outputs' tensor names."""
         produced: dict[str, str] = {}  # Keras layer name -> the flat tensor name it outputs
         for entry in _ordered(cfg["layers"]):
-            name = entry.get("name") or (entry.get("config") or {}).get("name")
-            cls = entry.get("class_name")
+            name = str(entry.get("name") or (entry.get("config") or {}).get("name"))
+            cls = str(entry.get("class_name"))
             try:
                 produced[name] = self.layer(entry, name, cls, produced, bound, prefix)
             except _Unsupported as exc:
@@ -888,7 +890,7 @@ def _refs(value: Any) -> list[list[Any]]:
 def _ordered(layers: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """The layers in an order where each comes after those it reads (Keras' own order where
     it already is one)."""
-    by_name = {(e.get("name") or (e.get("config") or {}).get("name")): e for e in layers}
+    by_name = {str(e.get("name") or (e.get("config") or {}).get("name")): e for e in layers}
     done: set[str] = set()
     pending = list(by_name)
     while pending:
@@ -927,7 +929,9 @@ def _arguments(
 ) -> tuple[list[str], list[tuple[int, Any]]]:
     """The tensors a call reads (flat names) and its constant arguments (position, value)."""
     if not isinstance(node, dict) or "args" not in node:
-        raise _Unsupported("E174", "an inbound node in an old (Keras 2) format", "save with Keras 3")
+        raise _Unsupported(
+            "E174", "an inbound node in an old (Keras 2) format", "save with Keras 3"
+        )
     tensors: list[str] = []
     constants: list[tuple[int, Any]] = []
     args = node["args"]
@@ -1075,9 +1079,10 @@ def _classes(imported: Imported) -> tuple[int, list[Item]] | None:
         if current.op in ("dense", "conv2d"):
             key = "units" if current.op == "dense" else "filters"
             return int(current.attrs[key]), [current, *after]
-        if current.op not in ("activation", "flatten", "reshape", "dropout") or len(
-            current.inputs
-        ) != 1:
+        if (
+            current.op not in ("activation", "flatten", "reshape", "dropout")
+            or len(current.inputs) != 1
+        ):
             return None
         after.append(current)
         current = by_name.get(current.inputs[0])
@@ -1194,8 +1199,8 @@ def render(
         what, _, layer = note.rpartition(": ")
         grouped.setdefault(what, []).append(layer)
     for what, layers in grouped.items():
-        shown = ", ".join(layers[:3]) + (f" and {len(layers) - 3} more" if len(layers) > 3 else "")
-        lines.append(f"# note: {what} ({shown})")
+        listed = ", ".join(layers[:3]) + (f" and {len(layers) - 3} more" if len(layers) > 3 else "")
+        lines.append(f"# note: {what} ({listed})")
     lines += [
         "archc: 1",
         f"name: {_scalar(name)}",
@@ -1215,7 +1220,7 @@ def render(
             lines.append(f"  {op}: {_flow(values)}")
         lines.append("")
     lines.append("inputs:")
-    lines += [f"  - {_flow(entry)}" for entry in inputs]
+    lines += [f"  - {_flow(one)}" for one in inputs]
     lines += ["", "layers:"]
     prev = imported.inputs[0].name if imported.inputs else None
     for item, shown in shown_items:
@@ -1226,7 +1231,7 @@ def render(
             if key in spec_defaults and _same(value, spec_defaults[key]):
                 continue
             here[key] = value
-        for key, value in spec_defaults.items():  # the op's default where the spec's differs
+        for key in spec_defaults:  # the op's default where the spec's differs
             if key not in shown:
                 here[key] = op_defaults[key]
         ordered = {k: here[k] for k in item.attrs if k in here}
@@ -1310,7 +1315,9 @@ class Proof:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "steps": [{"step": s.name, "result": s.result, "seconds": s.seconds} for s in self.steps],
+            "steps": [
+                {"step": s.name, "result": s.result, "seconds": s.seconds} for s in self.steps
+            ],
             "max_abs_diff": self.max_abs_diff,
             "max_abs_output": self.max_abs_output,
         }
@@ -1362,11 +1369,15 @@ def prove(
     lost = sorted(set(weighted) - {n.name for n in compiled.graph.nodes})
     if missing or lost:
         raise _proof_error(spec, f"layer names differ: spec only {missing}, Keras only {lost}")
-    done("check", f"counts equal the Keras model's: {got.total:,} ({got.trainable:,} "
-         f"trainable, {got.non_trainable:,} non-trainable)", t)
+    done(
+        "check",
+        f"counts equal the Keras model's: {got.total:,} ({got.trainable:,} "
+        f"trainable, {got.non_trainable:,} non-trainable)",
+        t,
+    )
 
     t = time.perf_counter()
-    paths = [compile_to_file(spec, b, out_dir).path for b in ("keras", "torch")]
+    paths = [compile_to_file(Path(spec), b, Path(out_dir)).path for b in ("keras", "torch")]
     done("compile", "both written and verified against the IR: " + ", ".join(map(str, paths)), t)
 
     unknown = any(d is None for d in compiled.graph.node(compiled.graph.inputs[0]).shape or ())
@@ -1425,8 +1436,12 @@ def prove(
             f"{diff:.3g} (allowed {allowed:.3g})",
         )
     size = "x".join(map(str, shape))
-    done("outputs", f"the original Keras model and the PyTorch model agree at {size}: "
-         f"max|Δ| = {diff:.3g} (max|y| = {largest:.3g})", t)
+    done(
+        "outputs",
+        f"the original Keras model and the PyTorch model agree at {size}: "
+        f"max|Δ| = {diff:.3g} (max|y| = {largest:.3g})",
+        t,
+    )
     return Proof(steps, diff, largest)
 
 

@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 ENV.update(
-    PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", CUDA_VISIBLE_DEVICES=""
+    PYTHONPATH=str(ROOT),
+    TF_CPP_MIN_LOG_LEVEL="3",
+    TF_ENABLE_ONEDNN_OPTS="0",
+    CUDA_VISIBLE_DEVICES="",
 )
 
 
@@ -98,7 +101,7 @@ def run(name: str, timeout: float) -> dict[str, object]:
         if m:
             row["max_abs_diff"] = float(m.group(1))
             row["max_abs_output"] = float(m.group(2))
-        m = re.search(r"^weights: (\d+) arrays moved .*\((.*)\)", text, re.M)
+        m = re.search(r"^weights: (\d+) arrays moved .*? \((.*?)\) \(", text, re.M)
         if m:
             row["arrays_moved"], row["weights_route"] = int(m.group(1)), m.group(2)
         m = re.search(r"^check: counts equal the Keras model's: ([\d,]+)", text, re.M)
@@ -135,12 +138,19 @@ def main(argv: list[str]) -> None:
     timeout = 1200.0
     if argv[:1] == ["--timeout"]:
         timeout, argv = float(argv[1]), argv[2:]
-    names = argv or sorted(applications(), key=lambda n: (n not in FIRST, FIRST.index(n) if n in FIRST else 0, n))
+    names = argv or sorted(
+        applications(), key=lambda n: (n not in FIRST, FIRST.index(n) if n in FIRST else 0, n)
+    )
     rows = []
     for name in names:
         row = run(name, timeout)
         print(json.dumps(row, ensure_ascii=False), flush=True)
         rows.append(row)
+        write(rows)  # after each model: a long run leaves what it measured
+    print(table(rows))
+
+
+def write(rows: list[dict[str, object]]) -> None:
     RESULTS.mkdir(exist_ok=True)
     doc = {
         "command": "archc import keras keras.applications:NAME -o NAME.yaml --prove",
@@ -148,11 +158,8 @@ def main(argv: list[str]) -> None:
         "tolerance": "outputs: max|Δ| <= 1e-5 + 1e-5 * max|y| (as verify)",
         "models": rows,
     }
-    (RESULTS / "import_keras.json").write_text(
-        json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-    )
+    (RESULTS / "import_keras.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     (RESULTS / "import_keras.md").write_text(table(rows) + "\n")
-    print(table(rows))
 
 
 if __name__ == "__main__":

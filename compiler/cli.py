@@ -709,14 +709,17 @@ def import_cmd() -> None:
     type=click.Path(file_okay=False),
     help="Folder for the generated models of --prove (default: a temporary one).",
 )
-def import_keras_cmd(model: str, out_file: str, flat: bool, prove: bool, out_dir: str | None) -> None:
+def import_keras_cmd(
+    model: str, out_file: str, flat: bool, prove: bool, out_dir: str | None
+) -> None:
     """Import MODEL (a .keras file, a model config .json, or keras.applications:NAME, built
     with weights=None) as a spec whose counts are the model's."""
 
     def body() -> int:
         import tempfile
 
-        from backends.importer import import_keras, prove as run_proof
+        from backends.importer import import_keras
+        from backends.importer import prove as run_proof
 
         written, keras_model = import_keras(model, out_file, flat=True)
         out(f"{out_file} (written: {written.layers} layers, {written.lines} lines)")

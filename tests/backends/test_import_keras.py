@@ -98,7 +98,7 @@ def test_mixed_model_round_trip_is_proven(tmp_path: Path) -> None:
     model = _mixed_model()
     path = tmp_path / "mixed.json"
     path.write_text(model.to_json())
-    written, proof, text = _prove(model, tmp_path, str(path))
+    _, proof, text = _prove(model, tmp_path, str(path))
     assert [s.name for s in proof.steps] == ["check", "compile", "verify", "weights", "outputs"]
     assert proof.max_abs_diff <= 1e-5 * max(1.0, proof.max_abs_output)
     graph = compile_spec(str(tmp_path / "imported.yaml")).graph
@@ -121,7 +121,7 @@ def test_mobilenet_v3_small_keras_file_round_trip(tmp_path: Path) -> None:
     assert proof.steps[-1].name == "outputs"
     assert proof.max_abs_diff <= 1e-5 * max(1.0, proof.max_abs_output)
     assert written.layers == len(_leaf_layers(model)) + 18  # + the keras.ops nodes (hard sigmoid)
-    assert "input_shape: {type: \"list[int]\", default: [96, 96, 3]" in text
+    assert 'input_shape: {type: "list[int]", default: [96, 96, 3]' in text
     assert "classes: {type: int, default: 1000" in text
     total = _keras_counts(model)[0]
     assert f"expect: {{total: {total}," in text
@@ -235,3 +235,15 @@ def test_a_shared_value_whose_op_default_is_null_stays_on_its_items(tmp_path: Pa
     assert "noise_shape: null" not in text
     assert text.count("noise_shape: [1]") == 3
     compile_to_file(spec, "keras", tmp_path)  # builds and checks the model against the IR
+
+
+def test_cli_prove_reports_each_step(tmp_path: Path, archc: Any) -> None:
+    path = tmp_path / "mixed.json"
+    path.write_text(_mixed_model().to_json())
+    spec = tmp_path / "mixed.yaml"
+    result = archc("import", "keras", path, "-o", spec, "--prove", "--out-dir", tmp_path / "gen")
+    assert result.exit_code == 0, result.output
+    steps = [line.split(":")[0] for line in result.stdout.splitlines()[1:]]
+    assert steps == ["check", "compile", "verify", "weights", "outputs"]
+    assert (tmp_path / "gen" / "mixed_torch.py").is_file()
+    assert (tmp_path / "gen" / "mixed_keras.py").is_file()
