@@ -1427,7 +1427,7 @@ def prove(
     y_torch = y_torch[0] if isinstance(y_torch, tuple) else y_torch
     y_t = y_torch.numpy()
     y_t = y_t if y_t.ndim <= 3 else np.moveaxis(y_t, 1, -1)
-    diff, allowed = _compare(y_keras, y_t, 1e-5)
+    diff, allowed = _compare(y_keras, y_t, 0.0)  # relative: RTOL * max|y|
     largest = float(np.max(np.abs(y_keras))) if y_keras.size else 0.0
     if not diff <= allowed:
         raise _proof_error(
