@@ -679,6 +679,63 @@ def weights(
     run_guarded(body)
 
 
+@cli.group(name="import")
+def import_cmd() -> None:
+    """Bring an existing model in as a spec (one layer a line, every layer's name kept)."""
+
+
+@import_cmd.command(name="keras")
+@click.argument("model")
+@click.option(
+    "-o",
+    "--out",
+    "out_file",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Spec to write (replaced atomically).",
+)
+@click.option("--flat", is_flag=True, help="One layer a line (the only form so far).")
+@click.option(
+    "--prove",
+    is_flag=True,
+    help="Then check, compile both, verify, move the model's weights into the generated "
+    "PyTorch model and compare its outputs with the Keras model's.",
+)
+@click.option(
+    "--out-dir",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder for the generated models of --prove (default: a temporary one).",
+)
+def import_keras_cmd(
+    model: str, out_file: str, flat: bool, prove: bool, out_dir: str | None
+) -> None:
+    """Import MODEL (a .keras file, a model config .json, or keras.applications:NAME, built
+    with weights=None) as a spec whose counts are the model's."""
+
+    def body() -> int:
+        import tempfile
+
+        from backends.importer import import_keras
+        from backends.importer import prove as run_proof
+
+        written, keras_model = import_keras(model, out_file, flat=True)
+        out(f"{out_file} (written: {written.layers} layers, {written.lines} lines)")
+        if prove:
+            with tempfile.TemporaryDirectory() as tmp:
+                run_proof(
+                    out_file,
+                    keras_model,
+                    out_dir or tmp,
+                    report=lambda step: out(f"{step.name}: {step.result} ({step.seconds:.1f} s)"),
+                )
+        return EXIT_OK
+
+    run_guarded(body)
+
+
 @cli.command(name="graph")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
