@@ -95,16 +95,19 @@ def _concat(attr: Attr) -> Args:
 
 
 def _with_batch(src: str) -> str:
-    """A noise shape (batch excluded) as Keras' noise_shape: None (any batch size) first."""
+    """A noise shape (batch excluded) as Keras' noise_shape: None (any batch size) first; an
+    expression may give null (no noise shape: one mask value per element)."""
     tree = ast.parse(src, mode="eval").body
     if isinstance(tree, ast.Tuple):
         return "(" + ", ".join(["None", *(ast.unparse(e) for e in tree.elts)]) + ")"
-    return f"(None, *{src})"
+    return f"None if ({src}) is None else (None, *{src})"
 
 
 def _dropout(attr: Attr) -> Args:
     noise = attr("noise_shape")
-    return [*_pos(attr, "rate"), *([("noise_shape", _with_batch(noise))] if noise else [])]
+    if noise is None or noise == "None":  # null: over `defaults:` giving one
+        return _pos(attr, "rate")
+    return [*_pos(attr, "rate"), ("noise_shape", _with_batch(noise))]
 
 
 def _per_sample(attr: Attr, rank: int | None, x: str) -> Args:

@@ -540,10 +540,13 @@ def _reshape_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
 
 def _dropout_module(ctx: Ctx) -> str:
     noise = ctx.attr("noise_shape")
-    if noise is None:
+    if noise is None or noise == "None":  # null: over `defaults:` giving one
         return f"nn.Dropout({ctx.attr('rate')})"
     # the mask's axes follow the tensor's (channels in dim 1): KerasDropout reorders them
-    return f"{ctx.helper('KerasDropout')}({ctx.attr('rate')}, {noise})"
+    keras = f"{ctx.helper('KerasDropout')}({ctx.attr('rate')}, {noise})"
+    if ctx.const("noise_shape") is not UNSET:
+        return keras
+    return f"nn.Dropout({ctx.attr('rate')}) if ({noise}) is None else {keras}"
 
 
 def _transpose_module(ctx: Ctx) -> str:

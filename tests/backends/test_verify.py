@@ -1452,3 +1452,18 @@ def test_seed_mutant_fails_at_first_diverging_layer(
 def test_verify_a_spec_loaded_from_text() -> None:
     text = tiny([5, 7, 3], "- {op: conv2d, name: conv, filters: 2, kernel: 3}")
     checked(compile_spec(loads(text)))
+
+
+def test_a_null_noise_shape_overrides_the_defaults_one(tmp_path: Path) -> None:
+    """`noise_shape: null` on an item whose op's `defaults:` give one: per-element dropout in
+    both frameworks (both renderers wrote `(None, *None)` / `KerasDropout(rate, None)` from
+    the null, and compile exited 3)."""
+    path = tmp_path / "null_noise.yaml"
+    path.write_text(
+        "archc: 1\nname: null_noise\ninputs:\n  - {name: x, shape: [5, 7, 4]}\n"
+        "defaults:\n  dropout: {noise_shape: [1, 1, 1]}\n"
+        "layers:\n  - {op: dropout, name: drop, rate: 0.5, noise_shape: null}\n"
+    )
+    compiled = compile_spec(str(path))
+    check_dropout_masks(compiled, 0.5, (False, False, False))
+    checked(compiled)
