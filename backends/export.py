@@ -252,22 +252,20 @@ def _check_file_size(compiled: Compiled) -> None:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """The exporter's progress lines (standard output), warnings and log records stay out of
-    archc's output; errors still raise."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
+    """The exporters' progress lines and partial graphs (printed to the standard output and
+    error), warnings and log records stay out of archc's output; errors still raise."""
+    disabled = logging.root.manager.disable
+    logging.disable(logging.WARNING)
     try:
         with (
             warnings.catch_warnings(),
             contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
         ):
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+        logging.disable(disabled)
 
 
 # -- tracing and translating ------------------------------------------------------------------
@@ -404,7 +402,7 @@ def _cannot_export(compiled: Compiled, layer: str | None, exc: BaseException, wh
     """E172: a layer that cannot go to ONNX, located at its spec item where one is known."""
     graph = compiled.graph
     reason = _first_line(exc)
-    code_line = _generated_line(exc, graph.name)
+    code_line = _generated_line(exc, compiled)
     detail = f"  generated code: {code_line}" if code_line else ""
     if layer is not None:
         node = graph.node(layer)
@@ -451,18 +449,23 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(current).__name__}: {line}" if line else type(current).__name__
 
 
-def _generated_line(exc: BaseException, model_name: str) -> str:
-    """The last line of the generated module that ran before the error ('line N: code')."""
-    found = ""
+def _generated_line(exc: BaseException, compiled: Compiled) -> str:
+    """The last line of the generated module that ran before the error ('line N: code'; the
+    module was imported from a temp file, so the code is rendered again to show it)."""
+    found = None
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         for frame in traceback.extract_tb(current.__traceback__):
-            if Path(frame.filename).name == f"{model_name}_torch.py":
-                found = f"line {frame.lineno}, in {frame.name}: {(frame.line or '').strip()}"
+            if Path(frame.filename).name == f"{compiled.graph.name}_torch.py" and frame.lineno:
+                found = frame
         current = current.__cause__ or current.__context__
-    return found
+    if found is None or found.lineno is None:
+        return ""
+    lines = torch_backend.render(compiled).splitlines()
+    code = lines[found.lineno - 1].strip() if found.lineno <= len(lines) else ""
+    return f"line {found.lineno}, in {found.name}: {code}"
 
 
 # -- the file ---------------------------------------------------------------------------------
