@@ -752,7 +752,7 @@ def graph_cmd(spec: str, out_file: str, sets: tuple[str, ...], variant: str | No
     "--atol",
     type=click.FloatRange(min=0),
     callback=lambda ctx, param, value: _finite(value),
-    default=1e-5,
+    default=1e-7,
     show_default=True,
     help="Absolute tolerance (plus 1e-5 relative to each output's largest value).",
 )

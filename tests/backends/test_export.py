@@ -5,7 +5,7 @@ export is a located error naming the layer (exit 1), and nothing is written on a
 
 The reference is the PyTorch model itself (built here from the generated module, its state
 dict randomised here, BatchNorm statistics included); the bound is the command's,
-1e-5 + 1e-5·max|y|, which the float32 rounding of either runtime stays far below on any CPU
+1e-7 + 1e-5·max|y|, which the float32 rounding of either runtime stays far below on any CPU
 (docs/ARCHITECTURE.md, "ONNX export")."""
 
 from __future__ import annotations
@@ -65,10 +65,16 @@ SMALL: dict[str, dict[str, str]] = {
         "repeats": "[1,1,1,1,1,1,1]",
         "classes": "5",
     },
-    "mobilenet_v3": {
+    "mobilenet_v3": {  # three blocks: squeeze-excite, hard_swish, both kernel sizes
         "input_shape": "[32,32,3]",
         "model_type": "small",
-        "alpha": "0.75",
+        "expansions": "[1,4,3]",
+        "filters": "[16,24,24]",
+        "kernels": "[3,5,3]",
+        "strides": "[2,2,1]",
+        "se": "[1,0,1]",
+        "activations": '["relu","hard_swish","hard_swish"]',
+        "last_point_ch": "64",
         "classes": "5",
     },
     "resnet50": {"input_shape": "[32,32,3]", "blocks": "[1,1,1,1]", "classes": "5"},
@@ -181,7 +187,7 @@ def test_spec_exports_and_onnx_runtime_equals_pytorch(name: str, archc, tmp_path
     for g, w in zip(got, want, strict=True):
         ref = w.numpy()
         assert g.shape == ref.shape
-        bound = 1e-5 + 1e-5 * float(np.max(np.abs(ref)))
+        bound = 1e-7 + 1e-5 * float(np.max(np.abs(ref)))
         assert float(np.max(np.abs(g - ref))) <= bound
 
 
