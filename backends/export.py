@@ -538,6 +538,11 @@ def _finish(tmp: Path, path: Path, compiled: Compiled) -> Exported:
             for dim in value.type.tensor_type.shape.dim:
                 if dim.dim_param:
                     dim.dim_param = pattern.sub(lambda m: names[m[1]], dim.dim_param)
+    for node in [*model.graph.node, *(n for f in model.functions for n in f.node)]:
+        # the exporter's stack traces name this machine's temp files and environment
+        kept = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
     onnx.checker.check_model(model)
     onnx.save_model(model, str(tmp))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)

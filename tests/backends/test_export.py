@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import safetensors.torch
@@ -167,6 +168,9 @@ def test_spec_exports_and_onnx_runtime_equals_pytorch(name: str, archc, tmp_path
     assert {r["batch"] for r in report["runs"]} == {3, 1}  # two batch sizes, both checked
     assert all(r["max_abs_diff"] <= r["limit"] for r in report["runs"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "w.safetensors"]
+
+    notes = [p.value for n in onnx.load(str(target)).graph.node for p in n.metadata_props]
+    assert not [v for v in notes if "/tmp" in v or "site-packages" in v]  # no local paths
 
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     (first, *_) = session.get_inputs()
