@@ -162,12 +162,12 @@ def export_onnx(
             program.save(str(tmp))
         exported = _finish(tmp, path, compiled)
         exported.atol = atol
-        sessions = _session(tmp, model, compiled)
+        session = _session(tmp, model, compiled)
         checks = (batch, 1 if batch != 1 else TRACE_BATCH)  # two batch sizes
         for k, run in enumerate(runs):
             for b in checks:
                 exported.runs.append(
-                    _check(sessions, model, compiled, run.graph, b, seed + k, atol)
+                    _check(session, tmp, model, compiled, run.graph, b, seed + k, atol)
                 )
     exported.path = path
     return exported
@@ -543,7 +543,12 @@ def _finish(tmp: Path, path: Path, compiled: Compiled) -> Exported:
         kept = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
         del node.metadata_props[:]
         node.metadata_props.extend(kept)
-    onnx.checker.check_model(model)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise _runtime_failed(
+            compiled, None, None, exc, "", "onnx.checker refuses the file"
+        ) from None
     onnx.save_model(model, str(tmp))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
@@ -580,6 +585,7 @@ def _session(tmp: Path, model: Any, compiled: Compiled) -> Any:
 
 def _check(
     session: Any,
+    tmp: Path,
     model: Any,
     compiled: Compiled,
     graph: Graph,
@@ -598,7 +604,7 @@ def _check(
         got = session.run(None, feeds)
     except Exception as exc:
         what = f"fails at input {list(shape)}"
-        raise _runtime_failed(compiled, model, None, exc, what) from None
+        raise _runtime_failed(compiled, model, tmp, exc, what) from None
     with torch.no_grad():
         want = model(*xs)
     want = want if isinstance(want, tuple) else (want,)
@@ -644,21 +650,26 @@ def _compare(a: np.ndarray, b: np.ndarray, atol: float) -> tuple[float, float]:
 
 
 def _runtime_failed(
-    compiled: Compiled, model: Any, tmp: Path | None, exc: BaseException, what: str
+    compiled: Compiled,
+    model: Any,
+    tmp: Path | None,
+    exc: BaseException,
+    what: str,
+    who: str = "ONNX Runtime",
 ) -> SpecError:
     """E173: ONNX Runtime refuses the file or fails running it, located at the layer of the
     ONNX node it names where the file says which module made that node."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     layer = None
     found = re.search(r"node(?:_name)?[\s:(]*'?([\w./:-]+)", message, flags=re.I)
-    if found and tmp is not None:
+    if found and tmp is not None and model is not None:
         layer = _layer_of_onnx_node(tmp, found[1], model)
     node = compiled.graph.node(layer) if layer is not None else None
     return SpecError(
         [
             Diagnostic(
                 "E173",
-                f"ONNX Runtime {what}"
+                f"{who}{' ' + what if what else ''}"
                 + (f" (layer '{node.name}', {node.op})" if node is not None else "")
                 + f": {message}",
                 node.origin.location if node is not None else None,
