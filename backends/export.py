@@ -219,7 +219,7 @@ def _require() -> None:
         raise SpecError(
             [
                 Diagnostic(
-                    "E170",
+                    "E190",
                     f"ONNX export needs {', '.join(PACKAGES)}; not installed: {', '.join(missing)}",
                     hint="install archc's onnx extra: pip install -e '.[onnx]' (or "
                     "pip install 'archc[onnx]')",
@@ -239,7 +239,7 @@ def _check_file_size(compiled: Compiled) -> None:
     raise SpecError(
         [
             Diagnostic(
-                "E171",
+                "E191",
                 f"the model's float32 weights ({needed / 2**30:.1f} GiB, {graph.counts.total:,} "
                 f"parameters) exceed the 2 GiB one ONNX file can hold (largest layer "
                 f"'{node.name}': {node.counts.total:,} parameters)",
@@ -400,7 +400,7 @@ def _module_path(traced: str) -> str:
 
 
 def _cannot_export(compiled: Compiled, layer: str | None, exc: BaseException, what: str) -> Any:
-    """E172: a layer that cannot go to ONNX, located at its spec item where one is known."""
+    """E192: a layer that cannot go to ONNX, located at its spec item where one is known."""
     graph = compiled.graph
     reason = _first_line(exc)
     code_line = _generated_line(exc, compiled)
@@ -410,7 +410,7 @@ def _cannot_export(compiled: Compiled, layer: str | None, exc: BaseException, wh
         return SpecError(
             [
                 Diagnostic(
-                    "E172",
+                    "E192",
                     f"cannot export layer '{node.name}' ({node.op}) to ONNX: {what} it: {reason}",
                     node.origin.location,
                     node.origin.describe(),
@@ -423,7 +423,7 @@ def _cannot_export(compiled: Compiled, layer: str | None, exc: BaseException, wh
     return SpecError(
         [
             Diagnostic(
-                "E172",
+                "E192",
                 f"cannot export the model '{graph.name}' to ONNX: {what} it, outside every "
                 f"layer's module (the model's own forward): {reason}",
                 Location(compiled.loaded.file, 1, 1),
@@ -509,7 +509,7 @@ def _atomic(path: Path) -> Iterator[Path]:
 
 def _cannot_write(path: Path, reason: str) -> SpecError:
     return SpecError(
-        [Diagnostic("E175", f"cannot write {path}: {reason}", hint="choose a writable --onnx")]
+        [Diagnostic("E195", f"cannot write {path}: {reason}", hint="choose a writable --onnx")]
     )
 
 
@@ -594,7 +594,7 @@ def _check(
     atol: float,
 ) -> Run:
     """Run ONNX Runtime and PyTorch on one seeded batch of `graph`'s sizes; compare every
-    output (E174 where one differs by more than atol + rtol·max|y|)."""
+    output (E194 where one differs by more than atol + rtol·max|y|)."""
     import torch
 
     xs = _examples(graph, batch, seed)
@@ -617,7 +617,7 @@ def _check(
             raise SpecError(
                 [
                     Diagnostic(
-                        "E174",
+                        "E194",
                         f"ONNX Runtime and PyTorch disagree at output '{name}' ({node.op}): "
                         f"max|Δ| = {diff:.3g} > {limit:.3g} (batch {batch}, input "
                         f"{list(shape)})",
@@ -657,7 +657,7 @@ def _runtime_failed(
     what: str,
     who: str = "ONNX Runtime",
 ) -> SpecError:
-    """E173: ONNX Runtime refuses the file or fails running it, located at the layer of the
+    """E193: ONNX Runtime refuses the file or fails running it, located at the layer of the
     ONNX node it names where the file says which module made that node."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     layer = None
@@ -668,7 +668,7 @@ def _runtime_failed(
     return SpecError(
         [
             Diagnostic(
-                "E173",
+                "E193",
                 f"{who}{' ' + what if what else ''}"
                 + (f" (layer '{node.name}', {node.op})" if node is not None else "")
                 + f": {message}",

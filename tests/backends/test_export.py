@@ -239,7 +239,7 @@ def test_a_layer_torch_export_cannot_trace_is_located(archc, tmp_path, monkeypat
     result = archc("export", spec, "--onnx", tmp_path / "m.onnx")
     assert result.exit_code == 1, result.output
     assert where in result.output
-    assert "error[E172]: cannot export layer 'd2' (dense) to ONNX" in result.output
+    assert "error[E192]: cannot export layer 'd2' (dense) to ONNX" in result.output
     assert "torch.export cannot trace it" in result.output
     assert "Traceback" not in result.output
     assert "def forward" not in result.output  # torch.export's partial graph stays quiet
@@ -262,7 +262,7 @@ def test_a_layer_without_an_onnx_translation_is_located(archc, tmp_path, monkeyp
     result = archc("export", spec, "--onnx", tmp_path / "m.onnx")
     assert result.exit_code == 1, result.output
     assert where in result.output
-    assert "error[E172]: cannot export layer 'd2' (dense) to ONNX" in result.output
+    assert "error[E192]: cannot export layer 'd2' (dense) to ONNX" in result.output
     assert "cannot translate it" in result.output
     assert "archc_export_test.doubled" in result.output
     assert_nothing_written(tmp_path, {"tiny.yaml"})
@@ -288,7 +288,7 @@ def test_a_file_that_computes_another_function_is_refused_and_not_written(
     result = archc("export", spec, "--onnx", target)
     assert result.exit_code == 1, result.output
     assert where in result.output
-    assert "error[E174]: ONNX Runtime and PyTorch disagree at output 'd2'" in result.output
+    assert "error[E194]: ONNX Runtime and PyTorch disagree at output 'd2'" in result.output
     assert target.read_bytes() == b"the old file"
     assert_nothing_written(tmp_path, {"tiny.yaml", "m.onnx"})
 
@@ -300,7 +300,7 @@ def test_a_batch_fixed_at_trace_time_fails_the_second_batch(archc, tmp_path, mon
     monkeypatch.setattr(export, "_dynamic_shapes", lambda compiled: None)
     result = archc("export", spec, "--onnx", tmp_path / "m.onnx", "--batch", "2")
     assert result.exit_code == 1, result.output
-    assert "error[E173]: ONNX Runtime fails at input [1, 6]" in result.output
+    assert "error[E193]: ONNX Runtime fails at input [1, 6]" in result.output
     assert_nothing_written(tmp_path, {"tiny.yaml"})
 
 
@@ -309,7 +309,7 @@ def test_the_onnx_extra_missing_is_an_error_with_the_install(archc, tmp_path, mo
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails
     result = archc("export", spec, "--onnx", tmp_path / "m.onnx")
     assert result.exit_code == 1, result.output
-    assert "error[E170]" in result.output and "onnxruntime" in result.output
+    assert "error[E190]" in result.output and "onnxruntime" in result.output
     assert ".[onnx]" in result.output
     assert_nothing_written(tmp_path, {"tiny.yaml"})
 
