@@ -784,6 +784,119 @@ def graph_cmd(spec: str, out_file: str, sets: tuple[str, ...], variant: str | No
     run_guarded(body)
 
 
+@cli.command(name="export")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option(
+    "--onnx",
+    "onnx_file",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="ONNX file to write from the generated PyTorch model (replaced atomically, once "
+    "ONNX Runtime agrees with PyTorch).",
+)
+@set_option
+@variant_option
+@click.option(
+    "--weights",
+    "weights_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="The model's weights: a PyTorch state dict (.safetensors or .pt, as `archc weights` "
+    "writes); default: Keras' initial values, drawn from --seed.",
+)
+@click.option(
+    "--atol",
+    type=click.FloatRange(min=0),
+    callback=lambda ctx, param, value: _finite(value),
+    default=1e-7,
+    show_default=True,
+    help="Absolute tolerance (plus 1e-5 relative to each output's largest value).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 64),
+    default=3,
+    show_default=True,
+    help="Samples in the random batch (the check also runs batch 1).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, MAX_SEED),
+    default=0,
+    show_default=True,
+    help="Seed of the initial values and the inputs.",
+)
+@click.option(
+    "--input-size",
+    "input_sizes",
+    metavar="HxW",
+    multiple=True,
+    callback=lambda ctx, param, value: _sizes(value),
+    help="For a spec whose input height and width are unknown (null): a size to check the "
+    "file at (repeatable; default: the two sizes verify runs at).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def export_cmd(
+    spec: str,
+    onnx_file: str,
+    sets: tuple[str, ...],
+    variant: str | None,
+    weights_file: str | None,
+    atol: float,
+    batch: int,
+    seed: int,
+    input_sizes: tuple[tuple[int, int], ...],
+    as_json: bool,
+) -> None:
+    """Export SPEC's PyTorch model to ONNX (dynamic batch, and height and width where the spec
+    leaves them open), and prove the file with ONNX Runtime against PyTorch."""
+    overrides = parse_sets(sets)
+
+    def body() -> int:
+        from backends.export import export_onnx
+        from backends.weights import FormatError
+
+        try:
+            done = export_onnx(
+                spec,
+                onnx_file,
+                overrides,
+                variant=variant,
+                from_text=True,
+                atol=atol,
+                batch=batch,
+                seed=seed,
+                input_sizes=input_sizes,
+                weights=weights_file,
+            )
+        except FormatError as exc:
+            raise click.UsageError(f"{exc.message}\n  hint: {exc.hint}") from None
+        if as_json:
+            out(json.dumps(done.as_json(), indent=2))
+            return EXIT_OK
+
+        def shapes(items: Sequence[tuple[str, Sequence[Any], str]]) -> str:
+            return ", ".join(f"{n} [{', '.join(map(str, dims))}] {t}" for n, dims, t in items)
+
+        c = done.counts
+        out(f"{done.path} (written: ONNX opset {done.opset}, {c.total:,} params)")
+        out(f"inputs: {shapes(done.inputs)}")
+        out(f"outputs: {shapes(done.outputs)}")
+        ran = sorted({r.batch for r in done.runs}, reverse=True)
+        at = sorted({tuple(r.shape[2:]) for r in done.runs if len(r.shape) == 4})
+        where = ""
+        if len(at) > 1:
+            where = " at " + " and ".join("x".join(map(str, s)) for s in at)
+        out(
+            f"checked: ONNX Runtime = PyTorch at batch {' and '.join(map(str, ran))}{where}, "
+            f"{done.agreement()}"
+        )
+        return EXIT_OK
+
+    run_guarded(body, as_json)
+
+
 def _unraisable(info: Any) -> None:
     """Ctrl-C that lands in a callback (a weakref's, a __del__) cannot propagate from there:
     deliver it again a moment later, from another thread, so that it interrupts the code that

@@ -12,9 +12,10 @@ if [ "$(cat .venv/.archc-setup 2>/dev/null)" != "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   # tensorflow-cpu and the CPU build of torch are pinned here; pyproject.toml keeps the
   # honest ranges that real users install from. The torch extra brings safetensors and keras
-  # brings h5py: `archc weights` reads and writes both formats with them.
+  # brings h5py: `archc weights` reads and writes both formats with them. The onnx extra
+  # (onnx, onnxscript, onnxruntime) is `archc export --onnx`'s.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    -c constraints.txt -e ".[torch,dev,examples]" tensorflow-cpu keras
-  .venv/bin/python -c "import safetensors, h5py"
+    -c constraints.txt -e ".[torch,dev,examples,onnx]" tensorflow-cpu keras
+  .venv/bin/python -c "import safetensors, h5py, onnx, onnxscript, onnxruntime"
   echo "$stamp" > .venv/.archc-setup
 fi
