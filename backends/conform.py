@@ -15,9 +15,10 @@ and compares it with the compiled graph:
   with weights has one, each module is frozen as the node is, and the hyper-parameters
   PyTorch modules keep (channels, kernel, strides, dilation, groups, bias, epsilon, momentum,
   rates, heads) equal the node's, read from the module's own attributes by `_TORCH_READ`.
-  What a PyTorch model computes in `forward` without a module (an activation function, an
-  add) is not an attribute; `verify` holds it to the Keras model, which this check holds to
-  the IR.
+  What a PyTorch model computes in `forward` without a module is no attribute: where only
+  element-wise steps (activations, rescalings, fused activations) lie between two modules,
+  they are read back by value (`torch_forward_differences`); anything else (an add, a
+  reshape) is left to `verify`, which holds it to the Keras model, held here to the IR.
 """
 
 from __future__ import annotations
@@ -260,6 +261,9 @@ def torch(compiled: Compiled, model: Any, graph: Graph | None = None) -> None:
         module = model.get_submodule(found)
         errors += [_error(node, "torch", m) for m in torch_module_differences(node, module)]
     errors += [_error(None, "torch", m) for m in _untagged(model, set(tagged.values()))]
+    if not errors:  # what forward computes without modules, once the modules are right
+        forward = torch_forward_differences(graph, model, tagged)
+        errors += [_error(node, "torch", m) for node, m in forward]
     if errors:
         raise ConformanceError(errors)
 
@@ -455,3 +459,198 @@ def check(backend: str, compiled: Compiled, model: Any, graph: Graph | None = No
         keras(compiled, model, graph)
     elif backend == "torch":
         torch(compiled, model, graph)
+
+
+# -- PyTorch: what forward computes between modules ------------------------------------------
+# Activations, rescalings and fused activations have no module in PyTorch: `forward` applies
+# them between two modules (or before an output). They are read back by value: the model runs
+# once on a seeded input, each module's output and input is recorded, and where the IR says
+# that only such element-wise steps lie between two modules, the second module's input must be
+# those steps, in numpy (the formulas below, not PyTorch's), applied to the first's output.
+
+# the ops whose module takes the tensor as it flows (no layout change before the module)
+_PLAIN_INPUT = {
+    "conv2d", "depthwise_conv2d", "separable_conv2d", "conv2d_transpose", "conv1d",
+    "batch_norm", "layer_norm", "max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d",
+    "zero_pad2d", "dropout", "stochastic_depth", "layer_scale", "normalization",
+}  # fmt: skip
+_ELEMENTWISE = {"activation", "rescaling"}
+_FUSED = {"conv2d", "depthwise_conv2d", "separable_conv2d", "conv2d_transpose", "conv1d", "dense"}
+
+
+def _erf(x: Any) -> Any:
+    import torch as pt
+
+    return pt.erf(pt.from_numpy(x)).numpy()  # the error function itself, in float64
+
+
+def _softmax(x: Any, axis: int) -> Any:
+    import numpy as np
+
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def activate(fn: str, x: Any, alpha: float | None = None, approximate: bool | None = None) -> Any:
+    """Keras' activation `fn` by its formula, in float64 numpy (an image's channels in dim 1,
+    as PyTorch holds them; a vector's or a sequence's last)."""
+    import numpy as np
+
+    relu6 = np.clip(x, 0.0, 6.0)
+    softplus = np.logaddexp(0.0, x)
+    selu_a, selu_s = 1.6732632423543772, 1.0507009873554805
+    if fn == "gelu" and approximate:
+        inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)
+        return 0.5 * x * (1.0 + np.tanh(inner))
+    table: dict[str, Callable[[], Any]] = {
+        "linear": lambda: x,
+        "relu": lambda: np.maximum(x, 0.0),
+        "relu6": lambda: relu6,
+        "sigmoid": lambda: 1.0 / (1.0 + np.exp(-x)),
+        "tanh": lambda: np.tanh(x),
+        "softmax": lambda: _softmax(x, 1 if x.ndim > 3 else -1),
+        "silu": lambda: x / (1.0 + np.exp(-x)),
+        "swish": lambda: x / (1.0 + np.exp(-x)),
+        "gelu": lambda: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))),
+        "hard_sigmoid": lambda: np.clip(x + 3.0, 0.0, 6.0) / 6.0,
+        "hard_swish": lambda: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0,
+        "elu": lambda: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
+        "selu": lambda: selu_s * np.where(x > 0, x, selu_a * np.expm1(np.minimum(x, 0.0))),
+        "mish": lambda: x * np.tanh(softplus),
+        "leaky_relu": lambda: np.where(x > 0, x, (0.2 if alpha is None else alpha) * x),
+    }
+    return table[fn]()
+
+
+def _step(node: Node, x: Any) -> Any:
+    """One element-wise IR step on a float64 array."""
+    a = node.attrs
+    if node.op == "rescaling":
+        return x * a.scale + a.offset
+    if node.op == "activation":
+        return activate(a.fn, x, a.alpha, a.approximate)
+    return activate(a.activation, x)  # a fused activation
+
+
+def _chain(graph: Graph, source: str, recorded: set[str]) -> tuple[Node, list[Node]] | None:
+    """The module node whose output reaches `source` through element-wise steps only, and
+    those steps (its fused activation first); None where anything else lies between."""
+    chain: list[Node] = []
+    node = graph.node(source)
+    while node.op in _ELEMENTWISE:
+        chain.insert(0, node)
+        node = graph.node(node.inputs[0])
+    if node.name not in recorded or (node.op == "dense" and len(node.shape or ()) > 1):
+        return None  # no module, or not its output as it flows (a dense on an image)
+    return node, ([node] if node.op in _FUSED else []) + chain
+
+
+def torch_forward_differences(
+    graph: Graph, model: Any, tagged: dict[str, str]
+) -> list[tuple[Node, str]]:
+    """Run the model once (seeded, eval, batch 1) and hold what forward computes between
+    modules to the IR's element-wise steps (see above). A module's output is kept only until
+    the modules that read it have run. Graphs with unknown sizes are skipped (verify runs
+    them at a size), as are models without values (the meta device)."""
+    import numpy as np
+    import torch as pt
+
+    inputs = [graph.node(n) for n in graph.inputs]
+    if any(d is None for node in inputs for d in node.shape or ()):
+        return []
+    if any(p.is_meta for p in model.parameters()):
+        return []
+    recorded = set(tagged)
+    # consumer -> (producer, steps); the producers' outputs wanted, and by how many readers
+    plan: dict[str, tuple[Node, list[Node]]] = {}
+    for name in tagged:
+        node = graph.node(name)
+        if node.op in _PLAIN_INPUT and len(node.inputs) == 1:
+            found = _chain(graph, node.inputs[0], recorded)
+            if found is not None:
+                plan[name] = found
+    outputs = {o: _chain(graph, o, recorded) for o in graph.outputs}
+    readers: dict[str, int] = {}
+    for producer, _ in [*plan.values(), *(v for v in outputs.values() if v is not None)]:
+        readers[producer.name] = readers.get(producer.name, 0) + 1
+    kept: dict[str, Any] = {}
+    diffs: list[tuple[Node, str]] = []
+
+    def compare(what: str, source: Node, found: tuple[Node, list[Node]], got: Any) -> None:
+        producer, steps = found
+        want = kept[producer.name]
+        readers[producer.name] -= 1
+        if readers[producer.name] == 0:
+            del kept[producer.name]
+        if want.shape != got.shape:
+            return
+        if not steps:  # the same tensor, passed on
+            if not np.array_equal(want, got):
+                diffs.append((source, f"{what} is not the output of module '{producer.name}'"))
+            return
+        want = want.astype(np.float64)
+        for step in steps:
+            want = _step(step, want)
+        got = got.astype(np.float64)
+        bound = 1e-5 + 1e-5 * float(np.max(np.abs(want), initial=0.0))
+        err = float(np.max(np.abs(want - got), initial=0.0))
+        if not err <= bound:
+            described = " then ".join(_describe(s) for s in steps) or "nothing"
+            diffs.append(
+                (
+                    source,
+                    f"{what} is not {described} applied to the output of module "
+                    f"'{producer.name}' (max|Δ| = {err:.3g} > {bound:.3g})",
+                )
+            )
+
+    hooks = []
+    for name, path in tagged.items():
+        module = model.get_submodule(path)
+
+        def pre(m: Any, args: tuple[Any, ...], name: str = name) -> None:
+            found = plan.get(name)
+            if found is not None and len(args) == 1 and isinstance(args[0], pt.Tensor):
+                source = graph.node(graph.node(name).inputs[0])
+                got = args[0].detach().float().numpy()
+                compare(f"the input of module '{name}'", source, found, got)
+
+        def post(m: Any, args: tuple[Any, ...], out: Any, name: str = name) -> None:
+            if name in readers and isinstance(out, pt.Tensor):
+                kept[name] = out.detach().float().numpy().copy()
+
+        hooks += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    rng = np.random.default_rng(0)
+    xs = []
+    for node in inputs:
+        shape = tuple(node.shape or ())
+        if node.attrs.dtype == "int":
+            xs.append(pt.zeros((1, *shape), dtype=pt.int64))
+            continue
+        x = rng.standard_normal((1, *shape)).astype(np.float32)
+        if len(shape) >= 3:  # PyTorch's layout: an image's channels first
+            x = np.moveaxis(x, -1, 1)
+        xs.append(pt.from_numpy(np.ascontiguousarray(x)))
+    was_training = model.training
+    try:
+        model.eval()
+        with pt.no_grad():
+            ys = model(*xs)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    ys = list(ys) if isinstance(ys, list | tuple) else [ys]
+    for o, y in zip(graph.outputs, ys, strict=False):
+        found = outputs[o]
+        if found is not None and isinstance(y, pt.Tensor) and y.is_floating_point():
+            compare(f"the model's output '{o}'", graph.node(o), found, y.float().numpy())
+    return diffs
+
+
+def _describe(node: Node) -> str:
+    a = node.attrs
+    if node.op == "rescaling":
+        return f"'{node.name}' (x * {a.scale} + {a.offset})"
+    fn = a.fn if node.op == "activation" else a.activation
+    return f"'{node.name}' ({fn})"

@@ -9,6 +9,7 @@ made the mistake.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,101 @@ def test_same_compares_values_not_representations() -> None:
     assert not conform.same(0.9, 0.99)
     assert not conform.same(True, 1)
     assert not conform.same((1, 2), (1, 2, 3))
+
+
+# -- PyTorch: what forward computes without a module -------------------------------------------
+FORWARD_SPEC = """\
+archc: 1
+name: forward_case
+params:
+  deep: {type: bool, default: false}
+inputs:
+  - {name: image, shape: [9, 7, 3]}
+layers:
+  - {op: conv2d, name: c1, filters: 4, kernel: 3, activation: relu}
+  - {op: activation, name: act_deep, fn: tanh, when: "${deep}"}
+  - {op: batch_norm, name: bn}
+  - {op: activation, name: act, fn: gelu}
+  - {op: rescaling, name: scale, scale: 0.5, offset: 0.25}
+  - {op: conv2d, name: c2, filters: 2, kernel: 1}
+  - {op: global_avg_pool2d, name: gap}
+  - {op: dense, name: out, units: 3, activation: softmax}
+"""
+
+
+@pytest.fixture
+def forward_file(tmp_path: Path) -> Path:
+    path = tmp_path / "forward_case.yaml"
+    path.write_text(FORWARD_SPEC)
+    return path
+
+
+def test_the_forward_read_back_passes_the_real_renderer(forward_file: Path) -> None:
+    compile_to_file(forward_file, "torch", forward_file.parent / "out")
+
+
+def _activation_mutant(monkeypatch: pytest.MonkeyPatch, fn: str, rule: str) -> None:
+    monkeypatch.setitem(torch_ops.ACTIVATIONS, fn, rule)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda mp: _activation_mutant(mp, "relu", "F.gelu({x})"),
+            "the input of module 'bn' is not 'c1' (relu) applied to the output of module 'c1'",
+        ),
+        (
+            lambda mp: _activation_mutant(mp, "gelu", 'F.gelu({x}, approximate="tanh")'),
+            "the input of module 'c2' is not 'act' (gelu) then 'scale' (x * 0.5 + 0.25) applied",
+        ),
+        (
+            lambda mp: _activation_mutant(mp, "softmax", "F.softmax({x}, dim=0)"),
+            "the model's output 'out' is not 'out' (softmax) applied to the output of module 'out'",
+        ),
+        (
+            lambda mp: _torch_mutant_forward(mp, "rescaling", lambda c, xs, m: f"{xs[0]} * 0.5"),
+            "the input of module 'c2' is not 'act' (gelu) then 'scale' (x * 0.5 + 0.25) applied",
+        ),
+        (
+            lambda mp: mp.setattr(torch_render, "runs", _always(torch_render.runs)),
+            "the input of module 'bn' is not 'c1' (relu) applied to the output of module 'c1'",
+        ),
+    ],
+    ids=["fused activation", "gelu approximated", "softmax axis", "rescaling offset", "when"],
+)
+def test_torch_forward_mutants_are_caught_by_compile(
+    forward_file: Path, monkeypatch: pytest.MonkeyPatch, mutate: Any, expected: str
+) -> None:
+    """An activation, a constant or a dropped `when` in PyTorch's forward, where no module
+    is: counts, shapes and module attributes are unchanged; compile reads the values back."""
+    mutate(monkeypatch)
+    messages = compile_error(forward_file, "torch")
+    assert any(m.startswith(expected) for m in messages), messages
+
+
+def _torch_mutant_forward(
+    monkeypatch: pytest.MonkeyPatch, op: str, forward: Callable[[Any, list[str], str], str]
+) -> None:
+    real = torch_ops.TORCH_OPS[op]
+    monkeypatch.setitem(
+        torch_ops.TORCH_OPS, op, TorchOp(forward, real.module, real.shape, real.weights)
+    )
+
+
+@pytest.mark.parametrize(
+    ("fn", "x", "want"),
+    [  # Keras' definitions, evaluated by hand at a few points
+        ("relu6", [-1.0, 3.0, 7.0], [0.0, 3.0, 6.0]),
+        ("hard_sigmoid", [-4.0, 0.0, 4.0], [0.0, 0.5, 1.0]),
+        ("hard_swish", [-4.0, 0.0, 1.0], [0.0, 0.0, 4.0 / 6.0]),
+        ("leaky_relu", [-1.0, 2.0], [-0.2, 2.0]),
+        ("gelu", [0.0, 1.0], [0.0, 0.8413447460685429]),  # x * Phi(x)
+        ("elu", [-1.0, 1.0], [math.expm1(-1.0), 1.0]),
+    ],
+)
+def test_the_numpy_activations_are_keras_formulas(fn: str, x: list[float], want: list[float]):
+    import numpy as np
+
+    got = conform.activate(fn, np.array(x))
+    assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
