@@ -81,6 +81,13 @@ def builtin(op: str) -> bool:
     return op not in OWNERS
 
 
+def builtin_ops() -> dict[str, OpDef]:
+    """archc's own ops (what its own tests cover op by op); plugins test theirs."""
+    from .ops import load_all
+
+    return {name: op for name, op in load_all().items() if name not in OWNERS}
+
+
 def used_by(ops: Sequence[str]) -> dict[str, str]:
     """{distribution: version} of the plugins whose ops `ops` names, by name."""
     found = {p.dist: p.version for op in ops if (p := OWNERS.get(op)) is not None}
