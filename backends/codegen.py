@@ -22,6 +22,7 @@ import jinja2
 
 from compiler import __version__
 from compiler.api import Compiled
+from compiler.plugins import PLUGINS, used_by
 
 from .helper_library import KERAS_MODULES, TORCH_MODULES, library, torch_library, torch_modules
 from .pysrc import literal
@@ -84,8 +85,9 @@ def output_activation(compiled: Compiled) -> str | tuple[str, ...]:
 def spec_header(
     compiled: Compiled, out_dir: str | os.PathLike[str] | None = None
 ) -> dict[str, Any]:
-    """The file's SPEC: its spec (`recorded_path`), the spec's sha256, the archc version, and
-    the variant and overrides it was built with."""
+    """The file's SPEC: its spec (`recorded_path`), the spec's sha256, the archc version, the
+    variant and overrides it was built with, and the plugins whose ops it uses (distribution:
+    version; no key when it uses none)."""
     header: dict[str, Any] = {
         "path": recorded_path(compiled.loaded.file, out_dir),
         "sha256": compiled.loaded.doc.sha256,
@@ -95,7 +97,21 @@ def spec_header(
         header["variant"] = compiled.variant
     if compiled.overrides:  # the checked values, whether given as text or from Python
         header["overrides"] = {k: compiled.params[k] for k in sorted(compiled.overrides)}
+    plugins = used_by(spec_ops(compiled)) if PLUGINS else {}
+    if plugins:
+        header["plugins"] = plugins
     return header
+
+
+def spec_ops(compiled: Compiled) -> list[str]:
+    """Every op the spec's items name (those a `when:` leaves out of this graph too: the
+    generated file holds them), and the graph's."""
+    from .structure import OpStep, analyse, walk
+
+    s = analyse(compiled)
+    steps = walk(s.body) + [step for b in s.blocks.values() for step in walk(b.body)]
+    ops = {st.op for st in steps if isinstance(st, OpStep)}
+    return sorted(ops | {node.op for node in compiled.graph.nodes})
 
 
 def recorded_path(spec_file: str, out_dir: str | os.PathLike[str] | None) -> str:
@@ -261,7 +277,7 @@ HELPER_MODULES = TORCH_MODULES  # archc's own; ops may add theirs (helper_librar
 KERAS_HELPER_MODULES = KERAS_MODULES
 
 
-def helper_source(name: str, modules: tuple[str, ...] | None = None) -> str:
+def helper_source(name: str, modules: tuple[str | Path, ...] | None = None) -> str:
     """The source of a helper that generated modules carry: one of the PyTorch files'
     (`helper_library.torch_library`, ops' own helper modules included) or of `modules`
     (`KERAS_HELPER_MODULES`: the Keras layers), read from the file without importing it:

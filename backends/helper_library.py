@@ -153,15 +153,25 @@ def torch_library() -> Library:
     return library(torch_modules())
 
 
+def keras_modules() -> tuple[Module, ...]:
+    """The modules Keras files carry layers from: archc's own, then those of the layers that
+    declare one (`KerasLayer.helpers`: a plugin's), in the registry's order."""
+    from .keras_ops import KERAS_LAYERS
+
+    layers = [v for layer in KERAS_LAYERS.values() for v in (layer, *dict(layer.variants).values())]
+    extra = (layer.helpers for layer in layers if layer.helpers is not None)
+    return (*KERAS_MODULES, *dict.fromkeys(extra))
+
+
 def keras_library() -> Library:
-    return library(KERAS_MODULES)
+    return library(keras_modules())
 
 
 def helper_names() -> frozenset[str]:
     """Every helper a generated file (Keras or PyTorch) may define."""
-    return _names(torch_modules())
+    return _names(torch_modules(), keras_modules())
 
 
 @functools.cache
-def _names(modules: tuple[Module, ...]) -> frozenset[str]:
-    return frozenset(library(modules).helpers) | frozenset(keras_library().helpers)
+def _names(torch: tuple[Module, ...], keras: tuple[Module, ...]) -> frozenset[str]:
+    return frozenset(library(torch).helpers) | frozenset(library(keras).helpers)

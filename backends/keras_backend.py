@@ -16,13 +16,13 @@ from compiler.ir import Counts, Graph
 
 from . import initializers
 from .codegen import (
-    KERAS_HELPER_MODULES,
     environment,
     header_context,
     helper_source,
     import_source,
     input_axes,
 )
+from .helper_library import keras_modules
 from .keras_ops import keras_layer
 from .pysrc import ShapeRef, literal
 from .structure import (
@@ -271,9 +271,10 @@ def _uses_keras_layers(s: Structure) -> bool:
 
 
 def _layer_source(cls: str) -> str:
-    """A Keras layer class of keras_helpers or keras_sequence_helpers, read without importing
-    it (rendering, and so `archc check`, imports no framework)."""
-    return helper_source(cls, KERAS_HELPER_MODULES)
+    """A Keras layer class of keras_helpers, keras_sequence_helpers or a plugin's module
+    (`KerasLayer.helpers`), read without importing it (rendering, and so `archc check`,
+    imports no framework)."""
+    return helper_source(cls, keras_modules())
 
 
 def _build_doc(s: Structure) -> str:

@@ -12,7 +12,11 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from compiler.ops import RegistrationError
+from compiler.plugins import attach
 
 Attr = Callable[[str], str | None]  # attribute -> Python source, None when not set
 Args = list[tuple[str | None, str]]  # (keyword or None for positional, source)
@@ -27,6 +31,7 @@ class KerasLayer:
     regularizes: str = ""  # the keyword taking the L2 regularizer of `kernel_l2`
     shaped: Shaped | None = None  # arguments that depend on the input's rank
     custom: bool = False  # a class of keras_helpers, which the generated file defines
+    helpers: Path | None = None  # the module of a custom class of the op's own (its file)
     # the call's arguments from the inputs' sources (default: the input, or a list of them)
     call: Callable[[Attr, list[str]], str] | None = None
     # (attribute, layer), ...: the layer an item that sets the attribute becomes instead
@@ -203,3 +208,25 @@ def keras_layer(op: str, attrs: Mapping[str, Any]) -> KerasLayer:
 
 # the sequence and attention ops: backends/keras_sequence.py adds them to KERAS_LAYERS
 from . import keras_sequence  # noqa: E402, F401
+
+
+def check_plugin_layer(op: str, layer: KerasLayer) -> None:
+    """A plugin's Keras layer: a keras.layers class, or a class its own module defines."""
+    from .helper_library import KERAS_MODULES, library
+
+    for each in (layer, *(v for _, v in layer.variants)):
+        if not callable(each.args):
+            raise RegistrationError(f"KerasLayer {each.cls}'s args is not callable")
+        if not each.custom:
+            continue
+        if each.helpers is None:
+            raise RegistrationError(f"custom KerasLayer {each.cls} names no helpers module")
+        try:
+            found = library((*KERAS_MODULES, each.helpers)).helpers.get(each.cls)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise RegistrationError(f"its Keras helpers {each.helpers}: {exc}") from exc
+        if found is None or found.module != Path(each.helpers):
+            raise RegistrationError(f"{each.helpers} defines no class {each.cls}")
+
+
+attach("keras", KERAS_LAYERS, KerasLayer, check_plugin_layer)

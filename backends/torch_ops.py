@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from compiler.ops import Activation, RegistrationError
+from compiler.plugins import attach
 
 from .pysrc import literal
 
@@ -694,3 +695,29 @@ TORCH_OPS: dict[str, TorchOp] = {
 
 # the sequence and attention ops: backends/torch_sequence.py adds them to TORCH_OPS
 from . import torch_sequence  # noqa: E402, F401
+
+
+def check_plugin_op(op: str, emitter: TorchOp) -> None:
+    """A plugin's PyTorch emitter: its rules callable, its weights bound, a module's classes
+    told to `conform` (`reads`), and its helper module readable beside archc's own."""
+    from .helper_library import library, torch_modules
+
+    for rule in ("forward", "module", "shape"):
+        value = getattr(emitter, rule)
+        if value is not None and not callable(value):
+            raise RegistrationError(f"TorchOp's {rule} is not callable")
+    for name, binding in emitter.weights.items():
+        if not isinstance(binding, Binding):
+            raise RegistrationError(f"TorchOp's weight '{name}' is not bound by a Binding")
+    if emitter.module is not None and emitter.reads is None:
+        raise RegistrationError(
+            "TorchOp makes a module but says nothing of it to conform (reads=(classes, read))"
+        )
+    if emitter.helpers is not None:
+        try:
+            library(tuple(dict.fromkeys((*torch_modules(), emitter.helpers))))
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise RegistrationError(f"its PyTorch helpers {emitter.helpers}: {exc}") from exc
+
+
+attach("torch", TORCH_OPS, TorchOp, check_plugin_op)

@@ -7,7 +7,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-stamp=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+stamp=$(cat pyproject.toml constraints.txt plugins/*/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat .venv/.archc-setup 2>/dev/null)" != "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   # tensorflow-cpu and the CPU build of torch are pinned here; pyproject.toml keeps the
@@ -16,6 +16,9 @@ if [ "$(cat .venv/.archc-setup 2>/dev/null)" != "$stamp" ]; then
   # (onnx, onnxscript, onnxruntime) is `archc export --onnx`'s.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check \
     -c constraints.txt -e ".[torch,dev,examples,onnx]" tensorflow-cpu keras
+  # the example plugin (docs/PLUGINS.md): its ops and the ConvNeXt V2 spec are tested
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -c constraints.txt --no-deps -e plugins/archc-example-ops
   .venv/bin/python -c "import safetensors, h5py, onnx, onnxscript, onnxruntime"
   echo "$stamp" > .venv/.archc-setup
 fi

@@ -1,6 +1,7 @@
 """The op registry: each op declares its attributes, shape rule, weights and FLOPs once.
 
-Backends add one emitter per op; nothing else needs to know an op exists.
+Backends add one emitter per op; nothing else needs to know an op exists. Installed plugins
+add theirs (compiler/plugins.py) when `load_all()` first runs.
 """
 
 from __future__ import annotations
@@ -198,6 +199,7 @@ def field_types(attrs: type) -> dict[str, Any]:
 
 
 def load_all() -> dict[str, OpDef]:
+    from ..plugins import load_plugins
     from . import (  # noqa: F401  (registration side effects)
         attention,
         conv,
@@ -209,6 +211,7 @@ def load_all() -> dict[str, OpDef]:
         sequence,
     )
 
+    load_plugins()  # the installed plugins' ops (compiler/plugins.py), once a process
     return REGISTRY
 
 

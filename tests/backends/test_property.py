@@ -34,7 +34,8 @@ from backends.verify import verify
 from compiler.api import Compiled, compile_spec
 from compiler.ir import Counts
 from compiler.load import loads
-from compiler.ops import Activation, load_all
+from compiler.ops import Activation
+from compiler.plugins import builtin_ops
 from tests.backends.sequence_property import SEQUENCE_EMITTERS, SEQUENCE_WEIGHTS
 from tests.conftest import ROOT, RUFF
 
@@ -559,7 +560,7 @@ def torch_counts(model: torch.nn.Module) -> Counts:
 
 # -- properties -------------------------------------------------------------------------------
 def test_the_generator_covers_every_registered_op() -> None:
-    assert set(EMITTERS) == set(load_all()) - {"input"}
+    assert set(EMITTERS) == set(builtin_ops()) - {"input"}  # a plugin tests its own
 
 
 @CHEAP
