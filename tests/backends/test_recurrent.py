@@ -26,6 +26,7 @@ from backends.train_check import verify_training
 from backends.transfer import keras_to_torch
 from compiler.api import Compiled, compile_spec
 from compiler.load import loads
+from tests.conftest import SPECS
 
 STEPS, CHANNELS, UNITS, BATCH = 6, 4, 3, 2
 # Keras block -> PyTorch block order, per layer (PyTorch's blocks as Keras' block numbers)
@@ -233,3 +234,14 @@ def test_verify_trains_a_stacked_bidirectional_lstm_and_gru() -> None:
     """
     report = verify_training(compile_spec(loads(textwrap.dedent(text), "rnn.yaml")))
     assert report.arrays_checked > 0
+
+
+@pytest.mark.parametrize("variant", ["small"])
+def test_the_tagger_spec_trains_the_same_in_both_frameworks(variant: str) -> None:
+    """specs/lstm.yaml reads token ids: its gradients reach the embedding (Keras gives them as
+    IndexedSlices, made dense) and the ids stay integers when the training check runs in
+    float64 (both failed before: `verify --train` stopped with an internal error)."""
+    report = verify_training(compile_spec(SPECS / "lstm.yaml", variant=variant))
+    # per step: the loss, then the gradient and the update of each of the 12 weights (the
+    # embedding 1, the bidirectional LSTM 2 x 3, the LSTM 3, the dense 2)
+    assert report.arrays_checked == 3 * (1 + 2 * 12)
