@@ -166,7 +166,8 @@ def _bind(cls: type, pairs: list[tuple[str | None, str]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     position = 0
     for kw, src in pairs:
-        value = eval(src, {"__builtins__": {}}, {})  # literals of IR values, built above
+        # literals of IR values, built above, or a layer a wrapper takes (`layers.LSTM(...)`)
+        value = eval(src, {"__builtins__": {}}, {"layers": _Layers()})
         if kw is None:
             kw = params[position]
             position += 1
@@ -174,7 +175,39 @@ def _bind(cls: type, pairs: list[tuple[str | None, str]]) -> dict[str, Any]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class _Nested:
+    """A layer an emitter passes to a wrapper (Bidirectional's LSTM): its class and its
+    arguments as keyword: value, held against the wrapper's configuration of it."""
+
+    cls: type
+    args: dict[str, Any]
+
+
+class _Layers:
+    """`layers` where an emitter's argument is evaluated: `layers.LSTM(8)` is a _Nested."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Nested]:
+        import keras
+
+        cls = getattr(keras.layers, name)
+
+        def nested(*args: Any, **kwargs: Any) -> _Nested:
+            pairs: list[tuple[str | None, str]] = [(None, repr(a)) for a in args]
+            pairs += [(k, repr(v)) for k, v in kwargs.items()]
+            return _Nested(cls, _bind(cls, pairs))
+
+        return nested
+
+
 def _same_keras(kw: str, got: Any, want: Any, layer: Any) -> bool:
+    if isinstance(want, _Nested):  # a wrapped layer: its class and its own configuration
+        inner = got.get("config", {}) if isinstance(got, dict) else {}
+        return (
+            isinstance(got, dict)
+            and got.get("class_name") == want.cls.__name__
+            and all(k in inner and _same_keras(k, inner[k], v, layer) for k, v in want.args.items())
+        )
     if kw == "target_shape" and -1 in tuple(got):  # the IR's is resolved; Keras' at build
         got = tuple(layer.output.shape[1:])
     if isinstance(want, int) and isinstance(got, list | tuple) and len(got) == 1:

@@ -97,7 +97,8 @@ def verify_training(
     randomize_keras(km, graph, seed)
     keras_to_torch(km, tm, graph)
     report = TrainReport(steps, dropout_off=_random_layers_off(km, tm, graph))
-    xs = [x.astype(np.float64) for x in inputs_for(graph, batch, seed)]
+    xs = inputs_for(graph, batch, seed)  # token ids stay integers
+    xs = [x.astype(np.float64) if x.dtype.kind == "f" else x for x in xs]
     rng = np.random.default_rng(seed + 1)
     targets = [rng.standard_normal((batch, *(graph.node(n).shape or ()))) for n in graph.outputs]
     for step in range(1, steps + 1):
@@ -159,7 +160,8 @@ def _keras_step(
     grads = tape.gradient(loss, variables)
     out = {}
     for (node, name, variable), grad in zip(trainable, grads, strict=True):
-        g = np.zeros(variable.shape) if grad is None else np.asarray(grad)
+        # an embedding's gradient is IndexedSlices (the rows read): made dense
+        g = np.zeros(variable.shape) if grad is None else np.asarray(tf.convert_to_tensor(grad))
         out[node, name] = g
         variable.assign(variable - lr * g)
     return float(loss), out

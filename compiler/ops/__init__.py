@@ -206,6 +206,7 @@ def load_all() -> dict[str, OpDef]:
         core,
         merge,
         pool,
+        recurrent,
         resize,
         scale,
         sequence,

@@ -73,6 +73,109 @@ def _image_layout_as_is(a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[-1], *a.shape[:-1])
 
 
+def gates_as(order: tuple[int, ...], transpose: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+    """A Keras recurrent weight with its gate blocks (last axis) put in `order` (Keras block
+    numbers), then transposed as the (gates * units, rows) matrices: the bindings' rule with
+    another gate order, as a converter that mixes up the frameworks' orders does."""
+
+    def to_torch(a: np.ndarray) -> np.ndarray:
+        blocks = np.split(a, len(order), axis=-1)
+        out = np.concatenate([blocks[i] for i in order], axis=-1)
+        return out.T if transpose else out
+
+    return to_torch
+
+
+def _bidirectional_last_output(ctx: Any, xs: list[str], mod: str) -> str:
+    """Both directions' outputs at the last step: the backward one has seen only that step
+    (Keras and PyTorch take its final state, at step 0)."""
+    h0 = f"{xs[0]}.new_zeros(2, {xs[0]}.shape[0], {mod}.units)"
+    return f"{mod}.run({xs[0]}, {h0})[0][:, -1]"
+
+
+# one gate of each recurrent layer moved (two swapped) in turn: Keras' LSTM gates i, f, c, o
+# are PyTorch's i, f, g, o in that order; Keras' GRU z, r, h are PyTorch's r, z, n (1, 0, 2)
+_LSTM = "- {op: lstm, name: rnn, units: 3, return_sequences: true}"
+_GRU = "- {op: gru, name: rnn, units: 3, return_sequences: true}"
+RECURRENT_MUTANTS: dict[str, tuple[Any, str, str, Apply]] = {
+    "lstm-input-gate-and-forget-gate-swapped": (
+        [5, 4],
+        _LSTM,
+        "rnn",
+        changed_binding("lstm", "kernel", gates_as((1, 0, 2, 3))),
+    ),
+    "lstm-forget-gate-and-cell-gate-swapped": (
+        [5, 4],
+        _LSTM,
+        "rnn",
+        changed_binding("lstm", "recurrent_kernel", gates_as((0, 2, 1, 3))),
+    ),
+    "lstm-cell-gate-and-output-gate-swapped": (
+        [5, 4],
+        _LSTM,
+        "rnn",
+        changed_binding("lstm", "kernel", gates_as((0, 1, 3, 2))),
+    ),
+    "lstm-bias-input-and-output-gates-swapped": (
+        [5, 4],
+        _LSTM,
+        "rnn",
+        changed_binding("lstm", "bias", gates_as((3, 1, 2, 0), transpose=False)),
+    ),
+    "gru-keras-gate-order-kept": (  # z and r swapped
+        [5, 4],
+        _GRU,
+        "rnn",
+        changed_binding("gru", "kernel", gates_as((0, 1, 2))),
+    ),
+    "gru-update-gate-and-new-gate-swapped": (
+        [5, 4],
+        _GRU,
+        "rnn",
+        changed_binding("gru", "recurrent_kernel", gates_as((1, 2, 0))),
+    ),
+    "gru-reset-gate-and-new-gate-swapped": (
+        [5, 4],
+        _GRU,
+        "rnn",
+        changed_binding("gru", "kernel", gates_as((2, 0, 1))),
+    ),
+    "gru-bias-keras-gate-order-kept": (
+        [5, 4],
+        _GRU,
+        "rnn",
+        changed_binding("gru", "bias", gates_as((0, 1, 2), transpose=False)),
+    ),
+    "gru-input-and-recurrent-bias-swapped": (  # only the new gate tells them apart
+        [5, 4],
+        _GRU,
+        "rnn",
+        changed_binding("gru", "bias", lambda a: gates_as((1, 0, 2), transpose=False)(a[::-1])),
+    ),
+    "simple-rnn-recurrent-kernel-untransposed": (
+        [5, 3],
+        "- {op: simple_rnn, name: rnn, units: 3, return_sequences: true}",
+        "rnn",
+        changed_binding("simple_rnn", "recurrent_kernel", lambda a: a),
+    ),
+    "bidirectional-backward-output-at-the-last-step": (
+        [5, 4],
+        "- {op: lstm, name: rnn, units: 3, bidirectional: true}",
+        "rnn",
+        emitter("lstm", forward=_bidirectional_last_output),
+    ),
+    "bidirectional-concat-backward-first": (
+        [5, 4],
+        "- {op: gru, name: rnn, units: 3, return_sequences: true, bidirectional: true}",
+        "rnn",
+        emitter(
+            "gru",
+            forward=lambda c, xs, m: f"{m}({xs[0]}).unflatten(-1, (2, 3)).flip(-2).flatten(-2)",
+        ),
+    ),
+}
+
+
 SEQUENCE_MUTANTS: dict[str, tuple[Any, str, str, Apply]] = {
     "sequence-dense-image-rule": (
         [6, 6],  # (N, T, C) treated as (N, C, T): the kernel applied across the steps
@@ -201,3 +304,4 @@ SEQUENCE_MUTANTS: dict[str, tuple[Any, str, str, Apply]] = {
         emitter("subtract", forward=lambda c, xs, m: f"{xs[0]} - {xs[1]}[:, :, None]"),
     ),
 }
+SEQUENCE_MUTANTS.update(RECURRENT_MUTANTS)

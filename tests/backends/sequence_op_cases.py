@@ -176,6 +176,44 @@ layers:
     use_bias: false
 """,
     ],
+    "lstm": [
+        """\
+# stacked: bidirectional with every step (concat), then the last step of one direction
+archc: 1
+name: lstm
+inputs:
+  - {name: x, shape: [7, 5]}
+layers:
+  - {op: lstm, name: bi, units: 4, return_sequences: true, bidirectional: true}
+  - {op: lstm, name: last, units: 3, use_bias: false}
+""",
+    ],
+    "gru": [
+        """\
+# every step, then bidirectional summed, the last step; one layer frozen
+archc: 1
+name: gru
+inputs:
+  - {name: x, shape: [6, 3]}
+layers:
+  - {op: gru, name: seq, units: 4, return_sequences: true, trainable: false}
+  - {op: gru, name: bi, units: 2, bidirectional: true, merge_mode: sum}
+""",
+    ],
+    "simple_rnn": [
+        """\
+# relu with every step, then bidirectional averaged (a product on another branch)
+archc: 1
+name: simple_rnn
+inputs:
+  - {name: x, shape: [5, 3]}
+layers:
+  - {op: simple_rnn, name: seq, units: 4, activation: relu, return_sequences: true}
+  - {op: simple_rnn, name: ave, units: 3, bidirectional: true, merge_mode: ave}
+  - {op: simple_rnn, name: mul, units: 2, bidirectional: true, merge_mode: mul, inputs: seq}
+outputs: [ave, mul]
+""",
+    ],
 }
 
 SEQUENCE_TORCH_KEY = {
@@ -191,4 +229,16 @@ SEQUENCE_TORCH_KEY = {
         )
         for part in ("kernel", "bias")
     },
+}
+# lstm, gru, simple_rnn (their `kernel` and `bias` are not a dense's): nn.LSTM's names, one
+# Keras bias (the GRU's (2, 3u)) per direction
+RECURRENT_OPS = ("lstm", "gru", "simple_rnn")
+RECURRENT_TORCH_KEY = {
+    f"{prefix}{keras}": f"{torch}{suffix}"
+    for prefix, suffix in (("", "_l0"), ("forward/", "_l0"), ("backward/", "_l0_reverse"))
+    for keras, torch in (
+        ("kernel", "weight_ih"),
+        ("recurrent_kernel", "weight_hh"),
+        ("bias", "bias"),
+    )
 }

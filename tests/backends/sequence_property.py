@@ -166,6 +166,35 @@ def multi_head_attention(b: Any, x: str) -> str | None:
     return b.add("multi_head_attention", ins, out, **b.trainable(attrs))
 
 
+def _recurrent(op: str) -> Emit:
+    """lstm, gru or simple_rnn on a short sequence: every step or the last, one direction
+    or both (merged by any mode), with or without biases."""
+
+    def emit(b: Any, x: str) -> str | None:
+        shape = b.shapes[x]
+        if len(shape) != 2 or shape[0] > 12:
+            return None
+        units = b.int(1, 5)
+        attrs: dict[str, Any] = {"units": units}
+        if op == "simple_rnn" and b.flag(0.3):
+            attrs["activation"] = "relu"
+        if b.flag(0.5):
+            attrs["return_sequences"] = True
+        if b.flag(0.2):
+            attrs["use_bias"] = False
+        width = units
+        if b.flag(0.4):
+            attrs["bidirectional"] = True
+            mode = b.pick(["concat", "sum", "mul", "ave"])
+            if mode != "concat" or b.flag(0.3):
+                attrs["merge_mode"] = mode
+            width = 2 * units if mode == "concat" else units
+        out = (shape[0], width) if attrs.get("return_sequences") else (width,)
+        return b.add(op, [x], out, **b.trainable(attrs))
+
+    return emit
+
+
 SEQUENCE_EMITTERS: dict[str, Emit] = {
     "conv1d": conv1d,
     "max_pool1d": _pool1d("max_pool1d"),
@@ -179,6 +208,7 @@ SEQUENCE_EMITTERS: dict[str, Emit] = {
     "slice": slice_,
     "permute": permute,
     "multi_head_attention": multi_head_attention,
+    **{op: _recurrent(op) for op in ("lstm", "gru", "simple_rnn")},
 }
 # ops of rank-2 inputs are drawn more often: a reshape to a sequence comes first
 SEQUENCE_WEIGHTS = {"conv1d": 2, "multi_head_attention": 3}

@@ -36,7 +36,11 @@ from compiler.api import compile_spec
 from compiler.ir import Counts, Graph
 from compiler.ops import load_all
 from tests.backends.op_cases import OP_CASES
-from tests.backends.sequence_op_cases import SEQUENCE_TORCH_KEY
+from tests.backends.sequence_op_cases import (
+    RECURRENT_OPS,
+    RECURRENT_TORCH_KEY,
+    SEQUENCE_TORCH_KEY,
+)
 from tests.conftest import ROOT, SEED, SPECS, without_spec_path
 
 GOLDEN = ROOT / "generated" / "resnet_preact_torch.py"
@@ -69,6 +73,8 @@ SEPARABLE_KEY = {
 
 
 def torch_key(op: str, weight: str) -> str:
+    if op in RECURRENT_OPS:
+        return RECURRENT_TORCH_KEY[weight]
     return SEPARABLE_KEY[weight] if op == "separable_conv2d" else TORCH_KEY[weight]
 
 

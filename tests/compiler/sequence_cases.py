@@ -55,6 +55,96 @@ def attention_weights(
     return tuple(ws)
 
 
+def recurrent_params(gates: int, cin: int, units: int, biases: int = 1) -> int:
+    """One direction of a Keras recurrent layer: `gates` blocks of an input kernel (in, u), a
+    recurrent kernel (u, u) and `biases` bias vectors (u) (the GRU with reset_after: 2)."""
+    return gates * (cin * units + units * units + biases * units)
+
+
+def recurrent_weights(
+    gates: int, cin: int, units: int, bias: tuple[int, ...] | None, prefix: str = ""
+) -> tuple[tuple[str, tuple[int, ...], bool], ...]:
+    ws = [
+        (f"{prefix}kernel", (cin, gates * units), True),
+        (f"{prefix}recurrent_kernel", (units, gates * units), True),
+    ]
+    return tuple(ws + ([(f"{prefix}bias", bias, True)] if bias else []))
+
+
+def recurrent_cases(case: Any) -> dict[str, list[Any]]:
+    """lstm, gru and simple_rnn: Keras' LSTM 4 gates, GRU 3 (bias (2, 3u)), SimpleRNN 1."""
+    Case = case
+    both = recurrent_weights(4, 5, 3, (12,), "forward/")
+    both += recurrent_weights(4, 5, 3, (12,), "backward/")
+    return {
+        "lstm": [
+            Case(
+                "last-step",
+                "op: lstm, units: 3",
+                ((7, 5),),
+                (3,),
+                recurrent_params(4, 5, 3),
+                weights=recurrent_weights(4, 5, 3, (12,)),
+            ),
+            Case(
+                "bidirectional-sequences",
+                "op: lstm, units: 3, return_sequences: true, bidirectional: true",
+                ((7, 5),),
+                (7, 6),
+                2 * recurrent_params(4, 5, 3),
+                weights=both,
+            ),
+            Case(
+                "sum-no-bias",
+                "op: lstm, units: 3, bidirectional: true, merge_mode: sum, use_bias: false",
+                ((7, 5),),
+                (3,),
+                2 * recurrent_params(4, 5, 3, biases=0),
+                weights=recurrent_weights(4, 5, 3, None, "forward/")
+                + recurrent_weights(4, 5, 3, None, "backward/"),
+            ),
+        ],
+        "gru": [
+            Case(
+                "sequences",
+                "op: gru, units: 4, return_sequences: true",
+                ((6, 2),),
+                (6, 4),
+                recurrent_params(3, 2, 4, biases=2),
+                weights=recurrent_weights(3, 2, 4, (2, 12)),
+            ),
+            Case(
+                "bidirectional-ave",
+                "op: gru, units: 4, bidirectional: true, merge_mode: ave",
+                ((6, 2),),
+                (4,),
+                2 * recurrent_params(3, 2, 4, biases=2),
+                weights=recurrent_weights(3, 2, 4, (2, 12), "forward/")
+                + recurrent_weights(3, 2, 4, (2, 12), "backward/"),
+            ),
+        ],
+        "simple_rnn": [
+            Case(
+                "relu",
+                "op: simple_rnn, units: 5, activation: relu",
+                ((4, 3),),
+                (5,),
+                recurrent_params(1, 3, 5),
+                weights=recurrent_weights(1, 3, 5, (5,)),
+            ),
+            Case(
+                "bidirectional-concat",
+                "op: simple_rnn, units: 5, bidirectional: true, return_sequences: true",
+                ((4, 3),),
+                (4, 10),
+                2 * recurrent_params(1, 3, 5),
+                weights=recurrent_weights(1, 3, 5, (5,), "forward/")
+                + recurrent_weights(1, 3, 5, (5,), "backward/"),
+            ),
+        ],
+    }
+
+
 def sequence_cases(case: Any) -> dict[str, list[Any]]:
     """op -> cases, built with test_ops' Case class."""
     Case = case

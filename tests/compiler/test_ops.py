@@ -19,7 +19,13 @@ from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Graph, Node
 from compiler.load import loads
 from compiler.plugins import builtin_ops
-from tests.compiler.sequence_cases import NEEDS_SEQUENCE, SEQUENCE_INPUT, Tokens, sequence_cases
+from tests.compiler.sequence_cases import (
+    NEEDS_SEQUENCE,
+    SEQUENCE_INPUT,
+    Tokens,
+    recurrent_cases,
+    sequence_cases,
+)
 
 Shape = tuple[int, ...]
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -529,6 +535,7 @@ CASES: dict[str, list[Case]] = {
     ],
 }
 CASES.update(sequence_cases(Case))  # sequences and attention: tests/compiler/sequence_cases.py
+CASES.update(recurrent_cases(Case))  # lstm, gru, simple_rnn: the same file
 
 
 def test_every_registered_op_has_cases() -> None:
@@ -888,6 +895,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "max_pool1d": ("pool",),
     "max_pool2d": ("pool",),
     "multi_head_attention": ("key_dim", "num_heads"),
+    "lstm": ("units",),
+    "gru": ("units",),
+    "simple_rnn": ("units",),
     "permute": ("dims",),
     "rescaling": ("scale",),
     "reshape": ("target_shape",),
