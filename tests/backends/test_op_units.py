@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import builtins
 import dis
+import importlib
+import importlib.util
 import inspect
 import subprocess
 import sys
@@ -21,9 +23,14 @@ import numpy as np
 import pytest
 import torch
 
-from backends import torch_helpers, torch_init_helpers, torch_sequence_helpers
 from backends.codegen import helper_source
-from backends.helper_library import TORCH_MODULES, helper_names, library, torch_library
+from backends.helper_library import (
+    TORCH_MODULES,
+    helper_names,
+    library,
+    torch_library,
+    torch_modules,
+)
 from backends.keras_ops import KERAS_LAYERS, KerasLayer
 from backends.structure import generated_names
 from backends.torch_ops import ACTIVATIONS, TORCH_OPS, Binding, TorchOp, activate_source
@@ -58,11 +65,22 @@ def test_a_helper_carries_what_it_needs(name: str) -> None:
     assert not missing, f"{name} carries {carried} but its code loads {sorted(missing)}"
 
 
+def _imported(module: str | Path) -> types.ModuleType:
+    """A helper module (a name in backends/, or a plugin's file), imported."""
+    if isinstance(module, str):
+        return importlib.import_module(f"backends.{module}")
+    spec = importlib.util.spec_from_file_location(f"_helpers_{Path(module).stem}", module)
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
 def test_own_reset_is_the_classes_that_define_reset_parameters() -> None:
     """The classes the model's reset_parameters calls are those whose class body defines
     one, read here from the imported classes (not from source)."""
     want = []
-    for module in (torch_helpers, torch_init_helpers, torch_sequence_helpers):
+    for module in map(_imported, torch_modules()):  # archc's, and those ops declare
         for name, value in vars(module).items():
             mine = inspect.isclass(value) and value.__module__ == module.__name__
             if mine and "reset_parameters" in value.__dict__:
