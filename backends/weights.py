@@ -64,9 +64,18 @@ BYTES_PER_FILE = 1 << 20
 SAFE_FILTERS = {2: "shuffle", 3: "fletcher32"}  # h5z.FILTER_SHUFFLE, FILTER_FLETCHER32
 # A Keras layer made of layers keeps each part's arrays in its own group, under the attribute
 # that holds the part (a recurrent layer's `cell`, a Bidirectional's `forward_layer` and
-# `backward_layer`: `layers/bidirectional/forward_layer/cell/vars/<i>`). get_weights() gives
-# the layer's own arrays, then its parts' in this order (HDF5 lists the groups by name).
-SUBLAYERS = {"cell": 0, "forward_layer": 0, "backward_layer": 1}
+# `backward_layer`: `layers/bidirectional/forward_layer/cell/vars/<i>`; MultiHeadAttention's
+# four projections). get_weights() gives the layer's own arrays, then its parts' in this order
+# (HDF5 lists the groups by name). Parts without arrays (a dropout, a softmax) are passed over.
+SUBLAYERS = {
+    "cell": 0,
+    "forward_layer": 0,
+    "backward_layer": 1,
+    "query_dense": 0,
+    "key_dense": 1,
+    "value_dense": 2,
+    "output_dense": 3,
+}
 # What zipfile raises for a broken, encrypted or unsupported archive or member.
 ZIP_ERRORS = (
     zipfile.BadZipFile,

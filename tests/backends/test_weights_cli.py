@@ -343,3 +343,39 @@ def test_recurrent_weights_round_trip(archc, tmp_path, variant, sets) -> None:
     from_h5 = load_file(st)
     assert sorted(from_keras_file) == sorted(from_h5)
     assert all(same_bytes(from_keras_file[k], from_h5[k]) for k in from_h5)
+
+
+def test_attention_weights_round_trip(archc, tmp_path) -> None:
+    """MultiHeadAttention keeps its projections' arrays under `query_dense`, `key_dense`,
+    `value_dense` and `output_dense` (listed by name in the file, not in Keras' order)."""
+    import torch
+
+    spec = SPECS / "transformer_encoder.yaml"
+    params = {"steps": 5, "width": 8, "depth": 2, "heads": 2}
+    sets = [a for k, v in params.items() for a in ("--set", f"{k}={v}")]
+    model = importlib.import_module("generated.transformer_encoder_keras").build_model(**params)
+    rng = np.random.default_rng(4)
+    for layer in model.layers:
+        values = layer.get_weights()
+        layer.set_weights([rng.normal(0, 0.5, v.shape).astype(v.dtype) for v in values])
+    original = {layer.name: layer.get_weights() for layer in model.layers}
+    model.save_weights(tmp_path / "att.weights.h5")
+    x = rng.standard_normal((2, 5, 8)).astype(np.float32)
+    y = np.asarray(model(x, training=False))
+
+    pt = tmp_path / "att.pt"
+    result = archc("weights", spec, *sets, "--from", tmp_path / "att.weights.h5", "--to", pt)
+    assert result.exit_code == 0, result.output
+    torch_code = importlib.import_module("generated.transformer_encoder_torch")
+    torch_model = torch_code.build_model(**params).eval()
+    torch_model.load_state_dict(torch.load(pt, weights_only=True), strict=True)
+    with torch.no_grad():
+        got = torch_model(torch.from_numpy(x)).numpy()
+    assert np.max(np.abs(got - y)) <= 1e-5 + 1e-5 * np.max(np.abs(y))
+
+    back = tmp_path / "back.weights.h5"
+    result = archc("weights", spec, *sets, "--from", pt, "--to", back)
+    assert result.exit_code == 0, result.output
+    again = importlib.import_module("generated.transformer_encoder_keras").build_model(**params)
+    again.load_weights(back)
+    assert_same_weights(again, original)
