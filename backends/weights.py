@@ -8,8 +8,11 @@ reads, checks and writes files:
 
 - Keras files are read with h5py, without building a Keras model: Keras 3 keeps each layer's
   variables under `layers/<class>/vars/<i>`, in `get_weights()` order, with the layer's name
-  as the group's `name` attribute. Keras files are written by Keras itself (`save_weights`,
-  `save`) from the spec's generated Keras model.
+  as the group's `name` attribute; a layer made of layers keeps its parts' under the part's
+  attribute (`layers/lstm/cell/vars/<i>`, `layers/bidirectional/forward_layer/cell/vars/<i>`
+  and `backward_layer/...`), after its own arrays in get_weights() order (SUBLAYERS). Keras
+  files are written by Keras itself (`save_weights`, `save`) from the spec's generated Keras
+  model.
 - PyTorch files are loaded without running pickled code (safetensors, or
   `torch.load(weights_only=True)`) and written from the generated model's `state_dict()`.
 - The file must be the spec's model, exactly: a missing, extra or mis-shaped weight is an
@@ -59,6 +62,20 @@ BYTES_PER_FILE = 1 << 20
 # HDF5 filters that never make data larger: byte shuffling and checksums. Compression is
 # refused (Keras writes none): a small chunk could inflate without bound.
 SAFE_FILTERS = {2: "shuffle", 3: "fletcher32"}  # h5z.FILTER_SHUFFLE, FILTER_FLETCHER32
+# A Keras layer made of layers keeps each part's arrays in its own group, under the attribute
+# that holds the part (a recurrent layer's `cell`, a Bidirectional's `forward_layer` and
+# `backward_layer`: `layers/bidirectional/forward_layer/cell/vars/<i>`; MultiHeadAttention's
+# four projections). get_weights() gives the layer's own arrays, then its parts' in this order
+# (HDF5 lists the groups by name). Parts without arrays (a dropout, a softmax) are passed over.
+SUBLAYERS = {
+    "cell": 0,
+    "forward_layer": 0,
+    "backward_layer": 1,
+    "query_dense": 0,
+    "key_dense": 1,
+    "value_dense": 2,
+    "output_dense": 3,
+}
 # What zipfile raises for a broken, encrypted or unsupported archive or member.
 ZIP_ERRORS = (
     zipfile.BadZipFile,
@@ -420,22 +437,27 @@ class _StoredMember(io.RawIOBase):
 
 def _keras_datasets(f: Any, path: Path, fmt: Format) -> dict[str, list[Any]]:
     """Keras layer name -> its datasets (opened, not read), from the file's `layers/.../vars`
-    groups. Only hard links are followed, each group once: a soft or external link, or a
-    second link to a group, is an error; so is a dataset that is not an array of real numbers
-    stored in the file (_dataset_problem)."""
+    groups: a layer's own (`layers/<class>/vars`, named by its `name` attribute), then its
+    parts' (`layers/<class>/<part>/.../vars`, SUBLAYERS' order). Only hard links are followed,
+    each group once: a soft or external link, or a second link to a group, is an error; so is
+    a dataset that is not an array of real numbers stored in the file (_dataset_problem)."""
     import h5py
 
-    layers: dict[str, list[Any]] = {}
-    unnamed: list[str] = []
+    # layer group ('layers/lstm', or '' for the model's own `vars`) -> its name and its
+    # vars groups with datasets: (the part, '' or 'forward_layer/cell'; path; group; arrays)
+    owners: dict[str, tuple[str | None, list[tuple[str, str, Any, int]]]] = {}
     seen = {h5py.h5o.get_info(f.id).addr: "/"}
-    stack: list[tuple[str, Any]] = [("", f)]
+    stack: list[tuple[str, Any, str | None]] = [("", f, None)]
     while stack:
-        name, group = stack.pop()
-        top, last = name.split("/", 1)[0], name.rsplit("/", 1)[-1]
-        # a layer's variables; not an optimizer's or a metric's
-        is_vars = last == "vars" and top in ("layers", "vars")
-        layer = _name_attribute(group) if is_vars else None
-        groups: list[tuple[str, Any]] = []
+        name, group, layer = stack.pop()
+        parts = name.split("/")
+        if len(parts) == 2 and parts[0] == "layers":  # a layer's group: its name, if any
+            layer = _layer_name(group)
+        # a layer's variables (or a part's); not an optimizer's or a metric's
+        is_vars = parts[-1] == "vars" and (parts == ["vars"] or parts[0] == "layers")
+        if parts == ["vars"]:
+            layer = _name_attribute(group)
+        groups: list[tuple[str, Any, str | None]] = []
         for key in group:  # link names: nothing is followed yet
             child = f"{name}/{key}" if name else key
             link = group.get(key, getlink=True)
@@ -462,7 +484,7 @@ def _keras_datasets(f: Any, path: Path, fmt: Format) -> dict[str, list[Any]]:
                         KERAS_HINT,
                     )
                 seen[address] = "/" + child
-                groups.append((child, obj))
+                groups.append((child, obj, layer))
         stack.extend(reversed(groups))
         if not is_vars:
             continue
@@ -471,17 +493,35 @@ def _keras_datasets(f: Any, path: Path, fmt: Format) -> dict[str, list[Any]]:
             continue
         if sorted(keys, key=lambda k: (len(k), k)) != [str(i) for i in range(len(keys))]:
             raise _unreadable(path, fmt, f"{name} holds {sorted(keys)}, not 0, 1, ...")
+        owner = "/".join(parts[:2]) if parts[0] == "layers" else ""
+        part = "/".join(parts[2:-1])
+        owners.setdefault(owner, (layer, []))[1].append((part, name, group, len(keys)))
+    layers: dict[str, list[Any]] = {}
+    unnamed: list[str] = []
+    for layer, found in owners.values():
         if layer is None:
-            unnamed.append(name)
+            unnamed.append(found[0][1])
             continue
         if layer in layers:
             raise _unreadable(path, fmt, f"two layers are named {short_repr(layer)}")
-        datasets = [group[str(i)] for i in range(len(keys))]
-        for i, dataset in enumerate(datasets):
+        for part, name, _, _ in found:
+            unknown = [p for p in part.split("/") if part and p not in SUBLAYERS]
+            if unknown:
+                raise _unreadable(
+                    path,
+                    fmt,
+                    f"layer {_quoted(layer)} keeps arrays in {name}, a part "
+                    f"({_quoted(unknown[0])}) of no Keras layer archc writes",
+                    hint="it is not a weights file of this model: convert it with the spec it "
+                    "was saved from",
+                )
+        found.sort(key=lambda entry: [SUBLAYERS[p] for p in entry[0].split("/") if p])
+        named = [(f"{name}/{i}", g[str(i)]) for _, name, g, n in found for i in range(n)]
+        for i, (where, dataset) in enumerate(named):
             problem = _dataset_problem(dataset)
             if problem:
-                raise _not_read(path, _label(layer, f"{name}/{i}", f" [{i}]"), problem, KERAS_HINT)
-        layers[layer] = datasets
+                raise _not_read(path, _label(layer, where, f" [{i}]"), problem, KERAS_HINT)
+        layers[layer] = [dataset for _, dataset in named]
     if unnamed:
         raise _unreadable(
             path,
@@ -491,6 +531,16 @@ def _keras_datasets(f: Any, path: Path, fmt: Format) -> dict[str, list[Any]]:
             "(build_model().load_weights(PATH)) and save it again with this Keras",
         )
     return layers
+
+
+def _layer_name(group: Any) -> str | None:
+    """A layer's name: its `vars` group's `name` attribute (a hard link to a group only)."""
+    import h5py
+
+    if "vars" not in group or not isinstance(group.get("vars", getlink=True), h5py.HardLink):
+        return None
+    own = group["vars"]
+    return _name_attribute(own) if isinstance(own, h5py.Group) else None
 
 
 def _label(layer: str | None, path_in_file: str, index: str = "") -> str:

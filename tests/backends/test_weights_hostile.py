@@ -614,3 +614,137 @@ print(json.dumps({"growth_kib": growth, "codes": codes}))
     assert found["codes"] == {name: CASES[name][2] for name in CASES}
     assert found["growth_kib"] * 1024 < GROWTH_LIMIT, found
     print(f"peak RSS growth over the hostile corpus: {found['growth_kib'] / 1024:.1f} MiB")
+
+
+# -- a model with recurrent layers: parts' groups (cell, forward_layer, backward_layer) ----------
+RNN_SPEC = ROOT / "specs" / "lstm.yaml"
+RNN = compile_spec(str(RNN_SPEC), variant="small").graph
+# Keras 3's save_weights layout of the small variant, as listed from a file Keras saved:
+# Keras layer -> (its group, its own name, the parts holding its arrays, with their names)
+RNN_LAYOUT = {
+    "embed": ("layers/embedding", [("", "embed")]),
+    "encoder": (
+        "layers/bidirectional",
+        [
+            ("forward_layer", "forward_lstm"),
+            ("forward_layer/cell", "lstm_cell"),
+            ("backward_layer", "backward_lstm"),
+            ("backward_layer/cell", "lstm_cell"),
+        ],
+    ),
+    "decoder": ("layers/lstm", [("cell", "lstm_cell")]),
+    "tagger": ("layers/dense", [("", "tagger")]),
+}
+FORWARD, BACKWARD = 0.25, 0.75  # the encoder's arrays, per direction
+
+
+def write_rnn_h5(target: Path) -> None:
+    import h5py
+
+    with h5py.File(target, "w") as f:
+        for node in RNN.nodes:
+            if not node.weights:
+                continue
+            where, parts = RNN_LAYOUT[node.name]
+            f.create_group(f"{where}/vars").attrs["name"] = node.name
+            weights = list(node.weights)
+            for part, name in parts:
+                group = f.require_group(f"{where}/{part}/vars" if part else f"{where}/vars")
+                group.attrs["name"] = name
+                if part.endswith("layer"):
+                    continue  # the direction's own group: no arrays
+                mine = weights[: len(weights) // 2] if part.startswith("forward") else weights
+                if part.startswith("backward"):
+                    mine = weights[len(weights) // 2 :]
+                fill = BACKWARD if part.startswith("backward") else FORWARD
+                for i, weight in enumerate(mine):
+                    group[str(i)] = np.full(weight.shape, fill, np.float32)
+        f.create_group("vars").attrs["name"] = RNN.name
+
+
+def test_recurrent_parts_convert_in_keras_order(archc: Any, tmp_path: Path) -> None:
+    """HDF5 lists backward_layer before forward_layer; the arrays go by Keras' order."""
+    import torch
+
+    write_rnn_h5(tmp_path / "rnn.weights.h5")
+    out = tmp_path / "rnn.pt"
+    result = archc("weights", RNN_SPEC, "--variant", "small", "--from", tmp_path / "rnn.weights.h5",
+                   "--to", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    state = torch.load(out, weights_only=True)
+    for key, fill in [("weight_ih_l0", FORWARD), ("weight_ih_l0_reverse", BACKWARD)]:
+        np.testing.assert_array_equal(state[f"encoder.{key}"].numpy(), fill)
+
+
+def rnn_cell_link(f: Any) -> None:
+    del f["layers/bidirectional/backward_layer/cell"]
+    f["layers/bidirectional/backward_layer/cell"] = f["layers/bidirectional/forward_layer/cell"]
+
+
+def rnn_cell_soft_link(f: Any) -> None:
+    import h5py
+
+    del f["layers/bidirectional/backward_layer/cell"]
+    f["layers/bidirectional/backward_layer/cell"] = h5py.SoftLink(
+        "/layers/bidirectional/forward_layer/cell"
+    )
+
+
+def rnn_dataset(where: str, **kwargs: Any) -> Callable[[Any], None]:
+    def replace(f: Any) -> None:
+        shape = f[where].shape
+        del f[where]
+        f.create_dataset(where, **{"shape": shape, "dtype": "f4", **kwargs})
+
+    return replace
+
+
+def rnn_external(f: Any) -> None:
+    import h5py
+
+    del f["layers/bidirectional/backward_layer/cell/vars/0"]
+    f["layers/bidirectional/backward_layer/cell/vars/0"] = h5py.ExternalLink("other.h5", "/x")
+
+
+def rnn_unknown_part(f: Any) -> None:
+    f["layers/lstm/extra/vars/0"] = np.zeros(3, np.float32)
+
+
+RNN_CASES = {
+    "second_link": (rnn_cell_link, "E156", ("encoder", "second link")),
+    "soft_link": (rnn_cell_soft_link, "E156", ("encoder", "soft link")),
+    "external_link": (rnn_external, "E156", ("encoder", "another file")),
+    "compressed": (
+        rnn_dataset("layers/lstm/cell/vars/1", data=np.zeros((5, 20), "f4"), compression="gzip"),
+        "E156",
+        ("'decoder' [1]", "compressed"),
+    ),
+    "size_lie": (
+        rnn_dataset("layers/bidirectional/backward_layer/cell/vars/1", shape=(200_000, 200_000)),
+        "E151",
+        ("'encoder' backward/recurrent_kernel", "(200000, 200000)"),
+    ),
+    "unknown_part": (rnn_unknown_part, "E150", ("'decoder'", "'extra'")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RNN_CASES))
+def test_recurrent_parts_are_read_as_warily(archc: Any, tmp_path: Path, name: str) -> None:
+    """A cell's or a direction's group is walked like any other: hard links only, each group
+    once, every dataset's storage and type checked, shapes before data; and a part of a
+    layer that no Keras layer archc writes has is refused, not read as a layer."""
+    import h5py
+
+    replace, code, says = RNN_CASES[name]
+    source = tmp_path / "bad.weights.h5"
+    write_rnn_h5(source)
+    with h5py.File(source, "r+") as f:
+        replace(f)
+    out = tmp_path / "out.pt"
+    result = archc("weights", RNN_SPEC, "--variant", "small", "--from", source, "--to", out)
+    assert result.exit_code == 1, result.output
+    line = next((x for x in result.output.splitlines() if f"error[{code}]" in x), "")
+    assert line.startswith(f"{source}: error[{code}]: "), result.output
+    assert all(word in line for word in says), line
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.weights.h5"]
