@@ -145,7 +145,10 @@ def main(argv: list[str]) -> None:
     names = argv or sorted(
         applications(), key=lambda n: (n not in FIRST, FIRST.index(n) if n in FIRST else 0, n)
     )
-    rows = []
+    # rows measured before for models not run now are kept (a run of a few adds to the table)
+    earlier = RESULTS / "import_keras.json"
+    kept = json.loads(earlier.read_text())["models"] if earlier.exists() else []
+    rows = [row for row in kept if row["model"] not in names]
     for name in names:
         row = run(name, timeout)
         print(json.dumps(row, ensure_ascii=False), flush=True)
