@@ -1326,6 +1326,24 @@ class Proof:
 RTOL = 1e-5
 
 
+def _softmax_logits(keras_model: Any, graph: Any, x: Any) -> float | None:
+    """max|z| of the logits the model's softmax output reads, as `verify` bounds a softmax
+    (backends.verify.softmax_logits); None where the output is no softmax, or its layer is
+    not a top-level layer of the original model."""
+    import keras
+    import numpy as np
+
+    from .verify import softmax_logits
+
+    node = graph.node(graph.outputs[0])
+    try:
+        layer = keras_model.get_layer(node.name)
+        feed = keras.Model(keras_model.inputs, layer.input)(x, training=False)
+    except (ValueError, KeyError, AttributeError):
+        return None
+    return softmax_logits(keras_model, graph, node, {node.inputs[0]: np.asarray(feed)})
+
+
 def prove(
     spec: str | os.PathLike[str],
     keras_model: Any,
@@ -1428,6 +1446,9 @@ def prove(
     y_t = y_torch.numpy()
     y_t = y_t if y_t.ndim <= 3 else np.moveaxis(y_t, 1, -1)
     diff, allowed = _compare(y_keras, y_t, 0.0)  # relative: RTOL * max|y|
+    logits = _softmax_logits(keras_model, run.graph, x)
+    if logits is not None:  # a softmax head: the bound follows its logits (verify's rule)
+        allowed = max(allowed, RTOL * logits)
     largest = float(np.max(np.abs(y_keras))) if y_keras.size else 0.0
     if not diff <= allowed:
         raise _proof_error(

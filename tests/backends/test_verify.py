@@ -24,13 +24,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backends import keras_backend, torch_backend, torch_ops, transfer
+from backends import conform, keras_backend, torch_backend, torch_ops, transfer
 from backends.compile import VerificationError
 from backends.verify import (
     channels_first,
     channels_last,
     keras_layer_outputs,
     randomize_keras,
+    softmax_logits,
     torch_layer_outputs,
     verify,
 )
@@ -1467,3 +1468,50 @@ def test_a_null_noise_shape_overrides_the_defaults_one(tmp_path: Path) -> None:
     compiled = compile_spec(str(path))
     check_dropout_masks(compiled, 0.5, (False, False, False))
     checked(compiled)
+
+
+def test_a_softmaxs_bound_follows_the_logits_it_reads(spec: Callable[..., Compiled]) -> None:
+    """softmax_logits gives max|z| of the logits: the fused softmax's (the Keras layer
+    rebuilt linear, held here against numpy's x @ W + b) and the activation op's (its input)."""
+    compiled = spec(
+        [6],
+        """
+        - {op: rescaling, name: big, scale: 300.0}
+        - {op: dense, name: fc, units: 4, activation: softmax}
+        - {op: activation, name: soft, fn: softmax}
+        """,
+    )
+    km = keras_backend.build(compiled)
+    randomize_keras(km, compiled.graph, 0)
+    x = randn(3, 6)
+    outs = keras_layer_outputs(km, compiled.graph, [x])
+    kernel, bias = km.get_layer("fc").get_weights()
+    z = outs["big"].astype(np.float64) @ kernel + bias
+    fc = compiled.graph.node("fc")
+    assert softmax_logits(km, compiled.graph, fc, outs) == pytest.approx(np.abs(z).max(), 1e-5)
+    assert np.abs(z).max() > 10  # logits larger than the probabilities' 1
+    soft = compiled.graph.node("soft")
+    assert softmax_logits(km, compiled.graph, soft, outs) == float(np.abs(outs["fc"]).max())
+    assert softmax_logits(km, compiled.graph, compiled.graph.node("big"), outs) is None
+
+
+def test_large_logits_still_catch_a_softmax_on_the_wrong_axis(
+    spec: Callable[..., Compiled], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wider bound (RTOL·max|z|, z up to ~1e3 here) is far below what a wrong softmax
+    changes (probabilities of order 1)."""
+    compiled = spec(
+        [4, 5, 3],
+        """
+        - {op: conv2d, name: conv, filters: 3, kernel: 1}
+        - {op: rescaling, name: big, scale: 100.0}
+        - {op: activation, name: soft, fn: softmax}
+        """,
+    )
+    checked(compiled)
+    _emitter("activation", forward=lambda ctx, xs, mod: f"F.softmax({xs[0]}, dim=-1)")(monkeypatch)
+    monkeypatch.setattr(conform, "torch_forward_differences", lambda *a: [])  # verify's own
+    with pytest.raises(VerificationError) as info:
+        verify(compiled)
+    diag = info.value.diagnostics[0]
+    assert diag.code == "E110" and "'soft'" in diag.message, diag.message
