@@ -328,6 +328,7 @@ def torch_module_differences(node: Node, module: Any) -> list[str]:
     where = f"module '{node.name}'"
     diffs = []
     frozen = not any(p.requires_grad for p in module.parameters())
+    # frozen and trainable in the IR, or trainable and frozen in the IR: a difference
     if node.weights and any(True for _ in module.parameters()) and frozen == node.trainable:
         diffs.append(
             f"{where} is {'frozen' if frozen else 'trainable'}, the IR says "
@@ -396,13 +397,10 @@ def _separable(m: Any) -> dict[str, Any]:
 
 def _transpose(m: Any) -> dict[str, Any]:
     (top, bottom), (left, right) = m.crops
-    kernel, strides = tuple(m.kernel_size), tuple(m.stride)
-    cropped = any((top, bottom, left, right))
-    same = cropped or all(k <= s for k, s in zip(kernel, strides, strict=True))
-    read = {"filters": m.out_channels, "kernel": kernel, "strides": strides}
+    read = {"filters": m.out_channels, "kernel": tuple(m.kernel_size), "strides": tuple(m.stride)}
     read["use_bias"] = m.bias is not None
-    if cropped:  # only 'same' crops; where k <= s both paddings give one size
-        read["padding"] = "same" if same else "valid"
+    if any((top, bottom, left, right)):  # only 'same' crops (where k <= s, no padding does)
+        read["padding"] = "same"
     return read
 
 
