@@ -13,6 +13,7 @@ import stat
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -204,6 +205,49 @@ def write_atomic(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+@contextlib.contextmanager
+def atomic_file(
+    path: Path, suffix: str, cannot_write: Callable[[Path, str], Exception]
+) -> Iterator[Path]:
+    """write_atomic for a file a library writes: a temp file next to path
+    (`.<name>.<pid>.<random>.tmp<suffix>`, which remove_stale_temps recognises; some writers
+    insist on their suffix) for the body to write; then fsync, the usual permissions and a
+    rename over path, which WRITTEN records. On any error or interruption the temp file is
+    removed and path is left as it was; an OSError becomes cannot_write(path, reason)."""
+    if path.is_dir():
+        raise cannot_write(path, "it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{suffix}", dir=path.parent
+        )
+    except OSError as exc:
+        raise cannot_write(path, _reason(exc)) from None
+    os.close(fd)
+    tmp = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        try:
+            yield tmp  # the writer (a framework's own)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk, a read-only folder
+            raise cannot_write(path, _reason(exc)) from None
+        WRITTEN.append(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _reason(exc: OSError) -> str:
+    """An OSError in a few words: its strerror, or its first line (a library's own)."""
+    return exc.strerror or (str(exc).strip().split("\n")[0] or type(exc).__name__)[:300]
 
 
 _TEMP = re.compile(r"\.(?:(?P<pid>[0-9]+)\.)?[^.]+\.tmp")

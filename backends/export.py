@@ -21,7 +21,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -472,39 +471,12 @@ def _generated_line(exc: BaseException, compiled: Compiled) -> str:
 # -- the file ---------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
-    """A temp file next to path for the body to write and check; then fsync, the usual
-    permissions and a rename over path. On any error or interruption the temp file is
-    removed and path is left as it was (codegen.write_atomic's rule, for a binary file that a
-    library writes)."""
-    from .codegen import WRITTEN
+    """A temp file next to path for the body to write and check, renamed over path when it is
+    done; on any error path is left as it was (codegen.atomic_file)."""
+    from .codegen import atomic_file
 
-    if path.is_dir():
-        raise _cannot_write(path, "it is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(
-            prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-        )
-    except OSError as exc:
-        raise _cannot_write(path, exc.strerror or str(exc)) from None
-    os.close(fd)
-    tmp = Path(name)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        try:
-            yield tmp
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        except OSError as exc:  # a full disk, a read-only folder
-            raise _cannot_write(path, exc.strerror or str(exc)) from None
-        WRITTEN.append(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with atomic_file(path, "", _cannot_write) as tmp:
+        yield tmp
 
 
 def _cannot_write(path: Path, reason: str) -> SpecError:

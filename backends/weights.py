@@ -36,7 +36,6 @@ import math
 import os
 import stat
 import struct
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -1015,36 +1014,9 @@ def _cannot_write(path: Path, reason: str, hint: str = "") -> SpecError:
 
 @contextlib.contextmanager
 def atomic(path: Path, fmt: Format) -> Iterator[Path]:
-    """A temp file next to path (`.<name>.<pid>.<random>.tmp<suffix>`: Keras insists on its
-    suffixes) for the body to write; then fsync, the usual permissions, and a rename over
-    path. On any error or interruption the temp file is removed and path is left as it was.
-    The path is added to codegen.WRITTEN, which an interrupted command reports."""
-    from .codegen import WRITTEN
+    """A temp file next to path (with the format's suffix: Keras insists on its suffixes) for
+    the body to write, renamed over path when it is done (codegen.atomic_file)."""
+    from .codegen import atomic_file
 
-    if path.is_dir():
-        raise _cannot_write(path, "it is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(
-            prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{fmt.suffix}", dir=path.parent
-        )
-    except OSError as exc:
-        raise _cannot_write(path, exc.strerror or str(exc)) from None
-    os.close(fd)
-    tmp = Path(name)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        try:
-            yield tmp  # the writer (a framework's own)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        except OSError as exc:  # a full disk, a read-only folder
-            raise _cannot_write(path, exc.strerror or _reason(exc)) from None
-        WRITTEN.append(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with atomic_file(path, fmt.suffix, _cannot_write) as tmp:
+        yield tmp
