@@ -274,6 +274,40 @@ set_option = click.option(
 variant_option = click.option("--variant", default=None, help="Use a named scale variant.")
 
 
+def atol_option(default: float, help: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--atol",
+        type=click.FloatRange(min=0),
+        callback=lambda ctx, param, value: _finite(value),
+        default=default,
+        show_default=True,
+        help=help,
+    )
+
+
+def batch_option(help: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--batch", type=click.IntRange(1, 64), default=3, show_default=True, help=help
+    )
+
+
+def seed_option(help: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help=help
+    )
+
+
+def input_size_option(help: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--input-size",
+        "input_sizes",
+        metavar="HxW",
+        multiple=True,
+        callback=lambda ctx, param, value: _sizes(value),
+        help=help,
+    )
+
+
 class _Group(click.Group):
     """Lists each command with its whole first sentence (click cuts it to fit one line); help,
     version and usage text that cannot be written ends as a command's output does
@@ -498,43 +532,19 @@ def compile_cmd(
 @click.argument("spec", type=click.Path(dir_okay=False))
 @set_option
 @variant_option
-@click.option(
-    "--atol",
-    type=click.FloatRange(min=0),
-    callback=lambda ctx, param, value: _finite(value),
-    default=1e-5,
-    show_default=True,
-    help="Absolute tolerance (plus 1e-5 relative to each layer's largest value).",
-)
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 64),
-    default=3,
-    show_default=True,
-    help="Samples in the random batch.",
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(0, MAX_SEED),
-    default=0,
-    show_default=True,
-    help="Seed of the random weights and inputs.",
-)
+@atol_option(1e-5, "Absolute tolerance (plus 1e-5 relative to each layer's largest value).")
+@batch_option("Samples in the random batch.")
+@seed_option("Seed of the random weights and inputs.")
 @click.option(
     "--odd-input/--no-odd-input",
     default=True,
     show_default=True,
     help="Also verify at an odd, non-square input size, where the spec allows one.",
 )
-@click.option(
-    "--input-size",
-    "input_sizes",
-    metavar="HxW",
-    multiple=True,
-    callback=lambda ctx, param, value: _sizes(value),
-    help="For a spec whose input height and width are unknown (null): a size to run the "
+@input_size_option(
+    "For a spec whose input height and width are unknown (null): a size to run the "
     "models at (repeatable; default: the first two of 64x64, 96x80, 96x64, 128x96, ... that "
-    "the network accepts).",
+    "the network accepts)."
 )
 @click.option(
     "--train",
@@ -805,36 +815,12 @@ def graph_cmd(spec: str, out_file: str, sets: tuple[str, ...], variant: str | No
     help="The model's weights: a PyTorch state dict (.safetensors or .pt, as `archc weights` "
     "writes); default: Keras' initial values, drawn from --seed.",
 )
-@click.option(
-    "--atol",
-    type=click.FloatRange(min=0),
-    callback=lambda ctx, param, value: _finite(value),
-    default=1e-7,
-    show_default=True,
-    help="Absolute tolerance (plus 1e-5 relative to each output's largest value).",
-)
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 64),
-    default=3,
-    show_default=True,
-    help="Samples in the random batch (the check also runs batch 1).",
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(0, MAX_SEED),
-    default=0,
-    show_default=True,
-    help="Seed of the initial values and the inputs.",
-)
-@click.option(
-    "--input-size",
-    "input_sizes",
-    metavar="HxW",
-    multiple=True,
-    callback=lambda ctx, param, value: _sizes(value),
-    help="For a spec whose input height and width are unknown (null): a size to check the "
-    "file at (repeatable; default: the two sizes verify runs at).",
+@atol_option(1e-7, "Absolute tolerance (plus 1e-5 relative to each output's largest value).")
+@batch_option("Samples in the random batch (the check also runs batch 1).")
+@seed_option("Seed of the initial values and the inputs.")
+@input_size_option(
+    "For a spec whose input height and width are unknown (null): a size to check the "
+    "file at (repeatable; default: the two sizes verify runs at)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def export_cmd(
