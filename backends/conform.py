@@ -522,9 +522,16 @@ def _softmax(x: Any, axis: int) -> Any:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def activate(fn: str, x: Any, alpha: float | None = None, approximate: bool | None = None) -> Any:
-    """Keras' activation `fn` by its formula, in float64 numpy (an image's channels in dim 1,
-    as PyTorch holds them; a vector's or a sequence's last)."""
+def activate(
+    fn: str,
+    x: Any,
+    alpha: float | None = None,
+    approximate: bool | None = None,
+    axis: int | None = None,
+) -> Any:
+    """Keras' activation `fn` by its formula, in float64 numpy; a softmax over `axis`, by
+    default the channels as PyTorch holds them (dim 1 of an image; a vector's or a
+    sequence's last). tests/backends/test_verify.py holds every function to Keras' own."""
     import numpy as np
 
     relu6 = np.clip(x, 0.0, 6.0)
@@ -539,7 +546,7 @@ def activate(fn: str, x: Any, alpha: float | None = None, approximate: bool | No
         "relu6": lambda: relu6,
         "sigmoid": lambda: 1.0 / (1.0 + np.exp(-x)),
         "tanh": lambda: np.tanh(x),
-        "softmax": lambda: _softmax(x, 1 if x.ndim > 3 else -1),
+        "softmax": lambda: _softmax(x, axis if axis is not None else 1 if x.ndim > 3 else -1),
         "silu": lambda: x / (1.0 + np.exp(-x)),
         "swish": lambda: x / (1.0 + np.exp(-x)),
         "gelu": lambda: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))),

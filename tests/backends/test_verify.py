@@ -796,39 +796,17 @@ def test_layer_scale_multiplies_each_channel_by_gamma(
     checked(compiled)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-ACTIVATION_FORMULAS = {  # Keras 3's definitions, written out with numpy
-    "linear": lambda x: x,
-    "relu": lambda x: np.maximum(x, 0.0),
-    "relu6": lambda x: np.clip(x, 0.0, 6.0),
-    "sigmoid": _sigmoid,
-    "tanh": np.tanh,
-    "softmax": lambda x: np.exp(x) / np.exp(x).sum(axis=-1, keepdims=True),  # channels
-    "silu": lambda x: x * _sigmoid(x),
-    "swish": lambda x: x * _sigmoid(x),
-    "gelu": lambda x: 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0))),  # exact
-    "hard_sigmoid": lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0,
-    "hard_swish": lambda x: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0,
-    "elu": lambda x: np.where(x > 0, x, np.expm1(x)),
-    "selu": lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)),
-    "mish": lambda x: x * np.tanh(np.log1p(np.exp(x))),
-    "leaky_relu": lambda x: np.where(x > 0, x, 0.2 * x),
-}
-
-
 @pytest.mark.parametrize("fn", typing.get_args(Activation))
 def test_activation_follows_keras_definition(spec: Callable[..., Compiled], fn: str) -> None:
-    """Every activation the spec language declares (a new one needs its formula here), across
-    the kinks (-3, 0, 3): both backends compute Keras 3's definition (Keras 2's hard_sigmoid
-    was 0.2x + 0.5; PyTorch's leaky_relu slope defaults to 0.01)."""
+    """Every activation the spec language declares, across the kinks (-3, 0, 3): both
+    backends compute Keras 3's definition as conform.activate writes it with numpy (Keras 2's
+    hard_sigmoid was 0.2x + 0.5; PyTorch's leaky_relu slope defaults to 0.01). Keras' own
+    layer agreeing holds those formulas, which compile's read-back uses, to Keras."""
     compiled = spec([1, 17, 2], f"- {{op: activation, name: act, fn: {fn}}}")
     line = np.linspace(-4.0, 4.0, 17, dtype=np.float32)
     x = np.stack([line, line[::-1] / 2], axis=-1).reshape(1, 1, 17, 2)
     k_out, t_out, _ = both_outputs(compiled, [x])
-    want = ACTIVATION_FORMULAS[fn](x.astype(np.float64))
+    want = conform.activate(fn, x.astype(np.float64), axis=-1)  # channels-last here
     np.testing.assert_allclose(k_out["act"], want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(t_out["act"], want, rtol=1e-5, atol=1e-6)
     checked(compiled)
