@@ -14,7 +14,8 @@ and compares it with the compiled graph:
 - PyTorch: the modules tagged as Keras layers (`model.keras_layers`) are IR nodes, every node
   with weights has one, each module is frozen as the node is, and the hyper-parameters
   PyTorch modules keep (channels, kernel, strides, dilation, groups, bias, epsilon, momentum,
-  rates, heads) equal the node's, read from the module's own attributes by `_TORCH_READ`.
+  rates, heads) equal the node's, read from the module's own attributes by what each op's
+  emitter declares (`TorchOp.reads`, backends/torch_reads.py for archc's own ops).
   What a PyTorch model computes in `forward` without a module is no attribute: where only
   element-wise steps (activations, rescalings, fused activations) lie between two modules,
   they are read back by value (`torch_forward_differences`); anything else (an add, a
@@ -255,9 +256,6 @@ def _keras_initializer(value: Any) -> Any:
 
 
 # -- PyTorch ----------------------------------------------------------------------------------
-Reader = Callable[[Any], dict[str, Any]]
-
-
 def _conv_read(m: Any) -> dict[str, Any]:
     return {
         "filters": m.out_channels,
@@ -337,7 +335,7 @@ def torch_module_differences(node: Node, module: Any) -> list[str]:
     from .torch_ops import TORCH_OPS
 
     op = TORCH_OPS.get(node.op)
-    known = op.reads if op is not None and op.reads is not None else _TORCH_READ.get(node.op)
+    known = op.reads if op is not None else None
     cls = type(module).__name__
     if known is None:
         return [*diffs, f"{where} is a {cls}, but the IR's {node.op} makes no module"]
@@ -350,138 +348,6 @@ def torch_module_differences(node: Node, module: Any) -> list[str]:
         if want is not None and not same(got, want):
             diffs.append(f"{where} has {key}={got!r}, the IR says {want!r}")
     return diffs
-
-
-def _padding(m: Any) -> str:
-    """'same' or 'valid' as a convolution module holds it: Keras' helper classes keep a flag,
-    nn.Conv2d keeps PyTorch's "same"; a folded zero pad before a 'valid' convolution is a
-    padding of numbers."""
-    if hasattr(m, "same"):
-        return "same" if m.same else "valid"
-    return "same" if m.padding == "same" else "valid"
-
-
-def _pair(value: Any) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, tuple | list) else (value, value)
-
-
-def _conv(m: Any) -> dict[str, Any]:
-    return {
-        "filters": m.out_channels,
-        "kernel": tuple(m.kernel_size),
-        "strides": tuple(m.stride),
-        "dilation": tuple(m.dilation),
-        "groups": m.groups,
-        "padding": _padding(m),
-        "use_bias": m.bias is not None,
-    }
-
-
-def _depthwise(m: Any) -> dict[str, Any]:
-    return {
-        "kernel": tuple(m.kernel_size),
-        "strides": tuple(m.stride),
-        "dilation": tuple(m.dilation),
-        "padding": _padding(m),
-        "depth_multiplier": m.out_channels // m.in_channels,
-        "use_bias": m.bias is not None,
-    }
-
-
-def _separable(m: Any) -> dict[str, Any]:
-    read = _depthwise(m.depthwise)
-    read["use_bias"] = m.pointwise.bias is not None
-    read["filters"] = m.pointwise.out_channels
-    return read
-
-
-def _transpose(m: Any) -> dict[str, Any]:
-    (top, bottom), (left, right) = m.crops
-    read = {"filters": m.out_channels, "kernel": tuple(m.kernel_size), "strides": tuple(m.stride)}
-    read["use_bias"] = m.bias is not None
-    if any((top, bottom, left, right)):  # only 'same' crops (where k <= s, no padding does)
-        read["padding"] = "same"
-    return read
-
-
-def _conv1d(m: Any) -> dict[str, Any]:
-    return {
-        "filters": m.out_channels,
-        "kernel": m.kernel_size[0],
-        "strides": m.stride[0],
-        "dilation": m.dilation[0],
-        "groups": m.groups,
-        "padding": _padding(m),
-        "use_bias": m.bias is not None,
-    }
-
-
-def _pool2d(m: Any) -> dict[str, Any]:
-    keras_same = type(m).__name__.startswith("Keras")  # the helpers pad as 'same' does
-    return {
-        "pool": _pair(m.kernel_size),
-        "strides": _pair(m.stride),
-        "padding": "same" if keras_same else "valid",
-    }
-
-
-def _pool1d(m: Any) -> dict[str, Any]:
-    return {"pool": m.pool, "strides": m.stride, "padding": "same" if m.same else "valid"}
-
-
-def _norm(m: Any) -> dict[str, Any]:
-    return {"epsilon": m.eps, "center": m.bias is not None, "scale": m.weight is not None}
-
-
-def _batch_norm(m: Any) -> dict[str, Any]:
-    return {**_norm(m), "momentum": 1.0 - m.momentum}  # PyTorch's is Keras' 1 - momentum
-
-
-def _dropout(m: Any) -> dict[str, Any]:
-    return {"rate": m.p if hasattr(m, "p") else m.rate}
-
-
-def _attention(m: Any) -> dict[str, Any]:
-    return {
-        "num_heads": m.num_heads,
-        "key_dim": m.key_dim,
-        "use_bias": m.query_bias is not None,
-        "causal": m.causal,
-    }
-
-
-def _nothing(m: Any) -> dict[str, Any]:
-    return {}
-
-
-# op -> (the module classes it may be, what the module holds in the IR's terms, read from
-# PyTorch's own attributes); an op not listed makes no module (it is computed in forward)
-_TORCH_READ: dict[str, tuple[tuple[str, ...], Reader]] = {
-    "conv2d": (("Conv2d", "KerasConv2d"), _conv),
-    "depthwise_conv2d": (("KerasDepthwiseConv2d",), _depthwise),
-    "separable_conv2d": (("KerasSeparableConv2d",), _separable),
-    "conv2d_transpose": (("KerasConvTranspose2d",), _transpose),
-    "conv1d": (("KerasConv1d",), _conv1d),
-    "max_pool2d": (("MaxPool2d", "KerasMaxPool2d"), _pool2d),
-    "avg_pool2d": (("AvgPool2d", "KerasAvgPool2d"), _pool2d),
-    "max_pool1d": (("KerasPool1d",), _pool1d),
-    "avg_pool1d": (("KerasPool1d",), _pool1d),
-    "batch_norm": (("KerasBatchNorm",), _batch_norm),
-    "layer_norm": (("KerasLayerNorm",), _norm),
-    "dense": (("Linear",), lambda m: {"units": m.out_features, "use_bias": m.bias is not None}),
-    "dropout": (("Dropout", "KerasDropout"), _dropout),
-    "stochastic_depth": (("KerasDropout",), _dropout),
-    "layer_scale": (("LayerScale",), lambda m: {"init_value": m.init_value}),
-    "normalization": (("KerasNormalization",), _nothing),
-    "zero_pad2d": (("ZeroPad2d",), _nothing),
-    "embedding": (
-        ("KerasEmbedding",),
-        lambda m: {"input_dim": m.num_embeddings, "output_dim": m.embedding_dim},
-    ),
-    "positional_embedding": (("PositionalEmbedding",), _nothing),
-    "class_token": (("ClassToken",), _nothing),
-    "multi_head_attention": (("KerasMultiHeadAttention",), _attention),
-}
 
 
 def check(backend: str, compiled: Compiled, model: Any, graph: Graph | None = None) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, get_args
 from compiler.ops import Activation, RegistrationError
 from compiler.plugins import attach
 
+from . import torch_reads as reads
 from .pysrc import literal
 
 if TYPE_CHECKING:  # bindings run on arrays; rendering source (archc check) needs no numpy
@@ -600,12 +601,14 @@ TORCH_OPS: dict[str, TorchOp] = {
             "kernel": Binding("weight", lambda a: a.transpose(3, 2, 0, 1), _conv_kernel_to_keras),
             **_BIAS,
         },
+        reads=(("Conv2d", "KerasConv2d"), reads.conv),
     ),
     "depthwise_conv2d": TorchOp(
         _conv_forward,
         _depthwise_module,
         lambda c: _window_shape(c, f"{c.module}.out_channels", "kernel", "strides"),
         {"depthwise_kernel": Binding("weight", _dw_to_torch, _dw_to_keras), **_BIAS},
+        reads=(("KerasDepthwiseConv2d",), reads.depthwise),
     ),
     "conv2d_transpose": TorchOp(
         _conv_forward,
@@ -615,6 +618,7 @@ TORCH_OPS: dict[str, TorchOp] = {
             "kernel": Binding("weight", lambda a: a.transpose(3, 2, 0, 1), _conv_kernel_to_keras),
             **_BIAS,
         },
+        reads=(("KerasConvTranspose2d",), reads.transpose),
     ),
     "separable_conv2d": TorchOp(
         _conv_forward,
@@ -627,6 +631,7 @@ TORCH_OPS: dict[str, TorchOp] = {
             ),
             "bias": Binding("pointwise.bias"),
         },
+        reads=(("KerasSeparableConv2d",), reads.separable),
     ),
     "batch_norm": TorchOp(
         lambda c, xs, m: f"{m}({xs[0]})",
@@ -637,11 +642,13 @@ TORCH_OPS: dict[str, TorchOp] = {
             "moving_mean": Binding("running_mean"),
             "moving_variance": Binding("running_var"),
         },
+        reads=(("KerasBatchNorm",), reads.batch_norm),
     ),
     "layer_norm": TorchOp(
         lambda c, xs, m: f"{m}({xs[0]})",
         _ln_module,
         weights={"gamma": Binding("weight"), "beta": Binding("bias")},
+        reads=(("KerasLayerNorm",), reads.norm),
     ),
     "activation": TorchOp(_activation_forward),
     "add": TorchOp(_add_forward, shape=_broadcast_shape),
@@ -652,15 +659,22 @@ TORCH_OPS: dict[str, TorchOp] = {
         lambda c, xs, m: f"{m}({xs[0]})",
         _pool_module("nn.MaxPool2d", "KerasMaxPool2d"),
         lambda c: _window_shape(c, f"{c.shape}[-1]", "pool", "strides"),
+        reads=(("MaxPool2d", "KerasMaxPool2d"), reads.pool2d),
     ),
     "avg_pool2d": TorchOp(
         lambda c, xs, m: f"{m}({xs[0]})",
         _pool_module("nn.AvgPool2d", "KerasAvgPool2d"),
         lambda c: _window_shape(c, f"{c.shape}[-1]", "pool", "strides"),
+        reads=(("AvgPool2d", "KerasAvgPool2d"), reads.pool2d),
     ),
     "global_avg_pool2d": TorchOp(_global_pool("mean"), shape=_gap_shape),
     "global_max_pool2d": TorchOp(_global_pool("amax"), shape=_gap_shape),
-    "zero_pad2d": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", _zpad_module, _zpad_shape),
+    "zero_pad2d": TorchOp(
+        lambda c, xs, m: f"{m}({xs[0]})",
+        _zpad_module,
+        _zpad_shape,
+        reads=(("ZeroPad2d",), reads.nothing),
+    ),
     "flatten": TorchOp(_flatten_forward, shape=lambda c: f"(math.prod({c.shape}),)"),
     "reshape": TorchOp(
         _reshape_forward,
@@ -674,13 +688,23 @@ TORCH_OPS: dict[str, TorchOp] = {
         _dense_module,
         lambda c: f"(*{c.shape}[:-1], {c.module}.out_features)",
         {"kernel": Binding("weight", lambda a: a.T, lambda a, shape: a.T), **_BIAS},
+        reads=(("Linear",), reads.dense),
     ),
-    "dropout": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", _dropout_module),
-    "stochastic_depth": TorchOp(lambda c, xs, m: f"{m}({xs[0]})", _stochastic_depth_module),
+    "dropout": TorchOp(
+        lambda c, xs, m: f"{m}({xs[0]})",
+        _dropout_module,
+        reads=(("Dropout", "KerasDropout"), reads.dropout),
+    ),
+    "stochastic_depth": TorchOp(
+        lambda c, xs, m: f"{m}({xs[0]})",
+        _stochastic_depth_module,
+        reads=(("KerasDropout",), reads.dropout),
+    ),
     "layer_scale": TorchOp(
         lambda c, xs, m: f"{m}({xs[0]})",
         _layer_scale_module,
         weights={"gamma": Binding("weight")},
+        reads=(("LayerScale",), reads.layer_scale),
     ),
     "normalization": TorchOp(
         lambda c, xs, m: f"{m}({xs[0]})",
@@ -690,6 +714,7 @@ TORCH_OPS: dict[str, TorchOp] = {
             "variance": Binding("variance"),
             "count": Binding("count", _count_to_torch, _count_to_keras),
         },
+        reads=(("KerasNormalization",), reads.nothing),
     ),
 }
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # bindings run on arrays; rendering source (archc check) needs no numpy
     import numpy as np
 
+from . import torch_reads as reads
 from .torch_ops import TORCH_OPS, UNSET, Binding, Ctx, TorchOp, activation, torch_dims
 
 
@@ -225,9 +226,20 @@ SEQUENCE_OPS: dict[str, TorchOp] = {
             "kernel": Binding("weight", _conv1d_kernel, lambda a, shape: _conv1d_kernel(a)),
             "bias": Binding("bias"),
         },
+        reads=(("KerasConv1d",), reads.conv1d),
     ),
-    "max_pool1d": TorchOp(_module_forward, _pool1d_module("max"), _pool1d_shape),
-    "avg_pool1d": TorchOp(_module_forward, _pool1d_module("avg"), _pool1d_shape),
+    "max_pool1d": TorchOp(
+        _module_forward,
+        _pool1d_module("max"),
+        _pool1d_shape,
+        reads=(("KerasPool1d",), reads.pool1d),
+    ),
+    "avg_pool1d": TorchOp(
+        _module_forward,
+        _pool1d_module("avg"),
+        _pool1d_shape,
+        reads=(("KerasPool1d",), reads.pool1d),
+    ),
     "global_avg_pool1d": TorchOp(_global1d("mean"), shape=_global1d_shape),
     "global_max_pool1d": TorchOp(_global1d("amax"), shape=_global1d_shape),
     "embedding": TorchOp(
@@ -235,17 +247,20 @@ SEQUENCE_OPS: dict[str, TorchOp] = {
         lambda c: f"{c.helper('KerasEmbedding')}({c.attr('input_dim')}, {c.attr('output_dim')})",
         lambda c: f"(*{c.shape}, {c.module}.embedding_dim)",
         {"embeddings": Binding("weight")},
+        reads=(("KerasEmbedding",), reads.embedding),
     ),
     "positional_embedding": TorchOp(
         _module_forward,
         lambda c: f"{c.helper('PositionalEmbedding')}({c.shape})",
         weights={"embeddings": Binding("weight", to_held, to_logical)},
+        reads=(("PositionalEmbedding",), reads.nothing),
     ),
     "class_token": TorchOp(
         _module_forward,
         lambda c: f"{c.helper('ClassToken')}({c.shape})",
         lambda c: f"({c.shape}[0] + 1, *{c.shape}[1:])",
         {"token": Binding("token", to_held, to_logical)},
+        reads=(("ClassToken",), reads.nothing),
     ),
     "take": TorchOp(_take_forward, shape=_take_shape),
     "slice": TorchOp(_slice_forward, shape=_slice_shape),
@@ -255,6 +270,7 @@ SEQUENCE_OPS: dict[str, TorchOp] = {
         _attention_module,
         _attention_shape,
         _attention_weights(),
+        reads=(("KerasMultiHeadAttention",), reads.attention),
     ),
 }
 TORCH_OPS.update(SEQUENCE_OPS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ import pytest
 from backends import conform, keras_backend, torch_backend, torch_ops, torch_render
 from backends.compile import compile_to_file
 from backends.keras_ops import KerasLayer
-from backends.torch_ops import TorchOp
 from compiler.api import compile_spec
 from compiler.diagnostics import SpecError
 
@@ -145,10 +145,7 @@ def test_an_extra_keras_layer_is_caught_by_compile(
 
 # -- PyTorch mutants: the op emitters' module source (TORCH_OPS) ------------------------------
 def _torch_mutant(monkeypatch: pytest.MonkeyPatch, op: str, module: Callable[[Any], str]) -> None:
-    real = torch_ops.TORCH_OPS[op]
-    monkeypatch.setitem(
-        torch_ops.TORCH_OPS, op, TorchOp(real.forward, module, real.shape, real.weights)
-    )
+    monkeypatch.setitem(torch_ops.TORCH_OPS, op, replace(torch_ops.TORCH_OPS[op], module=module))
 
 
 @pytest.mark.parametrize(
@@ -295,10 +292,7 @@ def test_torch_forward_mutants_are_caught_by_compile(
 def _torch_mutant_forward(
     monkeypatch: pytest.MonkeyPatch, op: str, forward: Callable[[Any, list[str], str], str]
 ) -> None:
-    real = torch_ops.TORCH_OPS[op]
-    monkeypatch.setitem(
-        torch_ops.TORCH_OPS, op, TorchOp(forward, real.module, real.shape, real.weights)
-    )
+    monkeypatch.setitem(torch_ops.TORCH_OPS, op, replace(torch_ops.TORCH_OPS[op], forward=forward))
 
 
 @pytest.mark.parametrize(
@@ -317,3 +311,12 @@ def test_the_numpy_activations_are_keras_formulas(fn: str, x: list[float], want:
 
     got = conform.activate(fn, np.array(x))
     assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_every_op_that_makes_a_module_says_how_it_reads_back() -> None:
+    """A module of an op without `reads` would be refused as 'makes no module' by every
+    compile; ops without modules must not declare one (nothing would read it)."""
+    from backends.torch_ops import TORCH_OPS
+
+    for name, op in TORCH_OPS.items():
+        assert (op.module is None) == (op.reads is None), name
