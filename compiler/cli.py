@@ -746,6 +746,81 @@ def import_keras_cmd(
     run_guarded(body)
 
 
+def _torch_shapes(values: tuple[str, ...]) -> list[tuple[int, ...]]:
+    from backends.torch_importer import parse_shape
+
+    try:
+        return [parse_shape(v) for v in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@import_cmd.command(name="torch")
+@click.argument("factory", metavar="MODULE:FACTORY")
+@click.option(
+    "-o",
+    "--out",
+    "out_file",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Spec to write (replaced atomically).",
+)
+@click.option(
+    "--input-shape",
+    "input_shapes",
+    required=True,
+    multiple=True,
+    metavar="SHAPE",
+    callback=lambda ctx, param, value: _torch_shapes(value),
+    help="The input's shape in PyTorch's layout without the batch: 3x224x224 (channels, "
+    "height, width), 50 (token ids), 50x128 (steps, channels); once per input.",
+)
+@click.option(
+    "--prove",
+    is_flag=True,
+    help="Then check, compile both, verify, move the model's state_dict into the generated "
+    "models and compare the generated Keras model's outputs with the PyTorch model's.",
+)
+@click.option(
+    "--out-dir",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder for the generated models of --prove (default: a temporary one).",
+)
+def import_torch_cmd(
+    factory: str,
+    out_file: str,
+    input_shapes: list[tuple[int, ...]],
+    prove: bool,
+    out_dir: str | None,
+) -> None:
+    """Import an nn.Module (MODULE:FACTORY: a module or .py file, and a function or class
+    that builds the model without arguments) traced with torch.fx, as a channels-last spec."""
+
+    def body() -> int:
+        import tempfile
+
+        from backends.torch_importer import import_torch
+        from backends.torch_importer import prove as run_proof
+
+        written, model, imported = import_torch(factory, input_shapes, out_file)
+        out(f"{out_file} (written: {written.layers} layers, {written.lines} lines)")
+        if prove:
+            with tempfile.TemporaryDirectory() as tmp:
+                run_proof(
+                    out_file,
+                    model,
+                    imported,
+                    out_dir or tmp,
+                    report=lambda step: out(f"{step.name}: {step.result} ({step.seconds:.1f} s)"),
+                )
+        return EXIT_OK
+
+    run_guarded(body)
+
+
 @cli.command(name="graph")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
