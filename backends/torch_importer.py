@@ -382,7 +382,6 @@ class _Converter:
         self.node: Any = None
         self.act_modules = _activation_modules()
         self.act_functions = _activation_functions()
-        self.users: dict[str, int] = {}
 
     # -- errors and names
     def fail(self, exc: _Unsupported, node: Any) -> SpecError:
@@ -435,8 +434,6 @@ class _Converter:
         self.items.append(item)
         self.by_name[name] = item
         self.taken.add(name)
-        for i in inputs:
-            self.users[i] = self.users.get(i, 0) + 1
         if shape is not None:
             self.shapes[name] = shape
         if move is not None:
@@ -578,6 +575,12 @@ class _Converter:
             name = str(node.name)
         return name
 
+    def weighted(self, node: Any, m: Any, name: str, op: str, attrs: dict[str, Any], x: str) -> str:
+        """The item of a module with weights: they move from the module as they are."""
+        trainable = self.trainable(m, node.target)
+        move = Move("same", node.target)
+        return self.add(name, op, attrs, [x], self.out_shape(), type(m).__name__, move, trainable)
+
     def trainable(self, module: Any, qual: str) -> bool:
         flags = {p.requires_grad for p in module.parameters()}
         if len(flags) > 1:
@@ -687,17 +690,7 @@ class _Converter:
             "groups": m.groups,
             "use_bias": m.bias is not None,
         }
-        trainable = self.trainable(m, node.target)
-        return self.add(
-            name,
-            "conv2d",
-            attrs,
-            [x],
-            self.out_shape(),
-            "Conv2d",
-            Move("same", node.target),
-            trainable,
-        )
+        return self.weighted(node, m, name, "conv2d", attrs, x)
 
     def batch_norm(self, node: Any, m: Any, name: str) -> str:
         (x,) = self.args(node, 1)
@@ -720,17 +713,7 @@ class _Converter:
             "center": m.affine,
             "scale": m.affine,
         }
-        trainable = self.trainable(m, node.target)
-        return self.add(
-            name,
-            "batch_norm",
-            attrs,
-            [x],
-            self.out_shape(),
-            type(m).__name__,
-            Move("same", node.target),
-            trainable,
-        )
+        return self.weighted(node, m, name, "batch_norm", attrs, x)
 
     def linear(self, node: Any, m: Any, name: str) -> str:
         (x,) = self.args(node, 1)
@@ -741,17 +724,7 @@ class _Converter:
                 "flatten or pool the image first",
             )
         attrs = {"units": m.out_features, "use_bias": m.bias is not None}
-        trainable = self.trainable(m, node.target)
-        return self.add(
-            name,
-            "dense",
-            attrs,
-            [x],
-            self.out_shape(),
-            "Linear",
-            Move("same", node.target),
-            trainable,
-        )
+        return self.weighted(node, m, name, "dense", attrs, x)
 
     def layer_norm(self, node: Any, m: Any, name: str) -> str:
         (x,) = self.args(node, 1)
@@ -768,16 +741,7 @@ class _Converter:
             "center": affine and m.bias is not None,
             "scale": affine,
         }
-        return self.add(
-            name,
-            "layer_norm",
-            attrs,
-            [x],
-            self.out_shape(),
-            "LayerNorm",
-            Move("same", node.target),
-            self.trainable(m, node.target),
-        )
+        return self.weighted(node, m, name, "layer_norm", attrs, x)
 
     def embedding(self, node: Any, m: Any, name: str) -> str:
         (x,) = self.args(node, 1)
@@ -788,16 +752,7 @@ class _Converter:
                 "padding_idx is not carried (the row keeps its values; Keras trains it): " + name
             )
         attrs = {"input_dim": m.num_embeddings, "output_dim": m.embedding_dim}
-        return self.add(
-            name,
-            "embedding",
-            attrs,
-            [x],
-            self.out_shape(),
-            "Embedding",
-            Move("same", node.target),
-            self.trainable(m, node.target),
-        )
+        return self.weighted(node, m, name, "embedding", attrs, x)
 
     def recurrent(self, node: Any, m: Any, name: str) -> _Tuple:
         from torch import nn

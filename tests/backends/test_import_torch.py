@@ -69,7 +69,13 @@ def _same_as_original(tmp_path: Path, factory: str, shape: tuple[int, ...]) -> f
     spec, model, imported = _import(tmp_path, factory, shape)
     generated = torch_backend.build(compile_spec(str(spec))).eval()
     generated.load_state_dict(moved_state(model, generated, imported), strict=True)
-    x = torch.randn((2, *shape), generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    tokens = imported.token_inputs.get(0)
+    x = (
+        torch.randint(0, tokens, (2, *shape), generator=g)
+        if tokens
+        else torch.randn((2, *shape), generator=g)
+    )
     with torch.no_grad():
         want, got = model.eval()(x), generated(x)
     assert want.shape == got.shape
@@ -169,6 +175,25 @@ def test_padded_pools_and_strided_convolution(tmp_path: Path, size: tuple[int, .
     padded convolution or pool is an explicit zero pad; zeros are max pooling's -inf after a
     relu; average pooling counts the padding, as count_include_pad=True."""
     assert _same_as_original(tmp_path, "PaddedPools", size) < 1e-6
+
+
+@pytest.mark.parametrize("factory", ["PreNorm", "CrossAttention"])
+def test_attention_variants(tmp_path: Path, factory: str) -> None:
+    """A pre-norm encoder with a final norm; attention with keys and values of other widths
+    (nn.MultiheadAttention's separate q/k/v projections unpacked into Keras' kernels)."""
+    assert _same_as_original(tmp_path, factory, (5, 8 if factory == "PreNorm" else 4)) < 1e-5
+
+
+def test_gru_and_rnn(tmp_path: Path) -> None:
+    """nn.GRU's two biases are Keras' GRU's (reset_after), counts exact; nn.RNN's two fold
+    into one (3 parameters fewer)."""
+    from backends.torch_importer import import_torch
+    from compiler.api import compile_spec
+
+    spec = tmp_path / "gru.yaml"
+    _, model, _ = import_torch(f"{MODELS}:gru_tagger", [(6,)], spec)
+    assert compile_spec(str(spec)).counts.total == _counts(model)[0] - 3
+    assert _same_as_original(tmp_path, "gru_tagger", (6,)) < 1e-5
 
 
 # -- refused, with a location -----------------------------------------------------------------

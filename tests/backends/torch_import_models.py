@@ -269,3 +269,58 @@ class Shared(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.fc(x))
+
+
+class PreNorm(nn.Module):
+    """nn.TransformerEncoder: pre-norm layers with relu and a final norm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, norm_first=True, batch_first=True)
+        self.encoder = nn.TransformerEncoder(
+            layer, 2, norm=nn.LayerNorm(8), enable_nested_tensor=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+
+class CrossAttention(nn.Module):
+    """nn.MultiheadAttention with keys and values of another width (kdim, vdim)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Linear(4, 8)
+        self.kv = nn.Linear(4, 6)
+        self.attn = nn.MultiheadAttention(8, 2, kdim=6, vdim=6, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kv = self.kv(x)
+        out, _ = self.attn(self.q(x), kv, kv, need_weights=False)
+        return out
+
+
+class GruTagger(nn.Module):
+    """nn.GRU (Keras' reset_after GRU: the same two biases, counts exact), then nn.RNN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(20, 4)
+        self.gru = nn.GRU(4, 5, batch_first=True, bidirectional=True)
+        self.rnn = nn.RNN(10, 3, batch_first=True, nonlinearity="relu")
+        self.out = nn.Linear(3, 2)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x, _ = self.gru(self.embed(tokens))
+        x, _ = self.rnn(x)
+        return self.out(x)
+
+
+def gru_tagger() -> nn.Module:
+    torch.manual_seed(0)
+    model = GruTagger()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "bias" in name:
+                p.uniform_(-0.5, 0.5)
+    return model
