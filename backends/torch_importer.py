@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import json
 import math
 import operator
@@ -312,7 +313,10 @@ def _trace(model: Any, source: str) -> Any:
     tracer = Tracer()
     tracer.record_stack_traces = True
     try:
-        graph = tracer.trace(model)
+        # arguments with defaults (a mask=None) are traced at their defaults
+        params = inspect.signature(model.forward).parameters.items()
+        fixed = {k: p.default for k, p in params if p.default is not inspect.Parameter.empty}
+        graph = tracer.trace(model, concrete_args=fixed or None)
     except Exception as exc:
         raise SpecError(
             [
@@ -377,7 +381,7 @@ class _Converter:
         self.taken: set[str] = set()  # names kept for modules and inputs, and given
         for n in gm.graph.nodes:
             if n.op in ("call_module", "placeholder"):
-                self.taken |= {str(n.name), str(n.target).replace(".", "_")}
+                self.taken |= {str(n.name), spec_name(str(n.target))}
         self.used_modules: dict[str, Any] = {}  # qualified name -> node that calls it
         self.node: Any = None
         self.act_modules = _activation_modules()
@@ -412,7 +416,7 @@ class _Converter:
         base = re.sub(r"_\d+$", "", str(node.name))
         stack = node.meta.get("nn_module_stack") or {}
         scope = list(stack.values())[-1][0] if stack else ""
-        return self.fresh(f"{str(scope).replace('.', '_')}_{base}" if scope else base)
+        return self.fresh(f"{spec_name(str(scope))}_{base}" if scope else base)
 
     def add(
         self,
@@ -456,6 +460,16 @@ class _Converter:
                     self.values[node] = self.convert(node)
             except _Unsupported as exc:
                 raise self.fail(exc, node) from None
+            except (IndexError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                # a call written in a way the converter does not read (arguments by keyword
+                # where it expects them by position, ...): located, not a traceback
+                unread = _Unsupported(
+                    "E171",
+                    f"archc cannot read this call ({type(exc).__name__}: {exc})",
+                    "pass the tensor as the first positional argument, other values as the "
+                    "torch.nn documentation names them",
+                )
+                raise self.fail(unread, node) from None
         self.unused_parameters()
         return TorchImported(
             type(self.model).__name__,
@@ -544,7 +558,7 @@ class _Converter:
         attrs: dict[str, Any] = {"shape": list(logical(shape[1:]))}
         if not node.meta["tensor_meta"].dtype.is_floating_point:
             attrs["dtype"] = "int"
-        name = node.name
+        name = str(node.name) if check_name(str(node.name)) is None else self.fresh(f"{node.name}_")
         why = check_name(name)
         if why is not None:
             raise _Unsupported("E171", f"the input name {short_repr(name)} {why}", "rename it")
@@ -570,7 +584,7 @@ class _Converter:
                 )
             return str(node.name)
         self.used_modules[qual] = node
-        name = qual.replace(".", "_")
+        name = spec_name(qual)
         if name != node.name and name in {n.name for n in self.gm.graph.nodes}:
             name = str(node.name)
         return name
@@ -870,7 +884,7 @@ class _Converter:
         import torch.nn.functional as F
         from torch import nn
 
-        base = qual.replace(".", "_")
+        base = spec_name(qual)
         self.used_modules[qual] = self.node
         shape = self.shapes[x]
         act = m.activation
@@ -1248,12 +1262,17 @@ class _Converter:
         arg = node.args[0]
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
-        dims = sorted(d % 4 for d in ([dims] if isinstance(dims, int) else list(dims or [])))
-        if self.rank(arg) != 4 or dims != [2, 3]:
+        rank = self.rank(arg)
+        dims = sorted(d % rank for d in ([dims] if isinstance(dims, int) else list(dims or [])))
+        if rank == 3 and dims == [1]:  # a sequence's mean over its steps
+            x = self.tensor(arg)
+            attrs = {"keepdims": bool(keep)}
+            return self.add(name, "global_avg_pool1d", attrs, [x], self.out_shape(), "mean")
+        if rank != 4 or dims != [2, 3]:
             raise _Unsupported(
                 "E171",
                 f"a mean over dims {dims}",
-                "archc averages an image over (2, 3): a global pool",
+                "archc averages an image over dims (2, 3) or a sequence over dim 1: a global pool",
             )
         return self.add(
             name,
@@ -1353,10 +1372,23 @@ def _live(nodes: list[Any]) -> set[Any]:
             continue
         live.add(n)
         stack.extend(n.all_input_nodes)
-    for n in nodes:  # inputs are the model's, used or not
-        if n.op == "placeholder":
+    for n in nodes:  # inputs are the model's, used or not (not those fixed at a default)
+        if _is_input(n):
             live.add(n)
     return live
+
+
+def _is_input(node: Any) -> bool:
+    """A placeholder the caller gives (one traced at its default value has that value as its
+    argument)."""
+    return bool(node.op == "placeholder" and not node.args)
+
+
+def spec_name(qualname: str) -> str:
+    """A module's layer name: its qualified name with dots as underscores (`layer_` before
+    one that is no identifier, as nn.Sequential's `0`)."""
+    name = qualname.replace(".", "_")
+    return name if check_name(name) is None else f"layer_{name}"
 
 
 def _describe(node: Any, gm: Any) -> str:
@@ -1428,7 +1460,7 @@ def convert(
 
     model.eval()
     gm = _trace(model, source)
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    placeholders = [n for n in gm.graph.nodes if _is_input(n)]
     if len(placeholders) != len(input_shapes):
         raise _source_error(
             source,
@@ -1442,6 +1474,7 @@ def convert(
     xs = example_inputs(input_shapes, tokens, 2, seed)
     try:
         with torch.no_grad():
+            model(*xs)  # the model's own code first: its errors point into it
             ShapeProp(gm).propagate(*xs)
     except Exception as exc:
         raise SpecError(
@@ -1449,7 +1482,7 @@ def convert(
                 Diagnostic(
                     "E172",
                     f"the model fails on inputs of shape {input_shapes}: "
-                    f"{type(exc).__name__}: {exc}",
+                    f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}",
                     _traceback_location(exc) or Location(source, 1, 1),
                     path=source,
                     hint="give --input-shape in PyTorch's layout without the batch "

@@ -196,6 +196,18 @@ def test_gru_and_rnn(tmp_path: Path) -> None:
     assert _same_as_original(tmp_path, "gru_tagger", (6,)) < 1e-5
 
 
+@pytest.mark.parametrize(("factory", "shape"), [("Masked", (4,)), ("sequential", (4,))])
+def test_defaults_and_a_top_level_sequential(
+    tmp_path: Path, factory: str, shape: tuple[int, ...]
+) -> None:
+    """forward(input, mask=None) is traced with mask at its default; a top-level
+    nn.Sequential's layers 0, 1, ... are named layer_0, layer_1, ... (BatchNorm1d on vectors)."""
+    assert _same_as_original(tmp_path, factory, shape) < 1e-6
+    if factory == "sequential":
+        text = (tmp_path / "sequential.yaml").read_text()
+        assert "name: layer_0," in text and "op: batch_norm, name: layer_2" in text
+
+
 # -- refused, with a location -----------------------------------------------------------------
 
 
@@ -278,3 +290,15 @@ def test_numpy_reference_for_the_flatten_permutation() -> None:
     hwc = np.moveaxis(chw, 0, -1)
     assert hwc.shape == logical(chw.shape)
     np.testing.assert_array_equal(np.transpose(hwc, (2, 0, 1)).ravel(), chw.ravel())
+
+
+def test_a_wrong_input_shape_is_located_in_the_model(tmp_path: Path) -> None:
+    """FlatHead's linear layer takes 3 * 4 * 5 features: at 2x7x7 the model itself fails,
+    at its line, with the hint to give the shape in PyTorch's layout."""
+    with pytest.raises(SpecError) as err:
+        _import(tmp_path, "FlatHead", (2, 7, 7))
+    (d,) = err.value.diagnostics
+    assert d.code == "E172" and "fails on inputs of shape [(2, 7, 7)]" in d.message
+    assert "\n" not in d.message and "PyTorch's layout" in d.hint
+    assert d.location is not None and Path(d.location.file) == MODELS
+    assert d.location.line == _line(models.FlatHead, "return self.fc(")

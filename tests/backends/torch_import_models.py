@@ -324,3 +324,22 @@ def gru_tagger() -> nn.Module:
             if "bias" in name:
                 p.uniform_(-0.5, 0.5)
     return model
+
+
+class Masked(nn.Module):
+    """forward(input, mask=None): the argument with a default is traced at it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+
+    def forward(self, input: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is not None:
+            input = input * mask
+        return self.body(input)
+
+
+def sequential() -> nn.Module:
+    """A top-level nn.Sequential: its layers are named 0, 1, ..."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 6), nn.SiLU(), nn.BatchNorm1d(6), nn.Linear(6, 3))
