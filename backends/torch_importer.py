@@ -611,7 +611,7 @@ class _Converter:
         name = self.module_name(node, m)
         if node.kwargs and type(m) not in (nn.MultiheadAttention,):
             for key, value in node.kwargs.items():
-                if value is not None:
+                if value is not None and value is not False:  # mask=None, is_causal=False
                     raise _Unsupported("E171", f"called with {key}={short_repr(value)}", "")
         cls = type(m)
         if cls in self.act_modules:
