@@ -256,6 +256,7 @@ def _leaf_types() -> tuple[type, ...]:
 
     return (
         nn.Conv2d,
+        nn.ConvTranspose2d,
         nn.BatchNorm2d,
         nn.BatchNorm1d,
         nn.Linear,
@@ -626,6 +627,8 @@ class _Converter:
             )
         handler = {
             nn.Conv2d: self.conv,
+            nn.ConvTranspose2d: self.transposed,
+            nn.Upsample: self.upsample_module,
             nn.BatchNorm2d: self.batch_norm,
             nn.BatchNorm1d: self.batch_norm,
             nn.Linear: self.linear,
@@ -705,6 +708,70 @@ class _Converter:
             "use_bias": m.bias is not None,
         }
         return self.weighted(node, m, name, "conv2d", attrs, x)
+
+    def transposed(self, node: Any, m: Any, name: str) -> str:
+        """nn.ConvTranspose2d as Keras' Conv2DTranspose where they compute the same: `valid`
+        is padding 0 (output_padding s - k where s > k), `same` crops (k - s) / 2 each side."""
+        (x,) = self.args(node, 1)
+        if m.padding_mode != "zeros" or m.groups != 1 or _two(m.dilation) != (1, 1):
+            raise _Unsupported(
+                "E171",
+                "a grouped, dilated or non-zero-padded ConvTranspose2d",
+                "archc's conv2d_transpose has groups 1, dilation 1, zero padding",
+            )
+        if self.rank(node.args[0]) != 4:
+            raise _Unsupported("E171", "nn.ConvTranspose2d on a tensor that is not (N, C, H, W)")
+        kernel, stride = _two(m.kernel_size), _two(m.stride)
+        pads, extra = _two(m.padding), _two(m.output_padding)
+        valid = [(0, max(s - k, 0)) for k, s in zip(kernel, stride, strict=True)]
+        same = [
+            ((k - s) // 2, 0) if k >= s and (k - s) % 2 == 0 else None
+            for k, s in zip(kernel, stride, strict=True)
+        ]
+        given = list(zip(pads, extra, strict=True))
+        if given == valid:
+            padding = "valid"
+        elif given == same:
+            padding = "same"
+        else:
+            raise _Unsupported(
+                "E171",
+                f"padding {pads} and output_padding {extra} with kernel {kernel}, stride {stride}",
+                "Keras' Conv2DTranspose is padding 0 (valid) or (k - s) / 2 (same), "
+                "output_padding 0 (s - k where s > k, valid)",
+            )
+        attrs = {
+            "filters": m.out_channels,
+            "kernel": _pair(kernel),
+            "strides": _pair(stride),
+            "padding": padding,
+            "use_bias": m.bias is not None,
+        }
+        return self.weighted(node, m, name, "conv2d_transpose", attrs, x)
+
+    def upsample_module(self, node: Any, m: Any, name: str) -> str:
+        return self.upsample(name, node.args[0], m.size, m.scale_factor, m.mode, m.align_corners)
+
+    def upsample(self, name: str, arg: Any, size: Any, scale: Any, mode: str, corners: Any) -> str:
+        x = self.tensor(arg)
+        factors = (scale, scale) if isinstance(scale, int | float) else scale
+        if (
+            self.rank(arg) != 4
+            or size is not None
+            or factors is None
+            or any(float(f) != int(f) or f < 1 for f in factors)
+            or mode not in ("nearest", "bilinear")
+            or corners
+        ):
+            raise _Unsupported(
+                "E171",
+                f"upsampling by size {size}, scale_factor {scale}, mode {mode!r}, "
+                f"align_corners {corners}",
+                "archc upsamples an image by whole factors, nearest or bilinear "
+                "(align_corners=False)",
+            )
+        attrs = {"size": _pair(tuple(int(f) for f in factors)), "interpolation": mode}
+        return self.add(name, "upsample2d", attrs, [x], self.out_shape(), "upsample")
 
     def batch_norm(self, node: Any, m: Any, name: str) -> str:
         (x,) = self.args(node, 1)
@@ -1193,6 +1260,21 @@ class _Converter:
         if fn is F.softmax or fn is torch.softmax:
             dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
             return self.softmax(name, node.args[0], dim, "softmax")
+        if fn is F.interpolate:
+            keys = ("size", "scale_factor", "mode", "align_corners")
+            kw = dict(zip(keys, node.args[1:], strict=False))
+            kw.update(node.kwargs)
+            for key in ("recompute_scale_factor", "antialias"):
+                if kw.pop(key, None):
+                    raise _Unsupported("E171", f"{key}=True", "leave it out")
+            return self.upsample(
+                name,
+                node.args[0],
+                kw.get("size"),
+                kw.get("scale_factor"),
+                kw.get("mode", "nearest"),
+                kw.get("align_corners"),
+            )
         if fn is torch.mean:
             return self.mean(node, name)
         what = getattr(fn, "__module__", None) or "?"
@@ -1297,11 +1379,34 @@ class _Converter:
             return value.first
         if value is _SKIP:
             return _SKIP
+        if isinstance(value, str) and self.rank(src) == 3:
+            return self.index_steps(node, value, index)
         raise _Unsupported(
             "E170",
             f"indexing a tensor with {short_repr(str(index))}",
             "archc maps indexing only of an nn.LSTM's or attention's tuple",
         )
+
+    def index_steps(self, node: Any, x: str, index: Any) -> str:
+        """x[:, i] (one step: take) or x[:, a:b] (steps a..b: slice) of an (N, T, C)
+        sequence."""
+        whole = slice(None)
+        if not isinstance(index, tuple) or len(index) != 2 or index[0] != whole:
+            raise _Unsupported(
+                "E171",
+                f"indexing a sequence with {short_repr(str(index))}",
+                "archc takes x[:, i] and x[:, a:b] of an (N, T, C) sequence",
+            )
+        steps, at = self.shape(node.args[0])[1], index[1]
+        name = self.functional_name(node)
+        if isinstance(at, int):
+            attrs = {"index": at % steps, "axis": 0}
+            return self.add(name, "take", attrs, [x], self.out_shape(), "index")
+        if isinstance(at, slice) and at.step in (None, 1):
+            start, stop, _ = at.indices(steps)
+            attrs = {"start": start, "stop": stop, "axis": 0}
+            return self.add(name, "slice", attrs, [x], self.out_shape(), "slice")
+        raise _Unsupported("E171", f"the steps {short_repr(str(at))}", "x[:, i] or x[:, a:b]")
 
     def call_method(self, node: Any) -> Any:
         method = str(node.target)

@@ -208,6 +208,13 @@ def test_defaults_and_a_top_level_sequential(
         assert "name: layer_0," in text and "op: batch_norm, name: layer_2" in text
 
 
+@pytest.mark.parametrize(("factory", "shape"), [("Decoder", (3, 5, 4)), ("Readout", (7, 4))])
+def test_upsampling_and_steps(tmp_path: Path, factory: str, shape: tuple[int, ...]) -> None:
+    """nn.ConvTranspose2d (valid and same), nn.Upsample and F.interpolate; x[:, 0] and
+    x[:, 1:4] of a sequence (take and slice)."""
+    assert _same_as_original(tmp_path, factory, shape) < 1e-6
+
+
 # -- refused, with a location -----------------------------------------------------------------
 
 

@@ -345,3 +345,32 @@ def sequential() -> nn.Module:
     """A top-level nn.Sequential: its layers are named 0, 1, ..."""
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(4, 6), nn.SiLU(), nn.BatchNorm1d(6), nn.Linear(6, 3))
+
+
+class Decoder(nn.Module):
+    """Transposed convolutions (valid: k = s; same: padding (k - s) / 2), upsampling as a
+    module and by F.interpolate (nearest, bilinear)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up1 = nn.ConvTranspose2d(3, 4, 2, stride=2)
+        self.up2 = nn.ConvTranspose2d(4, 4, 4, stride=2, padding=1, bias=False)
+        self.up3 = nn.Upsample(scale_factor=2, mode="bilinear")
+        self.conv = nn.Conv2d(4, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.up3(F.relu(self.up2(self.up1(x))))
+        return F.interpolate(self.conv(x), scale_factor=2.0)
+
+
+class Readout(nn.Module):
+    """x[:, 0] (a class token's readout) and x[:, 1:4] of a sequence."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(4, 6)
+        self.head = nn.Linear(6 + 18, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        return self.head(torch.cat([x[:, 0], x[:, 1:4].flatten(1)], dim=1))
