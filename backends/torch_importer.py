@@ -35,7 +35,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from compiler.diagnostics import Diagnostic, Location, SpecError, short_repr
 from compiler.names import check_name
@@ -45,6 +45,7 @@ from .importer import (
     Item,
     Proof,
     Step,
+    _classes,
     _common,
     _defaults,
     _flow,
@@ -1629,6 +1630,13 @@ def render(imported: TorchImported, counts: Any, origin: str) -> Any:
         if inp.attrs.get("dtype"):
             entry["dtype"] = inp.attrs["dtype"]
         inputs.append(entry)
+    expr: dict[tuple[str, str], str] = {}  # (layer, attribute) -> expression
+    classes = _classes(cast(Any, imported))
+    if classes is not None and classes[0] > 1:  # the last dense layer's units: a parameter
+        n, chain = classes
+        params["classes"] = {"type": "int", "default": n, "min": 1}
+        head = chain[0]
+        expr[(head.name, "units" if head.op == "dense" else "filters")] = "${classes}"
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", imported.name)
     if not re.match(r"[A-Za-z]", name):
         name = "model_" + name
@@ -1661,7 +1669,7 @@ def render(imported: TorchImported, counts: Any, origin: str) -> Any:
         lines.append("params:")
         lines += [f"  {key}: {_flow(decl)}" for key, decl in params.items()]
         lines.append("")
-    shown_items = [(item, _shown(item, {})) for item in imported.items]
+    shown_items = [(item, _shown(item, expr)) for item in imported.items]
     common = _common(shown_items)
     if common:
         lines.append("defaults:")

@@ -102,6 +102,9 @@ def test_resnet18_counts_equal_torchvisions(tmp_path: Path) -> None:
     assert (graph.counts.trainable, graph.counts.non_trainable) == (params, buffers)
     names = {n.name for n in graph.nodes}
     assert {"conv1", "layer1_0_conv1", "layer4_1_bn2", "layer2_0_downsample_0", "fc"} <= names
+    # the class count (the last linear layer's units) and the input shape are parameters
+    other = compile_spec(str(spec), {"classes": 7, "input_shape": [96, 80, 3]}).graph
+    assert other.node("fc").shape == (7,) and other.node("layer4_1_add").shape == (3, 3, 512)
 
 
 def test_resnet18_round_trip_is_proven(tmp_path: Path) -> None:
