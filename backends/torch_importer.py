@@ -1375,7 +1375,8 @@ class _Converter:
                     "E171",
                     f"reads element {index} of {value.what}'s result (final states or "
                     "attention weights)",
-                    "archc's layer gives the output sequence, element 0",
+                    "archc's layer gives the output sequence, element 0 (its last step is "
+                    "out[:, -1])",
                 )
             return value.first
         if value is _SKIP:

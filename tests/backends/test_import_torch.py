@@ -218,6 +218,18 @@ def test_upsampling_and_steps(tmp_path: Path, factory: str, shape: tuple[int, ..
     assert _same_as_original(tmp_path, factory, shape) < 1e-6
 
 
+def test_a_frozen_module_is_a_frozen_layer(tmp_path: Path) -> None:
+    """requires_grad False on a module's parameters: `trainable: false`, its weights counted
+    as non-trainable (archc's rule for PyTorch: frozen parameters and float buffers)."""
+    from compiler.api import compile_spec
+
+    spec, model, _ = _import(tmp_path, "frozen", (2, 6, 7))
+    counts = compile_spec(str(spec)).counts
+    frozen = sum(p.numel() for p in model.conv.parameters())
+    assert (counts.trainable, counts.non_trainable) == (_counts(model)[0] - frozen, frozen)
+    assert "name: conv, filters: 3, kernel: 3, trainable: false" in spec.read_text()
+
+
 # -- refused, with a location -----------------------------------------------------------------
 
 

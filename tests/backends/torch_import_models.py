@@ -374,3 +374,10 @@ class Readout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.embed(x)
         return self.head(torch.cat([x[:, 0], x[:, 1:4].flatten(1)], dim=1))
+
+
+def frozen() -> nn.Module:
+    """FlatHead with its convolution frozen (requires_grad False)."""
+    model = FlatHead()
+    model.conv.requires_grad_(False)
+    return model
