@@ -56,6 +56,7 @@ from .importer import (
 )
 
 RTOL = 1e-5
+ROOT = "root"  # the wrapper's name for a model that is itself one torch.nn layer
 
 
 class _Unsupported(Exception):
@@ -370,8 +371,9 @@ def _vocabularies(gm: Any) -> dict[str, int]:
 
 
 class _Converter:
-    def __init__(self, model: Any, gm: Any, source: str):
+    def __init__(self, model: Any, gm: Any, source: str, wrapped: bool = False):
         self.model, self.gm, self.source = model, gm, source
+        self.wrapped = wrapped  # the model is one torch.nn layer, traced inside a wrapper
         self.items: list[Item] = []
         self.inputs: list[Item] = []
         self.notes: list[str] = []
@@ -586,15 +588,29 @@ class _Converter:
                 )
             return str(node.name)
         self.used_modules[qual] = node
-        name = spec_name(qual)
+        path = self.path(qual)
+        if not path:  # the model itself is one torch.nn layer
+            return self.fresh(re.sub(r"(?<!^)(?=[A-Z])", "_", type(module).__name__).lower())
+        name = spec_name(path)
         if name != node.name and name in {n.name for n in self.gm.graph.nodes}:
             name = str(node.name)
         return name
 
+    def path(self, target: Any) -> str:
+        """A module's qualified name in the user's model (the wrapper's `root.` removed)."""
+        qual = str(target)
+        if self.wrapped:
+            return "" if qual == ROOT else qual.removeprefix(ROOT + ".")
+        return qual
+
+    def sub_name(self, qual: str, part: str) -> str:
+        """The layer name of a part of a composite module (`encoder.layers.0` + `add1`)."""
+        return self.fresh(spec_name(_join(qual, part)))
+
     def weighted(self, node: Any, m: Any, name: str, op: str, attrs: dict[str, Any], x: str) -> str:
         """The item of a module with weights: they move from the module as they are."""
         trainable = self.trainable(m, node.target)
-        move = Move("same", node.target)
+        move = Move("same", self.path(node.target))
         return self.add(name, op, attrs, [x], self.out_shape(), type(m).__name__, move, trainable)
 
     def trainable(self, module: Any, qual: str) -> bool:
@@ -869,7 +885,7 @@ class _Converter:
                 [x],
                 (steps, width),
                 type(m).__name__,
-                Move(kind, node.target, k),
+                Move(kind, self.path(node.target), k),
                 trainable,
             )
             if m.bias and kind in ("lstm", "rnn"):  # bias_ih + bias_hh: one bias in Keras
@@ -911,7 +927,7 @@ class _Converter:
             )
         q, k, v = (self.tensor(a) for a in args)
         return _Tuple(
-            self.mha(name, m, node.target, q, k, v, args[0]),
+            self.mha(name, m, self.path(node.target), q, k, v, args[0]),
             f"nn.MultiheadAttention '{node.target}'",
         )
 
@@ -944,7 +960,7 @@ class _Converter:
 
     def encoder_layer_call(self, node: Any, m: Any, name: str) -> str:
         (x,) = self.args(node, 1)
-        return self.encoder_layer(m, str(node.target), x)
+        return self.encoder_layer(m, self.path(node.target), x)
 
     def encoder_layer(self, m: Any, qual: str, x: str) -> str:
         """nn.TransformerEncoderLayer as the items its forward computes (eval: the fast path
@@ -952,8 +968,6 @@ class _Converter:
         import torch.nn.functional as F
         from torch import nn
 
-        base = spec_name(qual)
-        self.used_modules[qual] = self.node
         shape = self.shapes[x]
         act = m.activation
         if act is F.relu or isinstance(act, nn.ReLU):
@@ -966,7 +980,7 @@ class _Converter:
             )
 
         def sub(part: str) -> str:
-            return self.fresh(f"{base}_{part}")
+            return self.sub_name(qual, part)
 
         def norm(part: str, src: str) -> str:
             n = getattr(m, part)
@@ -981,7 +995,7 @@ class _Converter:
                 [src],
                 shape,
                 "LayerNorm",
-                Move("same", f"{qual}.{part}"),
+                Move("same", _join(qual, part)),
             )
 
         def dropout(part: str, src: str) -> str:
@@ -989,7 +1003,8 @@ class _Converter:
             return self.add(sub(part), "dropout", {"rate": rate}, [src], shape, "Dropout")
 
         def block(src: str) -> str:
-            a = self.mha(sub("self_attn"), m.self_attn, f"{qual}.self_attn", src, src, src, None)
+            path = _join(qual, "self_attn")
+            a = self.mha(sub("self_attn"), m.self_attn, path, src, src, src, None)
             return dropout("dropout1", a)
 
         def ff(src: str) -> str:
@@ -1001,7 +1016,7 @@ class _Converter:
                 [src],
                 (shape[0], lin1.out_features),
                 "Linear",
-                Move("same", f"{qual}.linear1"),
+                Move("same", _join(qual, "linear1")),
             )
             h = self.add(
                 sub("dropout"), "dropout", {"rate": float(m.dropout.p)}, [h], None, "Dropout"
@@ -1013,7 +1028,7 @@ class _Converter:
                 [h],
                 shape,
                 "Linear",
-                Move("same", f"{qual}.linear2"),
+                Move("same", _join(qual, "linear2")),
             )
             return dropout("dropout2", h)
 
@@ -1025,7 +1040,7 @@ class _Converter:
 
     def encoder_call(self, node: Any, m: Any, name: str) -> str:
         (x,) = self.args(node, 1)
-        qual = str(node.target)
+        qual = self.path(node.target)
         if self.rank(node.args[0]) != 3:
             raise _Unsupported("E171", "the input is not (N, T, C)", "batch_first=True")
         for i, layer in enumerate(m.layers):
@@ -1033,11 +1048,11 @@ class _Converter:
                 raise _Unsupported(
                     "E171", "batch_first=False", "archc holds sequences (N, T, C): batch_first=True"
                 )
-            x = self.encoder_layer(layer, f"{qual}.layers.{i}", x)
+            x = self.encoder_layer(layer, _join(qual, f"layers.{i}"), x)
         if m.norm is not None:
             n = m.norm
             x = self.add(
-                self.fresh(f"{name}_norm"),
+                self.sub_name(qual, "norm"),
                 "layer_norm",
                 {
                     "epsilon": float(n.eps),
@@ -1047,7 +1062,7 @@ class _Converter:
                 [x],
                 self.shapes[x],
                 "LayerNorm",
-                Move("same", f"{qual}.norm"),
+                Move("same", _join(qual, "norm")),
             )
         return x
 
@@ -1485,6 +1500,10 @@ def _live(nodes: list[Any]) -> set[Any]:
     return live
 
 
+def _join(qual: str, part: str) -> str:
+    return f"{qual}.{part}" if qual else part
+
+
 def _is_input(node: Any) -> bool:
     """A placeholder the caller gives (one traced at its default value has that value as its
     argument)."""
@@ -1558,6 +1577,28 @@ def expected_counts(model: Any, folded: int) -> Any:
 # -- import -----------------------------------------------------------------------------------
 
 
+def _is_layer(model: Any) -> bool:
+    """A model that is itself a torch.nn layer (not a container): tracing would go into its
+    forward."""
+    from torch import nn
+
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+    return type(model).__module__.startswith("torch.nn") and not isinstance(model, containers)
+
+
+def _wrapped(layer: Any) -> Any:
+    """The layer inside an nn.Module whose forward calls it (as `root`)."""
+    from torch import nn
+
+    class Wrapper(nn.Module):
+        def forward(self, x: Any) -> Any:
+            return getattr(self, ROOT)(x)
+
+    wrapper = Wrapper()
+    wrapper.add_module(ROOT, layer)
+    return wrapper.eval()
+
+
 def convert(
     model: Any, input_shapes: list[tuple[int, ...]], source: str, seed: int = 0
 ) -> TorchImported:
@@ -1566,7 +1607,16 @@ def convert(
     from torch.fx.passes.shape_prop import ShapeProp
 
     model.eval()
-    gm = _trace(model, source)
+    traced, wrapped = model, _is_layer(model)
+    if wrapped:  # tracing starts inside the root's forward: hold the layer in a wrapper
+        if len(input_shapes) != 1:
+            raise _source_error(
+                source,
+                f"the model is one {type(model).__name__}: archc imports it with one input",
+                "wrap it in an nn.Module whose forward takes one tensor",
+            )
+        traced = _wrapped(model)
+    gm = _trace(traced, source)
     placeholders = [n for n in gm.graph.nodes if _is_input(n)]
     if len(placeholders) != len(input_shapes):
         raise _source_error(
@@ -1597,7 +1647,7 @@ def convert(
                 )
             ]
         ) from None
-    imported = _Converter(model, gm, source).run()
+    imported = _Converter(traced, gm, source, wrapped).run()
     imported.torch_inputs = list(input_shapes)
     imported.token_inputs = tokens
     return imported

@@ -218,6 +218,17 @@ def test_upsampling_and_steps(tmp_path: Path, factory: str, shape: tuple[int, ..
     assert _same_as_original(tmp_path, factory, shape) < 1e-6
 
 
+def test_a_model_that_is_one_torch_layer(tmp_path: Path) -> None:
+    """A bare nn.TransformerEncoder (traced inside a wrapper: its own forward branches): its
+    layers named as its state_dict names them (`layers.0.self_attn` -> layers_0_self_attn)."""
+    assert _same_as_original(tmp_path, "bare_encoder", (5, 8)) < 1e-5
+    text = (tmp_path / "bare_encoder.yaml").read_text()
+    assert "name: layers_0_self_attn," in text and "name: layers_1_norm2" in text
+    with pytest.raises(SpecError) as err:  # a tuple output: located at the model's output
+        _import(tmp_path, "bare_lstm", (5, 4))
+    assert "gives a tuple" in err.value.diagnostics[0].message
+
+
 def test_a_frozen_module_is_a_frozen_layer(tmp_path: Path) -> None:
     """requires_grad False on a module's parameters: `trainable: false`, its weights counted
     as non-trainable (archc's rule for PyTorch: frozen parameters and float buffers)."""

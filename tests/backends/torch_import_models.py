@@ -381,3 +381,15 @@ def frozen() -> nn.Module:
     model = FlatHead()
     model.conv.requires_grad_(False)
     return model
+
+
+def bare_encoder() -> nn.Module:
+    """The model is an nn.TransformerEncoder itself (pre-norm, 2 layers)."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, norm_first=True, batch_first=True)
+    return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+
+def bare_lstm() -> nn.Module:
+    """The model is an nn.LSTM itself: its output is a tuple."""
+    return nn.LSTM(4, 3, batch_first=True)
