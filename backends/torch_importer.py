@@ -249,7 +249,9 @@ def _activation_functions() -> dict[Any, str]:
     }
 
 
-_ACTIVATION_METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+_ACTIVATION_METHODS = {
+    f"{name}{suffix}": name for name in ("relu", "sigmoid", "tanh") for suffix in ("", "_")
+}  # x.relu(), x.relu_() (in place: the same value)
 _NON_NEGATIVE = {"relu", "relu6", "sigmoid", "hard_sigmoid", "softmax"}
 
 

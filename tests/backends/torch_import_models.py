@@ -161,7 +161,7 @@ class Mixed(nn.Module):
     pad), `same`-equivalent ones (odd kernels, per-axis padding, dilation), torch.cat on the
     channels, a product with a gate, numbers added and multiplied, a flatten of an image
     (channels first in PyTorch), an adaptive pool to one pixel then a flatten, LayerNorm,
-    activations as modules and functions, a softmax."""
+    activations as modules, functions and methods (x.relu_()), a softmax."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -179,7 +179,7 @@ class Mixed(nn.Module):
         self.softmax = nn.Softmax(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn(self.stem(x - 0.5)))
+        x = self.bn(self.stem(x - 0.5)).relu_()
         y = torch.cat([self.a(x), self.b(x)], dim=1)
         y = self.act(y) * torch.sigmoid(2.0 * self.c(x))
         y = self.pool(y)
