@@ -219,3 +219,31 @@ def test_rope_false_written_is_refused_at_check(archc: Any, tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "rope_false.yaml:6:5: error[E121]" in result.stderr
     assert "leave `rope` out" in result.stderr
+
+
+def test_weights_files_move_between_the_frameworks(tmp_path: Path) -> None:
+    """A Keras weights file of the LLaMA model (GroupQueryAttention and its rotary subclass
+    keep their projections under `_query_dense` .. `_output_dense`) converts to a PyTorch file
+    and back, every array equal."""
+    from safetensors.torch import load_file
+
+    from backends.weights import convert
+
+    compiled = compile_spec(LLAMA, {"depth": 1})
+    km = keras_backend.build(compiled)
+    rng = np.random.default_rng(0)
+    for w in km.weights:
+        w.assign(rng.normal(size=w.shape).astype(np.float32))
+    km.save_weights(tmp_path / "llama.weights.h5")
+    convert(LLAMA, tmp_path / "llama.weights.h5", tmp_path / "llama.safetensors", {"depth": 1})
+    tm = torch_backend.build(compiled)
+    tm.load_state_dict(load_file(tmp_path / "llama.safetensors"))
+    want = torch_backend.build(compiled)
+    keras_to_torch(km, want, compiled.graph)
+    for key, value in want.state_dict().items():
+        assert torch.equal(tm.state_dict()[key], value), key
+    convert(LLAMA, tmp_path / "llama.safetensors", tmp_path / "back.weights.h5", {"depth": 1})
+    back = keras_backend.build(compiled)
+    back.load_weights(tmp_path / "back.weights.h5")
+    for a, b in zip(km.get_weights(), back.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
