@@ -12,7 +12,7 @@ from keras import layers
 
 SPEC = {
     "path": "../specs/llama.yaml",
-    "sha256": "72f3c36207256a04c9099d834b02277d0a938637ca4720e23680926413c27b0c",
+    "sha256": "adcc4141198ed35288f50ddfa06c90a9f63fdc350ed252fbb13b7ba9cbd90649",
     "archc": "0.1.0",
 }
 PARAMS = {"total": 106816, "trainable": 106816, "non_trainable": 0}

@@ -62,11 +62,14 @@ def test_small_llama_logits_equal_transformers_in_both_frameworks() -> None:
 
 @pytest.mark.parametrize(
     ("variant", "published"),
-    [("tinyllama", 1_100_048_384), ("llama2_7b", 6_738_415_616)],
+    [(None, 106_816), ("tinyllama", 1_100_048_384), ("llama2_7b", 6_738_415_616)],
 )
-def test_variant_counts_equal_transformers_and_the_meta_model(variant: str, published: int) -> None:
+def test_variant_counts_equal_transformers_and_the_meta_model(
+    variant: str | None, published: int
+) -> None:
     """`archc check`'s count (no framework) = transformers' model on the meta device = the
-    published count = the generated PyTorch model built on the meta device."""
+    published count (the small default's: transformers') = the generated PyTorch model built
+    on the meta device."""
     from transformers import LlamaForCausalLM
 
     compiled = compile_spec(LLAMA, variant=variant)
@@ -75,7 +78,7 @@ def test_variant_counts_equal_transformers_and_the_meta_model(variant: str, publ
     want = sum(p.numel() for p in reference.parameters())
     assert compiled.counts.total == want == published
     assert compiled.counts.non_trainable == 0
-    module = import_source(torch_backend.render(compiled), f"llama_{variant}_torch")
+    module = import_source(torch_backend.render(compiled), f"llama_{variant or 'small'}_torch")
     model = torch_backend.build_abstract(module)
     assert all(p.device.type == "meta" for p in model.parameters())
     assert torch_backend.counts(model) == compiled.counts
