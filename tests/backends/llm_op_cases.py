@@ -34,7 +34,7 @@ layers:
     ],
     "grouped_query_attention": [
         """\
-# grouped heads with biases; causal with rotary positions, no bias, one key-value head
+# grouped heads with biases, frozen; causal with rotary positions, no bias, one key-value head
 archc: 1
 name: grouped_query_attention
 inputs:
@@ -45,6 +45,7 @@ layers:
     head_dim: 3
     num_query_heads: 4
     num_key_value_heads: 2
+    trainable: false
   - op: grouped_query_attention
     name: rotary
     head_dim: 4
