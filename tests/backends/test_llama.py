@@ -250,3 +250,20 @@ def test_weights_files_move_between_the_frameworks(tmp_path: Path) -> None:
     back.load_weights(tmp_path / "back.weights.h5")
     for a, b in zip(km.get_weights(), back.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_keras_model_saves_and_loads_with_its_rotary_layer(tmp_path: Path) -> None:
+    """RotaryGroupedQueryAttention is registered for `.keras` files and keeps rope_theta in
+    its configuration: the loaded model computes the same logits."""
+    import keras
+
+    compiled = compile_spec(LLAMA, {"depth": 1, "rope_theta": 500.0})
+    km = keras_backend.build(compiled)
+    rng = np.random.default_rng(0)
+    for w in km.weights:
+        w.assign(rng.normal(size=w.shape).astype(np.float32) * 0.1)
+    km.save(tmp_path / "llama.keras")
+    loaded = keras.models.load_model(tmp_path / "llama.keras")
+    assert loaded.get_layer("layers_0_self_attn").rope_theta == 500.0
+    ids = rng.integers(0, 256, (2, 16)).astype(np.int32)
+    np.testing.assert_array_equal(np.asarray(loaded(ids)), np.asarray(km(ids)))
