@@ -4,6 +4,10 @@ downloaded) and against their formulas; mutants of each rule caught by `verify`.
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,7 @@ from backends.transfer import keras_to_torch
 from backends.verify import verify
 from compiler.api import Compiled, compile_spec
 from tests.backends import llama_reference as ref
-from tests.conftest import SPECS
+from tests.conftest import ROOT, SPECS
 
 LLAMA = SPECS / "llama.yaml"
 
@@ -95,9 +99,6 @@ def test_llama2_7b_compiles_for_pytorch_on_the_meta_device(tmp_path: Path) -> No
     """`archc compile --backend torch` of a model larger than memory (an address-space limit
     of 16 GiB here, whatever the machine) verifies counts and output shapes on the meta
     device, allocating no weights."""
-    import resource
-    import subprocess
-    import sys
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (16 << 30, 16 << 30))
@@ -267,3 +268,40 @@ def test_the_keras_model_saves_and_loads_with_its_rotary_layer(tmp_path: Path) -
     assert loaded.get_layer("layers_0_self_attn").rope_theta == 500.0
     ids = rng.integers(0, 256, (2, 16)).astype(np.int32)
     np.testing.assert_array_equal(np.asarray(loaded(ids)), np.asarray(km(ids)))
+
+
+JAX_CHECK = """
+import numpy as np
+import keras
+from backends import keras_backend
+from compiler.api import compile_spec
+from tests.backends import llama_reference as ref
+from tests.backends.test_llama import LLAMA, params, reference_logits
+
+assert keras.backend.backend() == "jax"
+compiled = compile_spec(LLAMA)
+p = params(compiled)
+ids = np.random.default_rng(1).integers(0, p["vocab_size"], (2, p["context"]))
+model, want = reference_logits(compiled, ids)
+km = keras_backend.build(compiled)
+ref.load_keras(km, ref.keras_arrays(model.state_dict(), p))
+got = np.asarray(km(ids.astype(np.int32), training=False))
+print("max", float(np.abs(got - want).max()))
+"""
+
+
+def test_the_keras_model_equals_transformers_on_the_jax_backend() -> None:
+    """The rotary layer uses keras.ops only: on Keras' JAX backend (chosen before Keras is
+    imported, so in a fresh interpreter) the logits are transformers' too."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", JAX_CHECK],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.split("max")[-1]) <= 1e-4
