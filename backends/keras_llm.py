@@ -41,6 +41,31 @@ def _call(attr: Attr, ins: list[str]) -> str:
     return ", ".join([ins[0], ins[0], *extra])
 
 
+def _bias_axis(attrs: Any, shapes: list[tuple[int, ...]]) -> tuple[str, str] | None:
+    """Keras' TensorFlow bias bug (keras_sequence._attention_wrong): a projection with head
+    size 1 has a (heads, 1) bias, which EinsumDense's ops.add takes for a channels-first one
+    where the sequence has as many steps as that projection has heads."""
+    if not attrs.use_bias or attrs.head_dim != 1:
+        return None
+    steps = shapes[0][0]
+    for what, heads in (
+        ("query", attrs.num_query_heads),
+        ("key and value", attrs.num_key_value_heads),
+    ):
+        if heads > 1 and steps == heads:
+            why = (
+                f"Keras (TensorFlow) adds the {what} projection's bias along the wrong axis "
+                f"here: head_dim 1 with {heads} heads over {steps} steps (its ops.add takes the "
+                f"({heads}, 1) bias for a channels-first one), so Keras' numbers would be wrong"
+            )
+            return why, "use a head_dim of 2 or more, another number of heads, or no bias"
+    return None
+
+
+def _rotary_wrong(attrs: Any, shapes: list[tuple[int, ...]]) -> tuple[str, str] | None:
+    return _no_rope(attrs, shapes) or _bias_axis(attrs, shapes)
+
+
 def _no_rope(attrs: Any, shapes: list[tuple[int, ...]]) -> tuple[str, str] | None:
     if attrs.rope:
         return None
@@ -58,6 +83,7 @@ LLM_LAYERS: dict[str, KerasLayer] = {
         _gqa,
         call=_call,
         class_name="GroupedQueryAttention",
+        wrong=_bias_axis,
         variants=(
             (
                 "rope",
@@ -67,7 +93,7 @@ LLM_LAYERS: dict[str, KerasLayer] = {
                     custom=True,
                     helpers=HELPERS,
                     call=_call,
-                    wrong=_no_rope,
+                    wrong=_rotary_wrong,
                 ),
             ),
         ),

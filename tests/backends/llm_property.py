@@ -41,6 +41,11 @@ def grouped_query_attention(b: Any, x: str) -> str | None:
             attrs["rope_theta"] = b.pick([100.0, 10000.0, 500000.0])
     if math.prod(shape) * heads > 5000:
         return None
+    # head size 1 with as many heads as steps: Keras adds the bias along the wrong axis, which
+    # `archc check` refuses (E121, test_llama.py); valid specs only here
+    biased = attrs.get("use_bias", True) and head_dim == 1
+    if biased and any(h > 1 and h == shape[0] for h in (heads, kv_heads)):
+        return None
     return b.add("grouped_query_attention", [x], shape, **b.trainable(attrs))
 
 

@@ -305,3 +305,50 @@ def test_the_keras_model_equals_transformers_on_the_jax_backend() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.split("max")[-1]) <= 1e-4
+
+
+# -- a Keras (TensorFlow) bug archc check refuses: E121 --------------------------------------
+def gqa_spec(steps: int, heads: int, kv_heads: int, bias: bool = True) -> Any:
+    return loads_spec(
+        f"- {{op: grouped_query_attention, name: a, head_dim: 1, num_query_heads: {heads}, "
+        f"num_key_value_heads: {kv_heads}, use_bias: {str(bias).lower()}}}",
+        [steps, 8],
+    )
+
+
+@pytest.mark.parametrize(
+    ("steps", "heads", "kv_heads", "what"),
+    [(3, 3, 3, "query"), (2, 4, 2, "key and value")],
+)
+def test_check_refuses_what_keras_would_compute_wrongly(
+    steps: int, heads: int, kv_heads: int, what: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keras' GroupQueryAttention adds a head size 1 projection's (heads, 1) bias along the
+    steps where there are as many steps as heads (its EinsumDense, as MultiHeadAttention's):
+    `archc check` refuses it at the item; without the refusal, verify finds Keras' numbers
+    wrong at that layer."""
+    from dataclasses import replace
+
+    from backends import keras_ops
+    from backends.compile import VerificationError, check_generation
+    from compiler.diagnostics import SpecError
+
+    compiled = compile_spec(gqa_spec(steps, heads, kv_heads))
+    with pytest.raises(SpecError) as info:
+        check_generation(compiled)
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E121" and f"the {what} projection's bias" in diag.message
+    assert diag.location is not None and diag.location.line == 6
+    layer = keras_ops.KERAS_LAYERS["grouped_query_attention"]
+    monkeypatch.setitem(
+        keras_ops.KERAS_LAYERS, "grouped_query_attention", replace(layer, wrong=None)
+    )
+    with pytest.raises(VerificationError) as failed:
+        verify(compiled)
+    (diag,) = failed.value.diagnostics
+    assert diag.code == "E110" and "'a'" in diag.message
+
+
+@pytest.mark.parametrize(("steps", "bias"), [(4, True), (3, False)])
+def test_head_size_1_elsewhere_is_accepted_and_agrees(steps: int, bias: bool) -> None:
+    verify(compile_spec(gqa_spec(steps, 3, 3, bias)))
