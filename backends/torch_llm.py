@@ -41,9 +41,8 @@ def _gqa_module(ctx: Ctx) -> str:
     args += [ctx.attr(k) or "" for k in ("head_dim", "num_query_heads", "num_key_value_heads")]
     args += [f"{k}={src}" for k in ("use_bias", "causal") if (src := ctx.attr(k)) is not None]
     rope = ctx.attr("rope")
-    if rope is not None and rope != "False":
-        theta = ctx.attr("rope_theta") or repr(ROPE_THETA)
-        args.append(f"rope_theta={theta}" if rope == "True" else f"{theta} if {rope} else None")
+    if rope is not None and rope != "False":  # written, so true (check refuses a false one)
+        args.append(f"rope_theta={ctx.attr('rope_theta') or repr(ROPE_THETA)}")
     return f"{ctx.helper('KerasGroupedQueryAttention')}({', '.join(args)})"
 
 

@@ -352,3 +352,18 @@ def test_check_refuses_what_keras_would_compute_wrongly(
 @pytest.mark.parametrize(("steps", "bias"), [(4, True), (3, False)])
 def test_head_size_1_elsewhere_is_accepted_and_agrees(steps: int, bias: bool) -> None:
     verify(compile_spec(gqa_spec(steps, 3, 3, bias)))
+
+
+def test_rope_and_its_base_may_be_parameters(tmp_path: Path) -> None:
+    spec = tmp_path / "p.yaml"
+    spec.write_text(
+        "archc: 1\nname: p\nparams:\n  use_rope: {type: bool, default: true}\n"
+        "  theta: {type: float, default: 500.0}\ninputs:\n  - {name: x, shape: [6, 8]}\n"
+        "layers:\n  - {op: grouped_query_attention, name: a, head_dim: 4, num_query_heads: 2, "
+        'num_key_value_heads: 1, rope: "${use_rope}", rope_theta: "${theta}", causal: true}\n',
+        encoding="utf-8",
+    )
+    compiled = compile_spec(spec)
+    assert verify(compiled).layers_checked == 1
+    module = torch_backend.build(compiled).get_submodule("a")
+    assert module.rope_theta == 500.0
