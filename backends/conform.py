@@ -121,8 +121,8 @@ def keras_layer_differences(node: Node, layer: Any, graph: Graph) -> list[str]:
         return _keras_input(node, layer)
     values = _values(node)
     spec = keras_layer(node.op, values)
-    if cls != spec.cls:
-        return [f"{where} is a {cls}, the IR's {node.op} is a {spec.cls}"]
+    if cls != (spec.class_name or spec.cls):
+        return [f"{where} is a {cls}, the IR's {node.op} is a {spec.class_name or spec.cls}"]
     config = layer.get_config()
 
     def attr(key: str) -> str | None:

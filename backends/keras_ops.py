@@ -39,6 +39,8 @@ class KerasLayer:
     # (why Keras would compute a node wrongly, what to change) from its attributes and its
     # inputs' shapes, or None: `archc check` refuses such an item (E121), not verify later
     wrong: Callable[[Any, list[tuple[int, ...]]], tuple[str, str] | None] | None = None
+    # the class's own name where keras.layers exports it under another (`cls`)
+    class_name: str = ""
 
 
 def _kw(attr: Attr, *pairs: tuple[str, str]) -> Args:
@@ -208,7 +210,8 @@ def keras_layer(op: str, attrs: Mapping[str, Any]) -> KerasLayer:
 
 # the sequence and attention ops: backends/keras_sequence.py adds them to KERAS_LAYERS
 # and the recurrent ops (lstm, gru, simple_rnn): backends/keras_recurrent.py
-from . import keras_recurrent, keras_sequence  # noqa: E402, F401
+# and the language-model ops (rms_norm, grouped_query_attention): backends/keras_llm.py
+from . import keras_llm, keras_recurrent, keras_sequence  # noqa: E402, F401
 
 
 def check_plugin_layer(op: str, layer: KerasLayer) -> None:

@@ -74,6 +74,11 @@ SUBLAYERS = {
     "key_dense": 1,
     "value_dense": 2,
     "output_dense": 3,
+    # GroupQueryAttention's projections (and the rotary subclass's) are saved by attribute
+    "_query_dense": 0,
+    "_key_dense": 1,
+    "_value_dense": 2,
+    "_output_dense": 3,
 }
 # What zipfile raises for a broken, encrypted or unsupported archive or member.
 ZIP_ERRORS = (

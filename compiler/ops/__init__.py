@@ -204,6 +204,7 @@ def load_all() -> dict[str, OpDef]:
         attention,
         conv,
         core,
+        llm,
         merge,
         pool,
         recurrent,

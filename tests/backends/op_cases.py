@@ -17,6 +17,7 @@ from __future__ import annotations
 import typing
 
 from compiler.ops import Activation
+from tests.backends.llm_op_cases import LLM_OP_CASES
 from tests.backends.sequence_op_cases import SEQUENCE_OP_CASES
 
 # every activation function the spec language declares, in a chain (softmax last: the others
@@ -541,3 +542,4 @@ layers:
     ],
 }
 OP_CASES.update(SEQUENCE_OP_CASES)  # sequences and attention: sequence_op_cases.py
+OP_CASES.update(LLM_OP_CASES)  # rms_norm, grouped_query_attention: llm_op_cases.py

@@ -63,7 +63,8 @@ def test_every_op_is_named_as_keras_names_its_layer_class() -> None:
         if op == "input":
             continue
         layer = KERAS_LAYERS[op]  # the class the Keras backend emits, named by Keras
-        assert keras_name(opdef.title) == to_snake_case(layer.cls), op
+        # the class's own name (keras.layers.GroupQueryAttention is GroupedQueryAttention)
+        assert keras_name(opdef.title) == to_snake_case(layer.class_name or layer.cls), op
         for _, variant in layer.variants:  # e.g. an add with scales is a ScaledAdd
             assert keras_name(variant.cls) == to_snake_case(variant.cls), op
     for cls in ("Conv2DTranspose", "UpSampling2D", "ReLU", "PReLU", "MultiHeadAttention"):
@@ -78,6 +79,12 @@ VARIANT_ATTRS = {
     ("lstm", "bidirectional"): {"units": 3, "bidirectional": True},
     ("gru", "bidirectional"): {"units": 3, "bidirectional": True},
     ("simple_rnn", "bidirectional"): {"units": 3, "bidirectional": True},
+    ("grouped_query_attention", "rope"): {
+        "head_dim": 2,
+        "num_query_heads": 2,
+        "num_key_value_heads": 1,
+        "rope": True,
+    },
 }
 
 

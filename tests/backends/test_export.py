@@ -53,6 +53,15 @@ SMALL: dict[str, dict[str, str]] = {
         "classes": "5",
     },
     "gpt": {"vocab_size": "50", "context": "8", "width": "16", "depth": "1", "heads": "2"},
+    "llama": {
+        "vocab_size": "50",
+        "context": "8",
+        "width": "16",
+        "depth": "1",
+        "heads": "4",
+        "kv_heads": "2",
+        "intermediate": "24",
+    },
     "lstm": {"steps": "7", "vocabulary": "30", "width": "6", "units": "5", "tags": "4"},
     "inception_resnet_v2": {"input_shape": "[75,75,3]", "repeats": "[1,1,1]", "classes": "5"},
     "mobilenet": {

@@ -96,7 +96,7 @@ def check_model_against_graph(model: Any, graph: Graph) -> None:
         assert tuple(layer.output.shape) == (None, *node.shape), where
         assert keras_counts(layer) == node.counts, where
         inbound = list(node.inputs)
-        if node.op == "multi_head_attention" and len(inbound) == 1:
+        if node.op in ("multi_head_attention", "grouped_query_attention") and len(inbound) == 1:
             inbound *= 2  # self-attention is Keras' layer(x, x)
         assert inbound_names(layer) == inbound, where
         if node.weights:

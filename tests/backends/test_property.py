@@ -36,6 +36,7 @@ from compiler.ir import Counts
 from compiler.load import loads
 from compiler.ops import Activation
 from compiler.plugins import builtin_ops
+from tests.backends.llm_property import LLM_EMITTERS, LLM_WEIGHTS
 from tests.backends.sequence_property import SEQUENCE_EMITTERS, SEQUENCE_WEIGHTS
 from tests.conftest import ROOT, RUFF
 
@@ -501,6 +502,9 @@ WEIGHTS = {"conv2d": 4, "depthwise_conv2d": 2, "max_pool2d": 2, "avg_pool2d": 2,
 # sequences and attention: tests/backends/sequence_property.py
 EMITTERS.update(SEQUENCE_EMITTERS)
 WEIGHTS.update(SEQUENCE_WEIGHTS)
+# rms_norm, grouped_query_attention: tests/backends/llm_property.py
+EMITTERS.update(LLM_EMITTERS)
+WEIGHTS.update(LLM_WEIGHTS)
 
 
 @st.composite

@@ -35,6 +35,7 @@ from backends.verify import vocabulary
 from compiler.api import compile_spec
 from compiler.ir import Counts, Graph
 from compiler.ops import load_all
+from tests.backends.llm_op_cases import LLM_TORCH_KEY
 from tests.backends.op_cases import OP_CASES
 from tests.backends.sequence_op_cases import (
     RECURRENT_OPS,
@@ -64,6 +65,7 @@ TORCH_KEY = {
     "count": "count",
 }
 TORCH_KEY.update(SEQUENCE_TORCH_KEY)  # sequences and attention (sequence_op_cases.py)
+TORCH_KEY.update(LLM_TORCH_KEY)  # rms_norm (llm_op_cases.py)
 # one Keras layer that is two PyTorch convolutions (weights load by the layer's name)
 SEPARABLE_KEY = {
     "depthwise_kernel": "depthwise.weight",

@@ -40,6 +40,7 @@ from compiler.diagnostics import SpecError
 from compiler.ir import Counts, Graph
 from compiler.load import loads
 from compiler.ops import Activation
+from tests.backends.llm_mutants import LLM_MUTANTS
 from tests.backends.sequence_mutants import SEQUENCE_MUTANTS
 from tests.conftest import SEED
 
@@ -1266,6 +1267,7 @@ MUTANTS = {
     ),
 }
 MUTANTS.update(SEQUENCE_MUTANTS)  # sequences and attention: tests/backends/sequence_mutants.py
+MUTANTS.update(LLM_MUTANTS)  # rms_norm, grouped_query_attention: tests/backends/llm_mutants.py
 
 
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))

@@ -19,6 +19,7 @@ from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Graph, Node
 from compiler.load import loads
 from compiler.plugins import builtin_ops
+from tests.compiler.llm_cases import llm_cases
 from tests.compiler.sequence_cases import (
     NEEDS_SEQUENCE,
     SEQUENCE_INPUT,
@@ -536,6 +537,7 @@ CASES: dict[str, list[Case]] = {
 }
 CASES.update(sequence_cases(Case))  # sequences and attention: tests/compiler/sequence_cases.py
 CASES.update(recurrent_cases(Case))  # lstm, gru, simple_rnn: the same file
+CASES.update(llm_cases(Case))  # rms_norm, grouped_query_attention: tests/compiler/llm_cases.py
 
 
 def test_every_registered_op_has_cases() -> None:
@@ -895,6 +897,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "max_pool1d": ("pool",),
     "max_pool2d": ("pool",),
     "multi_head_attention": ("key_dim", "num_heads"),
+    # GroupQueryAttention(head_dim, num_query_heads, num_key_value_heads)
+    "grouped_query_attention": ("head_dim", "num_key_value_heads", "num_query_heads"),
     "lstm": ("units",),
     "gru": ("units",),
     "simple_rnn": ("units",),
@@ -910,6 +914,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
             *("global_avg_pool1d", "global_avg_pool2d", "global_max_pool1d"),
             *("global_max_pool2d", "layer_norm", "layer_scale", "multiply", "normalization"),
             *("positional_embedding", "slice", "subtract", "upsample2d", "zero_pad2d"),
+            "rms_norm",
         ],
         (),
     ),
