@@ -217,7 +217,7 @@ def _random_layers_off(km: Any, tm: Any, graph: Graph) -> list[str]:
     its Keras name, as transfer finds it); their names."""
     names = []
     for node in graph.nodes:
-        if node.op == "multi_head_attention" and getattr(node.attrs, "dropout", 0):
+        if node.op == "multi_head_attention" and node.attrs.dropout:
             layer = km.get_layer(node.name)  # attention probabilities' dropout
             layer._dropout = layer._dropout_layer.rate = 0.0
             tm.get_submodule(tm.keras_layers[node.name]).dropout = 0.0
