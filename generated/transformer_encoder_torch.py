@@ -187,14 +187,15 @@ class KerasMultiHeadAttention(nn.Module):
 
     def scores_mask(self, mask: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """The (N, 1, T, S) number added to the scores: 0 where attended, Keras' large
-        negative (-0.7 times the dtype's largest) where the key's mask is 0 or, causal,
-        after the query (a row with no key then averages all values, as Keras')."""
+        negative (-0.7 times float32's largest; float16's) where the key's mask is 0 or,
+        causal, after the query (a row with no key then averages all values, as Keras')."""
         keep = (mask != 0)[:, None, None, :]
         if self.causal:
             steps = torch.ones(q.shape[2], mask.shape[1], dtype=torch.bool, device=q.device)
             keep = keep & steps.tril()
+        largest = 65500.0 if q.dtype == torch.float16 else 3.38953e38
         zero = torch.zeros((), dtype=q.dtype, device=q.device)
-        return torch.where(keep, zero, -0.7 * torch.finfo(q.dtype).max)
+        return torch.where(keep, zero, zero - 0.7 * largest)
 
 
 class EncoderLayer(nn.Module):
