@@ -214,6 +214,35 @@ def test_a_masked_spec_verifies_and_trains(tmp_path: Path) -> None:
     assert train.dropout_off == ["attn"] and train.arrays_checked > 0
 
 
+CROSS = """\
+archc: 1
+name: masked_cross
+inputs:
+  - {name: x, shape: [5, 8]}
+  - {name: memory_mask, shape: [7], dtype: int}
+  - {name: memory, shape: [7, 6]}
+layers:
+  - {op: dense, name: keys, units: 3, inputs: [memory]}
+  - op: multi_head_attention
+    name: cross
+    inputs: [x, memory, keys, memory_mask]
+    num_heads: 3
+    key_dim: 2
+    value_dim: 5
+    output_dim: 4
+    use_bias: false
+    padding_mask: true
+    causal: true
+"""
+
+
+def test_cross_attention_with_a_key_and_a_mask_verifies(tmp_path: Path) -> None:
+    # the mask is of the value's (and key's) 7 steps, the query has 5; causal counts from the
+    # first key as Keras does; the graph's inputs in any order
+    report = verify(str(write(tmp_path, CROSS)))
+    assert report.layers_checked == 2
+
+
 def _mutant(forward: Any) -> Any:
     def apply(mp: pytest.MonkeyPatch) -> None:
         op = torch_ops.TORCH_OPS["multi_head_attention"]

@@ -25,7 +25,8 @@ import pytest
 import torch
 
 from backends import keras_backend, torch_backend, transfer
-from backends.train_check import _keras_float64
+from backends.train_check import _keras_float64, verify_training
+from backends.verify import verify
 from compiler.api import compile_spec
 from tests.backends import bert_reference
 from tests.conftest import SPECS
@@ -159,3 +160,18 @@ def test_the_generated_bert_scripts_and_exports() -> None:
         got = torch.export.export(tm, args).module()(*args)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_bert_verifies_per_layer_and_trains() -> None:
+    # both generated models, per layer, on right-padded masks; then SGD steps in float64 with
+    # every dropout (hidden and attention probabilities) off in both
+    from transformers import BertModel
+
+    report = verify(str(BERT))
+    params = dict(compile_spec(BERT).params)
+    with torch.device("meta"):
+        model = BertModel(bert_reference.config(params))
+    assert report.ir.total == sum(p.numel() for p in model.parameters())
+    assert report.layers_checked >= 18
+    train = verify_training(str(BERT))
+    assert "layer_0_attention" in train.dropout_off and train.arrays_checked > 200
