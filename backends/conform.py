@@ -33,7 +33,6 @@ from typing import Any
 from compiler.api import Compiled
 from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Graph, Node
-from compiler.ops.attention import padding_masks
 
 from .pysrc import literal
 
@@ -531,9 +530,8 @@ def torch_forward_differences(
     xs = []
     for node in inputs:
         shape = tuple(node.shape or ())
-        if node.attrs.dtype == "int":  # token id 0, or a padding mask of tokens alone
-            fill = pt.ones if node.name in padding_masks(graph) else pt.zeros
-            xs.append(fill((1, *shape), dtype=pt.int64))
+        if node.attrs.dtype == "int":
+            xs.append(pt.zeros((1, *shape), dtype=pt.int64))
             continue
         x = rng.standard_normal((1, *shape)).astype(np.float32)
         if len(shape) >= 3:  # PyTorch's layout: an image's channels first
