@@ -149,3 +149,53 @@ def test_an_image_is_refused_at_check(tmp_path: Path) -> None:
     diag = info.value.diagnostics[0]
     assert "sinusoidal_embedding needs a sequence (steps, channels), got shape" in diag.message
     assert diag.location is not None and diag.hint
+
+
+def test_distilberts_sinusoidal_embeddings_are_a_spec_of_them(tmp_path: Path) -> None:
+    # transformers' DistilBERT with sinusoidal_pos_embds: word embedding + the fixed table,
+    # then a layer norm (epsilon 1e-12); the same from a spec with DistilBERT's weights, in
+    # both generated models
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from backends import keras_backend, torch_backend, transfer
+
+    config = DistilBertConfig(
+        sinusoidal_pos_embds=True,
+        max_position_embeddings=32,
+        dim=16,
+        hidden_dim=32,
+        n_layers=1,
+        n_heads=2,
+        vocab_size=50,
+    )
+    torch.manual_seed(0)
+    reference = DistilBertModel(config).embeddings.eval()
+    with torch.no_grad():  # layer norm off its initial 1 and 0
+        reference.LayerNorm.weight.add_(torch.randn(16) * 0.1)
+        reference.LayerNorm.bias.add_(torch.randn(16) * 0.1)
+    text = """\
+    archc: 1
+    name: distilbert_embeddings
+    inputs:
+      - {name: input_ids, shape: [20], dtype: int}
+    layers:
+      - {op: embedding, name: word_embeddings, input_dim: 50, output_dim: 16}
+      - {op: sinusoidal_embedding, name: position_embeddings}
+      - {op: layer_norm, name: layer_norm, epsilon: 1.0e-12}
+    """
+    compiled = compile_spec(write(tmp_path, text))
+    km = keras_backend.build(compiled)
+    km.get_layer("word_embeddings").set_weights([reference.word_embeddings.weight.detach().numpy()])
+    norm = reference.LayerNorm
+    km.get_layer("layer_norm").set_weights(
+        [norm.weight.detach().numpy(), norm.bias.detach().numpy()]
+    )
+    tm = torch_backend.build(compiled).eval()
+    transfer.keras_to_torch(km, tm, compiled.graph)
+    ids = np.random.default_rng(0).integers(0, 50, (3, 20)).astype(np.int32)
+    with torch.no_grad():
+        want = reference(torch.from_numpy(ids).long()).numpy()
+        got_torch = tm(torch.from_numpy(ids)).numpy()
+    got_keras = np.asarray(km(ids, training=False))
+    for got in (got_keras, got_torch):
+        assert np.max(np.abs(got - want)) <= 1e-5 * np.max(np.abs(want))
