@@ -334,3 +334,23 @@ def test_mask_mistakes_are_located_errors(name: str, tmp_path: Path) -> None:
     diag = info.value.diagnostics[0]
     assert diag.code == code and message in diag.message, diag.message
     assert diag.location is not None and diag.hint
+
+
+def test_a_lost_dropout_rate_is_caught_by_the_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # inference cannot see a training-only rate; the PyTorch module read back against the IR
+    # can (E114 names the layer)
+    path = write(tmp_path, SPEC)
+    op = torch_ops.TORCH_OPS["multi_head_attention"]
+    assert op.module is not None
+    module = op.module
+    monkeypatch.setitem(
+        torch_ops.TORCH_OPS,
+        "multi_head_attention",
+        replace(op, module=lambda ctx: module(ctx).replace(", dropout=0.2", "")),
+    )
+    with pytest.raises((VerificationError, SpecError)) as info:
+        verify(str(path))
+    diag = info.value.diagnostics[0]
+    assert diag.code == "E114" and "'attn'" in diag.message and "dropout" in diag.message
