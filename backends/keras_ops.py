@@ -211,7 +211,8 @@ def keras_layer(op: str, attrs: Mapping[str, Any]) -> KerasLayer:
 # the sequence and attention ops: backends/keras_sequence.py adds them to KERAS_LAYERS
 # and the recurrent ops (lstm, gru, simple_rnn): backends/keras_recurrent.py
 # and the language-model ops (rms_norm, grouped_query_attention): backends/keras_llm.py
-from . import keras_llm, keras_recurrent, keras_sequence  # noqa: E402, F401
+# and sinusoidal_embedding: backends/keras_sinusoidal.py
+from . import keras_llm, keras_recurrent, keras_sequence, keras_sinusoidal  # noqa: E402, F401
 
 
 def check_plugin_layer(op: str, layer: KerasLayer) -> None:

@@ -60,13 +60,24 @@ def _attention(attr: Attr) -> Args:
         ("value_dim", "value_dim"),
         ("use_bias", "use_bias"),
         ("output_dim", "output_shape"),
+        ("dropout", "dropout"),
     )
 
 
+def masked(attr: Attr) -> bool:
+    """Whether the layer's last input is a padding mask (`padding_mask`, as written: an
+    expression is taken as true; the compiler saw its value with the inputs it was given)."""
+    return attr("padding_mask") not in (None, "False")
+
+
 def _attention_call(attr: Attr, ins: list[str]) -> str:
+    mask = ins[-1] if masked(attr) else None
+    ins = ins[:-1] if masked(attr) else ins
     query = ins[0]
     value = ins[1] if len(ins) > 1 else query
     args = [query, value] + ([f"key={ins[2]}"] if len(ins) > 2 else [])
+    if mask is not None:  # Keras' mask of the value's (and key's) steps, True where attended
+        args.append(f"value_mask={mask}")
     causal = attr("causal")
     if causal is not None and causal != "False":
         args.append(f"use_causal_mask={causal}")
@@ -82,6 +93,8 @@ def _attention_wrong(attrs: Any, shapes: list[tuple[int, ...]]) -> tuple[str, st
     heads = attrs.num_heads
     if not attrs.use_bias:
         return None
+    if getattr(attrs, "padding_mask", False):
+        shapes = shapes[:-1]
     query = shapes[0]
     value = shapes[1] if len(shapes) > 1 else query
     key = shapes[2] if len(shapes) > 2 else value

@@ -721,7 +721,8 @@ TORCH_OPS: dict[str, TorchOp] = {
 # the sequence and attention ops: backends/torch_sequence.py adds them to TORCH_OPS
 # and the recurrent ops (lstm, gru, simple_rnn): backends/torch_recurrent.py
 # and the language-model ops (rms_norm, grouped_query_attention): backends/torch_llm.py
-from . import torch_llm, torch_recurrent, torch_sequence  # noqa: E402, F401
+# and sinusoidal_embedding: backends/torch_sinusoidal.py
+from . import torch_llm, torch_recurrent, torch_sequence, torch_sinusoidal  # noqa: E402, F401
 
 
 def check_plugin_op(op: str, emitter: TorchOp) -> None:

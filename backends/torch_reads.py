@@ -105,6 +105,7 @@ def attention(m: Any) -> dict[str, Any]:
         "key_dim": m.key_dim,
         "use_bias": m.query_bias is not None,
         "causal": m.causal,
+        "dropout": m.dropout,
     }
 
 

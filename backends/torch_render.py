@@ -58,6 +58,7 @@ from .writer import (
     loop_bounds,
     param_signature,
     prune_dead_stores,
+    py_type,
     variants_context,
 )
 
@@ -645,7 +646,7 @@ class _Renderer:
         if block is not None and spec_name in block.args:
             return PY_TYPES[block.args[spec_name].type]
         if spec_name in params:
-            return PY_TYPES[params[spec_name].type]
+            return py_type(params[spec_name])
         return "int"  # a loop variable
 
     def block_class(self, block: Block) -> None:

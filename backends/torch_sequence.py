@@ -181,6 +181,12 @@ def _permute_shape(ctx: Ctx) -> str:
 
 
 # -- learned embeddings and attention ---------------------------------------------------------
+def _masked(ctx: Ctx) -> bool:
+    """Whether the last input is a padding mask (an expression is taken as true, as the Keras
+    emitter takes it: the compiler saw its value with the inputs it was given)."""
+    return ctx.const("padding_mask", False) is not False
+
+
 def _attention_module(ctx: Ctx) -> str:
     args = [f"{ctx.shapes[0]}[-1]", ctx.attr("num_heads") or "", ctx.attr("key_dim") or ""]
     args += _kw(
@@ -189,11 +195,13 @@ def _attention_module(ctx: Ctx) -> str:
         ("output_dim", "output_dim"),
         ("use_bias", "use_bias"),
         ("causal", "causal"),
+        ("dropout", "dropout"),
     )
-    if len(ctx.shapes) > 1:
-        args.append(f"value_channels={ctx.shapes[1]}[-1]")
-    if len(ctx.shapes) > 2:
-        args.append(f"key_channels={ctx.shapes[2]}[-1]")
+    shapes = ctx.shapes[:-1] if _masked(ctx) else ctx.shapes
+    if len(shapes) > 1:
+        args.append(f"value_channels={shapes[1]}[-1]")
+    if len(shapes) > 2:
+        args.append(f"key_channels={shapes[2]}[-1]")
     return f"{ctx.helper('KerasMultiHeadAttention')}({', '.join(args)})"
 
 
@@ -215,6 +223,12 @@ def _attention_weights() -> dict[str, Binding]:
 
 def _module_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
     return f"{mod}({', '.join(xs)})"
+
+
+def _attention_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
+    if not _masked(ctx):
+        return _module_forward(ctx, xs, mod)
+    return f"{mod}({', '.join(xs[:-1])}, mask={xs[-1]})"
 
 
 SEQUENCE_OPS: dict[str, TorchOp] = {
@@ -266,7 +280,7 @@ SEQUENCE_OPS: dict[str, TorchOp] = {
     "slice": TorchOp(_slice_forward, shape=_slice_shape),
     "permute": TorchOp(_permute_forward, shape=_permute_shape),
     "multi_head_attention": TorchOp(
-        _module_forward,
+        _attention_forward,
         _attention_module,
         _attention_shape,
         _attention_weights(),

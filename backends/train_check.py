@@ -19,8 +19,8 @@ max|Δ| ≤ 1e-10 + 1e-6 · max|value| per array, sits well above both and far b
 difference (a momentum not converted is off by ~0.5, a biased variance by 1/n, an L2 term
 left out by all of it).
 
-Dropout and stochastic depth draw random masks no two frameworks share: their rates are set
-to 0 in both models for the run (and reported).
+Dropout, stochastic depth and attention's probability dropout draw random masks no two
+frameworks share: their rates are set to 0 in both models for the run (and reported).
 """
 
 from __future__ import annotations
@@ -217,6 +217,11 @@ def _random_layers_off(km: Any, tm: Any, graph: Graph) -> list[str]:
     its Keras name, as transfer finds it); their names."""
     names = []
     for node in graph.nodes:
+        if node.op == "multi_head_attention" and node.attrs.dropout:
+            layer = km.get_layer(node.name)  # attention probabilities' dropout
+            layer._dropout = layer._dropout_layer.rate = 0.0
+            tm.get_submodule(tm.keras_layers[node.name]).dropout = 0.0
+            names.append(node.name)
         if node.op not in RANDOM_OPS or not getattr(node.attrs, "rate", 0):
             continue
         km.get_layer(node.name).rate = 0.0

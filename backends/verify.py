@@ -19,6 +19,7 @@ import numpy as np
 from compiler.api import Compiled, compile_spec, unknown_sizes
 from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Counts, Graph
+from compiler.ops.attention import padding_masks
 
 from . import keras_backend, memory, sizes, torch_backend
 from .compile import VerificationError, too_big, verify_model
@@ -126,15 +127,29 @@ def vocabulary(graph: Graph, name: str) -> int:
     return min(sizes, default=1)
 
 
+def padded(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Padding masks of right-padded sequences (1: a token, 0: padding): the first sequence
+    unpadded, the others of seeded lengths 1..steps. Every sequence keeps a token, so every
+    query attends to a key, causal or not (a row of padding alone is not a number either
+    framework defines the same way)."""
+    steps = shape[-1]
+    lengths = rng.integers(1, steps + 1, shape[:-1])
+    lengths.flat[0] = steps
+    return (np.arange(steps) < lengths[..., None]).astype(np.int32)
+
+
 def inputs_for(graph: Graph, batch: int, seed: int) -> list[np.ndarray]:
-    """A seeded batch for every input: standard normal values, or for an input of token ids
-    (dtype: int) random ids below its vocabulary."""
+    """A seeded batch for every input: standard normal values, for an input of token ids
+    (dtype: int) random ids below its vocabulary, for a padding mask right-padded masks."""
     rng = np.random.default_rng(seed)
+    masks = padding_masks(graph)
     out = []
     for n in graph.inputs:
         node = graph.node(n)
         shape = (batch, *(node.shape or ()))
-        if node.attrs.dtype == "int":
+        if n in masks:
+            out.append(padded(rng, shape))
+        elif node.attrs.dtype == "int":
             out.append(rng.integers(0, vocabulary(graph, n), shape).astype(np.int32))
         else:
             out.append(rng.standard_normal(shape).astype(np.float32))

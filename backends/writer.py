@@ -115,6 +115,11 @@ PY_TYPES = {
 }
 
 
+def py_type(decl: ParamDecl) -> str:
+    """A spec parameter's annotation: `int | None` where it may be null (`default: null`)."""
+    return PY_TYPES[decl.type] + (" | None" if decl.nullable else "")
+
+
 def coerce_constant(value: Any, decl: ParamDecl) -> Any:
     """A constant as the compiler coerces it (an int given where a float is declared)."""
     if decl.type == "float" and isinstance(value, int) and not isinstance(value, bool):
@@ -228,7 +233,7 @@ def param_signature(s: Structure) -> tuple[list[str], list[str]]:
         given |= set(spec.variants[compiled.variant].params)
     args, computed = [], []
     for p, decl in spec.params.items():
-        annotation = PY_TYPES[decl.type]
+        annotation = py_type(decl)
         if p not in given and is_template(decl.default):
             args.append(f"{s.name(p)}: {annotation} | None = None")
             computed.append(p)
@@ -252,7 +257,7 @@ def block_signature(s: Structure, block: Block) -> tuple[list[str], list[str]]:
             default = literal(coerce_constant(decl.default, decl))
             args.append(f"{s.name(key)}: {annotation} = {default}")
     params = s.compiled.loaded.spec.params
-    args += [f"{s.name(p)}: {PY_TYPES[params[p].type]}" for p in block.params]
+    args += [f"{s.name(p)}: {py_type(params[p])}" for p in block.params]
     return args, computed
 
 

@@ -152,6 +152,8 @@ def _check_token_ids(graph: Graph) -> None:
                         related,
                     )
                 )
+        elif _reads_mask(node):
+            problems += _mask_problems(node, ints, by_name)
         else:
             for name in node.inputs:
                 if name in ints:
@@ -168,6 +170,44 @@ def _check_token_ids(graph: Graph) -> None:
                     )
     if problems:
         raise SpecError(problems)
+
+
+def _reads_mask(node: Node) -> bool:
+    """An attention layer whose last input is a padding mask (compiler.ops.attention)."""
+    return node.op == "multi_head_attention" and bool(getattr(node.attrs, "padding_mask", False))
+
+
+def _mask_problems(node: Node, ints: set[str], by_name: dict[str, Node]) -> list[Diagnostic]:
+    """An attention layer with a padding mask reads it, last, from an input of integers (1: a
+    token, 0: padding), and token ids nowhere else."""
+    *attended, mask = node.inputs
+    problems = []
+    if mask not in ints:
+        problems.append(
+            Diagnostic(
+                "E074",
+                f"{node.op} '{node.name}' reads its padding mask from '{mask}', which is not an "
+                "input of integers",
+                node.origin.location,
+                node.origin.describe(),
+                "a padding mask is a graph input declared with `dtype: int` (1: a token, 0: "
+                "padding), listed last in the layer's inputs",
+            )
+        )
+    for name in attended:
+        if name in ints:
+            problems.append(
+                Diagnostic(
+                    "E074",
+                    f"{node.op} '{node.name}' reads '{name}', an input of integers, as a "
+                    "query, value or key",
+                    node.origin.location,
+                    node.origin.describe(),
+                    "only the last input (with padding_mask: true) may be an input of "
+                    "integers; token ids are read by an embedding layer first",
+                )
+            )
+    return problems
 
 
 def _unused(graph: Graph) -> list[Node]:

@@ -31,6 +31,10 @@ def coerce(value: Any, decl: ParamDecl) -> Any:
     """Check a value against a declared type; ints are accepted where floats are declared.
     Bounds apply to each element of a list."""
     t = decl.type
+    if value is None:
+        if decl.nullable:
+            return None
+        raise ParamTypeError(f"expected {t}, got null")
     if t.startswith("list["):
         if not isinstance(value, list | tuple):
             raise ParamTypeError(f"expected {t}, got {_kind(value)} {short_repr(value)}")
@@ -77,6 +81,8 @@ def _int(text: str) -> int:
 def parse_text(text: str, decl: ParamDecl) -> Any:
     """Read a command-line value by the parameter's declared type."""
     t = decl.type
+    if text.strip() == "null" and (decl.nullable or t != "str"):  # "null" is a str's text
+        return coerce(None, decl)
     try:
         if t == "int":
             return coerce(_int(text), decl)
@@ -108,6 +114,8 @@ def _hint(name: str, decl: ParamDecl, raw: Any, src: str) -> str:
         f"{k}: {short_repr(getattr(decl, k))}" for k in _BOUNDS if getattr(decl, k) is not None
     ]
     declared = f"parameter '{name}' is declared as {', '.join([decl.type, *bounds])}"
+    if raw is None or (src == "--set" and str(raw).strip() == "null"):
+        return f"{declared}; a parameter may be null where its default is null (default: null)"
     if src != "--set" or not decl.type.startswith("list[") or str(raw).lstrip().startswith("["):
         return declared
     items = str(raw).split(",")
@@ -173,13 +181,17 @@ def resolve(
         else:
             raw, loc, src = decl.default, doc.loc(("params", name, "default")), "default"
             where = f"default of parameter '{name}'"
+            if raw is None and decl.nullable:  # `default: null`: null unless given
+                values[name] = None
+                continue
             if raw is None:
                 errors.add(
                     Diagnostic(
                         "E022",
                         f"parameter '{name}' has no default",
                         doc.loc(("params", name)),
-                        hint="add 'default: ...' to its declaration",
+                        hint="add 'default: ...' to its declaration ('default: null' for a "
+                        "parameter that may be null)",
                     )
                 )
                 continue

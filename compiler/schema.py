@@ -61,6 +61,12 @@ class ParamDecl(_Strict):
     max: int | float | None = None
     choices: list[Scalar] | None = None
 
+    @property
+    def nullable(self) -> bool:
+        """A parameter whose default is written `null` may be null (its default, `--set
+        name=null`, a variant's null): an input size left open unless one is given."""
+        return "default" in self.model_fields_set and self.default is None
+
     @model_validator(mode="after")
     def _bounds_fit_the_type(self) -> ParamDecl:
         numeric = self.type in ("int", "float", "list[int]", "list[float]")

@@ -105,7 +105,10 @@ class KerasMultiHeadAttention(nn.Module):
     softmax(Q K^T / sqrt(key_dim)) V (F.scaled_dot_product_attention); with `causal`, query i
     attends to keys 0..i. Keras' initial values: Glorot-uniform with the fans of the matrices
     the kernels are ((channels, heads * size) and (heads * size, output)), zero biases.
-    Called as (query), (query, value) or (query, value, key)."""
+    Called as (query), (query, value) or (query, value, key); `mask` (N, S) is Keras'
+    `value_mask`: the keys whose mask is 0 are not attended (as Keras, a large negative score
+    where any mask, the padding's or the causal one, is false). `dropout` drops attention
+    probabilities in training, as Keras' `dropout=`."""
 
     def __init__(
         self,
@@ -118,6 +121,7 @@ class KerasMultiHeadAttention(nn.Module):
         causal: bool = False,
         value_channels: int | None = None,
         key_channels: int | None = None,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         value_dim = value_dim or key_dim
@@ -125,7 +129,7 @@ class KerasMultiHeadAttention(nn.Module):
         key_channels = key_channels or value_channels
         self.num_heads, self.key_dim, self.value_dim = num_heads, key_dim, value_dim
         self.output_dim = output_dim or channels
-        self.causal = causal
+        self.causal, self.dropout = causal, dropout
         shapes = {
             "query": ((channels, num_heads, key_dim), (num_heads, key_dim)),
             "key": ((key_channels, num_heads, key_dim), (num_heads, key_dim)),
@@ -166,15 +170,32 @@ class KerasMultiHeadAttention(nn.Module):
         query: torch.Tensor,
         value: torch.Tensor | None = None,
         key: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         value = query if value is None else value
         key = value if key is None else key
         q = self.heads(query, self.query_kernel, self.query_bias)
         k = self.heads(key, self.key_kernel, self.key_bias)
         v = self.heads(value, self.value_kernel, self.value_bias)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        p = self.dropout if self.training else 0.0
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, self.scores_mask(mask, q), p)
         y = y.transpose(1, 2).flatten(2) @ self.output_kernel.flatten(0, 1)
         return y if self.output_bias is None else y + self.output_bias
+
+    def scores_mask(self, mask: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """The (N, 1, T, S) number added to the scores: 0 where attended, Keras' large
+        negative (-0.7 times float32's largest; float16's) where the key's mask is 0 or,
+        causal, after the query (a row with no key then averages all values, as Keras')."""
+        keep = (mask != 0)[:, None, None, :]
+        if self.causal:
+            steps = torch.ones(q.shape[2], mask.shape[1], dtype=torch.bool, device=q.device)
+            keep = keep & steps.tril()
+        largest = 65500.0 if q.dtype == torch.float16 else 3.38953e38
+        zero = torch.zeros((), dtype=q.dtype, device=q.device)
+        return torch.where(keep, zero, zero - 0.7 * largest)
 
 
 class EncoderLayer(nn.Module):

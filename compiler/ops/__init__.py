@@ -211,6 +211,7 @@ def load_all() -> dict[str, OpDef]:
         resize,
         scale,
         sequence,
+        sinusoidal,
     )
 
     load_plugins()  # the installed plugins' ops (compiler/plugins.py), once a process

@@ -11,14 +11,22 @@ and key (Tv, Ek), the weights are Keras' (per layer, in this order):
 
 (biases only with use_bias; O is output_dim, by default E). The output is (Tq, O):
 softmax(Q K^T / sqrt(D)) V per head, projected; with causal, query i attends to keys 0..i.
+
+With `padding_mask`, one more input comes last: a (Tv,) mask of the keys read from an input
+of integers (BERT's attention_mask: 1 a token, 0 padding), as Keras' `value_mask`; query i
+then attends to the keys whose mask is not 0 (and, with causal too, to those up to i).
+`dropout` drops attention probabilities in training only (Keras' `dropout=`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from ..ir import Shape, Weight
-from . import ATTRS_CONFIG, Bool, OpDef, PosInt, ShapeError, register
+from pydantic import Field
+
+from ..ir import Graph, Shape, Weight
+from . import ATTRS_CONFIG, Bool, Float, OpDef, PosInt, ShapeError, register
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +39,21 @@ class AttentionAttrs:
     use_bias: Bool = True
     output_dim: PosInt | None = None  # null: the query's channels
     causal: Bool = False  # query i attends to keys 0..i only
+    # the last input is a (steps,) padding mask of the keys (1: a token, 0: padding)
+    padding_mask: Bool = False
+    # the rate of attention probabilities dropped in training (none at inference)
+    dropout: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+
+
+def attended(a: AttentionAttrs, ins: list[Shape]) -> list[Shape]:
+    """The query, value and key shapes among the inputs (the padding mask left out)."""
+    return ins[:-1] if a.padding_mask else ins
 
 
 def dims(a: AttentionAttrs, ins: list[Shape]) -> tuple[int, int, int, int, int, int]:
     """(E, Ek, Ev, D, Dv, O): the query, key and value channels, the head sizes and the
     output channels."""
+    ins = attended(a, ins)
     query = ins[0]
     value = ins[1] if len(ins) > 1 else query
     key = ins[2] if len(ins) > 2 else value
@@ -45,8 +63,16 @@ def dims(a: AttentionAttrs, ins: list[Shape]) -> tuple[int, int, int, int, int, 
 
 
 def _infer(a: AttentionAttrs, ins: list[Shape]) -> tuple[AttentionAttrs, Shape]:
+    if a.padding_mask:
+        _check_mask(ins)
+    elif len(ins) > 3:
+        raise ShapeError(
+            f"'multi_head_attention' takes at most 3 inputs (query, value, key) without a "
+            f"padding mask, got {len(ins)}",
+            hint="a fourth input is a padding mask: set padding_mask: true",
+        )
     names = ("query", "value", "key")
-    for i, shape in enumerate(ins):
+    for i, shape in enumerate(attended(a, ins)):
         if len(shape) != 2:
             raise ShapeError(
                 f"the {names[i]} must be a sequence (steps, channels), got shape {shape}",
@@ -54,7 +80,7 @@ def _infer(a: AttentionAttrs, ins: list[Shape]) -> tuple[AttentionAttrs, Shape]:
                 "reshape an image to [-1, channels] first",
                 inputs=(i,),
             )
-    if len(ins) == 3 and ins[1][0] != ins[2][0]:
+    if len(attended(a, ins)) == 3 and ins[1][0] != ins[2][0]:
         raise ShapeError(
             f"the value has {ins[1][0]} steps and the key {ins[2][0]}",
             hint="each value step needs its key: give the key and the value the same number "
@@ -62,6 +88,23 @@ def _infer(a: AttentionAttrs, ins: list[Shape]) -> tuple[AttentionAttrs, Shape]:
             inputs=(1, 2),
         )
     return a, (ins[0][0], dims(a, ins)[5])
+
+
+def _check_mask(ins: list[Shape]) -> None:
+    if len(ins) < 2:
+        raise ShapeError(
+            "padding_mask: true needs the mask as the last input, after the query",
+            hint="list it last: inputs: [prev, attention_mask] (an input of integers, "
+            "shape [steps])",
+        )
+    mask, keys = ins[-1], ins[1] if len(ins) > 2 else ins[0]
+    if len(mask) != 1 or len(keys) != 2 or mask[0] != keys[0]:
+        raise ShapeError(
+            f"the padding mask must have one entry per key step ({keys[0] if keys else '?'}), "
+            f"got shape {mask}",
+            hint="give the mask the shape [steps] of the keys (the value's steps)",
+            inputs=(len(ins) - 1,),
+        )
 
 
 def _weights(a: AttentionAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
@@ -86,6 +129,7 @@ def flops(a: AttentionAttrs, ins: list[Shape], out: Shape) -> int:
     of the queries, Q K^T, the softmax (exp, sum and divide: 3 per score) and the weighted sum
     A V. The causal mask does not change the count: both frameworks compute every score."""
     e, ek, ev, d, dv, o = dims(a, ins)
+    ins = attended(a, ins)
     h, tq = a.num_heads, ins[0][0]
     tv = ins[1][0] if len(ins) > 1 else tq
     bias = int(a.use_bias)
@@ -105,6 +149,7 @@ def macs(a: AttentionAttrs, ins: list[Shape], out: Shape) -> int:
     """The four projections' and the two attention matmuls' multiply-accumulates: Q K^T and
     A V over every head (the full score matrix, causal or not, as frameworks compute it)."""
     e, ek, ev, d, dv, o = dims(a, ins)
+    ins = attended(a, ins)
     h, tq = a.num_heads, ins[0][0]
     tv = ins[1][0] if len(ins) > 1 else tq
     projections = tq * e * h * d + tv * ek * h * d + tv * ev * h * dv + tq * h * dv * o
@@ -121,8 +166,17 @@ register(
         flops,
         macs=macs,
         min_inputs=1,
-        max_inputs=3,
+        max_inputs=4,
         doc="Keras' MultiHeadAttention over sequences: inputs [query], [query, value] or "
-        "[query, value, key]",
+        "[query, value, key], then the keys' padding mask with padding_mask: true",
     )
 )
+
+
+def padding_masks(graph: Graph) -> set[str]:
+    """The names of the tensors attention layers read as padding masks (their last input)."""
+    return {
+        n.inputs[-1]
+        for n in graph.nodes
+        if n.op == "multi_head_attention" and getattr(n.attrs, "padding_mask", False)
+    }

@@ -99,6 +99,19 @@ layers:
   - {op: positional_embedding, name: pos_seq}
 """,
     ],
+    "sinusoidal_embedding": [
+        """\
+# on a sequence of odd width (the last channel a sine), then with a short wavelength
+archc: 1
+name: sinusoidal_embedding
+inputs:
+  - {name: x, shape: [6, 5]}
+layers:
+  - {op: sinusoidal_embedding, name: pos}
+  - {op: dense, name: widen, units: 4}
+  - {op: sinusoidal_embedding, name: short, max_wavelength: 20.0}
+""",
+    ],
     "class_token": [
         """\
 # prepended to a sequence, and to the rows of an image

@@ -90,6 +90,14 @@ def positional_embedding(b: Any, x: str) -> str | None:
     return b.add("positional_embedding", [x], b.shapes[x], **b.trainable({}))
 
 
+def sinusoidal_embedding(b: Any, x: str) -> str | None:
+    shape = b.shapes[x]
+    if len(shape) != 2:
+        return None
+    attrs = {"max_wavelength": b.pick([10.0, 10000.0])} if b.flag() else {}
+    return b.add("sinusoidal_embedding", [x], shape, **attrs)
+
+
 def class_token(b: Any, x: str) -> str | None:
     shape = b.shapes[x]
     if len(shape) < 2:
@@ -204,6 +212,7 @@ SEQUENCE_EMITTERS: dict[str, Emit] = {
     "embedding": embedding,
     "positional_embedding": positional_embedding,
     "class_token": class_token,
+    "sinusoidal_embedding": sinusoidal_embedding,
     "take": take,
     "slice": slice_,
     "permute": permute,

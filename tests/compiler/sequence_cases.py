@@ -228,6 +228,16 @@ def sequence_cases(case: Any) -> dict[str, list[Any]]:
                 weights=(("embeddings", (3, 5, 2), True),),
             ),
         ],
+        "sinusoidal_embedding": [
+            Case("sequence", "op: sinusoidal_embedding", ((7, 4),), (7, 4)),
+            Case(
+                "wavelength",
+                "op: sinusoidal_embedding, max_wavelength: 50.0",
+                ((3, 5),),
+                (3, 5),
+                attrs={"max_wavelength": 50.0},
+            ),
+        ],
         "class_token": [
             Case(
                 "sequence",
