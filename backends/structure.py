@@ -26,7 +26,7 @@ from compiler.expr import ExprError, parse
 from compiler.ir import Node
 from compiler.names import SHAPE_NAMES, keras_name
 from compiler.ops import load_all
-from compiler.schema import BlockCall, ParamDecl, Repeat
+from compiler.schema import Apply, BlockCall, ParamDecl, Repeat
 from compiler.template import is_template, split_template
 from compiler.yaml_loader import PathKey
 
@@ -122,6 +122,21 @@ class OpStep(Step):
     inputs: list[Ref] = field(default_factory=list)
     trainable: Any = True
     nodes: list[Node] = field(default_factory=list)  # what it expanded to, as compiled
+    # called again by `apply:` items: Keras code keeps the layer in this variable
+    layer_var: str = ""
+    reversible: bool = False  # an embedding called again in reverse (ReversibleEmbedding)
+
+
+@dataclass
+class ApplyStep(Step):
+    """An `apply:` item: the layer of `target` (an op step of the same block or level)
+    called again on `inputs`; `reverse` calls an embedding in reverse (a tied head)."""
+
+    target: OpStep | None = None
+    name: Any = None
+    reverse: bool = False
+    inputs: list[Ref] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
 
 
 @dataclass
@@ -305,6 +320,8 @@ class _Walker:
             step: Step = self.call(item, path, scope)
         elif isinstance(item, Repeat):
             step = self.loop(item, path, scope)
+        elif isinstance(item, Apply):
+            step = self.apply(item, path, scope)
         else:
             step = self.op(item, path, scope)
         for name in shape_calls(step_values(step)):
@@ -353,6 +370,56 @@ class _Walker:
             attrs=attrs,
             inputs=inputs,
             trainable=item.trainable,
+            nodes=nodes,
+        )
+
+    def apply(self, item: Apply, path: PathKey, scope: _Scope) -> ApplyStep:
+        """A layer called again: generated code calls the same Keras layer object and the
+        same PyTorch module, so the layer must be made in the same block or level (one
+        function's variable, one class's attribute) and unconditionally."""
+        target = _applied(scope, item.apply)
+        if target is None:
+            where = "" if _applied_outside(scope, item.apply) else " earlier"
+            raise located_error(
+                self.compiled,
+                (*path, "apply"),
+                f"'{item.apply}' is not a layer made{where} in this block or at this level of "
+                "the spec, so generated code cannot call it again",
+                "apply a layer made by an op item before this one in the same block body, "
+                "repeat body or top level (by its literal name or its id)",
+            )
+        if target.when is not None:
+            raise located_error(
+                self.compiled,
+                (*path, "apply"),
+                f"'{item.apply}' exists only when its condition holds, so generated code "
+                "cannot call it again unconditionally",
+                "apply a layer without `when`, or make the layer unconditional",
+            )
+        if not target.layer_var:
+            literal_name = isinstance(target.name, str) and not is_template(target.name)
+            base = target.name if literal_name else target.op
+            target.layer_var = self.fresh(f"{base}_layer", "layer")
+        target.reversible |= item.reverse
+        name = item.name
+        if name is None and scope.dynamic:
+            raise located_error(
+                self.compiled,
+                path,
+                "this apply item needs a name: it is inside a block or a repeat",
+                "add a name template, e.g. name: 'fc${i}_again'",
+            )
+        nodes = self.by_item.get(path, [])
+        if name is None and nodes:
+            name = nodes[0].name
+        return ApplyStep(
+            path,
+            item,
+            item.when,
+            target=target,
+            name=name,
+            reverse=item.reverse,
+            inputs=self.inputs_of(item, path, scope),
             nodes=nodes,
         )
 
@@ -501,6 +568,23 @@ class _Scope:
         return None
 
 
+def _applied(scope: _Scope, name: str) -> OpStep | None:
+    """The op step an `apply:` names in this scope (by its literal name or its id): the
+    latest before it; an apply of an apply calls the first layer."""
+    for step in reversed(list(scope.steps.values())):
+        if getattr(step.item, "id", None) == name or (
+            isinstance(step, OpStep | ApplyStep) and step.item.name == name
+        ):
+            if isinstance(step, ApplyStep):
+                return step.target
+            return step if isinstance(step, OpStep) else None
+    return None
+
+
+def _applied_outside(scope: _Scope, name: str) -> bool:
+    return any(_applied(s, name) is not None for s in scope.chain()[1:])
+
+
 def runs(steps: list[Step]) -> list[tuple[Any, list[Step]]]:
     """Consecutive steps under the same `when` (None: unconditional, one step a run): each
     run becomes one `if` in generated code."""
@@ -571,6 +655,8 @@ def step_values(step: Step) -> list[Any]:
     values: list[Any] = [step.when]
     if isinstance(step, OpStep):
         values += [step.name, step.trainable, *step.attrs.values()]
+    elif isinstance(step, ApplyStep):
+        values.append(step.item.name)
     elif isinstance(step, CallStep):
         values += list(step.args.values())
     elif isinstance(step, LoopStep):
@@ -581,7 +667,7 @@ def step_values(step: Step) -> list[Any]:
 def step_names(step: Step) -> set[str]:
     """Spec names read by one step's own values (not by its loop body)."""
     values = step_values(step)
-    if isinstance(step, OpStep):
+    if isinstance(step, OpStep | ApplyStep):
         values += [t for r in step.inputs for t in ref_tests(r)]
     if isinstance(step, CallStep | LoopStep) and step.input is not None:
         values += ref_tests(step.input)

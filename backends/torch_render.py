@@ -24,6 +24,7 @@ from .helper_library import torch_library
 from .keras_ops import KERAS_LAYERS
 from .pysrc import ShapeRef, constant, is_constant, literal
 from .structure import (
+    ApplyStep,
     Block,
     CallStep,
     LoopStep,
@@ -63,6 +64,8 @@ from .writer import (
 
 _SHAPES = re.compile(r"\w*shape")  # the shapes constructors track
 _INNER = ("inner", "inner2", "inner3")  # the iterations of nested repeats
+# an embedding called in reverse (a tied head): x @ E^T, E its (input_dim, output_dim) weight
+REVERSE = "F.linear({x}, {module}.weight)"
 
 
 def _module_classes() -> frozenset[str]:
@@ -459,7 +462,7 @@ class _Class:
     def has_module(self, step: Step) -> bool:
         if isinstance(step, OpStep):
             return TORCH_OPS[step.op].module is not None
-        return True
+        return not isinstance(step, ApplyStep)  # a call again: the layer's module
 
     def step(self, step: Step) -> None:
         self.values.step = step
@@ -469,6 +472,8 @@ class _Class:
             self.call(step)
         elif isinstance(step, LoopStep):
             self.loop(step)
+        elif isinstance(step, ApplyStep):
+            self.apply(step)
         self.save(step)
 
     def save(self, step: Step) -> None:
@@ -529,6 +534,30 @@ class _Class:
         if new_shape is not None:
             self.init(f"shape = {new_shape}")
         elif ctx.shape != "shape":  # the input's shape, which is not the running one
+            self.init(f"shape = {ctx.shape}")
+
+    def apply(self, step: ApplyStep) -> None:
+        """A layer called again (`apply:`): the same module (one set of parameters, which
+        `parameters()` lists once); in reverse, an embedding's weight as a linear map's,
+        F.linear(x, E) = x @ E^T."""
+        target = step.target
+        assert target is not None and id(target) in self.step_attr
+        attr = self.step_attr[id(target)]
+        emitter = TORCH_OPS[target.op]
+        again = replace(target, inputs=step.inputs, nodes=step.nodes, saves=[], shapes={})
+        ctx = _Ctx(self, again, attr, [self.shape_of(r) for r in step.inputs])
+        xs = [self.tensor(r, step) for r in step.inputs]
+        if step.reverse:
+            self.fwd("x = " + REVERSE.format(x=xs[0], module=f"self.{attr}"))
+            self.init(f"shape = (*{ctx.shape}[:-1], self.{attr}.num_embeddings)")
+            self.prev = "x"
+            return
+        self.fwd(f"x = {emitter.forward(ctx, xs, f'self.{attr}')}")
+        self.prev = "x"
+        new_shape = emitter.shape(ctx) if emitter.shape is not None else None
+        if new_shape is not None:
+            self.init(f"shape = {new_shape}")
+        elif ctx.shape != "shape":
             self.init(f"shape = {ctx.shape}")
 
     def initializer(self, step: OpStep, key: str) -> str:

@@ -127,6 +127,15 @@ class Repeat(_ItemBase):
     body: list[Item]
 
 
+class Apply(_ItemBase):
+    """Call an earlier layer again, on other inputs, with its weights (shared, counted once):
+    `{apply: NAME}`. `reverse: true` on an embedding multiplies by its matrix transposed
+    (a language model's output head tied to its token embedding)."""
+
+    apply: str
+    reverse: bool = False
+
+
 class BlockDef(_Strict):
     args: dict[str, ParamDecl] = {}
     body: Annotated[list[Item], Field(min_length=1)]
@@ -141,10 +150,16 @@ def _item_tag(value: Any) -> str | None:
             return "call"
         if "repeat" in value:
             return "loop"
+        if "apply" in value:
+            return "apply"
         return None
     if isinstance(value, BaseModel):
         op = getattr(value, "op", None)
-        return f"op:{op}" if op else ("call" if isinstance(value, BlockCall) else "loop")
+        if op:
+            return f"op:{op}"
+        if isinstance(value, Apply):
+            return "apply"
+        return "call" if isinstance(value, BlockCall) else "loop"
     return None
 
 
@@ -195,6 +210,7 @@ def item_union(ops: Iterable[str], repeat: Any) -> Any:
     """Items (one model per op of `ops`, block calls, repeats) discriminated by their keys."""
     members = [Annotated[op_item_model(op), Tag(f"op:{op}")] for op in sorted(ops)]
     members += [Annotated[BlockCall, Tag("call")], Annotated[repeat, Tag("loop")]]
+    members += [Annotated[Apply, Tag("apply")]]
     return Annotated[Union[tuple(members)], Discriminator(_item_tag)]  # noqa: UP007
 
 
@@ -566,6 +582,14 @@ STRUCTURE_KEYS: dict[str, dict[str, str]] = {
         "args": "the block's arguments (values or ${...} expressions)",
         "id": "a local alias for the block's output",
         "name": "a label for readers (the compiler does not use it)",
+    },
+    "Apply": {
+        **{k: v for k, v in ITEM_KEYS.items() if k not in ("op", "trainable", "name")},
+        "apply": "the layer to call again (an earlier layer's name or id in the same block or "
+        "level): its weights are shared, counted once",
+        "reverse": "an embedding only: multiply by its matrix transposed (x @ embeddings^T), "
+        "a language model's head tied to its token embedding",
+        "name": "the name of this call's output (default <layer>.<n>, the n-th call again)",
     },
     "Repeat": {
         **{k: v for k, v in ITEM_KEYS.items() if k not in ("op", "trainable", "name")},

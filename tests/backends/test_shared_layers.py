@@ -1,0 +1,167 @@
+"""Shared weights in the generated models: `apply:` calls the same Keras layer object and the
+same PyTorch module again; `reverse: true` calls an embedding in reverse (Keras'
+ReversibleEmbedding, PyTorch's F.linear on the embedding's weight: x @ E^T).
+
+References are the frameworks' own: keras.Model.count_params() (variables deduplicated),
+PyTorch's parameters() (each Parameter once), Keras' ReversibleEmbedding, and for gradients
+the sum of the gradients two untied copies of a weight get."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends import keras_backend, torch_backend, torch_render
+from backends.compile import VerificationError
+from backends.train_check import verify_training
+from backends.transfer import keras_to_torch, torch_to_keras
+from backends.verify import randomize_keras, verify
+from compiler.api import Compiled, compile_spec
+from compiler.load import loads
+from tests.compiler.test_shared_layers import SIAMESE, TIED
+
+
+def compiled(text: str) -> Compiled:
+    return compile_spec(loads(text))
+
+
+@pytest.mark.parametrize(("text", "want"), [(SIAMESE, 42 + 24), (TIED, 66 + 12)])
+def test_keras_and_pytorch_count_a_shared_layer_once(text: str, want: int) -> None:
+    c = compiled(text)
+    km = keras_backend.build(c)
+    tm = torch_backend.build(c)
+    assert c.graph.counts.total == km.count_params() == want
+    assert sum(p.numel() for p in tm.parameters()) == want
+    assert len(tm.state_dict()) == len(km.weights)  # one entry per shared array
+
+
+def test_each_call_of_a_shared_layer_is_compared() -> None:
+    report = verify(compiled(SIAMESE))
+    checked = {name for name, _, _ in report.rows}
+    # fc1 and its call end in a relu (compared through the layers after them)
+    assert {"fc2", "fc2_call1", "diff"} <= checked
+
+
+def test_the_tied_head_verifies_and_trains_the_same() -> None:
+    c = compiled(TIED)
+    assert verify(c).layers_checked == 3
+    report = verify_training(c)
+    assert report.arrays_checked > 0
+
+
+def test_the_siamese_model_trains_the_same() -> None:
+    assert verify_training(compiled(SIAMESE)).arrays_checked > 0
+
+
+def test_keras_code_calls_one_layer_object_twice() -> None:
+    source = keras_backend.render(compiled(TIED))
+    assert 'wte_layer = layers.ReversibleEmbedding(11, 6, name="wte")' in source
+    assert "x = wte_layer(tokens)" in source and "x = wte_layer(x, reverse=True)" in source
+    siamese = keras_backend.render(compiled(SIAMESE))
+    assert "x = fc1_layer(right)" in siamese and "x = fc2_layer(x)" in siamese
+
+
+def test_a_tied_head_is_the_keras_reversible_embedding() -> None:
+    """The generated head against Keras' ReversibleEmbedding called in reverse, on the same
+    weights, and against the formula x @ E^T."""
+    import keras
+
+    c = compiled(TIED)
+    km = keras_backend.build(c)
+    tm = torch_backend.build(c).eval()
+    randomize_keras(km, c.graph, 1)
+    keras_to_torch(km, tm, c.graph)
+    x = np.random.default_rng(0).standard_normal((2, 8, 6)).astype(np.float32)
+    layer = keras.layers.ReversibleEmbedding(11, 6)
+    layer.build()
+    layer.set_weights(km.get_layer("wte").get_weights())
+    want = np.asarray(layer(x, reverse=True))
+    e = km.get_layer("wte").get_weights()[0]
+    np.testing.assert_allclose(want, x @ e.T, rtol=1e-5, atol=1e-5)
+    import torch
+
+    with torch.no_grad():
+        got = tm.wte.weight.new_tensor(x) @ tm.wte.weight.T
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+        ln = tm.ln(torch.from_numpy(x))
+        head = torch.nn.functional.linear(ln, tm.wte.weight)
+    np.testing.assert_allclose(head.numpy(), ln.numpy() @ e.T, rtol=1e-5, atol=1e-5)
+
+
+def test_the_gradient_of_a_tied_weight_sums_over_its_uses() -> None:
+    """PyTorch's gradient of the embedding equals the sum of the gradients of two untied
+    copies (one looked up, one the head's): the generated model shares one Parameter."""
+    import torch
+
+    c = compiled(TIED)
+    tm = torch_backend.build(c).double().train()
+    ids = torch.from_numpy(np.random.default_rng(0).integers(0, 11, (3, 8)))
+    tm(ids).square().mean().backward()
+    e = tm.wte.weight.detach().clone()
+    lookup, head = e.clone().requires_grad_(), e.clone().requires_grad_()
+    x = torch.nn.functional.embedding(ids, lookup)
+    x = torch.nn.functional.layer_norm(x, (6,), tm.ln.weight.detach(), tm.ln.bias.detach(), 1e-3)
+    torch.nn.functional.linear(x, head).square().mean().backward()
+    assert lookup.grad is not None and head.grad is not None
+    assert tm.wte.weight.grad is not None
+    want = lookup.grad + head.grad
+    torch.testing.assert_close(tm.wte.weight.grad, want, rtol=1e-12, atol=1e-12)
+    assert float((head.grad - want).abs().max()) > 1e-6  # both uses contribute
+
+
+def test_weights_files_hold_a_shared_weight_once(tmp_path: Path) -> None:
+    import torch
+
+    from backends.weights import convert
+
+    spec = tmp_path / "tied.yaml"
+    spec.write_text(TIED)
+    c = compile_spec(str(spec))
+    km = keras_backend.build(c)
+    randomize_keras(km, c.graph, 2)
+    h5 = tmp_path / "tied.weights.h5"
+    km.save_weights(h5)
+    pt = tmp_path / "tied.safetensors"
+    convert(spec, h5, pt)
+    from safetensors.torch import load_file
+
+    state = load_file(pt)
+    assert sorted(state) == ["ln.bias", "ln.weight", "wte.weight"]
+    np.testing.assert_array_equal(state["wte.weight"].numpy(), km.get_layer("wte").get_weights()[0])
+    back = tmp_path / "back.weights.h5"
+    convert(spec, pt, back)
+    other = keras_backend.build(c)
+    other.load_weights(back)
+    x = np.random.default_rng(0).integers(0, 11, (2, 8)).astype(np.int32)
+    np.testing.assert_array_equal(np.asarray(other(x)), np.asarray(km(x)))
+    tm = torch_backend.build(c).eval()
+    tm.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        got = tm(torch.from_numpy(x.astype(np.int64))).numpy()
+    np.testing.assert_allclose(got, np.asarray(km(x)), rtol=1e-5, atol=1e-5)
+
+
+# -- mutants: a broken rule must be caught ----------------------------------------------------
+def test_a_missing_transpose_is_caught_by_verify(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The head reading the embedding as an (in, out) kernel (no transpose): with a square
+    embedding the shapes still fit, and verify names the head."""
+    square = TIED.replace("input_dim: 11, output_dim: 6", "input_dim: 6, output_dim: 6")
+    verify(compiled(square))  # the rule as it is
+    monkeypatch.setattr(torch_render, "REVERSE", "F.linear({x}, {module}.weight.T)")
+    with pytest.raises(VerificationError) as info:
+        verify(compiled(square))
+    assert "'head'" in str(info.value.diagnostics[0].message)
+
+
+def test_pytorch_and_keras_moved_weights_agree_both_ways() -> None:
+    c = compiled(SIAMESE)
+    km = keras_backend.build(c)
+    tm = torch_backend.build(c)
+    randomize_keras(km, c.graph, 3)
+    keras_to_torch(km, tm, c.graph)
+    other = keras_backend.build(c)
+    torch_to_keras(tm, other, c.graph)
+    for a, b in zip(km.get_weights(), other.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
