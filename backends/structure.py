@@ -379,12 +379,11 @@ class _Walker:
         function's variable, one class's attribute) and unconditionally."""
         target = _applied(scope, item.apply)
         if target is None:
-            where = "" if _applied_outside(scope, item.apply) else " earlier"
             raise located_error(
                 self.compiled,
                 (*path, "apply"),
-                f"'{item.apply}' is not a layer made{where} in this block or at this level of "
-                "the spec, so generated code cannot call it again",
+                f"'{item.apply}' is not a layer made before this item in this block or at "
+                "this level of the spec, so generated code cannot call it again",
                 "apply a layer made by an op item before this one in the same block body, "
                 "repeat body or top level (by its literal name or its id)",
             )
@@ -579,10 +578,6 @@ def _applied(scope: _Scope, name: str) -> OpStep | None:
                 return step.target
             return step if isinstance(step, OpStep) else None
     return None
-
-
-def _applied_outside(scope: _Scope, name: str) -> bool:
-    return any(_applied(s, name) is not None for s in scope.chain()[1:])
 
 
 def runs(steps: list[Step]) -> list[tuple[Any, list[Step]]]:

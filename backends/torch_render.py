@@ -324,14 +324,15 @@ class _Class:
     def attr_for(self, step: Step) -> str:
         if id(step) in self.step_attr:
             return self.step_attr[id(step)]
-        if isinstance(step, OpStep):
-            text = step.name if isinstance(step.name, str) else step.op
+        if isinstance(step, OpStep | ApplyStep):
+            op = step.op if isinstance(step, OpStep) else "apply"
+            text = step.name if isinstance(step.name, str) else op
             if "${" in text:
                 literal_parts = re.sub(r"\$\{[^}]*\}", "_", text)
                 words = re.findall(r"[A-Za-z0-9]+", literal_parts)
                 alpha = [w for w in words if not w.isdigit()]
                 digits = [w for w in words if w.isdigit()]
-                text = "_".join(alpha) + "".join(digits) or step.op
+                text = "_".join(alpha) + "".join(digits) or op
         elif isinstance(step, CallStep):
             text = step.block
         else:

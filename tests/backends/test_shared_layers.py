@@ -165,3 +165,48 @@ def test_pytorch_and_keras_moved_weights_agree_both_ways() -> None:
     torch_to_keras(tm, other, c.graph)
     for a, b in zip(km.get_weights(), other.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+SHARED = Path(__file__).parent / "shared_layers.yaml"
+
+
+def test_layers_called_again_in_blocks_and_repeats_verify_and_train() -> None:
+    c = compile_spec(SHARED)
+    report = verify(c)
+    checked = [name for name, _, _ in report.rows]
+    for again in ("attn_again", "pre_again", "norm_again", "fc0_again", "fc1_again", "d1_again"):
+        assert again in checked  # each call of a shared layer compared on its own
+    assert "d0_again" not in checked  # its `when` is false
+    assert verify_training(c).arrays_checked > 0
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        # a layer of the level around the block: not this function's variable
+        (
+            ('      - {apply: fc, name: "fc${i}_again"}', '      - {apply: attn, name: "x${i}"}'),
+            "'attn' is not a layer made before this item in this block",
+        ),
+        # a conditional layer called again unconditionally
+        (
+            (
+                "  - {op: multi_head_attention, name: attn,",
+                "  - {when: true, op: multi_head_attention, name: attn,",
+            ),
+            "exists only when its condition holds",
+        ),
+    ],
+)
+def test_what_generated_code_cannot_call_again_is_e120(edit: tuple[str, str], words: str) -> None:
+    from backends.compile import check_generation
+    from compiler.diagnostics import SpecError
+
+    text = SHARED.read_text()
+    assert edit[0] in text
+    c = compile_spec(loads(text.replace(edit[0], edit[1])))
+    with pytest.raises(SpecError) as info:
+        check_generation(c)
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E120" and words in diag.message, diag.message
+    assert diag.location is not None
