@@ -201,7 +201,7 @@ class _Function:
     def call(self, step: CallStep) -> None:
         block = self.s.blocks[step.block]
         source = self.ref(step.input) if step.input is not None else self.prev
-        args = [source]
+        args = [source, *(self.ref(r) for r in step.more)]
         for key, decl in block.args.items():
             if key in step.args:
                 args.append(f"{self.s.name(key)}={self.src(coerce_constant(step.args[key], decl))}")
@@ -236,7 +236,7 @@ def _block_function(s: Structure, block: Block) -> tuple[str, bool]:
         args.append("names: KerasNames")
     fn = _Function(s, out, "inputs")
     with out.indented(
-        f"def {block.func}({', '.join(['inputs', *(['*', *args] if args else [])])}):"
+        f"def {block.func}({', '.join(['inputs', *block.more, *(['*', *args] if args else [])])}):"
     ):
         if block.doc:
             out.doc(block.doc)

@@ -144,6 +144,7 @@ class CallStep(Step):
     block: str = ""
     args: dict[str, Any] = field(default_factory=dict)
     input: Ref | None = None
+    more: list[Ref] = field(default_factory=list)  # a block's inputs after the first
 
 
 @dataclass
@@ -166,6 +167,7 @@ class Block:
     doc: str
     params: list[str] = field(default_factory=list)  # spec params it reads (transitively)
     uses_input: bool = False
+    more: list[str] = field(default_factory=list)  # variables of its inputs after the first
 
 
 @dataclass
@@ -282,7 +284,7 @@ class _Walker:
         used = self.shaped if shape else self.used
         if name == "prev":
             return Ref("prev")
-        if name == "input":
+        if name == "input" or any(s.aliases.get(name) for s in scope.chain()):
             scope.uses_input = True
             return Ref("input")
         for s in scope.chain():
@@ -338,6 +340,7 @@ class _Walker:
             var = scope.ids.get(item.id) or self.fresh(item.id, "t")
             step.saves.append(var)
             scope.ids[item.id] = var
+            scope.aliases.pop(item.id, None)  # the name now means this item's output
         scope.steps[path] = step
         return step
 
@@ -445,6 +448,7 @@ class _Walker:
             block=item.block,
             args=dict(item.args),
             input=inputs[0] if inputs else None,
+            more=inputs[1:] if inputs else [],
         )
 
     def loop(self, item: Repeat, path: PathKey, scope: _Scope) -> LoopStep:
@@ -473,9 +477,15 @@ class _Walker:
         for arg in decl.args:
             self.py(arg)
         scope = _Scope(dynamic=True)
+        names = decl.inputs or []
+        if names:  # the first is the block's input; the others variables it takes
+            scope.aliases[names[0]] = Ref("input")
+        more = [self.fresh(n, "t") for n in names[1:]]
+        scope.ids.update(zip(names[1:], more, strict=True))
+        self.used.update(more)
         body = self.items(decl.body, ("blocks", name, "body"), scope)
         block = self.blocks.pop(name)
-        block.body, block.uses_input = body, scope.uses_input
+        block.body, block.uses_input, block.more = body, scope.uses_input, more
         self.blocks[name] = block  # callees first: definition order in the generated file
 
     # -- the whole spec -----------------------------------------------------------------------
@@ -547,6 +557,7 @@ class _Scope:
     ids: dict[str, str] = field(default_factory=dict)
     steps: dict[PathKey, Step] = field(default_factory=dict)
     uses_input: bool = False
+    aliases: dict[str, Ref] = field(default_factory=dict)  # a block's first input's name
 
     def __post_init__(self) -> None:
         if self.parent is not None:
@@ -666,6 +677,8 @@ def step_names(step: Step) -> set[str]:
         values += [t for r in step.inputs for t in ref_tests(r)]
     if isinstance(step, CallStep | LoopStep) and step.input is not None:
         values += ref_tests(step.input)
+    if isinstance(step, CallStep):
+        values += [t for r in step.more for t in ref_tests(r)]
     return set().union(*(value_names(v) for v in values))
 
 

@@ -596,10 +596,12 @@ class _Class:
         block = self.s.blocks[step.block]
         attr = self.attr_for(step)
         source = step.input or Ref("prev")
-        args = ", ".join([self.shape_of(source), *self.block_args(block, step)])
+        shapes = [self.shape_of(r) for r in [source, *step.more]]
+        args = ", ".join([*shapes, *self.block_args(block, step)])
         self.init(f"self.{attr} = {block.cls}({args})")
         self.init(f"shape = self.{attr}.out_shape")
-        self.fwd(f"x = self.{attr}({_bare(self.tensor(source, step))})")
+        tensors = [_bare(self.tensor(r, step)) for r in [source, *step.more]]
+        self.fwd(f"x = self.{attr}({', '.join(tensors)})")
         self.prev = "x"
 
     def loop(self, step: LoopStep) -> None:
@@ -681,17 +683,20 @@ class _Renderer:
     def block_class(self, block: Block) -> None:
         cls = _Class(self, block.cls, "in_shape", "inputs")
         cls.block = block
-        args = ["self", "in_shape: tuple[int, ...]"]
+        # a block of several inputs takes their shapes, and forward the tensors, in order
+        more = [f"{v.rstrip('_')}_shape: tuple[int, ...]" for v in block.more]
+        args = ["self", "in_shape: tuple[int, ...]", *more]
         kw, computed = block_signature(self.s, block)
         if uses_auto_names(self.s, block.body, _counted):
             kw.append("names: KerasNames")
         computed_defaults(cls.init_lines, cls.values, block.args, computed)
         cls.init("shape = in_shape")
-        cls.defined.add("inputs")
+        cls.defined.update(["inputs", *block.more])
         cls.steps(block.body)
         cls.init("self.out_shape = shape")
         signature = ", ".join(args + (["*", *kw] if kw else []))
-        self.classes.append(self.class_source(cls, block.doc, signature, "inputs: Tensor"))
+        tensors = ", ".join(f"{v}: Tensor" for v in ["inputs", *block.more])
+        self.classes.append(self.class_source(cls, block.doc, signature, tensors))
 
     def body_class(self, step: LoopStep, outer: _Class) -> tuple[str, list[str], list[str]]:
         """A class for one iteration of a repeat whose body is more than one block call: its

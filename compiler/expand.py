@@ -618,13 +618,29 @@ class _Expander(References):
             if item.inputs is not None
             else ((scope.prev,) if scope.prev is not None else None)
         )
-        if inputs is not None and not self.one_input(inputs, f"block '{item.block}'", where, scope):
+        if inputs is not None and block.inputs is not None:
+            if len(inputs) != len(block.inputs):
+                self.error(
+                    "E052",
+                    f"block '{item.block}' takes {len(block.inputs)} input(s) "
+                    f"({', '.join(block.inputs)}), got {len(inputs)}",
+                    (*where, "inputs") if item.inputs is not None else where,
+                    scope,
+                    hint="pass one reference per input, in the block's order: inputs: ["
+                    + ", ".join(block.inputs)
+                    + "]",
+                )
+                inputs = None
+        elif inputs is not None and not self.one_input(
+            inputs, f"block '{item.block}'", where, scope
+        ):
             inputs = None
         if not ok or inputs is None or any(i in self.broken for i in inputs):
             return self.mark_broken(scope, None, item)
         label = f"block {item.block}"
+        named = dict(zip(block.inputs or (), inputs, strict=False))  # the inputs' names
         inner = Scope(
-            env, inputs[0], inputs[0], (*scope.path, label), {}, (*scope.blocks, item.block)
+            env, inputs[0], inputs[0], (*scope.path, label), named, (*scope.blocks, item.block)
         )
         args = tuple((k, env[k]) for k in block.args)
         with self.traced("block", where, item.block, args):

@@ -138,8 +138,25 @@ class Apply(_ItemBase):
 
 class BlockDef(_Strict):
     args: dict[str, ParamDecl] = {}
+    # names of the block's inputs, references in its body (the first is also `input`): a
+    # call passes as many (inputs: [x, memory]); none declared: one input
+    inputs: (
+        Annotated[
+            list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]], Field(min_length=1)
+        ]
+        | None
+    ) = None
     body: Annotated[list[Item], Field(min_length=1)]
     doc: str = ""
+
+    @model_validator(mode="after")
+    def _inputs_are_names(self) -> BlockDef:
+        names = self.inputs or []
+        if len(set(names)) != len(names):
+            raise ValueError("the block's input names must differ")
+        if set(names) & set(RESERVED_REFS):
+            raise ValueError("'prev' and 'input' are references of their own, not input names")
+        return self
 
 
 def _item_tag(value: Any) -> str | None:
@@ -574,6 +591,8 @@ STRUCTURE_KEYS: dict[str, dict[str, str]] = {
     "BlockDef": {
         "args": "typed arguments, bound in the body's expressions",
         "body": "the block's items; its input is the call's input",
+        "inputs": "names of the block's inputs (a call passes as many: inputs: [x, memory]), "
+        "references in its body; the first is also `input`; default one input",
         "doc": "what the block is",
     },
     "BlockCall": {

@@ -210,3 +210,18 @@ def test_what_generated_code_cannot_call_again_is_e120(edit: tuple[str, str], wo
     (diag,) = info.value.diagnostics
     assert diag.code == "E120" and words in diag.message, diag.message
     assert diag.location is not None
+
+
+BLOCK_INPUTS = Path(__file__).parent / "block_inputs.yaml"
+
+
+def test_a_block_of_two_inputs_verifies_and_trains() -> None:
+    c = compile_spec(BLOCK_INPUTS)
+    assert verify(c).layers_checked >= 6
+    assert verify_training(c).arrays_checked > 0
+    keras_source = keras_backend.render(c)
+    assert "def cross(inputs, mem, *, i: int):" in keras_source
+    assert "x = cross(x, memory, i=0)" in keras_source
+    torch_source = torch_backend.render(c)
+    assert "def forward(self, inputs: Tensor, mem: Tensor) -> Tensor:" in torch_source
+    assert "x = layer(x, memory)" in torch_source  # in the repeat: memory from around it

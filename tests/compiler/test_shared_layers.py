@@ -106,3 +106,52 @@ def test_a_wrong_apply_is_a_located_error(item: str, code: str, words: str) -> N
     (diag,) = info.value.diagnostics
     assert diag.code == code and words in diag.message, diag.message
     assert diag.location is not None and diag.location.line == 10
+
+
+# -- blocks of several inputs -----------------------------------------------------------------
+BLOCK_INPUTS = """
+archc: 1
+name: two
+inputs:
+  - {name: x, shape: [6, 8]}
+  - {name: memory, shape: [5, 8]}
+blocks:
+  cross:
+    inputs: [q, mem]
+    args: {i: {type: int}}
+    body:
+      - {op: layer_norm, name: "ln${i}"}
+      - {op: multi_head_attention, name: "attn${i}", num_heads: 2, key_dim: 4, inputs: [prev, mem]}
+      - {op: add, name: "add${i}", inputs: [q, prev]}
+layers:
+  - {op: dense, name: stem, units: 8, inputs: x}
+  - {block: cross, args: {i: 0}, inputs: [prev, memory]}
+"""
+
+
+def test_a_block_of_two_inputs_reads_each_by_its_name() -> None:
+    graph = compile_spec(loads(BLOCK_INPUTS)).graph
+    assert graph.node("ln0").inputs == ("stem",)  # the first input is also prev and input
+    assert graph.node("attn0").inputs == ("ln0", "memory")
+    assert graph.node("add0").inputs == ("stem", "attn0")
+    # attention: query (8 -> 2 x 4), key and value (8 -> 2 x 4) with biases, output (8 -> 8)
+    attention = 3 * (8 * 8 + 8) + (8 * 8 + 8)
+    assert graph.counts.total == (8 * 8 + 8) + 2 * 8 + attention
+
+
+@pytest.mark.parametrize("given", ["[prev]", "[prev, memory, x]"])
+def test_a_call_passes_as_many_inputs_as_the_block_names(given: str) -> None:
+    text = BLOCK_INPUTS.replace("inputs: [prev, memory]}", f"inputs: {given}}}")
+    with pytest.raises(SpecError) as info:
+        compile_spec(loads(text))
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E052" and "takes 2 input(s) (q, mem)" in diag.message, diag.message
+    assert diag.location is not None and diag.location.line == 17  # the call
+
+
+@pytest.mark.parametrize("names", ["[q, q]", "[prev, mem]"])
+def test_input_names_differ_and_are_not_references(names: str) -> None:
+    with pytest.raises(SpecError) as info:
+        compile_spec(loads(BLOCK_INPUTS.replace("inputs: [q, mem]", f"inputs: {names}")))
+    assert info.value.diagnostics[0].location is not None
+    assert info.value.diagnostics[0].location.line in (8, 9)
