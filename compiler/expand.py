@@ -35,7 +35,7 @@ from .ops.core import InputAttrs
 from .params import ParamTypeError, coerce
 from .references import References, Scope
 from .schema import Apply, BlockCall, Repeat
-from .template import render
+from .template import is_template, render
 from .yaml_loader import PathKey
 
 MAX_NODES = 100_000
@@ -409,6 +409,15 @@ class _Expander(References):
         """An earlier layer called again (`apply:`): a node of the layer's op and attributes
         on the new inputs, sharing its weights (`Node.shares`: counted on the layer's node
         only). Its weights must be the layer's: an input of another size is E054."""
+        if is_template(item.apply):  # generated code calls one variable: a name written out
+            self.error(
+                "E054",
+                f"apply names a layer by an expression ({item.apply!r})",
+                (*where, "apply"),
+                scope,
+                hint="give the layer an id (id: fc) and apply that: apply: fc",
+            )
+            return self.mark_broken(scope, None, item)
         owner_name = self.resolve(item.apply, (*where, "apply"), scope)
         inputs = self.refs(item, where, scope)
         name, ok = None, True

@@ -95,6 +95,7 @@ def test_the_gpt2_variant_uses_the_tanh_gelu_and_epsilon_1e_5() -> None:
         ("{apply: left}", "E054", "'left' is a graph input"),
         ("{apply: fc1, inputs: right, reverse: true}", "E054", "'fc1' is a dense"),
         ("{apply: fc2, inputs: right}", "E054", "its weights are kernel (7, 3)"),
+        ("{apply: \"${'fc1'}\", inputs: right}", "E054", "names a layer by an expression"),
     ],
 )
 def test_a_wrong_apply_is_a_located_error(item: str, code: str, words: str) -> None:
