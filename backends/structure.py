@@ -284,13 +284,16 @@ class _Walker:
         used = self.shaped if shape else self.used
         if name == "prev":
             return Ref("prev")
-        if name == "input" or any(s.aliases.get(name) for s in scope.chain()):
+        if name == "input":
             scope.uses_input = True
             return Ref("input")
         for s in scope.chain():
             if name in s.ids:
                 used.add(s.ids[name])
                 return Ref("var", s.ids[name])
+            if name in s.aliases:  # a block's first input, by the name the block gives it
+                scope.uses_input = True
+                return s.aliases[name]
         if name in self.input_vars and scope.chain()[-1].top:
             return Ref("var", self.input_vars[name])
         nodes = [n for n in self.compiled.graph.nodes if n.name == name]
@@ -403,16 +406,9 @@ class _Walker:
             base = target.name if literal_name else target.op
             target.layer_var = self.fresh(f"{base}_layer", "layer")
         target.reversible |= item.reverse
-        name = item.name
-        if name is None and scope.dynamic:
-            raise located_error(
-                self.compiled,
-                path,
-                "this apply item needs a name: it is inside a block or a repeat",
-                "add a name template, e.g. name: 'fc${i}_again'",
-            )
+        name = item.name  # (no module or layer of its own: generated code needs no name)
         nodes = self.by_item.get(path, [])
-        if name is None and nodes:
+        if name is None and nodes and not scope.dynamic:
             name = nodes[0].name
         return ApplyStep(
             path,

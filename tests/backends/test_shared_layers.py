@@ -225,3 +225,37 @@ def test_a_block_of_two_inputs_verifies_and_trains() -> None:
     torch_source = torch_backend.render(c)
     assert "def forward(self, inputs: Tensor, mem: Tensor) -> Tensor:" in torch_source
     assert "x = layer(x, memory)" in torch_source  # in the repeat: memory from around it
+
+
+NESTED = """
+archc: 1
+name: nested
+inputs:
+  - {name: x, shape: [6, 8]}
+  - {name: memory, shape: [6, 8]}
+blocks:
+  cross:
+    inputs: [q, mem]
+    body:
+      - {op: dense, name: d1, units: 8}
+      - {apply: d1}
+      - repeat: 1
+        body:
+          - {op: dense, name: inner, units: 8, id: q}
+          - {op: add, name: sum_inner, inputs: [q, mem]}
+      - {op: add, name: sum_outer, inputs: [q, prev]}
+layers:
+  - {block: cross, inputs: [x, memory]}
+"""
+
+
+def test_an_input_name_shadowed_by_an_id_inside_a_repeat_means_the_id_there_only() -> None:
+    """In the repeat, `q` is the id set there; after it, the block's first input again (as
+    the compiler's scopes say: an iteration's ids are its own)."""
+    c = compiled(NESTED)
+    assert c.graph.node("sum_inner").inputs == ("inner", "memory")
+    assert c.graph.node("sum_outer").inputs == ("x", "sum_inner")
+    verify(c)  # each framework's model is the IR's (conform), and they agree
+    source = keras_backend.render(c)
+    assert 'layers.Add(name="sum_inner")([q, mem])' in source  # the id
+    assert 'layers.Add(name="sum_outer")([inputs, x])' in source  # the block's input
