@@ -93,6 +93,8 @@ def keras(compiled: Compiled, model: Any, graph: Graph | None = None) -> None:
     layers = {layer.name: layer for layer in model.layers}
     errors: list[Diagnostic] = []
     for node in graph.nodes:
+        if node.shares is not None:  # the layer of `shares` called again: checked there
+            continue
         layer = layers.pop(node.name, None)
         if layer is None:
             errors.append(_error(node, "keras", f"the Keras model has no layer '{node.name}'"))
@@ -121,8 +123,10 @@ def keras_layer_differences(node: Node, layer: Any, graph: Graph) -> list[str]:
         return _keras_input(node, layer)
     values = _values(node)
     spec = keras_layer(node.op, values)
-    if cls != (spec.class_name or spec.cls):
-        return [f"{where} is a {cls}, the IR's {node.op} is a {spec.class_name or spec.cls}"]
+    # a tied head's embedding is Keras' ReversibleEmbedding
+    want_cls = "ReversibleEmbedding" if values.get("reversible") else spec.class_name or spec.cls
+    if cls != want_cls:
+        return [f"{where} is a {cls}, the IR's {node.op} is a {want_cls}"]
     config = layer.get_config()
 
     def attr(key: str) -> str | None:
@@ -464,6 +468,10 @@ def torch_forward_differences(
         return []
     if any(p.is_meta for p in model.parameters()):
         return []
+    # a module called more than once (a layer applied again) has no one input or output:
+    # verify compares each of its calls
+    shared = {n.shares for n in graph.nodes if n.shares is not None}
+    tagged = {name: path for name, path in tagged.items() if name not in shared}
     recorded = set(tagged)
     # consumer -> (producer, steps); the producers' outputs wanted, and by how many readers
     plan: dict[str, tuple[Node, list[Node]]] = {}

@@ -26,6 +26,7 @@ from .helper_library import keras_modules
 from .keras_ops import keras_layer
 from .pysrc import ShapeRef, literal
 from .structure import (
+    ApplyStep,
     Block,
     CallStep,
     LoopStep,
@@ -121,6 +122,8 @@ class _Function:
             self.call(step)
         elif isinstance(step, LoopStep):
             self.loop(step)
+        elif isinstance(step, ApplyStep):
+            self.apply(step)
         for var in step.saves:
             if var in self.s.used or var in self.s.shaped:
                 self.out(f"{var} = {self.prev}")
@@ -157,16 +160,35 @@ class _Function:
         if step.trainable is not True and not frozen_after:
             args.append(f"trainable={self.src(step.trainable)}")
         args.append(f"name={name_source(self.src, step)}")
-        call = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
-        if layer.call is not None:  # a layer called with arguments of its own (attention)
-            call = layer.call(attr, ins)
+        call = _call(layer, attr, ins)
         cls = layer.cls if layer.custom else f"layers.{layer.cls}"
-        if frozen_after:
-            self.out(f"layer = {cls}({', '.join(args)})")
-            self.out(f"x = layer({call})")
-            self.out(f"layer.trainable = {self.src(step.trainable)}  # sublayers too, now built")
+        if step.reversible:  # called again in reverse: Keras' own embedding that takes it
+            cls = "layers.ReversibleEmbedding"
+        if frozen_after or step.layer_var:  # the layer object kept (applied again below)
+            var = step.layer_var or "layer"
+            self.out(f"{var} = {cls}({', '.join(args)})")
+            self.out(f"x = {var}({call})")
+            if frozen_after:
+                self.out(
+                    f"{var}.trainable = {self.src(step.trainable)}  # sublayers too, now built"
+                )
         else:
             self.out(f"x = {cls}({', '.join(args)})({call})")
+        self.prev = "x"
+
+    def apply(self, step: ApplyStep) -> None:
+        """A layer called again (`apply:`): the same layer object, its weights shared."""
+        target = step.target
+        assert target is not None and target.layer_var
+
+        def attr(key: str) -> str | None:
+            return self.src(target.attrs[key]) if key in target.attrs else None
+
+        ins = [self.ref(r) for r in step.inputs]
+        call = _call(keras_layer(target.op, target.attrs), attr, ins)
+        if step.reverse:  # ReversibleEmbedding: x @ embeddings^T
+            call += ", reverse=True"
+        self.out(f"x = {target.layer_var}({call})")
         self.prev = "x"
 
     def rank(self, step: OpStep) -> int | None:
@@ -179,7 +201,7 @@ class _Function:
     def call(self, step: CallStep) -> None:
         block = self.s.blocks[step.block]
         source = self.ref(step.input) if step.input is not None else self.prev
-        args = [source]
+        args = [source, *(self.ref(r) for r in step.more)]
         for key, decl in block.args.items():
             if key in step.args:
                 args.append(f"{self.s.name(key)}={self.src(coerce_constant(step.args[key], decl))}")
@@ -200,6 +222,13 @@ class _Function:
             self.prev = "x"
 
 
+def _call(layer: Any, attr: Any, ins: list[str]) -> str:
+    """A layer call's arguments: the input, a list of them, or the layer's own (attention)."""
+    if layer.call is not None:
+        return str(layer.call(attr, ins))
+    return ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
+
+
 def _block_function(s: Structure, block: Block) -> tuple[str, bool]:
     out = Lines()
     args, computed = block_signature(s, block)
@@ -207,7 +236,7 @@ def _block_function(s: Structure, block: Block) -> tuple[str, bool]:
         args.append("names: KerasNames")
     fn = _Function(s, out, "inputs")
     with out.indented(
-        f"def {block.func}({', '.join(['inputs', *(['*', *args] if args else [])])}):"
+        f"def {block.func}({', '.join(['inputs', *block.more, *(['*', *args] if args else [])])}):"
     ):
         if block.doc:
             out.doc(block.doc)

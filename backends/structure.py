@@ -26,7 +26,7 @@ from compiler.expr import ExprError, parse
 from compiler.ir import Node
 from compiler.names import SHAPE_NAMES, keras_name
 from compiler.ops import load_all
-from compiler.schema import BlockCall, ParamDecl, Repeat
+from compiler.schema import Apply, BlockCall, ParamDecl, Repeat
 from compiler.template import is_template, split_template
 from compiler.yaml_loader import PathKey
 
@@ -122,6 +122,21 @@ class OpStep(Step):
     inputs: list[Ref] = field(default_factory=list)
     trainable: Any = True
     nodes: list[Node] = field(default_factory=list)  # what it expanded to, as compiled
+    # called again by `apply:` items: Keras code keeps the layer in this variable
+    layer_var: str = ""
+    reversible: bool = False  # an embedding called again in reverse (ReversibleEmbedding)
+
+
+@dataclass
+class ApplyStep(Step):
+    """An `apply:` item: the layer of `target` (an op step of the same block or level)
+    called again on `inputs`; `reverse` calls an embedding in reverse (a tied head)."""
+
+    target: OpStep | None = None
+    name: Any = None
+    reverse: bool = False
+    inputs: list[Ref] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
 
 
 @dataclass
@@ -129,6 +144,7 @@ class CallStep(Step):
     block: str = ""
     args: dict[str, Any] = field(default_factory=dict)
     input: Ref | None = None
+    more: list[Ref] = field(default_factory=list)  # a block's inputs after the first
 
 
 @dataclass
@@ -151,6 +167,7 @@ class Block:
     doc: str
     params: list[str] = field(default_factory=list)  # spec params it reads (transitively)
     uses_input: bool = False
+    more: list[str] = field(default_factory=list)  # variables of its inputs after the first
 
 
 @dataclass
@@ -274,6 +291,9 @@ class _Walker:
             if name in s.ids:
                 used.add(s.ids[name])
                 return Ref("var", s.ids[name])
+            if name in s.aliases:  # a block's first input, by the name the block gives it
+                scope.uses_input = True
+                return s.aliases[name]
         if name in self.input_vars and scope.chain()[-1].top:
             return Ref("var", self.input_vars[name])
         nodes = [n for n in self.compiled.graph.nodes if n.name == name]
@@ -305,6 +325,8 @@ class _Walker:
             step: Step = self.call(item, path, scope)
         elif isinstance(item, Repeat):
             step = self.loop(item, path, scope)
+        elif isinstance(item, Apply):
+            step = self.apply(item, path, scope)
         else:
             step = self.op(item, path, scope)
         for name in shape_calls(step_values(step)):
@@ -321,6 +343,7 @@ class _Walker:
             var = scope.ids.get(item.id) or self.fresh(item.id, "t")
             step.saves.append(var)
             scope.ids[item.id] = var
+            scope.aliases.pop(item.id, None)  # the name now means this item's output
         scope.steps[path] = step
         return step
 
@@ -356,6 +379,48 @@ class _Walker:
             nodes=nodes,
         )
 
+    def apply(self, item: Apply, path: PathKey, scope: _Scope) -> ApplyStep:
+        """A layer called again: generated code calls the same Keras layer object and the
+        same PyTorch module, so the layer must be made in the same block or level (one
+        function's variable, one class's attribute) and unconditionally."""
+        target = _applied(scope, item.apply)
+        if target is None:
+            raise located_error(
+                self.compiled,
+                (*path, "apply"),
+                f"'{item.apply}' is not a layer made before this item in this block or at "
+                "this level of the spec, so generated code cannot call it again",
+                "apply a layer made by an op item before this one in the same block body, "
+                "repeat body or top level (by its literal name or its id)",
+            )
+        if target.when is not None:
+            raise located_error(
+                self.compiled,
+                (*path, "apply"),
+                f"'{item.apply}' exists only when its condition holds, so generated code "
+                "cannot call it again unconditionally",
+                "apply a layer without `when`, or make the layer unconditional",
+            )
+        if not target.layer_var:
+            literal_name = isinstance(target.name, str) and not is_template(target.name)
+            base = target.name if literal_name else target.op
+            target.layer_var = self.fresh(f"{base}_layer", "layer")
+        target.reversible |= item.reverse
+        name = item.name  # (no module or layer of its own: generated code needs no name)
+        nodes = self.by_item.get(path, [])
+        if name is None and nodes and not scope.dynamic:
+            name = nodes[0].name
+        return ApplyStep(
+            path,
+            item,
+            item.when,
+            target=target,
+            name=name,
+            reverse=item.reverse,
+            inputs=self.inputs_of(item, path, scope),
+            nodes=nodes,
+        )
+
     def inputs_of(self, item: Any, path: PathKey, scope: _Scope) -> list[Ref]:
         if item.inputs is None:
             return [Ref("prev")]
@@ -379,6 +444,7 @@ class _Walker:
             block=item.block,
             args=dict(item.args),
             input=inputs[0] if inputs else None,
+            more=inputs[1:] if inputs else [],
         )
 
     def loop(self, item: Repeat, path: PathKey, scope: _Scope) -> LoopStep:
@@ -407,9 +473,15 @@ class _Walker:
         for arg in decl.args:
             self.py(arg)
         scope = _Scope(dynamic=True)
+        names = decl.inputs or []
+        if names:  # the first is the block's input; the others variables it takes
+            scope.aliases[names[0]] = Ref("input")
+        more = [self.fresh(n, "t") for n in names[1:]]
+        scope.ids.update(zip(names[1:], more, strict=True))
+        self.used.update(more)
         body = self.items(decl.body, ("blocks", name, "body"), scope)
         block = self.blocks.pop(name)
-        block.body, block.uses_input = body, scope.uses_input
+        block.body, block.uses_input, block.more = body, scope.uses_input, more
         self.blocks[name] = block  # callees first: definition order in the generated file
 
     # -- the whole spec -----------------------------------------------------------------------
@@ -481,6 +553,7 @@ class _Scope:
     ids: dict[str, str] = field(default_factory=dict)
     steps: dict[PathKey, Step] = field(default_factory=dict)
     uses_input: bool = False
+    aliases: dict[str, Ref] = field(default_factory=dict)  # a block's first input's name
 
     def __post_init__(self) -> None:
         if self.parent is not None:
@@ -499,6 +572,19 @@ class _Scope:
             if path in s.steps:
                 return s.steps[path]
         return None
+
+
+def _applied(scope: _Scope, name: str) -> OpStep | None:
+    """The op step an `apply:` names in this scope (by its literal name or its id): the
+    latest before it; an apply of an apply calls the first layer."""
+    for step in reversed(list(scope.steps.values())):
+        if getattr(step.item, "id", None) == name or (
+            isinstance(step, OpStep | ApplyStep) and step.item.name == name
+        ):
+            if isinstance(step, ApplyStep):
+                return step.target
+            return step if isinstance(step, OpStep) else None
+    return None
 
 
 def runs(steps: list[Step]) -> list[tuple[Any, list[Step]]]:
@@ -571,6 +657,8 @@ def step_values(step: Step) -> list[Any]:
     values: list[Any] = [step.when]
     if isinstance(step, OpStep):
         values += [step.name, step.trainable, *step.attrs.values()]
+    elif isinstance(step, ApplyStep):
+        values.append(step.item.name)
     elif isinstance(step, CallStep):
         values += list(step.args.values())
     elif isinstance(step, LoopStep):
@@ -581,10 +669,12 @@ def step_values(step: Step) -> list[Any]:
 def step_names(step: Step) -> set[str]:
     """Spec names read by one step's own values (not by its loop body)."""
     values = step_values(step)
-    if isinstance(step, OpStep):
+    if isinstance(step, OpStep | ApplyStep):
         values += [t for r in step.inputs for t in ref_tests(r)]
     if isinstance(step, CallStep | LoopStep) and step.input is not None:
         values += ref_tests(step.input)
+    if isinstance(step, CallStep):
+        values += [t for r in step.more for t in ref_tests(r)]
     return set().union(*(value_names(v) for v in values))
 
 

@@ -158,14 +158,14 @@ def _activation_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
 def _tuned(ctx: Ctx, x: str) -> str:
     """leaky_relu with `alpha`, gelu with `approximate` (the compiler allows each only with
     its function)."""
-    alpha = ctx.attr("alpha")
-    if alpha is not None:
-        return f"F.leaky_relu({x}, {alpha})"
+    # an expression is computed in the constructor (forward sees no parameters)
+    if ctx.attr("alpha") is not None:
+        return f"F.leaky_relu({x}, {ctx.hoisted('alpha', '0.2')})"
     if ctx.const("approximate") is True:
         return f'F.gelu({x}, approximate="tanh")'
     if ctx.const("approximate") is False:
         return f"F.gelu({x})"
-    return f'F.gelu({x}, approximate="tanh" if {ctx.attr("approximate")} else "none")'
+    return f'F.gelu({x}, approximate="tanh" if {ctx.hoisted("approximate", "False")} else "none")'
 
 
 def torch_dims(rank: int) -> list[int]:

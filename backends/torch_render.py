@@ -24,6 +24,7 @@ from .helper_library import torch_library
 from .keras_ops import KERAS_LAYERS
 from .pysrc import ShapeRef, constant, is_constant, literal
 from .structure import (
+    ApplyStep,
     Block,
     CallStep,
     LoopStep,
@@ -64,6 +65,8 @@ from .writer import (
 
 _SHAPES = re.compile(r"\w*shape")  # the shapes constructors track
 _INNER = ("inner", "inner2", "inner3")  # the iterations of nested repeats
+# an embedding called in reverse (a tied head): x @ E^T, E its (input_dim, output_dim) weight
+REVERSE = "F.linear({x}, {module}.weight)"
 
 
 def _module_classes() -> frozenset[str]:
@@ -322,14 +325,15 @@ class _Class:
     def attr_for(self, step: Step) -> str:
         if id(step) in self.step_attr:
             return self.step_attr[id(step)]
-        if isinstance(step, OpStep):
-            text = step.name if isinstance(step.name, str) else step.op
+        if isinstance(step, OpStep | ApplyStep):
+            op = step.op if isinstance(step, OpStep) else "apply"
+            text = step.name if isinstance(step.name, str) else op
             if "${" in text:
                 literal_parts = re.sub(r"\$\{[^}]*\}", "_", text)
                 words = re.findall(r"[A-Za-z0-9]+", literal_parts)
                 alpha = [w for w in words if not w.isdigit()]
                 digits = [w for w in words if w.isdigit()]
-                text = "_".join(alpha) + "".join(digits) or step.op
+                text = "_".join(alpha) + "".join(digits) or op
         elif isinstance(step, CallStep):
             text = step.block
         else:
@@ -460,7 +464,7 @@ class _Class:
     def has_module(self, step: Step) -> bool:
         if isinstance(step, OpStep):
             return TORCH_OPS[step.op].module is not None
-        return True
+        return not isinstance(step, ApplyStep)  # a call again: the layer's module
 
     def step(self, step: Step) -> None:
         self.values.step = step
@@ -470,6 +474,8 @@ class _Class:
             self.call(step)
         elif isinstance(step, LoopStep):
             self.loop(step)
+        elif isinstance(step, ApplyStep):
+            self.apply(step)
         self.save(step)
 
     def save(self, step: Step) -> None:
@@ -532,6 +538,30 @@ class _Class:
         elif ctx.shape != "shape":  # the input's shape, which is not the running one
             self.init(f"shape = {ctx.shape}")
 
+    def apply(self, step: ApplyStep) -> None:
+        """A layer called again (`apply:`): the same module (one set of parameters, which
+        `parameters()` lists once); in reverse, an embedding's weight as a linear map's,
+        F.linear(x, E) = x @ E^T."""
+        target = step.target
+        assert target is not None and id(target) in self.step_attr
+        attr = self.step_attr[id(target)]
+        emitter = TORCH_OPS[target.op]
+        again = replace(target, inputs=step.inputs, nodes=step.nodes, saves=[], shapes={})
+        ctx = _Ctx(self, again, attr, [self.shape_of(r) for r in step.inputs])
+        xs = [self.tensor(r, step) for r in step.inputs]
+        if step.reverse:
+            self.fwd("x = " + REVERSE.format(x=xs[0], module=f"self.{attr}"))
+            self.init(f"shape = (*{ctx.shape}[:-1], self.{attr}.num_embeddings)")
+            self.prev = "x"
+            return
+        self.fwd(f"x = {emitter.forward(ctx, xs, f'self.{attr}')}")
+        self.prev = "x"
+        new_shape = emitter.shape(ctx) if emitter.shape is not None else None
+        if new_shape is not None:
+            self.init(f"shape = {new_shape}")
+        elif ctx.shape != "shape":
+            self.init(f"shape = {ctx.shape}")
+
     def initializer(self, step: OpStep, key: str) -> str:
         """An initializer attribute as an object: a mapping or a name as the class it stands
         for (the file carries that class only), an expression through keras_initializer
@@ -567,10 +597,12 @@ class _Class:
         block = self.s.blocks[step.block]
         attr = self.attr_for(step)
         source = step.input or Ref("prev")
-        args = ", ".join([self.shape_of(source), *self.block_args(block, step)])
+        shapes = [self.shape_of(r) for r in [source, *step.more]]
+        args = ", ".join([*shapes, *self.block_args(block, step)])
         self.init(f"self.{attr} = {block.cls}({args})")
         self.init(f"shape = self.{attr}.out_shape")
-        self.fwd(f"x = self.{attr}({_bare(self.tensor(source, step))})")
+        tensors = [_bare(self.tensor(r, step)) for r in [source, *step.more]]
+        self.fwd(f"x = self.{attr}({', '.join(tensors)})")
         self.prev = "x"
 
     def loop(self, step: LoopStep) -> None:
@@ -652,17 +684,20 @@ class _Renderer:
     def block_class(self, block: Block) -> None:
         cls = _Class(self, block.cls, "in_shape", "inputs")
         cls.block = block
-        args = ["self", "in_shape: tuple[int, ...]"]
+        # a block of several inputs takes their shapes, and forward the tensors, in order
+        more = [f"{v.rstrip('_')}_shape: tuple[int, ...]" for v in block.more]
+        args = ["self", "in_shape: tuple[int, ...]", *more]
         kw, computed = block_signature(self.s, block)
         if uses_auto_names(self.s, block.body, _counted):
             kw.append("names: KerasNames")
         computed_defaults(cls.init_lines, cls.values, block.args, computed)
         cls.init("shape = in_shape")
-        cls.defined.add("inputs")
+        cls.defined.update(["inputs", *block.more])
         cls.steps(block.body)
         cls.init("self.out_shape = shape")
         signature = ", ".join(args + (["*", *kw] if kw else []))
-        self.classes.append(self.class_source(cls, block.doc, signature, "inputs: Tensor"))
+        tensors = ", ".join(f"{v}: Tensor" for v in ["inputs", *block.more])
+        self.classes.append(self.class_source(cls, block.doc, signature, tensors))
 
     def body_class(self, step: LoopStep, outer: _Class) -> tuple[str, list[str], list[str]]:
         """A class for one iteration of a repeat whose body is more than one block call: its

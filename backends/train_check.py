@@ -224,6 +224,8 @@ def _random_layers_off(km: Any, tm: Any, graph: Graph) -> list[str]:
             names.append(node.name)
         if node.op not in RANDOM_OPS or not getattr(node.attrs, "rate", 0):
             continue
+        if node.shares is not None:  # the layer of `shares` called again: turned off there
+            continue
         km.get_layer(node.name).rate = 0.0
         module = tm.get_submodule(tm.keras_layers[node.name])
         for attr in ("p", "rate"):  # nn.Dropout's, KerasDropout's

@@ -163,11 +163,31 @@ def keras_layer_outputs(model: Any, graph: Graph, xs: list[np.ndarray]) -> dict[
     values = dict(zip(graph.inputs, xs, strict=True))  # an input may also be an output
     if not names:  # every layer skipped by its `when`: the model is its input
         return values
-    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    probe = keras.Model(model.inputs, [_keras_output(model, graph, n) for n in names])
     outs = probe(list(xs), training=False)
     outs = outs if isinstance(outs, list | tuple) else [outs]
     values.update({n: keras.ops.convert_to_numpy(o) for n, o in zip(names, outs, strict=True)})
     return values
+
+
+def calls(graph: Graph) -> dict[str, int]:
+    """Each node's call of its layer, in order: 0 for the layer's own node, k for the k-th
+    node that applies it again (`Node.shares`), graph order being call order."""
+    seen: dict[str, int] = {}
+    out = {}
+    for node in graph.nodes:
+        out[node.name] = seen.get(node.layer, 0)
+        seen[node.layer] = out[node.name] + 1
+    return out
+
+
+def _keras_output(model: Any, graph: Graph, name: str) -> Any:
+    """The Keras tensor a node computes: its layer's output at the node's call."""
+    node = graph.node(name)
+    layer = model.get_layer(node.layer)
+    if node.shares is None:
+        return layer.output
+    return layer._inbound_nodes[calls(graph)[name]].output_tensors[0]
 
 
 def torch_layer_outputs(model: Any, graph: Graph, xs: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -179,16 +199,30 @@ def torch_layer_outputs(model: Any, graph: Graph, xs: list[np.ndarray]) -> dict[
 
     taps: dict[str, Any] = {}
     handles = []
+    called: dict[int, int] = {}  # calls of each tapped module so far
+    # a module called again (`apply:`) gives each call's output to the node of that call;
+    # an embedding called in reverse is no call of its module (F.linear on its weight)
+    order: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        if not getattr(node.attrs, "reverse", False):
+            order.setdefault(node.layer, []).append(node.name)
     for name, path in model.keras_layers.items():
-        node = graph.node(name)
-        rank = len(graph.node(node.inputs[0]).shape or ()) if node.inputs else 0
-        if getattr(node.attrs, "activation", "linear") != "linear" or (
-            node.op == "dense" and rank > 2
-        ):
-            continue  # the module's output is not the layer's
+        # the layer's own node, then those of its calls again
+        nodes = [graph.node(n) for n in order.get(name, [name])]
+        wanted = []
+        for node in nodes:
+            rank = len(graph.node(node.inputs[0]).shape or ()) if node.inputs else 0
+            skip = getattr(node.attrs, "activation", "linear") != "linear" or (
+                node.op == "dense" and rank > 2
+            )
+            wanted.append(None if skip else node.name)  # the module's output is not the layer's
+        if not any(wanted):
+            continue
 
-        def hook(module: Any, args: Any, out: Any, name: str = name) -> None:
-            taps[name] = out
+        def hook(module: Any, args: Any, out: Any, wanted: list[Any] = wanted) -> None:
+            done = called[id(wanted)] = called.get(id(wanted), 0) + 1
+            if done <= len(wanted) and wanted[done - 1] is not None:
+                taps[wanted[done - 1]] = out
 
         handles.append(model.get_submodule(path).register_forward_hook(hook))
     model.eval()
@@ -379,6 +413,8 @@ def _check_names(graph: Graph, km: Any, tm: Any) -> None:
     PyTorch module that carries the name (weights move, and outputs compare, by name)."""
     keras_names = {layer.name for layer in km.layers}
     for node in graph.nodes:
+        if node.shares is not None:  # the layer of `shares` called again: checked there
+            continue
         if node.name not in keras_names:
             what = "the keras model"
         elif node.weights and node.name not in tm.keras_layers:

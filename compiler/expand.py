@@ -8,6 +8,7 @@ quietly, so each independent mistake is reported once and nothing cascades.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import re
 from collections.abc import Iterator
@@ -33,8 +34,8 @@ from .ops import load_all
 from .ops.core import InputAttrs
 from .params import ParamTypeError, coerce
 from .references import References, Scope
-from .schema import BlockCall, Repeat
-from .template import render
+from .schema import Apply, BlockCall, Repeat
+from .template import is_template, render
 from .yaml_loader import PathKey
 
 MAX_NODES = 100_000
@@ -212,6 +213,7 @@ class _Expander(References):
         inputs: tuple[str, ...],
         trainable: bool,
         scope: Scope,
+        shares: str | None = None,
     ) -> str | None:
         if self.name_problem(name, where, scope):
             return None
@@ -227,7 +229,7 @@ class _Expander(References):
             raise _Abort
         self.defined[name] = loc
         origin = Origin(loc, (*scope.path, name), tuple(where))
-        node = self.inferred(Node(name, op, attrs, inputs, origin, trainable))
+        node = self.inferred(Node(name, op, attrs, inputs, origin, trainable, shares=shares))
         self.nodes.append(node)
         self.by_name[name] = node
         self.shapes[name] = node.shape
@@ -351,6 +353,8 @@ class _Expander(References):
             return self.call(item, where, scope)
         if isinstance(item, Repeat):
             return self.repeat(item, where, scope)
+        if isinstance(item, Apply):
+            return self.apply(item, where, scope)
         return self.op(item, where, scope)
 
     def op(self, item: Any, where: PathKey, scope: Scope) -> None:
@@ -400,6 +404,92 @@ class _Expander(References):
         if item.id is not None:
             scope.ids[item.id] = added
         return None
+
+    def apply(self, item: Apply, where: PathKey, scope: Scope) -> None:
+        """An earlier layer called again (`apply:`): a node of the layer's op and attributes
+        on the new inputs, sharing its weights (`Node.shares`: counted on the layer's node
+        only). Its weights must be the layer's: an input of another size is E054."""
+        if is_template(item.apply):  # generated code calls one variable: a name written out
+            self.error(
+                "E054",
+                f"apply names a layer by an expression ({item.apply!r})",
+                (*where, "apply"),
+                scope,
+                hint="give the layer an id (id: fc) and apply that: apply: fc",
+            )
+            return self.mark_broken(scope, None, item)
+        owner_name = self.resolve(item.apply, (*where, "apply"), scope)
+        inputs = self.refs(item, where, scope)
+        name, ok = None, True
+        if item.name is not None:
+            ok, name = self.render(item.name, scope.env, (*where, "name"), scope, "name")
+        if owner_name is None or inputs is None or not ok:
+            return self.mark_broken(scope, name, item)
+        if owner_name in self.broken or any(i in self.broken for i in inputs):
+            return self.mark_broken(scope, name, item)
+        owner = self.by_name[owner_name]
+        owner = self.by_name[owner.shares] if owner.shares else owner
+        opdef = self.ops[owner.op]
+        problem = ""
+        if owner.op == "input":
+            problem = f"'{item.apply}' is a graph input, not a layer"
+        elif item.reverse and owner.op != "embedding":
+            problem = f"reverse: true calls an embedding in reverse; '{owner.name}' is a {owner.op}"
+        if problem:
+            self.error(
+                "E054",
+                f"cannot apply '{item.apply}' again: {problem}",
+                (*where, "apply"),
+                scope,
+                hint="apply names an earlier layer (its name or id) whose weights the call "
+                "shares; reverse: true only with an embedding (a tied output head)",
+            )
+            return self.mark_broken(scope, name, item)
+        if not self.check_arity(opdef, item, inputs, where, scope):
+            return self.mark_broken(scope, name, item)
+        attrs = owner.attrs
+        if item.reverse:
+            attrs = dataclasses.replace(attrs, reverse=True, reversible=True)
+            if not owner.attrs.reversible:  # Keras' ReversibleEmbedding takes the call
+                tied = dataclasses.replace(owner.attrs, reversible=True)
+                self.replace_node(dataclasses.replace(owner, attrs=tied))
+        if name is None:
+            k = 1 + sum(1 for n in self.nodes if n.shares == owner.name)
+            name = f"{owner.name}_call{k}"
+        added = self.add_node(
+            name, where, owner.op, attrs, inputs, owner.trainable, scope, shares=owner.name
+        )
+        if added is None:
+            return self.mark_broken(scope, None, item)
+        node = self.by_name[added]
+        if node.shape is not None and not item.reverse and node.weights != owner.weights:
+            theirs = ", ".join(f"{w.name} {w.shape}" for w in owner.weights)
+            ours = ", ".join(f"{w.name} {w.shape}" for w in node.weights)
+            self.error(
+                "E054",
+                f"'{owner.name}' applied to {node.inputs[0]!r} would need weights {ours}, "
+                f"but its weights are {theirs}",
+                (*where, "inputs") if item.inputs is not None else where,
+                scope,
+                hint="a shared layer's weights fit one input size: apply it to inputs of the "
+                "size it was first called on",
+                related=(("the layer is defined at", owner.origin.location),)
+                if owner.origin.location is not None
+                else (),
+            )
+            self.broken.add(added)
+        self.replace_node(dataclasses.replace(node, weights=()))
+        scope.prev = added
+        if item.id is not None:
+            scope.ids[item.id] = added
+        return None
+
+    def replace_node(self, node: Node) -> None:
+        """Put a changed node where the node of its name is (a layer called again in reverse
+        becomes reversible; a call's weights are the layer's)."""
+        i = next(k for k, n in enumerate(self.nodes) if n.name == node.name)
+        self.nodes[i] = node
+        self.by_name[node.name] = node
 
     def check_arity(
         self, opdef: Any, item: Any, inputs: tuple[str, ...], where: PathKey, scope: Scope
@@ -537,13 +627,29 @@ class _Expander(References):
             if item.inputs is not None
             else ((scope.prev,) if scope.prev is not None else None)
         )
-        if inputs is not None and not self.one_input(inputs, f"block '{item.block}'", where, scope):
+        if inputs is not None and block.inputs is not None:
+            if len(inputs) != len(block.inputs):
+                self.error(
+                    "E052",
+                    f"block '{item.block}' takes {len(block.inputs)} input(s) "
+                    f"({', '.join(block.inputs)}), got {len(inputs)}",
+                    (*where, "inputs") if item.inputs is not None else where,
+                    scope,
+                    hint="pass one reference per input, in the block's order: inputs: ["
+                    + ", ".join(block.inputs)
+                    + "]",
+                )
+                inputs = None
+        elif inputs is not None and not self.one_input(
+            inputs, f"block '{item.block}'", where, scope
+        ):
             inputs = None
         if not ok or inputs is None or any(i in self.broken for i in inputs):
             return self.mark_broken(scope, None, item)
         label = f"block {item.block}"
+        named = dict(zip(block.inputs or (), inputs, strict=False))  # the inputs' names
         inner = Scope(
-            env, inputs[0], inputs[0], (*scope.path, label), {}, (*scope.blocks, item.block)
+            env, inputs[0], inputs[0], (*scope.path, label), named, (*scope.blocks, item.block)
         )
         args = tuple((k, env[k]) for k in block.args)
         with self.traced("block", where, item.block, args):

@@ -135,7 +135,7 @@ def _check_token_ids(graph: Graph) -> None:
     ints = {n.name for n in graph.nodes if n.op == "input" and n.attrs.dtype == "int"}
     problems = []
     for node in graph.nodes:
-        if node.op == "embedding":
+        if node.op == "embedding" and not node.attrs.reverse:  # reverse: vectors -> logits
             floats = [i for i in node.inputs if i not in ints]
             if floats:
                 loc = by_name[floats[0]].origin.location

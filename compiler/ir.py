@@ -66,6 +66,15 @@ class Node:
     weights: tuple[Weight, ...] = ()
     flops: int | None = 0  # None: unknown (the layer sees an unknown height or width)
     macs: int | None = 0  # multiply-accumulates (OpDef.macs); None where flops are
+    # the layer this node calls again (an `apply:` item): its weights are that node's, so
+    # this node has none (counted once, as Keras and PyTorch count a shared layer), and it is
+    # no Keras layer of its own (Keras' layer `shares` called again; PyTorch's module too)
+    shares: str | None = None
+
+    @property
+    def layer(self) -> str:
+        """The Keras layer (and PyTorch module) that computes this node."""
+        return self.shares or self.name
 
     @property
     def counts(self) -> Counts:

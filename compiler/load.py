@@ -140,7 +140,7 @@ def _unwrap(ann: Any) -> list[Any]:
     return [ann]
 
 
-_TAGS = {("call", "BlockCall"), ("loop", "Repeat")}
+_TAGS = {("call", "BlockCall"), ("loop", "Repeat"), ("apply", "Apply")}
 
 
 def _model_at(loc: tuple[Any, ...], spec: type[Spec]) -> type[BaseModel] | None:

@@ -133,10 +133,36 @@ class Repeat(_ItemBase):
     body: list[Item]
 
 
+class Apply(_ItemBase):
+    """Call an earlier layer again, on other inputs, with its weights (shared, counted once):
+    `{apply: NAME}`. `reverse: true` on an embedding multiplies by its matrix transposed
+    (a language model's output head tied to its token embedding)."""
+
+    apply: str
+    reverse: bool = False
+
+
 class BlockDef(_Strict):
     args: dict[str, ParamDecl] = {}
+    # names of the block's inputs, references in its body (the first is also `input`): a
+    # call passes as many (inputs: [x, memory]); none declared: one input
+    inputs: (
+        Annotated[
+            list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]], Field(min_length=1)
+        ]
+        | None
+    ) = None
     body: Annotated[list[Item], Field(min_length=1)]
     doc: str = ""
+
+    @model_validator(mode="after")
+    def _inputs_are_names(self) -> BlockDef:
+        names = self.inputs or []
+        if len(set(names)) != len(names):
+            raise ValueError("the block's input names must differ")
+        if set(names) & set(RESERVED_REFS):
+            raise ValueError("'prev' and 'input' are references of their own, not input names")
+        return self
 
 
 def _item_tag(value: Any) -> str | None:
@@ -147,10 +173,16 @@ def _item_tag(value: Any) -> str | None:
             return "call"
         if "repeat" in value:
             return "loop"
+        if "apply" in value:
+            return "apply"
         return None
     if isinstance(value, BaseModel):
         op = getattr(value, "op", None)
-        return f"op:{op}" if op else ("call" if isinstance(value, BlockCall) else "loop")
+        if op:
+            return f"op:{op}"
+        if isinstance(value, Apply):
+            return "apply"
+        return "call" if isinstance(value, BlockCall) else "loop"
     return None
 
 
@@ -201,6 +233,7 @@ def item_union(ops: Iterable[str], repeat: Any) -> Any:
     """Items (one model per op of `ops`, block calls, repeats) discriminated by their keys."""
     members = [Annotated[op_item_model(op), Tag(f"op:{op}")] for op in sorted(ops)]
     members += [Annotated[BlockCall, Tag("call")], Annotated[repeat, Tag("loop")]]
+    members += [Annotated[Apply, Tag("apply")]]
     return Annotated[Union[tuple(members)], Discriminator(_item_tag)]  # noqa: UP007
 
 
@@ -564,6 +597,8 @@ STRUCTURE_KEYS: dict[str, dict[str, str]] = {
     "BlockDef": {
         "args": "typed arguments, bound in the body's expressions",
         "body": "the block's items; its input is the call's input",
+        "inputs": "names of the block's inputs (a call passes as many: inputs: [x, memory]), "
+        "references in its body; the first is also `input`; default one input",
         "doc": "what the block is",
     },
     "BlockCall": {
@@ -572,6 +607,14 @@ STRUCTURE_KEYS: dict[str, dict[str, str]] = {
         "args": "the block's arguments (values or ${...} expressions)",
         "id": "a local alias for the block's output",
         "name": "a label for readers (the compiler does not use it)",
+    },
+    "Apply": {
+        **{k: v for k, v in ITEM_KEYS.items() if k not in ("op", "trainable", "name")},
+        "apply": "the layer to call again (an earlier layer's name or id in the same block or "
+        "level): its weights are shared, counted once",
+        "reverse": "an embedding only: multiply by its matrix transposed (x @ embeddings^T), "
+        "a language model's head tied to its token embedding",
+        "name": "the name of this call's output (default <layer>.<n>, the n-th call again)",
     },
     "Repeat": {
         **{k: v for k, v in ITEM_KEYS.items() if k not in ("op", "trainable", "name")},

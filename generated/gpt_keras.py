@@ -12,20 +12,50 @@ from keras import layers
 
 SPEC = {
     "path": "../specs/gpt.yaml",
-    "sha256": "7d6a39fc2a0e6880ae21fa9b81de54a2db657ac75fed74eb8a12e168a8199ba9",
+    "sha256": "947607c6498df395567b7c8229a6cc96ebd863a75ab08187ad091248761ca38e",
     "archc": "0.1.0",
 }
-PARAMS = {"total": 1057536, "trainable": 1057536, "non_trainable": 0}
+PARAMS = {"total": 929536, "trainable": 929536, "non_trainable": 0}
 INPUT_SHAPE = (64,)  # (steps,): token ids
 OUTPUT_ACTIVATION = "linear"  # the output layer's activation ("linear": none)
 VARIANTS = {
-    "gpt2": {"vocab_size": 50257, "context": 1024, "width": 768, "depth": 12, "heads": 12},
-    "gpt3": {"vocab_size": 50257, "context": 2048, "width": 12288, "depth": 96, "heads": 96},
+    "gpt2": {
+        "vocab_size": 50257,
+        "context": 1024,
+        "width": 768,
+        "depth": 12,
+        "heads": 12,
+        "gelu_approximate": True,
+    },
+    "gpt3": {
+        "vocab_size": 50257,
+        "context": 2048,
+        "width": 12288,
+        "depth": 96,
+        "heads": 96,
+        "gelu_approximate": True,
+    },
 }
 VARIANT_COUNTS = {
-    "gpt2": {"total": 163037184, "trainable": 163037184, "non_trainable": 0},
-    "gpt3": {"total": 175221817344, "trainable": 175221817344, "non_trainable": 0},
+    "gpt2": {"total": 124439808, "trainable": 124439808, "non_trainable": 0},
+    "gpt3": {"total": 174604259328, "trainable": 174604259328, "non_trainable": 0},
 }
+
+
+@keras.saving.register_keras_serializable(package="archc")
+class GELU(keras.layers.Layer):
+    """keras.activations.gelu as a layer with its `approximate` argument (Activation("gelu")
+    is the exact one): 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) when approximate."""
+
+    def __init__(self, approximate=False, **kwargs):
+        super().__init__(**kwargs)
+        self.approximate = bool(approximate)
+
+    def call(self, inputs):
+        return keras.activations.gelu(inputs, approximate=self.approximate)
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
 
 
 @keras.saving.register_keras_serializable(package="archc")
@@ -44,7 +74,16 @@ class PositionalEmbedding(keras.layers.Layer):
         return inputs + keras.ops.cast(self.embeddings, inputs.dtype)
 
 
-def decoder_block(inputs, *, i: int, width: int, heads: int, dropout: float, epsilon: float):
+def decoder_block(
+    inputs,
+    *,
+    i: int,
+    width: int,
+    heads: int,
+    dropout: float,
+    epsilon: float,
+    gelu_approximate: bool,
+):
     """Pre-norm decoder block with causal self-attention."""
     x = layers.LayerNormalization(epsilon=epsilon, name=f"h{i}_ln_1")(inputs)
     x = layers.MultiHeadAttention(num_heads=heads, key_dim=width // heads, name=f"h{i}_attn")(
@@ -54,7 +93,8 @@ def decoder_block(inputs, *, i: int, width: int, heads: int, dropout: float, eps
     x = layers.Add(name=f"h{i}_add_1")([inputs, x])
     attended = x
     x = layers.LayerNormalization(epsilon=epsilon, name=f"h{i}_ln_2")(x)
-    x = layers.Dense(4 * width, activation="gelu", name=f"h{i}_mlp_c_fc")(x)
+    x = layers.Dense(4 * width, name=f"h{i}_mlp_c_fc")(x)
+    x = GELU(approximate=gelu_approximate, name=f"h{i}_mlp_act")(x)
     x = layers.Dense(width, name=f"h{i}_mlp_c_proj")(x)
     x = layers.Dropout(dropout, name=f"h{i}_mlp_dropout")(x)
     x = layers.Add(name=f"h{i}_add_2")([attended, x])
@@ -69,19 +109,29 @@ def build_model(
     heads: int = 4,
     dropout: float = 0.1,
     epsilon: float = 1e-05,
+    gelu_approximate: bool = False,
 ) -> keras.Model:
     """GPT-style decoder (a small one by default; --variant gpt2, gpt3).
 
     Takes integer token ids of shape (batch, *INPUT_SHAPE).
     """
     tokens = keras.Input(shape=(context,), dtype="int32", name="tokens")
-    x = layers.Embedding(vocab_size, width, name="wte")(tokens)
+    wte_layer = layers.ReversibleEmbedding(vocab_size, width, name="wte")
+    x = wte_layer(tokens)
     x = PositionalEmbedding(name="wpe")(x)
     x = layers.Dropout(dropout, name="drop")(x)
     for i in range(depth):
-        x = decoder_block(x, i=i, width=width, heads=heads, dropout=dropout, epsilon=epsilon)
+        x = decoder_block(
+            x,
+            i=i,
+            width=width,
+            heads=heads,
+            dropout=dropout,
+            epsilon=epsilon,
+            gelu_approximate=gelu_approximate,
+        )
     x = layers.LayerNormalization(epsilon=epsilon, name="ln_f")(x)
-    x = layers.Dense(vocab_size, use_bias=False, name="lm_head")(x)
+    x = wte_layer(x, reverse=True)
     # Keras walks the graph recursively, a few frames a layer: allow deep networks
     # while it builds the model, and give the interpreter its own limit back
     recursion_limit = sys.getrecursionlimit()

@@ -17,20 +17,34 @@ from torch import Tensor, nn
 
 SPEC = {
     "path": "../specs/gpt.yaml",
-    "sha256": "7d6a39fc2a0e6880ae21fa9b81de54a2db657ac75fed74eb8a12e168a8199ba9",
+    "sha256": "947607c6498df395567b7c8229a6cc96ebd863a75ab08187ad091248761ca38e",
     "archc": "0.1.0",
 }
-PARAMS = {"total": 1057536, "trainable": 1057536, "non_trainable": 0}
+PARAMS = {"total": 929536, "trainable": 929536, "non_trainable": 0}
 INPUT_SHAPE = (64,)  # (steps,): token ids
 OUTPUT_ACTIVATION = "linear"  # the output layer's activation ("linear": none)
 INPUT_DTYPES = (torch.int64,)  # torch.int64: token ids
 VARIANTS = {
-    "gpt2": {"vocab_size": 50257, "context": 1024, "width": 768, "depth": 12, "heads": 12},
-    "gpt3": {"vocab_size": 50257, "context": 2048, "width": 12288, "depth": 96, "heads": 96},
+    "gpt2": {
+        "vocab_size": 50257,
+        "context": 1024,
+        "width": 768,
+        "depth": 12,
+        "heads": 12,
+        "gelu_approximate": True,
+    },
+    "gpt3": {
+        "vocab_size": 50257,
+        "context": 2048,
+        "width": 12288,
+        "depth": 96,
+        "heads": 96,
+        "gelu_approximate": True,
+    },
 }
 VARIANT_COUNTS = {
-    "gpt2": {"total": 163037184, "trainable": 163037184, "non_trainable": 0},
-    "gpt3": {"total": 175221817344, "trainable": 175221817344, "non_trainable": 0},
+    "gpt2": {"total": 124439808, "trainable": 124439808, "non_trainable": 0},
+    "gpt3": {"total": 174604259328, "trainable": 174604259328, "non_trainable": 0},
 }
 
 
@@ -209,6 +223,7 @@ class DecoderBlock(nn.Module):
         heads: int,
         dropout: float,
         epsilon: float,
+        gelu_approximate: bool,
     ) -> None:
         super().__init__()
         shape = in_shape
@@ -222,6 +237,7 @@ class DecoderBlock(nn.Module):
         self.h_ln2 = keras_layer(KerasLayerNorm(shape[-1], eps=epsilon), f"h{i}_ln_2")
         self.h_mlp_c_fc = keras_layer(nn.Linear(shape[-1], 4 * width), f"h{i}_mlp_c_fc")
         shape = (*shape[:-1], self.h_mlp_c_fc.out_features)
+        self.h_mlp_act_approximate = gelu_approximate
         self.h_mlp_c_proj = keras_layer(nn.Linear(shape[-1], width), f"h{i}_mlp_c_proj")
         shape = (*shape[:-1], self.h_mlp_c_proj.out_features)
         self.h_mlp_dropout = keras_layer(nn.Dropout(dropout), f"h{i}_mlp_dropout")
@@ -235,7 +251,8 @@ class DecoderBlock(nn.Module):
         x = inputs + x
         attended = x
         x = self.h_ln2(x)
-        x = F.gelu(self.h_mlp_c_fc(x))
+        x = self.h_mlp_c_fc(x)
+        x = F.gelu(x, approximate="tanh" if self.h_mlp_act_approximate else "none")
         x = self.h_mlp_c_proj(x)
         x = self.h_mlp_dropout(x)
         x = attended + x
@@ -257,6 +274,7 @@ class Gpt(nn.Module):
         heads: int = 4,
         dropout: float = 0.1,
         epsilon: float = 1e-05,
+        gelu_approximate: bool = False,
     ) -> None:
         super().__init__()
         tokens_shape = (context,)
@@ -268,12 +286,17 @@ class Gpt(nn.Module):
         self.h = nn.Sequential()
         for i in range(depth):
             block = DecoderBlock(
-                shape, i=i, width=width, heads=heads, dropout=dropout, epsilon=epsilon
+                shape,
+                i=i,
+                width=width,
+                heads=heads,
+                dropout=dropout,
+                epsilon=epsilon,
+                gelu_approximate=gelu_approximate,
             )
             self.h.append(block)
             shape = block.out_shape
         self.ln_f = keras_layer(KerasLayerNorm(shape[-1], eps=epsilon), "ln_f")
-        self.lm_head = keras_layer(nn.Linear(shape[-1], vocab_size, bias=False), "lm_head")
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -285,7 +308,7 @@ class Gpt(nn.Module):
         x = self.drop(x)
         x = self.h(x)
         x = self.ln_f(x)
-        x = self.lm_head(x)
+        x = F.linear(x, self.wte.weight)
         return x
 
     def reset_parameters(self) -> None:

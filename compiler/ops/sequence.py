@@ -90,6 +90,11 @@ class EmbeddingAttrs:
 
     input_dim: PosInt  # the vocabulary size: token ids are 0..input_dim-1
     output_dim: PosInt
+    # computed by an `apply: ... reverse: true` item (a tied output head): `reverse` on the
+    # node that calls the embedding again (x @ embeddings^T), `reversible` on both (Keras'
+    # ReversibleEmbedding, which takes that call)
+    reverse: bool = False
+    reversible: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +172,20 @@ def _global1d_infer(a: GlobalPool1DAttrs, ins: list[Shape]) -> tuple[GlobalPool1
 
 
 def _embedding_infer(a: EmbeddingAttrs, ins: list[Shape]) -> tuple[EmbeddingAttrs, Shape]:
-    return a, (*ins[0], a.output_dim)
+    if not a.reverse:
+        return a, (*ins[0], a.output_dim)
+    if not ins[0] or ins[0][-1] != a.output_dim:
+        raise ShapeError(
+            f"the embedding called in reverse needs vectors of its output_dim {a.output_dim} "
+            f"on the last axis, got shape {ins[0]}",
+            hint="a tied head reads the model's width: apply it after a layer of that width",
+        )
+    return a, (*ins[0][:-1], a.input_dim)
+
+
+def _embedding_macs(a: EmbeddingAttrs, ins: list[Shape], out: Shape) -> int:
+    """A reverse call multiplies by the (output_dim, input_dim) matrix; a lookup, nothing."""
+    return prod(out) * a.output_dim if a.reverse else 0
 
 
 def _positional_weights(a: LearnedAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
@@ -274,8 +292,12 @@ register(
         EmbeddingAttrs,
         _embedding_infer,
         lambda a, i, o: [Weight("embeddings", (a.input_dim, a.output_dim), True)],
+        lambda a, i, o: 2 * _embedding_macs(a, i, o),
+        macs=_embedding_macs,
+        computed=("reverse", "reversible"),
         doc="integer token ids (an input with dtype: int) -> vectors; embeddings "
         "(input_dim, output_dim)",
+        titled=lambda a: "ReversibleEmbedding" if a.reversible else "Embedding",
     )
 )
 register(
