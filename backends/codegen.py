@@ -21,9 +21,9 @@ from typing import Any
 
 import jinja2
 
-from compiler import __version__
-from compiler.api import Compiled
-from compiler.plugins import PLUGINS, used_by
+from archc.compiler import __version__
+from archc.compiler.api import Compiled
+from archc.compiler.plugins import PLUGINS, used_by
 
 from .helper_library import KERAS_MODULES, TORCH_MODULES, library, torch_library, torch_modules
 from .pysrc import literal
@@ -172,7 +172,7 @@ def dict_source(var: str, items: dict[str, Any]) -> str:
 
 
 # Every file write_atomic replaced, in order: an interrupted `archc compile` says whether its
-# file was already replaced when the signal came (compiler/cli.py reads this).
+# file was already replaced when the signal came (archc/cli.py reads this).
 WRITTEN: list[Path] = []
 STALE_AFTER_S = 3600  # a temp file this old is stale whoever wrote it
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from compiler.api import Compiled, check_expect, compile_spec
-from compiler.diagnostics import Diagnostic, Location, SpecError
-from compiler.ir import Counts, Graph
+from archc.backends.proof import conform
+from archc.compiler.api import Compiled, check_expect, compile_spec
+from archc.compiler.diagnostics import Diagnostic, Location, SpecError
+from archc.compiler.ir import Counts, Graph
 
-from . import conform, memory, sizes
+from . import memory, sizes
 from .codegen import (
     import_source,
     read_spec_header,
@@ -98,13 +99,13 @@ class ModuleBackend:
 
 
 def _keras() -> Backend:
-    from . import keras_backend
+    from archc.backends.keras import backend as keras_backend
 
     return ModuleBackend("keras", keras_backend)
 
 
 def _torch() -> Backend:
-    from . import torch_backend
+    from archc.backends.torch import backend as torch_backend
 
     return ModuleBackend("torch", torch_backend)
 
@@ -399,7 +400,7 @@ def compile_to_file(
     abstract = None
     if verify:
         # unknown input sizes: the model (built for any size) runs at the first size of
-        # backends.sizes, and its outputs are compared with the spec's at that size
+        # archc.backends.sizes, and its outputs are compared with the spec's at that size
         (probe,) = sizes.runs(compiled, count=1)
         module = import_source(source, path.stem)
         model, abstract = build_within_memory(compiled, module, mod, backend_name, probe.graph)

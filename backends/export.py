@@ -30,13 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from compiler.api import Compiled, compile_spec
-from compiler.diagnostics import Diagnostic, Location, SpecError, short_repr
-from compiler.ir import Counts, Graph
+from archc.backends.proof.verify import channels_first, inputs_for
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import Compiled, compile_spec
+from archc.compiler.diagnostics import Diagnostic, Location, SpecError, short_repr
+from archc.compiler.ir import Counts, Graph
 
-from . import memory, sizes, torch_backend
+from . import memory, sizes
 from .compile import too_big
-from .verify import channels_first, inputs_for
 
 # ONNX Runtime and PyTorch run the same graph in float32 with different kernels: an output
 # may differ by atol + RTOL·max|its PyTorch value| (docs/ARCHITECTURE.md, "ONNX export"):
@@ -131,7 +132,7 @@ def export_onnx(
     (located diagnostics) otherwise, leaving `target` as it was.
 
     The model has Keras' initial values (drawn from `seed`), or the state dict in `weights`
-    (.safetensors or .pt, as `archc weights` writes; backends.weights.FormatError for another
+    (.safetensors or .pt, as `archc weights` writes; archc.backends.proof.weights.FormatError for another
     kind of file). The check's batches are `batch` and 1 (2 where batch is 1), drawn from
     `seed`; where the input's height and width are unknown, at two sizes (`input_sizes`)."""
     if not 0 <= atol < float("inf"):
@@ -177,7 +178,7 @@ def _model(compiled: Compiled, seed: int, weights: str | os.PathLike[str] | None
     random state is left alone), or the weights file's state dict."""
     import torch
 
-    from . import weights as files
+    from archc.backends.proof import weights as files
 
     fmt = None
     if weights is not None:

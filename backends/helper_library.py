@@ -24,8 +24,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 # archc's own helper modules, in the order generated files carry their helpers
-TORCH_MODULES = ("py_helpers", "torch_helpers", "torch_init_helpers", "torch_sequence_helpers")
-KERAS_MODULES = ("keras_helpers", "keras_sequence_helpers")  # the Keras layers files may define
+TORCH_MODULES = ("py_helpers", "torch.helpers", "torch.init_helpers", "torch.sequence_helpers")
+KERAS_MODULES = ("keras.helpers", "keras.sequence_helpers")  # the Keras layers files may define
 
 Module = str | Path  # a module of backends/ by name, or a helper module's file
 
@@ -143,7 +143,7 @@ def library(modules: tuple[Module, ...]) -> Library:
 def torch_modules() -> tuple[Module, ...]:
     """The modules PyTorch files carry helpers from: archc's own, then those of the ops that
     declare one (`TorchOp.helpers`), in the registry's order."""
-    from .torch_ops import TORCH_OPS
+    from archc.backends.torch.ops import TORCH_OPS
 
     extra = (op.helpers for op in TORCH_OPS.values() if op.helpers is not None)
     return (*TORCH_MODULES, *dict.fromkeys(extra))
@@ -156,7 +156,7 @@ def torch_library() -> Library:
 def keras_modules() -> tuple[Module, ...]:
     """The modules Keras files carry layers from: archc's own, then those of the layers that
     declare one (`KerasLayer.helpers`: a plugin's), in the registry's order."""
-    from .keras_ops import KERAS_LAYERS
+    from archc.backends.keras.ops import KERAS_LAYERS
 
     layers = [v for layer in KERAS_LAYERS.values() for v in (layer, *dict(layer.variants).values())]
     extra = (layer.helpers for layer in layers if layer.helpers is not None)

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compiler.diagnostics import Diagnostic, Location, SpecError, did_you_mean, short_repr
-from compiler.names import check_name
-from compiler.ops import load_all
+from archc.compiler.diagnostics import Diagnostic, Location, SpecError, did_you_mean, short_repr
+from archc.compiler.names import check_name
+from archc.compiler.ops import load_all
 
 APPLICATIONS = "keras.applications:"
 PLUGIN_HINT = (
@@ -1254,7 +1254,7 @@ def render(
 
 def keras_counts(model: Any) -> Any:
     """Counts by Keras' own rule: trainable and non-trainable weights' sizes."""
-    from compiler.ir import Counts
+    from archc.compiler.ir import Counts
 
     t = sum(math.prod(w.shape) for w in model.trainable_weights)
     n = sum(math.prod(w.shape) for w in model.non_trainable_weights)
@@ -1328,12 +1328,12 @@ RTOL = 1e-5
 
 def _softmax_logits(keras_model: Any, graph: Any, x: Any) -> float | None:
     """max|z| of the logits the model's softmax output reads, as `verify` bounds a softmax
-    (backends.verify.softmax_logits); None where the output is no softmax, or its layer is
+    (archc.backends.proof.verify.softmax_logits); None where the output is no softmax, or its layer is
     not a top-level layer of the original model."""
     import keras
     import numpy as np
 
-    from .verify import softmax_logits
+    from archc.backends.proof.verify import softmax_logits
 
     node = graph.node(graph.outputs[0])
     try:
@@ -1358,13 +1358,14 @@ def prove(
     step finds a difference."""
     import numpy as np
 
-    from compiler.api import compile_spec
+    from archc.backends.proof.verify import _compare, channels_first, randomize_keras
+    from archc.backends.proof.verify import verify as run_verify
+    from archc.backends.proof.weights import convert as convert_weights
+    from archc.backends.torch import backend as torch_backend
+    from archc.compiler.api import compile_spec
 
-    from . import sizes, torch_backend
+    from . import sizes
     from .compile import compile_to_file
-    from .verify import _compare, channels_first, randomize_keras
-    from .verify import verify as run_verify
-    from .weights import convert as convert_weights
 
     steps: list[Step] = []
 
@@ -1424,7 +1425,7 @@ def prove(
         except SpecError:
             # a file whose groups do not carry the layers' names (nested models): the same
             # bindings, from the layers themselves
-            from .transfer import keras_to_torch
+            from archc.backends.proof.transfer import keras_to_torch
 
             route = "by layer name from the model (its weights file nests containers)"
             torch_model = torch_backend.build(compiled)

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
-from compiler.diagnostics import Diagnostic, SpecError
-from compiler.ops.initializers import CLASSES, Config, check_config
+from archc.compiler.diagnostics import Diagnostic, SpecError
+from archc.compiler.ops.initializers import CLASSES, Config, check_config
 
 from .pysrc import literal
 from .structure import OpStep, Structure

@@ -14,7 +14,7 @@ import resource
 from dataclasses import dataclass
 from math import prod
 
-from compiler.ir import Graph
+from archc.compiler.ir import Graph
 
 BYTES = 4  # float32, as both backends build
 HEADROOM = 1.5  # allocator slack, framework bookkeeping, a copy while initialising

@@ -1,7 +1,7 @@
 """Spec values and `${...}` expressions as Python source, for generated code.
 
 Expressions are Python syntax already; each is parsed and checked by the compiler's sandbox
-(`compiler.expr.parse`, the same allow-list that evaluates them) before it is rewritten, so
+(`archc.compiler.expr.parse`, the same allow-list that evaluates them) before it is rewritten, so
 nothing outside that allow-list can reach generated code. The rewrite renames spec names to
 the generated code's variables, maps the sandbox's functions to Python's (`ceil` ->
 `math.ceil`), and turns lists into tuples (generated code uses tuples throughout, so equality
@@ -17,8 +17,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from compiler.expr import CONSTANTS, parse
-from compiler.template import is_template, split_template
+from archc.compiler.expr import CONSTANTS, parse
+from archc.compiler.template import is_template, split_template
 
 CONSTANT_NAMES = CONSTANTS  # `true`/`false`: constants everywhere, as in the sandbox
 MATH_FUNCTIONS = {"ceil", "floor"}
@@ -135,7 +135,7 @@ class _Rewrite(ast.NodeTransformer):
         self.bound: dict[str, str] = {}  # comprehension variable -> its name in the source
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
-        if node.id in CONSTANT_NAMES:  # never a variable (compiler.expr's docstring)
+        if node.id in CONSTANT_NAMES:  # never a variable (archc.compiler.expr's docstring)
             return ast.Constant(CONSTANT_NAMES[node.id])
         if node.id in self.bound:
             return ast.Name(self.bound[node.id], node.ctx)

@@ -4,7 +4,7 @@ The generated models take any size; proving them needs concrete ones. `verify` r
 generated model at two sizes (a module that baked in the first size fails at the second),
 `compile` checks the output shapes at the first. Unless sizes are given (`--input-size`),
 they are the first two of `CANDIDATES` that the network accepts: the spec is compiled at each
-(`compiler.api.at_size`), and a size is skipped where that fails (too small, or branches that
+(`archc.compiler.api.at_size`), and a size is skipped where that fails (too small, or branches that
 no longer meet, such as a U-Net's skips at a size not divisible by 2^depth). The candidates
 are multiples of 16 and 32, square first, then not square (so a height/width mix-up shows).
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from compiler.api import Compiled, at_size, unknown_sizes
-from compiler.diagnostics import Diagnostic, SpecError
+from archc.compiler.api import Compiled, at_size, unknown_sizes
+from archc.compiler.diagnostics import Diagnostic, SpecError
 
 CANDIDATES: tuple[tuple[int, int], ...] = (
     (64, 64),

@@ -20,18 +20,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from compiler.api import Compiled
-from compiler.diagnostics import Diagnostic, SpecError
-from compiler.expr import ExprError, parse
-from compiler.ir import Node
-from compiler.names import SHAPE_NAMES, keras_name
-from compiler.ops import load_all
-from compiler.schema import Apply, BlockCall, ParamDecl, Repeat
-from compiler.template import is_template, split_template
-from compiler.yaml_loader import PathKey
+from archc.backends.keras.ops import keras_layer
+from archc.compiler.api import Compiled
+from archc.compiler.diagnostics import Diagnostic, SpecError
+from archc.compiler.expr import ExprError, parse
+from archc.compiler.ir import Node
+from archc.compiler.names import SHAPE_NAMES, keras_name
+from archc.compiler.ops import load_all
+from archc.compiler.schema import Apply, BlockCall, ParamDecl, Repeat
+from archc.compiler.template import is_template, split_template
+from archc.compiler.yaml_loader import PathKey
 
 from .helper_library import helper_names
-from .keras_ops import keras_layer
 from .pysrc import functions_used, shape_calls, value_names
 
 # Names the generated modules define or use themselves (besides the helpers they may carry);

@@ -16,10 +16,10 @@ from contextvars import ContextVar
 from functools import cache
 from typing import Any
 
-from compiler.api import Compiled
-from compiler.names import SHAPE_NAMES
-from compiler.schema import ParamDecl
-from compiler.template import is_template
+from archc.compiler.api import Compiled
+from archc.compiler.names import SHAPE_NAMES
+from archc.compiler.schema import ParamDecl
+from archc.compiler.template import is_template
 
 from .pysrc import SHAPE_OF, ShapeRef, literal, source, value_ast
 from .structure import Block, Ref, Step, Structure
@@ -271,7 +271,7 @@ def computed_defaults(out: Lines, values: Values, decls: dict[str, ParamDecl], k
 
 def variants_context(compiled: Compiled) -> dict[str, Any]:
     """Each variant's parameter values and expected counts, as generated files record them."""
-    from compiler.params import resolve
+    from archc.compiler.params import resolve
 
     spec = compiled.loaded.spec
     params, counts = {}, {}

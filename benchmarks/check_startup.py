@@ -62,7 +62,7 @@ def paired(cmd: list[str], n: int) -> tuple[float, float]:
 
 
 def check(spec: Path | str) -> list[str]:
-    return [PY, "-m", "compiler", "check", str(spec)]
+    return [PY, "-m", "archc", "check", str(spec)]
 
 
 def main(n: int = 9) -> dict[str, object]:

@@ -34,7 +34,7 @@ def generated_build(spec: str, backend: str, variant: str | None = None) -> str:
     path = ROOT / "generated" / f"{stem}_{backend}.py"
     args = f"**m.VARIANTS[{variant!r}]" if variant else ""
     return (
-        "from backends.codegen import import_source; import pathlib; "
+        "from archc.backends.codegen import import_source; import pathlib; "
         f"m = import_source(pathlib.Path({str(path)!r}).read_text(), 'bench'); "
         f"m.build_model({args})"
     )
@@ -76,7 +76,7 @@ def case(name: str, n: int) -> dict[str, object]:
     spec, backend, variant, direct = CASES[name]
     direct = direct or generated_build(spec, backend, variant)
     with tempfile.TemporaryDirectory(prefix="archc-bench-") as out:
-        compile_cmd = [PY, "-m", "compiler", "compile", spec, "--backend", backend, "-o", out]
+        compile_cmd = [PY, "-m", "archc", "compile", spec, "--backend", backend, "-o", out]
         compile_cmd += ["--variant", variant] if variant else []
         build_cmd = [PY, "-c", direct]
         run(build_cmd)  # byte-code caches written

@@ -74,7 +74,7 @@ def run(name: str, timeout: float) -> dict[str, object]:
         cmd = [
             sys.executable,
             "-m",
-            "compiler.cli",
+            "archc",
             "import",
             "keras",
             f"keras.applications:{name}",

@@ -173,7 +173,7 @@ def _check_token_ids(graph: Graph) -> None:
 
 
 def _reads_mask(node: Node) -> bool:
-    """An attention layer whose last input is a padding mask (compiler.ops.attention)."""
+    """An attention layer whose last input is a padding mask (archc.compiler.ops.attention)."""
     return node.op == "multi_head_attention" and bool(getattr(node.attrs, "padding_mask", False))
 
 

@@ -30,7 +30,7 @@ E_IMPORT, E_NAME, E_DECLARED = "E180", "E181", "E182"
 @dataclass(frozen=True)
 class OpUnit:
     """One op as a plugin declares it: what the compiler knows (`op`), the Keras layer
-    (`backends.keras_ops.KerasLayer`) and the PyTorch emitter (`backends.torch_ops.TorchOp`)."""
+    (`archc.backends.keras.ops.KerasLayer`) and the PyTorch emitter (`archc.backends.torch.ops.TorchOp`)."""
 
     op: OpDef
     keras: Any
@@ -156,7 +156,7 @@ def _load(ep: Any) -> None:
                 E_DECLARED,
                 str(plugin),
                 f"declares {type(unit).__name__} {unit!r:.60}, not an OpUnit",
-                f"entry point '{ep.value}' must name a sequence of compiler.plugins.OpUnit",
+                f"entry point '{ep.value}' must name a sequence of archc.compiler.plugins.OpUnit",
             )
         name = getattr(unit.op, "name", None)
         try:
@@ -189,7 +189,7 @@ def _check_unit(unit: OpUnit) -> None:
     """The declaration checks archc can make without running the op (RegistrationError)."""
     op = unit.op
     if not isinstance(op, OpDef):
-        raise RegistrationError(f"op is a {type(op).__name__}, not a compiler.ops.OpDef")
+        raise RegistrationError(f"op is a {type(op).__name__}, not a archc.compiler.ops.OpDef")
     if not isinstance(op.name, str) or not op.name.isidentifier() or not op.name.islower():
         raise RegistrationError(f"name {op.name!r} is not a lower-case identifier")
     if not isinstance(op.title, str) or not op.title.isidentifier():

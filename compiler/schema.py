@@ -196,7 +196,7 @@ def op_item_model(name: str) -> type[BaseModel]:
 
     Attribute values may be expressions: here only their names are checked. A required
     attribute may come from `defaults:`, so its presence is checked with the spec's defaults
-    in view (compiler.load._missing_required); the JSON Schema still lists it as required."""
+    in view (archc.compiler.load._missing_required); the JSON Schema still lists it as required."""
     op = load_all()[name]
     fields: dict[str, Any] = {"op": (Literal[op.name], ...)}
     for f in op.user_fields:

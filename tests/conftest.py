@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as backends/keras_backend.py says why
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as backends/keras/backend.py says why
 
 
 def without_spec_path(text: bytes) -> bytes:
@@ -44,7 +44,7 @@ def ruff_problems(path: Path) -> str:
 @pytest.fixture
 def archc():
     """Run the archc CLI in-process; returns the click Result."""
-    from compiler.cli import cli
+    from archc.cli import cli
 
     runner = CliRunner()
 

@@ -1,6 +1,6 @@
 """Installing a plugin for a test: a distribution's metadata (a `.dist-info` folder with its
 entry points, as pip writes it) and its source, put on sys.path for as long as the context
-lasts; archc forgets its plugins before and after (compiler.plugins.reset)."""
+lasts; archc forgets its plugins before and after (archc.compiler.plugins.reset)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from compiler import plugins
+from archc.compiler import plugins
 from tests.conftest import ROOT
 
 EXAMPLE = ROOT / "plugins" / "archc-example-ops"

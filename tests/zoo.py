@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler.ir import Counts
+from archc.compiler.ir import Counts
 
 
 def keras_counts(model: Any) -> Counts:

@@ -112,7 +112,7 @@ class OpDef:
     An image's height and width may be None (unknown until the model runs). Only an op with
     `unknown_sizes=True` sees such shapes (its rule gives None where the size depends on
     them, and its weights never do); any other op is refused there with a located error
-    (`compiler.infer`), and no op's FLOPs are counted there (they depend on the size).
+    (`archc.compiler.infer`), and no op's FLOPs are counted there (they depend on the size).
     """
 
     name: str

@@ -1,6 +1,6 @@
 """transformers' BertModel as the reference of specs/bert.yaml: its configuration for a spec's
 parameters, and its weights moved to the spec's layers (Keras names and layouts, in Keras'
-get_weights() order), from which `backends.transfer` moves them on to PyTorch.
+get_weights() order), from which `archc.backends.proof.transfer` moves them on to PyTorch.
 
 The name mapping (i: the encoder layer; W.T: an nn.Linear's weight transposed to Keras'
 (in, out) kernel; E the width, H the heads, D = E // H):

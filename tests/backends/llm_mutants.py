@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backends import torch_backend
+from archc.backends.torch import backend as torch_backend
 from tests.backends.sequence_mutants import changed_binding, changed_module, emitter
 
 Apply = Callable[[pytest.MonkeyPatch], None]

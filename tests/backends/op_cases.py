@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import typing
 
-from compiler.ops import Activation
+from archc.compiler.ops import Activation
 from tests.backends.llm_op_cases import LLM_OP_CASES
 from tests.backends.sequence_op_cases import SEQUENCE_OP_CASES
 

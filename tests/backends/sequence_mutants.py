@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backends import torch_ops
+from archc.backends.torch import ops as torch_ops
 
 Apply = Callable[[pytest.MonkeyPatch], None]
 

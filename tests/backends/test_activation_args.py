@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from backends import keras_backend, torch_backend, torch_ops
-from backends.codegen import import_source
-from backends.compile import VerificationError
-from backends.verify import verify
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
-from compiler.load import loads
+from archc.backends.codegen import import_source
+from archc.backends.compile import VerificationError
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.verify import verify
+from archc.backends.torch import backend as torch_backend
+from archc.backends.torch import ops as torch_ops
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.load import loads
 
 
 def _spec(fn: str, extra: str) -> str:

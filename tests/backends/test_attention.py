@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from backends import keras_backend, torch_backend, transfer
-from backends.torch_sequence_helpers import KerasMultiHeadAttention
-from backends.verify import randomize_keras, verify
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
-from compiler.load import loads
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof import transfer
+from archc.backends.proof.verify import randomize_keras, verify
+from archc.backends.torch import backend as torch_backend
+from archc.backends.torch.sequence_helpers import KerasMultiHeadAttention
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.load import loads
 from tests.compiler.sequence_cases import attention_params
 
 
@@ -399,8 +401,8 @@ def test_head_size_1_elsewhere_is_accepted_and_agrees(steps: int, bias: bool) ->
 def test_mutant_without_the_refusal_fails_verify(monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    from backends.compile import VerificationError
-    from backends.keras_ops import KERAS_LAYERS
+    from archc.backends.compile import VerificationError
+    from archc.backends.keras.ops import KERAS_LAYERS
 
     layer = dataclasses.replace(KERAS_LAYERS["multi_head_attention"], wrong=None)
     monkeypatch.setitem(KERAS_LAYERS, "multi_head_attention", layer)

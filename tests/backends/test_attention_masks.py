@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from backends import torch_ops
-from backends.compile import VerificationError
-from backends.torch_sequence_helpers import KerasMultiHeadAttention
-from backends.train_check import verify_training
-from backends.verify import padded, verify
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
+from archc.backends.compile import VerificationError
+from archc.backends.proof.train_check import verify_training
+from archc.backends.proof.verify import padded, verify
+from archc.backends.torch import ops as torch_ops
+from archc.backends.torch.sequence_helpers import KerasMultiHeadAttention
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
 
 T, E, HEADS, D = 6, 8, 2, 4
 

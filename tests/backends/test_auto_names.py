@@ -16,16 +16,17 @@ import pytest
 from keras import layers
 from keras.src.utils.naming import to_snake_case
 
-from backends import keras_backend, torch_render
-from backends.codegen import helper_source, import_source
-from backends.compile import VerificationError
-from backends.keras_ops import KERAS_LAYERS, keras_layer
-from backends.verify import verify
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
-from compiler.load import loads
-from compiler.names import keras_name
-from compiler.ops import load_all
+from archc.backends.codegen import helper_source, import_source
+from archc.backends.compile import VerificationError
+from archc.backends.keras import backend as keras_backend
+from archc.backends.keras.ops import KERAS_LAYERS, keras_layer
+from archc.backends.proof.verify import verify
+from archc.backends.torch import render as torch_render
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.load import loads
+from archc.compiler.names import keras_name
+from archc.compiler.ops import load_all
 
 SPEC = Path(__file__).with_name("auto_names.yaml")
 

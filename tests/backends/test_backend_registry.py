@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from backends import compile as compile_mod
-from backends.compile import Backend, ModuleBackend, backend, compile_to_file, register
-from compiler.diagnostics import SpecError
+from archc.backends import compile as compile_mod
+from archc.backends.compile import Backend, ModuleBackend, backend, compile_to_file, register
+from archc.compiler.diagnostics import SpecError
 from tests.conftest import ROOT
 
 SPEC = """archc: 1
@@ -42,13 +42,13 @@ def test_an_unknown_backend_is_a_spec_error() -> None:
 def test_the_registry_imports_no_backend_until_one_is_asked_for() -> None:
     code = (
         "import sys\n"
-        "from backends.compile import REGISTRY, backend\n"
+        "from archc.backends.compile import REGISTRY, backend\n"
         "def heavy():\n"
         "    return sorted(m for m in sys.modules if m.split('.')[0] in "
         "('tensorflow', 'keras', 'torch') or m.endswith('_backend'))\n"
         "print('BEFORE', sorted(REGISTRY), heavy())\n"
         "backend('torch')\n"
-        "print('AFTER', 'backends.torch_backend' in heavy(), 'backends.keras_backend' in heavy())\n"
+        "print('AFTER', 'archc.backends.torch.backend' in heavy(), 'archc.backends.keras.backend' in heavy())\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
@@ -60,7 +60,7 @@ def test_the_registry_imports_no_backend_until_one_is_asked_for() -> None:
 def test_a_registered_backend_compiles_like_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from backends import torch_backend
+    from archc.backends.torch import backend as torch_backend
 
     monkeypatch.setattr(compile_mod, "REGISTRY", dict(compile_mod.REGISTRY))
     monkeypatch.setattr(compile_mod, "_loaded", {})

@@ -24,10 +24,12 @@ import numpy as np
 import pytest
 import torch
 
-from backends import keras_backend, torch_backend, transfer
-from backends.train_check import _keras_float64, verify_training
-from backends.verify import verify
-from compiler.api import compile_spec
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof import transfer
+from archc.backends.proof.train_check import _keras_float64, verify_training
+from archc.backends.proof.verify import verify
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import compile_spec
 from tests.backends import bert_reference
 from tests.conftest import SPECS
 

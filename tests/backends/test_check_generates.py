@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from backends.torch_render import _MODULE_ATTRS
+from archc.backends.torch.render import _MODULE_ATTRS
 
 STRUCTURED = Path(__file__).parent / "structured"
 
@@ -17,7 +17,7 @@ STRUCTURED = Path(__file__).parent / "structured"
 def test_check_reports_a_backend_refusal_at_its_location(archc: Any, monkeypatch: Any) -> None:
     # no spec the compiler accepts is refused by the PyTorch backend alone today, so the
     # refusal is simulated: a backend's located error reaches check's output unchanged
-    from backends import torch_render
+    from archc.backends.torch import render as torch_render
 
     def refuse(self: Any, step: Any, outer: Any) -> Any:
         raise torch_render._error(self.s, step, "cannot generate this repeat", "a hint")
@@ -65,9 +65,9 @@ def test_module_attribute_names_cover_the_installed_torch() -> None:
 def test_check_generation_does_not_lay_out_the_source(monkeypatch: Any) -> None:
     # check needs only what a backend refuses, not its source: the formatter (a ruff
     # subprocess per backend) does not run; compile still formats (test_generated_code)
-    from backends import writer
-    from backends.compile import check_generation
-    from compiler.api import compile_spec
+    from archc.backends import writer
+    from archc.backends.compile import check_generation
+    from archc.compiler.api import compile_spec
 
     def formatter(*args: Any) -> str:
         raise AssertionError("the formatter ran")

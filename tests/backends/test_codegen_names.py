@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.compile import compile_to_file
+from archc.backends.compile import compile_to_file
 
 SPEC = """archc: 1
 name: {name}
@@ -160,7 +160,7 @@ layers:
 def test_zero_pads_fold_into_valid_convolutions(
     tmp_path: Path, padding: str, extra: str, folded: bool
 ) -> None:
-    from backends.verify import verify
+    from archc.backends.proof.verify import verify
 
     spec = tmp_path / "fold.yaml"
     spec.write_text(FOLD.format(padding=padding, extra=extra), encoding="utf-8")

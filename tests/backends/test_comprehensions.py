@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
-from backends import keras_backend, torch_backend
-from backends.codegen import import_source
-from backends.verify import verify
-from compiler.api import compile_spec
-from compiler.ir import Counts
-from compiler.load import loads
+from archc.backends.codegen import import_source
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.verify import verify
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import compile_spec
+from archc.compiler.ir import Counts
+from archc.compiler.load import loads
 
 SPEC = """
 archc: 1

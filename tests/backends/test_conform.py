@@ -17,11 +17,15 @@ from typing import Any
 
 import pytest
 
-from backends import conform, keras_backend, torch_backend, torch_ops, torch_render
-from backends.compile import compile_to_file
-from backends.keras_ops import KerasLayer
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
+from archc.backends.compile import compile_to_file
+from archc.backends.keras import backend as keras_backend
+from archc.backends.keras.ops import KerasLayer
+from archc.backends.proof import conform
+from archc.backends.torch import backend as torch_backend
+from archc.backends.torch import ops as torch_ops
+from archc.backends.torch import render as torch_render
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
 
 # every mutant below changes something no count and no output shape sees: a weightless,
 # shape-keeping layer, or a hyper-parameter of a layer with weights
@@ -316,7 +320,7 @@ def test_the_numpy_activations_are_keras_formulas(fn: str, x: list[float], want:
 def test_every_op_that_makes_a_module_says_how_it_reads_back() -> None:
     """A module of an op without `reads` would be refused as 'makes no module' by every
     compile; ops without modules must not declare one (nothing would read it)."""
-    from backends.torch_ops import TORCH_OPS
+    from archc.backends.torch.ops import TORCH_OPS
 
     for name, op in TORCH_OPS.items():
         assert (op.module is None) == (op.reads is None), name

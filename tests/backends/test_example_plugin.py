@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from compiler.api import compile_spec
+from archc.compiler.api import compile_spec
 from tests.plugin_install import EXAMPLE, example_plugin
 
 SPEC = EXAMPLE / "specs" / "convnext_v2.yaml"
@@ -86,8 +86,9 @@ def test_outputs_equal_transformers_with_weights_copied() -> None:
     """Atto at 32x32 with random weights in HF's model (GRN's gamma and beta too, which start
     at 0), copied into archc's PyTorch model and from it into the Keras model: the pooled
     features agree within 1e-5 of their largest value."""
-    from backends import keras_backend, torch_backend
-    from backends.transfer import torch_to_keras
+    from archc.backends.keras import backend as keras_backend
+    from archc.backends.proof.transfer import torch_to_keras
+    from archc.backends.torch import backend as torch_backend
 
     compiled = compile_spec(SPEC, {"classes": 0, "input_shape": [32, 32, 3]}, variant="atto")
     hf = _reference("atto", 0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.compile import compile_to_file
+from archc.backends.compile import compile_to_file
 from examples.make_images import make_images
 from tests.compiler.test_errors import archc_command
 from tests.conftest import ROOT

@@ -22,8 +22,9 @@ import pytest
 import safetensors.torch
 import torch
 
-from backends import export, torch_backend
-from compiler.api import compile_spec
+from archc.backends import export
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import compile_spec
 from tests.conftest import SPECS
 
 # spec -> --set overrides: every spec, small (few blocks, narrow, small inputs)

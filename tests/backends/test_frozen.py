@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import keras_backend, torch_backend
-from backends.transfer import keras_to_torch
-from backends.verify import channels_first, randomize_keras
-from compiler.api import compile_spec
-from compiler.load import loads
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.transfer import keras_to_torch
+from archc.backends.proof.verify import channels_first, randomize_keras
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import compile_spec
+from archc.compiler.load import loads
 
 SPEC = """archc: 1
 name: frozen

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from compiler.ir import Counts
+from archc.compiler.ir import Counts
 from tests.conftest import ROOT
 from tests.reference_models import seed_keras3
 from tests.zoo import keras_counts
@@ -78,7 +78,7 @@ def test_one_resnet50_file_builds_resnet101_and_152(backend: str, variant: str) 
 def test_every_spec_block_is_one_function_and_one_class(name: str) -> None:
     """Blocks keep their shape in code: a Keras function and a PyTorch class per spec block,
     and each repeat is a loop (no unrolled copies of a block)."""
-    from compiler.load import load
+    from archc.compiler.load import load
 
     spec = load(ROOT / "specs" / f"{name}.yaml").spec
     keras_tree = ast.parse((GENERATED / f"{name}_keras.py").read_text(encoding="utf-8"))
@@ -142,7 +142,7 @@ def test_a_thousand_layer_resnet_builds_in_pytorch() -> None:
 
 
 def test_a_variant_compiled_on_its_own_is_named_after_it(tmp_path: Path) -> None:
-    from backends.compile import compile_to_file
+    from archc.backends.compile import compile_to_file
 
     for backend in ("keras", "torch"):
         result = compile_to_file(
@@ -161,8 +161,9 @@ def test_every_helper_name_is_reserved() -> None:
     """A spec name equal to a helper a generated file may define would shadow it."""
     import inspect
 
-    from backends import py_helpers, torch_helpers
-    from backends.structure import generated_names
+    from archc.backends import py_helpers
+    from archc.backends.structure import generated_names
+    from archc.backends.torch import helpers as torch_helpers
 
     for mod in (py_helpers, torch_helpers):
         defined = {
@@ -238,9 +239,10 @@ layers:
 
 
 def rendered(text: str, backend: str) -> str:
-    from backends import keras_backend, torch_backend
-    from compiler.api import compile_spec
-    from compiler.load import loads
+    from archc.backends.keras import backend as keras_backend
+    from archc.backends.torch import backend as torch_backend
+    from archc.compiler.api import compile_spec
+    from archc.compiler.load import loads
 
     mod = torch_backend if backend == "torch" else keras_backend
     return mod.render(compile_spec(loads(text, "resnet20.yaml")))
@@ -257,9 +259,9 @@ def test_a_resnet20_with_he_normal_carries_only_the_class_it_uses() -> None:
 
 
 def test_a_named_initializer_is_the_object_keras_initializer_gives() -> None:
-    from backends import torch_init_helpers
-    from backends.torch_render import named_initializer
-    from compiler.ops.initializers import NAMES
+    from archc.backends.torch import init_helpers as torch_init_helpers
+    from archc.backends.torch.render import named_initializer
+    from archc.compiler.ops.initializers import NAMES
 
     for name in NAMES:
         cls, source = named_initializer(name)
@@ -272,10 +274,10 @@ def test_a_named_initializer_is_the_object_keras_initializer_gives() -> None:
 def test_a_condition_is_stored_once() -> None:
     """The projection's `when` and the add's choice test the same condition: forward tests
     the module it made (`self.s1b0_proj is not None`), not a flag that stores it again; and
-    the model computes what Keras' does (backends.verify: every layer, weights transferred)."""
-    from backends.verify import verify
-    from compiler.api import compile_spec
-    from compiler.load import loads
+    the model computes what Keras' does (archc.backends.proof.verify: every layer, weights transferred)."""
+    from archc.backends.proof.verify import verify
+    from archc.compiler.api import compile_spec
+    from archc.compiler.load import loads
 
     source = rendered(RESNET20, "torch")
     assert "self.use_" not in source
@@ -332,7 +334,7 @@ def test_a_sequence_model_says_it_takes_steps_then_channels() -> None:
     """Sequences stay (N, T, C) in PyTorch (docs/ARCHITECTURE.md), Conv1d's (N, C, T) is
     not: the file says so beside INPUT_SHAPE and in its docstring, takes (2, 400, 1), and a
     channels-first input_shape fails at construction."""
-    from backends.codegen import import_source
+    from archc.backends.codegen import import_source
 
     source = rendered(M5, "torch")
     assert "INPUT_SHAPE = (400, 1)  # (steps, channels): channels last, not Conv1d's" in source

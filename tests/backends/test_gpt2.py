@@ -32,11 +32,12 @@ import numpy as np
 import pytest
 import torch
 
-from backends import keras_backend, torch_backend
-from backends.transfer import torch_to_keras
-from compiler.api import Compiled, compile_spec
-from compiler.diagnostics import SpecError
-from compiler.load import loads
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.transfer import torch_to_keras
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import Compiled, compile_spec
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.load import loads
 from tests.conftest import SPECS
 
 transformers = pytest.importorskip("transformers")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from compiler.diagnostics import SpecError
+from archc.compiler.diagnostics import SpecError
 
 keras = pytest.importorskip("keras")
 pytest.importorskip("torch")
@@ -82,7 +82,7 @@ def _mixed_model() -> Any:
 
 
 def _prove(model: Any, tmp_path: Path, source: str) -> tuple[Any, Any, str]:
-    from backends.importer import import_keras, prove
+    from archc.backends.importer import import_keras, prove
 
     spec = tmp_path / "imported.yaml"
     written, original = import_keras(source, spec)
@@ -93,7 +93,7 @@ def _prove(model: Any, tmp_path: Path, source: str) -> tuple[Any, Any, str]:
 def test_mixed_model_round_trip_is_proven(tmp_path: Path) -> None:
     """A config JSON: counts and layer names are Keras', and the proof's every step passes
     (the original Keras model equals the generated PyTorch model with its weights moved)."""
-    from compiler.api import compile_spec
+    from archc.compiler.api import compile_spec
 
     model = _mixed_model()
     path = tmp_path / "mixed.json"
@@ -130,7 +130,7 @@ def test_mobilenet_v3_small_keras_file_round_trip(tmp_path: Path) -> None:
 
 
 def test_import_is_deterministic(tmp_path: Path) -> None:
-    from backends.importer import import_keras
+    from archc.backends.importer import import_keras
 
     path = tmp_path / "m.json"
     path.write_text(_mixed_model().to_json())
@@ -143,7 +143,7 @@ def test_a_wrong_import_fails_the_proof(tmp_path: Path, monkeypatch: pytest.Monk
     """A mutant importer that puts InceptionResNetV2's residual scale on the wrong input
     (x * 0.17 + branch instead of x + branch * 0.17): counts and names stay right, so only
     the outputs can tell, and the proof must."""
-    from backends import importer
+    from archc.backends import importer
 
     key = ("keras.src.applications.inception_resnet_v2", "CustomScaleLayer")
     monkeypatch.setitem(
@@ -219,8 +219,8 @@ def test_a_shared_value_whose_op_default_is_null_stays_on_its_items(tmp_path: Pa
     """Three dropouts with a noise shape and one without: the noise shape must not become a
     spec default that the fourth would have to set back to null (the Keras model generated
     from such a spec did not build)."""
-    from backends.compile import compile_to_file
-    from backends.importer import import_keras
+    from archc.backends.compile import compile_to_file
+    from archc.backends.importer import import_keras
 
     x = inp = keras.Input((6,), name="v")
     for i in range(3):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from compiler.diagnostics import SpecError
+from archc.compiler.diagnostics import SpecError
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("keras")
@@ -33,7 +33,7 @@ MODELS = Path(models.__file__)
 
 
 def _import(tmp_path: Path, factory: str, *shapes: tuple[int, ...]) -> tuple[Path, Any, Any]:
-    from backends.torch_importer import import_torch
+    from archc.backends.torch.importer import import_torch
 
     spec = tmp_path / f"{factory}.yaml"
     _, model, imported = import_torch(f"{MODELS}:{factory}", list(shapes), spec)
@@ -48,8 +48,8 @@ def _counts(model: nn.Module) -> tuple[int, int]:
 
 
 def _prove(tmp_path: Path, factory: str, *shapes: tuple[int, ...]) -> tuple[Any, Any, Any]:
-    from backends.torch_importer import prove
-    from compiler.api import compile_spec
+    from archc.backends.torch.importer import prove
+    from archc.compiler.api import compile_spec
 
     spec, model, imported = _import(tmp_path, factory, *shapes)
     proof = prove(spec, model, imported, tmp_path / "out")
@@ -62,9 +62,9 @@ def _prove(tmp_path: Path, factory: str, *shapes: tuple[int, ...]) -> tuple[Any,
 def _same_as_original(tmp_path: Path, factory: str, shape: tuple[int, ...]) -> float:
     """max|Δ| between the original and the generated PyTorch model with the original's
     state_dict moved in, over max|y| (both NCHW)."""
-    from backends import torch_backend
-    from backends.torch_importer import moved_state
-    from compiler.api import compile_spec
+    from archc.backends.torch import backend as torch_backend
+    from archc.backends.torch.importer import moved_state
+    from archc.compiler.api import compile_spec
 
     spec, model, imported = _import(tmp_path, factory, shape)
     generated = torch_backend.build(compile_spec(str(spec))).eval()
@@ -89,8 +89,8 @@ def test_resnet18_counts_equal_torchvisions(tmp_path: Path) -> None:
     """torchvision's resnet18 has 11,689,512 parameters; the spec imported from the one
     written here has as many trainable weights, and BatchNorm's running statistics as its
     non-trainable ones."""
-    from backends.torch_importer import convert, expected_counts, render
-    from compiler.api import compile_spec
+    from archc.backends.torch.importer import convert, expected_counts, render
+    from archc.compiler.api import compile_spec
 
     model = models.ResNet18()
     params, buffers = _counts(model)
@@ -190,8 +190,8 @@ def test_attention_variants(tmp_path: Path, factory: str) -> None:
 def test_gru_and_rnn(tmp_path: Path) -> None:
     """nn.GRU's two biases are Keras' GRU's (reset_after), counts exact; nn.RNN's two fold
     into one (3 parameters fewer)."""
-    from backends.torch_importer import import_torch
-    from compiler.api import compile_spec
+    from archc.backends.torch.importer import import_torch
+    from archc.compiler.api import compile_spec
 
     spec = tmp_path / "gru.yaml"
     _, model, _ = import_torch(f"{MODELS}:gru_tagger", [(6,)], spec)
@@ -232,7 +232,7 @@ def test_a_model_that_is_one_torch_layer(tmp_path: Path) -> None:
 def test_a_frozen_module_is_a_frozen_layer(tmp_path: Path) -> None:
     """requires_grad False on a module's parameters: `trainable: false`, its weights counted
     as non-trainable (archc's rule for PyTorch: frozen parameters and float buffers)."""
-    from compiler.api import compile_spec
+    from archc.compiler.api import compile_spec
 
     spec, model, _ = _import(tmp_path, "frozen", (2, 6, 7))
     counts = compile_spec(str(spec)).counts
@@ -282,7 +282,7 @@ def test_cli_writes_and_refuses(tmp_path: Path, archc: Any) -> None:
     assert "flat.yaml (written:" in ok.output and "op: permute" in out.read_text()
     bad = tmp_path / "custom.yaml"
     with pytest.raises(SystemExit) as exit_info:
-        from compiler.cli import cli
+        from archc.cli import cli
 
         cli.main(
             ["import", "torch", f"{MODELS}:custom", "--input-shape", "4", "-o", str(bad)],
@@ -294,7 +294,7 @@ def test_cli_writes_and_refuses(tmp_path: Path, archc: Any) -> None:
 
 
 def test_cli_reports_the_node_on_stderr(tmp_path: Path, capsys: Any) -> None:
-    from compiler.cli import cli
+    from archc.cli import cli
 
     with pytest.raises(SystemExit):
         cli.main(
@@ -317,7 +317,7 @@ def test_cli_reports_the_node_on_stderr(tmp_path: Path, capsys: Any) -> None:
 def test_numpy_reference_for_the_flatten_permutation() -> None:
     """The permute the importer writes before a flatten, (H, W, C) -> (C, H, W), flattens an
     image in PyTorch's order (numpy as the reference)."""
-    from backends.torch_importer import logical
+    from archc.backends.torch.importer import logical
 
     chw = np.arange(2 * 3 * 4).reshape(2, 3, 4)
     hwc = np.moveaxis(chw, 0, -1)

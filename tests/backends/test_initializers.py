@@ -31,9 +31,12 @@ import numpy as np
 import pytest
 import torch
 
-from backends import codegen, keras_backend, torch_backend, torch_render
-from backends.torch_ops import TORCH_OPS
-from compiler.api import Compiled, compile_spec
+from archc.backends import codegen
+from archc.backends.keras import backend as keras_backend
+from archc.backends.torch import backend as torch_backend
+from archc.backends.torch import render as torch_render
+from archc.backends.torch.ops import TORCH_OPS
+from archc.compiler.api import Compiled, compile_spec
 from tests.conftest import SPECS
 
 TRUNCATED_STD = 0.87962566103423978  # std of a unit normal cut at +-2 (Keras' constant)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.compile import compile_to_file
-from compiler.diagnostics import SpecError
+from archc.backends.compile import compile_to_file
+from archc.compiler.diagnostics import SpecError
 
 PAYLOADS = [
     'x"); import os; os.system("echo pwned"); ("',
@@ -49,7 +49,7 @@ ALLOWED_CALL_ROOTS = {
     "super",
 }
 # builtins the generated code and its helpers call, the helpers themselves (copied from
-# backends/py_helpers.py and backends/torch_helpers.py), and the sandbox's functions
+# backends/py_helpers.py and backends/torch/helpers.py), and the sandbox's functions
 ALLOWED_CALL_NAMES = {
     *("super", "isinstance", "hasattr", "getattr", "float", "int", "str", "bool", "len"),
     *("tuple", "range", "zip", "max", "min", "sum", "abs", "round", "ValueError"),

@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
-from backends import keras_backend
-from backends.codegen import import_source
-from backends.compile import VerificationError, compile_to_file
-from backends.keras_ops import KERAS_LAYERS
-from backends.verify import inputs_for
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
-from compiler.ir import Counts, Graph, Node
-from compiler.ops import load_all
-from compiler.plugins import builtin_ops
+from archc.backends.codegen import import_source
+from archc.backends.compile import VerificationError, compile_to_file
+from archc.backends.keras import backend as keras_backend
+from archc.backends.keras.ops import KERAS_LAYERS
+from archc.backends.proof.verify import inputs_for
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.ir import Counts, Graph, Node
+from archc.compiler.ops import load_all
+from archc.compiler.plugins import builtin_ops
 from tests.backends.op_cases import OP_CASES
 from tests.conftest import ROOT, RUFF, SEED, SPECS, without_spec_path
 from tests.seedtable import SEED_TABLE, seed_rows

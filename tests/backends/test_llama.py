@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from backends import keras_backend, torch_backend
-from backends.codegen import import_source
-from backends.train_check import verify_training
-from backends.transfer import keras_to_torch
-from backends.verify import verify
-from compiler.api import Compiled, compile_spec
+from archc.backends.codegen import import_source
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.train_check import verify_training
+from archc.backends.proof.transfer import keras_to_torch
+from archc.backends.proof.verify import verify
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import Compiled, compile_spec
 from tests.backends import llama_reference as ref
 from tests.conftest import ROOT, SPECS
 
@@ -164,7 +165,7 @@ def test_rms_norm_default_epsilon_is_keras_and_written_out_for_pytorch() -> None
 
 # -- grouped_query_attention: refusals ----------------------------------------------------
 def loads_spec(layers: str, shape: list[int]) -> Any:
-    from compiler.load import loads
+    from archc.compiler.load import loads
 
     text = f"archc: 1\nname: t\ninputs:\n  - {{name: x, shape: {shape}}}\nlayers:\n  {layers}\n"
     return loads(text, "t.yaml")
@@ -198,7 +199,7 @@ def loads_spec(layers: str, shape: list[int]) -> Any:
 def test_what_attention_cannot_do_is_a_located_error(
     attrs: str, shape: list[int], message: str
 ) -> None:
-    from compiler.diagnostics import SpecError
+    from archc.compiler.diagnostics import SpecError
 
     with pytest.raises(SpecError) as info:
         compile_spec(loads_spec(f"- {{op: grouped_query_attention, name: a, {attrs}}}", shape))
@@ -231,7 +232,7 @@ def test_weights_files_move_between_the_frameworks(tmp_path: Path) -> None:
     and back, every array equal."""
     from safetensors.torch import load_file
 
-    from backends.weights import convert
+    from archc.backends.proof.weights import convert
 
     compiled = compile_spec(LLAMA, {"depth": 1})
     km = keras_backend.build(compiled)
@@ -274,7 +275,7 @@ JAX_CHECK = """
 import numpy as np
 import keras
 from backends import keras_backend
-from compiler.api import compile_spec
+from archc.compiler.api import compile_spec
 from tests.backends import llama_reference as ref
 from tests.backends.test_llama import LLAMA, params, reference_logits
 
@@ -329,9 +330,9 @@ def test_check_refuses_what_keras_would_compute_wrongly(
     wrong at that layer."""
     from dataclasses import replace
 
-    from backends import keras_ops
-    from backends.compile import VerificationError, check_generation
-    from compiler.diagnostics import SpecError
+    from archc.backends.compile import VerificationError, check_generation
+    from archc.backends.keras import ops as keras_ops
+    from archc.compiler.diagnostics import SpecError
 
     compiled = compile_spec(gqa_spec(steps, heads, kv_heads))
     with pytest.raises(SpecError) as info:

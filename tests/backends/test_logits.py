@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import torch
 
-from backends import torch_backend
-from backends.codegen import import_source
-from compiler.api import compile_spec
-from compiler.load import loads
+from archc.backends.codegen import import_source
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import compile_spec
+from archc.compiler.load import loads
 from tests.conftest import SEED
 
 HEAD_AS_LAYER = """
@@ -95,7 +95,7 @@ NO_ACTIVATION = NO_SOFTMAX.replace(", activation: sigmoid", "")
 def test_both_files_say_what_the_output_is(spec: str, want: str) -> None:
     """OUTPUT_ACTIVATION: the output layer's activation as the spec gives it ('linear': none),
     the same in both files, so that a training loop picks its loss (from_logits) from it."""
-    from backends import keras_backend
+    from archc.backends.keras import backend as keras_backend
 
     compiled = compile_spec(loads(spec, "out.yaml"))
     for backend in (torch_backend, keras_backend):

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import torch
 
-from backends import memory, torch_backend
-from backends.compile import compile_to_file
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
+from archc.backends import memory
+from archc.backends.compile import compile_to_file
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
 from tests.compiler.test_errors import archc_command
 from tests.conftest import ROOT, SEED
 

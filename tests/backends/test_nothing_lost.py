@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from backends import codegen
-from backends.compile import compile_to_file
+from archc.backends import codegen
+from archc.backends.compile import compile_to_file
 from tests.conftest import SEED
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from backends.verify import verify
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
+from archc.backends.proof.verify import verify
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
 
 SPEC = """\
 archc: 1

@@ -23,19 +23,19 @@ import numpy as np
 import pytest
 import torch
 
-from backends.codegen import helper_source
-from backends.helper_library import (
+from archc.backends.codegen import helper_source
+from archc.backends.helper_library import (
     TORCH_MODULES,
     helper_names,
     library,
     torch_library,
     torch_modules,
 )
-from backends.keras_ops import KERAS_LAYERS, KerasLayer
-from backends.structure import generated_names
-from backends.torch_ops import ACTIVATIONS, TORCH_OPS, Binding, TorchOp, activate_source
-from compiler.ir import Shape, Weight
-from compiler.ops import ATTRS_CONFIG, L2, REGISTRY, Activation, OpDef, PosInt, register
+from archc.backends.keras.ops import KERAS_LAYERS, KerasLayer
+from archc.backends.structure import generated_names
+from archc.backends.torch.ops import ACTIVATIONS, TORCH_OPS, Binding, TorchOp, activate_source
+from archc.compiler.ir import Shape, Weight
+from archc.compiler.ops import ATTRS_CONFIG, L2, REGISTRY, Activation, OpDef, PosInt, register
 from tests.conftest import ROOT
 
 HEADER = {"math": __import__("math"), "torch": torch, "nn": torch.nn, "F": torch.nn.functional}
@@ -68,7 +68,7 @@ def test_a_helper_carries_what_it_needs(name: str) -> None:
 def _imported(module: str | Path) -> types.ModuleType:
     """A helper module (a name in backends/, or a plugin's file), imported."""
     if isinstance(module, str):
-        return importlib.import_module(f"backends.{module}")
+        return importlib.import_module(f"archc.backends.{module}")
     spec = importlib.util.spec_from_file_location(f"_helpers_{Path(module).stem}", module)
     assert spec is not None and spec.loader is not None
     loaded = importlib.util.module_from_spec(spec)
@@ -110,7 +110,7 @@ def test_helper_order_puts_needs_first_and_is_stable() -> None:
 def test_every_op_with_kernel_l2_is_regularized_in_both_frameworks() -> None:
     """The L2 tag follows the attribute (no list of ops): every op that declares `kernel_l2`
     has a Keras regularizer keyword and a PyTorch module whose `weight` is a Keras kernel."""
-    from compiler.ops import load_all
+    from archc.compiler.ops import load_all
 
     with_l2 = [n for n, op in load_all().items() if "kernel_l2" in op.attrs.__dataclass_fields__]
     assert {"conv2d", "depthwise_conv2d", "dense", "conv1d"} <= set(with_l2)
@@ -135,9 +135,9 @@ def test_an_activation_without_a_pytorch_rule_fails_when_the_backend_loads() -> 
     probe = textwrap.dedent(
         """
         import typing
-        import compiler.ops as ops
+        import archc.compiler.ops as ops
         ops.Activation = typing.Literal[(*typing.get_args(ops.Activation), "swishy")]
-        import backends.torch_ops
+        import archc.backends.torch.ops
         """
     )
     proc = subprocess.run(
@@ -145,7 +145,7 @@ def test_an_activation_without_a_pytorch_rule_fails_when_the_backend_loads() -> 
     )
     assert proc.returncode != 0
     assert "RegistrationError" in proc.stderr
-    assert "'swishy' of compiler.ops.Activation has no PyTorch rule" in proc.stderr
+    assert "'swishy' of archc.compiler.ops.Activation has no PyTorch rule" in proc.stderr
 
 
 def test_the_activate_helper_computes_each_rule() -> None:

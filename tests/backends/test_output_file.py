@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.compile import compile_to_file
-from compiler.diagnostics import SpecError
+from archc.backends.compile import compile_to_file
+from archc.compiler.diagnostics import SpecError
 from tests.compiler.test_errors import archc_command
 
 SPEC = """archc: 1

@@ -14,11 +14,12 @@ import pytest
 import tensorflow as tf
 from torch import nn
 
-from backends import compile as compile_mod
-from backends import keras_backend, torch_backend
-from backends.compile import VerificationError, compile_to_file
-from compiler.api import compile_spec
-from compiler.ir import Graph
+from archc.backends import compile as compile_mod
+from archc.backends.compile import VerificationError, compile_to_file
+from archc.backends.keras import backend as keras_backend
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import compile_spec
+from archc.compiler.ir import Graph
 
 SPEC = """archc: 1
 name: four_to_five

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from compiler import plugins
-from compiler.ops import REGISTRY, load_all
+from archc.compiler import plugins
+from archc.compiler.ops import REGISTRY, load_all
 from tests.conftest import ROOT
 from tests.plugin_install import installed, write_dist_info
 
@@ -60,11 +60,11 @@ UNIT = """\
 from dataclasses import dataclass
 from pathlib import Path
 
-from backends.keras_ops import KerasLayer
-from backends.torch_ops import Binding, TorchOp
-from compiler.ir import Weight
-from compiler.ops import ATTRS_CONFIG, OpDef
-from compiler.plugins import OpUnit
+from archc.backends.keras.ops import KerasLayer
+from archc.backends.torch.ops import Binding, TorchOp
+from archc.compiler.ir import Weight
+from archc.compiler.ops import ATTRS_CONFIG, OpDef
+from archc.compiler.plugins import OpUnit
 
 HERE = Path(__file__).parent
 
@@ -139,9 +139,9 @@ def test_plugins_load_lazily_and_not_on_import() -> None:
                 calls.append(kw)
             return real(**kw)
         md.entry_points = counted
-        import compiler.api, compiler.plugins, backends.keras_ops, backends.torch_ops
+        import archc.compiler.api, archc.compiler.plugins, archc.backends.keras.ops, archc.backends.torch.ops
         before = len(calls)
-        from compiler.ops import load_all
+        from archc.compiler.ops import load_all
         load_all(); load_all()
         print(before, len(calls), calls[-1])
         """

@@ -29,13 +29,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends import torch_backend
-from backends.verify import verify
-from compiler.api import Compiled, compile_spec
-from compiler.ir import Counts
-from compiler.load import loads
-from compiler.ops import Activation
-from compiler.plugins import builtin_ops
+from archc.backends.proof.verify import verify
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import Compiled, compile_spec
+from archc.compiler.ir import Counts
+from archc.compiler.load import loads
+from archc.compiler.ops import Activation
+from archc.compiler.plugins import builtin_ops
 from tests.backends.llm_property import LLM_EMITTERS, LLM_WEIGHTS
 from tests.backends.sequence_property import SEQUENCE_EMITTERS, SEQUENCE_WEIGHTS
 from tests.conftest import ROOT, RUFF
@@ -549,7 +549,7 @@ def tracked_shapes(text: str) -> dict[str, tuple[int, ...]]:
 
 # -- helpers ----------------------------------------------------------------------------------
 def compiled_from(text: str, folder: str) -> Compiled:
-    """compiler.load.loads + compile_spec; the text is also on disk for generated sources."""
+    """archc.compiler.load.loads + compile_spec; the text is also on disk for generated sources."""
     path = Path(folder) / "random.yaml"
     path.write_text(text, encoding="utf-8")
     return compile_spec(loads(text, str(path)))

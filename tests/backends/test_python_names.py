@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.compile import compile_to_file
-from compiler.diagnostics import SpecError
+from archc.backends.compile import compile_to_file
+from archc.compiler.diagnostics import SpecError
 
 SPEC = """archc: 1
 name: {model}

@@ -25,10 +25,10 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from compiler.api import compile_spec
-from compiler.cli import cli
-from compiler.load import validate
-from compiler.yaml_loader import load_file
+from archc.cli import cli
+from archc.compiler.api import compile_spec
+from archc.compiler.load import validate
+from archc.compiler.yaml_loader import load_file
 from tests.conftest import ROOT
 
 pytest.importorskip("torch")

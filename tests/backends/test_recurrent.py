@@ -21,11 +21,11 @@ import pytest
 import torch
 from torch import nn
 
-from backends import torch_backend
-from backends.train_check import verify_training
-from backends.transfer import keras_to_torch
-from compiler.api import Compiled, compile_spec
-from compiler.load import loads
+from archc.backends.proof.train_check import verify_training
+from archc.backends.proof.transfer import keras_to_torch
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import Compiled, compile_spec
+from archc.compiler.load import loads
 from tests.conftest import SPECS
 
 STEPS, CHANNELS, UNITS, BATCH = 6, 4, 3, 2

@@ -19,10 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-from backends import codegen, keras_backend, torch_backend, torch_ops
-from backends.compile import VerificationError
-from backends.verify import channels_first, channels_last, verify
-from compiler.api import Compiled, compile_spec
+from archc.backends import codegen
+from archc.backends.compile import VerificationError
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.verify import channels_first, channels_last, verify
+from archc.backends.torch import backend as torch_backend
+from archc.backends.torch import ops as torch_ops
+from archc.compiler.api import Compiled, compile_spec
 from tests.backends.test_verify import randn, tiny
 
 Spec = Callable[..., Compiled]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends import keras_backend, torch_backend
-from backends.transfer import keras_to_torch
-from backends.verify import channels_first, inputs_for, randomize_keras
-from compiler.api import compile_spec
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.transfer import keras_to_torch
+from archc.backends.proof.verify import channels_first, inputs_for, randomize_keras
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import compile_spec
 from tests.conftest import SEED
 from tests.reference_models import seed_keras3
 

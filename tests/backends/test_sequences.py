@@ -19,12 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from backends import keras_backend, keras_sequence_helpers, torch_backend
-from backends import torch_sequence_helpers as helpers
-from backends.compile import compile_to_file
-from backends.structure import generated_names
-from backends.torch_ops import torch_dims
-from backends.verify import (
+from archc.backends.compile import compile_to_file
+from archc.backends.keras import backend as keras_backend
+from archc.backends.keras import sequence_helpers as keras_sequence_helpers
+from archc.backends.proof.verify import (
     channels_first,
     channels_last,
     inputs_for,
@@ -33,8 +31,12 @@ from backends.verify import (
     torch_layer_outputs,
     verify,
 )
-from compiler.api import Compiled, compile_spec
-from compiler.diagnostics import SpecError
+from archc.backends.structure import generated_names
+from archc.backends.torch import backend as torch_backend
+from archc.backends.torch import sequence_helpers as helpers
+from archc.backends.torch.ops import torch_dims
+from archc.compiler.api import Compiled, compile_spec
+from archc.compiler.diagnostics import SpecError
 from tests.conftest import ROOT
 
 
@@ -60,7 +62,7 @@ def both(compiled: Compiled, xs: list[np.ndarray]) -> tuple[dict, dict, Any, Any
     graph = compiled.graph
     km, tm = keras_backend.build(compiled), torch_backend.build(compiled)
     randomize_keras(km, graph, 0)
-    from backends.transfer import keras_to_torch
+    from archc.backends.proof.transfer import keras_to_torch
 
     keras_to_torch(km, tm, graph)
     return keras_layer_outputs(km, graph, xs), torch_layer_outputs(tm, graph, xs), km, tm

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from backends import keras_backend, torch_backend
-from backends.codegen import import_source
-from backends.compile import check_generation, compile_to_file
-from backends.verify import verify
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
-from compiler.load import loads
+from archc.backends.codegen import import_source
+from archc.backends.compile import check_generation, compile_to_file
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.verify import verify
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.load import loads
 
 SPEC = Path(__file__).with_name("shape_calls.yaml")
 
@@ -105,7 +106,7 @@ def test_a_computed_name_is_refused_by_the_backends_at_check() -> None:
 def test_mutant_reading_prev_instead_of_the_named_layer_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from compiler import expand
+    from archc.compiler import expand
 
     real = expand._Expander.layer_shape
 

@@ -13,13 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import keras_backend, torch_backend, torch_render
-from backends.compile import VerificationError
-from backends.train_check import verify_training
-from backends.transfer import keras_to_torch, torch_to_keras
-from backends.verify import randomize_keras, verify
-from compiler.api import Compiled, compile_spec
-from compiler.load import loads
+from archc.backends.compile import VerificationError
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.train_check import verify_training
+from archc.backends.proof.transfer import keras_to_torch, torch_to_keras
+from archc.backends.proof.verify import randomize_keras, verify
+from archc.backends.torch import backend as torch_backend
+from archc.backends.torch import render as torch_render
+from archc.compiler.api import Compiled, compile_spec
+from archc.compiler.load import loads
 from tests.compiler.test_shared_layers import SIAMESE, TIED
 
 
@@ -114,7 +116,7 @@ def test_the_gradient_of_a_tied_weight_sums_over_its_uses() -> None:
 def test_weights_files_hold_a_shared_weight_once(tmp_path: Path) -> None:
     import torch
 
-    from backends.weights import convert
+    from archc.backends.proof.weights import convert
 
     spec = tmp_path / "tied.yaml"
     spec.write_text(TIED)
@@ -199,8 +201,8 @@ def test_layers_called_again_in_blocks_and_repeats_verify_and_train() -> None:
     ],
 )
 def test_what_generated_code_cannot_call_again_is_e120(edit: tuple[str, str], words: str) -> None:
-    from backends.compile import check_generation
-    from compiler.diagnostics import SpecError
+    from archc.backends.compile import check_generation
+    from archc.compiler.diagnostics import SpecError
 
     text = SHARED.read_text()
     assert edit[0] in text

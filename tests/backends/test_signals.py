@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.compile import compile_to_file
+from archc.backends.compile import compile_to_file
 from tests.conftest import ROOT
 
 SPEC = """archc: 1
@@ -29,7 +29,7 @@ layers:
 # A child process runs `archc compile` with a signal sent at one point of the write.
 CHILD = """\
 import os, signal, sys
-from compiler.cli import main
+from archc.cli import main
 
 def send():
     os.kill(os.getpid(), signal.{signal})
@@ -140,7 +140,7 @@ def test_check_removes_nothing(tmp_path: Path) -> None:
 
 
 def test_sigterm_while_running_is_exit_143(archc, monkeypatch: pytest.MonkeyPatch) -> None:
-    import compiler.api
+    from archc.compiler import api as compiler_api
 
     def terminate(*args: object, **kwargs: object) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -148,7 +148,7 @@ def test_sigterm_while_running_is_exit_143(archc, monkeypatch: pytest.MonkeyPatc
             pass
 
     previous = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(compiler.api, "compile_spec", terminate)
+    monkeypatch.setattr(compiler_api, "compile_spec", terminate)
     result = archc("check", ROOT / "specs" / "resnet_preact.yaml")
     assert result.exit_code == 143
     assert result.stderr == "terminated (nothing was written)\n"

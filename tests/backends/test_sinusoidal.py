@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from backends import torch_ops
-from backends.compile import VerificationError
-from backends.torch_sinusoidal_helpers import SinusoidalEmbedding
-from backends.verify import verify
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
+from archc.backends.compile import VerificationError
+from archc.backends.proof.verify import verify
+from archc.backends.torch import ops as torch_ops
+from archc.backends.torch.sinusoidal_helpers import SinusoidalEmbedding
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
 
 
 def formula(steps: int, channels: int, wavelength: float = 10000.0) -> np.ndarray:
@@ -32,7 +32,7 @@ def formula(steps: int, channels: int, wavelength: float = 10000.0) -> np.ndarra
 
 
 def keras_table(steps: int, channels: int, **kwargs: Any) -> np.ndarray:
-    from backends.keras_sinusoidal_helpers import SinusoidalEmbedding as KerasSinusoidal
+    from archc.backends.keras.sinusoidal_helpers import SinusoidalEmbedding as KerasSinusoidal
 
     x = np.zeros((2, steps, channels), np.float32)
     return np.asarray(KerasSinusoidal(**kwargs)(x))[1]
@@ -72,7 +72,7 @@ def test_no_weights_in_either_framework() -> None:
     module = SinusoidalEmbedding((4, 6))
     assert not list(module.parameters()) and not list(module.buffers())
     assert module.state_dict() == {}
-    from backends.keras_sinusoidal_helpers import SinusoidalEmbedding as KerasSinusoidal
+    from archc.backends.keras.sinusoidal_helpers import SinusoidalEmbedding as KerasSinusoidal
 
     layer = KerasSinusoidal()
     layer(np.zeros((1, 4, 6), np.float32))
@@ -104,7 +104,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_a_spec_verifies_and_trains(tmp_path: Path) -> None:
-    from backends.train_check import verify_training
+    from archc.backends.proof.train_check import verify_training
 
     report = verify(str(write(tmp_path, SPEC)))
     assert report.ir.total == 20 * 8 + 8 * 3 + 3 and report.layers_checked == 3
@@ -157,7 +157,9 @@ def test_distilberts_sinusoidal_embeddings_are_a_spec_of_them(tmp_path: Path) ->
     # both generated models
     from transformers import DistilBertConfig, DistilBertModel
 
-    from backends import keras_backend, torch_backend, transfer
+    from archc.backends.keras import backend as keras_backend
+    from archc.backends.proof import transfer
+    from archc.backends.torch import backend as torch_backend
 
     config = DistilBertConfig(
         sinusoidal_pos_embds=True,

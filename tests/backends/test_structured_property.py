@@ -39,12 +39,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends import keras_backend, torch_backend
-from backends.codegen import import_source
-from backends.verify import verify
-from compiler.api import Compiled, compile_spec
-from compiler.ir import Graph
-from compiler.load import loads
+from archc.backends.codegen import import_source
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.verify import verify
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import Compiled, compile_spec
+from archc.compiler.ir import Graph
+from archc.compiler.load import loads
 from tests.conftest import ROOT, RUFF
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are using a softmax over axis")

@@ -27,14 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends import torch_backend
-from backends.codegen import import_source
-from backends.compile import compile_to_file
-from backends.torch_ops import TORCH_OPS
-from backends.verify import vocabulary
-from compiler.api import compile_spec
-from compiler.ir import Counts, Graph
-from compiler.ops import load_all
+from archc.backends.codegen import import_source
+from archc.backends.compile import compile_to_file
+from archc.backends.proof.verify import vocabulary
+from archc.backends.torch import backend as torch_backend
+from archc.backends.torch.ops import TORCH_OPS
+from archc.compiler.api import compile_spec
+from archc.compiler.ir import Counts, Graph
+from archc.compiler.ops import load_all
 from tests.backends.llm_op_cases import LLM_TORCH_KEY
 from tests.backends.op_cases import OP_CASES
 from tests.backends.sequence_op_cases import (
@@ -404,8 +404,8 @@ def test_regularization_loss_equals_keras_l2_losses() -> None:
     equals the sum of the Keras model's losses with the same weights."""
     import keras
 
-    from backends import keras_backend
-    from backends.transfer import keras_to_torch
+    from archc.backends.keras import backend as keras_backend
+    from archc.backends.proof.transfer import keras_to_torch
 
     overrides = {"reg": 1e-4}
     compiled = compile_spec(SEED, overrides)
@@ -712,7 +712,7 @@ def _modules_after(code: str) -> dict[str, Any]:
 def test_compile_torch_never_imports_tensorflow(tmp_path: Path) -> None:
     seen = _modules_after(
         f"""
-        from compiler.cli import main
+        from archc.cli import main
         main(["compile", {SEED_REL!r}, "--backend", "torch", "-o", {str(tmp_path)!r}])
         """
     )
@@ -740,7 +740,7 @@ def test_importing_generated_torch_module_never_imports_tensorflow() -> None:
 def test_check_imports_no_framework() -> None:
     seen = _modules_after(
         f"""
-        from compiler.cli import main
+        from archc.cli import main
         main(["check", {SEED_REL!r}, "--json"])
         """
     )

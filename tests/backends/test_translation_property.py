@@ -5,8 +5,8 @@ else: spec parameters called `x`, `none`, `print`, `len`, `max`, `list`, `tuple`
 `range`, `stem`; the constants `true`/`false`; the shapes `in_shape`, `prev_shape` and
 `shape('stem')`; comprehension variables that reuse those names or the names generated code
 gives them (`len_`, `x_`, `stem_shape`); nested unary signs, conditionals, comprehensions,
-indexing and slicing. Each is evaluated by the sandbox (`compiler.expr.evaluate`) and, through
-`backends.pysrc`, by Python with the generated code's variables bound, once as Keras code
+indexing and slicing. Each is evaluated by the sandbox (`archc.compiler.expr.evaluate`) and, through
+`archc.backends.pysrc`, by Python with the generated code's variables bound, once as Keras code
 sees shapes (tensors whose shape has a batch axis) and once as PyTorch code does (tuples).
 The two values must be equal and of the same type, lists being tuples in generated code.
 Where the sandbox refuses an expression (a division by zero, an index out of range) the
@@ -25,11 +25,11 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends import py_helpers
-from backends.pysrc import SHAPE_OF, ShapeRef, expr_ast, source
-from backends.structure import identifier
-from compiler import expr as sandbox
-from compiler.expr import SHAPE_FUNCTION, ExprError, evaluate
+from archc.backends import py_helpers
+from archc.backends.pysrc import SHAPE_OF, ShapeRef, expr_ast, source
+from archc.backends.structure import identifier
+from archc.compiler import expr as sandbox
+from archc.compiler.expr import SHAPE_FUNCTION, ExprError, evaluate
 
 # spec parameters: name -> (kind, value)
 PARAMS: dict[str, tuple[str, Any]] = {

@@ -12,16 +12,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backends import keras_backend, torch_backend
-from backends import torch_render as torch_render_module
-from backends.codegen import helper_source
-from backends.compile import VerificationError, compile_to_file
-from backends.torch_ops import TORCH_OPS, TorchOp
-from backends.train_check import verify_training
-from backends.verify import randomize_keras, verify
-from compiler.api import Compiled, compile_spec
-from compiler.diagnostics import SpecError
-from compiler.ir import Counts
+from archc.backends.codegen import helper_source
+from archc.backends.compile import VerificationError, compile_to_file
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.train_check import verify_training
+from archc.backends.proof.verify import randomize_keras, verify
+from archc.backends.torch import backend as torch_backend
+from archc.backends.torch import render as torch_render_module
+from archc.backends.torch.ops import TORCH_OPS, TorchOp
+from archc.compiler.api import Compiled, compile_spec
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.ir import Counts
 from tests.conftest import ROOT, SEED, SPECS
 
 SPEC = SPECS / "unet.yaml"
@@ -125,7 +126,7 @@ def test_default_is_the_classic_size() -> None:
 
 
 def test_shapes_are_unknown_until_run_and_known_at_a_size() -> None:
-    from compiler.api import at_size
+    from archc.compiler.api import at_size
 
     compiled = compile_spec(SPEC)
     assert compiled.graph.node("image").shape == (None, None, 3)
@@ -231,7 +232,7 @@ def test_generated_modules_take_any_size() -> None:
     are None), so one built model runs at every size; so does the Keras model."""
     import torch
 
-    from backends.codegen import import_source
+    from archc.backends.codegen import import_source
 
     torch_module = import_source((ROOT / "generated" / "unet_torch.py").read_text(), "unet_t")
     keras_module = import_source((ROOT / "generated" / "unet_keras.py").read_text(), "unet_k")
@@ -301,7 +302,7 @@ def test_every_op_that_accepts_unknown_sizes_verifies_at_two_sizes_and_an_odd_on
     assert report.sizes == [(64, 64), (96, 80)]
     assert report.odd_input is not None and report.odd_input["shape"] == [65, 63, 3]
     ops = {n.op for n in compile_spec(path).graph.nodes}
-    from compiler.plugins import builtin_ops
+    from archc.compiler.plugins import builtin_ops
 
     accepting = {name for name, op in builtin_ops().items() if op.unknown_sizes}
     assert accepting <= ops

@@ -1,6 +1,6 @@
 """Cross-backend proof: every Keras<->PyTorch rule (docs/ARCHITECTURE.md), transfer, `archc verify`.
 
-Each rule gets a tiny spec (odd, non-square sizes) that `backends.verify.verify` must pass, and
+Each rule gets a tiny spec (odd, non-square sizes) that `archc.backends.proof.verify.verify` must pass, and
 where the rule is about something random inputs might not exercise (negative values under
 max-pool padding, say) a targeted input too. Mutants of the PyTorch lowering that break one
 rule each must make `verify` fail and name the first diverging layer, so a passing `verify`
@@ -24,9 +24,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backends import conform, keras_backend, torch_backend, torch_ops, transfer
-from backends.compile import VerificationError
-from backends.verify import (
+from archc.backends.compile import VerificationError
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof import conform, transfer
+from archc.backends.proof.verify import (
     channels_first,
     channels_last,
     keras_layer_outputs,
@@ -35,11 +36,13 @@ from backends.verify import (
     torch_layer_outputs,
     verify,
 )
-from compiler.api import Compiled, compile_spec
-from compiler.diagnostics import SpecError
-from compiler.ir import Counts, Graph
-from compiler.load import loads
-from compiler.ops import Activation
+from archc.backends.torch import backend as torch_backend
+from archc.backends.torch import ops as torch_ops
+from archc.compiler.api import Compiled, compile_spec
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.ir import Counts, Graph
+from archc.compiler.load import loads
+from archc.compiler.ops import Activation
 from tests.backends.llm_mutants import LLM_MUTANTS
 from tests.backends.sequence_mutants import SEQUENCE_MUTANTS
 from tests.conftest import SEED

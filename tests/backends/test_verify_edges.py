@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.verify import RTOL, Report, _compare, verify
-from compiler.api import compile_spec
-from compiler.ir import Counts
+from archc.backends.proof.verify import RTOL, Report, _compare, verify
+from archc.compiler.api import compile_spec
+from archc.compiler.ir import Counts
 from tests.conftest import SEED
 
 
@@ -133,7 +133,7 @@ def test_overflow_both_frameworks_share_is_agreement() -> None:
     # a network that squares its activations again and again overflows float32: the same
     # infinities (or NaNs) at the same places in both frameworks agree; the finite rest is
     # compared as ever, and an overflow in one framework only is a disagreement
-    from backends.verify import _compare
+    from archc.backends.proof.verify import _compare
 
     inf, nan = np.inf, np.nan
     a = np.array([1.0, inf, -inf, nan], np.float32)
@@ -155,7 +155,7 @@ def test_archc_runs_tensorflow_on_the_path_that_convolves_right() -> None:
 
     spec = Path(__file__).with_name("strided_valid_conv.yaml")
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    cmd = [sys.executable, "-m", "compiler", "verify", str(spec)]
+    cmd = [sys.executable, "-m", "archc", "verify", str(spec)]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     assert "1 layers agree" in run.stdout

@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 
-from backends import torch_backend, torch_ops, torch_render
-from backends.compile import VerificationError
-from backends.train_check import verify_training
-from backends.verify import verify
-from compiler.api import Compiled, compile_spec
-from compiler.load import loads
+from archc.backends.compile import VerificationError
+from archc.backends.proof.train_check import verify_training
+from archc.backends.proof.verify import verify
+from archc.backends.torch import backend as torch_backend
+from archc.backends.torch import ops as torch_ops
+from archc.backends.torch import render as torch_render
+from archc.compiler.api import Compiled, compile_spec
+from archc.compiler.load import loads
 from tests.conftest import SEED
 
 SMALL = """
@@ -110,7 +112,7 @@ MUTANTS = {
 
 
 # mutants of a module's attributes, which `compile` and `verify` read back against the IR
-# (backends/conform.py) before any number is computed
+# (backends/proof/conform.py) before any number is computed
 READ_BACK = {"bn-momentum-unconverted"}
 
 

@@ -122,7 +122,7 @@ def test_keras_file_to_pt_and_back(archc, seed, tmp_path) -> None:
 def test_python_api(seed, tmp_path) -> None:
     import torch
 
-    from backends.weights import convert
+    from archc.backends.proof.weights import convert
 
     pth = tmp_path / "seed.pth"
     done = convert(SEED, seed["h5"], pth, {"nb_classes": 5})
@@ -179,7 +179,7 @@ def test_state_dict_of_other_classes_and_stages(archc, tmp_path) -> None:
 def test_another_specs_weights_are_refused_readably(archc, tmp_path) -> None:
     from safetensors.torch import save_file
 
-    from backends.torch_backend import from_spec
+    from archc.backends.torch.backend import from_spec
 
     small = {"blocks": [1, 1, 1, 1], "classes": 3, "input_shape": [32, 32, 3]}
     state = from_spec(SPECS / "resnet50.yaml", small).state_dict()

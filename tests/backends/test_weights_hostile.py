@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from compiler.api import compile_spec
+from archc.compiler.api import compile_spec
 from tests.conftest import ROOT, SEED
 
 GRAPH = compile_spec(str(SEED)).graph
@@ -576,8 +576,8 @@ def test_no_hostile_file_takes_memory(corpus: dict[str, Path]) -> None:
     ends in a SpecError of the case's code."""
     script = """
 import json, resource, sys
-from backends.weights import convert
-from compiler.diagnostics import SpecError
+from archc.backends.proof.weights import convert
+from archc.compiler.diagnostics import SpecError
 seed, good, cases = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 convert(seed, good, good + ".pt")
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backends import keras_backend
-from backends.verify import verify
-from compiler.api import compile_spec
-from compiler.ir import Counts
-from compiler.load import load
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.verify import verify
+from archc.compiler.api import compile_spec
+from archc.compiler.ir import Counts
+from archc.compiler.load import load
 from tests.conftest import ROOT, RUFF, SPECS
 from tests.zoo import keras_counts, taps
 

@@ -5,7 +5,7 @@ ResNet50V2 / ResNet101V2 / ResNet50, layer for layer and name for name.
 2. Fidelity: the reference model (weights=None), with random weights and BN statistics, has
    the same weighted layer names as archc's Keras model; its weights copied by name, both
    compute the same numbers on every shared layer (the classifier logits included).
-3. `backends.verify.verify`: archc's Keras and PyTorch models agree layer by layer.
+3. `archc.backends.proof.verify.verify`: archc's Keras and PyTorch models agree layer by layer.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backends import keras_backend
-from backends.compile import compile_to_file
-from backends.verify import verify
-from compiler.api import compile_spec
+from archc.backends.compile import compile_to_file
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.verify import verify
+from archc.compiler.api import compile_spec
 from tests.conftest import ROOT, RUFF
 
 V2 = "specs/resnet50v2.yaml"
@@ -200,7 +200,7 @@ def test_keras_and_torch_agree_layer_by_layer(
 def torch_counts(model: Any) -> Any:
     """trainable = parameters with requires_grad; non-trainable = frozen parameters plus
     floating-point buffers (BN statistics), never num_batches_tracked."""
-    from compiler.ir import Counts
+    from archc.compiler.ir import Counts
 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)

@@ -21,10 +21,11 @@ import pytest
 import torch
 from torch import nn
 
-from backends import keras_backend, torch_backend
-from backends.transfer import keras_to_torch
-from backends.verify import randomize_keras, verify
-from compiler.api import Compiled, compile_spec
+from archc.backends.keras import backend as keras_backend
+from archc.backends.proof.transfer import keras_to_torch
+from archc.backends.proof.verify import randomize_keras, verify
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import Compiled, compile_spec
 from tests.conftest import SPECS
 
 VIT = SPECS / "vit.yaml"

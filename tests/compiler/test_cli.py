@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.ops import load_all
+from archc.compiler.ops import load_all
 from tests.conftest import ROOT, SEED
 
 
@@ -51,12 +51,12 @@ def test_missing_spec_file_is_a_spec_error(archc, tmp_path) -> None:
 
 
 def test_internal_error_exits_3_and_says_it_is_a_bug(archc, monkeypatch) -> None:
-    import compiler.api
+    from archc.compiler import api as compiler_api
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("kaput")
 
-    monkeypatch.setattr(compiler.api, "compile_spec", boom)
+    monkeypatch.setattr(compiler_api, "compile_spec", boom)
     result = archc("check", SEED)
     assert result.exit_code == 3
     assert "internal error: RuntimeError: kaput" in result.stderr
@@ -73,7 +73,7 @@ def test_expect_applies_only_without_overrides(archc) -> None:
 def test_check_imports_no_framework(command: list[str]) -> None:
     code = (
         "import sys\n"
-        "from compiler.cli import main\n"
+        "from archc.cli import main\n"
         f"try:\n    main({[*command, str(SEED)]!r})\n"
         "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
@@ -87,12 +87,12 @@ def test_check_imports_no_framework(command: list[str]) -> None:
 
 
 def test_interrupt_exits_130_without_a_traceback(archc, monkeypatch) -> None:
-    import compiler.api
+    from archc.compiler import api as compiler_api
 
     def interrupt(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(compiler.api, "compile_spec", interrupt)
+    monkeypatch.setattr(compiler_api, "compile_spec", interrupt)
     result = archc("check", SEED)
     assert result.exit_code == 130
     assert "interrupted" in result.stderr and "Traceback" not in result.stderr
@@ -142,12 +142,12 @@ def test_a_huge_value_in_a_message_is_cut(archc, tmp_path) -> None:
 
 
 def test_internal_error_text_is_terminal_safe(archc, monkeypatch) -> None:
-    import compiler.api
+    from archc.compiler import api as compiler_api
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("kaput \x1b[2J" + "x" * 5000)
 
-    monkeypatch.setattr(compiler.api, "compile_spec", boom)
+    monkeypatch.setattr(compiler_api, "compile_spec", boom)
     result = archc("check", SEED)
     assert result.exit_code == 3
     assert "internal error: RuntimeError: kaput \\x1b[2J" in result.stderr
@@ -192,7 +192,7 @@ OUTPUT_COMMANDS = [
 
 def _archc_to(stdout: int, args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "compiler.cli", *args],
+        [sys.executable, "-m", "archc", *args],
         cwd=ROOT,
         stdout=stdout,
         stderr=subprocess.PIPE,

@@ -18,8 +18,8 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from compiler.cli import cli
-from compiler.ops import load_all
+from archc.cli import cli
+from archc.compiler.ops import load_all
 from tests.conftest import ROOT
 
 
@@ -144,7 +144,7 @@ def test_ops_json_of_one_op() -> None:
 def test_ops_imports_no_framework() -> None:
     code = (
         "import sys\n"
-        "from compiler.cli import main\n"
+        "from archc.cli import main\n"
         "try:\n    main(['ops'])\n"
         "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "

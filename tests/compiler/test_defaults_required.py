@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from backends.verify import verify
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
-from compiler.load import loads
+from archc.backends.proof.verify import verify
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.load import loads
 
 SPEC = """
 archc: 1
@@ -75,7 +75,7 @@ def test_a_required_attribute_given_nowhere_is_located(
 
 
 def test_the_json_schema_still_lists_them_as_required() -> None:
-    from compiler.schema import json_schema
+    from archc.compiler.schema import json_schema
 
     item: Any = json_schema()["$defs"]["DenseItem"]
     assert item["required"] == ["op", "units"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from compiler.diagnostics import MAX_TEXT, Diagnostic, Location, short_repr
+from archc.compiler.diagnostics import MAX_TEXT, Diagnostic, Location, short_repr
 
 # -- short_repr ----------------------------------------------------------------------------------
 

@@ -94,7 +94,7 @@ def assert_reported(exit_code: int, stderr: str, expected: Expected) -> None:
 
 def archc_command() -> list[str]:
     script = Path(sys.executable).with_name("archc")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "compiler"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "archc"]
 
 
 # -- the corpus itself ---------------------------------------------------------------------------

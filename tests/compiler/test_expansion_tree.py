@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from compiler.api import compile_spec
-from compiler.ir import Expansion
-from compiler.ops import REGISTRY, load_all
+from archc.compiler.api import compile_spec
+from archc.compiler.ir import Expansion
+from archc.compiler.ops import REGISTRY, load_all
 from tests.conftest import SEED
 
 

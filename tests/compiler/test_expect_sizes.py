@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
 
 
 @pytest.mark.parametrize(

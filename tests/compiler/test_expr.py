@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from compiler.expr import FUNCTIONS, ExprError, evaluate
-from compiler.template import render, split_template
+from archc.compiler.expr import FUNCTIONS, ExprError, evaluate
+from archc.compiler.template import render, split_template
 
 ENV: dict[str, Any] = {
     "stage": 2,

@@ -232,7 +232,7 @@ def test_dot_needs_no_graphviz_and_has_every_layer_and_edge(archc, tmp_path, mon
 def test_every_spec_draws_one_cluster_per_block_call_and_repeat(archc, tmp_path, spec) -> None:
     """Every zoo spec: all layers, every input an edge, clusters as the expansion tree has
     block calls and repeats (counted from Graph.tree here, drawn from it there)."""
-    from compiler.api import compile_spec
+    from archc.compiler.api import compile_spec
 
     out = tmp_path / "g.dot"
     draw(archc, out, spec=SPECS / spec)
@@ -441,8 +441,8 @@ def test_missing_graphviz_says_how_to_install_it(archc, tmp_path, monkeypatch) -
 
 def test_written_atomically(archc, dot, tmp_path, monkeypatch) -> None:
     """Ctrl-C while the new file is being written: exit 130, the old picture untouched and no
-    temp file left (backends.codegen.write_atomic)."""
-    import backends.codegen
+    temp file left (archc.backends.codegen.write_atomic)."""
+    from archc.backends import codegen as backends_codegen
 
     out = tmp_path / "seed.svg"
     out.write_text("old picture")
@@ -450,7 +450,7 @@ def test_written_atomically(archc, dot, tmp_path, monkeypatch) -> None:
     def interrupted(fd: int) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(backends.codegen.os, "fsync", interrupted)
+    monkeypatch.setattr(backends_codegen.os, "fsync", interrupted)
     result = archc("graph", SEED, "-o", out)
     assert result.exit_code == 130 and "nothing was written" in result.stderr
     assert out.read_text() == "old picture"
@@ -464,7 +464,7 @@ def test_written_atomically(archc, dot, tmp_path, monkeypatch) -> None:
 def test_graph_imports_no_framework(tmp_path) -> None:
     code = (
         "import sys\n"
-        "from compiler.cli import main\n"
+        "from archc.cli import main\n"
         f"try:\n    main(['graph', {str(SEED)!r}, '-o', {str(tmp_path / 'g.html')!r}])\n"
         "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "

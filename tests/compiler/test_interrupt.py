@@ -22,10 +22,10 @@ def interrupt():
     for _ in range(1000):  # the handler runs between bytecodes, before this loop ends
         pass
 """
-RUN = "from compiler.cli import main\nmain()\n"
+RUN = "from archc.cli import main\nmain()\n"
 
 WHEN = {
-    # while compiler.cli imports click (the first ~60 ms)
+    # while archc.cli imports click (the first ~60 ms)
     "importing": """\
 real_import = builtins.__import__
 def hooked(name, *args, **kwargs):
@@ -37,23 +37,23 @@ builtins.__import__ = hooked
 """,
     # while click parses the command line, before the command's body runs
     "parsing": """\
-import compiler.cli
-real_parse = compiler.cli.parse_sets
+import archc.cli
+real_parse = archc.cli.parse_sets
 def parse_sets(values):
     interrupt()
     return real_parse(values)
-compiler.cli.parse_sets = parse_sets
+archc.cli.parse_sets = parse_sets
 """,
     # while the command runs
     "running": """\
-import compiler.api
+import archc.compiler.api
 def compile_spec(*args, **kwargs):
     interrupt()
-compiler.api.compile_spec = compile_spec
+archc.compiler.api.compile_spec = compile_spec
 """,
     # while the command runs, inside a callback, where an exception cannot propagate
     "in-a-callback": """\
-import compiler.api, time, weakref
+import archc.compiler.api, time, weakref
 class Thing:
     pass
 def compile_spec(*args, **kwargs):
@@ -62,27 +62,27 @@ def compile_spec(*args, **kwargs):
     del thing
     time.sleep(10)  # the interrupt, delivered again, ends this
     raise SystemExit("the interrupt was lost")
-compiler.api.compile_spec = compile_spec
+archc.compiler.api.compile_spec = compile_spec
 """,
     # after the command finished, in an exit handler registered while it ran (as frameworks do)
     "shutting-down": """\
-import compiler.api
-real_compile = compiler.api.compile_spec
+import archc.compiler.api
+real_compile = archc.compiler.api.compile_spec
 def compile_spec(*args, **kwargs):
     atexit.register(interrupt)
     return real_compile(*args, **kwargs)
-compiler.api.compile_spec = compile_spec
+archc.compiler.api.compile_spec = compile_spec
 """,
     # while a library turns the KeyboardInterrupt into an error of its own (pydantic-core
     # reports a SchemaError when Ctrl-C comes while it builds a validator: found in CI)
     "wrapped-by-a-library": """\
-import compiler.api
+import archc.compiler.api
 def compile_spec(*args, **kwargs):
     try:
         interrupt()
     except KeyboardInterrupt as exc:
         raise RuntimeError("Error building validator") from exc
-compiler.api.compile_spec = compile_spec
+archc.compiler.api.compile_spec = compile_spec
 """,
     # at the very end of shutdown (an exit handler registered before archc started): ignored
     "last-moment": "atexit.register(interrupt)\n",

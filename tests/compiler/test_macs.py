@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from backends.torch_render import input_shape
-from compiler.api import at_size, compile_spec
-from compiler.load import loads
+from archc.backends.torch.render import input_shape
+from archc.compiler.api import at_size, compile_spec
+from archc.compiler.load import loads
 from tests.conftest import SEED, SPECS
 from tests.reference_models import seed_torch
 

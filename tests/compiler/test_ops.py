@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.api import compile_spec
-from compiler.diagnostics import Diagnostic, SpecError
-from compiler.ir import Graph, Node
-from compiler.load import loads
-from compiler.plugins import builtin_ops
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import Diagnostic, SpecError
+from archc.compiler.ir import Graph, Node
+from archc.compiler.load import loads
+from archc.compiler.plugins import builtin_ops
 from tests.compiler.llm_cases import llm_cases
 from tests.compiler.sequence_cases import (
     NEEDS_SEQUENCE,

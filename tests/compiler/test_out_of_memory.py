@@ -62,7 +62,11 @@ def test_out_of_memory_is_exit_1_with_a_clear_message(
         raise _wrapped(exc) if wrap else exc
 
     # where each command looks compile_spec up (the backends imported it by name)
-    where = {"check": "compiler.api", "compile": "backends.compile", "verify": "backends.verify"}
+    where = {
+        "check": "archc.compiler.api",
+        "compile": "archc.backends.compile",
+        "verify": "archc.backends.proof.verify",
+    }
     monkeypatch.setattr(importlib.import_module(where[command]), "compile_spec", exhausted)
     args = {"check": [], "compile": ["--backend", "torch", "--check"], "verify": []}[command]
     result = archc(command, SEED, *args)
@@ -81,12 +85,12 @@ def test_out_of_memory_is_exit_1_with_a_clear_message(
     ],
 )
 def test_other_errors_are_still_bugs(archc, monkeypatch: pytest.MonkeyPatch, exc: Exception):
-    import compiler.api
+    from archc.compiler import api as compiler_api
 
     def boom(*args: object, **kwargs: object) -> None:
         raise exc
 
-    monkeypatch.setattr(compiler.api, "compile_spec", boom)
+    monkeypatch.setattr(compiler_api, "compile_spec", boom)
     result = archc("check", SEED)
     assert result.exit_code == 3
     assert "This is a bug in archc" in result.stderr

@@ -25,13 +25,13 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from pydantic import TypeAdapter, ValidationError
 
-from compiler.api import compile_spec
-from compiler.cli import cli
-from compiler.diagnostics import SpecError
-from compiler.load import validate
-from compiler.ops import field_types, load_all
-from compiler.schema import op_reference
-from compiler.yaml_loader import load_file, load_text
+from archc.cli import cli
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.load import validate
+from archc.compiler.ops import field_types, load_all
+from archc.compiler.schema import op_reference
+from archc.compiler.yaml_loader import load_file, load_text
 from tests.conftest import ROOT, SPECS
 
 TESTS = ROOT / "tests"
@@ -407,7 +407,7 @@ def test_an_attribute_type_with_definitions_is_inlined() -> None:
     class Attrs:
         mode: Mode | None = Mode.FAST
 
-    from compiler.schema import _attribute, computed
+    from archc.compiler.schema import _attribute, computed
 
     attr = _attribute(dataclasses.fields(Attrs)[0], Mode | None)
     assert attr.default == "fast" and not attr.required
@@ -434,8 +434,8 @@ def test_a_spec_is_validated_without_the_models_of_ops_it_does_not_name() -> Non
     import sys
 
     code = (
-        "from compiler.load import loads\n"
-        "from compiler.schema import _ItemBase\n"
+        "from archc.compiler.load import loads\n"
+        "from archc.compiler.schema import _ItemBase\n"
         "loads('archc: 1\\nname: m\\ninputs: [{name: x, shape: [3]}]\\n"
         "layers: [{op: dense, units: 2}, {repeat: 2, body: [{op: dense, units: 2}]}]\\n')\n"
         "print(sorted(c.__name__ for c in _ItemBase.__subclasses__() "

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from compiler.api import compile_spec
-from compiler.summary import table
+from archc.compiler.api import compile_spec
+from archc.compiler.summary import table
 from tests.conftest import SEED
 from tests.seedtable import SEED_TABLE, seed_rows
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from compiler.api import compile_spec
-from compiler.diagnostics import SpecError
-from compiler.load import loads
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.load import loads
 from tests.conftest import SPECS
 
 GPT = SPECS / "gpt.yaml"

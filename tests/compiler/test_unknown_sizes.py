@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from compiler import infer as infer_module
-from compiler.api import at_size, compile_spec, unknown_sizes
-from compiler.diagnostics import SpecError
-from compiler.ir import Graph, Node, Origin
-from compiler.load import loads
-from compiler.ops import REGISTRY, load_all
-from compiler.plugins import builtin_ops
+from archc.compiler import infer as infer_module
+from archc.compiler.api import at_size, compile_spec, unknown_sizes
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.ir import Graph, Node, Origin
+from archc.compiler.load import loads
+from archc.compiler.ops import REGISTRY, load_all
+from archc.compiler.plugins import builtin_ops
 
 Size = int | None
 Shape = tuple[Size, ...]
@@ -352,7 +352,7 @@ def _all_cases() -> None:
 
 
 def test_mutant_window_that_bakes_in_a_size_is_caught(monkeypatch) -> None:
-    from compiler.ops import conv, window_out
+    from archc.compiler.ops import conv, window_out
 
     def baked(n: Size, k: int, s: int, d: int, padding: str, axis: str, what: str) -> Any:
         return window_out(32 if n is None else n, k, s, d, padding, axis, what)
@@ -362,7 +362,7 @@ def test_mutant_window_that_bakes_in_a_size_is_caught(monkeypatch) -> None:
 
 
 def test_mutant_concat_comparing_unknown_sizes_is_caught(monkeypatch) -> None:
-    from compiler.ops import merge
+    from archc.compiler.ops import merge
 
     original = merge._concat_infer
 

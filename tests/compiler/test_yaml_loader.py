@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from compiler.api import compile_spec
-from compiler.diagnostics import Diagnostic, Location, SpecError
-from compiler.load import loads
-from compiler.yaml_loader import (
+from archc.compiler.api import compile_spec
+from archc.compiler.diagnostics import Diagnostic, Location, SpecError
+from archc.compiler.load import loads
+from archc.compiler.yaml_loader import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
     MAX_VALUES,

@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from backends.keras_ops import Args, Attr, KerasLayer
-from backends.torch_ops import Binding, Ctx, TorchOp
-from compiler.ir import Shape, Weight
-from compiler.ops import ATTRS_CONFIG, Float, OpDef, ShapeError
-from compiler.plugins import OpUnit
+from archc.backends.keras.ops import Args, Attr, KerasLayer
+from archc.backends.torch.ops import Binding, Ctx, TorchOp
+from archc.compiler.ir import Shape, Weight
+from archc.compiler.ops import ATTRS_CONFIG, Float, OpDef, ShapeError
+from archc.compiler.plugins import OpUnit
 
 HERE = Path(__file__).parent
 

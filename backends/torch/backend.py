@@ -14,11 +14,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from compiler.api import Compiled
-from compiler.ir import Counts, Graph
-
-from .codegen import import_source
-from .torch_render import input_shape, render
+from archc.backends.codegen import import_source
+from archc.backends.torch.render import input_shape, render
+from archc.compiler.api import Compiled
+from archc.compiler.ir import Counts, Graph
 
 NAME = "torch"
 __all__ = [
@@ -95,6 +94,6 @@ def from_spec(
 
     >>> model = from_spec("specs/resnet_preact.yaml", {"nb_classes": 10})
     """
-    from .compile import live_model
+    from archc.backends.compile import live_model
 
     return live_model(NAME, spec, overrides, variant=variant)

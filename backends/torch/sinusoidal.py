@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .torch_ops import TORCH_OPS, Ctx, TorchOp
+from archc.backends.torch.ops import TORCH_OPS, Ctx, TorchOp
 
 
 def _module(ctx: Ctx) -> str:
@@ -23,5 +23,5 @@ TORCH_OPS["sinusoidal_embedding"] = TorchOp(
     lambda ctx, xs, mod: f"{mod}({xs[0]})",
     _module,
     reads=(("SinusoidalEmbedding",), _read),
-    helpers=Path(__file__).with_name("torch_sinusoidal_helpers.py"),
+    helpers=Path(__file__).with_name("sinusoidal_helpers.py"),
 )

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .keras_ops import KERAS_LAYERS, Args, Attr, KerasLayer
+from archc.backends.keras.ops import KERAS_LAYERS, Args, Attr, KerasLayer
 
-HELPERS = Path(__file__).with_name("keras_llm_helpers.py")
+HELPERS = Path(__file__).with_name("llm_helpers.py")
 
 
 def _kw(attr: Attr, *pairs: tuple[str, str]) -> Args:

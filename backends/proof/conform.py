@@ -15,7 +15,7 @@ and compares it with the compiled graph:
   with weights has one, each module is frozen as the node is, and the hyper-parameters
   PyTorch modules keep (channels, kernel, strides, dilation, groups, bias, epsilon, momentum,
   rates, heads) equal the node's, read from the module's own attributes by what each op's
-  emitter declares (`TorchOp.reads`, backends/torch_reads.py for archc's own ops).
+  emitter declares (`TorchOp.reads`, backends/torch/reads.py for archc's own ops).
   What a PyTorch model computes in `forward` without a module is no attribute: where only
   element-wise steps (activations, rescalings, fused activations) lie between two modules,
   they are read back by value (`torch_forward_differences`); anything else (an add, a
@@ -30,11 +30,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from compiler.api import Compiled
-from compiler.diagnostics import Diagnostic, SpecError
-from compiler.ir import Graph, Node
-
-from .pysrc import literal
+from archc.backends.pysrc import literal
+from archc.compiler.api import Compiled
+from archc.compiler.diagnostics import Diagnostic, SpecError
+from archc.compiler.ir import Graph, Node
 
 INITIALIZERS = (
     "kernel_initializer",
@@ -115,7 +114,7 @@ def keras(compiled: Compiled, model: Any, graph: Graph | None = None) -> None:
 
 def keras_layer_differences(node: Node, layer: Any, graph: Graph) -> list[str]:
     """How a Keras layer differs from its IR node (empty when it is the node)."""
-    from .keras_ops import keras_layer
+    from archc.backends.keras.ops import keras_layer
 
     where = f"layer '{node.name}'"
     cls = type(layer).__name__
@@ -336,7 +335,7 @@ def torch_module_differences(node: Node, module: Any) -> list[str]:
             f"{where} is {'frozen' if frozen else 'trainable'}, the IR says "
             f"{'trainable' if node.trainable else 'frozen'}"
         )
-    from .torch_ops import TORCH_OPS
+    from archc.backends.torch.ops import TORCH_OPS
 
     op = TORCH_OPS.get(node.op)
     known = op.reads if op is not None else None

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compiler.ops import RegistrationError
-from compiler.plugins import attach
+from archc.compiler.ops import RegistrationError
+from archc.compiler.plugins import attach
 
 Attr = Callable[[str], str | None]  # attribute -> Python source, None when not set
 Args = list[tuple[str | None, str]]  # (keyword or None for positional, source)
@@ -208,16 +208,19 @@ def keras_layer(op: str, attrs: Mapping[str, Any]) -> KerasLayer:
     return layer
 
 
-# the sequence and attention ops: backends/keras_sequence.py adds them to KERAS_LAYERS
-# and the recurrent ops (lstm, gru, simple_rnn): backends/keras_recurrent.py
-# and the language-model ops (rms_norm, grouped_query_attention): backends/keras_llm.py
-# and sinusoidal_embedding: backends/keras_sinusoidal.py
-from . import keras_llm, keras_recurrent, keras_sequence, keras_sinusoidal  # noqa: E402, F401
+# the sequence and attention ops: backends/keras/sequence.py adds them to KERAS_LAYERS
+# and the recurrent ops (lstm, gru, simple_rnn): backends/keras/recurrent.py
+# and the language-model ops (rms_norm, grouped_query_attention): backends/keras/llm.py
+# and sinusoidal_embedding: backends/keras/sinusoidal.py
+from . import llm as keras_llm  # noqa: E402, F401
+from . import recurrent as keras_recurrent  # noqa: E402, F401
+from . import sequence as keras_sequence  # noqa: E402, F401
+from . import sinusoidal as keras_sinusoidal  # noqa: E402, F401
 
 
 def check_plugin_layer(op: str, layer: KerasLayer) -> None:
     """A plugin's Keras layer: a keras.layers class, or a class its own module defines."""
-    from .helper_library import KERAS_MODULES, library
+    from archc.backends.helper_library import KERAS_MODULES, library
 
     for each in (layer, *(v for _, v in layer.variants)):
         if not callable(each.args):

@@ -11,21 +11,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from compiler.api import Compiled
-from compiler.ir import Counts, Graph
-
-from . import initializers
-from .codegen import (
+from archc.backends import initializers
+from archc.backends.codegen import (
     environment,
     header_context,
     helper_source,
     import_source,
     input_axes,
 )
-from .helper_library import keras_modules
-from .keras_ops import keras_layer
-from .pysrc import ShapeRef, literal
-from .structure import (
+from archc.backends.helper_library import keras_modules
+from archc.backends.keras.ops import keras_layer
+from archc.backends.pysrc import ShapeRef, literal
+from archc.backends.structure import (
     ApplyStep,
     Block,
     CallStep,
@@ -44,7 +41,7 @@ from .structure import (
     uses_auto_names,
     walk,
 )
-from .writer import (
+from archc.backends.writer import (
     Lines,
     Values,
     block_signature,
@@ -56,6 +53,8 @@ from .writer import (
     param_signature,
     variants_context,
 )
+from archc.compiler.api import Compiled
+from archc.compiler.ir import Counts, Graph
 
 NAME = "keras"
 _INIT = "keras.initializers."  # a configured initializer is keras.initializers.<class>(...)
@@ -412,6 +411,6 @@ def from_spec(
 
     >>> model = from_spec("specs/resnet_preact.yaml", {"nb_classes": 10})
     """
-    from .compile import live_model
+    from archc.backends.compile import live_model
 
     return live_model(NAME, spec, overrides, variant=variant)

@@ -37,10 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from compiler.diagnostics import Diagnostic, Location, SpecError, short_repr
-from compiler.names import check_name
-
-from .importer import (
+from archc.backends.importer import (
     PLUGIN_HINT,
     Item,
     Proof,
@@ -54,6 +51,8 @@ from .importer import (
     _scalar,
     _shown,
 )
+from archc.compiler.diagnostics import Diagnostic, Location, SpecError, short_repr
+from archc.compiler.names import check_name
 
 RTOL = 1e-5
 ROOT = "root"  # the wrapper's name for a model that is itself one torch.nn layer
@@ -1560,7 +1559,7 @@ def _round(value: float) -> float:
 def torch_counts(model: Any) -> Any:
     """Counts by archc's rule for PyTorch: trainable = parameters with requires_grad;
     non-trainable = frozen parameters and floating-point buffers."""
-    from compiler.ir import Counts
+    from archc.compiler.ir import Counts
 
     t = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
@@ -1570,7 +1569,7 @@ def torch_counts(model: Any) -> Any:
 
 def expected_counts(model: Any, folded: int) -> Any:
     """The spec's counts: PyTorch's, less the recurrent biases Keras holds as one."""
-    from compiler.ir import Counts
+    from archc.compiler.ir import Counts
 
     c = torch_counts(model)
     return Counts(c.total - folded, c.trainable - folded, c.non_trainable)
@@ -1661,7 +1660,7 @@ def render(imported: TorchImported, counts: Any, origin: str) -> Any:
     `defaults:`)."""
     import torch
 
-    from .importer import Written
+    from archc.backends.importer import Written
 
     params: dict[str, dict[str, Any]] = {}
     inputs = []
@@ -1769,7 +1768,7 @@ def import_torch(
     model = load_factory(factory)
     imported = convert(model, input_shapes, factory)
     written = render(imported, expected_counts(model, imported.folded), factory)
-    from .codegen import write_atomic
+    from archc.backends.codegen import write_atomic
 
     write_atomic(Path(out), written.text)
     return written, model, imported
@@ -1895,14 +1894,15 @@ def prove(
     import numpy as np
     import torch
 
-    from compiler.api import compile_spec
+    from archc.backends.compile import compile_to_file
+    from archc.backends.keras import backend as keras_backend
+    from archc.backends.proof.verify import _compare
+    from archc.backends.proof.verify import verify as run_verify
+    from archc.backends.proof.weights import convert as convert_weights
+    from archc.backends.proof.weights import file_format, write_torch
+    from archc.compiler.api import compile_spec
 
-    from . import keras_backend, torch_backend
-    from .compile import compile_to_file
-    from .verify import _compare
-    from .verify import verify as run_verify
-    from .weights import convert as convert_weights
-    from .weights import file_format, write_torch
+    from . import backend as torch_backend
 
     steps: list[Step] = []
     where = str(spec)

@@ -1,7 +1,7 @@
 """Keras emitters of the sequence and attention ops (compiler/ops/sequence.py, attention.py).
 
 Most are Keras' own layers; positional_embedding, class_token, take and slice are small layers
-of backends/keras_sequence_helpers.py that the generated file carries (`custom=True`).
+of backends/keras/sequence_helpers.py that the generated file carries (`custom=True`).
 multi_head_attention is Keras' MultiHeadAttention, called as Keras calls it:
 `layer(query, value)`, `layer(query, value, key=key)`, or `layer(x, x)` for self-attention.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from .keras_ops import KERAS_LAYERS, Args, Attr, KerasLayer
+from archc.backends.keras.ops import KERAS_LAYERS, Args, Attr, KerasLayer
 
 
 def _kw(attr: Attr, *pairs: tuple[str, str]) -> Args:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, get_args
 
-from compiler.ops import Activation, RegistrationError
-from compiler.plugins import attach
+from archc.backends.pysrc import literal
+from archc.compiler.ops import Activation, RegistrationError
+from archc.compiler.plugins import attach
 
-from . import torch_reads as reads
-from .pysrc import literal
+from . import reads
 
 if TYPE_CHECKING:  # bindings run on arrays; rendering source (archc check) needs no numpy
     import numpy as np
@@ -71,7 +71,7 @@ class TorchOp:
     reads: tuple[tuple[str, ...], Callable[[Any], dict[str, Any]]] | None = None
 
 
-# Keras' activation functions (compiler.ops.Activation) in PyTorch, declared once: name ->
+# Keras' activation functions (archc.compiler.ops.Activation) in PyTorch, declared once: name ->
 # the expression of {x}. Ops inline them; the `activate` helper, which picks one by name when
 # the spec computes it, carries the same table (activate_source).
 ACTIVATIONS = {
@@ -97,10 +97,12 @@ def check_activations(declared: tuple[str, ...], rules: dict[str, str]) -> None:
     """Every activation the spec language declares has a PyTorch rule, and no rule is for
     one it does not: raised when the backend is loaded, not at the first spec that uses it."""
     what = [
-        f"'{a}' of compiler.ops.Activation has no PyTorch rule" for a in declared if a not in rules
+        f"'{a}' of archc.compiler.ops.Activation has no PyTorch rule"
+        for a in declared
+        if a not in rules
     ]
     what += [
-        f"'{a}' has a rule but is not in compiler.ops.Activation"
+        f"'{a}' has a rule but is not in archc.compiler.ops.Activation"
         for a in rules
         if a not in declared
     ]
@@ -718,17 +720,20 @@ TORCH_OPS: dict[str, TorchOp] = {
     ),
 }
 
-# the sequence and attention ops: backends/torch_sequence.py adds them to TORCH_OPS
-# and the recurrent ops (lstm, gru, simple_rnn): backends/torch_recurrent.py
-# and the language-model ops (rms_norm, grouped_query_attention): backends/torch_llm.py
-# and sinusoidal_embedding: backends/torch_sinusoidal.py
-from . import torch_llm, torch_recurrent, torch_sequence, torch_sinusoidal  # noqa: E402, F401
+# the sequence and attention ops: backends/torch/sequence.py adds them to TORCH_OPS
+# and the recurrent ops (lstm, gru, simple_rnn): backends/torch/recurrent.py
+# and the language-model ops (rms_norm, grouped_query_attention): backends/torch/llm.py
+# and sinusoidal_embedding: backends/torch/sinusoidal.py
+from . import llm as torch_llm  # noqa: E402, F401
+from . import recurrent as torch_recurrent  # noqa: E402, F401
+from . import sequence as torch_sequence  # noqa: E402, F401
+from . import sinusoidal as torch_sinusoidal  # noqa: E402, F401
 
 
 def check_plugin_op(op: str, emitter: TorchOp) -> None:
     """A plugin's PyTorch emitter: its rules callable, its weights bound, a module's classes
     told to `conform` (`reads`), and its helper module readable beside archc's own."""
-    from .helper_library import library, torch_modules
+    from archc.backends.helper_library import library, torch_modules
 
     for rule in ("forward", "module", "shape"):
         value = getattr(emitter, rule)

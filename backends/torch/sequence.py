@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # bindings run on arrays; rendering source (archc check) needs no numpy
     import numpy as np
 
-from . import torch_reads as reads
-from .torch_ops import TORCH_OPS, UNSET, Binding, Ctx, TorchOp, activation, torch_dims
+from archc.backends.torch.ops import TORCH_OPS, UNSET, Binding, Ctx, TorchOp, activation, torch_dims
+
+from . import reads
 
 
 def to_held(array: np.ndarray) -> np.ndarray:

@@ -31,12 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from compiler.api import Compiled, compile_spec
-from compiler.diagnostics import Diagnostic
-from compiler.ir import Graph, Node
+from archc.backends import memory, sizes
+from archc.backends.compile import VerificationError, too_big
+from archc.backends.keras import backend as keras_backend
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import Compiled, compile_spec
+from archc.compiler.diagnostics import Diagnostic
+from archc.compiler.ir import Graph, Node
 
-from . import keras_backend, memory, sizes, torch_backend
-from .compile import VerificationError, too_big
 from .transfer import bound_tensors, keras_to_torch
 from .verify import channels_first, inputs_for, randomize_keras
 
@@ -79,7 +81,7 @@ def verify_training(
     """Run `steps` SGD steps in both frameworks; raise VerificationError (E111) at the first
     loss, gradient, weight or moving statistic that differs. Where the input's height and
     width are unknown, the models (built for any size) train at `input_size`, or at the
-    first size `backends.sizes` finds."""
+    first size `archc.backends.sizes` finds."""
     compiled = (
         spec
         if isinstance(spec, Compiled)

@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from compiler.ir import Graph, Node, Weight
-
-from .torch_ops import TORCH_OPS, Binding
+from archc.backends.torch.ops import TORCH_OPS, Binding
+from archc.compiler.ir import Graph, Node, Weight
 
 
 def _module(torch_model: Any, node: Node) -> Any:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .keras_ops import KERAS_LAYERS, KerasLayer
+from archc.backends.keras.ops import KERAS_LAYERS, KerasLayer
 
 KERAS_LAYERS["sinusoidal_embedding"] = KerasLayer(
     "SinusoidalEmbedding",
     lambda a: [(k, src) for k in ("max_wavelength",) if (src := a(k)) is not None],
     custom=True,
-    helpers=Path(__file__).with_name("keras_sinusoidal_helpers.py"),
+    helpers=Path(__file__).with_name("sinusoidal_helpers.py"),
 )

@@ -16,13 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from compiler.api import Compiled, compile_spec, unknown_sizes
-from compiler.diagnostics import Diagnostic, SpecError
-from compiler.ir import Counts, Graph
-from compiler.ops.attention import padding_masks
+from archc.backends import memory, sizes
+from archc.backends.compile import VerificationError, too_big, verify_model
+from archc.backends.keras import backend as keras_backend
+from archc.backends.torch import backend as torch_backend
+from archc.compiler.api import Compiled, compile_spec, unknown_sizes
+from archc.compiler.diagnostics import Diagnostic, SpecError
+from archc.compiler.ir import Counts, Graph
+from archc.compiler.ops.attention import padding_masks
 
-from . import keras_backend, memory, sizes, torch_backend
-from .compile import VerificationError, too_big, verify_model
 from .transfer import keras_to_torch
 
 ATOL = 1e-5
@@ -312,7 +314,7 @@ def verify(
     and pooling only differ from the naive rule there).
 
     Where the input's height and width are unknown, the models (built once, for any size)
-    run at two sizes (`backends.sizes`; `input_sizes` chooses them): a module that baked in
+    run at two sizes (`archc.backends.sizes`; `input_sizes` chooses them): a module that baked in
     the first size fails at the second. An odd size is then one the network accepts.
     """
     if not 0 <= atol < float("inf"):

@@ -78,8 +78,8 @@ from typing import Any, NoReturn  # noqa: E402
 
 import click  # noqa: E402
 
-from . import __version__  # noqa: E402
-from .diagnostics import SpecError, printable, short_repr, shorten  # noqa: E402
+from archc.compiler import __version__  # noqa: E402
+from archc.compiler.diagnostics import SpecError, printable, short_repr, shorten  # noqa: E402
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 EXIT_PIPE = 128 + getattr(signal, "SIGPIPE", 13)  # 141: the reader closed the pipe
@@ -197,8 +197,8 @@ def _report_signal(signum: int, mark: int) -> int:
 
 
 def _written() -> list[Any]:
-    """The files written so far (backends.codegen.WRITTEN, where the backends are loaded)."""
-    codegen = sys.modules.get("backends.codegen")
+    """The files written so far (archc.backends.codegen.WRITTEN, where the backends are loaded)."""
+    codegen = sys.modules.get("archc.backends.codegen")
     return list(getattr(codegen, "WRITTEN", []))
 
 
@@ -260,7 +260,7 @@ def _finite(value: float) -> float:
 
 
 def _sizes(values: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
-    from backends.sizes import parse_size
+    from archc.backends.sizes import parse_size
 
     try:
         return tuple(parse_size(v) for v in values)
@@ -352,10 +352,9 @@ def check(spec: str, sets: tuple[str, ...], variant: str | None, as_json: bool) 
     overrides = parse_sets(sets)
 
     def body() -> int:
-        from backends.compile import check_generation
-
-        from .api import compile_spec
-        from .summary import macs_line, table, to_json
+        from archc.backends.compile import check_generation
+        from archc.compiler.api import compile_spec
+        from archc.compiler.summary import macs_line, table, to_json
 
         compiled = compile_spec(spec, overrides, variant=variant, from_text=True)
         check_generation(compiled)  # what a backend would refuse is refused here, located
@@ -378,7 +377,7 @@ def schema() -> None:
     """Print the JSON Schema of the spec format."""
 
     def body() -> int:
-        from .schema import json_schema
+        from archc.compiler.schema import json_schema
 
         out(json.dumps(json_schema(), indent=2, sort_keys=True))
         return EXIT_OK
@@ -394,8 +393,8 @@ def ops(name: str | None, as_json: bool) -> None:
     NAME: one op in detail."""
 
     def body() -> int:
-        from .diagnostics import did_you_mean
-        from .schema import op_reference
+        from archc.compiler.diagnostics import did_you_mean
+        from archc.compiler.schema import op_reference
 
         every = op_reference()
         chosen = [op for op in every if op.name == name] if name is not None else every
@@ -423,7 +422,7 @@ def _print_ops(chosen: Sequence[Any], detail: bool) -> None:
     import shutil
     import textwrap
 
-    from .schema import ITEM_KEYS
+    from archc.compiler.schema import ITEM_KEYS
 
     width = min(max(shutil.get_terminal_size((100, 24)).columns, 60), 120)
 
@@ -494,7 +493,7 @@ def compile_cmd(
 
     def body() -> int:
         # Backends are looked up by name at run time: `archc check` never imports them.
-        from backends.compile import compile_to_file
+        from archc.backends.compile import compile_to_file
 
         result = compile_to_file(
             spec,
@@ -577,8 +576,8 @@ def verify(
     overrides = parse_sets(sets)
 
     def body() -> int:
-        from backends.train_check import verify_training
-        from backends.verify import verify as run_verify
+        from archc.backends.proof.train_check import verify_training
+        from archc.backends.proof.verify import verify as run_verify
 
         report = run_verify(
             spec,
@@ -672,7 +671,7 @@ def weights(
     overrides = parse_sets(sets)
 
     def body() -> int:
-        from backends.weights import FormatError, convert
+        from archc.backends.proof.weights import FormatError, convert
 
         try:
             done = convert(spec, source, target, overrides, variant=variant, from_text=True)
@@ -728,8 +727,8 @@ def import_keras_cmd(
     def body() -> int:
         import tempfile
 
-        from backends.importer import import_keras
-        from backends.importer import prove as run_proof
+        from archc.backends.importer import import_keras
+        from archc.backends.importer import prove as run_proof
 
         written, keras_model = import_keras(model, out_file, flat=True)
         out(f"{out_file} (written: {written.layers} layers, {written.lines} lines)")
@@ -747,7 +746,7 @@ def import_keras_cmd(
 
 
 def _torch_shapes(values: tuple[str, ...]) -> list[tuple[int, ...]]:
-    from backends.torch_importer import parse_shape
+    from archc.backends.torch.importer import parse_shape
 
     try:
         return [parse_shape(v) for v in values]
@@ -802,8 +801,8 @@ def import_torch_cmd(
     def body() -> int:
         import tempfile
 
-        from backends.torch_importer import import_torch
-        from backends.torch_importer import prove as run_proof
+        from archc.backends.torch.importer import import_torch
+        from archc.backends.torch.importer import prove as run_proof
 
         written, model, imported = import_torch(factory, input_shapes, out_file)
         out(f"{out_file} (written: {written.layers} layers, {written.lines} lines)")
@@ -848,7 +847,8 @@ def graph_cmd(spec: str, out_file: str, sets: tuple[str, ...], variant: str | No
     overrides = parse_sets(sets)
 
     def body() -> int:
-        from .api import compile_spec
+        from archc.compiler.api import compile_spec
+
         from .graph import LayoutError, note_for, picture, write
 
         compiled = compile_spec(spec, overrides, variant=variant, from_text=True)
@@ -915,8 +915,8 @@ def export_cmd(
     overrides = parse_sets(sets)
 
     def body() -> int:
-        from backends.export import export_onnx
-        from backends.weights import FormatError
+        from archc.backends.export import export_onnx
+        from archc.backends.proof.weights import FormatError
 
         try:
             done = export_onnx(

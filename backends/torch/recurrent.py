@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # bindings run on arrays; rendering source (archc check) needs no numpy
     import numpy as np
 
-from .torch_ops import TORCH_OPS, UNSET, Binding, Ctx, TorchOp
+from archc.backends.torch.ops import TORCH_OPS, UNSET, Binding, Ctx, TorchOp
 
-HELPERS = Path(__file__).with_name("torch_recurrent_helpers.py")
+HELPERS = Path(__file__).with_name("recurrent_helpers.py")
 
 # PyTorch's gate blocks as Keras' block numbers: nn.GRU's r, z, n are Keras' blocks 1, 0, 2
 GATE_ORDER = {"lstm": (0, 1, 2, 3), "gru": (1, 0, 2), "simple_rnn": (0,)}

@@ -12,11 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from compiler.ops.llm import ROPE_THETA
+from archc.backends.torch.ops import TORCH_OPS, Binding, Ctx, TorchOp
+from archc.compiler.ops.llm import ROPE_THETA
 
-from .torch_ops import TORCH_OPS, Binding, Ctx, TorchOp
-
-HELPERS = Path(__file__).with_name("torch_llm_helpers.py")
+HELPERS = Path(__file__).with_name("llm_helpers.py")
 
 
 def _rms_module(ctx: Ctx) -> str:

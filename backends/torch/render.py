@@ -14,16 +14,12 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from compiler.api import Compiled, unknown_sizes
-from compiler.diagnostics import SpecError
-from compiler.names import keras_name
-
-from . import initializers
-from .codegen import environment, header_context, helper_source, input_axes
-from .helper_library import torch_library
-from .keras_ops import KERAS_LAYERS
-from .pysrc import ShapeRef, constant, is_constant, literal
-from .structure import (
+from archc.backends import initializers
+from archc.backends.codegen import environment, header_context, helper_source, input_axes
+from archc.backends.helper_library import torch_library
+from archc.backends.keras.ops import KERAS_LAYERS
+from archc.backends.pysrc import ShapeRef, constant, is_constant, literal
+from archc.backends.structure import (
     ApplyStep,
     Block,
     CallStep,
@@ -47,8 +43,8 @@ from .structure import (
     uses_auto_names,
     walk,
 )
-from .torch_ops import TORCH_OPS, UNSET, activate_source, activation, torch_pads
-from .writer import (
+from archc.backends.torch.ops import TORCH_OPS, UNSET, activate_source, activation, torch_pads
+from archc.backends.writer import (
     PY_TYPES,
     Lines,
     Values,
@@ -62,6 +58,9 @@ from .writer import (
     py_type,
     variants_context,
 )
+from archc.compiler.api import Compiled, unknown_sizes
+from archc.compiler.diagnostics import SpecError
+from archc.compiler.names import keras_name
 
 _SHAPES = re.compile(r"\w*shape")  # the shapes constructors track
 _INNER = ("inner", "inner2", "inner3")  # the iterations of nested repeats

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .keras_ops import KERAS_LAYERS, Args, Attr, KerasLayer
+from archc.backends.keras.ops import KERAS_LAYERS, Args, Attr, KerasLayer
 
 CLASSES = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
 

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compiler.api import Compiled, compile_spec
-from compiler.diagnostics import Diagnostic, Location, SpecError, short_repr
-from compiler.ir import Graph
+from archc.compiler.api import Compiled, compile_spec
+from archc.compiler.diagnostics import Diagnostic, Location, SpecError, short_repr
+from archc.compiler.ir import Graph
 
 # Codes: E150 unreadable file, E151 a weight of another shape, E152 weights missing from the
 # file, E153 weights the model lacks, E154 a file of another model, E155 cannot write, E156 a
@@ -203,7 +203,8 @@ def convert(
     described = _described(compiled)
     limits = size_limits(graph)
     if src_fmt.framework == "keras":
-        from . import torch_backend
+        from archc.backends.torch import backend as torch_backend
+
         from .transfer import keras_to_torch
 
         layers = read_keras(
@@ -213,7 +214,9 @@ def convert(
         arrays = keras_to_torch(_ArrayModel(layers), torch_model, graph)
         write_torch(torch_model, dst, dst_fmt)
     else:
-        from . import keras_backend, torch_backend
+        from archc.backends.keras import backend as keras_backend
+        from archc.backends.torch import backend as torch_backend
+
         from .transfer import torch_to_keras
 
         torch_model = torch_backend.build(compiled)
@@ -897,7 +900,7 @@ def check_keras(layers: Mapping[str, list[Any]], graph: Graph, path: Path, descr
 
 def _torch_labels(model: Any, graph: Graph) -> dict[str, str]:
     """State-dict key -> what it is in Keras terms, through the ops' bindings."""
-    from .torch_ops import TORCH_OPS
+    from archc.backends.torch.ops import TORCH_OPS
 
     labels: dict[str, str] = {}
     for node in graph.nodes:
@@ -1021,7 +1024,7 @@ def _cannot_write(path: Path, reason: str, hint: str = "") -> SpecError:
 def atomic(path: Path, fmt: Format) -> Iterator[Path]:
     """A temp file next to path (with the format's suffix: Keras insists on its suffixes) for
     the body to write, renamed over path when it is done (codegen.atomic_file)."""
-    from .codegen import atomic_file
+    from archc.backends.codegen import atomic_file
 
     with atomic_file(path, fmt.suffix, _cannot_write) as tmp:
         yield tmp

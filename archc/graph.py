@@ -9,7 +9,7 @@ repeats and, where a body has several items, iterations), written three ways:
   to install it). The file records the hash of its DOT source, so that a check can tell a
   stale picture from one that another Graphviz version laid out.
 - `.html`: one self-contained page, laid out in the browser by dagre (vendored in
-  `compiler/graph_assets/`, MIT, inlined), so that groups can be collapsed and expanded with a
+  `archc/graph_assets/`, MIT, inlined), so that groups can be collapsed and expanded with a
   fresh layout; it needs neither Graphviz nor a network connection.
 
 No framework is imported (as `archc check`). docs/ARCHITECTURE.md says why two layout engines.
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import Diagnostic, SpecError
-from .ir import Expansion, Graph, Node
+from archc.compiler.diagnostics import Diagnostic, SpecError
+from archc.compiler.ir import Expansion, Graph, Node
 
 FORMATS = (".svg", ".html", ".dot")
 ASSETS = Path(__file__).parent / "graph_assets"
@@ -501,7 +501,7 @@ def render(graph: Graph, fmt: str, note: str = "") -> str:
 def write(graph: Graph, path: str | Path, note: str = "") -> Path:
     """Render and write atomically (a temp file renamed over the target; a failed layout
     leaves the old file as it was). A path that cannot be written is E095, as compile's."""
-    from backends.codegen import write_atomic  # no framework: Jinja2 and the compiler
+    from archc.backends.codegen import write_atomic  # no framework: Jinja2 and the compiler
 
     target = Path(path)
     fmt = suffix(target)
