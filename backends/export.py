@@ -132,9 +132,10 @@ def export_onnx(
     (located diagnostics) otherwise, leaving `target` as it was.
 
     The model has Keras' initial values (drawn from `seed`), or the state dict in `weights`
-    (.safetensors or .pt, as `archc weights` writes; archc.backends.proof.weights.FormatError for another
-    kind of file). The check's batches are `batch` and 1 (2 where batch is 1), drawn from
-    `seed`; where the input's height and width are unknown, at two sizes (`input_sizes`)."""
+    (.safetensors or .pt, as `archc weights` writes; archc.backends.proof.weights.FormatError
+    for another kind of file). The check's batches are `batch` and 1 (2 where batch is 1),
+    drawn from `seed`; where the input's height and width are unknown, at two sizes
+    (`input_sizes`)."""
     if not 0 <= atol < float("inf"):
         raise ValueError(f"atol must be a finite, non-negative number, got {atol!r}")
     _require()

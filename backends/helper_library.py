@@ -27,7 +27,7 @@ HERE = Path(__file__).parent
 TORCH_MODULES = ("py_helpers", "torch.helpers", "torch.init_helpers", "torch.sequence_helpers")
 KERAS_MODULES = ("keras.helpers", "keras.sequence_helpers")  # the Keras layers files may define
 
-Module = str | Path  # a module of backends/ by name, or a helper module's file
+Module = str | Path  # a module of backends/ by dotted name ("torch.helpers"), or a file
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class Helper:
 
 
 def module_path(module: Module) -> Path:
-    return HERE / f"{module}.py" if isinstance(module, str) else Path(module)
+    if isinstance(module, str):
+        return HERE.joinpath(*module.split(".")).with_suffix(".py")
+    return Path(module)
 
 
 @functools.cache

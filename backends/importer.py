@@ -1328,8 +1328,8 @@ RTOL = 1e-5
 
 def _softmax_logits(keras_model: Any, graph: Any, x: Any) -> float | None:
     """max|z| of the logits the model's softmax output reads, as `verify` bounds a softmax
-    (archc.backends.proof.verify.softmax_logits); None where the output is no softmax, or its layer is
-    not a top-level layer of the original model."""
+    (archc.backends.proof.verify.softmax_logits); None where the output is no softmax, or its
+    layer is not a top-level layer of the original model."""
     import keras
     import numpy as np
 

@@ -30,7 +30,8 @@ E_IMPORT, E_NAME, E_DECLARED = "E180", "E181", "E182"
 @dataclass(frozen=True)
 class OpUnit:
     """One op as a plugin declares it: what the compiler knows (`op`), the Keras layer
-    (`archc.backends.keras.ops.KerasLayer`) and the PyTorch emitter (`archc.backends.torch.ops.TorchOp`)."""
+    (`archc.backends.keras.ops.KerasLayer`) and the PyTorch emitter
+    (`archc.backends.torch.ops.TorchOp`)."""
 
     op: OpDef
     keras: Any

@@ -45,10 +45,11 @@ def test_the_registry_imports_no_backend_until_one_is_asked_for() -> None:
         "from archc.backends.compile import REGISTRY, backend\n"
         "def heavy():\n"
         "    return sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('tensorflow', 'keras', 'torch') or m.endswith('_backend'))\n"
+        "('tensorflow', 'keras', 'torch') or m.endswith('.backend'))\n"
         "print('BEFORE', sorted(REGISTRY), heavy())\n"
         "backend('torch')\n"
-        "print('AFTER', 'archc.backends.torch.backend' in heavy(), 'archc.backends.keras.backend' in heavy())\n"
+        "print('AFTER', 'archc.backends.torch.backend' in heavy(),"
+        " 'archc.backends.keras.backend' in heavy())\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

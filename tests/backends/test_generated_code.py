@@ -274,7 +274,8 @@ def test_a_named_initializer_is_the_object_keras_initializer_gives() -> None:
 def test_a_condition_is_stored_once() -> None:
     """The projection's `when` and the add's choice test the same condition: forward tests
     the module it made (`self.s1b0_proj is not None`), not a flag that stores it again; and
-    the model computes what Keras' does (archc.backends.proof.verify: every layer, weights transferred)."""
+    the model computes what Keras' does (archc.backends.proof.verify: every layer, weights
+    transferred)."""
     from archc.backends.proof.verify import verify
     from archc.compiler.api import compile_spec
     from archc.compiler.load import loads

@@ -139,7 +139,8 @@ def test_plugins_load_lazily_and_not_on_import() -> None:
                 calls.append(kw)
             return real(**kw)
         md.entry_points = counted
-        import archc.compiler.api, archc.compiler.plugins, archc.backends.keras.ops, archc.backends.torch.ops
+        import archc.compiler.api, archc.compiler.plugins
+        import archc.backends.keras.ops, archc.backends.torch.ops
         before = len(calls)
         from archc.compiler.ops import load_all
         load_all(); load_all()

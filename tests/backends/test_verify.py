@@ -1,8 +1,8 @@
 """Cross-backend proof: every Keras<->PyTorch rule (docs/ARCHITECTURE.md), transfer, `archc verify`.
 
-Each rule gets a tiny spec (odd, non-square sizes) that `archc.backends.proof.verify.verify` must pass, and
-where the rule is about something random inputs might not exercise (negative values under
-max-pool padding, say) a targeted input too. Mutants of the PyTorch lowering that break one
+Each rule gets a tiny spec (odd, non-square sizes) that `archc.backends.proof.verify.verify` must
+pass, and where the rule is about something random inputs might not exercise (negative values
+under max-pool padding, say) a targeted input too. Mutants of the PyTorch lowering that break one
 rule each must make `verify` fail and name the first diverging layer, so a passing `verify`
 means something. Nothing here measures time.
 """
