@@ -1,6 +1,6 @@
 """An op is one unit: what the renderers know of helpers and activations is derived from the
 ops' declarations and the helpers' source, never listed by hand (docs/ARCHITECTURE.md,
-"Adding an op")."""
+"Writing an op")."""
 
 from __future__ import annotations
 
