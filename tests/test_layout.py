@@ -247,3 +247,21 @@ def test_run_from_the_wheel_archc_works_and_compiler_is_no_name(
     proc = run("-m", "archc", "graph", spec, "-o", "model.html")
     assert proc.returncode == 0, proc.stderr
     assert "dagre" in (work / "model.html").read_text(encoding="utf-8")
+
+
+def test_no_test_shadows_the_archc_fixture() -> None:
+    """`import archc.x` inside a test that takes the `archc` fixture (conftest's CLI runner)
+    rebinds the name: the runner becomes the package (apply.sh imports the module under an
+    alias there)."""
+    found = []
+    for path in sources("tests"):
+        for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(fn, ast.FunctionDef) and "archc" in {a.arg for a in fn.args.args}:
+                found += [
+                    f"{path.relative_to(ROOT)}:{node.lineno}: import {alias.name}"
+                    for node in ast.walk(fn)
+                    if isinstance(node, ast.Import)
+                    for alias in node.names
+                    if alias.name.split(".")[0] == "archc" and alias.asname is None
+                ]
+    assert not found, "\n".join(found)
