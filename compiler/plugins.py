@@ -56,7 +56,8 @@ class Plugin:
 
 
 # A backend's table of emitters: (the table, the type its entries have, a check of one entry
-# that raises RegistrationError). Backends attach theirs when they load (backends/*_ops.py).
+# that raises RegistrationError). Backends attach theirs when they load (backends/keras/ops.py,
+# backends/torch/ops.py).
 Check = Callable[[str, Any], None]
 _TABLES: dict[str, tuple[dict[str, Any], type, Check]] = {}
 PLUGINS: dict[str, Plugin] = {}  # by entry point name, in load order
