@@ -4,7 +4,7 @@ rms_norm is Keras' RMSNormalization. grouped_query_attention is Keras' GroupQuer
 (exported by keras.layers under that name; its class is GroupedQueryAttention), called as
 Keras calls it, `layer(x, x, use_causal_mask=True)`; an item that sets `rope` becomes
 RotaryGroupedQueryAttention, a subclass that the generated file defines
-(keras_llm_helpers.py): the same weights, the queries and keys rotated.
+(keras/llm_helpers.py): the same weights, the queries and keys rotated.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Keras emitter of sinusoidal_embedding (compiler/ops/sinusoidal.py): a layer of
-keras_sinusoidal_helpers.py that the generated file carries."""
+keras/sinusoidal_helpers.py that the generated file carries."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ rms_norm is torch.nn.RMSNorm over the channels (the last dim of a vector or sequ
 image's moved last and back): x * rsqrt(mean(x^2) + eps) * weight, Keras' formula, with the
 spec's epsilon (Keras' default 1e-6 written out: nn.RMSNorm's own default is the dtype's
 machine epsilon). grouped_query_attention is KerasGroupedQueryAttention
-(torch_llm_helpers.py), whose parameters are Keras' weights, layout and all.
+(torch/llm_helpers.py), whose parameters are Keras' weights, layout and all.
 """
 
 from __future__ import annotations

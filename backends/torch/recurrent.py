@@ -1,5 +1,5 @@
 """PyTorch emitters of the recurrent ops (compiler/ops/recurrent.py): modules of
-torch_recurrent_helpers.py, which run PyTorch's own LSTM, GRU and RNN kernels.
+torch/recurrent_helpers.py, which run PyTorch's own LSTM, GRU and RNN kernels.
 
 The weight bindings carry the layout rule (docs/ARCHITECTURE.md): Keras packs the gates'
 blocks along the last axis of (in, gates * units) and (units, gates * units) matrices;

@@ -1,5 +1,5 @@
 """PyTorch emitter of sinusoidal_embedding (compiler/ops/sinusoidal.py): the module of
-torch_sinusoidal_helpers.py, on the (N, T, C) sequence as it is held."""
+torch/sinusoidal_helpers.py, on the (N, T, C) sequence as it is held."""
 
 from __future__ import annotations
 
