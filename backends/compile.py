@@ -122,13 +122,13 @@ def register(name: str, loader: Callable[[], Backend]) -> None:
 
 
 def check_generation(compiled: Compiled) -> None:
-    """Render every backend's source (no framework is imported): a spec a backend cannot
-    generate is refused here with its located error (E120), so `archc check` never passes a
-    spec that `archc compile` then refuses. The source is not laid out (ruff): only the
-    refusals are wanted."""
-    from .writer import unformatted
+    """Walk the spec as every backend's renderer does (no framework is imported): a spec a
+    backend cannot generate is refused here with its located error (E120), so `archc check`
+    never passes a spec that `archc compile` then refuses. Only the refusals are wanted: the
+    renderers stop before their templates (`refusals_only`), and nothing is laid out."""
+    from .writer import refusals_only, unformatted
 
-    with unformatted():
+    with unformatted(), refusals_only():
         for name in REGISTRY:
             backend(name).render(compiled)
 

@@ -53,6 +53,7 @@ from .writer import (
     keras_shapes,
     loop_bounds,
     param_signature,
+    source_wanted,
     variants_context,
 )
 
@@ -297,6 +298,8 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     text, reg = _build_model(s)
     functions.append(text)
     uses_regularizers |= reg
+    if not source_wanted():  # `archc check`: the walk above raised what Keras refuses
+        return ""
     used = functions_used_by(s)
     helpers = [helper_source("make_divisible")] if "make_divisible" in used else []
     if any_auto_names(s):

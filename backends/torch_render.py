@@ -58,6 +58,7 @@ from .writer import (
     loop_bounds,
     param_signature,
     prune_dead_stores,
+    source_wanted,
     variants_context,
 )
 
@@ -828,6 +829,8 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
         used_helpers.add("KerasNames")
     if "make_divisible" in used:
         used_helpers.add("make_divisible")
+    if not source_wanted():  # `archc check`: the walk above raised what PyTorch refuses
+        return ""
     library = torch_library()
     carried = library.carried(used_helpers)  # and the helpers they need, in order
     helpers = [_helper_text(name) for name in carried]
