@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -449,6 +450,27 @@ def _chain(graph: Graph, source: str, recorded: set[str]) -> tuple[Node, list[No
     return node, ([node] if node.op in _FUSED else []) + chain
 
 
+# model -> (the graph whose inputs it ran on, its outputs' shapes): the read-back's run, whose
+# output shapes compile checks (E094) instead of running the model a second time
+_RAN: weakref.WeakKeyDictionary[Any, tuple[Graph, list[tuple[int, ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _channels_last(shape: Any) -> tuple[int, ...]:
+    """A PyTorch output's shape as the IR's: batch excluded, an image's channels last."""
+    dims = tuple(int(d) for d in shape)
+    return (*dims[2:], dims[1]) if len(dims) > 3 else dims[1:]
+
+
+def forward_output_shapes(model: Any, graph: Graph) -> list[tuple[int, ...]] | None:
+    """The channels-last shapes (batch excluded) of the outputs of the read-back's run of
+    `model` on inputs of `graph`'s shapes (batch 1), as `torch_backend.output_shapes` gives
+    them; None where the read-back did not run it on that graph."""
+    ran = _RAN.get(model)
+    return ran[1] if ran is not None and ran[0] is graph else None
+
+
 def torch_forward_differences(
     graph: Graph, model: Any, tagged: dict[str, str]
 ) -> list[tuple[Node, str]]:
@@ -547,6 +569,8 @@ def torch_forward_differences(
         for hook in hooks:
             hook.remove()
     ys = list(ys) if isinstance(ys, list | tuple) else [ys]
+    if all(isinstance(y, pt.Tensor) for y in ys):
+        _RAN[model] = (graph, [_channels_last(y.shape) for y in ys])
     for o, y in zip(graph.outputs, ys, strict=False):
         found = outputs[o]
         if found is not None and isinstance(y, pt.Tensor) and y.is_floating_point():

@@ -1,8 +1,9 @@
 """compile's output-shape check (E094): Keras reads the shapes its symbolic build knows,
 without running the model on values (an eager forward pass at full resolution cost Keras
-more time and memory than the build); PyTorch runs the model once at batch 1. The expected
-shapes come from the frameworks' own layers (a Dense or Linear of 3 units outputs 3
-features, whatever the spec says)."""
+more time and memory than the build); PyTorch runs the model once at batch 1 (where the
+sizes are known, the read-back's run in backends/conform.py gives them). The expected shapes
+come from the frameworks' own layers (a Dense or Linear of 3 units outputs 3 features,
+whatever the spec says)."""
 
 from __future__ import annotations
 
@@ -92,25 +93,51 @@ def test_torch_output_shapes_are_channels_last(tmp_path: Path) -> None:
     assert torch_backend.output_shapes(model, graph) == [(6, 6, 9)]
 
 
-@pytest.mark.parametrize("backend", ["keras", "torch"])
+def _one_more(real: Any) -> Any:
+    def one_more(model: Any, graph: Graph) -> list[tuple[int, ...]] | None:
+        shapes = real(model, graph)
+        return None if shapes is None else [(*s[:-1], s[-1] + 1) for s in shapes]
+
+    return one_more
+
+
+@pytest.mark.parametrize(
+    ("backend", "text"), [("keras", SPEC), ("torch", SPEC), ("torch", IMAGE_SPEC)]
+)
 def test_compile_refuses_outputs_of_another_shape(
-    backend: str, tmp_path: Path, monkeypatch: Any
+    backend: str, text: str, tmp_path: Path, monkeypatch: Any
 ) -> None:
     # the generated model is right today; a model with the IR's counts but another output
-    # shape is simulated by the backend's output shapes
+    # shape is simulated by the shapes the backend reads (PyTorch: those of the read-back's
+    # run where the sizes are known, else of its own run at the probe's size)
     mod = compile_mod.backend(backend)
     real = mod.module.output_shapes  # type: ignore[attr-defined]
-
-    def one_more(model: Any, graph: Graph) -> list[tuple[int, ...]]:
-        return [(*s[:-1], s[-1] + 1) for s in real(model, graph)]
-
-    monkeypatch.setattr(mod.module, "output_shapes", one_more)  # type: ignore[attr-defined]
-    spec = Path(_write(tmp_path, SPEC))
+    monkeypatch.setattr(mod.module, "output_shapes", _one_more(real))  # type: ignore[attr-defined]
+    ran = compile_mod.conform.forward_output_shapes
+    monkeypatch.setattr(compile_mod.conform, "forward_output_shapes", _one_more(ran))
+    spec = Path(_write(tmp_path, text))
     with pytest.raises(VerificationError) as info:
         compile_to_file(spec, backend, tmp_path / "out")
     assert info.value.diagnostics[0].code == "E094"
-    assert "[(6,)]" in info.value.diagnostics[0].message  # what the model computes, 5 + 1
+    if text == SPEC:
+        assert "[(6,)]" in info.value.diagnostics[0].message  # what the model computes, 5 + 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_compile_runs_a_torch_model_once(tmp_path: Path, monkeypatch: Any) -> None:
+    # the read-back (conform) runs the model on the IR's input shapes; its outputs' shapes
+    # are the ones compile checks, not those of a second forward pass
+    calls: list[tuple[int, ...]] = []
+    real = compile_mod.build_within_memory
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        model, short = real(*args, **kwargs)
+        model.register_forward_hook(lambda m, ins, out: calls.append(tuple(out.shape)))
+        return model, short
+
+    monkeypatch.setattr(compile_mod, "build_within_memory", counted)
+    compile_to_file(Path(_write(tmp_path, SPEC)), "torch", tmp_path / "out")
+    assert calls == [(1, 5)]  # batch 1, the dense layer's 5 units
 
 
 def _write(tmp_path: Path, text: str) -> str:
