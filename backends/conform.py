@@ -560,11 +560,16 @@ def torch_forward_differences(
             x = np.moveaxis(x, -1, 1)
         xs.append(pt.from_numpy(np.ascontiguousarray(x)))
     was_training = model.training
+    threads = pt.get_num_threads()
     try:
         model.eval()
+        # one thread: at batch 1 each op is small, and PyTorch's worker threads cost more
+        # than they give (CPU spent waiting, many times the pass's own where cores are busy)
+        pt.set_num_threads(1)
         with pt.no_grad():
             ys = model(*xs)
     finally:
+        pt.set_num_threads(threads)
         model.train(was_training)
         for hook in hooks:
             hook.remove()

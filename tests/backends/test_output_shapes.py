@@ -144,3 +144,29 @@ def _write(tmp_path: Path, text: str) -> str:
     spec = tmp_path / "spec.yaml"
     spec.write_text(text, encoding="utf-8")
     return str(spec)
+
+
+def test_the_read_back_runs_on_one_thread_and_restores_the_count(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # at batch 1 PyTorch's worker threads cost more CPU than the pass itself where the cores
+    # are busy: the read-back runs on one, and gives the caller's setting back
+    import torch
+
+    seen: list[int] = []
+    real = compile_mod.build_within_memory
+
+    def spied(*args: Any, **kwargs: Any) -> Any:
+        model, short = real(*args, **kwargs)
+        model.register_forward_hook(lambda m, ins, out: seen.append(torch.get_num_threads()))
+        return model, short
+
+    monkeypatch.setattr(compile_mod, "build_within_memory", spied)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        compile_to_file(Path(_write(tmp_path, SPEC)), "torch", tmp_path / "out")
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
