@@ -401,8 +401,6 @@ def activate(
     sequence's last). tests/backends/test_verify.py holds every function to Keras' own."""
     import numpy as np
 
-    relu6 = np.clip(x, 0.0, 6.0)
-    softplus = np.logaddexp(0.0, x)
     selu_a, selu_s = 1.6732632423543772, 1.0507009873554805
     if fn == "gelu" and approximate:
         inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)
@@ -410,7 +408,7 @@ def activate(
     table: dict[str, Callable[[], Any]] = {
         "linear": lambda: x,
         "relu": lambda: np.maximum(x, 0.0),
-        "relu6": lambda: relu6,
+        "relu6": lambda: np.clip(x, 0.0, 6.0),
         "sigmoid": lambda: 1.0 / (1.0 + np.exp(-x)),
         "tanh": lambda: np.tanh(x),
         "softmax": lambda: _softmax(x, axis if axis is not None else 1 if x.ndim > 3 else -1),
@@ -421,7 +419,7 @@ def activate(
         "hard_swish": lambda: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0,
         "elu": lambda: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
         "selu": lambda: selu_s * np.where(x > 0, x, selu_a * np.expm1(np.minimum(x, 0.0))),
-        "mish": lambda: x * np.tanh(softplus),
+        "mish": lambda: x * np.tanh(np.logaddexp(0.0, x)),
         "leaky_relu": lambda: np.where(x > 0, x, (0.2 if alpha is None else alpha) * x),
     }
     return table[fn]()

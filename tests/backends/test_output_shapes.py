@@ -8,9 +8,10 @@ whatever the spec says)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 from torch import nn
@@ -170,3 +171,29 @@ def test_the_read_back_runs_on_one_thread_and_restores_the_count(
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+class _Recorded(np.ndarray):
+    """An array that records the numpy functions (ufuncs) applied to it."""
+
+    applied: ClassVar[list[str]] = []
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        _Recorded.applied.append(ufunc.__name__)
+        plain = [x.view(np.ndarray) if isinstance(x, _Recorded) else x for x in inputs]
+        return getattr(ufunc, method)(*plain, **kwargs)
+
+
+@pytest.mark.parametrize(("fn", "ufuncs"), [("relu", {"maximum"}), ("tanh", {"tanh"})])
+def test_the_read_back_computes_only_the_activation_it_checks(fn: str, ufuncs: set[str]) -> None:
+    # the read-back applies an activation to every module output it compares: the formulas
+    # of the others (a softplus, a clip over the whole tensor) are not computed too
+    x = np.linspace(-3.0, 3.0, 7).view(_Recorded)
+    _Recorded.applied = []
+    got = compile_mod.conform.activate(fn, x)
+    assert set(_Recorded.applied) == ufuncs
+    want = {
+        "relu": np.maximum(np.linspace(-3.0, 3.0, 7), 0.0),
+        "tanh": np.tanh(np.linspace(-3.0, 3.0, 7)),
+    }
+    np.testing.assert_array_equal(np.asarray(got), want[fn])
