@@ -4,10 +4,15 @@ The floor is `python -c "import pydantic, yaml, jinja2"`: the least any Python t
 those libraries pays. Each spec's check and the floor run alternately (pairs), N pairs per
 spec; the figure is the process's CPU time (user + system, its children included: what the
 machine spends, not what a busy machine makes it wait), and we report medians and their
-ratio (target: <= 2.0 for every spec). Byte-code caches are written and warmed first, as an
-installed tool has them. A second table checks that `check` stays linear in depth: a spec of
-`depth` repeated conv/bn/activation items at three depths, its CPU time above the floor per
-item. Usage: .venv/bin/python benchmarks/check_startup.py [N]
+ratio (target: <= 2.0 for every spec). What users get is measured: the children run without
+PYTHONDONTWRITEBYTECODE (which a sandbox may set, and which makes every start compile every
+module again), and each command runs once first, so that its byte-code caches are written and
+its files cached, as an installed tool's are; `python -m compiler` is the console script's path
+(compiler.cli.main without argv). On a shared machine single runs vary by 20-40%: compare the
+ratios of one run (pairs alternate, so both sides see the same load). A second table checks
+that `check` stays linear in depth: a spec of `depth` repeated conv/bn/activation items at
+three depths, its CPU time above the floor per item.
+Usage: .venv/bin/python benchmarks/check_startup.py [N]
 """
 
 from __future__ import annotations
