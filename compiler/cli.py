@@ -359,7 +359,7 @@ def check(spec: str, sets: tuple[str, ...], variant: str | None, as_json: bool) 
         from .summary import macs_line, table, to_json
 
         if _quick["own_process"]:
-            gc.freeze()  # what the imports made is never garbage: no collection scans it
+            gc.freeze()  # what the imports made lives until the exit: no collection scans it
             _quick["leave"] = True
         compiled = compile_spec(spec, overrides, variant=variant, from_text=True)
         check_generation(compiled)  # what a backend would refuse is refused here, located
