@@ -93,7 +93,7 @@ def case(name: str, n: int) -> dict[str, object]:
     c_mem = statistics.median(m for _, m in compiled)
     b_mem = statistics.median(m for _, m in built)
     return {
-        "compile": " ".join(["archc", *compile_cmd[3:-2]]),
+        "compile": " ".join(["archc", *(a for a in compile_cmd[3:] if a not in ("-o", out))]),
         "build": direct,
         "compile_cpu_s": round(c_cpu, 2),
         "build_cpu_s": round(b_cpu, 2),
@@ -111,7 +111,9 @@ def _commit() -> str:
     git = ["git", "-C", str(ROOT)]
     head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     dirty = subprocess.run(
-        [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        [*git, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+        capture_output=True,
+        text=True,
     )
     return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
