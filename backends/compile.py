@@ -123,13 +123,13 @@ def register(name: str, loader: Callable[[], Backend]) -> None:
 
 
 def check_generation(compiled: Compiled) -> None:
-    """Render every backend's source (no framework is imported): a spec a backend cannot
-    generate is refused here with its located error (E120), so `archc check` never passes a
-    spec that `archc compile` then refuses. The source is not laid out (ruff): only the
-    refusals are wanted."""
-    from .writer import unformatted
+    """Walk the spec as every backend's renderer does (no framework is imported): a spec a
+    backend cannot generate is refused here with its located error (E120), so `archc check`
+    never passes a spec that `archc compile` then refuses. Only the refusals are wanted: the
+    renderers stop before their templates (`refusals_only`), and nothing is laid out."""
+    from .writer import refusals_only, unformatted
 
-    with unformatted():
+    with unformatted(), refusals_only():
         for name in REGISTRY:
             backend(name).render(compiled)
 
@@ -407,7 +407,10 @@ def compile_to_file(
         what = f"the generated {backend_name} model"
         counts = verify_model(compiled, model, mod, what, backend_name)
         want = [probe.graph.node(o).shape for o in probe.graph.outputs]
-        got = mod.output_shapes(model, probe.graph)
+        # PyTorch's read-back (conform) ran the model on the probe's inputs: its outputs'
+        # shapes, not a second forward pass
+        ran = conform.forward_output_shapes(model, probe.graph)
+        got = ran if ran is not None else mod.output_shapes(model, probe.graph)
         if got != want:
             raise VerificationError(
                 [

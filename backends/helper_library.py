@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -35,8 +35,14 @@ class Helper:
     name: str
     source: str  # decorators included, as inspect.getsource gives it
     module: Path
-    reads: frozenset[str]  # the global names its source reads
+    definition: ast.FunctionDef | ast.ClassDef = field(repr=False, compare=False)
     own_reset: bool  # a class that defines reset_parameters
+
+    @functools.cached_property
+    def reads(self) -> frozenset[str]:
+        """The global names its source reads (walked when first asked: `archc check` needs
+        the helpers' names only)."""
+        return _reads(self.definition)
 
 
 def module_path(module: Module) -> Path:
@@ -59,7 +65,7 @@ def read_module(path: Path) -> tuple[Helper, ...]:
                 isinstance(item, ast.FunctionDef) and item.name == "reset_parameters"
                 for item in node.body
             )
-            out.append(Helper(node.name, source, path, _reads(node), own_reset))
+            out.append(Helper(node.name, source, path, node, own_reset))
     return tuple(out)
 
 
@@ -95,8 +101,12 @@ class Library:
                         f"{helper.module}; a generated file can carry one"
                     )
                 self.helpers[helper.name] = helper
+
+    @functools.cached_property
+    def needs(self) -> dict[str, list[str]]:
+        """Each helper's helpers: those its source reads, in the library's order."""
         names = list(self.helpers)
-        self.needs = {
+        return {
             name: [n for n in names if n in helper.reads and n != name]
             for name, helper in self.helpers.items()
         }

@@ -150,6 +150,26 @@ def unformatted() -> Iterator[None]:
         _LAY_OUT.reset(token)
 
 
+_SOURCE = ContextVar("source", default=True)
+
+
+@contextmanager
+def refusals_only() -> Iterator[None]:
+    """Within it, a renderer stops once it has walked the spec (every refusal is raised
+    there) and returns "": for `archc check`, which needs what a backend refuses, not the
+    file (no helper's source is gathered, no template rendered, nothing laid out)."""
+    token = _SOURCE.set(False)
+    try:
+        yield
+    finally:
+        _SOURCE.reset(token)
+
+
+def source_wanted() -> bool:
+    """False within `refusals_only()`: the renderer returns before its template."""
+    return _SOURCE.get()
+
+
 def formatted(text: str) -> str:
     """`ruff format` of generated source (isolated from any project configuration)."""
     if not _LAY_OUT.get():

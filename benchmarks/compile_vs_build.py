@@ -6,7 +6,11 @@ model itself (Keras: keras.applications; PyTorch, and Keras models keras.applica
 not have: the generated module's build_model, the framework build that compile verifies).
 We report the medians of each one's CPU time (user + system, children included) and its
 peak resident memory (ru_maxrss, from wait4), and compile's ratio to the build
-(target: <= 1.2 for both). Usage:
+(target: <= 1.2 for both). What users get is measured: the children run without
+PYTHONDONTWRITEBYTECODE (a sandbox may set it; every start would compile every module again),
+and each command runs once first (byte-code caches written, files cached). On a shared machine
+single runs vary by 20-40% and PyTorch's worker threads spin while others hold the cores:
+compare the ratios of one run (the runs alternate). Usage:
   .venv/bin/python benchmarks/compile_vs_build.py [N] [case ...]
 """
 
@@ -79,7 +83,7 @@ def case(name: str, n: int) -> dict[str, object]:
         compile_cmd = [PY, "-m", "archc", "compile", spec, "--backend", backend, "-o", out]
         compile_cmd += ["--variant", variant] if variant else []
         build_cmd = [PY, "-c", direct]
-        run(build_cmd)  # byte-code caches written
+        run(compile_cmd), run(build_cmd)  # byte-code caches written, files cached
         compiled, built = [], []
         for _ in range(n):
             compiled.append(run(compile_cmd))
@@ -89,7 +93,7 @@ def case(name: str, n: int) -> dict[str, object]:
     c_mem = statistics.median(m for _, m in compiled)
     b_mem = statistics.median(m for _, m in built)
     return {
-        "compile": " ".join(["archc", *compile_cmd[3:-2]]),
+        "compile": " ".join(["archc", *(a for a in compile_cmd[3:] if a not in ("-o", out))]),
         "build": direct,
         "compile_cpu_s": round(c_cpu, 2),
         "build_cpu_s": round(b_cpu, 2),
@@ -97,7 +101,21 @@ def case(name: str, n: int) -> dict[str, object]:
         "compile_peak_mib": c_mem,
         "build_peak_mib": b_mem,
         "memory_ratio": round(c_mem / b_mem, 2),
+        "runs": n,
+        "commit": _commit(),
     }
+
+
+def _commit() -> str:
+    """The checkout measured (with '+' where it has changes not committed)."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+        capture_output=True,
+        text=True,
+    )
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
 
 def main(n: int, names: list[str]) -> dict[str, object]:
@@ -122,4 +140,7 @@ if __name__ == "__main__":
     print(json.dumps(res, indent=2))
     out = ROOT / "benchmarks" / "results" / "compile_vs_build.json"
     out.parent.mkdir(exist_ok=True)
+    if out.exists() and sys.argv[2:]:  # some cases run again: the others' results are kept
+        old = json.loads(out.read_text())
+        res["cases"] = {**old.get("cases", {}), **res["cases"]}
     out.write_text(json.dumps(res, indent=2) + "\n")

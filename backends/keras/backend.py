@@ -51,6 +51,7 @@ from archc.backends.writer import (
     keras_shapes,
     loop_bounds,
     param_signature,
+    source_wanted,
     variants_context,
 )
 from archc.compiler.api import Compiled
@@ -325,6 +326,8 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
     text, reg = _build_model(s)
     functions.append(text)
     uses_regularizers |= reg
+    if not source_wanted():  # `archc check`: the walk above raised what Keras refuses
+        return ""
     used = functions_used_by(s)
     helpers = [helper_source("make_divisible")] if "make_divisible" in used else []
     if any_auto_names(s):

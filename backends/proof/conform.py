@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -403,8 +404,6 @@ def activate(
     sequence's last). tests/backends/test_verify.py holds every function to Keras' own."""
     import numpy as np
 
-    relu6 = np.clip(x, 0.0, 6.0)
-    softplus = np.logaddexp(0.0, x)
     selu_a, selu_s = 1.6732632423543772, 1.0507009873554805
     if fn == "gelu" and approximate:
         inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)
@@ -412,7 +411,7 @@ def activate(
     table: dict[str, Callable[[], Any]] = {
         "linear": lambda: x,
         "relu": lambda: np.maximum(x, 0.0),
-        "relu6": lambda: relu6,
+        "relu6": lambda: np.clip(x, 0.0, 6.0),
         "sigmoid": lambda: 1.0 / (1.0 + np.exp(-x)),
         "tanh": lambda: np.tanh(x),
         "softmax": lambda: _softmax(x, axis if axis is not None else 1 if x.ndim > 3 else -1),
@@ -423,7 +422,7 @@ def activate(
         "hard_swish": lambda: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0,
         "elu": lambda: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
         "selu": lambda: selu_s * np.where(x > 0, x, selu_a * np.expm1(np.minimum(x, 0.0))),
-        "mish": lambda: x * np.tanh(softplus),
+        "mish": lambda: x * np.tanh(np.logaddexp(0.0, x)),
         "leaky_relu": lambda: np.where(x > 0, x, (0.2 if alpha is None else alpha) * x),
     }
     return table[fn]()
@@ -450,6 +449,27 @@ def _chain(graph: Graph, source: str, recorded: set[str]) -> tuple[Node, list[No
     if node.name not in recorded or (node.op == "dense" and len(node.shape or ()) > 1):
         return None  # no module, or not its output as it flows (a dense on an image)
     return node, ([node] if node.op in _FUSED else []) + chain
+
+
+# model -> (the graph whose inputs it ran on, its outputs' shapes): the read-back's run, whose
+# output shapes compile checks (E094) instead of running the model a second time
+_RAN: weakref.WeakKeyDictionary[Any, tuple[Graph, list[tuple[int, ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _channels_last(shape: Any) -> tuple[int, ...]:
+    """A PyTorch output's shape as the IR's: batch excluded, an image's channels last."""
+    dims = tuple(int(d) for d in shape)
+    return (*dims[2:], dims[1]) if len(dims) > 3 else dims[1:]
+
+
+def forward_output_shapes(model: Any, graph: Graph) -> list[tuple[int, ...]] | None:
+    """The channels-last shapes (batch excluded) of the outputs of the read-back's run of
+    `model` on inputs of `graph`'s shapes (batch 1), as `torch_backend.output_shapes` gives
+    them; None where the read-back did not run it on that graph."""
+    ran = _RAN.get(model)
+    return ran[1] if ran is not None and ran[0] is graph else None
 
 
 def torch_forward_differences(
@@ -504,9 +524,10 @@ def torch_forward_differences(
         want = want.astype(np.float64)
         for step in steps:
             want = _step(step, want)
-        got = got.astype(np.float64)
-        bound = 1e-5 + 1e-5 * float(np.max(np.abs(want), initial=0.0))
-        err = float(np.max(np.abs(want - got), initial=0.0))
+        # in float64, in place: a module output's size in float64 at a time, not five
+        diff = np.subtract(want, got, dtype=np.float64)
+        err = float(np.max(np.abs(diff, out=diff), initial=0.0))
+        bound = 1e-5 + 1e-5 * float(np.max(np.abs(want, out=want), initial=0.0))
         if not err <= bound:
             described = " then ".join(_describe(s) for s in steps) or "nothing"
             diffs.append(
@@ -545,15 +566,22 @@ def torch_forward_differences(
             x = np.moveaxis(x, -1, 1)
         xs.append(pt.from_numpy(np.ascontiguousarray(x)))
     was_training = model.training
+    threads = pt.get_num_threads()
     try:
         model.eval()
+        # one thread: at batch 1 each op is small, and PyTorch's worker threads cost more
+        # than they give (CPU spent waiting, many times the pass's own where cores are busy)
+        pt.set_num_threads(1)
         with pt.no_grad():
             ys = model(*xs)
     finally:
+        pt.set_num_threads(threads)
         model.train(was_training)
         for hook in hooks:
             hook.remove()
     ys = list(ys) if isinstance(ys, list | tuple) else [ys]
+    if all(isinstance(y, pt.Tensor) for y in ys):
+        _RAN[model] = (graph, [_channels_last(y.shape) for y in ys])
     for o, y in zip(graph.outputs, ys, strict=False):
         found = outputs[o]
         if found is not None and isinstance(y, pt.Tensor) and y.is_floating_point():

@@ -56,6 +56,7 @@ from archc.backends.writer import (
     param_signature,
     prune_dead_stores,
     py_type,
+    source_wanted,
     variants_context,
 )
 from archc.compiler.api import Compiled, unknown_sizes
@@ -863,6 +864,8 @@ def render(compiled: Compiled, out_dir: str | os.PathLike[str] | None = None) ->
         used_helpers.add("KerasNames")
     if "make_divisible" in used:
         used_helpers.add("make_divisible")
+    if not source_wanted():  # `archc check`: the walk above raised what PyTorch refuses
+        return ""
     library = torch_library()
     carried = library.carried(used_helpers)  # and the helpers they need, in order
     helpers = [_helper_text(name) for name in carried]

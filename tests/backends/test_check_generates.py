@@ -1,5 +1,5 @@
-"""`archc check` renders every backend's source (no framework imported), so a spec that a
-backend cannot generate is refused by check, at its location, never first by compile; and
+"""`archc check` walks the spec as every backend renders it (no framework imported), so a spec
+that a backend cannot generate is refused by check, at its location, never first by compile; and
 rendering gives the same source whatever torch is installed."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from torch import nn
 
 from archc.backends.torch.render import _MODULE_ATTRS
@@ -74,3 +75,52 @@ def test_check_generation_does_not_lay_out_the_source(monkeypatch: Any) -> None:
 
     monkeypatch.setattr(writer, "_ruff", formatter)
     check_generation(compile_spec(str(STRUCTURED / "outer_id_in_repeat.yaml")))
+
+
+def test_check_generation_walks_without_templating(monkeypatch: Any) -> None:
+    # check needs what a backend refuses, which its walk of the spec raises: no template is
+    # rendered, no helper's source gathered, no helper's body walked for the names it reads
+    from archc.backends import helper_library
+    from archc.backends.compile import check_generation
+    from archc.backends.keras import backend as keras_backend
+    from archc.backends.torch import render as torch_render
+    from archc.compiler.api import compile_spec
+
+    def forbidden(*args: Any) -> Any:
+        raise AssertionError("check rendered more than the refusals")
+
+    for module in (keras_backend, torch_render):
+        monkeypatch.setattr(module, "environment", forbidden)
+        monkeypatch.setattr(module, "helper_source", forbidden)
+    monkeypatch.setattr(helper_library, "_reads", forbidden)
+    helper_library.read_module.cache_clear()
+    helper_library.library.cache_clear()
+    helper_library._names.cache_clear()
+    try:
+        for name in ("outer_id_in_repeat", "input_in_top_repeat", "id_set_again_in_repeat"):
+            check_generation(compile_spec(str(STRUCTURED / f"{name}.yaml")))
+    finally:  # helpers read under the patch hold no walk yet: read them again for others
+        helper_library.read_module.cache_clear()
+        helper_library.library.cache_clear()
+        helper_library._names.cache_clear()
+
+
+def test_a_refusal_is_raised_by_check_as_by_compile(monkeypatch: Any) -> None:
+    # the renderers stop before their templates only under check: the same walk refuses the
+    # same spec when compile renders it
+    from archc.backends.compile import check_generation
+    from archc.backends.torch import render as torch_render
+    from archc.compiler.api import compile_spec
+    from archc.compiler.diagnostics import SpecError
+
+    def refuse(self: Any, step: Any, outer: Any) -> Any:
+        raise torch_render._error(self.s, step, "cannot generate this repeat", "a hint")
+
+    monkeypatch.setattr(torch_render._Renderer, "body_class", refuse)
+    compiled = compile_spec(str(STRUCTURED / "outer_id_in_repeat.yaml"))
+    messages = []
+    for run in (lambda: check_generation(compiled), lambda: torch_render.render(compiled)):
+        with pytest.raises(SpecError) as caught:
+            run()
+        messages.append([d.format() for d in caught.value.diagnostics])
+    assert messages[0] == messages[1] and "cannot generate this repeat" in messages[0][0]

@@ -1,15 +1,17 @@
 """compile's output-shape check (E094): Keras reads the shapes its symbolic build knows,
 without running the model on values (an eager forward pass at full resolution cost Keras
-more time and memory than the build); PyTorch runs the model once at batch 1. The expected
-shapes come from the frameworks' own layers (a Dense or Linear of 3 units outputs 3
-features, whatever the spec says)."""
+more time and memory than the build); PyTorch runs the model once at batch 1 (where the
+sizes are known, the read-back's run in backends/proof/conform.py gives them). The expected shapes
+come from the frameworks' own layers (a Dense or Linear of 3 units outputs 3 features,
+whatever the spec says)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 from torch import nn
@@ -93,28 +95,106 @@ def test_torch_output_shapes_are_channels_last(tmp_path: Path) -> None:
     assert torch_backend.output_shapes(model, graph) == [(6, 6, 9)]
 
 
-@pytest.mark.parametrize("backend", ["keras", "torch"])
+def _one_more(real: Any) -> Any:
+    def one_more(model: Any, graph: Graph) -> list[tuple[int, ...]] | None:
+        shapes = real(model, graph)
+        return None if shapes is None else [(*s[:-1], s[-1] + 1) for s in shapes]
+
+    return one_more
+
+
+@pytest.mark.parametrize(
+    ("backend", "text"), [("keras", SPEC), ("torch", SPEC), ("torch", IMAGE_SPEC)]
+)
 def test_compile_refuses_outputs_of_another_shape(
-    backend: str, tmp_path: Path, monkeypatch: Any
+    backend: str, text: str, tmp_path: Path, monkeypatch: Any
 ) -> None:
     # the generated model is right today; a model with the IR's counts but another output
-    # shape is simulated by the backend's output shapes
+    # shape is simulated by the shapes the backend reads (PyTorch: those of the read-back's
+    # run where the sizes are known, else of its own run at the probe's size)
     mod = compile_mod.backend(backend)
     real = mod.module.output_shapes  # type: ignore[attr-defined]
-
-    def one_more(model: Any, graph: Graph) -> list[tuple[int, ...]]:
-        return [(*s[:-1], s[-1] + 1) for s in real(model, graph)]
-
-    monkeypatch.setattr(mod.module, "output_shapes", one_more)  # type: ignore[attr-defined]
-    spec = Path(_write(tmp_path, SPEC))
+    monkeypatch.setattr(mod.module, "output_shapes", _one_more(real))  # type: ignore[attr-defined]
+    ran = compile_mod.conform.forward_output_shapes
+    monkeypatch.setattr(compile_mod.conform, "forward_output_shapes", _one_more(ran))
+    spec = Path(_write(tmp_path, text))
     with pytest.raises(VerificationError) as info:
         compile_to_file(spec, backend, tmp_path / "out")
     assert info.value.diagnostics[0].code == "E094"
-    assert "[(6,)]" in info.value.diagnostics[0].message  # what the model computes, 5 + 1
+    if text == SPEC:
+        assert "[(6,)]" in info.value.diagnostics[0].message  # what the model computes, 5 + 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_compile_runs_a_torch_model_once(tmp_path: Path, monkeypatch: Any) -> None:
+    # the read-back (conform) runs the model on the IR's input shapes; its outputs' shapes
+    # are the ones compile checks, not those of a second forward pass
+    calls: list[tuple[int, ...]] = []
+    real = compile_mod.build_within_memory
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        model, short = real(*args, **kwargs)
+        model.register_forward_hook(lambda m, ins, out: calls.append(tuple(out.shape)))
+        return model, short
+
+    monkeypatch.setattr(compile_mod, "build_within_memory", counted)
+    compile_to_file(Path(_write(tmp_path, SPEC)), "torch", tmp_path / "out")
+    assert calls == [(1, 5)]  # batch 1, the dense layer's 5 units
 
 
 def _write(tmp_path: Path, text: str) -> str:
     spec = tmp_path / "spec.yaml"
     spec.write_text(text, encoding="utf-8")
     return str(spec)
+
+
+def test_the_read_back_runs_on_one_thread_and_restores_the_count(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # at batch 1 PyTorch's worker threads cost more CPU than the pass itself where the cores
+    # are busy: the read-back runs on one, and gives the caller's setting back
+    import torch
+
+    seen: list[int] = []
+    real = compile_mod.build_within_memory
+
+    def spied(*args: Any, **kwargs: Any) -> Any:
+        model, short = real(*args, **kwargs)
+        model.register_forward_hook(lambda m, ins, out: seen.append(torch.get_num_threads()))
+        return model, short
+
+    monkeypatch.setattr(compile_mod, "build_within_memory", spied)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        compile_to_file(Path(_write(tmp_path, SPEC)), "torch", tmp_path / "out")
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Recorded(np.ndarray):
+    """An array that records the numpy functions (ufuncs) applied to it."""
+
+    applied: ClassVar[list[str]] = []
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        _Recorded.applied.append(ufunc.__name__)
+        plain = [x.view(np.ndarray) if isinstance(x, _Recorded) else x for x in inputs]
+        return getattr(ufunc, method)(*plain, **kwargs)
+
+
+@pytest.mark.parametrize(("fn", "ufuncs"), [("relu", {"maximum"}), ("tanh", {"tanh"})])
+def test_the_read_back_computes_only_the_activation_it_checks(fn: str, ufuncs: set[str]) -> None:
+    # the read-back applies an activation to every module output it compares: the formulas
+    # of the others (a softplus, a clip over the whole tensor) are not computed too
+    x = np.linspace(-3.0, 3.0, 7).view(_Recorded)
+    _Recorded.applied = []
+    got = compile_mod.conform.activate(fn, x)
+    assert set(_Recorded.applied) == ufuncs
+    want = {
+        "relu": np.maximum(np.linspace(-3.0, 3.0, 7), 0.0),
+        "tanh": np.tanh(np.linspace(-3.0, 3.0, 7)),
+    }
+    np.testing.assert_array_equal(np.asarray(got), want[fn])
