@@ -4,11 +4,13 @@ rendering gives the same source whatever torch is installed."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from torch import nn
 
 from archc.backends.torch.render import _MODULE_ATTRS
 
@@ -58,8 +60,13 @@ def test_check_refuses_a_reference_no_backend_can_generate(archc: Any, tmp_path:
 
 def test_module_attribute_names_cover_the_installed_torch() -> None:
     # spec names that would shadow nn.Module's own attributes are renamed: the list is kept
-    # in the source (rendering imports no torch), so it must cover the torch in use
-    installed = set(dir(nn.Module)) | set(vars(nn.Module()))
+    # in the source (rendering imports no torch), so it must cover the torch in use. Read in a
+    # fresh interpreter: other libraries patch nn.Module when they are used (transformers adds
+    # `smart_apply` while it initialises a model), and which ran first in this worker varies.
+    probe = "import json; from torch import nn; "
+    probe += "print(json.dumps(sorted(set(dir(nn.Module)) | set(vars(nn.Module())))))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    installed = set(json.loads(out.stdout))
     assert installed <= _MODULE_ATTRS, sorted(installed - _MODULE_ATTRS)
 
 

@@ -274,7 +274,7 @@ def test_the_keras_model_saves_and_loads_with_its_rotary_layer(tmp_path: Path) -
 JAX_CHECK = """
 import numpy as np
 import keras
-from backends import keras_backend
+from archc.backends.keras import backend as keras_backend
 from archc.compiler.api import compile_spec
 from tests.backends import llama_reference as ref
 from tests.backends.test_llama import LLAMA, params, reference_logits
