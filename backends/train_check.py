@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from compiler.api import Compiled, compile_spec
-from compiler.diagnostics import Diagnostic
+from compiler.diagnostics import Diagnostic, SpecError
 from compiler.ir import Graph, Node
 
-from . import keras_backend, memory, sizes, torch_backend
+from . import keras_backend, keras_runtime, memory, sizes, torch_backend
 from .compile import VerificationError, too_big
 from .transfer import bound_tensors, keras_to_torch
 from .verify import channels_first, inputs_for, randomize_keras
@@ -80,6 +80,7 @@ def verify_training(
     loss, gradient, weight or moving statistic that differs. Where the input's height and
     width are unknown, the models (built for any size) train at `input_size`, or at the
     first size `backends.sizes` finds."""
+    training_backend(None)
     compiled = (
         spec
         if isinstance(spec, Compiled)
@@ -112,6 +113,24 @@ def verify_training(
         for node, name, k_value, t_value in _weights(km, tm, graph):
             _check(report, compiled, step, f"{name} after the update", node, k_value, t_value)
     return report
+
+
+def training_backend(keras_backend: str | None) -> None:
+    """The Keras side's step takes its gradients with TensorFlow's GradientTape: training is
+    verified on Keras' tensorflow backend only (E115 for another)."""
+    running = keras_runtime.use(keras_backend)
+    if running != "tensorflow":
+        raise SpecError(
+            [
+                Diagnostic(
+                    "E115",
+                    f"verify --train runs on Keras' tensorflow backend, not on '{running}' "
+                    "(the Keras training step takes its gradients with tf.GradientTape)",
+                    hint="verify training without --keras-backend (and without KERAS_BACKEND "
+                    "set to another backend); inference verifies on every Keras backend",
+                )
+            ]
+        )
 
 
 # -- one step in each framework ---------------------------------------------------------------
