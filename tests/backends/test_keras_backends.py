@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -130,15 +131,26 @@ def _tensorflow_uses(path: os.PathLike[str] | str) -> list[str]:
     return found
 
 
+def _keras_helper_files() -> list[Path]:
+    """Every module Keras files copy layers from (archc's and plugins'), and the recurrent
+    layers' module."""
+    from backends.helper_library import keras_modules
+
+    files = [m if isinstance(m, Path) else ROOT / "backends" / f"{m}.py" for m in keras_modules()]
+    return [*files, ROOT / "backends" / "keras_recurrent.py"]
+
+
 @pytest.mark.parametrize(
     "path",
-    sorted(ROOT.glob("generated/*_keras.py"))
-    + [
-        ROOT / "backends" / name
-        for name in ("keras_helpers.py", "keras_sequence_helpers.py", "keras_recurrent.py")
-    ],
+    sorted(ROOT.glob("generated/*_keras.py")) + _keras_helper_files(),
     ids=lambda p: p.name,
 )
 def test_keras_sources_use_keras_ops_only(path) -> None:
     """Generated Keras files and the helper sources they copy never call TensorFlow."""
     assert _tensorflow_uses(path) == []
+
+
+def test_the_tensorflow_check_finds_a_tensorflow_call(tmp_path: Path) -> None:
+    path = tmp_path / "layer.py"
+    path.write_text("import tensorflow as tf\n\ny = tf.nn.relu(1.0)\n", encoding="utf-8")
+    assert _tensorflow_uses(path) == ["tensorflow", "tf.nn (line 3)"]
