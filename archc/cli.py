@@ -562,6 +562,20 @@ def compile_cmd(
     show_default=True,
     help="SGD steps of --train.",
 )
+@click.option(
+    "--keras-backend",
+    type=click.Choice(["jax", "tensorflow", "torch"]),
+    default=None,
+    help="Run the Keras model on this Keras backend (default: KERAS_BACKEND, else tensorflow).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    default="float32",
+    show_default=True,
+    help="Compute dtype: bfloat16/float16 run Keras' mixed_<dtype> policy and torch.autocast, "
+    "compared at 32 x the dtype's unit roundoff relative.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(
     spec: str,
@@ -574,15 +588,19 @@ def verify(
     input_sizes: tuple[tuple[int, int], ...],
     train: bool,
     steps: int,
+    keras_backend: str | None,
+    dtype: str,
     as_json: bool,
 ) -> None:
     """Prove that the Keras and PyTorch models of SPEC compute the same numbers."""
     overrides = parse_sets(sets)
 
     def body() -> int:
-        from archc.backends.proof.train_check import verify_training
+        from archc.backends.proof.train_check import training_backend, verify_training
         from archc.backends.proof.verify import verify as run_verify
 
+        if train:
+            training_backend(keras_backend)
         report = run_verify(
             spec,
             overrides,
@@ -593,6 +611,8 @@ def verify(
             seed=seed,
             odd_input=odd_input,
             input_sizes=input_sizes,
+            keras_backend=keras_backend,
+            dtype=dtype,
         )
         trained = (
             verify_training(
@@ -640,7 +660,11 @@ def verify(
                     f"{trained.max_rel_diff:.2g} of the tolerance)"
                     + (f"; dropout off in {', '.join(off)}" if off else "")
                 )
-            out("models: the generated Keras and PyTorch modules, as compile writes them")
+            out(
+                "models: the generated Keras and PyTorch modules, as compile writes them "
+                f"(Keras on its {report.keras_backend} backend"
+                + (f"; mixed precision, {dtype})" if dtype != "float32" else ")")
+            )
         return EXIT_OK
 
     run_guarded(body, as_json)

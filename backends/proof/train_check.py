@@ -34,9 +34,10 @@ import numpy as np
 from archc.backends import memory, sizes
 from archc.backends.compile import VerificationError, too_big
 from archc.backends.keras import backend as keras_backend
+from archc.backends.keras import runtime as keras_runtime
 from archc.backends.torch import backend as torch_backend
 from archc.compiler.api import Compiled, compile_spec
-from archc.compiler.diagnostics import Diagnostic
+from archc.compiler.diagnostics import Diagnostic, SpecError
 from archc.compiler.ir import Graph, Node
 
 from .transfer import bound_tensors, keras_to_torch
@@ -82,6 +83,7 @@ def verify_training(
     loss, gradient, weight or moving statistic that differs. Where the input's height and
     width are unknown, the models (built for any size) train at `input_size`, or at the
     first size `archc.backends.sizes` finds."""
+    training_backend(None)
     compiled = (
         spec
         if isinstance(spec, Compiled)
@@ -114,6 +116,24 @@ def verify_training(
         for node, name, k_value, t_value in _weights(km, tm, graph):
             _check(report, compiled, step, f"{name} after the update", node, k_value, t_value)
     return report
+
+
+def training_backend(keras_backend: str | None) -> None:
+    """The Keras side's step takes its gradients with TensorFlow's GradientTape: training is
+    verified on Keras' tensorflow backend only (E115 for another)."""
+    running = keras_runtime.use(keras_backend)
+    if running != "tensorflow":
+        raise SpecError(
+            [
+                Diagnostic(
+                    "E115",
+                    f"verify --train runs on Keras' tensorflow backend, not on '{running}' "
+                    "(the Keras training step takes its gradients with tf.GradientTape)",
+                    hint="verify training without --keras-backend (and without KERAS_BACKEND "
+                    "set to another backend); inference verifies on every Keras backend",
+                )
+            ]
+        )
 
 
 # -- one step in each framework ---------------------------------------------------------------

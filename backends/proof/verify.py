@@ -9,8 +9,9 @@ proven is what `archc compile` writes.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 from archc.backends import memory, sizes
 from archc.backends.compile import VerificationError, too_big, verify_model
 from archc.backends.keras import backend as keras_backend
+from archc.backends.keras import runtime as keras_runtime
 from archc.backends.torch import backend as torch_backend
 from archc.compiler.api import Compiled, compile_spec, unknown_sizes
 from archc.compiler.diagnostics import Diagnostic, SpecError
@@ -29,6 +31,12 @@ from .transfer import keras_to_torch
 
 ATOL = 1e-5
 RTOL = 1e-5
+# Mixed precision (`verify --dtype`): each framework's own policy (Keras' mixed_<dtype> at build,
+# torch.autocast at run), compared at rtol = GROWTH · u, u the dtype's unit roundoff
+# (docs/ARCHITECTURE.md, "Mixed precision", says why GROWTH is 32).
+UNIT_ROUNDOFF = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
+GROWTH = 32
+DTYPES = ("float32", *UNIT_ROUNDOFF)
 
 
 @dataclass
@@ -43,6 +51,9 @@ class Report:
     rows: list[tuple[str, float, float]] = field(default_factory=list)  # name, diff, limit
     sizes: list[tuple[int, int]] = field(default_factory=list)  # run at, for unknown sizes
     atol: float = ATOL  # a layer's limit: atol + RTOL·max|its Keras output|
+    keras_backend: str = "tensorflow"  # the Keras backend that ran the Keras model
+    rtol: float = RTOL  # GROWTH · unit roundoff under mixed precision
+    dtype: str = "float32"  # the compute dtype of both models (mixed precision: not float32)
 
     def bound(self) -> dict[str, Any] | None:
         """The bound applied where the difference is largest: the layer, its max|Δ|, and its
@@ -55,8 +66,8 @@ class Report:
             "max_abs_diff": diff,
             "limit": limit,
             "atol": self.atol,
-            "rtol": RTOL,
-            "max_abs_value": max(0.0, (limit - self.atol) / RTOL),
+            "rtol": self.rtol,
+            "max_abs_value": max(0.0, (limit - self.atol) / self.rtol),
         }
 
     def agreement(self) -> str:
@@ -67,7 +78,7 @@ class Report:
             return f"max|Δ| = {self.max_abs_diff:.3g}"
         text = (
             f"max|Δ| = {bound['max_abs_diff']:.3g} at '{bound['layer']}' (its bound "
-            f"{bound['limit']:.3g} = atol {self.atol:g} + rtol {RTOL:g}·max|y| "
+            f"{bound['limit']:.3g} = atol {self.atol:g} + rtol {self.rtol:g}·max|y| "
             f"{bound['max_abs_value']:.3g})"
         )
         name, diff, limit = max(self.rows, key=lambda row: row[1] / row[2] if row[2] else 0.0)
@@ -83,6 +94,8 @@ class Report:
             "max_abs_diff": self.max_abs_diff,
             "bound": self.bound(),
             "layers_checked": self.layers_checked,
+            "keras_backend": self.keras_backend,
+            "dtype": self.dtype,
             "first_diverging_layer": self.first_bad,
             **({"odd_input": self.odd_input} if self.odd_input is not None else {}),
             **({"input_sizes": [list(s) for s in self.sizes]} if self.sizes else {}),
@@ -168,7 +181,9 @@ def keras_layer_outputs(model: Any, graph: Graph, xs: list[np.ndarray]) -> dict[
     probe = keras.Model(model.inputs, [_keras_output(model, graph, n) for n in names])
     outs = probe(list(xs), training=False)
     outs = outs if isinstance(outs, list | tuple) else [outs]
-    values.update({n: keras.ops.convert_to_numpy(o) for n, o in zip(names, outs, strict=True)})
+    values.update(
+        {n: _numpy(keras.ops.convert_to_numpy(o)) for n, o in zip(names, outs, strict=True)}
+    )
     return values
 
 
@@ -192,11 +207,19 @@ def _keras_output(model: Any, graph: Graph, name: str) -> Any:
     return layer._inbound_nodes[calls(graph)[name]].output_tensors[0]
 
 
-def torch_layer_outputs(model: Any, graph: Graph, xs: list[np.ndarray]) -> dict[str, np.ndarray]:
+def _numpy(array: np.ndarray) -> np.ndarray:
+    """A layer's output as numpy compares it: half-precision floats widened to float32."""
+    return array.astype(np.float32) if array.dtype.kind == "f" and array.itemsize < 4 else array
+
+
+def torch_layer_outputs(
+    model: Any, graph: Graph, xs: list[np.ndarray], dtype: str = "float32"
+) -> dict[str, np.ndarray]:
     """Outputs of the PyTorch model's layers, channels-last, keyed by Keras layer name: every
     module that is a whole Keras layer (forward hooks on the generated model's own modules;
     a layer computed by a function, or whose activation follows its module, is seen through
-    the layers after it) and every model output."""
+    the layers after it) and every model output. A dtype other than float32 runs the model
+    under torch.autocast with it (mixed precision)."""
     import torch
 
     taps: dict[str, Any] = {}
@@ -228,15 +251,29 @@ def torch_layer_outputs(model: Any, graph: Graph, xs: list[np.ndarray]) -> dict[
 
         handles.append(model.get_submodule(path).register_forward_hook(hook))
     model.eval()
+    device = next((p.device.type for p in model.parameters()), "cpu")
+    autocast = (
+        torch.autocast(device, dtype=getattr(torch, dtype))
+        if dtype != "float32"
+        else contextlib.nullcontext()
+    )
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             ys = model(*(torch.from_numpy(channels_first(x).copy()) for x in xs))
     finally:
         for handle in handles:
             handle.remove()
     ys = ys if isinstance(ys, tuple) else (ys,)
     taps.update(zip(graph.outputs, ys, strict=True))
-    return {k: channels_last(v.numpy()) for k, v in taps.items()}
+    return {k: channels_last(_torch_numpy(v)) for k, v in taps.items()}
+
+
+def _torch_numpy(tensor: Any) -> np.ndarray:
+    import torch
+
+    if tensor.is_floating_point() and tensor.dtype != torch.float64:
+        tensor = tensor.float()  # numpy has no bfloat16
+    return tensor.detach().cpu().numpy()
 
 
 def _unchecked_before(graph: Graph, name: str, checked: set[str]) -> list[str]:
@@ -255,7 +292,7 @@ def _unchecked_before(graph: Graph, name: str, checked: set[str]) -> list[str]:
     return sorted(out, key=order.__getitem__)
 
 
-def _compare(a: np.ndarray, b: np.ndarray, atol: float) -> tuple[float, float]:
+def _compare(a: np.ndarray, b: np.ndarray, atol: float, rtol: float = RTOL) -> tuple[float, float]:
     """(max|a - b| over the finite values, allowed). Values that overflow float32 (a network
     that squares its activations again and again) agree only where both frameworks give the
     same infinity or both a NaN; any other non-finite difference is never allowed."""
@@ -267,7 +304,7 @@ def _compare(a: np.ndarray, b: np.ndarray, atol: float) -> tuple[float, float]:
         return float("inf"), 0.0
     a, b = a[finite], b[finite]
     diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-    return diff, atol + RTOL * float(np.max(np.abs(a))) if a.size else atol
+    return diff, atol + rtol * float(np.max(np.abs(a))) if a.size else atol
 
 
 def softmax_logits(km: Any, graph: Graph, node: Any, k_out: dict[str, np.ndarray]) -> float | None:
@@ -285,13 +322,15 @@ def softmax_logits(km: Any, graph: Graph, node: Any, k_out: dict[str, np.ndarray
         return None if z is None else float(np.max(np.abs(z), initial=0.0))
     if getattr(attrs, "activation", None) != "softmax" or node.inputs[0] not in k_out:
         return None
+    import keras
+
     layer = km.get_layer(node.name)
     config = {**layer.get_config(), "activation": "linear", "name": f"{node.name}_logits"}
     twin = type(layer).from_config(config)
     x = k_out[node.inputs[0]]
     twin.build(x.shape)
     twin.set_weights(layer.get_weights())
-    z = np.asarray(twin(x))
+    z = _numpy(keras.ops.convert_to_numpy(twin(x, training=False)))  # any backend, dtype
     return float(np.max(np.abs(z), initial=0.0))
 
 
@@ -306,6 +345,8 @@ def verify(
     seed: int = 0,
     odd_input: bool = False,
     input_sizes: Sequence[tuple[int, int]] = (),
+    keras_backend: str | None = None,
+    dtype: str = "float32",
 ) -> Report:
     """Build both backends, transfer weights, compare every layer; raise on any mismatch.
 
@@ -316,7 +357,17 @@ def verify(
     Where the input's height and width are unknown, the models (built once, for any size)
     run at two sizes (`archc.backends.sizes`; `input_sizes` chooses them): a module that baked in
     the first size fails at the second. An odd size is then one the network accepts.
+
+    keras_backend (jax, tensorflow, torch) runs the Keras model on that Keras backend; it is
+    fixed when keras is first imported (`keras_runtime.use`: E115 where keras already runs
+    another). None: the backend keras has or picks.
+
+    dtype bfloat16 or float16 builds the Keras model under the mixed_<dtype> policy and runs
+    the PyTorch model under torch.autocast(dtype), compared at rtol = GROWTH · unit roundoff.
     """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    running = keras_runtime.use(keras_backend)
     if not 0 <= atol < float("inf"):
         raise ValueError(f"atol must be a finite, non-negative number, got {atol!r}")
     compiled = (
@@ -335,7 +386,8 @@ def verify(
             "output shapes on PyTorch's meta device; verify a smaller variant (fewer or "
             "narrower layers) for the numbers",
         )
-    report = _verify_compiled(compiled, atol, batch, seed, runs)
+    report = _verify_compiled(compiled, atol, batch, seed, runs, dtype)
+    report.keras_backend = keras_runtime.active() or running
     if unknown_sizes(compiled.graph):
         report.sizes = [size for r in runs if (size := sizes.input_size(r)) is not None]
     if odd_input:
@@ -344,9 +396,9 @@ def verify(
             report.odd_input = {"skipped": why}
         else:
             odd = (
-                _verify_compiled(compiled, atol, batch, seed + 1, [other])
+                _verify_compiled(compiled, atol, batch, seed + 1, [other], dtype)
                 if unknown_sizes(compiled.graph)
-                else _verify_compiled(other, atol, batch, seed + 1)
+                else _verify_compiled(other, atol, batch, seed + 1, dtype=dtype)
             )
             report.odd_input = {
                 "shape": list(other.graph.node(other.graph.inputs[0]).shape or ()),
@@ -391,16 +443,20 @@ def _verify_compiled(
     batch: int,
     seed: int,
     runs: Sequence[Compiled] = (),
+    dtype: str = "float32",
 ) -> Report:
     """Build the models of `compiled` once and compare them at each of `runs` (the spec
     compiled at the sizes to run at, where its input's sizes are unknown; else itself)."""
-    km = keras_backend.build(compiled)
+    with keras_policy(dtype):
+        km = keras_backend.build(compiled)
     tm = torch_backend.build(compiled)
     report = Report(
         compiled.graph.counts,
         verify_model(compiled, km, keras_backend, "the keras model", "keras"),
         verify_model(compiled, tm, torch_backend, "the torch model", "torch"),
         atol=atol,
+        rtol=GROWTH * UNIT_ROUNDOFF[dtype] if dtype in UNIT_ROUNDOFF else RTOL,
+        dtype=dtype,
     )
     _check_names(compiled.graph, km, tm)
     randomize_keras(km, compiled.graph, seed)
@@ -408,6 +464,23 @@ def _verify_compiled(
     for k, run in enumerate(runs or [compiled]):
         _compare_run(report, run.graph, km, tm, atol, batch, seed + k, run is not compiled)
     return report
+
+
+@contextlib.contextmanager
+def keras_policy(dtype: str) -> Iterator[None]:
+    """Keras' global dtype policy while a model builds: mixed_<dtype> (variables float32,
+    computations in dtype) for a half precision, float32 otherwise; put back after."""
+    import keras
+
+    if dtype == "float32":
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(f"mixed_{dtype}")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _check_names(graph: Graph, km: Any, tm: Any) -> None:
@@ -452,7 +525,7 @@ def _compare_run(
     xs = inputs_for(graph, batch, seed)
     try:
         k_out = keras_layer_outputs(km, graph, xs)
-        t_out = torch_layer_outputs(tm, graph, xs)
+        t_out = torch_layer_outputs(tm, graph, xs, report.dtype)
     except Exception as exc:  # a model that cannot run at a size the IR accepts
         if not sized:
             raise
@@ -471,10 +544,10 @@ def _compare_run(
     for node in graph.nodes:
         if node.name not in t_out:
             continue
-        diff, limit = _compare(k_out[node.name], t_out[node.name], atol)
+        diff, limit = _compare(k_out[node.name], t_out[node.name], atol, report.rtol)
         logits = softmax_logits(km, graph, node, k_out)
         if logits is not None:  # a softmax's bound follows the logits it reads (below)
-            limit = max(limit, atol + RTOL * logits)
+            limit = max(limit, atol + report.rtol * logits)
         report.rows.append((node.name, diff, limit))
         report.layers_checked += 1
         report.max_abs_diff = max(report.max_abs_diff, diff)
