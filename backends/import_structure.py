@@ -429,9 +429,13 @@ def _ratio(base: list[Any], other: list[Any]) -> int | None:
     return k if k is not None and k >= 2 else None
 
 
-def arguments(block: Block, attr_value: Callable[[Any], Any]) -> None:
+def arguments(
+    block: Block, attr_value: Callable[[Any], Any], shapes: dict[str, Any] | None = None
+) -> None:
     """Fill the block's arguments, each slot's `when`, inputs and attribute expressions.
-    `attr_value(v)` gives an attribute value as the spec writes it."""
+    `attr_value(v)` gives an attribute value as the spec writes it; `shapes` (layer name ->
+    its output shape, channels last) lets widths follow the block's input (`in_shape[-1] *
+    k`) and a reshape's the channels it reads (`prev_shape[-1]`)."""
     n = len(block.instances)
     args: list[Arg] = []
     names: set[str] = {"prefix"}
@@ -528,34 +532,36 @@ def arguments(block: Block, attr_value: Callable[[Any], Any]) -> None:
                 raise Mismatch(f"{slot.suffix}.{key}: null in some instances")
             pending.append((slot, key, values))
     for slot, key, values in pending:
+        template = "{}"
+        expr = _merged(args, flags, values)
+        if expr is None:
+            relative = _relative(block, slot, key, values, shapes)
+            if relative is not None:
+                values, template = relative
+                if not any(v is not None for v in values):
+                    slot.exprs[key] = "${" + template.format("") + "}"
+                    continue
+                expr = _merged(args, flags, values)
         typed = _arg_type(values)
+        if typed is None:
+            values = _pads(values)  # 1, [1, 2] and [[0, 1], [0, 1]] for one zero pad
+            typed = _arg_type(values)
         if typed is None:
             raise Mismatch(f"{slot.suffix}.{key}: no argument type")
         type_, flat2 = typed
         if flat2:
             values = [None if v is None else [x for pair in v for x in pair] for v in values]
-        expr = None
-        for arg in args:
-            if arg.type == type_ and arg.flat2 == flat2 and arg not in flags:
-                if _agree(arg.values, values):
-                    arg.values = [
-                        a if a is not None else v for a, v in zip(arg.values, values, strict=True)
-                    ]
-                    expr = arg.name
-                    break
-                if type_ == "int":
-                    k = _ratio(arg.values, values)
-                    if k is not None:
-                        expr = f"{k} * {arg.name}"
-                        break
+            expr = None
         if expr is None:
             base = key if key not in ("fn",) else "activation"
+            if template != "{}":
+                base = "expansion"  # the width over the block's input channels
             arg = new_arg(f"{_ident(slot.suffix)}_{base}", type_, values, flat2)
             plain[arg.name] = base
             expr = arg.name
         if flat2:
             expr = f"[[{expr}[0], {expr}[1]], [{expr}[2], {expr}[3]]]"
-        slot.exprs[key] = "${" + expr + "}"
+        slot.exprs[key] = "${" + template.format(expr) + "}"
     # an attribute's own name where one argument has it ("filters"), else the layer's too
     bases = [plain[a.name] for a in args if a.name in plain]
     for arg in args:
@@ -569,6 +575,89 @@ def arguments(block: Block, attr_value: Callable[[Any], Any]) -> None:
                 k: re.sub(rf"\b{re.escape(old)}\b", own, v) for k, v in slot.exprs.items()
             }
     block.args = args
+
+
+def _pads(values: list[Any]) -> list[Any]:
+    """Padding values written n, [h, w] or [[top, bottom], [left, right]] all as the pairs."""
+
+    def pairs(v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return [[v, v], [v, v]]
+        if isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v):
+            return [[v[0], v[0]], [v[1], v[1]]]
+        return v
+
+    return [None if v is None else pairs(v) for v in values]
+
+
+def _merged(args: list[Arg], flags: list[Arg], values: list[Any]) -> str | None:
+    """An argument the values are (where both are given), or an integer multiple of; the
+    argument takes the values where it had none."""
+    typed = _arg_type(values)
+    if typed is None or typed[1]:
+        return None
+    for arg in args:
+        if arg.type != typed[0] or arg.flat2 or arg in flags:
+            continue
+        if _agree(arg.values, values):
+            arg.values = [
+                a if a is not None else v for a, v in zip(arg.values, values, strict=True)
+            ]
+            return arg.name
+        if typed[0] == "int":
+            k = _ratio(arg.values, values)
+            if k is not None:
+                return f"{k} * {arg.name}"
+    return None
+
+
+def _relative(
+    block: Block, slot: Slot, key: str, values: list[Any], shapes: dict[str, Any] | None
+) -> tuple[list[Any], str] | None:
+    """A width as a multiple of the block's input channels, `in_shape[-1] * k` (the values
+    left: k per instance, or none where k is one number), where that leaves fewer distinct
+    values; a reshape's target whose last entry is the channels it reads, `prev_shape[-1]`.
+    The template's {} is where the argument goes."""
+    if shapes is None:
+        return None
+    if key in ("filters", "units") and all(
+        v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values
+    ):
+        chans = []
+        for unit in block.instances:
+            shape = shapes.get(unit.external)
+            chans.append(shape[-1] if shape and isinstance(shape[-1], int) else None)
+        ratios: list[Any] = []
+        for v, c in zip(values, chans, strict=True):
+            if v is None:
+                ratios.append(None)
+            elif not c or v % c:
+                return None
+            else:
+                ratios.append(v // c)
+        distinct = {r for r in ratios if r is not None}
+        if len(distinct) >= len({v for v in values if v is not None}):
+            return None
+        if len(distinct) == 1:
+            k = distinct.pop()
+            return [None] * len(values), "in_shape[-1]" + ("" if k == 1 else f" * {k}")
+        return ratios, "in_shape[-1] * {}"
+    if slot.op == "reshape" and key == "target_shape" and slot.inputs is None:
+        lasts, rests = [], []
+        for j, unit in enumerate(block.instances):
+            v = values[j]
+            if v is None:
+                continue
+            item = next(i for i in unit.items if i.name == unit.key.prefix + slot.suffix)
+            shape = shapes.get(item.inputs[0])
+            if not isinstance(v, list) or not shape or v[-1] != shape[-1]:
+                return None
+            lasts.append(v[-1])
+            rests.append(v[:-1])
+        if rests and all(r == rests[0] for r in rests):
+            head = "".join(f"{x}, " for x in rests[0])
+            return [None] * len(values), f"[{head}prev_shape[-1]]"
+    return None
 
 
 def _find_flag(flags: list[Arg], full: list[bool], present: list[int]) -> str | None:
@@ -803,6 +892,7 @@ def recover(
     item_lines: Callable[[Any, str | None], list[str]],
     flow: Callable[[Any], str],
     max_line: int,
+    shapes: dict[str, Any] | None = None,
 ) -> Recovered | None:
     """The items with the runs found at `depth` as blocks in repeats; None where none is
     found. `stated(item)` gives the attributes an item writes (the op's and the spec's
@@ -819,7 +909,7 @@ def recover(
     for skeleton, group in by_skeleton.items():
         try:
             block = unify(block_name(skeleton, taken), [u for r in group for u in r.units])
-            arguments(block, attr_value)
+            arguments(block, attr_value, shapes)
             blocks.append(block)
             for r in group:
                 r.block = block
@@ -827,12 +917,12 @@ def recover(
             for r in group:
                 try:
                     block = unify(block_name(skeleton, taken), r.units)
-                    arguments(block, attr_value)
+                    arguments(block, attr_value, shapes)
                     blocks.append(block)
                     r.block = block
                 except Mismatch:
                     r.block = None
-    runs = [r for r in runs if r.block is not None]
+    runs = _referable([r for r in runs if r.block is not None], items)
     if not runs:
         return None
     params: dict[str, dict[str, Any]] = {}
@@ -862,6 +952,30 @@ def recover(
     return Recovered(
         params, block_lines, layers, [(b.name, found[b.name]) for b in blocks if b.name in found]
     )
+
+
+def _referable(runs: list[Run], items: Sequence[Any]) -> list[Run]:
+    """The runs whose output is read only where code can reach it: as `prev` by the layer
+    right after the run, or as the input of a run starting right after it (a layer made in
+    a repeat has no name at the level around it)."""
+    readers: dict[str, list[int]] = {}
+    for idx, item in enumerate(items):
+        for name in item.inputs:
+            readers.setdefault(name, []).append(idx)
+    while True:
+        starts = {r.units[0].start: r for r in runs}
+        bad = []
+        for run in runs:
+            end, out = run.units[-1].end, run.units[-1].output
+            after = starts.get(end)
+            ok = set(range(end, after.units[0].end)) if after else set()
+            if after is None and end < len(items) and list(items[end].inputs) == [out]:
+                ok = {end}
+            if not set(readers.get(out, [])) <= ok:
+                bad.append(run)
+        if not bad:
+            return runs
+        runs = [r for r in runs if r not in bad]
 
 
 class _Writer:

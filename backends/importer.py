@@ -1148,6 +1148,7 @@ def render(
     counts: Any,
     origin: str,
     depth: int | None = None,
+    shapes: dict[str, Any] | None = None,
 ) -> Written:
     """The spec's text: header, parameters (input shape, classes), inputs, the layers (one
     item a line, or with depth the blocks and repeats `import_structure` finds at that depth),
@@ -1253,7 +1254,7 @@ def render(
         from .import_structure import recover
 
         recovered = recover(
-            imported.items, first, depth, stated, _plain, item_lines, _flow, MAX_LINE
+            imported.items, first, depth, stated, _plain, item_lines, _flow, MAX_LINE, shapes
         )
         if recovered is not None:
             found, block_lines, layer_lines = (
@@ -1346,17 +1347,17 @@ def _structured(imported: Imported, counts: Any, origin: str, flat: Written) -> 
 
     from .structure import analyse
 
-    candidates = []
-    for depth in range(1, 4):
-        written = render(imported, counts, origin, depth)
-        if written.blocks and written.lines < flat.lines:
-            candidates.append(written)
-    if not candidates:
-        return flat
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "flat.yaml"
         path.write_text(flat.text)
-        reference = _nodes(compile_spec(str(path)).graph)
+        graph = compile_spec(str(path)).graph
+        reference = _nodes(graph)
+        shapes = {n.name: n.shape for n in graph.nodes}
+        candidates = []
+        for depth in range(1, 4):
+            written = render(imported, counts, origin, depth, shapes)
+            if written.blocks and written.lines < flat.lines:
+                candidates.append(written)
         for written in sorted(candidates, key=lambda w: w.lines):
             path = Path(tmp) / "structured.yaml"
             path.write_text(written.text)
