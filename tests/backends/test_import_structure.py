@@ -203,6 +203,49 @@ def test_units_reading_inside_another_unit_stay_flat(tmp_path: Path) -> None:
     _same_model(spec, model)
 
 
+def _unit(x: Any, p: str, units: int = 8) -> Any:
+    layers = keras.layers
+    y = layers.Dense(units, name=p + "a")(x)
+    y = layers.BatchNormalization(name=p + "bn")(y)
+    y = layers.ReLU(name=p + "relu")(y)
+    return layers.Dense(units, name=p + "b")(y)
+
+
+def test_zero_pads_written_three_ways_share_one_argument(tmp_path: Path) -> None:
+    """A unit's zero pad that is 1 in some units and ((0, 1), (0, 1)) or [1, 2] in others
+    (as EfficientNetB2's, whose pads follow each stage's size) is one argument, not a reason
+    to leave the model flat."""
+    layers = keras.layers
+    x = inp = keras.Input((16, 16, 4), name="image")
+    pads: list[Any] = [1, ((0, 1), (0, 1)), 1, (1, 2), ((1, 2), (0, 1)), 1]
+    for i, pad in enumerate(pads, start=1):
+        y = layers.ZeroPadding2D(pad, name=f"unit{i}_pad")(x)
+        y = layers.Conv2D(4, 3, name=f"unit{i}_conv")(y)
+        y = layers.BatchNormalization(name=f"unit{i}_bn")(y)
+        x = layers.ReLU(name=f"unit{i}_relu")(y)
+    model = keras.Model(inp, x, name="pads")
+    written, _, spec = _import(_json(model, tmp_path), tmp_path)
+    assert written.blocks == [("unit", 6)]
+    _same_model(spec, model)
+
+
+def test_a_run_read_from_outside_is_left_flat_and_the_others_kept(tmp_path: Path) -> None:
+    """A layer outside the repeats reading a run's output by name (ResNet50V2's max-pool
+    shortcut) cannot be generated; that run stays flat, the next run is still a block."""
+    layers = keras.layers
+    x = inp = keras.Input((8,), name="v")
+    for i in range(1, 5):
+        x = _unit(x, f"first{i}_")
+    side = layers.Dense(8, name="side")(x)  # reads the run's output by name
+    x = layers.Add(name="join")([x, side])
+    for i in range(1, 5):
+        x = _unit(x, f"second{i}_", 6)
+    model = keras.Model(inp, x, name="side_read")
+    written, _, spec = _import(_json(model, tmp_path), tmp_path)
+    assert written.blocks == [("second", 4)]
+    _same_model(spec, model)
+
+
 # -- keras.applications ------------------------------------------------------------------------
 
 
