@@ -1355,7 +1355,10 @@ def _structured(imported: Imported, counts: Any, origin: str, flat: Written) -> 
         shapes = {n.name: n.shape for n in graph.nodes}
         candidates = []
         for depth in range(1, 4):
-            written = render(imported, counts, origin, depth, shapes)
+            try:
+                written = render(imported, counts, origin, depth, shapes)
+            except Exception:  # a structure the recovery did not foresee: the flat form holds
+                continue
             if written.blocks and written.lines < flat.lines:
                 candidates.append(written)
         for written in sorted(candidates, key=lambda w: w.lines):

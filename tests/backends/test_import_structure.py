@@ -184,6 +184,23 @@ def test_a_wrong_recovery_falls_back_to_the_flat_form(
     _same_model(spec, model)
 
 
+def test_a_recovery_that_breaks_leaves_the_flat_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Structure is an optional rendering: a recovery that fails on a graph it did not foresee
+    writes the flat spec, never a traceback."""
+    from backends import import_structure
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise IndexError("unforeseen")
+
+    monkeypatch.setattr(import_structure, "recover", broken)
+    model = _staged()
+    written, _, spec = _import(_json(model, tmp_path), tmp_path)
+    assert written.blocks == [] and "blocks:" not in spec.read_text()
+    _same_model(spec, model)
+
+
 def test_units_reading_inside_another_unit_stay_flat(tmp_path: Path) -> None:
     """A layer reading a layer inside the unit before it (not its output) cannot be a block's
     input: those units are left flat, and the spec is still the model."""
