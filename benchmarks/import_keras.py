@@ -159,10 +159,10 @@ def table(rows: list[dict[str, object]]) -> str:
         top = r.get("max_abs_output")
         rel = diff / top if isinstance(diff, float) and isinstance(top, float) and top else None
         params = r.get("params")
-        flat, structured = r.get("flat_lines", ""), r.get("structured_lines", "")
+        flat, structured = r.get("flat_lines") or "-", r.get("structured_lines") or "-"
         status = str(r["status"])
-        if status == "proven":
-            status += f" ({r.get('proven_spec', 'flat')} spec)"
+        if status == "proven" and r.get("blocks") and r.get("proven_spec", "flat") == "flat":
+            status += " (flat spec)"
         out.append(
             f"| {r['model']} | {f'{params:,}' if isinstance(params, int) else ''} "
             f"| {flat} / {structured} | {r.get('blocks', '') or 'none'} | {r.get('layers', '')} "
