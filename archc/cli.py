@@ -732,7 +732,11 @@ def import_cmd() -> None:
     type=click.Path(dir_okay=False),
     help="Spec to write (replaced atomically).",
 )
-@click.option("--flat", is_flag=True, help="One layer a line (the only form so far).")
+@click.option(
+    "--flat",
+    is_flag=True,
+    help="One layer a line (default: repeated, numbered layers as blocks in repeats).",
+)
 @click.option(
     "--prove",
     is_flag=True,
@@ -758,8 +762,11 @@ def import_keras_cmd(
         from archc.backends.importer import import_keras
         from archc.backends.importer import prove as run_proof
 
-        written, keras_model = import_keras(model, out_file, flat=True)
-        out(f"{out_file} (written: {written.layers} layers, {written.lines} lines)")
+        written, keras_model = import_keras(model, out_file, flat=flat)
+        found = ", ".join(f"{name} x{calls}" for name, calls in written.blocks)
+        n = len(written.blocks)
+        blocks = f", {n} block{'s' if n > 1 else ''}: {found}" if n else ""
+        out(f"{out_file} (written: {written.layers} layers, {written.lines} lines{blocks})")
         if prove:
             with tempfile.TemporaryDirectory() as tmp:
                 run_proof(

@@ -1064,6 +1064,7 @@ class Written:
     lines: int
     layers: int
     params: dict[str, Any]
+    blocks: list[tuple[str, int]] = field(default_factory=list)  # (block, calls) recovered
 
 
 def _classes(imported: Imported) -> tuple[int, list[Item]] | None:
@@ -1146,9 +1147,11 @@ def render(
     imported: Imported,
     counts: Any,
     origin: str,
-    flat: bool = True,
+    depth: int | None = None,
+    shapes: dict[str, Any] | None = None,
 ) -> Written:
-    """The spec's text: header, parameters (input shape, classes), inputs, one item a line,
+    """The spec's text: header, parameters (input shape, classes), inputs, the layers (one
+    item a line, or with depth the blocks and repeats `import_structure` finds at that depth),
     expected counts. Deterministic: the same model gives the same bytes."""
     import keras
 
@@ -1210,7 +1213,7 @@ def render(
     if params:
         lines.append("params:")
         for key, decl in params.items():
-            lines.append(f"  {key}: {_flow(decl)}")
+            lines += _param_lines(key, decl)
         lines.append("")
     shown_items = [(item, _shown(item, expr)) for item in imported.items]
     common = _common(shown_items)
@@ -1219,13 +1222,14 @@ def render(
         for op, values in common.items():
             lines.append(f"  {op}: {_flow(values)}")
         lines.append("")
-    lines.append("inputs:")
-    lines += [f"  - {_flow(one)}" for one in inputs]
-    lines += ["", "layers:"]
-    prev = imported.inputs[0].name if imported.inputs else None
-    for item, shown in shown_items:
+    op_defaults_of = {op: _defaults(op) for op in {item.op for item in imported.items}}
+    shown_of = {id(item): shown for item, shown in shown_items}
+
+    def stated(item: Item) -> dict[str, Any]:
+        """What the item writes: its shown values that differ from the spec's defaults, and
+        the op's default where the spec's differs."""
         spec_defaults = common.get(item.op, {})
-        op_defaults = _defaults(item.op)
+        shown = shown_of[id(item)]
         here: dict[str, Any] = {}
         for key, value in shown.items():
             if key in spec_defaults and _same(value, spec_defaults[key]):
@@ -1233,13 +1237,58 @@ def render(
             here[key] = value
         for key in spec_defaults:  # the op's default where the spec's differs
             if key not in shown:
-                here[key] = op_defaults[key]
-        ordered = {k: here[k] for k in item.attrs if k in here}
+                here[key] = op_defaults_of[item.op][key]
+        return {k: here[k] for k in item.attrs if k in here}
+
+    def item_lines(item: Item, prev: str | None) -> list[str]:
         one = Item(item.name, item.op, item.attrs, item.inputs, item.keras_class, item.trainable)
         if item.inputs == [prev]:
             one.inputs = None  # type: ignore[assignment]  # prev: the previous item
-        lines += _item_lines(one, ordered)
-        prev = item.name
+        return _item_lines(one, stated(item))
+
+    first = imported.inputs[0].name if imported.inputs else ""
+    found: list[tuple[str, int]] = []
+    layer_lines: list[str] = []
+    block_lines: list[str] = []
+    if depth is not None and len(imported.inputs) == 1:
+        from .import_structure import recover
+
+        recovered = recover(
+            imported.items, first, depth, stated, _plain, item_lines, _flow, MAX_LINE, shapes
+        )
+        if recovered is not None:
+            found, block_lines, layer_lines = (
+                recovered.found,
+                recovered.blocks,
+                recovered.layers,
+            )
+            if recovered.params:
+                at = lines.index("params:") + 1 if "params:" in lines else None
+                extra = [x for k, v in recovered.params.items() for x in _param_lines(k, v)]
+                if at is None:
+                    at = lines.index("") + 1 if "" in lines else len(lines)
+                    extra = ["params:", *extra, ""]
+                else:
+                    at += len(params)
+                lines[at:at] = extra
+    if found:
+        lines[1] = (
+            "# Blocks and repeats from the layers' numbered names. Every layer keeps its name, so"
+        )
+        lines[2] = (
+            "# weights move by name (`archc weights`). Attributes equal to the op's defaults are"
+        )
+        lines[3] = "# left out; `defaults:` holds the values most layers of an op share."
+    if not found:
+        prev = first or None
+        for item in imported.items:
+            layer_lines += item_lines(item, prev)
+            prev = item.name
+    if block_lines:
+        lines += ["blocks:", *block_lines, ""]
+    lines.append("inputs:")
+    lines += [f"  - {_flow(one)}" for one in inputs]
+    lines += ["", "layers:", *layer_lines]
     last = imported.items[-1].name if imported.items else None
     if imported.outputs != [last]:
         lines += ["", f"outputs: {_flow(imported.outputs)}"]
@@ -1249,7 +1298,14 @@ def render(
         f"non_trainable: {counts.non_trainable}}}",
     ]
     text = "\n".join(lines) + "\n"
-    return Written(text, text.count("\n"), len(imported.items), params)
+    return Written(text, text.count("\n"), len(imported.items), params, found)
+
+
+def _param_lines(key: str, decl: dict[str, Any]) -> list[str]:
+    one = f"  {key}: {_flow(decl)}"
+    if len(one) <= MAX_LINE:
+        return [one]
+    return [f"  {key}:", *(f"    {k}: {_flow(v)}" for k, v in decl.items())]
 
 
 def keras_counts(model: Any) -> Any:
@@ -1261,19 +1317,71 @@ def keras_counts(model: Any) -> Any:
     return Counts(t + n, t, n)
 
 
-def import_keras(model: str, out: str | os.PathLike[str], flat: bool = True) -> tuple[Written, Any]:
-    """Import MODEL and write the spec to `out` atomically; returns (what was written, the
-    Keras model)."""
+def import_keras(
+    model: str, out: str | os.PathLike[str], flat: bool = False
+) -> tuple[Written, Any]:
+    """Import MODEL and write the spec to `out` atomically: with blocks and repeats where the
+    layers' names show them (the shortest form that expands to the flat import's graph
+    exactly), or one layer a line (`flat`, or where none does). Returns (what was written,
+    the Keras model)."""
     source = open_source(model)
     imported = convert(source)
     keras_model = source.load()
     counts = keras_counts(keras_model)
     origin = model if source.application else Path(model).name
-    written = render(imported, counts, origin, flat)
+    written = render(imported, counts, origin)
+    if not flat:
+        written = _structured(imported, counts, origin, written)
     from .codegen import write_atomic
 
     write_atomic(Path(out), written.text)
     return written, keras_model
+
+
+def _structured(imported: Imported, counts: Any, origin: str, flat: Written) -> Written:
+    """The shortest structured rendering that expands to the flat one's graph, node for node,
+    and that both backends can generate; the flat one where none does."""
+    import tempfile
+
+    from archc.compiler.api import compile_spec
+
+    from .structure import analyse
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "flat.yaml"
+        path.write_text(flat.text)
+        graph = compile_spec(str(path)).graph
+        reference = _nodes(graph)
+        shapes = {n.name: n.shape for n in graph.nodes}
+        candidates = []
+        for depth in range(1, 4):
+            try:
+                written = render(imported, counts, origin, depth, shapes)
+            except Exception:  # a structure the recovery did not foresee: the flat form holds
+                continue
+            if written.blocks and written.lines < flat.lines:
+                candidates.append(written)
+        for written in sorted(candidates, key=lambda w: w.lines):
+            path = Path(tmp) / "structured.yaml"
+            path.write_text(written.text)
+            try:
+                compiled = compile_spec(str(path))
+                if _nodes(compiled.graph) != reference:
+                    continue
+                analyse(compiled)
+            except SpecError:
+                continue
+            return written
+    return flat
+
+
+def _nodes(graph: Any) -> dict[str, Any]:
+    """A graph as what the spec states: per layer, its op, attributes, inputs, shape and
+    weights."""
+    return {
+        n.name: (n.op, n.attrs, tuple(n.inputs), n.shape, n.trainable, n.weights)
+        for n in graph.nodes
+    }
 
 
 # -- the proof ---------------------------------------------------------------------------------

@@ -4,10 +4,12 @@ For each model (built with weights=None, offline), one process runs
 `archc import keras keras.applications:NAME -o NAME.yaml --prove`: the import, check (counts
 equal the Keras model's), compile of both backends, verify, the Keras model's weights moved
 into the generated PyTorch model through a Keras weights file, and the original's outputs
-against the PyTorch model's. The table (model, status, spec lines, layers, max|Δ| of the
-outputs, wall seconds) goes to benchmarks/results/import_keras.json and .md. A model that
-cannot be imported is listed with the layer that stops it. Usage:
-  .venv/bin/python benchmarks/import_keras.py [--timeout S] [NAME ...]   (default: all)
+against the PyTorch model's. The table (model, status, spec lines, blocks found, layers,
+max|Δ| of the outputs, wall seconds) goes to benchmarks/results/import_keras.json and .md. A
+model that cannot be imported is listed with the layer that stops it. `--lines` runs only the
+imports, flat and structured, for the lines and the blocks found (no proof; rows keep the
+proof measured before). Usage:
+  .venv/bin/python benchmarks/import_keras.py [--timeout S] [--lines] [NAME ...]   (default: all)
 """
 
 from __future__ import annotations
@@ -94,9 +96,12 @@ def run(name: str, timeout: float) -> dict[str, object]:
         seconds = round(time.perf_counter() - start, 1)
         row: dict[str, object] = {"model": name, "seconds": seconds}
         text = done.stdout
-        m = re.search(r"written: (\d+) layers, (\d+) lines", text)
+        m = re.search(r"written: (\d+) layers, (\d+) lines(?:, \d+ blocks?: (.*))?\)", text)
         if m:
             row["layers"], row["spec_lines"] = int(m.group(1)), int(m.group(2))
+            row["blocks"] = m.group(3) or ""
+            row["proven_spec"] = "structured" if m.group(3) else "flat"
+            row["structured_lines"] = int(m.group(2))
         m = re.search(r"^outputs: .* max\|Δ\| = (\S+) \(max\|y\| = (\S+)\)", text, re.M)
         if m:
             row["max_abs_diff"] = float(m.group(1))
@@ -117,40 +122,86 @@ def run(name: str, timeout: float) -> dict[str, object]:
         return row
 
 
+def lines(name: str, timeout: float) -> dict[str, object]:
+    """The import alone, flat and structured: lines, layers and blocks found."""
+    out: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for flag in ("--flat", None):
+            spec = Path(tmp) / "spec.yaml"
+            cmd = [sys.executable, "-m", "archc", "import", "keras"]
+            cmd += [f"keras.applications:{name}", "-o", str(spec)] + ([flag] if flag else [])
+            try:
+                done = subprocess.run(
+                    cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout
+                )
+            except subprocess.TimeoutExpired:
+                return out
+            m = re.search(
+                r"written: (\d+) layers, (\d+) lines(?:, \d+ blocks?: (.*))?\)", done.stdout
+            )
+            if m is None:
+                return out
+            if flag:
+                out["flat_lines"] = int(m.group(2))
+            else:
+                out["structured_lines"], out["blocks"] = int(m.group(2)), m.group(3) or ""
+    return out
+
+
 def table(rows: list[dict[str, object]]) -> str:
-    lines = [
-        "| model | params | spec lines | layers | max\\|Δ\\| (outputs) | max\\|Δ\\| / max\\|y\\| "
-        "| seconds | result |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    out = [
+        "| model | params | lines: flat / structured | blocks found | layers "
+        "| max\\|Δ\\| (outputs) | max\\|Δ\\| / max\\|y\\| | seconds | result |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         diff = r.get("max_abs_diff")
         top = r.get("max_abs_output")
         rel = diff / top if isinstance(diff, float) and isinstance(top, float) and top else None
         params = r.get("params")
-        lines.append(
+        flat, structured = r.get("flat_lines") or "-", r.get("structured_lines") or "-"
+        status = str(r["status"])
+        if status == "proven" and r.get("blocks") and r.get("proven_spec", "flat") == "flat":
+            status += " (flat spec)"
+        out.append(
             f"| {r['model']} | {f'{params:,}' if isinstance(params, int) else ''} "
-            f"| {r.get('spec_lines', '')} | {r.get('layers', '')} "
+            f"| {flat} / {structured} | {r.get('blocks', '') or 'none'} | {r.get('layers', '')} "
             f"| {f'{diff:.2g}' if isinstance(diff, float) else ''} "
             f"| {f'{rel:.2g}' if rel is not None else ''} | {r.get('seconds', '')} "
-            f"| {r['status']} |"
+            f"| {status} |"
         )
-    return "\n".join(lines)
+    return "\n".join(out)
 
 
 def main(argv: list[str]) -> None:
     timeout = 1200.0
     if argv[:1] == ["--timeout"]:
         timeout, argv = float(argv[1]), argv[2:]
+    only_lines = argv[:1] == ["--lines"]
+    argv = argv[1:] if only_lines else argv
     names = argv or sorted(
         applications(), key=lambda n: (n not in FIRST, FIRST.index(n) if n in FIRST else 0, n)
     )
     # rows measured before for models not run now are kept (a run of a few adds to the table)
     earlier = RESULTS / "import_keras.json"
     kept = json.loads(earlier.read_text())["models"] if earlier.exists() else []
+    if only_lines:
+        by_name = {row["model"]: row for row in kept}
+        for name in names:
+            row = by_name.setdefault(name, {"model": name, "status": "not run"})
+            row.update(lines(name, timeout))
+            print(json.dumps(row, ensure_ascii=False), flush=True)
+            write(list(by_name.values()))
+        print(table(list(by_name.values())))
+        return
     rows = [row for row in kept if row["model"] not in names]
     for name in names:
-        row = run(name, timeout)
+        row = {
+            k: v
+            for k, v in next((r for r in kept if r["model"] == name), {}).items()
+            if k in ("flat_lines", "structured_lines")
+        }
+        row.update(run(name, timeout))
         print(json.dumps(row, ensure_ascii=False), flush=True)
         rows.append(row)
         write(rows)  # after each model: a long run leaves what it measured
