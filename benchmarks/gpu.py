@@ -33,7 +33,7 @@ GPT = {"vocab_size": 50257, "context": 256, "width": 768, "depth": 12, "heads": 
 def hand_gpt(vocab_size: int, context: int, width: int, depth: int, heads: int) -> Any:
     """GPT as one writes it in PyTorch: token and learned position embeddings, pre-norm
     blocks (LayerNorm, causal nn.MultiheadAttention, residual; LayerNorm, 4x GELU MLP,
-    residual), a final LayerNorm and an untied bias-free head."""
+    residual), a final LayerNorm and a bias-free head tied to the token embedding (GPT-2's)."""
     import torch
     from torch import nn
 
@@ -60,6 +60,7 @@ def hand_gpt(vocab_size: int, context: int, width: int, depth: int, heads: int) 
             self.h = nn.ModuleList(Block() for _ in range(depth))
             self.ln_f = nn.LayerNorm(width, eps=1e-5)
             self.lm_head = nn.Linear(width, vocab_size, bias=False)
+            self.lm_head.weight = self.wte.weight  # tied, as GPT-2 and specs/gpt.yaml
             causal = torch.ones(context, context, dtype=torch.bool).triu(1)
             self.register_buffer("mask", causal, persistent=False)
 

@@ -22,6 +22,7 @@ from tests.conftest import SPECS
 
 # spec stem -> (variant, parameter overrides, input sizes for unknown height/width)
 CASES: dict[str, tuple[str | None, dict[str, Any], list[tuple[int, int]]]] = {
+    "bert": (None, {}, []),
     "convnext": (
         None,
         {
@@ -64,6 +65,7 @@ CASES: dict[str, tuple[str | None, dict[str, Any], list[tuple[int, int]]]] = {
         {"input_shape": [75, 75, 3], "classes": 10, "repeats": [1, 1, 1]},
         [],
     ),
+    "llama": (None, {}, []),
     "lstm": ("small", {}, []),
     "mobilenet": ("alpha_0.25", {"input_shape": [32, 32, 3], "classes": 10}, []),
     "mobilenet_v2": ("alpha_0.5", {"input_shape": [32, 32, 3], "classes": 10}, []),

@@ -25,10 +25,12 @@ import torch
 from archc.backends import export
 from archc.backends.torch import backend as torch_backend
 from archc.compiler.api import compile_spec
+from archc.compiler.ops.attention import padding_masks
 from tests.conftest import SPECS
 
 # spec -> --set overrides: every spec, small (few blocks, narrow, small inputs)
 SMALL: dict[str, dict[str, str]] = {
+    "bert": {"vocab_size": "50", "steps": "8", "width": "16", "depth": "1", "intermediate": "24"},
     "convnext": {
         "input_shape": "[32,32,3]",
         "depths": "[1,1,1,1]",
@@ -144,13 +146,17 @@ def randomised(model: Any, seed: int = 1) -> dict[str, torch.Tensor]:
 
 
 def feeds(graph: Any, batch: int, seed: int) -> list[np.ndarray]:
-    """Inputs as the PyTorch model takes them: NCHW images, int64 token ids."""
+    """Inputs as the PyTorch model takes them: NCHW images, int64 token ids, right-padded
+    padding masks (1 for a token, at least one a row)."""
     rng = np.random.default_rng(seed)
     out = []
     for name in graph.inputs:
         node = graph.node(name)
         shape = tuple(node.shape or ())
-        if node.attrs.dtype == "int":
+        if name in padding_masks(graph):
+            lengths = rng.integers(1, shape[-1] + 1, (batch, 1))
+            out.append((np.arange(shape[-1]) < lengths).astype(np.int64))
+        elif node.attrs.dtype == "int":
             vocab = min(n.attrs.input_dim for n in graph.nodes if name in n.inputs)
             out.append(rng.integers(0, vocab, (batch, *shape)).astype(np.int64))
         else:

@@ -134,10 +134,10 @@ def _tensorflow_uses(path: os.PathLike[str] | str) -> list[str]:
 def _keras_helper_files() -> list[Path]:
     """Every module Keras files copy layers from (archc's and plugins'), and the recurrent
     layers' module."""
-    from archc.backends.helper_library import keras_modules
+    from archc.backends.helper_library import keras_modules, module_path
 
-    files = [m if isinstance(m, Path) else ROOT / "backends" / f"{m}.py" for m in keras_modules()]
-    return [*files, ROOT / "backends" / "keras_recurrent.py"]
+    files = [module_path(m) for m in keras_modules()]
+    return [*files, ROOT / "backends" / "keras" / "recurrent.py"]
 
 
 @pytest.mark.parametrize(

@@ -914,7 +914,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
             *("global_avg_pool1d", "global_avg_pool2d", "global_max_pool1d"),
             *("global_max_pool2d", "layer_norm", "layer_scale", "multiply", "normalization"),
             *("positional_embedding", "slice", "subtract", "upsample2d", "zero_pad2d"),
-            "rms_norm",
+            *("rms_norm", "sinusoidal_embedding"),
         ],
         (),
     ),
