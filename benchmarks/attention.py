@@ -2,12 +2,16 @@
 
   encoder: generated/transformer_encoder_torch.py (width 512, 8 heads, 128 steps, depth 2)
            vs nn.TransformerEncoder(nn.TransformerEncoderLayer(batch_first=True), 2)  batch 8
+  encoder_no_fast_path: the same, torch's fast path off (torch.backends.mha), so that
+           nn.TransformerEncoderLayer runs its Python forward of separate ops    batch 8
   gpt:     generated/gpt_torch.py (width 256, 4 heads, 128 tokens, depth 2, dropout 0)
            vs the same network of torch.nn modules (nn.Embedding, a position parameter,
            nn.TransformerEncoderLayer(norm_first=True, gelu) called causal, nn.LayerNorm,
            the tied head)                                                           batch 8
   mha:     one generated KerasMultiHeadAttention (width 512, 8 heads, 128 steps) vs
            nn.MultiheadAttention(batch_first=True), self-attention             batch 8
+  packing: that generated module's self-attention, layer(x), vs layer(x, x): the packed
+           in-projection against three separate ones (generated "torch" here)  batch 8
 
 Each pair gets the same weights (copied from the generated model into torch's packed
 layout) and the same input; outputs are checked equal first. Eval: eval mode, no grad (where
@@ -16,7 +20,7 @@ one SGD step on the sum of squares of the output. After warm-up the two are time
 alternately, A B B A ... (runtime.paired), so that load from other processes falls on both;
 per pair the median times, their ratio generated / torch (the result, target <= 1.05), the
 ratio of the minima and the spread of the per-round ratios (the noise).
-Usage: python benchmarks/attention.py [--rounds N] [--only encoder,gpt,mha] [--no-save]
+Usage: python benchmarks/attention.py [--rounds N] [--only encoder,gpt,mha,packing,...] [--no-save]
 Writes benchmarks/results/attention.json unless --no-save.
 """
 
@@ -111,7 +115,7 @@ def compare(gen: Any, ref: Any, x: Any, rounds: int, ref_call: Callable[[Any], A
     return {"max_abs_output_diff_eval_train": [diff, train_diff], **res}
 
 
-def encoder(rounds: int) -> dict[str, Any]:
+def encoder(rounds: int, fast_path: bool = True) -> dict[str, Any]:
     import torch
     from torch import nn
 
@@ -126,7 +130,14 @@ def encoder(rounds: int) -> dict[str, Any]:
         copy_module(g.layers_norm1_, r.norm1)
         copy_module(g.layers_norm2_, r.norm2)
     x = torch.randn(BATCH, steps, width)
-    return compare(gen, ref, x, rounds, ref)
+    if fast_path:
+        return compare(gen, ref, x, rounds, ref)
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        return compare(gen, ref, x, rounds, ref)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
 
 
 def gpt(rounds: int) -> dict[str, Any]:
@@ -183,7 +194,24 @@ def mha(rounds: int) -> dict[str, Any]:
     return compare(gen, ref, x, rounds, lambda t: ref(t, t, t, need_weights=False)[0])
 
 
-PAIRS: dict[str, Callable[[int], dict[str, Any]]] = {"encoder": encoder, "gpt": gpt, "mha": mha}
+def packing(rounds: int) -> dict[str, Any]:
+    """The same generated module, self-attention (packed, one in-projection) against
+    layer(x, x) (query and value given apart: three products, the path before packing)."""
+    import torch
+
+    width, heads, steps = 512, 8, 128
+    gen = _load("transformer_encoder").KerasMultiHeadAttention(width, heads, width // heads)
+    x = torch.randn(BATCH, steps, width)
+    return compare(gen, gen, x, rounds, lambda t: gen(t, t))
+
+
+PAIRS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "encoder": encoder,
+    "encoder_no_fast_path": lambda rounds: encoder(rounds, fast_path=False),
+    "gpt": gpt,
+    "mha": mha,
+    "packing": packing,
+}
 
 
 def main(rounds: int, only: list[str]) -> dict[str, object]:
