@@ -183,14 +183,41 @@ class KerasMultiHeadAttention(nn.Module):
         if self.output_bias is not None:
             nn.init.zeros_(self.output_bias)
 
+    @staticmethod
+    def project(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """x (..., C) times a (C, units) kernel, plus the bias: one fused product (addmm) over
+        the flattened leading axes."""
+        y = x.flatten(0, -2)
+        y = y @ kernel if bias is None else torch.addmm(bias, y, kernel)
+        return y.unflatten(0, x.shape[:-1])
+
     def heads(
         self, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
         """(N, T, C) -> (N, heads, T, head size): x times the (C, heads, head size) kernel."""
-        y = x @ kernel.flatten(1)
-        if bias is not None:
-            y = y + bias.flatten()
-        return y.unflatten(-1, (kernel.shape[1], kernel.shape[2])).transpose(1, 2)
+        flat = None if bias is None else bias.flatten()
+        return self.split_heads(self.project(x, kernel.flatten(1), flat), kernel.shape[1])
+
+    @staticmethod
+    def split_heads(y: torch.Tensor, heads: int) -> torch.Tensor:
+        """(N, T, heads * size) -> (N, heads, T, size)."""
+        return y.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+    def packed_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Self-attention's q, k and v from one matrix product: x times the three kernels
+        side by side (C, q + k + v), nn.MultiheadAttention's in-projection. The parameters
+        stay Keras' three kernels; joining them costs a copy of the kernels per call, small
+        beside the product for more than a few tokens."""
+        wq, wk, wv = self.query_kernel, self.key_kernel, self.value_kernel
+        kernel = torch.cat([wq.flatten(1), wk.flatten(1), wv.flatten(1)], dim=1)
+        bias: torch.Tensor | None = None
+        bq, bk, bv = self.query_bias, self.key_bias, self.value_bias
+        if bq is not None and bk is not None and bv is not None:
+            bias = torch.cat([bq.flatten(), bk.flatten(), bv.flatten()])
+        keys = wq.shape[1] * wq.shape[2]
+        q, k, v = self.project(x, kernel, bias).split([keys, keys, kernel.shape[1] - 2 * keys], -1)
+        heads = self.num_heads
+        return self.split_heads(q, heads), self.split_heads(k, heads), self.split_heads(v, heads)
 
     def forward(
         self,
@@ -199,18 +226,22 @@ class KerasMultiHeadAttention(nn.Module):
         key: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        value = query if value is None else value
-        key = value if key is None else key
-        q = self.heads(query, self.query_kernel, self.query_bias)
-        k = self.heads(key, self.key_kernel, self.key_bias)
-        v = self.heads(value, self.value_kernel, self.value_bias)
+        if value is None and key is None:  # self-attention: one in-projection
+            q, k, v = self.packed_heads(query)
+        else:
+            value = query if value is None else value
+            key = value if key is None else key
+            q = self.heads(query, self.query_kernel, self.query_bias)
+            k = self.heads(key, self.key_kernel, self.key_bias)
+            v = self.heads(value, self.value_kernel, self.value_bias)
         p = self.dropout if self.training else 0.0
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal)
         else:
             y = F.scaled_dot_product_attention(q, k, v, self.scores_mask(mask, q), p)
-        y = y.transpose(1, 2).flatten(2) @ self.output_kernel.flatten(0, 1)
-        return y if self.output_bias is None else y + self.output_bias
+        return self.project(
+            y.transpose(1, 2).flatten(2), self.output_kernel.flatten(0, 1), self.output_bias
+        )
 
     def scores_mask(self, mask: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """The (N, 1, T, S) number added to the scores: 0 where attended, Keras' large
