@@ -131,7 +131,7 @@ class GlorotConv2d(nn.Conv2d):
 
 
 class KerasConv2d(GlorotConv2d):
-    """nn.Conv2d with Keras' padding: 'same' as TF pads it at any stride."""
+    """GlorotConv2d with Keras' padding: 'same' as TF pads it at any stride."""
 
     def __init__(self, *args, padding="valid", **kwargs) -> None:
         super().__init__(*args, padding=0 if isinstance(padding, str) else padding, **kwargs)
