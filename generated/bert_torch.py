@@ -58,6 +58,31 @@ def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable
     return module.requires_grad_(trainable)
 
 
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class KerasLinear(nn.Linear):
+    """nn.Linear with Keras' initial values as its own reset_parameters (FSDP materialises a
+    model module by module, calling each one's)."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
 class KerasLayerNorm(nn.LayerNorm):
     """Keras' LayerNormalization over the channel axis (dim 1 of an image, the last dim of a
     vector or a (N, T, C) sequence): Keras' epsilon, gamma (scale) and beta (center) apart."""
@@ -289,10 +314,10 @@ class Encoder(nn.Module):
             KerasLayerNorm(shape[-1], eps=epsilon), f"layer_{i}_attention_layer_norm"
         )
         self.layer_intermediate = keras_layer(
-            nn.Linear(shape[-1], intermediate), f"layer_{i}_intermediate"
+            KerasLinear(shape[-1], intermediate), f"layer_{i}_intermediate"
         )
         shape = (*shape[:-1], self.layer_intermediate.out_features)
-        self.layer_output = keras_layer(nn.Linear(shape[-1], width), f"layer_{i}_output")
+        self.layer_output = keras_layer(KerasLinear(shape[-1], width), f"layer_{i}_output")
         shape = (*shape[:-1], self.layer_output.out_features)
         self.layer_output_dropout = keras_layer(nn.Dropout(dropout), f"layer_{i}_output_dropout")
         self.layer_output_layer_norm = keras_layer(
@@ -368,7 +393,7 @@ class Bert(nn.Module):
             self.encoder.append(layer)
             shape = layer.out_shape
         shape = shape[1:]
-        self.pooler = keras_layer(nn.Linear(shape[-1], width), "pooler")
+        self.pooler = keras_layer(KerasLinear(shape[-1], width), "pooler")
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -393,18 +418,19 @@ class Bert(nn.Module):
         return last_hidden_state, pooler
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
             if isinstance(
                 module,
-                KerasLayerNorm | KerasEmbedding | PositionalEmbedding | KerasMultiHeadAttention,
+                KerasLinear
+                | KerasLayerNorm
+                | KerasEmbedding
+                | PositionalEmbedding
+                | KerasMultiHeadAttention,
             ):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

@@ -79,6 +79,38 @@ def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1
     return (*out, channels)
 
 
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class KerasLinear(nn.Linear):
+    """nn.Linear with Keras' initial values as its own reset_parameters (FSDP materialises a
+    model module by module, calling each one's)."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class GlorotConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' initial values as its own reset_parameters."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
 class KerasLayerNorm(nn.LayerNorm):
     """Keras' LayerNormalization over the channel axis (dim 1 of an image, the last dim of a
     vector or a (N, T, C) sequence): Keras' epsilon, gamma (scale) and beta (center) apart."""
@@ -202,17 +234,17 @@ class ConvnextBlock(nn.Module):
         super().__init__()
         shape = in_shape
         self.depthwise_conv = keras_layer(
-            nn.Conv2d(shape[-1], in_shape[-1], 7, padding="same", groups=in_shape[-1]),
+            GlorotConv2d(shape[-1], in_shape[-1], 7, padding="same", groups=in_shape[-1]),
             f"{prefix}_depthwise_conv",
         )
         shape = (*shape[:-1], self.depthwise_conv.out_channels)
         self.layernorm = keras_layer(KerasLayerNorm(shape[-1], eps=1e-06), f"{prefix}_layernorm")
         self.pointwise_conv1 = keras_layer(
-            nn.Linear(shape[-1], 4 * in_shape[-1]), f"{prefix}_pointwise_conv_1"
+            KerasLinear(shape[-1], 4 * in_shape[-1]), f"{prefix}_pointwise_conv_1"
         )
         shape = (*shape[:-1], self.pointwise_conv1.out_features)
         self.pointwise_conv2 = keras_layer(
-            nn.Linear(shape[-1], in_shape[-1]), f"{prefix}_pointwise_conv_2"
+            KerasLinear(shape[-1], in_shape[-1]), f"{prefix}_pointwise_conv_2"
         )
         shape = (*shape[:-1], self.pointwise_conv2.out_features)
         self.layer_scale = keras_layer(
@@ -266,7 +298,7 @@ class Stage(nn.Module):
                 KerasLayerNorm(shape[-1], eps=1e-06), f"{model_name}_downsampling_layernorm_{s - 1}"
             )
             self.downsampling_conv = keras_layer(
-                nn.Conv2d(shape[-1], projection_dims[s], 2, stride=2),
+                GlorotConv2d(shape[-1], projection_dims[s], 2, stride=2),
                 f"{model_name}_downsampling_conv_{s - 1}",
             )
             shape = window_shape(shape, self.downsampling_conv.out_channels, 2, 2, "valid")
@@ -333,7 +365,7 @@ class Convnext(nn.Module):
             f"{model_name}_prestem_normalization",
         )
         self.stem_conv = keras_layer(
-            nn.Conv2d(shape[-1], projection_dims[0], 4, stride=4), f"{model_name}_stem_conv"
+            GlorotConv2d(shape[-1], projection_dims[0], 4, stride=4), f"{model_name}_stem_conv"
         )
         shape = window_shape(shape, self.stem_conv.out_channels, 4, 4, "valid")
         self.stem_layernorm = keras_layer(
@@ -356,7 +388,7 @@ class Convnext(nn.Module):
         self.head_layernorm = keras_layer(
             KerasLayerNorm(shape[-1], eps=1e-06), f"{model_name}_head_layernorm"
         )
-        self.head_dense = keras_layer(nn.Linear(shape[-1], classes), f"{model_name}_head_dense")
+        self.head_dense = keras_layer(KerasLinear(shape[-1], classes), f"{model_name}_head_dense")
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -375,15 +407,15 @@ class Convnext(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasLayerNorm | KerasNormalization | LayerScale):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(
+                module,
+                KerasLinear | GlorotConv2d | KerasLayerNorm | KerasNormalization | LayerScale,
+            ):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

@@ -63,6 +63,38 @@ def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1
     return (*out, channels)
 
 
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class KerasLinear(nn.Linear):
+    """nn.Linear with Keras' initial values as its own reset_parameters (FSDP materialises a
+    model module by module, calling each one's)."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class GlorotConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' initial values as its own reset_parameters."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
 class KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm over the channels (dim 1 of an image, the last dim of a (N, T, C) sequence),
     as Keras': gamma (scale) and beta (center) apart, and in training the moving variance
@@ -116,14 +148,14 @@ class ConvBlock(nn.Module):
             KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_0_bn"
         )
         self.conv1 = keras_layer(
-            nn.Conv2d(shape[-1], 4 * growth_rate, 1, bias=False), f"{prefix}_1_conv"
+            GlorotConv2d(shape[-1], 4 * growth_rate, 1, bias=False), f"{prefix}_1_conv"
         )
         shape = (*shape[:-1], self.conv1.out_channels)
         self.bn1 = keras_layer(
             KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_1_bn"
         )
         self.conv2 = keras_layer(
-            nn.Conv2d(shape[-1], growth_rate, 3, padding="same", bias=False), f"{prefix}_2_conv"
+            GlorotConv2d(shape[-1], growth_rate, 3, padding="same", bias=False), f"{prefix}_2_conv"
         )
         shape = (*shape[:-1], self.conv2.out_channels)
         shape = (*in_shape[:-1], in_shape[-1] + shape[-1])
@@ -150,7 +182,7 @@ class Transition(nn.Module):
             KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), f"{prefix}_bn"
         )
         self.conv = keras_layer(
-            nn.Conv2d(shape[-1], int(in_shape[-1] * reduction), 1, bias=False), f"{prefix}_conv"
+            GlorotConv2d(shape[-1], int(in_shape[-1] * reduction), 1, bias=False), f"{prefix}_conv"
         )
         shape = (*shape[:-1], self.conv.out_channels)
         self.pool = keras_layer(nn.AvgPool2d(2, stride=2), f"{prefix}_pool")
@@ -220,7 +252,7 @@ class Densenet121(nn.Module):
         self.logits = logits
         shape = (shape[0] + 6, shape[1] + 6, shape[2])
         self.conv1_conv = keras_layer(
-            nn.Conv2d(shape[-1], 64, 7, stride=2, padding=(3, 3), bias=False), "conv1_conv"
+            GlorotConv2d(shape[-1], 64, 7, stride=2, padding=(3, 3), bias=False), "conv1_conv"
         )
         shape = window_shape(shape, self.conv1_conv.out_channels, 7, 2, "valid")
         self.conv1_bn = keras_layer(
@@ -239,7 +271,7 @@ class Densenet121(nn.Module):
             shape = layer.out_shape
         self.bn = keras_layer(KerasBatchNorm(shape[-1], eps=1.001e-05, momentum=0.01), "bn")
         shape = shape[-1:]
-        self.predictions = keras_layer(nn.Linear(shape[-1], classes), "predictions")
+        self.predictions = keras_layer(KerasLinear(shape[-1], classes), "predictions")
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -262,15 +294,12 @@ class Densenet121(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasBatchNorm):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(module, KerasLinear | GlorotConv2d | KerasBatchNorm):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

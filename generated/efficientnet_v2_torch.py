@@ -99,8 +99,40 @@ def same_pads(
     return left, right, top, bottom
 
 
-class KerasConv2d(nn.Conv2d):
-    """nn.Conv2d with Keras' padding: 'same' as TF pads it at any stride."""
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class KerasLinear(nn.Linear):
+    """nn.Linear with Keras' initial values as its own reset_parameters (FSDP materialises a
+    model module by module, calling each one's)."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class GlorotConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' initial values as its own reset_parameters."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class KerasConv2d(GlorotConv2d):
+    """GlorotConv2d with Keras' padding: 'same' as TF pads it at any stride."""
 
     def __init__(self, *args, padding="valid", **kwargs) -> None:
         super().__init__(*args, padding=0 if isinstance(padding, str) else padding, **kwargs)
@@ -127,6 +159,7 @@ class KerasDepthwiseConv2d(KerasConv2d):
             self.weight.uniform_(-limit, limit)
             if self.bias is not None:
                 self.bias.zero_()
+        spec_initializers_(self)
 
 
 def reshape_shape(shape, target):
@@ -316,22 +349,12 @@ class Constant:
         nn.init.constant_(tensor, self.value)
 
 
-def with_initializers(module, **initializers):
-    """Give a module its Keras layer's initializers (objects of the classes above), by Keras'
-    keywords (kernel_initializer, bias_initializer, depthwise_initializer,
-    pointwise_initializer)."""
-    module.initializers = initializers
-    return module
-
-
 def keras_init_(layer) -> None:
     """Draw the weights of a layer `with_initializers` as Keras draws them: the fans are Keras'
     of its kernel layout. PyTorch's (out, in, *window) weights have them as they are (and a
     transposed convolution's (in, out, *window) those of Keras' (*window, out, in)); Keras'
-    depthwise kernel (kh, kw, C, M) is held (C * M, 1, kh, kw). A separable convolution's
-    depthwise part is `depthwise`; its pointwise part holds the bias."""
-    depthwise = getattr(layer, "depthwise", layer)
-    conv = getattr(layer, "pointwise", layer)
+    depthwise kernel (kh, kw, C, M) is held (C * M, 1, kh, kw)."""
+    depthwise = conv = layer  # a separable convolution's two parts: each its own
     with torch.no_grad():
         for keyword, draw in layer.initializers.items():
             if keyword == "bias_initializer":
@@ -346,6 +369,29 @@ def keras_init_(layer) -> None:
                 weight = conv.weight
                 window = math.prod(weight.shape[2:])
                 draw(weight, window * weight.shape[1], window * weight.shape[0])
+
+
+class Initializers(dict):
+    """A layer's initializers (objects of the classes above) by Keras' keywords
+    (kernel_initializer, bias_initializer, depthwise_initializer, pointwise_initializer);
+    `draw(layer)` draws its weights with them (`keras_init_`)."""
+
+    def draw(self, layer) -> None:
+        keras_init_(layer)
+
+
+def with_initializers(module, **initializers):
+    """Give a module its Keras layer's initializers, which its reset_parameters draws with
+    (each module its own, as FSDP materialises a model); a separable convolution's parts
+    each hold theirs: the depthwise its kernel's, the pointwise its kernel's and the bias'."""
+    if hasattr(module, "pointwise"):
+        depthwise = {k: v for k, v in initializers.items() if k == "depthwise_initializer"}
+        pointwise = {k: v for k, v in initializers.items() if k != "depthwise_initializer"}
+        with_initializers(module.depthwise, **depthwise)
+        with_initializers(module.pointwise, **pointwise)
+    else:
+        module.initializers = Initializers(initializers)
+    return module
 
 
 class SqueezeExcite(nn.Module):
@@ -369,7 +415,9 @@ class SqueezeExcite(nn.Module):
         shape = reshape_shape(shape, (1, 1, in_shape[-1]))
         self.se_reduce = keras_layer(
             with_initializers(
-                nn.Conv2d(shape[-1], max(1, int(width * se_ratio)), 1, padding="same", bias=True),
+                GlorotConv2d(
+                    shape[-1], max(1, int(width * se_ratio)), 1, padding="same", bias=True
+                ),
                 kernel_initializer=VarianceScaling(
                     scale=2.0, mode="fan_out", distribution="truncated_normal"
                 ),
@@ -380,7 +428,7 @@ class SqueezeExcite(nn.Module):
         shape = (*shape[:-1], self.se_reduce.out_channels)
         self.se_expand = keras_layer(
             with_initializers(
-                nn.Conv2d(shape[-1], in_shape[-1], 1, padding="same", bias=True),
+                GlorotConv2d(shape[-1], in_shape[-1], 1, padding="same", bias=True),
                 kernel_initializer=VarianceScaling(
                     scale=2.0, mode="fan_out", distribution="truncated_normal"
                 ),
@@ -533,7 +581,9 @@ class Mbconv(nn.Module):
         if expansion != 1:
             self.expand_conv = keras_layer(
                 with_initializers(
-                    nn.Conv2d(shape[-1], in_shape[-1] * expansion, 1, padding="same", bias=False),
+                    GlorotConv2d(
+                        shape[-1], in_shape[-1] * expansion, 1, padding="same", bias=False
+                    ),
                     kernel_initializer=VarianceScaling(
                         scale=2.0, mode="fan_out", distribution="truncated_normal"
                     ),
@@ -573,7 +623,7 @@ class Mbconv(nn.Module):
             shape = self.squeeze_excite.out_shape
         self.project_conv = keras_layer(
             with_initializers(
-                nn.Conv2d(shape[-1], filters, 1, padding="same", bias=False),
+                GlorotConv2d(shape[-1], filters, 1, padding="same", bias=False),
                 kernel_initializer=VarianceScaling(
                     scale=2.0, mode="fan_out", distribution="truncated_normal"
                 ),
@@ -765,7 +815,7 @@ class EfficientnetV2(nn.Module):
             self.stage.append(inner)
         self.top_conv = keras_layer(
             with_initializers(
-                nn.Conv2d(
+                GlorotConv2d(
                     shape[-1],
                     max(8, int(1280 * width_coefficient + 4) // 8 * 8),
                     1,
@@ -787,7 +837,7 @@ class EfficientnetV2(nn.Module):
             self.top_dropout = keras_layer(nn.Dropout(dropout_rate), "top_dropout")
         self.predictions = keras_layer(
             with_initializers(
-                nn.Linear(shape[-1], classes),
+                KerasLinear(shape[-1], classes),
                 kernel_initializer=VarianceScaling(
                     scale=0.3333333333333333, mode="fan_out", distribution="uniform"
                 ),
@@ -820,19 +870,19 @@ class EfficientnetV2(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0; then the layers
-        whose initializers the spec gives draw with them."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0, the initializers the spec gives. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasDepthwiseConv2d | KerasBatchNorm | KerasNormalization):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        for module in self.modules():  # then the initializers the spec gives, as Keras draws
-            if hasattr(module, "initializers"):
-                keras_init_(module)
+            if isinstance(
+                module,
+                KerasLinear
+                | GlorotConv2d
+                | KerasDepthwiseConv2d
+                | KerasBatchNorm
+                | KerasNormalization,
+            ):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

@@ -98,8 +98,40 @@ def same_pads(
     return left, right, top, bottom
 
 
-class KerasConv2d(nn.Conv2d):
-    """nn.Conv2d with Keras' padding: 'same' as TF pads it at any stride."""
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class KerasLinear(nn.Linear):
+    """nn.Linear with Keras' initial values as its own reset_parameters (FSDP materialises a
+    model module by module, calling each one's)."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class GlorotConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' initial values as its own reset_parameters."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class KerasConv2d(GlorotConv2d):
+    """GlorotConv2d with Keras' padding: 'same' as TF pads it at any stride."""
 
     def __init__(self, *args, padding="valid", **kwargs) -> None:
         super().__init__(*args, padding=0 if isinstance(padding, str) else padding, **kwargs)
@@ -285,7 +317,7 @@ class Block35(nn.Module):
         b2_shape = shape
         shape = (*b0_shape[:-1], b0_shape[-1] + b1_shape[-1] + b2_shape[-1])
         self.block35_conv = keras_layer(
-            nn.Conv2d(shape[-1], in_shape[-1], 1, bias=True), f"block35_{idx}_conv"
+            GlorotConv2d(shape[-1], in_shape[-1], 1, bias=True), f"block35_{idx}_conv"
         )
         shape = (*shape[:-1], self.block35_conv.out_channels)
         self.custom_scale_layer_scales = (1, scale)
@@ -377,7 +409,7 @@ class Block17(nn.Module):
         b1_shape = shape
         shape = (*b0_shape[:-1], b0_shape[-1] + b1_shape[-1])
         self.block17_conv = keras_layer(
-            nn.Conv2d(shape[-1], in_shape[-1], 1, bias=True), f"block17_{idx}_conv"
+            GlorotConv2d(shape[-1], in_shape[-1], 1, bias=True), f"block17_{idx}_conv"
         )
         shape = (*shape[:-1], self.block17_conv.out_channels)
         self.custom_scale_layer_scales = (1, scale)
@@ -479,7 +511,7 @@ class Block8(nn.Module):
         b1_shape = shape
         shape = (*b0_shape[:-1], b0_shape[-1] + b1_shape[-1])
         self.block8_conv = keras_layer(
-            nn.Conv2d(shape[-1], in_shape[-1], 1, bias=True), f"block8_{idx}_conv"
+            GlorotConv2d(shape[-1], in_shape[-1], 1, bias=True), f"block8_{idx}_conv"
         )
         shape = (*shape[:-1], self.block8_conv.out_channels)
         self.custom_scale_layer_scales = (1, scale)
@@ -573,7 +605,7 @@ class InceptionResnetV2(nn.Module):
         self.conv_bn_____ = ConvBn(shape, filters=1536, kernel=(1, 1), name_="conv_7b", names=names)
         shape = self.conv_bn_____.out_shape
         shape = shape[-1:]
-        self.predictions = keras_layer(nn.Linear(shape[-1], classes), "predictions")
+        self.predictions = keras_layer(KerasLinear(shape[-1], classes), "predictions")
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -601,15 +633,12 @@ class InceptionResnetV2(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasBatchNorm):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(module, KerasLinear | GlorotConv2d | KerasBatchNorm):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

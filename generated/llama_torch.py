@@ -58,6 +58,31 @@ def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable
     return module.requires_grad_(trainable)
 
 
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class KerasLinear(nn.Linear):
+    """nn.Linear with Keras' initial values as its own reset_parameters (FSDP materialises a
+    model module by module, calling each one's)."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
 class KerasEmbedding(nn.Embedding):
     """Keras' Embedding: token ids -> rows of `weight` (input_dim, output_dim), Keras' layout;
     Keras' initial values, uniform in [-0.05, 0.05]."""
@@ -194,17 +219,17 @@ class DecoderLayer(nn.Module):
         )
         normed_shape = shape
         self.layers_mlp_gate_proj = keras_layer(
-            nn.Linear(shape[-1], intermediate, bias=False), f"layers_{i}_mlp_gate_proj"
+            KerasLinear(shape[-1], intermediate, bias=False), f"layers_{i}_mlp_gate_proj"
         )
         shape = (*shape[:-1], self.layers_mlp_gate_proj.out_features)
         gate_shape = shape
         self.layers_mlp_up_proj = keras_layer(
-            nn.Linear(normed_shape[-1], intermediate, bias=False), f"layers_{i}_mlp_up_proj"
+            KerasLinear(normed_shape[-1], intermediate, bias=False), f"layers_{i}_mlp_up_proj"
         )
         shape = (*normed_shape[:-1], self.layers_mlp_up_proj.out_features)
         shape = gate_shape
         self.layers_mlp_down_proj = keras_layer(
-            nn.Linear(shape[-1], width, bias=False), f"layers_{i}_mlp_down_proj"
+            KerasLinear(shape[-1], width, bias=False), f"layers_{i}_mlp_down_proj"
         )
         shape = (*shape[:-1], self.layers_mlp_down_proj.out_features)
         shape = attended_shape
@@ -264,7 +289,7 @@ class Llama(nn.Module):
             self.layers_.append(block)
             shape = block.out_shape
         self.norm = keras_layer(nn.RMSNorm(shape[-1], eps=epsilon), "norm")
-        self.lm_head = keras_layer(nn.Linear(shape[-1], vocab_size, bias=False), "lm_head")
+        self.lm_head = keras_layer(KerasLinear(shape[-1], vocab_size, bias=False), "lm_head")
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -278,15 +303,12 @@ class Llama(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasEmbedding | KerasGroupedQueryAttention):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(module, KerasLinear | KerasEmbedding | KerasGroupedQueryAttention):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

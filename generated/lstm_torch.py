@@ -37,6 +37,31 @@ def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable
     return module.requires_grad_(trainable)
 
 
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class KerasLinear(nn.Linear):
+    """nn.Linear with Keras' initial values as its own reset_parameters (FSDP materialises a
+    model module by module, calling each one's)."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
 class KerasEmbedding(nn.Embedding):
     """Keras' Embedding: token ids -> rows of `weight` (input_dim, output_dim), Keras' layout;
     Keras' initial values, uniform in [-0.05, 0.05]."""
@@ -210,7 +235,7 @@ class Lstm(nn.Module):
                 KerasGRU(shape[-1], units, return_sequences=True), "decoder"
             )
             shape = (shape[0], self.decoder_.output_size)
-        self.tagger = keras_layer(nn.Linear(shape[-1], tags), "tagger")
+        self.tagger = keras_layer(KerasLinear(shape[-1], tags), "tagger")
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -230,15 +255,12 @@ class Lstm(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasEmbedding | KerasRecurrent | KerasLSTM):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(module, KerasLinear | KerasEmbedding | KerasRecurrent | KerasLSTM):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

@@ -95,8 +95,32 @@ def same_pads(
     return left, right, top, bottom
 
 
-class KerasConv2d(nn.Conv2d):
-    """nn.Conv2d with Keras' padding: 'same' as TF pads it at any stride."""
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class GlorotConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' initial values as its own reset_parameters."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class KerasConv2d(GlorotConv2d):
+    """GlorotConv2d with Keras' padding: 'same' as TF pads it at any stride."""
 
     def __init__(self, *args, padding="valid", **kwargs) -> None:
         super().__init__(*args, padding=0 if isinstance(padding, str) else padding, **kwargs)
@@ -123,6 +147,7 @@ class KerasDepthwiseConv2d(KerasConv2d):
             self.weight.uniform_(-limit, limit)
             if self.bias is not None:
                 self.bias.zero_()
+        spec_initializers_(self)
 
 
 def reshape_shape(shape, target):
@@ -215,7 +240,7 @@ class DepthwiseSeparable(nn.Module):
             KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), f"conv_dw_{block_id}_bn"
         )
         self.conv_pw = keras_layer(
-            nn.Conv2d(shape[-1], int(filters * alpha), 1, padding="same", bias=False),
+            GlorotConv2d(shape[-1], int(filters * alpha), 1, padding="same", bias=False),
             f"conv_pw_{block_id}",
         )
         shape = (*shape[:-1], self.conv_pw.out_channels)
@@ -286,7 +311,7 @@ class Mobilenet(nn.Module):
         shape = (1, 1, shape[-1])
         self.dropout = keras_layer(nn.Dropout(dropout), "dropout")
         self.conv_preds = keras_layer(
-            nn.Conv2d(shape[-1], classes, 1, padding="same", bias=True), "conv_preds"
+            GlorotConv2d(shape[-1], classes, 1, padding="same", bias=True), "conv_preds"
         )
         self.reshape_2_target_shape = (classes,)
         self.keras_layers = {
@@ -308,15 +333,12 @@ class Mobilenet(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasDepthwiseConv2d | KerasBatchNorm):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(module, GlorotConv2d | KerasDepthwiseConv2d | KerasBatchNorm):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

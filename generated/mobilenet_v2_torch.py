@@ -100,8 +100,40 @@ def same_pads(
     return left, right, top, bottom
 
 
-class KerasConv2d(nn.Conv2d):
-    """nn.Conv2d with Keras' padding: 'same' as TF pads it at any stride."""
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class KerasLinear(nn.Linear):
+    """nn.Linear with Keras' initial values as its own reset_parameters (FSDP materialises a
+    model module by module, calling each one's)."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class GlorotConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' initial values as its own reset_parameters."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class KerasConv2d(GlorotConv2d):
+    """GlorotConv2d with Keras' padding: 'same' as TF pads it at any stride."""
 
     def __init__(self, *args, padding="valid", **kwargs) -> None:
         super().__init__(*args, padding=0 if isinstance(padding, str) else padding, **kwargs)
@@ -128,6 +160,7 @@ class KerasDepthwiseConv2d(KerasConv2d):
             self.weight.uniform_(-limit, limit)
             if self.bias is not None:
                 self.bias.zero_()
+        spec_initializers_(self)
 
 
 def torch_pads(padding) -> tuple[int, int, int, int]:
@@ -215,7 +248,7 @@ class InvertedRes(nn.Module):
         self.expand_BN = None
         if block_id > 0:
             self.expand = keras_layer(
-                nn.Conv2d(shape[-1], expansion * in_shape[-1], 1, padding="same", bias=False),
+                GlorotConv2d(shape[-1], expansion * in_shape[-1], 1, padding="same", bias=False),
                 f"{prefix}_expand",
             )
             shape = (*shape[:-1], self.expand.out_channels)
@@ -247,7 +280,7 @@ class InvertedRes(nn.Module):
             KerasBatchNorm(shape[-1], eps=0.001, momentum=0.001), f"{prefix}_depthwise_BN"
         )
         self.project = keras_layer(
-            nn.Conv2d(
+            GlorotConv2d(
                 shape[-1], make_divisible(int(filters * alpha), 8), 1, padding="same", bias=False
             ),
             f"{prefix}_project",
@@ -329,7 +362,7 @@ class MobilenetV2(nn.Module):
                 shape = block.out_shape
             self.stage.append(inner)
         self.Conv_1 = keras_layer(
-            nn.Conv2d(
+            GlorotConv2d(
                 shape[-1], make_divisible(1280 * alpha, 8) if alpha > 1.0 else 1280, 1, bias=False
             ),
             "Conv_1",
@@ -339,7 +372,7 @@ class MobilenetV2(nn.Module):
             KerasBatchNorm(shape[-1], eps=0.001, momentum=0.001), "Conv_1_bn"
         )
         shape = shape[-1:]
-        self.predictions = keras_layer(nn.Linear(shape[-1], classes), "predictions")
+        self.predictions = keras_layer(KerasLinear(shape[-1], classes), "predictions")
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -360,15 +393,14 @@ class MobilenetV2(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasDepthwiseConv2d | KerasBatchNorm):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(
+                module, KerasLinear | GlorotConv2d | KerasDepthwiseConv2d | KerasBatchNorm
+            ):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

@@ -108,8 +108,32 @@ def same_pads(
     return left, right, top, bottom
 
 
-class KerasConv2d(nn.Conv2d):
-    """nn.Conv2d with Keras' padding: 'same' as TF pads it at any stride."""
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class GlorotConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' initial values as its own reset_parameters."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class KerasConv2d(GlorotConv2d):
+    """GlorotConv2d with Keras' padding: 'same' as TF pads it at any stride."""
 
     def __init__(self, *args, padding="valid", **kwargs) -> None:
         super().__init__(*args, padding=0 if isinstance(padding, str) else padding, **kwargs)
@@ -136,6 +160,7 @@ class KerasDepthwiseConv2d(KerasConv2d):
             self.weight.uniform_(-limit, limit)
             if self.bias is not None:
                 self.bias.zero_()
+        spec_initializers_(self)
 
 
 def torch_pads(padding) -> tuple[int, int, int, int]:
@@ -245,14 +270,14 @@ class SqueezeExcite(nn.Module):
         shape = in_shape
         shape = (1, 1, shape[-1])
         self.squeeze_excite_conv = keras_layer(
-            nn.Conv2d(
+            GlorotConv2d(
                 shape[-1], make_divisible(in_shape[-1] * se_ratio, 8), 1, padding="same", bias=True
             ),
             f"{prefix}squeeze_excite_conv",
         )
         shape = (*shape[:-1], self.squeeze_excite_conv.out_channels)
         self.squeeze_excite_conv1 = keras_layer(
-            nn.Conv2d(shape[-1], in_shape[-1], 1, padding="same", bias=True),
+            GlorotConv2d(shape[-1], in_shape[-1], 1, padding="same", bias=True),
             f"{prefix}squeeze_excite_conv_1",
         )
         shape = (*shape[:-1], self.squeeze_excite_conv1.out_channels)
@@ -297,7 +322,7 @@ class InvertedRes(nn.Module):
         self.expand_bn = None
         if block_id > 0:
             self.expand = keras_layer(
-                nn.Conv2d(
+                GlorotConv2d(
                     shape[-1],
                     make_divisible(in_shape[-1] * expansion, 8),
                     1,
@@ -355,7 +380,7 @@ class InvertedRes(nn.Module):
             self.squeeze_excite = SqueezeExcite(shape, prefix=prefix, se_ratio=se_ratio)
             shape = self.squeeze_excite.out_shape
         self.project = keras_layer(
-            nn.Conv2d(shape[-1], filters, 1, padding="same", bias=False), f"{prefix}project"
+            GlorotConv2d(shape[-1], filters, 1, padding="same", bias=False), f"{prefix}project"
         )
         shape = (*shape[:-1], self.project.out_channels)
         self.project_bn = keras_layer(
@@ -485,7 +510,9 @@ class MobilenetV3(nn.Module):
             self.block_.append(block)
             shape = block.out_shape
         self.conv_1 = keras_layer(
-            nn.Conv2d(shape[-1], make_divisible(shape[-1] * 6, 8), 1, padding="same", bias=False),
+            GlorotConv2d(
+                shape[-1], make_divisible(shape[-1] * 6, 8), 1, padding="same", bias=False
+            ),
             "conv_1",
         )
         shape = (*shape[:-1], self.conv_1.out_channels)
@@ -495,7 +522,7 @@ class MobilenetV3(nn.Module):
         self.conv_1_act_fn = activation
         shape = (1, 1, shape[-1])
         self.conv_2 = keras_layer(
-            nn.Conv2d(
+            GlorotConv2d(
                 shape[-1],
                 make_divisible(last_point_ch * alpha, 8) if alpha > 1.0 else last_point_ch,
                 1,
@@ -510,7 +537,7 @@ class MobilenetV3(nn.Module):
         if dropout_rate > 0:
             self.dropout = keras_layer(nn.Dropout(dropout_rate), "dropout")
         self.logits_ = keras_layer(
-            nn.Conv2d(shape[-1], classes, 1, padding="same", bias=True), "logits"
+            GlorotConv2d(shape[-1], classes, 1, padding="same", bias=True), "logits"
         )
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
@@ -540,15 +567,12 @@ class MobilenetV3(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasDepthwiseConv2d | KerasBatchNorm):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(module, GlorotConv2d | KerasDepthwiseConv2d | KerasBatchNorm):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

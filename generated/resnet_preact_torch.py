@@ -83,8 +83,40 @@ def same_pads(
     return left, right, top, bottom
 
 
-class KerasConv2d(nn.Conv2d):
-    """nn.Conv2d with Keras' padding: 'same' as TF pads it at any stride."""
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class KerasLinear(nn.Linear):
+    """nn.Linear with Keras' initial values as its own reset_parameters (FSDP materialises a
+    model module by module, calling each one's)."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class GlorotConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' initial values as its own reset_parameters."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class KerasConv2d(GlorotConv2d):
+    """GlorotConv2d with Keras' padding: 'same' as TF pads it at any stride."""
 
     def __init__(self, *args, padding="valid", **kwargs) -> None:
         super().__init__(*args, padding=0 if isinstance(padding, str) else padding, **kwargs)
@@ -157,17 +189,19 @@ class PreactBottleneck(nn.Module):
                 KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), f"bn{stage}a"
             )
         self.conv_a = keras_layer(
-            nn.Conv2d(shape[-1], filters[0], 1, bias=False), f"conv{stage}a", l2=reg
+            GlorotConv2d(shape[-1], filters[0], 1, bias=False), f"conv{stage}a", l2=reg
         )
         shape = (*shape[:-1], self.conv_a.out_channels)
         self.bn_b = keras_layer(KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), f"bn{stage}b")
         self.conv_b = keras_layer(
-            nn.Conv2d(shape[-1], filters[1], 3, padding="same", bias=False), f"conv{stage}b", l2=reg
+            GlorotConv2d(shape[-1], filters[1], 3, padding="same", bias=False),
+            f"conv{stage}b",
+            l2=reg,
         )
         shape = (*shape[:-1], self.conv_b.out_channels)
         self.bn_c = keras_layer(KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), f"bn{stage}c")
         self.conv_c = keras_layer(
-            nn.Conv2d(shape[-1], filters[2], 1, bias=True), f"conv{stage}c", l2=reg
+            GlorotConv2d(shape[-1], filters[2], 1, bias=True), f"conv{stage}c", l2=reg
         )
         shape = (*shape[:-1], self.conv_c.out_channels)
         self.out_shape = shape
@@ -224,13 +258,13 @@ class Rnpa(nn.Module):
         self.convF = None
         if use_final_conv:
             self.convF = keras_layer(
-                nn.Conv2d(shape[-1], 64, 3, padding="same", bias=True), "convF", l2=reg
+                GlorotConv2d(shape[-1], 64, 3, padding="same", bias=True), "convF", l2=reg
             )
             shape = (*shape[:-1], self.convF.out_channels)
         self.avg_pool = keras_layer(nn.AvgPool2d(input_shape[0] // 2), "avg_pool")
         shape = window_shape(shape, shape[-1], input_shape[0] // 2, input_shape[0] // 2, "valid")
         shape = (math.prod(shape),)
-        self.fc10 = keras_layer(nn.Linear(shape[-1], nb_classes), "fc10")
+        self.fc10 = keras_layer(KerasLinear(shape[-1], nb_classes), "fc10")
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -253,15 +287,12 @@ class Rnpa(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasBatchNorm):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(module, KerasLinear | GlorotConv2d | KerasBatchNorm):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

@@ -44,6 +44,31 @@ def keras_layer(module: nn.Module, name: str, l2: float | None = None, trainable
     return module.requires_grad_(trainable)
 
 
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class KerasLinear(nn.Linear):
+    """nn.Linear with Keras' initial values as its own reset_parameters (FSDP materialises a
+    model module by module, calling each one's)."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
 class KerasLayerNorm(nn.LayerNorm):
     """Keras' LayerNormalization over the channel axis (dim 1 of an image, the last dim of a
     vector or a (N, T, C) sequence): Keras' epsilon, gamma (scale) and beta (center) apart."""
@@ -268,11 +293,11 @@ class EncoderLayer(nn.Module):
                 KerasLayerNorm(shape[-1], eps=epsilon), f"layers_{i}_norm2"
             )
         self.layers_linear1 = keras_layer(
-            nn.Linear(shape[-1], int(width * mlp_ratio)), f"layers_{i}_linear1"
+            KerasLinear(shape[-1], int(width * mlp_ratio)), f"layers_{i}_linear1"
         )
         self.layers_linear1_activation = activation
         shape = (*shape[:-1], self.layers_linear1.out_features)
-        self.layers_linear2 = keras_layer(nn.Linear(shape[-1], width), f"layers_{i}_linear2")
+        self.layers_linear2 = keras_layer(KerasLinear(shape[-1], width), f"layers_{i}_linear2")
         shape = (*shape[:-1], self.layers_linear2.out_features)
         shape = h_shape
         self.layers_norm2_ = None
@@ -346,15 +371,12 @@ class TransformerEncoder(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasLayerNorm | KerasMultiHeadAttention):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(module, KerasLinear | KerasLayerNorm | KerasMultiHeadAttention):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

@@ -53,6 +53,30 @@ def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1
     return (*out, channels)
 
 
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class GlorotConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' initial values as its own reset_parameters."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
 class KerasConvTranspose2d(nn.ConvTranspose2d):
     """Keras' Conv2DTranspose: the full transposed convolution, (n - 1) * s + k, then cut to
     Keras' size: 'same' crops k - s as TF splits it (the extra pixel bottom/right, which
@@ -70,9 +94,7 @@ class KerasConvTranspose2d(nn.ConvTranspose2d):
         self.crops = ((h // 2, h - h // 2), (w // 2, w - w // 2))  # TF's split
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.weight)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        keras_reset_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv_transpose2d(
@@ -162,12 +184,12 @@ class DoubleConv(nn.Module):
         super().__init__()
         shape = in_shape
         self.conv1 = keras_layer(
-            nn.Conv2d(shape[-1], filters, 3, padding="same", bias=False), f"{prefix}_conv1"
+            GlorotConv2d(shape[-1], filters, 3, padding="same", bias=False), f"{prefix}_conv1"
         )
         shape = (*shape[:-1], self.conv1.out_channels)
         self.bn1 = keras_layer(KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), f"{prefix}_bn1")
         self.conv2 = keras_layer(
-            nn.Conv2d(shape[-1], filters, 3, padding="same", bias=False), f"{prefix}_conv2"
+            GlorotConv2d(shape[-1], filters, 3, padding="same", bias=False), f"{prefix}_conv2"
         )
         shape = (*shape[:-1], self.conv2.out_channels)
         self.bn2 = keras_layer(KerasBatchNorm(shape[-1], eps=0.001, momentum=0.01), f"{prefix}_bn2")
@@ -294,7 +316,7 @@ class Unet(nn.Module):
         shape = concat_shape((shape, enc0_shape), -1)
         self.double_conv________ = DoubleConv(shape, prefix="dec0", filters=filters)
         shape = self.double_conv________.out_shape
-        self.head = keras_layer(nn.Conv2d(shape[-1], classes, 1), "head")
+        self.head = keras_layer(GlorotConv2d(shape[-1], classes, 1), "head")
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -352,15 +374,12 @@ class Unet(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasConvTranspose2d | KerasBatchNorm):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(module, GlorotConv2d | KerasConvTranspose2d | KerasBatchNorm):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

@@ -58,6 +58,38 @@ def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1
     return (*out, channels)
 
 
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class KerasLinear(nn.Linear):
+    """nn.Linear with Keras' initial values as its own reset_parameters (FSDP materialises a
+    model module by module, calling each one's)."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class GlorotConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' initial values as its own reset_parameters."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
 def reshape_shape(shape, target):
     """Keras' Reshape target with its one -1 resolved."""
     size = math.prod(shape)
@@ -309,11 +341,11 @@ class EncoderBlock(nn.Module):
             KerasLayerNorm(shape[-1], eps=epsilon), f"encoder_layer_{i}_ln_2"
         )
         self.encoder_layer_mlp1 = keras_layer(
-            nn.Linear(shape[-1], mlp_dim), f"encoder_layer_{i}_mlp_1"
+            KerasLinear(shape[-1], mlp_dim), f"encoder_layer_{i}_mlp_1"
         )
         shape = (*shape[:-1], self.encoder_layer_mlp1.out_features)
         self.encoder_layer_mlp2 = keras_layer(
-            nn.Linear(shape[-1], width), f"encoder_layer_{i}_mlp_2"
+            KerasLinear(shape[-1], width), f"encoder_layer_{i}_mlp_2"
         )
         shape = (*shape[:-1], self.encoder_layer_mlp2.out_features)
         shape = attended_shape
@@ -352,7 +384,7 @@ class Vit(nn.Module):
         image_shape = (image_size, image_size, 3)
         shape = image_shape
         self.conv_proj = keras_layer(
-            nn.Conv2d(shape[-1], width, patch_size, stride=patch_size), "conv_proj"
+            GlorotConv2d(shape[-1], width, patch_size, stride=patch_size), "conv_proj"
         )
         shape = window_shape(shape, self.conv_proj.out_channels, patch_size, patch_size, "valid")
         self.patches_target_shape = (-1, width)
@@ -369,7 +401,7 @@ class Vit(nn.Module):
             shape = block.out_shape
         self.encoder_ln = keras_layer(KerasLayerNorm(shape[-1], eps=epsilon), "encoder_ln")
         shape = shape[1:]
-        self.head = keras_layer(nn.Linear(shape[-1], classes), "head")
+        self.head = keras_layer(KerasLinear(shape[-1], classes), "head")
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -387,17 +419,20 @@ class Vit(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
             if isinstance(
-                module, KerasLayerNorm | PositionalEmbedding | ClassToken | KerasMultiHeadAttention
+                module,
+                KerasLinear
+                | GlorotConv2d
+                | KerasLayerNorm
+                | PositionalEmbedding
+                | ClassToken
+                | KerasMultiHeadAttention,
             ):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""

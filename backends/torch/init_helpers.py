@@ -100,11 +100,26 @@ def keras_initializer(initializer):
     raise ValueError(f"unknown Keras initializer {initializer!r}")
 
 
+class Initializers(dict):
+    """A layer's initializers (objects of the classes above) by Keras' keywords
+    (kernel_initializer, bias_initializer, depthwise_initializer, pointwise_initializer);
+    `draw(layer)` draws its weights with them (`keras_init_`)."""
+
+    def draw(self, layer) -> None:
+        keras_init_(layer)
+
+
 def with_initializers(module, **initializers):
-    """Give a module its Keras layer's initializers (objects of the classes above), by Keras'
-    keywords (kernel_initializer, bias_initializer, depthwise_initializer,
-    pointwise_initializer)."""
-    module.initializers = initializers
+    """Give a module its Keras layer's initializers, which its reset_parameters draws with
+    (each module its own, as FSDP materialises a model); a separable convolution's parts
+    each hold theirs: the depthwise its kernel's, the pointwise its kernel's and the bias'."""
+    if hasattr(module, "pointwise"):
+        depthwise = {k: v for k, v in initializers.items() if k == "depthwise_initializer"}
+        pointwise = {k: v for k, v in initializers.items() if k != "depthwise_initializer"}
+        with_initializers(module.depthwise, **depthwise)
+        with_initializers(module.pointwise, **pointwise)
+    else:
+        module.initializers = Initializers(initializers)
     return module
 
 
@@ -112,10 +127,8 @@ def keras_init_(layer) -> None:
     """Draw the weights of a layer `with_initializers` as Keras draws them: the fans are Keras'
     of its kernel layout. PyTorch's (out, in, *window) weights have them as they are (and a
     transposed convolution's (in, out, *window) those of Keras' (*window, out, in)); Keras'
-    depthwise kernel (kh, kw, C, M) is held (C * M, 1, kh, kw). A separable convolution's
-    depthwise part is `depthwise`; its pointwise part holds the bias."""
-    depthwise = getattr(layer, "depthwise", layer)
-    conv = getattr(layer, "pointwise", layer)
+    depthwise kernel (kh, kw, C, M) is held (C * M, 1, kh, kw)."""
+    depthwise = conv = layer  # a separable convolution's two parts: each its own
     with torch.no_grad():
         for keyword, draw in layer.initializers.items():
             if keyword == "bias_initializer":

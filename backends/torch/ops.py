@@ -208,7 +208,7 @@ def _padding(ctx: Ctx, plain: str, keras: str) -> tuple[str, list[str]]:
 
 
 def _conv_module(ctx: Ctx) -> str:
-    cls, padding = _padding(ctx, "nn.Conv2d", "KerasConv2d")
+    cls, padding = _padding(ctx, ctx.helper("GlorotConv2d"), "KerasConv2d")
     args = [f"{ctx.shape}[-1]", ctx.attr("filters") or "", ctx.attr("kernel") or ""]
     args += _kw(ctx, ("strides", "stride")) + padding
     args += _kw(ctx, ("dilation", "dilation"), ("groups", "groups"), ("use_bias", "bias"))
@@ -313,7 +313,7 @@ def _dense_forward(ctx: Ctx, xs: list[str], mod: str) -> str:
 
 def _dense_module(ctx: Ctx) -> str:
     args = [f"{ctx.shape}[-1]", ctx.attr("units") or "", *_kw(ctx, ("use_bias", "bias"))]
-    return f"nn.Linear({', '.join(args)})"
+    return f"{ctx.helper('KerasLinear')}({', '.join(args)})"
 
 
 def _broadcast_inputs(ctx: Ctx, xs: list[str]) -> list[str]:
@@ -603,7 +603,7 @@ TORCH_OPS: dict[str, TorchOp] = {
             "kernel": Binding("weight", lambda a: a.transpose(3, 2, 0, 1), _conv_kernel_to_keras),
             **_BIAS,
         },
-        reads=(("Conv2d", "KerasConv2d"), reads.conv),
+        reads=(("GlorotConv2d", "KerasConv2d", "Conv2d"), reads.conv),
     ),
     "depthwise_conv2d": TorchOp(
         _conv_forward,
@@ -690,7 +690,7 @@ TORCH_OPS: dict[str, TorchOp] = {
         _dense_module,
         lambda c: f"(*{c.shape}[:-1], {c.module}.out_features)",
         {"kernel": Binding("weight", lambda a: a.T, lambda a, shape: a.T), **_BIAS},
-        reads=(("Linear",), reads.dense),
+        reads=(("KerasLinear", "Linear"), reads.dense),
     ),
     "dropout": TorchOp(
         lambda c, xs, m: f"{m}({xs[0]})",

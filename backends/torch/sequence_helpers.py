@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archc.backends.torch.helpers import keras_reset_  # a file carries it beside these
+
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
     """A tensor held in this file's layout, in the logical channels-last order."""
@@ -55,9 +57,7 @@ class KerasConv1d(nn.Conv1d):
         self.same = padding == "same"
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.weight)  # Keras' fans of (k, in, out): PyTorch's too
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        keras_reset_(self)  # Keras' fans of (k, in, out): PyTorch's too
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.transpose(1, 2)

@@ -3,10 +3,10 @@
 The recipe README's "Training at scale" gives, on two CPU processes (gloo, spawned as in
 test_ddp.py): the model built on the meta device (no memory for weights), each decoder block
 and then the whole model sharded with `fully_shard`, the shards allocated with `to_empty` and
-filled with Keras' initial values by the model's `reset_parameters()` (which gives each module
-its Keras rule: Glorot-uniform kernels, zero biases, the embeddings' and LayerNorm's own; plain
-`nn.Linear.reset_parameters` is PyTorch's Kaiming rule, so the model's method is the one to
-call). Two checks:
+filled with Keras' initial values by each module's own `reset_parameters()`, as FSDP expects
+(the model's own, which calls them all, left out: each generated module draws Keras' rule
+itself, Glorot-uniform kernels, zero biases, the embeddings' and LayerNorm's own; a plain
+`nn.Linear` would draw PyTorch's Kaiming rule). Two checks:
 
 - the sharded model's initial values, gathered, follow the unsharded model's distributions
   (constants equal; random tensors: the same standard deviation to 3%, a difference
@@ -60,7 +60,8 @@ def _loss(model: Any, tokens: Any, targets: Any) -> Any:
 
 
 def _sharded() -> Any:
-    """The recipe: meta build, fully_shard per block and the whole, to_empty, Keras' init."""
+    """The recipe: meta build, fully_shard per block and the whole, to_empty, then each
+    module's own reset_parameters (Keras' initial values, module by module)."""
     from torch.distributed.fsdp import fully_shard
 
     model = _model("meta")
@@ -68,7 +69,9 @@ def _sharded() -> Any:
         fully_shard(block)
     fully_shard(model)
     model.to_empty(device="cpu")
-    model.reset_parameters()
+    for module in model.modules():
+        if module is not model and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
     return model
 
 

@@ -71,6 +71,38 @@ def window_shape(shape, channels, kernel, strides=1, padding="valid", dilation=1
     return (*out, channels)
 
 
+def spec_initializers_(module: nn.Module) -> None:
+    """Draw a layer's weights with the initializers the spec gives it (`with_initializers`),
+    if it gives any: the last step of its reset_parameters."""
+    initializers = getattr(module, "initializers", None)
+    if initializers is not None:
+        initializers.draw(module)
+
+
+def keras_reset_(module: nn.Module) -> None:
+    """Keras' initial values of a dense layer or convolution: a Glorot-uniform kernel (Keras'
+    fans, which PyTorch's equal for these), a zero bias; then the spec's initializers."""
+    nn.init.xavier_uniform_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    spec_initializers_(module)
+
+
+class KerasLinear(nn.Linear):
+    """nn.Linear with Keras' initial values as its own reset_parameters (FSDP materialises a
+    model module by module, calling each one's)."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
+class GlorotConv2d(nn.Conv2d):
+    """nn.Conv2d with Keras' initial values as its own reset_parameters."""
+
+    def reset_parameters(self) -> None:
+        keras_reset_(self)
+
+
 class KerasLayerNorm(nn.LayerNorm):
     """Keras' LayerNormalization over the channel axis (dim 1 of an image, the last dim of a
     vector or a (N, T, C) sequence): Keras' epsilon, gamma (scale) and beta (center) apart."""
@@ -151,15 +183,15 @@ class ConvnextV2Block(nn.Module):
         super().__init__()
         shape = in_shape
         self.dwconv = keras_layer(
-            nn.Conv2d(shape[-1], in_shape[-1], 7, padding="same", groups=in_shape[-1]),
+            GlorotConv2d(shape[-1], in_shape[-1], 7, padding="same", groups=in_shape[-1]),
             f"{prefix}_dwconv",
         )
         shape = (*shape[:-1], self.dwconv.out_channels)
         self.layernorm = keras_layer(KerasLayerNorm(shape[-1], eps=1e-06), f"{prefix}_layernorm")
-        self.pwconv1 = keras_layer(nn.Linear(shape[-1], 4 * in_shape[-1]), f"{prefix}_pwconv1")
+        self.pwconv1 = keras_layer(KerasLinear(shape[-1], 4 * in_shape[-1]), f"{prefix}_pwconv1")
         shape = (*shape[:-1], self.pwconv1.out_features)
         self.grn = keras_layer(GRN(shape[-1]), f"{prefix}_grn")
-        self.pwconv2 = keras_layer(nn.Linear(shape[-1], in_shape[-1]), f"{prefix}_pwconv2")
+        self.pwconv2 = keras_layer(KerasLinear(shape[-1], in_shape[-1]), f"{prefix}_pwconv2")
         shape = (*shape[:-1], self.pwconv2.out_features)
         self.drop_path = None
         if drop_rate > 0:
@@ -207,7 +239,7 @@ class Stage(nn.Module):
                 KerasLayerNorm(shape[-1], eps=1e-06), f"encoder_stages_{s}_downsampling_layer_0"
             )
             self.encoder_stages_downsampling_layer1 = keras_layer(
-                nn.Conv2d(shape[-1], hidden_sizes[s], 2, stride=2),
+                GlorotConv2d(shape[-1], hidden_sizes[s], 2, stride=2),
                 f"encoder_stages_{s}_downsampling_layer_1",
             )
             shape = window_shape(
@@ -261,7 +293,7 @@ class ConvnextV2(nn.Module):
         pixel_values_shape = channels_last("input_shape", input_shape, (224, 224, 3))
         shape = pixel_values_shape
         self.embeddings_patch_embeddings = keras_layer(
-            nn.Conv2d(shape[-1], hidden_sizes[0], 4, stride=4), "embeddings_patch_embeddings"
+            GlorotConv2d(shape[-1], hidden_sizes[0], 4, stride=4), "embeddings_patch_embeddings"
         )
         shape = window_shape(shape, self.embeddings_patch_embeddings.out_channels, 4, 4, "valid")
         self.embeddings_layernorm = keras_layer(
@@ -278,7 +310,7 @@ class ConvnextV2(nn.Module):
         self.layernorm = keras_layer(KerasLayerNorm(shape[-1], eps=layer_norm_eps), "layernorm")
         self.classifier = None
         if classes > 0:
-            self.classifier = keras_layer(nn.Linear(shape[-1], classes), "classifier")
+            self.classifier = keras_layer(KerasLinear(shape[-1], classes), "classifier")
         self.keras_layers = {
             m.keras_name: name for name, m in self.named_modules() if hasattr(m, "keras_name")
         }
@@ -295,15 +327,12 @@ class ConvnextV2(nn.Module):
         return x
 
     def reset_parameters(self) -> None:
-        """Keras' initial values: Glorot-uniform kernels (Keras' fans, which PyTorch's equal
-        for convolutions and dense layers), zero biases, BatchNorm 1 and 0."""
+        """Keras' initial values: Glorot-uniform kernels (Keras' fans), zero biases, BatchNorm 1
+        and 0. Each module draws its own in its reset_parameters
+        (as FSDP materialises a model, module by module); this calls them."""
         for module in self.modules():
-            if isinstance(module, KerasLayerNorm | GRN):
-                module.reset_parameters()  # rules of their own
-            elif isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(module, KerasLinear | GlorotConv2d | KerasLayerNorm | GRN):
+                module.reset_parameters()
 
     def regularization_loss(self) -> Tensor:
         """Keras' L2 kernel penalties: the sum of factor * sum(kernel**2) over layers."""
