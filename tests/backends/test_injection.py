@@ -55,9 +55,11 @@ ALLOWED_CALL_NAMES = {
     *("tuple", "range", "zip", "max", "min", "sum", "abs", "round", "ValueError"),
     *("keras_layer", "pair", "window_shape", "same_pads", "torch_pads", "zero_pad_shape"),
     *("reshape_shape", "torch_dim", "concat_shape", "activate", "make_divisible"),
+    *("keras_reset_", "spec_initializers_"),  # Keras' initial values, module by module
 }
 ALLOWED_IMPORTS = {"keras", "torch", "torch.nn.functional", "math"}
 FRAMEWORK_STRINGS = {"same", "valid", "relu", "-inf", "keras_name", "l2", "linear", "softmax"}
+FRAMEWORK_STRINGS |= {"initializers"}  # the attribute spec_initializers_ reads
 HEADER_KEYS = {"path", "sha256", "archc", "total", "trainable", "non_trainable"}
 
 

@@ -96,6 +96,9 @@ def test_helper_order_puts_needs_first_and_is_stable() -> None:
         "pair",
         "same_pad",
         "same_pads",
+        "spec_initializers_",  # keras_reset_ calls it
+        "keras_reset_",  # GlorotConv2d's reset_parameters
+        "GlorotConv2d",  # KerasConv2d's base, and the separable convolution's pointwise part
         "KerasConv2d",
         "KerasDepthwiseConv2d",
         "KerasSeparableConv2d",

@@ -303,4 +303,4 @@ def sequence_cases(case: Any) -> dict[str, list[Any]]:
 
 # inputs for ops that need a sequence, where a test compiles every op on one default input
 SEQUENCE_INPUT = (6, 4)
-NEEDS_SEQUENCE = ("global_avg_pool1d", "global_max_pool1d")
+NEEDS_SEQUENCE = ("global_avg_pool1d", "global_max_pool1d", "sinusoidal_embedding")
