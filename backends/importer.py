@@ -1452,6 +1452,36 @@ def _softmax_logits(keras_model: Any, graph: Any, x: Any) -> float | None:
     return softmax_logits(keras_model, graph, node, {node.inputs[0]: np.asarray(feed)})
 
 
+class StepLog:
+    """A proof's steps as they finish: each timed from the end of the one before (or from the
+    log's start), kept, and reported at once."""
+
+    def __init__(self, report: Callable[[Step], None]) -> None:
+        self.steps: list[Step] = []
+        self.report = report
+        self.start = time.perf_counter()
+
+    def done(self, name: str, result: str) -> None:
+        step = Step(name, result, round(time.perf_counter() - self.start, 2))
+        self.steps.append(step)
+        self.report(step)
+        self.start = time.perf_counter()
+
+    def compile_both(self, spec: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> None:
+        """The proof's compile step, the same for every importer: both backends written and
+        held to the IR."""
+        from .compile import compile_to_file
+
+        paths = [compile_to_file(Path(spec), b, Path(out_dir)).path for b in ("keras", "torch")]
+        written = ", ".join(map(str, paths))
+        self.done("compile", f"both written and verified against the IR: {written}")
+
+    def verified(self, checked: Any) -> None:
+        """The verify step's line, from verify's report."""
+        agree = f"{checked.layers_checked} layers agree, max|Δ| = {checked.max_abs_diff:.3g}"
+        self.done("verify", agree)
+
+
 def prove(
     spec: str | os.PathLike[str],
     keras_model: Any,
@@ -1473,21 +1503,13 @@ def prove(
     from archc.compiler.api import compile_spec
 
     from . import sizes
-    from .compile import compile_to_file
 
-    steps: list[Step] = []
-
-    def done(name: str, result: str, start: float) -> None:
-        step = Step(name, result, round(time.perf_counter() - start, 2))
-        steps.append(step)
-        report(step)
-
-    t = time.perf_counter()
+    log = StepLog(report)
     compiled = compile_spec(str(spec))
     want = keras_counts(keras_model)
     got = compiled.graph.counts
     if got != want:
-        raise _proof_error(
+        raise proof_error(
             spec, f"the spec has {got.as_dict()} parameters, the Keras model {want.as_dict()}"
         )
     flat = _FlatModel(keras_model)
@@ -1495,26 +1517,20 @@ def prove(
     weighted = [name for name, layer in flat.layers.items() if layer.weights]
     lost = sorted(set(weighted) - {n.name for n in compiled.graph.nodes})
     if missing or lost:
-        raise _proof_error(spec, f"layer names differ: spec only {missing}, Keras only {lost}")
-    done(
+        raise proof_error(spec, f"layer names differ: spec only {missing}, Keras only {lost}")
+    log.done(
         "check",
         f"counts equal the Keras model's: {got.total:,} ({got.trainable:,} "
         f"trainable, {got.non_trainable:,} non-trainable)",
-        t,
     )
-
-    t = time.perf_counter()
-    paths = [compile_to_file(Path(spec), b, Path(out_dir)).path for b in ("keras", "torch")]
-    done("compile", "both written and verified against the IR: " + ", ".join(map(str, paths)), t)
+    log.compile_both(spec, out_dir)
 
     unknown = any(d is None for d in compiled.graph.node(compiled.graph.inputs[0]).shape or ())
-    t = time.perf_counter()
     checked = run_verify(
         compiled, odd_input=False, input_sizes=(input_size,) if unknown else (), batch=2
     )
-    done("verify", f"{checked.layers_checked} layers agree, max|Δ| = {checked.max_abs_diff:.3g}", t)
+    log.verified(checked)
 
-    t = time.perf_counter()
     randomize_keras(flat, compiled.graph, seed)
     import tempfile
 
@@ -1538,9 +1554,8 @@ def prove(
             route = "by layer name from the model (its weights file nests containers)"
             torch_model = torch_backend.build(compiled)
             arrays = keras_to_torch(flat, torch_model, compiled.graph)
-    done("weights", f"{arrays} arrays moved into the generated PyTorch model ({route})", t)
+    log.done("weights", f"{arrays} arrays moved into the generated PyTorch model ({route})")
 
-    t = time.perf_counter()
     run = compiled if not unknown else sizes._at(compiled, input_size)
     shape = run.graph.node(run.graph.inputs[0]).shape or ()
     x = np.random.default_rng(seed).standard_normal((2, *shape)).astype(np.float32)
@@ -1560,29 +1575,31 @@ def prove(
         allowed = max(allowed, RTOL * logits)
     largest = float(np.max(np.abs(y_keras))) if y_keras.size else 0.0
     if not diff <= allowed:
-        raise _proof_error(
+        raise proof_error(
             spec,
             f"the generated PyTorch model's outputs differ from the Keras model's: max|Δ| = "
             f"{diff:.3g} (allowed {allowed:.3g})",
         )
     size = "x".join(map(str, shape))
-    done(
+    log.done(
         "outputs",
         f"the original Keras model and the PyTorch model agree at {size}: "
         f"max|Δ| = {diff:.3g} (max|y| = {largest:.3g})",
-        t,
     )
-    return Proof(steps, diff, largest)
+    return Proof(log.steps, diff, largest)
 
 
-def _proof_error(spec: str | os.PathLike[str], message: str) -> SpecError:
+def proof_error(
+    spec: str | os.PathLike[str], message: str, importer: str = "importer"
+) -> SpecError:
+    """E173: a step of an import's proof found a difference (archc's bug, not the user's)."""
     return SpecError(
         [
             Diagnostic(
                 "E173",
                 message,
                 Location(str(spec), 1, 1),
-                hint="this is a bug in archc's importer or a backend; please report it with "
+                hint=f"this is a bug in archc's {importer} or a backend; please report it with "
                 "the model",
             )
         ]

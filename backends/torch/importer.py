@@ -30,7 +30,6 @@ import operator
 import os
 import re
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from archc.backends.importer import (
     Item,
     Proof,
     Step,
+    StepLog,
     _classes,
     _common,
     _defaults,
@@ -50,6 +50,7 @@ from archc.backends.importer import (
     _same,
     _scalar,
     _shown,
+    proof_error,
 )
 from archc.compiler.diagnostics import Diagnostic, Location, SpecError, short_repr
 from archc.compiler.names import check_name
@@ -1856,17 +1857,7 @@ def _move(move: Move, orig: dict[str, Any], local: dict[str, Any]) -> dict[str, 
 
 
 def _proof_error(message: str, where: str = "<import>") -> SpecError:
-    return SpecError(
-        [
-            Diagnostic(
-                "E173",
-                message,
-                Location(where, 1, 1),
-                hint="this is a bug in archc's PyTorch importer or a backend; please report it "
-                "with the model",
-            )
-        ]
-    )
+    return proof_error(where, message, "PyTorch importer")
 
 
 def _to_keras_layout(y: Any) -> Any:
@@ -1894,7 +1885,6 @@ def prove(
     import numpy as np
     import torch
 
-    from archc.backends.compile import compile_to_file
     from archc.backends.keras import backend as keras_backend
     from archc.backends.proof.verify import _compare
     from archc.backends.proof.verify import verify as run_verify
@@ -1904,15 +1894,8 @@ def prove(
 
     from . import backend as torch_backend
 
-    steps: list[Step] = []
     where = str(spec)
-
-    def done(name: str, result: str, start: float) -> None:
-        step = Step(name, result, round(time.perf_counter() - start, 2))
-        steps.append(step)
-        report(step)
-
-    t = time.perf_counter()
+    log = StepLog(report)
     compiled = compile_spec(where)
     want = expected_counts(model, imported.folded)
     got = compiled.graph.counts
@@ -1930,22 +1913,15 @@ def prove(
                 where,
             )
     folded = f", less {imported.folded} folded recurrent biases" if imported.folded else ""
-    done(
+    log.done(
         "check",
         f"counts equal the PyTorch model's{folded}: {got.total:,} ({got.trainable:,} "
         f"trainable, {got.non_trainable:,} non-trainable); every layer's shape the trace's",
-        t,
     )
-
-    t = time.perf_counter()
-    paths = [compile_to_file(Path(spec), b, Path(out_dir)).path for b in ("keras", "torch")]
-    done("compile", "both written and verified against the IR: " + ", ".join(map(str, paths)), t)
-
-    t = time.perf_counter()
+    log.compile_both(spec, out_dir)
     checked = run_verify(compiled, batch=batch, seed=seed)
-    done("verify", f"{checked.layers_checked} layers agree, max|Δ| = {checked.max_abs_diff:.3g}", t)
+    log.verified(checked)
 
-    t = time.perf_counter()
     generated = torch_backend.build(compiled)
     state = moved_state(model, generated, imported)
     generated.load_state_dict(state, strict=True)
@@ -1956,14 +1932,12 @@ def prove(
         h5 = Path(tmp) / "original.weights.h5"
         converted = convert_weights(where, moved, h5)
         keras_model.load_weights(str(h5))
-    done(
+    log.done(
         "weights",
         f"{len(state)} tensors of the original's state_dict moved into the generated PyTorch "
         f"model by name, {converted.arrays} arrays to Keras by `archc weights`",
-        t,
     )
 
-    t = time.perf_counter()
     xs = example_inputs(imported.torch_inputs, imported.token_inputs, batch, seed + 1)
     model.eval()
     with torch.no_grad():
@@ -1986,10 +1960,9 @@ def prove(
         worst = max(worst, diff)
         largest = max(largest, float(np.max(np.abs(want_y))) if want_y.size else 0.0)
     shapes = ", ".join("x".join(map(str, s)) for s in imported.torch_inputs)
-    done(
+    log.done(
         "outputs",
         f"the original PyTorch model and the generated Keras model agree on a seeded batch of "
         f"{batch} ({shapes}): max|Δ| = {worst:.3g} (max|y| = {largest:.3g})",
-        t,
     )
-    return Proof(steps, worst, largest)
+    return Proof(log.steps, worst, largest)

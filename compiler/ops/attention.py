@@ -20,6 +20,7 @@ then attends to the keys whose mask is not 0 (and, with causal too, to those up 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -116,10 +117,17 @@ def _weights(a: AttentionAttrs, ins: list[Shape], out: Shape) -> list[Weight]:
         ("value", (ev, h, dv), (h, dv)),
         ("attention_output", (h, dv, o), (o,)),
     ]
+    return projection_weights(parts, a.use_bias)
+
+
+def projection_weights(parts: Sequence[tuple[str, Shape, Shape]], use_bias: bool) -> list[Weight]:
+    """Keras' attention weights: each projection's (name, kernel shape, bias shape) as
+    `name/kernel`, then `name/bias` where the layer has biases (MultiHeadAttention's and
+    GroupQueryAttention's order)."""
     ws = []
     for name, kernel, bias in parts:
         ws.append(Weight(f"{name}/kernel", kernel, True))
-        if a.use_bias:
+        if use_bias:
             ws.append(Weight(f"{name}/bias", bias, True))
     return ws
 

@@ -28,6 +28,7 @@ from pydantic import Field
 
 from ..ir import Shape, Weight
 from . import ATTRS_CONFIG, Bool, Float, OpDef, PosInt, ShapeError, register
+from .attention import projection_weights
 
 ROPE_THETA = 10000.0  # LLaMA's (transformers' LlamaConfig default)
 ROPE = (
@@ -101,12 +102,7 @@ def _gqa_weights(a: GroupedAttentionAttrs, ins: list[Shape], out: Shape) -> list
         ("value", (c, hkv, d), (hkv, d)),
         ("attention_output", (hq, d, c), (c,)),
     ]
-    ws = []
-    for name, kernel, bias in parts:
-        ws.append(Weight(f"{name}/kernel", kernel, True))
-        if a.use_bias:
-            ws.append(Weight(f"{name}/bias", bias, True))
-    return ws
+    return projection_weights(parts, a.use_bias)
 
 
 def gqa_macs(a: GroupedAttentionAttrs, ins: list[Shape], out: Shape) -> int:
